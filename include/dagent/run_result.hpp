@@ -1,0 +1,80 @@
+#pragma once
+// What a run produces (SPEC.md §5) and the events it emits while it goes.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json/value.hpp>
+
+namespace dagent {
+
+enum class StepStatus { pending, running, succeeded, failed, skipped };
+enum class VerificationStatus { not_requested, pending, passed, failed };
+enum class RunStatus { succeeded, failed };
+
+std::string_view to_string(StepStatus s) noexcept;
+std::string_view to_string(VerificationStatus s) noexcept;
+std::string_view to_string(RunStatus s) noexcept;
+
+/// One step's outcome. Times are milliseconds since the run started (monotonic clock).
+struct StepResult {
+  int id = 0;
+  std::string action;
+  int level = 0;
+  StepStatus status = StepStatus::pending;
+  int attempts = 0;
+  double started_ms = 0;
+  double finished_ms = 0;
+  int slot = -1;                 ///< concurrency slot the step ran in (trace track), -1 if it never ran
+  boost::json::value output;     ///< null unless succeeded
+  std::string error;             ///< why it failed or was skipped; empty otherwise
+  VerificationStatus verification = VerificationStatus::not_requested;
+  std::string verification_reason;
+};
+
+/// Counters of SPEC §5 `metrics`.
+struct RunMetrics {
+  double wall_ms = 0;
+  std::int64_t llm_calls = 0;
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  std::int64_t embedding_calls = 0;
+  std::int64_t retries = 0;
+  double rate_limit_wait_ms = 0;
+  std::int64_t cache_hits = 0;
+  std::int64_t connections_opened = 0;
+  int max_concurrent_steps = 0;
+};
+
+struct RunResult {
+  std::string run_id;
+  std::string task;
+  RunStatus status = RunStatus::failed;
+  boost::json::value plan;                 ///< the executed plan, as given
+  std::vector<std::vector<int>> levels;    ///< step ids per level
+  std::vector<int> critical_path;          ///< step ids on a longest dependency chain
+  std::vector<StepResult> steps;           ///< in plan order
+  std::string answer;
+  std::string error;                       ///< run-level problem (e.g. "interrupted"); empty otherwise
+  bool interrupted = false;
+  RunMetrics metrics;
+};
+
+/// A change of one step's state, delivered on the event loop as it happens.
+struct StepEvent {
+  int step_id = 0;
+  std::string_view action;
+  StepStatus status = StepStatus::pending;
+  VerificationStatus verification = VerificationStatus::not_requested;
+  int attempt = 0;
+  int slot = -1;
+  double at_ms = 0;
+  std::string_view message;  ///< error, skip reason or verification reason; may be empty
+};
+
+/// SPEC §5 JSON of a result.
+boost::json::object to_json(const RunResult& r);
+
+}  // namespace dagent

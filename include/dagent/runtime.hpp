@@ -1,0 +1,84 @@
+#pragma once
+// The embedding API: load a config, register tools, run a task or a plan, watch step events.
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include "dagent/run_result.hpp"
+#include "dagent/tool.hpp"
+
+namespace dagent {
+
+namespace config {
+struct Config;
+}
+
+/// How to run: observers and side outputs. Everything is optional.
+struct RunOptions {
+  std::function<void(const RunResult&)> on_start;  ///< the validated run (id, plan, levels) before any step
+  std::function<void(const StepEvent&)> on_event;  ///< called on the runtime's loop thread
+  std::filesystem::path trace_file;                ///< Chrome trace-event JSON, when set
+  bool stop_on_sigint = false;                     ///< SIGINT interrupts the run (the CLI sets it)
+};
+
+/// A validated plan and its DAG, without running it.
+struct PlanReport {
+  std::vector<std::string> problems;    ///< non-empty: the input is invalid
+  std::string task;
+  boost::json::value plan;
+  std::vector<std::vector<int>> levels;
+  std::vector<int> critical_path;
+};
+
+/// A run, or the reasons it could not start.
+struct RunOutcome {
+  std::vector<std::string> problems;    ///< non-empty: invalid input, nothing was executed
+  RunResult result;
+
+  /// SPEC §1: 0 succeeded, 1 a step or verification failed, 2 invalid input.
+  int exit_code() const noexcept;
+};
+
+/// Wires config, tools and executor. Not thread-safe: use one Runtime from one thread at a time.
+class Runtime {
+ public:
+  /// Loads `config_file` (empty: built-in defaults) and applies `--set`-style overrides.
+  /// On failure, every problem is returned as "file:line: key: message".
+  static std::variant<Runtime, std::vector<std::string>> load(const std::filesystem::path& config_file,
+                                                              const std::vector<std::string>& overrides = {});
+  explicit Runtime(config::Config cfg);
+  Runtime(Runtime&&) noexcept;
+  Runtime& operator=(Runtime&&) noexcept;
+  ~Runtime();
+
+  const config::Config& config() const noexcept;
+
+  /// Makes `tool` callable from plans; fails when a tool of that name exists.
+  boost::system::result<void, ToolError> register_tool(std::shared_ptr<Tool> tool);
+
+  /// Validates a task (file path or name under `tasks:`) and derives its DAG.
+  PlanReport plan_task(std::string_view task);
+  /// Validates a plan (SPEC §3 JSON) and derives its DAG; `$input.x` is checked against
+  /// `inputs` when given.
+  PlanReport plan_json(const boost::json::value& plan, const boost::json::object* inputs = nullptr);
+  /// Runs a task (file path or name under `tasks:`).
+  RunOutcome run_task(std::string_view task, const RunOptions& options = {});
+  /// Runs a plan (SPEC §3 JSON) with `inputs`, its tools confined to `workspace`.
+  RunOutcome run_plan(const boost::json::value& plan, const boost::json::object& inputs,
+                      const std::filesystem::path& workspace, const RunOptions& options = {},
+                      std::string task_name = "plan");
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dagent

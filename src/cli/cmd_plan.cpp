@@ -1,0 +1,66 @@
+#include <cstdio>
+
+#include <boost/json/serialize.hpp>
+
+#include "cli/commands.hpp"
+#include "dagent/runtime.hpp"
+
+namespace dagent::cli {
+
+namespace {
+
+std::string join(const std::vector<int>& ids, std::string_view sep) {
+  std::string out;
+  for (int id : ids) {
+    if (!out.empty()) out += sep;
+    out += std::to_string(id);
+  }
+  return out;
+}
+
+boost::json::array to_array(const std::vector<int>& ids) {
+  boost::json::array a;
+  for (int id : ids) a.emplace_back(id);
+  return a;
+}
+
+}  // namespace
+
+int plan_command(const Options& options) {
+  if (options.args.size() != 1) {
+    std::fprintf(stderr, "dagent: plan takes one TASK (a task file or a task name from config.yaml)\n");
+    return 2;
+  }
+  auto runtime = load_runtime(options);
+  if (!runtime) return 2;
+  auto report = runtime->plan_task(options.args[0]);
+  if (!report.problems.empty()) {
+    for (const auto& p : report.problems) std::fprintf(stderr, "%s\n", p.c_str());
+    std::fprintf(stderr, "dagent: the plan is invalid (%zu problem%s)\n", report.problems.size(),
+                 report.problems.size() == 1 ? "" : "s");
+    return 2;
+  }
+  if (options.json) {
+    boost::json::array levels;
+    for (const auto& level : report.levels) levels.emplace_back(to_array(level));
+    boost::json::object out{{"task", report.task},
+                            {"plan", report.plan},
+                            {"levels", std::move(levels)},
+                            {"critical_path", to_array(report.critical_path)}};
+    std::printf("%s\n", boost::json::serialize(out).c_str());
+    return 0;
+  }
+  const auto* steps = report.plan.if_array();
+  if (!steps && report.plan.is_object()) steps = report.plan.get_object().at("steps").if_array();
+  std::printf("task %s: %zu steps, %zu levels\n", report.task.c_str(), steps ? steps->size() : 0, report.levels.size());
+  if (steps) {
+    for (const auto& s : *steps) std::printf("  %s\n", boost::json::serialize(s).c_str());
+  }
+  for (std::size_t i = 0; i < report.levels.size(); ++i)
+    std::printf("level %zu: %s\n", i, join(report.levels[i], ", ").c_str());
+  std::printf("critical path: %s (%zu steps)\n", join(report.critical_path, " -> ").c_str(),
+              report.critical_path.size());
+  return 0;
+}
+
+}  // namespace dagent::cli

@@ -1,0 +1,21 @@
+#pragma once
+// The subcommands; each returns the process exit code (SPEC.md §1).
+
+#include <memory>
+
+#include "cli/options.hpp"
+
+namespace dagent {
+class Runtime;
+}
+
+namespace dagent::cli {
+
+/// Loads the config of `options` into a Runtime, or prints every problem and returns nullptr.
+std::unique_ptr<Runtime> load_runtime(const Options& options);
+
+int run_command(const Options& options);
+int plan_command(const Options& options);
+int validate_command(const Options& options);
+
+}  // namespace dagent::cli

@@ -1,0 +1,128 @@
+#include "cli/live_view.hpp"
+
+#include <algorithm>
+
+namespace dagent::cli {
+
+namespace {
+
+constexpr std::size_t k_max_running_lines = 8;
+constexpr std::size_t k_max_step_lines = 200;  // bigger plans print only failures line by line
+constexpr auto k_redraw_interval = std::chrono::milliseconds(50);
+
+const char* mark(StepStatus s) {
+  switch (s) {
+    case StepStatus::succeeded: return "ok  ";
+    case StepStatus::failed: return "FAIL";
+    case StepStatus::skipped: return "skip";
+    case StepStatus::running: return "run ";
+    default: return "    ";
+  }
+}
+
+}  // namespace
+
+void LiveView::start(const RunResult& skeleton) {
+  std::size_t n = 0;
+  for (const auto& level : skeleton.levels) n += level.size();
+  total_ = n;
+  if (mode_ == Mode::quiet) return;
+  std::fprintf(out_, "run %s: task %s, %zu steps in %zu levels\n", skeleton.run_id.c_str(), skeleton.task.c_str(),
+               total_, skeleton.levels.size());
+  std::fflush(out_);
+}
+
+void LiveView::on_event(const StepEvent& ev) {
+  const bool terminal = ev.status == StepStatus::succeeded || ev.status == StepStatus::failed ||
+                        ev.status == StepStatus::skipped;
+  const bool verdict_only = terminal && ev.status == StepStatus::succeeded && !running_.contains(ev.step_id) &&
+                            ev.verification != VerificationStatus::pending;
+  if (ev.status == StepStatus::running) {
+    running_[ev.step_id] = Running{std::string(ev.action), ev.at_ms};
+  } else if (terminal && !verdict_only) {
+    running_.erase(ev.step_id);
+    ++done_;
+    if (ev.status == StepStatus::failed) ++failed_;
+    if (ev.status == StepStatus::skipped) ++skipped_;
+  }
+
+  if (mode_ == Mode::quiet) return;
+  const bool interesting = ev.status == StepStatus::failed ||
+                           (verdict_only && ev.verification == VerificationStatus::failed);
+  const bool print_line = mode_ == Mode::lines ? true : (terminal && (total_ <= k_max_step_lines || interesting));
+  if (print_line && (mode_ == Mode::lines || ev.status != StepStatus::running)) {
+    clear_block();
+    std::string detail;
+    if (verdict_only) {
+      detail = std::string("verification ") + std::string(to_string(ev.verification));
+    } else {
+      detail = std::string(to_string(ev.status));
+      if (ev.attempt > 1) detail += " (attempt " + std::to_string(ev.attempt) + ")";
+    }
+    if (!ev.message.empty()) detail += ": " + std::string(ev.message);
+    std::fprintf(out_, "[%9.1f ms] %s step %d %.*s: %s\n", ev.at_ms, verdict_only ? "    " : mark(ev.status),
+                 ev.step_id, static_cast<int>(ev.action.size()), ev.action.data(), detail.c_str());
+    redraw(ev.at_ms, true);
+  } else {
+    redraw(ev.at_ms, false);
+  }
+}
+
+void LiveView::clear_block() {
+  if (mode_ != Mode::terminal || drawn_lines_ == 0) return;
+  std::fprintf(out_, "\x1b[%dF\x1b[J", drawn_lines_);
+  drawn_lines_ = 0;
+}
+
+void LiveView::redraw(double now_ms, bool force) {
+  if (mode_ != Mode::terminal) {
+    std::fflush(out_);
+    return;
+  }
+  auto now = std::chrono::steady_clock::now();
+  if (!force && now - last_draw_ < k_redraw_interval) return;
+  last_draw_ = now;
+  clear_block();
+  std::size_t shown = 0;
+  for (const auto& [id, r] : running_) {
+    if (shown == k_max_running_lines) break;
+    std::fprintf(out_, "  \x1b[36mrunning\x1b[0m step %d %s  %.0f ms\n", id, r.action.c_str(), now_ms - r.since_ms);
+    ++shown;
+  }
+  if (running_.size() > shown) {
+    std::fprintf(out_, "  … and %zu more running\n", running_.size() - shown);
+    ++shown;
+  }
+  std::fprintf(out_, "  [%zu/%zu] %zu running, %zu failed, %zu skipped\n", done_, total_, running_.size(), failed_,
+               skipped_);
+  drawn_lines_ = static_cast<int>(shown) + 1;
+  std::fflush(out_);
+}
+
+void LiveView::finish(const RunResult& r) {
+  clear_block();
+  std::size_t ok = 0, failed = 0, skipped = 0, unverified = 0;
+  for (const auto& s : r.steps) {
+    ok += s.status == StepStatus::succeeded;
+    failed += s.status == StepStatus::failed;
+    skipped += s.status == StepStatus::skipped;
+    unverified += s.verification == VerificationStatus::failed;
+  }
+  if (mode_ != Mode::quiet || r.status != RunStatus::succeeded) {
+    for (const auto& s : r.steps) {
+      if (s.status == StepStatus::failed)
+        std::fprintf(out_, "  step %d %s failed: %s\n", s.id, s.action.c_str(), s.error.c_str());
+      else if (s.verification == VerificationStatus::failed)
+        std::fprintf(out_, "  step %d %s failed verification: %s\n", s.id, s.action.c_str(),
+                     s.verification_reason.c_str());
+    }
+  }
+  std::fprintf(out_, "%s %s: %zu succeeded, %zu failed, %zu skipped", r.task.c_str(),
+               r.status == RunStatus::succeeded ? "succeeded" : (r.interrupted ? "interrupted" : "failed"), ok, failed,
+               skipped);
+  if (unverified) std::fprintf(out_, ", %zu failed verification", unverified);
+  std::fprintf(out_, " in %.1f ms (at most %d steps at once)\n", r.metrics.wall_ms, r.metrics.max_concurrent_steps);
+  std::fflush(out_);
+}
+
+}  // namespace dagent::cli

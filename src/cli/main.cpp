@@ -1,0 +1,32 @@
+// dagent: plan-and-execute LLM agent runtime (SPEC.md §1).
+
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.hpp"
+
+int main(int argc, char** argv) {
+  using namespace dagent::cli;
+  try {
+    auto parsed = parse_options(argc, argv);
+    if (auto* error = std::get_if<std::string>(&parsed)) {
+      std::fprintf(stderr, "dagent: %s\n\n%s", error->c_str(), usage().c_str());
+      return 2;
+    }
+    const auto& options = std::get<Options>(parsed);
+    if (options.command == "help") {
+      std::fputs(usage().c_str(), stdout);
+      return 0;
+    }
+    if (options.command == "version") {
+      std::printf("dagent %s\n", DAGENT_VERSION);
+      return 0;
+    }
+    if (options.command == "run") return run_command(options);
+    if (options.command == "plan") return plan_command(options);
+    return validate_command(options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dagent: internal error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,97 @@
+#include "cli/options.hpp"
+
+#include <algorithm>
+#include <string_view>
+
+namespace dagent::cli {
+
+namespace {
+
+constexpr std::string_view k_commands[] = {"run", "plan", "validate", "help", "version"};
+// Options of SPEC §1 whose features are not in this build yet: refused by name, not ignored.
+constexpr std::string_view k_later[] = {"--record", "--replay", "--replay-tools", "--resume"};
+
+}  // namespace
+
+std::string usage() {
+  return "usage: dagent COMMAND [ARGS] [OPTIONS]\n"
+         "\n"
+         "commands:\n"
+         "  run TASK                 run a task (a YAML file, or a name under `tasks:` in config.yaml)\n"
+         "  plan TASK                print the validated plan, its levels and critical path; run nothing\n"
+         "  validate [TASK|PLAN.json]  check config.yaml (and a task or plan) and print every problem\n"
+         "  --version | --help\n"
+         "\n"
+         "options:\n"
+         "  --config FILE            config file (default ./config.yaml if present, else built-in defaults)\n"
+         "  --set KEY=VALUE          override a config key by dotted path; repeatable\n"
+         "  --json                   print the machine-readable result on stdout\n"
+         "  --trace FILE             write a Chrome trace-event JSON of the run\n"
+         "  -q / -v                  quieter / more verbose progress on stderr\n"
+         "\n"
+         "exit codes: 0 succeeded, 1 a step or verification failed, 2 invalid input (nothing ran),\n"
+         "            3 the provider could not be reached\n";
+}
+
+std::variant<Options, std::string> parse_options(int argc, char** argv) {
+  Options o;
+  auto value_of = [&](int& i, std::string_view flag) -> std::optional<std::string> {
+    std::string_view arg = argv[i];
+    if (arg.size() > flag.size() && arg[flag.size()] == '=') return std::string(arg.substr(flag.size() + 1));
+    if (i + 1 >= argc) return std::nullopt;
+    return std::string(argv[++i]);
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    auto is = [&](std::string_view flag) { return arg == flag || (arg.starts_with(flag) && arg.size() > flag.size() && arg[flag.size()] == '='); };
+    if (arg == "--help" || arg == "-h") {
+      o.command = "help";
+    } else if (arg == "--version") {
+      o.command = "version";
+    } else if (arg == "--json") {
+      o.json = true;
+    } else if (arg == "-q" || arg == "--quiet") {
+      o.verbosity = -1;
+    } else if (arg == "-v" || arg == "--verbose") {
+      o.verbosity = 1;
+    } else if (is("--config")) {
+      auto v = value_of(i, "--config");
+      if (!v) return std::string("--config needs a file");
+      o.config = *v;
+    } else if (is("--set")) {
+      auto v = value_of(i, "--set");
+      if (!v) return std::string("--set needs KEY=VALUE");
+      o.overrides.push_back(*v);
+    } else if (is("--trace")) {
+      auto v = value_of(i, "--trace");
+      if (!v || v->empty()) return std::string("--trace needs a file");
+      o.trace_file = *v;
+    } else if (std::find(std::begin(k_later), std::end(k_later), arg.substr(0, arg.find('='))) != std::end(k_later)) {
+      return std::string(arg.substr(0, arg.find('='))) + " is not supported by this build yet";
+    } else if (arg.starts_with("-") && arg.size() > 1) {
+      return "unknown option " + std::string(arg);
+    } else if (o.command.empty()) {
+      if (std::find(std::begin(k_commands), std::end(k_commands), arg) == std::end(k_commands))
+        return "unknown command '" + std::string(arg) + "'";
+      o.command = arg;
+    } else {
+      o.args.emplace_back(arg);
+    }
+  }
+  if (o.command.empty()) return std::string("no command given");
+  return o;
+}
+
+std::variant<std::filesystem::path, std::string> config_path(const Options& options) {
+  if (options.config) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(*options.config, ec))
+      return "config file '" + options.config->string() + "' does not exist";
+    return *options.config;
+  }
+  std::error_code ec;
+  if (std::filesystem::is_regular_file("config.yaml", ec)) return std::filesystem::path("config.yaml");
+  return std::filesystem::path();
+}
+
+}  // namespace dagent::cli

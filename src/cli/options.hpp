@@ -1,0 +1,31 @@
+#pragma once
+// Command-line parsing for the dagent executable (SPEC.md §1).
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace dagent::cli {
+
+struct Options {
+  std::string command;                          ///< run, plan, validate, help, version
+  std::vector<std::string> args;                ///< positional arguments after the command
+  std::optional<std::filesystem::path> config;  ///< --config
+  std::vector<std::string> overrides;           ///< --set KEY=VALUE, in order
+  bool json = false;
+  std::filesystem::path trace_file;
+  int verbosity = 0;                            ///< -q: -1, -v: 1
+};
+
+/// Parses argv; an error message (usage problem) when it cannot.
+std::variant<Options, std::string> parse_options(int argc, char** argv);
+
+/// The --help text.
+std::string usage();
+
+/// The config file to load: --config, else ./config.yaml when present, else none (defaults).
+std::variant<std::filesystem::path, std::string> config_path(const Options& options);
+
+}  // namespace dagent::cli

@@ -1,0 +1,152 @@
+#pragma once
+// Typed configuration (SPEC.md §4). Defaults sit beside the fields; nothing outside src/config/
+// sees YAML.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/json/value.hpp>
+
+namespace dagent::config {
+
+struct LlmConfig {
+  std::string base_url = "https://api.openai.com/v1";
+  std::string api_key_env = "OPENAI_API_KEY";
+  std::string model = "gpt-4o-mini";
+  std::string embedding_model = "text-embedding-3-small";
+  std::int64_t timeout_ms = 60000;
+  std::int64_t connect_timeout_ms = 5000;
+  int max_retries = 2;
+  std::string ca_file;
+  bool structured_output = true;
+};
+
+struct ConnectionPoolingConfig {
+  bool enabled = true;
+  int max_connections = 100;
+  int max_keepalive = 50;
+  std::int64_t idle_timeout_ms = 30000;
+};
+
+struct RateLimitingConfig {
+  bool enabled = true;
+  std::int64_t rpm_limit = 10000;
+  std::int64_t tpm_limit = 2000000;
+  double safety_margin = 0.9;
+};
+
+enum class Scheduling { eager, levels };
+
+struct ParallelExecutionConfig {
+  bool enabled = true;
+  int max_parallel_steps = 5;
+  int max_parallel_llm_calls = 3;
+  bool dependency_analysis = true;
+  Scheduling scheduling = Scheduling::eager;
+};
+
+struct BatchEmbeddingsConfig {
+  bool enabled = true;
+  int batch_size = 100;
+  std::int64_t max_delay_ms = 10;
+};
+
+struct CachingConfig {
+  bool tool_catalog = true;
+  bool prompt_templates = true;
+  bool llm_responses = false;
+  std::int64_t ttl_seconds = 3600;
+  std::int64_t max_entries = 10000;
+};
+
+struct BackgroundTasksConfig {
+  bool verification = true;
+  bool memory_updates = true;
+};
+
+struct CircuitBreakerConfig {
+  bool enabled = true;
+  int failure_threshold = 5;
+  std::int64_t open_ms = 30000;
+};
+
+struct PerformanceConfig {
+  ConnectionPoolingConfig connection_pooling;
+  RateLimitingConfig rate_limiting;
+  ParallelExecutionConfig parallel_execution;
+  BatchEmbeddingsConfig batch_embeddings;
+  CachingConfig caching;
+  BackgroundTasksConfig background_tasks;
+  CircuitBreakerConfig circuit_breaker;
+};
+
+struct PlannerConfig {
+  bool intent_analysis = true;
+  bool stream_plan = false;
+  int max_steps = 50;
+  int max_replans = 1;
+  bool synthesize_answer = true;
+};
+
+struct ExecutorConfig {
+  std::int64_t step_timeout_ms = 120000;
+  int step_retries = 0;
+};
+
+struct VerificationConfig {
+  bool llm_judge = true;
+  int max_reruns = 1;
+};
+
+enum class IndexKind { flat, hnsw };
+
+struct MemoryConfig {
+  bool enabled = true;
+  std::string path = ".dagent/memory";
+  IndexKind index = IndexKind::flat;
+  int recall_k = 5;
+  int chunk_chars = 2000;
+  int chunk_overlap = 200;
+};
+
+struct ToolsConfig {
+  std::string workspace = ".";
+  std::vector<std::string> enabled = {"read_file", "write_file", "list_dir", "search_files",
+                                      "llm",       "memory_search", "memory_add"};
+};
+
+/// Where a task came from, for messages.
+struct SourceLocation {
+  std::string file;  ///< a path, or "--set"
+  int line = 0;      ///< 1-based; 0 when unknown
+};
+
+/// A task (SPEC §2), from a task file or an entry of `tasks:`.
+struct Task {
+  std::string name;
+  std::string goal;
+  std::filesystem::path workspace;   ///< absolute once loaded (relative to the task file)
+  boost::json::object inputs;
+  std::optional<boost::json::value> plan;  ///< a fixed plan: the JSON array or {"steps": [...]}
+  std::filesystem::path plan_file;         ///< where a fixed plan was read from, if a file
+  SourceLocation source;
+};
+
+struct Config {
+  LlmConfig llm;
+  PerformanceConfig performance;
+  PlannerConfig planner;
+  ExecutorConfig executor;
+  VerificationConfig verification;
+  MemoryConfig memory;
+  ToolsConfig tools;
+  std::map<std::string, Task> tasks;
+  std::filesystem::path base_dir = ".";  ///< folder of the config file; relative paths resolve here
+  std::string source = "<defaults>";      ///< the config file's path, or "<defaults>"
+};
+
+}  // namespace dagent::config

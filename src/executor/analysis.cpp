@@ -1,0 +1,255 @@
+#include "executor/analysis.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <string>
+
+#include <boost/json/serialize.hpp>
+
+#include "dagent/tool.hpp"
+#include "executor/verifier.hpp"
+#include "tools/json_schema.hpp"
+#include "tools/registry.hpp"
+
+namespace dagent::executor {
+namespace {
+
+namespace json = boost::json;
+
+// A stand-in of the type the schema expects, for a parameter that is exactly one reference:
+// its real type is known only at run time, when the parameters are checked again.
+json::value placeholder_for(const json::object* schema) {
+  if (!schema) return json::string("x");
+  if (const auto* choices = schema->if_contains("enum"); choices && choices->is_array() && !choices->get_array().empty())
+    return choices->get_array().front();
+  const json::value* type = schema->if_contains("type");
+  if (type && type->is_array() && !type->get_array().empty()) type = &type->get_array()[0];
+  if (!type || !type->is_string()) return json::string("x");
+  const auto& t = type->get_string();
+  if (t == "integer" || t == "number") {
+    if (const auto* min = schema->if_contains("minimum")) return *min;
+    return 0;
+  }
+  if (t == "boolean") return false;
+  if (t == "string") {
+    std::size_t len = 1;
+    if (const auto* min = schema->if_contains("minLength"); min && min->is_number())
+      len = std::max<std::size_t>(len, min->to_number<std::size_t>());
+    return json::string(std::string(len, 'x'));
+  }
+  if (t == "object") return json::object();
+  if (t == "array") return json::array();
+  if (t == "null") return nullptr;
+  return json::string("x");
+}
+
+const json::object* sub_schema(const json::object* schema, const PathSegment& seg) {
+  if (!schema) return nullptr;
+  const json::value* next = nullptr;
+  if (seg.is_index()) {
+    next = schema->if_contains("items");
+  } else if (const auto* props = schema->if_contains("properties"); props && props->is_object()) {
+    next = props->get_object().if_contains(seg.key);
+  }
+  return next ? next->if_object() : nullptr;
+}
+
+json::value* locate(json::object& root, const std::vector<PathSegment>& path) {
+  json::value* cur = root.if_contains(path.front().key);
+  for (std::size_t i = 1; cur && i < path.size(); ++i) {
+    const auto& seg = path[i];
+    if (seg.is_index()) {
+      cur = (cur->is_array() && seg.index < cur->get_array().size()) ? &cur->get_array()[seg.index] : nullptr;
+    } else {
+      cur = cur->is_object() ? cur->get_object().if_contains(seg.key) : nullptr;
+    }
+  }
+  return cur;
+}
+
+void check_schema(const Step& step, const StepInfo& info, std::vector<PlanProblem>& problems) {
+  json::object probe = step.parameters;
+  const auto& schema = info.tool->parameters_schema();
+  for (const auto& slot : info.params.slots) {
+    json::value* target = locate(probe, slot.where.path);
+    if (!target) continue;
+    if (slot.tmpl.is_whole_reference()) {
+      const json::object* s = &schema;
+      for (const auto& seg : slot.where.path) s = sub_schema(s, seg);
+      *target = placeholder_for(s);
+    } else {
+      *target = json::string("text");
+    }
+  }
+  for (auto& msg : tools::validate_json(probe, schema, "parameters"))
+    problems.push_back({step.id, std::move(msg)});
+}
+
+// Finds one cycle inside the strongly connected part that holds `start`, following deps.
+std::vector<std::size_t> find_cycle(std::size_t start, const std::vector<StepInfo>& steps,
+                                    const std::vector<bool>& in_cycle_part) {
+  std::vector<int> state(steps.size(), 0);  // 0 new, 1 on stack, 2 done
+  std::vector<std::size_t> stack;
+  std::vector<std::size_t> cycle;
+  std::function<bool(std::size_t)> dfs = [&](std::size_t u) {
+    state[u] = 1;
+    stack.push_back(u);
+    for (auto v : steps[u].deps) {
+      if (!in_cycle_part[v]) continue;
+      if (state[v] == 1) {
+        auto it = std::find(stack.begin(), stack.end(), v);
+        cycle.assign(it, stack.end());
+        cycle.push_back(v);
+        return true;
+      }
+      if (state[v] == 0 && dfs(v)) return true;
+    }
+    stack.pop_back();
+    state[u] = 2;
+    return false;
+  };
+  dfs(start);
+  return cycle;
+}
+
+}  // namespace
+
+namespace {
+
+void derive(const Plan& plan, const tools::Registry& registry, const AnalysisOptions& options, Analysis& a) {
+  const auto n = plan.steps.size();
+  a.steps.resize(n);
+  auto& problems = a.problems;
+
+  if (options.max_steps > 0 && n > static_cast<std::size_t>(options.max_steps))
+    problems.push_back({0, "the plan has " + std::to_string(n) + " steps, more than planner.max_steps (" +
+                               std::to_string(options.max_steps) + ")"});
+
+  for (std::size_t i = 0; i < n; ++i) {
+    const int id = plan.steps[i].id;
+    if (id <= 0) problems.push_back({0, "step #" + std::to_string(i + 1) + " has an invalid id " + std::to_string(id)});
+    if (!a.index_of.emplace(id, i).second) problems.push_back({id, "duplicate step id " + std::to_string(id)});
+  }
+
+  bool graph_ok = true;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& step = plan.steps[i];
+    auto& info = a.steps[i];
+    if (!step.action.empty()) {
+      info.tool = registry.get(step.action).get();
+      if (!info.tool) problems.push_back({step.id, "unknown action '" + step.action + "'"});
+    }
+
+    info.params = compile_params(step.parameters);
+    for (auto& msg : info.params.problems) problems.push_back({step.id, msg});
+
+    auto add_dep = [&](int dep_id, const std::string& via) {
+      if (dep_id == step.id) {
+        problems.push_back({step.id, via.empty() ? "depends on itself" : "refers to itself (" + via + ")"});
+        graph_ok = false;
+        return;
+      }
+      auto it = a.index_of.find(dep_id);
+      if (it == a.index_of.end()) {
+        problems.push_back({step.id, (via.empty() ? "depends on step " : via + " refers to step ") +
+                                         std::to_string(dep_id) + ", which is not in the plan"});
+        graph_ok = false;
+        return;
+      }
+      if (std::find(info.deps.begin(), info.deps.end(), it->second) == info.deps.end()) info.deps.push_back(it->second);
+    };
+    for (int dep : step.dependencies) add_dep(dep, "");
+    for (const auto& ref : info.params.references()) {
+      if (ref.root == Reference::Root::input) {
+        if (options.inputs && !options.inputs->contains(ref.path.front().key))
+          problems.push_back({step.id, "reference " + ref.text + ": the task has no input '" + ref.path.front().key + "'"});
+        continue;
+      }
+      if (!options.dependency_analysis) {
+        if (ref.step_id == step.id || !a.index_of.contains(ref.step_id)) add_dep(ref.step_id, ref.text);
+        continue;
+      }
+      add_dep(ref.step_id, ref.text);
+    }
+
+    if (info.tool && info.params.problems.empty()) check_schema(step, info, problems);
+    if (step.verify)
+      for (auto& msg : check_criterion(*step.verify)) problems.push_back({step.id, "verify: " + msg});
+  }
+  if (!graph_ok) return;
+
+  for (std::size_t i = 0; i < n; ++i)
+    for (auto d : a.steps[i].deps) a.steps[d].dependents.push_back(i);
+
+  // Kahn's algorithm: levels in topological order; whatever is left sits on a cycle.
+  std::vector<std::size_t> pending(n);
+  std::vector<std::size_t> order;
+  order.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    pending[i] = a.steps[i].deps.size();
+    if (pending[i] == 0) order.push_back(i);
+  }
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    auto u = order[k];
+    for (auto v : a.steps[u].dependents) {
+      a.steps[v].level = std::max(a.steps[v].level, a.steps[u].level + 1);
+      if (--pending[v] == 0) order.push_back(v);
+    }
+  }
+  if (order.size() != n) {
+    std::vector<bool> left(n, false);
+    for (std::size_t i = 0; i < n; ++i) left[i] = pending[i] != 0;
+    std::vector<bool> reported(n, false);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!left[i] || reported[i]) continue;
+      auto cycle = find_cycle(i, a.steps, left);
+      reported[i] = true;
+      // Empty, or a cycle already reported: `i` only waits for a cycle, it is not on a new one.
+      if (std::all_of(cycle.begin(), cycle.end(), [&](std::size_t idx) { return reported[idx] && idx != i; }) ||
+          cycle.empty())
+        continue;
+      std::string text;
+      for (auto idx : cycle) {
+        reported[idx] = true;
+        if (!text.empty()) text += " -> ";
+        text += std::to_string(plan.steps[idx].id);
+      }
+      problems.push_back({plan.steps[cycle.front()].id, "dependency cycle: " + text + " (each step depends on the next)"});
+    }
+    return;
+  }
+
+  int max_level = 0;
+  for (const auto& s : a.steps) max_level = std::max(max_level, s.level);
+  a.levels.assign(n ? static_cast<std::size_t>(max_level) + 1 : 0, {});
+  for (std::size_t i = 0; i < n; ++i) a.levels[static_cast<std::size_t>(a.steps[i].level)].push_back(i);
+
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    auto& s = a.steps[*it];
+    for (auto d : s.dependents) s.height = std::max(s.height, a.steps[d].height + 1);
+  }
+  if (n) {
+    std::size_t cur = order.front();  // a source; pick the one heading the longest chain
+    for (std::size_t i = 0; i < n; ++i)
+      if (a.steps[i].deps.empty() && a.steps[i].height > a.steps[cur].height) cur = i;
+    for (;;) {
+      a.critical_path.push_back(cur);
+      const auto& deps = a.steps[cur].dependents;
+      if (deps.empty()) break;
+      cur = *std::max_element(deps.begin(), deps.end(),
+                              [&](auto x, auto y) { return a.steps[x].height < a.steps[y].height; });
+    }
+  }
+}
+
+}  // namespace
+
+Analysis analyze(const Plan& plan, const tools::Registry& registry, const AnalysisOptions& options) {
+  Analysis a;
+  derive(plan, registry, options, a);
+  std::stable_sort(a.problems.begin(), a.problems.end(),
+                   [](const PlanProblem& x, const PlanProblem& y) { return x.step_id < y.step_id; });
+  return a;
+}
+
+}  // namespace dagent::executor

@@ -1,0 +1,52 @@
+#pragma once
+// Plan validation and DAG derivation: dependencies (explicit ∪ referenced), levels, critical path.
+
+#include <cstddef>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/json/object.hpp>
+
+#include "executor/plan.hpp"
+#include "executor/reference.hpp"
+
+namespace dagent {
+class Tool;
+}
+namespace dagent::tools {
+class Registry;
+}
+
+namespace dagent::executor {
+
+struct AnalysisOptions {
+  bool dependency_analysis = true;            ///< false: `$step` references do not order steps
+  int max_steps = 50;
+  const boost::json::object* inputs = nullptr;  ///< when given, `$input.x` must name one of them
+};
+
+/// What the executor needs to know about one step, by its index in the plan.
+struct StepInfo {
+  std::vector<std::size_t> deps;        ///< indices of the steps it waits for
+  std::vector<std::size_t> dependents;  ///< indices of the steps that wait for it
+  int level = 0;
+  int height = 1;                       ///< steps on the longest chain from here to the end, itself included
+  CompiledParams params;
+  Tool* tool = nullptr;
+};
+
+struct Analysis {
+  std::vector<StepInfo> steps;                     ///< parallel to Plan::steps
+  std::vector<std::vector<std::size_t>> levels;    ///< step indices per level
+  std::vector<std::size_t> critical_path;          ///< step indices of a longest chain, first to last
+  std::unordered_map<int, std::size_t> index_of;   ///< step id → index
+  std::vector<PlanProblem> problems;               ///< every reason the plan cannot run
+
+  bool ok() const noexcept { return problems.empty(); }
+};
+
+/// Validates `plan` against SPEC §3 and derives its DAG. Reports every problem at once; the DAG
+/// fields are filled only when there is no cycle and no dangling dependency.
+Analysis analyze(const Plan& plan, const tools::Registry& registry, const AnalysisOptions& options = {});
+
+}  // namespace dagent::executor

@@ -1,0 +1,409 @@
+#include "executor/scheduler.hpp"
+
+#include <algorithm>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "tools/json_schema.hpp"
+
+namespace dagent::executor {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+struct Scheduler::Outcome {
+  StepStatus status = StepStatus::failed;
+  int attempts = 0;
+  json::value output;
+  std::string error;
+  std::optional<Verdict> verdict;
+};
+
+struct Scheduler::StepState {
+  StepResult result;
+  std::size_t deps_left = 0;
+  bool llm = false;
+  asio::cancellation_signal cancel;
+  asio::cancellation_signal cancel_verify;
+};
+
+// Completion handlers of the spawned step and verification coroutines: plain function objects,
+// since g++ 12 mishandles coroutine lambdas with captures.
+struct Scheduler::StepDone {
+  Scheduler* self;
+  std::size_t index;
+  void operator()(std::exception_ptr e, Outcome outcome) const { self->finish(index, e, std::move(outcome)); }
+};
+
+struct Scheduler::VerifyDone {
+  Scheduler* self;
+  std::size_t index;
+  void operator()(std::exception_ptr e, Verdict verdict) const {
+    self->finish_verification(index, e, std::move(verdict));
+  }
+};
+
+namespace {
+
+bool retryable(const ToolError& e) {
+  return e.code != ToolErrc::invalid_parameters && e.code != ToolErrc::outside_workspace &&
+         e.code != ToolErrc::cancelled;
+}
+
+}  // namespace
+
+SchedulerOptions SchedulerOptions::from(const config::Config& cfg) {
+  const auto& pe = cfg.performance.parallel_execution;
+  SchedulerOptions o;
+  o.parallel = pe.enabled;
+  o.max_parallel_steps = pe.enabled ? pe.max_parallel_steps : 1;
+  o.max_parallel_llm_calls = pe.max_parallel_llm_calls;
+  o.scheduling = pe.scheduling;
+  o.step_timeout = std::chrono::milliseconds(cfg.executor.step_timeout_ms);
+  o.step_retries = cfg.executor.step_retries;
+  o.verification = cfg.performance.background_tasks.verification;
+  o.max_reruns = cfg.verification.max_reruns;
+  return o;
+}
+
+bool Scheduler::ReadyOrder::operator()(std::size_t a, std::size_t b) const noexcept {
+  const auto ha = analysis->steps[a].height, hb = analysis->steps[b].height;
+  return ha != hb ? ha < hb : a > b;
+}
+
+Scheduler::Scheduler(const Plan& plan, const Analysis& analysis, SchedulerOptions options, ToolContext base,
+                     json::object inputs, Verifier& verifier)
+    : plan_(plan),
+      analysis_(analysis),
+      options_(options),
+      base_(std::move(base)),
+      inputs_(std::move(inputs)),
+      verifier_(verifier),
+      steps_(plan.steps.size()),
+      ready_(ReadyOrder{&analysis}),
+      ready_llm_(ReadyOrder{&analysis}) {
+  if (!options_.parallel) options_.max_parallel_steps = 1;
+  options_.max_parallel_steps = std::max(1, options_.max_parallel_steps);
+  options_.max_parallel_llm_calls = std::max(1, options_.max_parallel_llm_calls);
+}
+
+Scheduler::~Scheduler() = default;
+
+double Scheduler::now_ms() const noexcept {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+}
+
+const json::value* Scheduler::step_output(int step_id) const {
+  auto it = analysis_.index_of.find(step_id);
+  if (it == analysis_.index_of.end()) return nullptr;
+  const auto& r = steps_[it->second].result;
+  return r.status == StepStatus::succeeded ? &r.output : nullptr;
+}
+
+asio::awaitable<ExecutionReport> Scheduler::run() {
+  start_ = std::chrono::steady_clock::now();
+  wake_ = std::make_unique<asio::steady_timer>(co_await asio::this_coro::executor,
+                                               asio::steady_timer::time_point::max());
+  const auto n = plan_.steps.size();
+  level_remaining_.assign(analysis_.levels.size(), 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto& s = steps_[i];
+    const auto& info = analysis_.steps[i];
+    s.result.id = plan_.steps[i].id;
+    s.result.action = plan_.steps[i].action;
+    s.result.level = info.level;
+    s.deps_left = info.deps.size();
+    s.llm = info.tool && info.tool->uses_llm();
+    ++level_remaining_[static_cast<std::size_t>(info.level)];
+  }
+  slot_busy_.assign(static_cast<std::size_t>(options_.max_parallel_steps), false);
+  for (std::size_t i = 0; i < n; ++i)
+    if (steps_[i].deps_left == 0) make_ready(i);
+  dispatch();
+  while (!finished()) {
+    co_await wake_->async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  report_.steps.reserve(n);
+  for (auto& s : steps_) report_.steps.push_back(std::move(s.result));
+  report_.interrupted = interrupted_;
+  co_return std::move(report_);
+}
+
+void Scheduler::interrupt() {
+  if (interrupted_) return;
+  interrupted_ = true;
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    auto& s = steps_[i];
+    if (s.result.status == StepStatus::running) {
+      s.cancel.emit(asio::cancellation_type::terminal);
+    } else if (s.result.status == StepStatus::pending) {
+      s.result.status = StepStatus::skipped;
+      s.result.error = "the run was interrupted";
+      mark_terminal(i);
+      emit(i, s.result.error);
+    }
+    if (s.result.verification == VerificationStatus::pending) s.cancel_verify.emit(asio::cancellation_type::terminal);
+  }
+  wake();
+}
+
+bool Scheduler::finished() const noexcept {
+  return running_ == 0 && background_ == 0 && terminal_ == steps_.size();
+}
+
+void Scheduler::wake() {
+  if (finished()) wake_->cancel();
+}
+
+void Scheduler::make_ready(std::size_t index) {
+  if (options_.scheduling == config::Scheduling::levels &&
+      static_cast<std::size_t>(analysis_.steps[index].level) != current_level_)
+    return;  // queued when its level opens
+  (steps_[index].llm ? ready_llm_ : ready_).push(index);
+}
+
+void Scheduler::dispatch() {
+  while (!interrupted_ && running_ < options_.max_parallel_steps) {
+    bool llm_ok = !ready_llm_.empty() && running_llm_ < options_.max_parallel_llm_calls;
+    bool other_ok = !ready_.empty();
+    if (!llm_ok && !other_ok) break;
+    bool take_llm = llm_ok && (!other_ok || ReadyOrder{&analysis_}(ready_.top(), ready_llm_.top()));
+    auto& queue = take_llm ? ready_llm_ : ready_;
+    auto index = queue.top();
+    queue.pop();
+    start(index);
+  }
+}
+
+int Scheduler::acquire_slot() {
+  auto it = std::find(slot_busy_.begin(), slot_busy_.end(), false);
+  *it = true;
+  return static_cast<int>(it - slot_busy_.begin());
+}
+
+void Scheduler::start(std::size_t index) {
+  auto& s = steps_[index];
+  s.result.status = StepStatus::running;
+  s.result.started_ms = now_ms();
+  s.result.slot = acquire_slot();
+  ++running_;
+  if (s.llm) ++running_llm_;
+  report_.max_concurrent = std::max(report_.max_concurrent, running_);
+  emit(index);
+  asio::co_spawn(wake_->get_executor(), run_step(index),
+                 asio::bind_cancellation_slot(s.cancel.slot(), StepDone{this, index}));
+}
+
+asio::awaitable<ToolResult> Scheduler::invoke_once(std::size_t index, json::object params) {
+  using namespace asio::experimental::awaitable_operators;
+  const auto& info = analysis_.steps[index];
+  ToolContext ctx = base_;
+  ctx.step_id = plan_.steps[index].id;
+  auto flag = std::make_shared<std::atomic<bool>>(false);
+  ctx.cancelled = flag;
+  asio::steady_timer timer(co_await asio::this_coro::executor, options_.step_timeout);
+  try {
+    auto call = info.tool->invoke(std::move(params), ctx);
+    auto deadline = timer.async_wait(asio::use_awaitable);
+    auto winner = co_await (std::move(call) || std::move(deadline));
+    if (winner.index() == 0) co_return std::move(std::get<0>(winner));
+    flag->store(true);
+    co_return tool_error(ToolErrc::timed_out,
+                         "timed out after " + std::to_string(options_.step_timeout.count()) + " ms");
+  } catch (const boost::system::system_error& e) {
+    flag->store(true);
+    if (interrupted_ || e.code() == asio::error::operation_aborted)
+      co_return tool_error(ToolErrc::cancelled, "cancelled: the run was interrupted");
+    co_return tool_error(ToolErrc::failed, e.what());
+  }
+}
+
+asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
+  const auto& step = plan_.steps[index];
+  const auto& info = analysis_.steps[index];
+  Outcome out;
+  const bool check_inline = step.verify && options_.verification && step.critical;
+  for (int rerun = 0;; ++rerun) {
+    json::object params;
+    if (info.params.slots.empty()) {
+      params = step.parameters;
+    } else {
+      auto resolved = resolve_params(step.parameters, info.params, *this);
+      if (!resolved) {
+        out.error = std::move(resolved.error());
+        co_return out;
+      }
+      if (auto problems = tools::validate_json(*resolved, info.tool->parameters_schema(), "parameters");
+          !problems.empty()) {
+        out.error = "after resolving references: " + problems.front();
+        co_return out;
+      }
+      params = std::move(*resolved);
+    }
+
+    ToolResult result = tool_error(ToolErrc::failed, "not run");
+    for (int attempt = 0; attempt <= options_.step_retries; ++attempt) {
+      if (attempt > 0) ++report_.retries;
+      ++out.attempts;
+      // A named copy: g++ 12 mishandles temporaries built inside a co_await expression.
+      json::object call_params = params;
+      result = co_await invoke_once(index, std::move(call_params));
+      if (result || interrupted_ || !retryable(result.error())) break;
+    }
+    if (!result) {
+      out.error = std::move(result.error().message);
+      co_return out;
+    }
+    out.output = std::move(*result);
+    if (!check_inline || interrupted_) break;
+
+    steps_[index].result.verification = VerificationStatus::pending;
+    emit(index, "verifying");
+    json::value criterion = *step.verify;
+    json::value output = out.output;
+    auto verifying = verifier_.verify(std::move(criterion), std::move(output));
+    Verdict verdict = co_await std::move(verifying);
+    if (verdict.status != VerificationStatus::failed) {
+      out.verdict = std::move(verdict);
+      break;
+    }
+    if (rerun >= options_.max_reruns) {
+      out.error = "verification failed: " + verdict.reason;
+      out.verdict = std::move(verdict);
+      co_return out;
+    }
+    steps_[index].result.verification_reason = verdict.reason;
+    emit(index, "verification failed, re-running: " + verdict.reason);
+  }
+  out.status = StepStatus::succeeded;
+  co_return out;
+}
+
+asio::awaitable<Verdict> Scheduler::verify_in_background(std::size_t index) {
+  json::value criterion = *plan_.steps[index].verify;
+  json::value output = steps_[index].result.output;
+  auto verdict = verifier_.verify(std::move(criterion), std::move(output));
+  co_return co_await std::move(verdict);
+}
+
+void Scheduler::finish(std::size_t index, std::exception_ptr error, Outcome outcome) {
+  auto& s = steps_[index];
+  const auto& step = plan_.steps[index];
+  --running_;
+  if (s.llm) --running_llm_;
+  slot_busy_[static_cast<std::size_t>(s.result.slot)] = false;
+  s.result.finished_ms = now_ms();
+  s.result.attempts = outcome.attempts;
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      outcome.status = StepStatus::failed;
+      outcome.error = interrupted_ ? "cancelled: the run was interrupted" : std::string("internal error: ") + e.what();
+    }
+  }
+  s.result.status = outcome.status;
+  if (outcome.verdict) {
+    s.result.verification = outcome.verdict->status;
+    s.result.verification_reason = std::move(outcome.verdict->reason);
+  }
+  if (outcome.status == StepStatus::succeeded) {
+    s.result.output = std::move(outcome.output);
+    if (step.verify && !outcome.verdict) {
+      if (!options_.verification) {
+        s.result.verification = VerificationStatus::not_requested;
+        s.result.verification_reason = "verification is off (performance.background_tasks.verification)";
+      } else if (!interrupted_) {
+        s.result.verification = VerificationStatus::pending;
+        ++background_;
+        asio::co_spawn(wake_->get_executor(), verify_in_background(index),
+                       asio::bind_cancellation_slot(s.cancel_verify.slot(), VerifyDone{this, index}));
+      }
+    }
+    emit(index);
+    for (auto d : analysis_.steps[index].dependents)
+      if (--steps_[d].deps_left == 0 && steps_[d].result.status == StepStatus::pending) make_ready(d);
+  } else {
+    s.result.error = std::move(outcome.error);
+    if (s.result.verification == VerificationStatus::pending) s.result.verification = VerificationStatus::not_requested;
+    emit(index, s.result.error);
+    skip_dependents(index);
+  }
+  mark_terminal(index);
+  dispatch();
+  wake();
+}
+
+void Scheduler::finish_verification(std::size_t index, std::exception_ptr error, Verdict verdict) {
+  auto& s = steps_[index];
+  --background_;
+  if (error) {
+    verdict.status = VerificationStatus::not_requested;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      verdict.reason = interrupted_ ? "the run was interrupted before the verdict" : std::string("verifier error: ") + e.what();
+    }
+  }
+  s.result.verification = verdict.status;
+  s.result.verification_reason = std::move(verdict.reason);
+  emit(index, s.result.verification_reason);
+  wake();
+}
+
+void Scheduler::skip_dependents(std::size_t failed) {
+  const auto failed_id = std::to_string(plan_.steps[failed].id);
+  std::vector<std::size_t> work{failed};
+  while (!work.empty()) {
+    auto u = work.back();
+    work.pop_back();
+    for (auto d : analysis_.steps[u].dependents) {
+      auto& s = steps_[d];
+      if (s.result.status != StepStatus::pending) continue;
+      s.result.status = StepStatus::skipped;
+      s.result.error = u == failed ? "dependency step " + failed_id + " failed"
+                                   : "dependency step " + std::to_string(plan_.steps[u].id) + " was skipped (step " +
+                                         failed_id + " failed)";
+      mark_terminal(d);
+      emit(d, s.result.error);
+      work.push_back(d);
+    }
+  }
+}
+
+void Scheduler::mark_terminal(std::size_t index) {
+  ++terminal_;
+  auto level = static_cast<std::size_t>(analysis_.steps[index].level);
+  if (--level_remaining_[level] == 0 && level == current_level_) advance_level();
+}
+
+void Scheduler::advance_level() {
+  if (options_.scheduling != config::Scheduling::levels) return;
+  while (current_level_ + 1 < level_remaining_.size() && level_remaining_[current_level_] == 0) {
+    ++current_level_;
+    for (auto i : analysis_.levels[current_level_])
+      if (steps_[i].result.status == StepStatus::pending && steps_[i].deps_left == 0) make_ready(i);
+  }
+}
+
+void Scheduler::emit(std::size_t index, std::string_view message) {
+  if (!on_event_) return;
+  const auto& r = steps_[index].result;
+  StepEvent ev;
+  ev.step_id = r.id;
+  ev.action = r.action;
+  ev.status = r.status;
+  ev.verification = r.verification;
+  ev.attempt = r.attempts;
+  ev.slot = r.slot;
+  ev.at_ms = now_ms();
+  ev.message = message;
+  on_event_(ev);
+}
+
+}  // namespace dagent::executor

@@ -1,0 +1,124 @@
+#pragma once
+// Runs an analysed plan on the event loop: eager or level-by-level, bounded concurrency, typed
+// reference resolution, per-step timeouts and retries, background verification, interruption.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json/object.hpp>
+
+#include "config/config.hpp"
+#include "dagent/run_result.hpp"
+#include "dagent/tool.hpp"
+#include "executor/analysis.hpp"
+#include "executor/plan.hpp"
+#include "executor/verifier.hpp"
+
+namespace dagent::executor {
+
+struct SchedulerOptions {
+  bool parallel = true;                      ///< false: one step at a time, in dependency order
+  int max_parallel_steps = 5;
+  int max_parallel_llm_calls = 3;
+  config::Scheduling scheduling = config::Scheduling::eager;
+  std::chrono::milliseconds step_timeout{120000};
+  int step_retries = 0;                      ///< extra attempts after a failure that may pass on retry
+  bool verification = true;                  ///< false: `verify` criteria are not checked
+  int max_reruns = 1;                        ///< re-runs of a critical step whose verdict failed
+
+  /// The options of a Config (performance.parallel_execution, executor, verification, background_tasks).
+  static SchedulerOptions from(const config::Config& cfg);
+};
+
+/// What execution produced: step results in plan order plus scheduler counters.
+struct ExecutionReport {
+  std::vector<StepResult> steps;
+  int max_concurrent = 0;
+  std::int64_t retries = 0;
+  bool interrupted = false;
+};
+
+/// One execution of one plan. Lives on a single-threaded event loop: run() and interrupt() must
+/// be called there, and the plan, analysis and verifier must outlive run().
+class Scheduler final : private ReferenceSource {
+ public:
+  Scheduler(const Plan& plan, const Analysis& analysis, SchedulerOptions options, ToolContext base,
+            boost::json::object inputs, Verifier& verifier);
+  ~Scheduler() override;
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  /// Called on the loop at every step transition.
+  void on_event(std::function<void(const StepEvent&)> callback) { on_event_ = std::move(callback); }
+
+  /// Runs every step; completes when all steps and background verifications are done.
+  boost::asio::awaitable<ExecutionReport> run();
+
+  /// Starts no new step, cancels the running ones and skips the rest; run() then completes.
+  void interrupt();
+
+  bool interrupted() const noexcept { return interrupted_; }
+
+ private:
+  struct Outcome;
+  struct StepDone;
+  struct VerifyDone;
+  struct StepState;
+
+  boost::asio::awaitable<Outcome> run_step(std::size_t index);
+  boost::asio::awaitable<ToolResult> invoke_once(std::size_t index, boost::json::object params);
+  boost::asio::awaitable<Verdict> verify_in_background(std::size_t index);
+
+  void make_ready(std::size_t index);
+  void dispatch();
+  void start(std::size_t index);
+  void finish(std::size_t index, std::exception_ptr error, Outcome outcome);
+  void finish_verification(std::size_t index, std::exception_ptr error, Verdict verdict);
+  void skip_dependents(std::size_t failed);
+  void mark_terminal(std::size_t index);
+  void advance_level();
+  void emit(std::size_t index, std::string_view message = {});
+  void wake();
+  bool finished() const noexcept;
+  double now_ms() const noexcept;
+  int acquire_slot();
+
+  const boost::json::value* step_output(int step_id) const override;
+  const boost::json::object& inputs() const override { return inputs_; }
+
+  const Plan& plan_;
+  const Analysis& analysis_;
+  SchedulerOptions options_;
+  ToolContext base_;
+  boost::json::object inputs_;
+  Verifier& verifier_;
+  std::function<void(const StepEvent&)> on_event_;
+
+  std::vector<StepState> steps_;
+  struct ReadyOrder {
+    const Analysis* analysis;
+    bool operator()(std::size_t a, std::size_t b) const noexcept;  // longest remaining chain first
+  };
+  std::priority_queue<std::size_t, std::vector<std::size_t>, ReadyOrder> ready_;
+  std::priority_queue<std::size_t, std::vector<std::size_t>, ReadyOrder> ready_llm_;
+  std::vector<std::size_t> level_remaining_;
+  std::size_t current_level_ = 0;
+  std::vector<bool> slot_busy_;
+  int running_ = 0;
+  int running_llm_ = 0;
+  int background_ = 0;
+  std::size_t terminal_ = 0;
+  bool interrupted_ = false;
+  ExecutionReport report_;
+  std::chrono::steady_clock::time_point start_;
+  std::unique_ptr<boost::asio::steady_timer> wake_;
+};
+
+}  // namespace dagent::executor

@@ -1,0 +1,95 @@
+// SPEC §5 JSON of a run, and the names of its enums.
+
+#include "dagent/run_result.hpp"
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+
+namespace dagent {
+
+namespace json = boost::json;
+
+std::string_view to_string(StepStatus s) noexcept {
+  switch (s) {
+    case StepStatus::pending: return "pending";
+    case StepStatus::running: return "running";
+    case StepStatus::succeeded: return "succeeded";
+    case StepStatus::failed: return "failed";
+    case StepStatus::skipped: return "skipped";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(VerificationStatus s) noexcept {
+  switch (s) {
+    case VerificationStatus::not_requested: return "not_requested";
+    case VerificationStatus::pending: return "pending";
+    case VerificationStatus::passed: return "passed";
+    case VerificationStatus::failed: return "failed";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(RunStatus s) noexcept { return s == RunStatus::succeeded ? "succeeded" : "failed"; }
+
+namespace {
+
+json::array ids_to_json(const std::vector<int>& ids) {
+  json::array a;
+  a.reserve(ids.size());
+  for (int id : ids) a.emplace_back(id);
+  return a;
+}
+
+// Milliseconds rounded to microseconds: enough precision, shorter JSON.
+double round_ms(double ms) { return static_cast<double>(static_cast<std::int64_t>(ms * 1000.0 + 0.5)) / 1000.0; }
+
+}  // namespace
+
+json::object to_json(const RunResult& r) {
+  json::object o;
+  o["run_id"] = r.run_id;
+  o["task"] = r.task;
+  o["status"] = to_string(r.status);
+  o["plan"] = r.plan;
+  json::array levels;
+  for (const auto& level : r.levels) levels.emplace_back(ids_to_json(level));
+  o["levels"] = std::move(levels);
+  o["critical_path"] = ids_to_json(r.critical_path);
+  json::array steps;
+  steps.reserve(r.steps.size());
+  for (const auto& s : r.steps) {
+    json::object j;
+    j["id"] = s.id;
+    j["action"] = s.action;
+    j["level"] = s.level;
+    j["status"] = to_string(s.status);
+    j["attempts"] = s.attempts;
+    j["started_ms"] = round_ms(s.started_ms);
+    j["finished_ms"] = round_ms(s.finished_ms);
+    j["output"] = s.output;
+    j["error"] = s.error.empty() ? json::value(nullptr) : json::value(s.error);
+    json::object v;
+    v["status"] = to_string(s.verification);
+    v["reason"] = s.verification_reason;
+    j["verification"] = std::move(v);
+    steps.emplace_back(std::move(j));
+  }
+  o["steps"] = std::move(steps);
+  o["answer"] = r.answer.empty() ? json::value(nullptr) : json::value(r.answer);
+  o["error"] = r.error.empty() ? json::value(nullptr) : json::value(r.error);
+  const auto& m = r.metrics;
+  o["metrics"] = json::object{{"wall_ms", round_ms(m.wall_ms)},
+                              {"llm_calls", m.llm_calls},
+                              {"prompt_tokens", m.prompt_tokens},
+                              {"completion_tokens", m.completion_tokens},
+                              {"embedding_calls", m.embedding_calls},
+                              {"retries", m.retries},
+                              {"rate_limit_wait_ms", round_ms(m.rate_limit_wait_ms)},
+                              {"cache_hits", m.cache_hits},
+                              {"connections_opened", m.connections_opened},
+                              {"max_concurrent_steps", m.max_concurrent_steps}};
+  return o;
+}
+
+}  // namespace dagent

@@ -1,0 +1,16 @@
+#pragma once
+// Chrome trace-event JSON of a run (opens in Perfetto or chrome://tracing).
+
+#include <filesystem>
+#include <string>
+
+#include <boost/system/result.hpp>
+
+#include "dagent/run_result.hpp"
+
+namespace dagent::runtime {
+
+/// Writes one complete span per step that ran, on one track per concurrency slot.
+boost::system::result<void, std::string> write_trace(const RunResult& result, const std::filesystem::path& path);
+
+}  // namespace dagent::runtime

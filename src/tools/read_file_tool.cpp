@@ -1,0 +1,90 @@
+// read_file: reads a regular file inside the workspace.
+
+#include "tools/read_file_tool.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <string>
+
+#include <boost/json/parse.hpp>
+
+#include "dagent/workspace.hpp"
+#include "tools/file_handle.hpp"
+#include "tools/json_schema.hpp"
+
+namespace dagent::tools {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::string_view k_name = "read_file";
+constexpr std::size_t k_chunk_bytes = 64 * 1024;
+
+constexpr std::string_view k_description =
+    "Read a file inside the workspace. Returns {\"path\", \"content\", \"bytes\"}: the file's text "
+    "(at most max_bytes bytes when given, with \"truncated\": true when the file is longer) and the "
+    "number of bytes returned. Folders and other non-regular files are refused.";
+
+constexpr std::string_view k_schema = R"({
+  "type": "object",
+  "properties": {
+    "path": {"type": "string", "minLength": 1, "description": "file path relative to the workspace"},
+    "max_bytes": {"type": "integer", "minimum": 0, "description": "read at most this many bytes"}
+  },
+  "required": ["path"],
+  "additionalProperties": false
+})";
+
+}  // namespace
+
+std::string_view ReadFileTool::name() const { return k_name; }
+
+std::string_view ReadFileTool::description() const { return k_description; }
+
+const json::object& ReadFileTool::parameters_schema() const {
+  static const json::object schema = json::parse(k_schema).as_object();
+  return schema;
+}
+
+ToolResult ReadFileTool::run(const json::object& params, const ToolContext& ctx) {
+  if (auto checked = check_parameters(params, parameters_schema()); !checked) return checked.error();
+  if (ctx.workspace == nullptr) return tool_error(ToolErrc::failed, "read_file: no workspace is configured");
+
+  std::uint64_t limit = std::numeric_limits<std::uint64_t>::max();
+  if (const auto* max_bytes = params.if_contains("max_bytes")) limit = max_bytes->to_number<std::uint64_t>();
+
+  auto real = ctx.workspace->resolve_existing(params.at("path").get_string());
+  if (!real) return real.error();
+  const std::string shown = ctx.workspace->display(*real);
+  auto file = FileHandle::open_regular(*real, shown);
+  if (!file) return file.error();
+
+  // Read one byte past the limit to learn whether the file is longer.
+  const std::uint64_t wanted = limit == std::numeric_limits<std::uint64_t>::max() ? limit : limit + 1;
+  std::string content;
+  content.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(file->size(), wanted)));
+  while (content.size() < wanted) {
+    if (ctx.is_cancelled()) return tool_error(ToolErrc::cancelled, "read_file: cancelled");
+    const std::size_t used = content.size();
+    const std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(k_chunk_bytes, wanted - used));
+    content.resize(used + chunk);
+    auto n = file->read_some(std::span<char>(content.data() + used, chunk), shown);
+    if (!n) return n.error();
+    content.resize(used + *n);
+    if (*n == 0) break;
+  }
+  const bool truncated = content.size() > limit;
+  if (truncated) content.resize(static_cast<std::size_t>(limit));
+
+  const std::size_t bytes = content.size();
+  json::object out;
+  out["path"] = shown;
+  out["content"] = std::move(content);
+  out["bytes"] = bytes;
+  if (truncated) out["truncated"] = true;
+  return json::value(std::move(out));
+}
+
+}  // namespace dagent::tools

@@ -1,0 +1,236 @@
+// search_files: finds workspace files by glob and, given a query, the lines that hold it.
+
+#include "tools/search_files_tool.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <boost/json/parse.hpp>
+#include <boost/regex.hpp>
+
+#include "dagent/workspace.hpp"
+#include "tools/file_handle.hpp"
+#include "tools/glob_pattern.hpp"
+#include "tools/json_schema.hpp"
+
+namespace dagent::tools {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+constexpr std::string_view k_name = "search_files";
+constexpr std::size_t k_chunk_bytes = 64 * 1024;
+constexpr std::size_t k_binary_probe_bytes = 8 * 1024;
+constexpr std::uint64_t k_default_max_results = 100;
+
+constexpr std::string_view k_description =
+    "Find files inside the workspace whose relative path matches a glob pattern: * and ? within a "
+    "name, [abc] classes, ** for any number of folders (e.g. \"docs/**/*.md\"); names starting with "
+    "'.' match only a pattern name starting with '.'. Without query, returns one match {\"path\"} "
+    "per file. With query, returns one match {\"path\", \"line\", \"text\"} per line containing the "
+    "query (an ECMAScript-style regular expression when regex is true); binary files are skipped. "
+    "Returns {\"matches\", \"count\"} with at most max_results matches and \"truncated\": true when "
+    "there were more.";
+
+constexpr std::string_view k_schema = R"({
+  "type": "object",
+  "properties": {
+    "pattern": {"type": "string", "minLength": 1, "description": "glob relative to the workspace, ** allowed"},
+    "query": {"type": "string", "minLength": 1, "description": "text to find in the matching files"},
+    "regex": {"type": "boolean", "default": false, "description": "treat query as an ECMAScript regular expression"},
+    "max_results": {"type": "integer", "minimum": 1, "default": 100, "description": "most matches to return"}
+  },
+  "required": ["pattern"],
+  "additionalProperties": false
+})";
+
+struct Candidate {
+  std::string path;  // as shown: relative to the workspace
+  fs::path real;     // what to open
+};
+
+// Boost.Regex rather than std::regex: libstdc++'s matcher recurses once per character and
+// overflows the stack on long lines (`.*x` against a 100 KB minified line crashes the process),
+// where Boost's throws. Its ECMAScript (Perl) syntax is a superset of what plans use.
+struct Query {
+  std::string text;
+  std::optional<boost::regex> regex;
+
+  // Throws std::runtime_error when the regex is too complex for the line.
+  bool matches(std::string_view line) const {
+    if (regex) return boost::regex_search(line.begin(), line.end(), *regex);
+    return line.find(text) != std::string_view::npos;
+  }
+};
+
+ToolError cancelled() { return ToolError{ToolErrc::cancelled, "search_files: cancelled"}; }
+
+// Adds the matching files below `folder`, whose names below the pattern's base are `names`.
+// Unreadable folders are skipped.
+boost::system::result<void, ToolError> collect(const Workspace& workspace, const GlobPattern& glob, const fs::path& folder,
+             std::vector<std::string>& names, std::vector<Candidate>& found, const ToolContext& ctx) {
+  std::error_code ec;
+  fs::directory_iterator it(folder, ec);
+  if (ec) return {};
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ctx.is_cancelled()) return cancelled();
+    const fs::path& path = it->path();
+    names.push_back(path.filename().string());
+    const fs::file_status status = it->symlink_status(ec);
+    if (fs::is_directory(status)) {
+      if (glob.may_match_below(names)) {
+        if (auto below = collect(workspace, glob, path, names, found, ctx); !below) return below;
+      }
+    } else if (fs::is_regular_file(status)) {
+      if (glob.matches(names)) found.push_back({workspace.display(path), path});
+    } else if (fs::is_symlink(status) && glob.matches(names)) {
+      // Symlinked files count when they lead to a regular file inside; symlinked folders are not entered.
+      std::string shown = workspace.display(path);
+      auto target = workspace.resolve_existing(shown);
+      if (target && fs::is_regular_file(*target, ec)) found.push_back({std::move(shown), std::move(*target)});
+    }
+    names.pop_back();
+  }
+  return {};
+}
+
+// Appends the lines of `file` that match `query` until `matches` holds `limit` entries. Binary
+// and unreadable files add nothing.
+boost::system::result<void, ToolError> scan_file(const Candidate& file, const Query& query, std::size_t limit, json::array& matches,
+               const ToolContext& ctx) {
+  auto handle = FileHandle::open_regular(file.real, file.path);
+  if (!handle) return {};
+  std::string buffer;
+  std::size_t unscanned = 0;  // buffer[0, unscanned) holds no newline
+  std::uint64_t line_number = 0;
+  bool probed = false;
+  for (;;) {
+    if (ctx.is_cancelled()) return cancelled();
+    const std::size_t used = buffer.size();
+    buffer.resize(used + k_chunk_bytes);
+    auto n = handle->read_some(std::span<char>(buffer.data() + used, k_chunk_bytes), file.path);
+    if (!n) return {};
+    buffer.resize(used + *n);
+    const bool at_end = *n == 0;
+    if (!probed) {
+      if (buffer.size() < k_binary_probe_bytes && !at_end) continue;
+      probed = true;
+      if (std::memchr(buffer.data(), '\0', std::min(buffer.size(), k_binary_probe_bytes)) != nullptr) return {};
+    }
+    std::size_t start = 0;
+    for (;;) {
+      const std::size_t newline = buffer.find('\n', std::max(start, unscanned));
+      const bool last = newline == std::string::npos;
+      if (last && !(at_end && start < buffer.size())) break;
+      std::string_view line(buffer.data() + start, (last ? buffer.size() : newline) - start);
+      start = last ? buffer.size() : newline + 1;
+      ++line_number;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      try {
+        if (!query.matches(line)) continue;
+      } catch (const std::runtime_error& e) {
+        return ToolError{ToolErrc::failed, "regex '" + query.text + "' failed on line " +
+                                                                std::to_string(line_number) + " of '" + file.path +
+                                                                "': " + e.what()};
+      }
+      json::object match;
+      match["path"] = file.path;
+      match["line"] = line_number;
+      match["text"] = line;
+      matches.push_back(std::move(match));
+      if (matches.size() >= limit) return {};
+    }
+    buffer.erase(0, start);
+    unscanned = buffer.size();
+    if (at_end) return {};
+  }
+}
+
+}  // namespace
+
+std::string_view SearchFilesTool::name() const { return k_name; }
+
+std::string_view SearchFilesTool::description() const { return k_description; }
+
+const json::object& SearchFilesTool::parameters_schema() const {
+  static const json::object schema = json::parse(k_schema).as_object();
+  return schema;
+}
+
+ToolResult SearchFilesTool::run(const json::object& params, const ToolContext& ctx) {
+  if (auto checked = check_parameters(params, parameters_schema()); !checked) return checked.error();
+  if (ctx.workspace == nullptr) return tool_error(ToolErrc::failed, "search_files: no workspace is configured");
+  const Workspace& workspace = *ctx.workspace;
+
+  auto glob = GlobPattern::parse(params.at("pattern").get_string());
+  if (!glob) return glob.error();
+  std::uint64_t max_results = k_default_max_results;
+  if (const auto* max = params.if_contains("max_results")) max_results = max->to_number<std::uint64_t>();
+  std::optional<Query> query;
+  if (const auto* text = params.if_contains("query")) {
+    query.emplace();
+    query->text = text->get_string();
+    const auto* regex = params.if_contains("regex");
+    if (regex != nullptr && regex->get_bool()) {
+      try {
+        query->regex.emplace(query->text, boost::regex::ECMAScript);
+      } catch (const boost::regex_error& e) {
+        return tool_error(ToolErrc::invalid_parameters, "invalid regex '" + query->text + "': " + e.what());
+      }
+    }
+  }
+
+  json::object out;
+  json::array matches;
+  bool truncated = false;
+  std::vector<Candidate> found;
+  // A missing base folder means no match; one that leads outside is an error.
+  if (auto base = workspace.resolve_existing(glob->base())) {
+    std::error_code ec;
+    if (fs::is_directory(*base, ec)) {
+      std::vector<std::string> names;
+      if (auto collected = collect(workspace, *glob, *base, names, found, ctx); !collected) return collected.error();
+    }
+  } else if (base.error().code != ToolErrc::not_found) {
+    return ToolError{base.error().code,
+                     "pattern '" + std::string(params.at("pattern").get_string()) + "': " + base.error().message};
+  }
+  std::sort(found.begin(), found.end(), [](const Candidate& a, const Candidate& b) { return a.path < b.path; });
+
+  // One more than asked for, to know whether the result was cut.
+  const std::size_t limit =
+      static_cast<std::size_t>(std::min<std::uint64_t>(max_results, std::uint64_t{1} << 32)) + 1;
+  if (query) {
+    for (const auto& file : found) {
+      if (auto scanned = scan_file(file, *query, limit, matches, ctx); !scanned) return scanned.error();
+      if (matches.size() >= limit) break;
+    }
+  } else {
+    for (auto& file : found) {
+      if (matches.size() >= limit) break;
+      json::object match;
+      match["path"] = std::move(file.path);
+      matches.push_back(std::move(match));
+    }
+  }
+  if (matches.size() >= limit) {
+    matches.pop_back();
+    truncated = true;
+  }
+  const std::size_t count = matches.size();
+  out["matches"] = std::move(matches);
+  out["count"] = count;
+  if (truncated) out["truncated"] = true;
+  return json::value(std::move(out));
+}
+
+}  // namespace dagent::tools

@@ -1,0 +1,372 @@
+#include "executor/scheduler.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <map>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/json/parse.hpp>
+
+#include "dagent/workspace.hpp"
+#include "support/test_tools.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace dagent;
+using namespace dagent::executor;
+
+struct ReportSink {
+  ExecutionReport* out;
+  void operator()(std::exception_ptr e, ExecutionReport r) const {
+    if (e) std::rethrow_exception(e);
+    *out = std::move(r);
+  }
+};
+
+// Runs one plan through the real scheduler on a loop of its own, with a real worker pool and a
+// temporary workspace.
+struct Harness {
+  test::TestTools tools;
+  std::filesystem::path dir;
+  asio::thread_pool pool{4};
+  json::object inputs;
+  std::function<void(const StepEvent&, Scheduler&, asio::io_context&)> on_event;
+
+  Harness() {
+    dir = std::filesystem::temp_directory_path() /
+          ("dagent-sched-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+    std::filesystem::create_directories(dir);
+  }
+  ~Harness() {
+    pool.join();
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+
+  ExecutionReport run(std::string_view plan_text, SchedulerOptions options, AnalysisOptions analysis_options = {}) {
+    auto value = parse_json_text(plan_text);
+    REQUIRE(value.has_value());
+    auto parsed = parse_plan(*value);
+    REQUIRE(parsed.problems.empty());
+    analysis_options.max_steps = 100000;
+    auto analysis = analyze(parsed.plan, tools.registry, analysis_options);
+    for (const auto& p : analysis.problems) FAIL(p.to_string());
+    auto ws = Workspace::open(dir);
+    REQUIRE(ws.has_value());
+    ToolContext base;
+    base.workspace = &*ws;
+    base.worker = pool.get_executor();
+    RuleVerifier verifier;
+    asio::io_context io;
+    Scheduler scheduler(parsed.plan, analysis, options, base, inputs, verifier);
+    if (on_event) {
+      scheduler.on_event([&](const StepEvent& ev) { on_event(ev, scheduler, io); });
+    }
+    ExecutionReport report;
+    asio::co_spawn(io, scheduler.run(), ReportSink{&report});
+    io.run();
+    return report;
+  }
+};
+
+const StepResult& step(const ExecutionReport& r, int id) {
+  for (const auto& s : r.steps)
+    if (s.id == id) return s;
+  FAIL("no step " << id);
+  return r.steps.front();
+}
+
+double makespan(const ExecutionReport& r) {
+  double m = 0;
+  for (const auto& s : r.steps) m = std::max(m, s.finished_ms);
+  return m;
+}
+
+SchedulerOptions opts(int parallel = 5) {
+  SchedulerOptions o;
+  o.max_parallel_steps = parallel;
+  o.step_timeout = std::chrono::milliseconds(10000);
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("eager starts a step when its own dependencies finish; levels waits at the barrier", "[executor][scheduler]") {
+  // Step 3 needs only step 1 (5 ms); step 2 is slow (60 ms) and shares level 0 with step 1.
+  const char* plan = R"([
+    {"id": 1, "action": "sleep", "parameters": {"ms": 5}},
+    {"id": 2, "action": "sleep", "parameters": {"ms": 60}},
+    {"id": 3, "action": "sleep", "parameters": {"ms": 30}, "dependencies": [1]}
+  ])";
+  Harness h;
+  auto eager = h.run(plan, opts());
+  auto o = opts();
+  o.scheduling = dagent::config::Scheduling::levels;
+  auto levels = h.run(plan, o);
+
+  for (const auto* r : {&eager, &levels})
+    for (const auto& s : r->steps) REQUIRE(s.status == StepStatus::succeeded);
+  CHECK(step(eager, 3).started_ms < step(eager, 2).finished_ms);
+  CHECK(step(levels, 3).started_ms >= step(levels, 2).finished_ms);
+  CHECK(makespan(eager) < makespan(levels));
+}
+
+TEST_CASE("max_parallel_steps bounds the steps running at once", "[executor][scheduler]") {
+  std::string plan = "[";
+  for (int i = 1; i <= 12; ++i) plan += std::string(i > 1 ? "," : "") + R"({"id":)" + std::to_string(i) + R"(,"action":"sleep","parameters":{"ms":10}})";
+  plan += "]";
+  Harness h;
+  int running = 0, peak = 0;
+  h.on_event = [&](const StepEvent& ev, Scheduler&, asio::io_context&) {
+    if (ev.status == StepStatus::running) peak = std::max(peak, ++running);
+    if (ev.status == StepStatus::succeeded) --running;
+  };
+  auto r = h.run(plan, opts(3));
+  CHECK(peak == 3);
+  CHECK(r.max_concurrent == 3);
+  for (const auto& s : r.steps) {
+    CHECK(s.status == StepStatus::succeeded);
+    CHECK(s.slot >= 0);
+    CHECK(s.slot < 3);
+  }
+}
+
+TEST_CASE("parallel_execution disabled runs one step at a time in dependency order", "[executor][scheduler]") {
+  const char* plan = R"([
+    {"id": 1, "action": "sleep", "parameters": {"ms": 5}},
+    {"id": 2, "action": "sleep", "parameters": {"ms": 5}, "dependencies": [3]},
+    {"id": 3, "action": "sleep", "parameters": {"ms": 5}},
+    {"id": 4, "action": "echo", "parameters": {"after": "$step2.slept"}}
+  ])";
+  Harness h;
+  auto o = opts(8);
+  o.parallel = false;
+  auto r = h.run(plan, o);
+  CHECK(r.max_concurrent == 1);
+  std::vector<const StepResult*> by_start;
+  for (const auto& s : r.steps) by_start.push_back(&s);
+  std::sort(by_start.begin(), by_start.end(), [](auto* a, auto* b) { return a->started_ms < b->started_ms; });
+  for (std::size_t i = 1; i < by_start.size(); ++i) CHECK(by_start[i]->started_ms >= by_start[i - 1]->finished_ms);
+  CHECK(step(r, 2).started_ms >= step(r, 3).finished_ms);
+  CHECK(step(r, 4).output.at("after") == 5);
+}
+
+TEST_CASE("LLM-bound steps are limited by max_parallel_llm_calls, others are not", "[executor][scheduler]") {
+  std::string plan = "[";
+  for (int i = 1; i <= 12; ++i)
+    plan += std::string(i > 1 ? "," : "") + R"({"id":)" + std::to_string(i) + R"(,"action":")" +
+            (i % 2 ? "slow_llm" : "sleep") + R"(","parameters":{"ms":15}})";
+  plan += "]";
+  Harness h;
+  int llm = 0, llm_peak = 0;
+  h.on_event = [&](const StepEvent& ev, Scheduler&, asio::io_context&) {
+    if (ev.action != "slow_llm") return;
+    if (ev.status == StepStatus::running) llm_peak = std::max(llm_peak, ++llm);
+    if (ev.status == StepStatus::succeeded) --llm;
+  };
+  auto o = opts(10);
+  o.max_parallel_llm_calls = 2;
+  auto r = h.run(plan, o);
+  CHECK(llm_peak == 2);
+  CHECK(r.max_concurrent > 2);
+}
+
+TEST_CASE("a failed step skips its dependents while independent branches finish", "[executor][scheduler]") {
+  const char* plan = R"([
+    {"id": 1, "action": "fail", "parameters": {"message": "disk on fire"}},
+    {"id": 2, "action": "echo", "parameters": {"x": "$step1.x"}},
+    {"id": 3, "action": "echo", "parameters": {}, "dependencies": [2]},
+    {"id": 4, "action": "sleep", "parameters": {"ms": 20}},
+    {"id": 5, "action": "echo", "parameters": {"y": "$step4.slept"}}
+  ])";
+  Harness h;
+  auto r = h.run(plan, opts());
+  CHECK(step(r, 1).status == StepStatus::failed);
+  CHECK(step(r, 1).error == "disk on fire");
+  CHECK(step(r, 2).status == StepStatus::skipped);
+  CHECK(step(r, 2).error == "dependency step 1 failed");
+  CHECK(step(r, 3).status == StepStatus::skipped);
+  CHECK(step(r, 3).error == "dependency step 2 was skipped (step 1 failed)");
+  CHECK(step(r, 4).status == StepStatus::succeeded);
+  CHECK(step(r, 5).status == StepStatus::succeeded);
+  CHECK(step(r, 5).output.at("y") == 20);
+  CHECK(step(r, 2).attempts == 0);
+}
+
+TEST_CASE("references resolve to typed values and text at run time", "[executor][scheduler]") {
+  const char* plan = R"([
+    {"id": 1, "action": "echo", "parameters": {"n": 5, "obj": {"a": [1, 2]}, "s": "hi"}},
+    {"id": 2, "action": "echo", "parameters": {"x": "$step1.n", "t": "n=$step1.n s=$step1.s", "y": "$step1.obj.a[1]",
+                                                  "all": "$step1.obj", "nested": ["$step1.s", {"k": "$$$step1.n"}],
+                                                  "in": "$input.who"}},
+    {"id": 3, "action": "echo", "parameters": {"z": "$step1.nope"}},
+    {"id": 4, "action": "echo", "parameters": {}, "dependencies": [3]}
+  ])";
+  Harness h;
+  h.inputs = json::object{{"who", "engineers"}};
+  auto r = h.run(plan, opts());
+  const auto& out = step(r, 2).output.as_object();
+  CHECK(out.at("x") == 5);
+  CHECK(out.at("t") == "n=5 s=hi");
+  CHECK(out.at("y") == 2);
+  CHECK(out.at("all") == json::parse(R"({"a": [1, 2]})"));
+  CHECK(out.at("nested") == json::parse(R"(["hi", {"k": "$5"}])"));
+  CHECK(out.at("in") == "engineers");
+  CHECK(step(r, 3).status == StepStatus::failed);
+  CHECK_THAT(step(r, 3).error, Catch::Contains("$step1.nope") && Catch::Contains("no field 'nope'"));
+  CHECK(step(r, 4).status == StepStatus::skipped);
+}
+
+TEST_CASE("without dependency analysis references do not order steps", "[executor][scheduler]") {
+  const char* plan = R"([
+    {"id": 1, "action": "sleep", "parameters": {"ms": 30}},
+    {"id": 2, "action": "echo", "parameters": {"x": "$step1.slept"}},
+    {"id": 3, "action": "echo", "parameters": {"x": "$step1.slept"}, "dependencies": [1]}
+  ])";
+  Harness h;
+  AnalysisOptions ao;
+  ao.dependency_analysis = false;
+  auto r = h.run(plan, opts(), ao);
+  CHECK(step(r, 2).status == StepStatus::failed);
+  CHECK_THAT(step(r, 2).error, Catch::Contains("step 1 has no output"));
+  CHECK(step(r, 3).status == StepStatus::succeeded);
+  CHECK(step(r, 3).output.at("x") == 30);
+}
+
+TEST_CASE("a step that runs past step_timeout_ms fails with a timeout", "[executor][scheduler]") {
+  Harness h;
+  auto o = opts();
+  o.step_timeout = std::chrono::milliseconds(40);
+
+  SECTION("an async tool is cancelled") {
+    auto r = h.run(R"([{"id": 1, "action": "sleep", "parameters": {"ms": 5000}},
+                      {"id": 2, "action": "echo", "parameters": {}, "dependencies": [1]}])",
+                   o);
+    CHECK(step(r, 1).status == StepStatus::failed);
+    CHECK(step(r, 1).error == "timed out after 40 ms");
+    CHECK(step(r, 1).finished_ms < 2000);
+    CHECK(step(r, 2).status == StepStatus::skipped);
+  }
+  SECTION("a blocking tool's step completes while the worker is still blocked") {
+    bool released_after_failure = false;
+    h.on_event = [&](const StepEvent& ev, Scheduler&, asio::io_context&) {
+      if (ev.step_id == 1 && ev.status == StepStatus::failed) {
+        released_after_failure = h.tools.block->started();
+        h.tools.block->release();
+      }
+    };
+    auto r = h.run(R"([{"id": 1, "action": "block", "parameters": {}}])", o);
+    CHECK(released_after_failure);
+    CHECK(step(r, 1).error == "timed out after 40 ms");
+  }
+}
+
+TEST_CASE("step_retries retries failures that may pass on a second try", "[executor][scheduler]") {
+  Harness h;
+  auto o = opts();
+  SECTION("enough retries") {
+    o.step_retries = 2;
+    auto r = h.run(R"([{"id": 1, "action": "flaky", "parameters": {"fails": 2}}])", o);
+    CHECK(step(r, 1).status == StepStatus::succeeded);
+    CHECK(step(r, 1).attempts == 3);
+    CHECK(step(r, 1).output.at("calls") == 3);
+    CHECK(r.retries == 2);
+  }
+  SECTION("too few retries") {
+    o.step_retries = 1;
+    auto r = h.run(R"([{"id": 1, "action": "flaky", "parameters": {"fails": 2}}])", o);
+    CHECK(step(r, 1).status == StepStatus::failed);
+    CHECK(step(r, 1).attempts == 2);
+    CHECK(step(r, 1).error == "flaky failure 2");
+  }
+  SECTION("invalid parameters are not retried") {
+    o.step_retries = 3;
+    auto r = h.run(R"([{"id": 1, "action": "read_file", "parameters": {"path": "../outside"}}])", o);
+    CHECK(step(r, 1).status == StepStatus::failed);
+    CHECK(step(r, 1).attempts == 1);
+  }
+}
+
+TEST_CASE("interrupting a run cancels running steps and skips the rest", "[executor][scheduler]") {
+  const char* plan = R"([
+    {"id": 1, "action": "sleep", "parameters": {"ms": 20000}},
+    {"id": 2, "action": "echo", "parameters": {}},
+    {"id": 3, "action": "echo", "parameters": {}, "dependencies": [1]}
+  ])";
+  Harness h;
+  h.on_event = [](const StepEvent& ev, Scheduler& s, asio::io_context& io) {
+    if (ev.step_id == 1 && ev.status == StepStatus::running) asio::post(io, [&s] { s.interrupt(); });
+  };
+  auto r = h.run(plan, opts());
+  CHECK(r.interrupted);
+  CHECK(step(r, 1).status == StepStatus::failed);
+  CHECK_THAT(step(r, 1).error, Catch::Contains("cancelled"));
+  CHECK(step(r, 1).finished_ms < 5000);
+  CHECK(step(r, 3).status == StepStatus::skipped);
+  CHECK(step(r, 3).error == "the run was interrupted");
+}
+
+TEST_CASE("verification runs in the background, and critical steps wait for it", "[executor][scheduler]") {
+  Harness h;
+  auto o = opts();
+  SECTION("a passing and a failing rule on non-critical steps") {
+    auto r = h.run(R"([
+      {"id": 1, "action": "echo", "parameters": {"text": "hello world"}, "verify": {"contains": "hello"}},
+      {"id": 2, "action": "echo", "parameters": {"text": "bye"}, "verify": {"contains": "hello"}},
+      {"id": 3, "action": "echo", "parameters": {"x": "$step2.text"}}
+    ])",
+                   o);
+    CHECK(step(r, 1).verification == VerificationStatus::passed);
+    CHECK(step(r, 2).status == StepStatus::succeeded);
+    CHECK(step(r, 2).verification == VerificationStatus::failed);
+    CHECK_THAT(step(r, 2).verification_reason, Catch::Contains("does not contain \"hello\""));
+    CHECK(step(r, 3).status == StepStatus::succeeded);  // non-critical: dependents do not wait
+  }
+  SECTION("a critical step is re-run until its verdict passes") {
+    o.max_reruns = 1;
+    auto r = h.run(R"([
+      {"id": 1, "action": "flaky", "parameters": {"fails": 0}, "critical": true,
+       "verify": {"json_schema": {"type": "object", "properties": {"calls": {"type": "integer", "minimum": 2}}}}},
+      {"id": 2, "action": "echo", "parameters": {"c": "$step1.calls"}}
+    ])",
+                   o);
+    CHECK(step(r, 1).status == StepStatus::succeeded);
+    CHECK(step(r, 1).attempts == 2);
+    CHECK(step(r, 1).verification == VerificationStatus::passed);
+    CHECK(step(r, 2).output.at("c") == 2);
+  }
+  SECTION("a critical step fails when re-runs are used up, and its dependents are skipped") {
+    o.max_reruns = 0;
+    auto r = h.run(R"([
+      {"id": 1, "action": "echo", "parameters": {"text": ""}, "critical": true, "verify": {"non_empty": true}},
+      {"id": 2, "action": "echo", "parameters": {}, "dependencies": [1]}
+    ])",
+                   o);
+    CHECK(step(r, 1).status == StepStatus::failed);
+    CHECK(step(r, 1).error == "verification failed: the output is empty");
+    CHECK(step(r, 1).verification == VerificationStatus::failed);
+    CHECK(step(r, 2).status == StepStatus::skipped);
+  }
+  SECTION("with background verification off, criteria are not checked") {
+    o.verification = false;
+    auto r = h.run(R"([{"id": 1, "action": "echo", "parameters": {"text": ""}, "verify": {"non_empty": true}}])", o);
+    CHECK(step(r, 1).status == StepStatus::succeeded);
+    CHECK(step(r, 1).verification == VerificationStatus::not_requested);
+    CHECK_THAT(step(r, 1).verification_reason, Catch::Contains("background_tasks.verification"));
+  }
+  SECTION("a text criterion waits for the LLM judge") {
+    auto r = h.run(R"([{"id": 1, "action": "echo", "parameters": {"text": "x"}, "verify": "Is it good?"}])", o);
+    CHECK(step(r, 1).verification == VerificationStatus::not_requested);
+    CHECK_THAT(step(r, 1).verification_reason, Catch::Contains("LLM judge"));
+  }
+}

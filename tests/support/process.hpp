@@ -1,0 +1,36 @@
+#pragma once
+// Runs a program for end-to-end tests and captures its exit code and output.
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace dagent::test {
+
+struct ProcessResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+/// Runs `argv` in `cwd` with no stdin; returns its exit code, stdout and stderr.
+ProcessResult run_process(const std::vector<std::string>& argv, const std::filesystem::path& cwd);
+
+/// A fresh empty folder under the system temp folder, removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  /// Writes `content` to `relative` (parents created) and returns the full path.
+  std::filesystem::path write(const std::string& relative, const std::string& content) const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::string read_text(const std::filesystem::path& path);
+
+}  // namespace dagent::test

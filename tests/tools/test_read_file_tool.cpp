@@ -1,0 +1,149 @@
+#include "tools/read_file_tool.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <string>
+
+#include <sys/stat.h>
+
+#include "tool_test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using dagent::ToolErrc;
+using dagent::tools::ReadFileTool;
+using dagent::tools::test::object;
+using dagent::tools::test::WorkspaceFixture;
+
+}  // namespace
+
+TEST_CASE("read_file returns a file's content") {
+  WorkspaceFixture fx;
+  ReadFileTool tool;
+  CHECK(tool.name() == "read_file");
+  fx.write("docs/a.md", "# Title\nbody\n");
+
+  SECTION("whole file") {
+    auto result = tool.run(object(R"({"path": "docs/a.md"})"), fx.context());
+    REQUIRE(result.has_value());
+    CHECK(*result == json::parse(R"({"path": "docs/a.md", "content": "# Title\nbody\n", "bytes": 13})"));
+  }
+  SECTION("the path is shown relative to the workspace") {
+    auto result = tool.run(object(R"({"path": "./docs/../docs/a.md"})"), fx.context());
+    REQUIRE(result.has_value());
+    CHECK(result->at("path") == "docs/a.md");
+  }
+  SECTION("max_bytes cuts and says so") {
+    auto result = tool.run(object(R"({"path": "docs/a.md", "max_bytes": 7})"), fx.context());
+    REQUIRE(result.has_value());
+    CHECK(*result == json::parse(R"({"path": "docs/a.md", "content": "# Title", "bytes": 7, "truncated": true})"));
+  }
+  SECTION("max_bytes equal to the size is not a cut") {
+    auto result = tool.run(object(R"({"path": "docs/a.md", "max_bytes": 13})"), fx.context());
+    REQUIRE(result.has_value());
+    CHECK_FALSE(result->as_object().contains("truncated"));
+    CHECK(result->at("bytes") == 13);
+  }
+  SECTION("max_bytes 0") {
+    auto result = tool.run(object(R"({"path": "docs/a.md", "max_bytes": 0})"), fx.context());
+    REQUIRE(result.has_value());
+    CHECK(result->at("content") == "");
+    CHECK(result->at("truncated") == true);
+  }
+  SECTION("an empty file") {
+    fx.write("empty.txt", "");
+    auto result = tool.run(object(R"({"path": "empty.txt"})"), fx.context());
+    REQUIRE(result.has_value());
+    CHECK(result->at("content") == "");
+    CHECK(result->at("bytes") == 0);
+  }
+  SECTION("bytes pass through, NULs and invalid UTF-8 included") {
+    const std::string raw("a\0b\xff\xfe", 5);
+    fx.write("raw.bin", raw);
+    auto result = tool.run(object(R"({"path": "raw.bin"})"), fx.context());
+    REQUIRE(result.has_value());
+    CHECK(std::string(result->at("content").as_string()) == raw);
+    CHECK(result->at("bytes") == 5);
+  }
+  SECTION("a file larger than one read chunk") {
+    const std::string big(200'000, 'x');
+    fx.write("big.txt", big);
+    auto result = tool.run(object(R"({"path": "big.txt", "max_bytes": 150000})"), fx.context());
+    REQUIRE(result.has_value());
+    CHECK(result->at("content").as_string().size() == 150'000);
+    CHECK(result->at("truncated") == true);
+  }
+  SECTION("a symlink inside is read through") {
+    fs::create_symlink("docs/a.md", fx.root() / "link.md");
+    auto result = tool.run(object(R"({"path": "link.md"})"), fx.context());
+    REQUIRE(result.has_value());
+    CHECK(result->at("content") == "# Title\nbody\n");
+  }
+}
+
+TEST_CASE("read_file errors") {
+  WorkspaceFixture fx;
+  ReadFileTool tool;
+  fx.write("docs/a.md", "x");
+  auto error_of = [&](std::string_view params) {
+    auto result = tool.run(object(params), fx.context());
+    REQUIRE(result.has_error());
+    return result.error();
+  };
+
+  SECTION("missing file") {
+    auto e = error_of(R"({"path": "docs/missing.md"})");
+    CHECK(e.code == ToolErrc::not_found);
+    CHECK(e.message == "'docs/missing.md' does not exist");
+  }
+  SECTION("escapes") {
+    CHECK(error_of(R"({"path": "../outside/secret.txt"})").code == ToolErrc::outside_workspace);
+    CHECK(error_of(R"({"path": "/etc/passwd"})").code == ToolErrc::outside_workspace);
+    CHECK(error_of(R"({"path": "docs/a.md\u0000"})").code == ToolErrc::outside_workspace);
+    fs::create_symlink(fx.base() / "outside" / "secret.txt", fx.root() / "leak.txt");
+    auto e = error_of(R"({"path": "leak.txt"})");
+    CHECK(e.code == ToolErrc::outside_workspace);
+    CHECK(e.message.find("outside secret") == std::string::npos);
+  }
+  SECTION("a folder is not a regular file") {
+    auto e = error_of(R"({"path": "docs"})");
+    CHECK(e.code == ToolErrc::invalid_parameters);
+    CHECK(e.message == "'docs' is not a regular file");
+  }
+  SECTION("a FIFO is refused without blocking") {
+    REQUIRE(::mkfifo((fx.root() / "pipe").c_str(), 0600) == 0);
+    auto e = error_of(R"({"path": "pipe"})");
+    CHECK(e.code == ToolErrc::invalid_parameters);
+    CHECK(e.message == "'pipe' is not a regular file");
+  }
+  SECTION("bad parameters") {
+    auto e = error_of(R"({"path": 3})");
+    CHECK(e.code == ToolErrc::invalid_parameters);
+    CHECK(e.message == "invalid parameters: $.path: expected string, got integer");
+    CHECK(error_of(R"({})").message == "invalid parameters: $.path: missing required property");
+    CHECK(error_of(R"({"path": "docs/a.md", "max_bytes": -1})").message ==
+          "invalid parameters: $.max_bytes: must be >= 0, got -1");
+    CHECK(error_of(R"({"path": "docs/a.md", "max_bytes": 1.0})").code == ToolErrc::invalid_parameters);
+    CHECK(error_of(R"({"path": "docs/a.md", "offset": 1})").code == ToolErrc::invalid_parameters);
+    CHECK(error_of(R"({"path": ""})").code == ToolErrc::invalid_parameters);
+  }
+  SECTION("an unreadable file is an io_error") {
+    if (::geteuid() == 0) return;  // root reads anything
+    fs::permissions(fx.root() / "docs" / "a.md", fs::perms::none);
+    auto e = error_of(R"({"path": "docs/a.md"})");
+    CHECK(e.code == ToolErrc::io_error);
+    CHECK(e.message == "cannot open 'docs/a.md': Permission denied");
+  }
+  SECTION("cancelled") {
+    fx.cancel();
+    CHECK(error_of(R"({"path": "docs/a.md"})").code == ToolErrc::cancelled);
+  }
+  SECTION("no workspace") {
+    auto result = tool.run(object(R"({"path": "docs/a.md"})"), dagent::ToolContext{});
+    REQUIRE(result.has_error());
+    CHECK(result.error().code == ToolErrc::failed);
+  }
+}
