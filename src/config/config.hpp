@@ -129,7 +129,7 @@ struct SourceLocation {
 struct Task {
   std::string name;
   std::string goal;
-  std::filesystem::path workspace;   ///< absolute once loaded (relative to the task file)
+  std::filesystem::path workspace;   ///< absolute; empty for a `tasks:` entry without one (then tools.workspace)
   boost::json::object inputs;
   std::optional<boost::json::value> plan;  ///< a fixed plan: the JSON array or {"steps": [...]}
   std::filesystem::path plan_file;         ///< where a fixed plan was read from, if a file

@@ -921,7 +921,9 @@ std::optional<Task> read_task(const YAML::Node& node, int line, const TaskOrigin
   const std::size_t before = out.problems.size();
   TaskReading reading;
   reading.task.name = origin.default_name;
-  reading.task.workspace = origin.dir;
+  // A task file's tools default to its own folder; a `tasks:` entry's to `tools.workspace`,
+  // which the runtime resolves against the config file's folder.
+  if (origin.name_rule != NameRule::must_match_default) reading.task.workspace = origin.dir;
   reading.task.source = origin.source;
   if (!node.IsNull() && !node.IsMap()) {
     out.add(line, origin.prefix,

@@ -181,7 +181,9 @@ RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& option
                        "include yet"},
                       {}};
   }
-  return run_plan(*task->plan, task->inputs, task->workspace, options, task->name);
+  auto workspace = task->workspace;
+  if (workspace.empty()) workspace = (impl_->cfg.base_dir / impl_->cfg.tools.workspace).lexically_normal();
+  return run_plan(*task->plan, task->inputs, workspace, options, task->name);
 }
 
 RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& inputs,

@@ -30,7 +30,7 @@ FileHandle::~FileHandle() {
 }
 
 boost::system::result<FileHandle, ToolError> FileHandle::open_regular(const std::filesystem::path& path,
-                                                                     std::string_view shown) {
+                                                                      std::string_view shown) {
   // O_NONBLOCK so that opening a FIFO does not wait for a writer; it is refused just below.
   int fd = -1;
   do {

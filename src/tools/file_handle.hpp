@@ -28,7 +28,7 @@ class FileHandle {
   /// with O_NOFOLLOW, so a symlink swapped in after the workspace check is refused; anything but
   /// a regular file (folder, FIFO, device) is refused too. `shown` names the file in errors.
   static boost::system::result<FileHandle, ToolError> open_regular(const std::filesystem::path& path,
-                                                                  std::string_view shown);
+                                                                   std::string_view shown);
 
   int get() const noexcept { return fd_; }
   /// The size fstat(2) reported when open_regular opened the file; 0 otherwise.

@@ -25,7 +25,7 @@ std::size_t sequence_length(unsigned char lead) {
 struct ClassMatch {
   bool well_formed = false;  // a `[` without its `]` is an ordinary character
   bool matched = false;
-  std::size_t next = 0;      // the pattern position after the closing `]`
+  std::size_t next = 0;  // the pattern position after the closing `]`
 };
 
 ClassMatch match_class(std::string_view pattern, std::size_t open, char c) {
@@ -74,7 +74,9 @@ boost::system::result<GlobPattern, ToolError> GlobPattern::parse(std::string_vie
     if (!name.empty() && name != "." && !repeated_any_depth) names.emplace_back(name);
     start = end + 1;
   }
-  if (names.empty()) return ToolError{ToolErrc::invalid_parameters, "pattern '" + std::string(pattern) + "' names no file"};
+  if (names.empty()) {
+    return ToolError{ToolErrc::invalid_parameters, "pattern '" + std::string(pattern) + "' names no file"};
+  }
 
   std::size_t literal = 0;
   while (literal + 1 < names.size() && !has_wildcard(names[literal])) ++literal;
@@ -88,7 +90,7 @@ boost::system::result<GlobPattern, ToolError> GlobPattern::parse(std::string_vie
   for (const auto& name : rest) {
     if (name == "..") {
       return ToolError{ToolErrc::invalid_parameters,
-                        "pattern '" + std::string(pattern) + "': '..' may only appear in its leading folder part"};
+                       "pattern '" + std::string(pattern) + "': '..' may only appear in its leading folder part"};
     }
   }
   return GlobPattern(std::move(base), std::move(rest));

@@ -15,8 +15,8 @@ namespace dagent::tools {
 namespace {
 
 // Sorted.
-constexpr std::array<std::string_view, 7> k_builtin_names = {
-    "list_dir", "llm", "memory_add", "memory_search", "read_file", "search_files", "write_file"};
+constexpr std::array<std::string_view, 7> k_builtin_names = {"list_dir",  "llm",          "memory_add", "memory_search",
+                                                             "read_file", "search_files", "write_file"};
 
 // The built-in tool called `name` when this build provides it, else nullptr.
 std::shared_ptr<Tool> make_builtin(std::string_view name) {
@@ -33,7 +33,9 @@ boost::system::result<void, ToolError> Registry::add(std::shared_ptr<Tool> tool)
   if (!tool) return ToolError{ToolErrc::invalid_parameters, "cannot register a null tool"};
   std::string name(tool->name());
   if (name.empty()) return ToolError{ToolErrc::invalid_parameters, "cannot register a tool without a name"};
-  if (tools_.contains(name)) return ToolError{ToolErrc::invalid_parameters, "tool '" + name + "' is already registered"};
+  if (tools_.contains(name)) {
+    return ToolError{ToolErrc::invalid_parameters, "tool '" + name + "' is already registered"};
+  }
   tools_.emplace(std::move(name), std::move(tool));
   return {};
 }

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
-#include <stdexcept>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -76,8 +76,9 @@ ToolError cancelled() { return ToolError{ToolErrc::cancelled, "search_files: can
 
 // Adds the matching files below `folder`, whose names below the pattern's base are `names`.
 // Unreadable folders are skipped.
-boost::system::result<void, ToolError> collect(const Workspace& workspace, const GlobPattern& glob, const fs::path& folder,
-             std::vector<std::string>& names, std::vector<Candidate>& found, const ToolContext& ctx) {
+boost::system::result<void, ToolError> collect(const Workspace& workspace, const GlobPattern& glob,
+                                               const fs::path& folder, std::vector<std::string>& names,
+                                               std::vector<Candidate>& found, const ToolContext& ctx) {
   std::error_code ec;
   fs::directory_iterator it(folder, ec);
   if (ec) return {};
@@ -105,8 +106,8 @@ boost::system::result<void, ToolError> collect(const Workspace& workspace, const
 
 // Appends the lines of `file` that match `query` until `matches` holds `limit` entries. Binary
 // and unreadable files add nothing.
-boost::system::result<void, ToolError> scan_file(const Candidate& file, const Query& query, std::size_t limit, json::array& matches,
-               const ToolContext& ctx) {
+boost::system::result<void, ToolError> scan_file(const Candidate& file, const Query& query, std::size_t limit,
+                                                 json::array& matches, const ToolContext& ctx) {
   auto handle = FileHandle::open_regular(file.real, file.path);
   if (!handle) return {};
   std::string buffer;
@@ -138,9 +139,8 @@ boost::system::result<void, ToolError> scan_file(const Candidate& file, const Qu
       try {
         if (!query.matches(line)) continue;
       } catch (const std::runtime_error& e) {
-        return ToolError{ToolErrc::failed, "regex '" + query.text + "' failed on line " +
-                                                                std::to_string(line_number) + " of '" + file.path +
-                                                                "': " + e.what()};
+        return ToolError{ToolErrc::failed, "regex '" + query.text + "' failed on line " + std::to_string(line_number) +
+                                               " of '" + file.path + "': " + e.what()};
       }
       json::object match;
       match["path"] = file.path;
@@ -207,8 +207,7 @@ ToolResult SearchFilesTool::run(const json::object& params, const ToolContext& c
   std::sort(found.begin(), found.end(), [](const Candidate& a, const Candidate& b) { return a.path < b.path; });
 
   // One more than asked for, to know whether the result was cut.
-  const std::size_t limit =
-      static_cast<std::size_t>(std::min<std::uint64_t>(max_results, std::uint64_t{1} << 32)) + 1;
+  const std::size_t limit = static_cast<std::size_t>(std::min<std::uint64_t>(max_results, std::uint64_t{1} << 32)) + 1;
   if (query) {
     for (const auto& file : found) {
       if (auto scanned = scan_file(file, *query, limit, matches, ctx); !scanned) return scanned.error();

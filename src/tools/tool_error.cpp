@@ -36,9 +36,7 @@ const boost::system::error_category& tool_category() noexcept {
   return category;
 }
 
-boost::system::error_code make_error_code(ToolErrc e) noexcept {
-  return {static_cast<int>(e), tool_category()};
-}
+boost::system::error_code make_error_code(ToolErrc e) noexcept { return {static_cast<int>(e), tool_category()}; }
 
 void throw_exception_from_error(const ToolError& e, const boost::source_location& loc) {
   boost::throw_exception(boost::system::system_error(e.code, e.message), loc);

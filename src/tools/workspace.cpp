@@ -39,9 +39,7 @@ std::string in_quotes(std::string_view text) {
 
 // Component-wise, so /ws2 is not inside /ws.
 bool is_within(const fs::path& path, const fs::path& root) {
-  auto [root_end, path_pos] = std::mismatch(root.begin(), root.end(), path.begin(), path.end());
-  (void)path_pos;
-  return root_end == root.end();
+  return std::mismatch(root.begin(), root.end(), path.begin(), path.end()).first == root.end();
 }
 
 // The components of a relative user path, after the textual checks.
@@ -73,7 +71,7 @@ boost::system::result<std::vector<std::string>, ToolError> split_user_path(std::
 }
 
 struct Walked {
-  fs::path real;       // symlinks resolved; the missing tail, if any, appended as written
+  fs::path real;  // symlinks resolved; the missing tail, if any, appended as written
   bool exists = false;
 };
 
@@ -120,7 +118,7 @@ boost::system::result<Walked, ToolError> walk(const fs::path& root, const std::v
     }
     if (!is_within(current, root)) {
       return ToolError{ToolErrc::outside_workspace,
-                        "path " + in_quotes(user_path) + " leads outside the workspace through a symlink"};
+                       "path " + in_quotes(user_path) + " leads outside the workspace through a symlink"};
     }
   }
   std::error_code ec;
@@ -163,7 +161,8 @@ boost::system::result<std::filesystem::path, ToolError> Workspace::resolve_for_w
   if (!walked) return walked.error();
   fs::path& real = walked->real;
   if (real == root_) {
-    return ToolError{ToolErrc::invalid_parameters, "path " + in_quotes(user_path) + " names the workspace folder itself"};
+    return ToolError{ToolErrc::invalid_parameters,
+                     "path " + in_quotes(user_path) + " names the workspace folder itself"};
   }
   const fs::path parent = real.parent_path();
   std::error_code ec;
@@ -181,7 +180,7 @@ boost::system::result<std::filesystem::path, ToolError> Workspace::resolve_for_w
     const fs::path created = fs::canonical(parent, ec);
     if (ec || !is_within(created, root_)) {
       return ToolError{ToolErrc::outside_workspace,
-                        "the folder of " + in_quotes(user_path) + " changed while it was being created"};
+                       "the folder of " + in_quotes(user_path) + " changed while it was being created"};
     }
   } else if (ec) {
     return ToolError{ToolErrc::io_error, "cannot inspect the folder of " + in_quotes(user_path) + ": " + ec.message()};

@@ -71,7 +71,7 @@ boost::system::result<void, ToolError> commit(int dir_fd, FileHandle temp, const
 }
 
 boost::system::result<void, ToolError> replace_file(int dir_fd, const std::string& name, std::string_view content,
-                                                   const struct stat* existing, std::string_view shown) {
+                                                    const struct stat* existing, std::string_view shown) {
   std::string temp_name;
   auto temp = create_temp(dir_fd, name, temp_name, shown);
   if (!temp) return temp.error();
@@ -126,7 +126,9 @@ ToolResult WriteFileTool::run(const json::object& params, const ToolContext& ctx
 
   struct stat existing {};
   const bool exists = ::fstatat(dir_fd, name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0;
-  if (exists && S_ISDIR(existing.st_mode)) return tool_error(ToolErrc::invalid_parameters, "'" + shown + "' is a folder");
+  if (exists && S_ISDIR(existing.st_mode)) {
+    return tool_error(ToolErrc::invalid_parameters, "'" + shown + "' is a folder");
+  }
   if (exists && !S_ISREG(existing.st_mode)) {
     return tool_error(ToolErrc::invalid_parameters, "'" + shown + "' is not a regular file");
   }

@@ -89,12 +89,11 @@ TEST_CASE("validate_json: properties, required, additionalProperties") {
     CHECK(check(R"({"a": 1, "b": "x"})", R"({"additionalProperties": {"type": "integer"}})") ==
           Problems{"$.b: expected integer, got string"});
   }
-  SECTION("every problem is reported") {
-    CHECK(check(R"({"max_bytes": "x", "extra": true})", schema).size() == 3);
-  }
+  SECTION("every problem is reported") { CHECK(check(R"({"max_bytes": "x", "extra": true})", schema).size() == 3); }
   SECTION("nested objects and odd keys") {
     const std::string nested = R"({"properties": {"meta": {"properties": {"two words": {"type": "string"}}}}})";
-    CHECK(check(R"({"meta": {"two words": 1}})", nested) == Problems{R"($.meta["two words"]: expected string, got integer)"});
+    CHECK(check(R"({"meta": {"two words": 1}})", nested) ==
+          Problems{R"($.meta["two words"]: expected string, got integer)"});
   }
 }
 
@@ -103,7 +102,8 @@ TEST_CASE("validate_json: items") {
   CHECK(check(R"({"items": [1, 2, 3]})", schema).empty());
   CHECK(check(R"({"items": [1, 2, "three", 4.5]})", schema) ==
         Problems{"$.items[2]: expected integer, got string", "$.items[3]: expected integer, got number"});
-  CHECK(check(R"([{"a": 1}, {}])", R"({"items": {"required": ["a"]}})") == Problems{"$[1].a: missing required property"});
+  CHECK(check(R"([{"a": 1}, {}])", R"({"items": {"required": ["a"]}})") ==
+        Problems{"$[1].a: missing required property"});
 }
 
 TEST_CASE("validate_json: enum") {
@@ -145,7 +145,8 @@ TEST_CASE("validate_json: a custom root path") {
 TEST_CASE("check_parameters joins the problems into one invalid_parameters error") {
   const auto schema = json::parse(R"({
     "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"],
-    "additionalProperties": false})").as_object();
+    "additionalProperties": false})")
+                          .as_object();
   CHECK(check_parameters(json::parse(R"({"path": "x"})").as_object(), schema).has_value());
   auto result = check_parameters(json::parse(R"({"other": 1})").as_object(), schema);
   REQUIRE_FALSE(result.has_value());

@@ -101,16 +101,18 @@ TEST_CASE("built-in tools describe themselves precisely") {
       CHECK(property.value().as_object().contains("description"));
     }
     if (const auto* required = schema.if_contains("required")) {
-      for (const auto& name : required->as_array()) CHECK(schema.at("properties").as_object().contains(name.as_string()));
+      for (const auto& name : required->as_array()) {
+        CHECK(schema.at("properties").as_object().contains(name.as_string()));
+      }
     }
     CHECK(dagent::tools::validate_json(json::object{{"unexpected", 1}}, schema).size() >= 1);
   }
 }
 
 TEST_CASE("the built-in tool names follow SPEC.md section 7") {
-  CHECK(dagent::tools::builtin_tool_names() ==
-        std::vector<std::string_view>{"list_dir", "llm", "memory_add", "memory_search", "read_file", "search_files",
-                                      "write_file"});
+  CHECK(dagent::tools::builtin_tool_names() == std::vector<std::string_view>{"list_dir", "llm", "memory_add",
+                                                                             "memory_search", "read_file",
+                                                                             "search_files", "write_file"});
   CHECK(dagent::tools::is_builtin_tool("llm"));
   CHECK(dagent::tools::is_builtin_tool("search_files"));
   CHECK_FALSE(dagent::tools::is_builtin_tool("shell"));

@@ -40,7 +40,8 @@ TEST_CASE("search_files finds files by glob") {
       "matches": [{"path": "docs/guide/setup.md"}, {"path": "docs/intro.md"}], "count": 2})"));
   }
   SECTION("* stays within one folder") {
-    CHECK(search(tool, fx, R"({"pattern": "*.md"})") == json::parse(R"({"matches": [{"path": "README.md"}], "count": 1})"));
+    CHECK(search(tool, fx, R"({"pattern": "*.md"})") ==
+          json::parse(R"({"matches": [{"path": "README.md"}], "count": 1})"));
     CHECK(search(tool, fx, R"({"pattern": "docs/*/*.txt"})") ==
           json::parse(R"({"matches": [{"path": "docs/guide/notes.txt"}], "count": 1})"));
   }
@@ -60,7 +61,8 @@ TEST_CASE("search_files finds files by glob") {
     CHECK(search(tool, fx, R"({"pattern": "README.md/*"})") == json::parse(R"({"matches": [], "count": 0})"));
   }
   SECTION("folders are not matches") {
-    CHECK(search(tool, fx, R"({"pattern": "docs/*"})") == json::parse(R"({"matches": [{"path": "docs/intro.md"}], "count": 1})"));
+    CHECK(search(tool, fx, R"({"pattern": "docs/*"})") ==
+          json::parse(R"({"matches": [{"path": "docs/intro.md"}], "count": 1})"));
   }
   SECTION("max_results cuts and says so") {
     CHECK(search(tool, fx, R"({"pattern": "**/*", "max_results": 2})") == json::parse(R"({
@@ -88,7 +90,8 @@ TEST_CASE("search_files with a query finds lines") {
     CHECK(search(tool, fx, R"({"pattern": "d.txt", "query": "a.b"})").at("count") == 1);
   }
   SECTION("regex") {
-    CHECK(search(tool, fx, R"({"pattern": "*.txt", "query": "^TODO\\b", "regex": true})") == json::parse(R"({"matches": [
+    CHECK(search(tool, fx, R"({"pattern": "*.txt", "query": "^TODO\\b", "regex": true})") ==
+          json::parse(R"({"matches": [
       {"path": "a.txt", "line": 2, "text": "TODO: fix"},
       {"path": "b.txt", "line": 1, "text": "TODO in b"}], "count": 2})"));
   }
@@ -145,8 +148,7 @@ TEST_CASE("search_files errors") {
     return result.error();
   };
   SECTION("escaping patterns") {
-    CHECK(error_of(R"({"pattern": "../**/*.txt"})").message ==
-          "pattern '../**/*.txt': path '..' leaves the workspace");
+    CHECK(error_of(R"({"pattern": "../**/*.txt"})").message == "pattern '../**/*.txt': path '..' leaves the workspace");
     CHECK(error_of(R"({"pattern": "/etc/*"})").code == ToolErrc::outside_workspace);
     CHECK(error_of(R"({"pattern": "*\u0000"})").code == ToolErrc::outside_workspace);
     CHECK(error_of(R"({"pattern": "*/../../x"})").code == ToolErrc::invalid_parameters);

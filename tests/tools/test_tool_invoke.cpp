@@ -144,7 +144,8 @@ TEST_CASE("cancelling a step completes it at once while run() is still blocked")
   asio::cancellation_signal signal;
   Outcome outcome;
 
-  asio::co_spawn(loop, call_tool(tool, {}, ctx, outcome), asio::bind_cancellation_slot(signal.slot(), Record{&outcome}));
+  asio::co_spawn(loop, call_tool(tool, {}, ctx, outcome),
+                 asio::bind_cancellation_slot(signal.slot(), Record{&outcome}));
   loop.poll();                // the coroutine starts and hands run() to the pool
   tool.wait_until_started();  // run() is now blocked on the pool thread
   signal.emit(asio::cancellation_type::terminal);
