@@ -92,7 +92,7 @@ TEST_CASE("dagent run executes a fixed plan and prints the SPEC result JSON", "[
   CHECK_THAT(r.err, Catch::Contains("step 5 write_file"));
 }
 
-TEST_CASE("--set overrides config keys with validation", "[cli]") {
+TEST_CASE("the CLI applies --set overrides with validation", "[cli]") {
   TempDir dir;
   write_fan_in_task(dir);
   SECTION("parallel execution off runs one step at a time") {
@@ -221,7 +221,7 @@ TEST_CASE("tasks can be named from config.yaml, and a goal without a plan is ref
   CHECK_THAT(unknown.err, Catch::Contains("gather"));
 }
 
-TEST_CASE("--trace writes Chrome trace events, one span per step", "[cli]") {
+TEST_CASE("the CLI writes a Chrome trace with --trace, one span per step", "[cli]") {
   TempDir dir;
   write_fan_in_task(dir);
   auto r = dagent_cli(dir, {"run", "task.yaml", "--trace", "trace.json", "-q"});
