@@ -105,6 +105,31 @@ TEST_CASE("the CLI applies --set overrides with validation", "[cli]") {
     REQUIRE(r.exit_code == 0);
     CHECK(parse_object(r.out).at("metrics").at("max_concurrent_steps") == 2);
   }
+  SECTION("without dependency analysis a reference alone does not order steps") {
+    dir.write("refs.yaml", R"(workspace: ws
+plan:
+  - {id: 1, action: read_file, parameters: {path: in1.txt}}
+  - {id: 2, action: write_file, parameters: {path: copy.txt, content: "$step1.content"}}
+)");
+    auto with = dagent_cli(dir, {"run", "refs.yaml", "--json"});
+    CHECK(with.exit_code == 0);
+    CHECK(parse_object(with.out).at("levels") == json::parse("[[1],[2]]"));
+    auto without = dagent_cli(dir, {"run", "refs.yaml", "--json", "--set",
+                                     "performance.parallel_execution.dependency_analysis=false"});
+    CHECK(without.exit_code == 1);
+    auto o = parse_object(without.out);
+    CHECK(o.at("levels") == json::parse("[[1,2]]"));
+    CHECK_THAT(std::string(o.at("steps").as_array()[1].at("error").as_string()), Catch::Contains("step 1 has no output"));
+  }
+  SECTION("levels scheduling is accepted and reported steps keep their levels") {
+    auto r = dagent_cli(dir, {"run", "task.yaml", "--json", "--set", "performance.parallel_execution.scheduling=levels"});
+    REQUIRE(r.exit_code == 0);
+    auto o = parse_object(r.out);
+    const auto& steps = o.at("steps").as_array();
+    double level0_done = 0;
+    for (int i = 0; i < 4; ++i) level0_done = std::max(level0_done, steps[i].at("finished_ms").to_number<double>());
+    CHECK(steps[4].at("started_ms").to_number<double>() >= level0_done);
+  }
   SECTION("a bad value is an error naming --set and the key; nothing runs") {
     auto r = dagent_cli(dir, {"run", "task.yaml", "--set", "performance.parallel_execution.max_parallel_steps=zero"});
     CHECK(r.exit_code == 2);

@@ -370,3 +370,30 @@ TEST_CASE("verification runs in the background, and critical steps wait for it",
     CHECK_THAT(step(r, 1).verification_reason, Catch::Contains("LLM judge"));
   }
 }
+
+TEST_CASE("SchedulerOptions::from maps the config switches", "[executor][scheduler]") {
+  dagent::config::Config cfg;
+  auto defaults = SchedulerOptions::from(cfg);
+  CHECK(defaults.parallel);
+  CHECK(defaults.max_parallel_steps == 5);
+  CHECK(defaults.max_parallel_llm_calls == 3);
+  CHECK(defaults.scheduling == dagent::config::Scheduling::eager);
+  CHECK(defaults.step_timeout == std::chrono::milliseconds(120000));
+  CHECK(defaults.verification);
+  CHECK(defaults.max_reruns == 1);
+
+  cfg.performance.parallel_execution.enabled = false;
+  cfg.performance.parallel_execution.scheduling = dagent::config::Scheduling::levels;
+  cfg.performance.background_tasks.verification = false;
+  cfg.executor.step_timeout_ms = 250;
+  cfg.executor.step_retries = 2;
+  cfg.verification.max_reruns = 3;
+  auto o = SchedulerOptions::from(cfg);
+  CHECK_FALSE(o.parallel);
+  CHECK(o.max_parallel_steps == 1);
+  CHECK(o.scheduling == dagent::config::Scheduling::levels);
+  CHECK_FALSE(o.verification);
+  CHECK(o.step_timeout == std::chrono::milliseconds(250));
+  CHECK(o.step_retries == 2);
+  CHECK(o.max_reruns == 3);
+}
