@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <fstream>
 #include <memory>
@@ -241,11 +242,11 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-// VmHWM of /proc/self/status in KiB, or -1 where there is none.
-long vm_hwm_kb() {
+// A field of /proc/self/status ("VmHWM:", "VmRSS:") in KiB, or -1 where there is none.
+long proc_status_kb(std::string_view field) {
   std::ifstream in("/proc/self/status");
   for (std::string line; std::getline(in, line);)
-    if (line.starts_with("VmHWM:")) return std::stol(line.substr(6));
+    if (line.starts_with(field)) return std::stol(line.substr(field.size()));
   return -1;
 }
 
@@ -326,13 +327,17 @@ int main(int argc, char** argv) {
     for (const auto& p : analysis.problems) std::fprintf(stderr, "%s\n", p.to_string().c_str());
     return 1;
   }
-  std::size_t edges = 0, max_width = 0;
-  for (const auto& s : analysis.steps) edges += s.deps.size();
+  std::size_t edges = 0, max_width = 0, templated = 0;
+  for (const auto& s : analysis.steps) {
+    edges += s.deps.size();
+    templated += s.params.slots.size();
+  }
   for (const auto& l : analysis.levels) max_width = std::max(max_width, l.size());
 
   executor::SchedulerOptions options;
   options.max_parallel_steps = o.parallel;
   options.scheduling = o.scheduling;
+  const long rss_before_run_kb = proc_status_kb("VmRSS:");  // the plan and its analysis
   std::vector<double> wall_ms, makespan_ms;
   int max_concurrent = 0;
   RunSample fastest;
@@ -357,6 +362,7 @@ int main(int argc, char** argv) {
       {"seed", o.seed},
       {"window", o.window},
       {"edges", edges},
+      {"templated_parameters", templated},
       {"levels", analysis.levels.size()},
       {"critical_path_steps", analysis.critical_path.size()},
       {"max_level_width", max_width},
@@ -384,13 +390,15 @@ int main(int argc, char** argv) {
     out["mean_ready_delay_ms"] = fastest.mean_ready_delay_ms;
     out["mean_step_overhead_ms"] = fastest.mean_step_overhead_ms;
   }
+  out["vm_rss_before_run_kb"] = rss_before_run_kb;
   out["ru_maxrss_kb"] = ru_maxrss_kb();
-  out["vm_hwm_kb"] = vm_hwm_kb();
+  out["vm_hwm_kb"] = proc_status_kb("VmHWM:");
   std::printf("json %s\n", json::serialize(out).c_str());
 
-  std::printf("%s %s steps=%zu parallel=%d: %zu levels, critical path %zu steps, %zu edges; analysis %.2f ms; ",
+  std::printf("%s %s steps=%zu parallel=%d: %zu levels, critical path %zu steps, %zu edges, %zu templated "
+              "parameters; analysis %.2f ms; ",
               trivial ? "trivial" : "latency", eager ? "eager" : "levels", o.steps, o.parallel,
-              analysis.levels.size(), analysis.critical_path.size(), edges, best(analysis_ms));
+              analysis.levels.size(), analysis.critical_path.size(), edges, templated, best(analysis_ms));
   if (trivial) {
     std::printf("%.2f us/step best, %.2f median", out["us_per_step_best"].as_double(),
                 out["us_per_step_median"].as_double());
@@ -402,7 +410,7 @@ int main(int argc, char** argv) {
                 fastest.chain_steps, fastest.chain_latency_ms, fastest.chain_ready_delay_ms,
                 fastest.chain_step_overhead_ms);
   }
-  std::printf("; max concurrent %d; peak RSS %.1f MB (VmHWM %.1f MB)\n", max_concurrent, ru_maxrss_kb() / 1024.0,
-              vm_hwm_kb() / 1024.0);
+  std::printf("; max concurrent %d; RSS %.1f MB before the runs, peak %.1f MB (VmHWM %.1f MB)\n", max_concurrent,
+              rss_before_run_kb / 1024.0, ru_maxrss_kb() / 1024.0, proc_status_kb("VmHWM:") / 1024.0);
   return 0;
 }

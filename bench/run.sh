@@ -3,14 +3,14 @@
 # 1 000 and 10 000 steps × trivial/latency × eager/levels (trivial at max_parallel_steps 64 and
 # 5). Every configuration runs in its own process; the 10 000-step ones under /usr/bin/time -v
 # when it exists, for an outside view of the peak RSS. Prints Markdown tables.
-# Environment: SEED (default 1), TRIVIAL_REPEAT (default 10), LATENCY_REPEAT (default 3).
+# Environment: SEED (default 1), TRIVIAL_REPEAT (default 10), LATENCY_REPEAT (default 5).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build-bench"
 seed="${SEED:-1}"
 trivial_repeat="${TRIVIAL_REPEAT:-10}"
-latency_repeat="${LATENCY_REPEAT:-3}"
+latency_repeat="${LATENCY_REPEAT:-5}"
 
 if [[ ! -f "$build/build.ninja" ]]; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDAGENT_BUILD_TESTS=OFF >/dev/null
@@ -106,8 +106,8 @@ done
 echo
 echo "### Peak RSS of the 10 000-step runs, one process each (target < 50 MB)"
 echo
-echo "| configuration | /usr/bin/time max RSS MB | ru_maxrss MB | VmHWM MB | target |"
-echo "|---|---:|---:|---:|---|"
+echo "| configuration | RSS before the runs MB (plan + analysis) | /usr/bin/time max RSS MB | ru_maxrss MB | VmHWM MB | target |"
+echo "|---|---:|---:|---:|---:|---|"
 for name in trivial-10000-eager-64 trivial-10000-eager-5 trivial-10000-levels-64 trivial-10000-levels-5 \
   latency-10000-eager latency-10000-levels; do
   j="$(cat "$out/$name.json")"
@@ -117,6 +117,6 @@ for name in trivial-10000-eager-64 trivial-10000-eager-5 trivial-10000-levels-64
   peak="$hwm"
   [[ -s "$out/$name.rss" ]] && peak="$(awk -v x="$hwm" '{ print ($1 > x ? $1 : x) }' "$out/$name.rss")"
   verdict=$(awk -v x="$peak" 'BEGIN { print (x < 50 * 1024 ? "met" : "missed") }')
-  echo "| $name | $outside | $(awk -v x="$(field "$j" ru_maxrss_kb)" 'BEGIN { printf "%.1f", x / 1024 }') |" \
+  echo "| $name | $(awk -v x="$(field "$j" vm_rss_before_run_kb)" 'BEGIN { printf "%.1f", x / 1024 }') | $outside | $(awk -v x="$(field "$j" ru_maxrss_kb)" 'BEGIN { printf "%.1f", x / 1024 }') |" \
     "$(awk -v x="$hwm" 'BEGIN { printf "%.1f", x / 1024 }') | $verdict |"
 done

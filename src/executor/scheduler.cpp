@@ -209,10 +209,13 @@ asio::awaitable<ToolResult> Scheduler::invoke_once(std::size_t index, json::obje
   asio::steady_timer timer(co_await asio::this_coro::executor, options_.step_timeout);
   try {
     auto call = info.tool->invoke(std::move(params), ctx);
-    auto deadline = timer.async_wait(asio::use_awaitable);
+    // as_tuple: the losing timer's cancellation is a value, not an exception thrown per step.
+    auto deadline = timer.async_wait(asio::as_tuple(asio::use_awaitable));
     auto winner = co_await (std::move(call) || std::move(deadline));
     if (winner.index() == 0) co_return std::move(std::get<0>(winner));
     flag->store(true);
+    if (std::get<0>(std::get<1>(winner)))  // the timer was cancelled: the run is being interrupted
+      co_return tool_error(ToolErrc::cancelled, "cancelled: the run was interrupted");
     co_return tool_error(ToolErrc::timed_out,
                          "timed out after " + std::to_string(options_.step_timeout.count()) + " ms");
   } catch (const boost::system::system_error& e) {
@@ -250,8 +253,13 @@ asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
     for (int attempt = 0; attempt <= options_.step_retries; ++attempt) {
       if (attempt > 0) ++report_.retries;
       ++out.attempts;
-      // A named copy: g++ 12 mishandles temporaries built inside a co_await expression.
-      json::object call_params = params;
+      // Named, not a conditional inside the co_await: g++ 12 mishandles such temporaries.
+      json::object call_params;
+      if (attempt < options_.step_retries) {
+        call_params = params;
+      } else {
+        call_params = std::move(params);
+      }
       result = co_await invoke_once(index, std::move(call_params));
       if (result || interrupted_ || !retryable(result.error())) break;
     }
