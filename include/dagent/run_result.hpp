@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <boost/json/value.hpp>
+#include <boost/system/error_code.hpp>
 
 namespace dagent {
 
@@ -30,6 +31,7 @@ struct StepResult {
   int slot = -1;                 ///< concurrency slot the step ran in (trace track), -1 if it never ran
   boost::json::value output;     ///< null unless succeeded
   std::string error;             ///< why it failed or was skipped; empty otherwise
+  boost::system::error_code error_code;  ///< the tool's ToolErrc when it failed (ToolErrc::unavailable: exit 3)
   VerificationStatus verification = VerificationStatus::not_requested;
   std::string verification_reason;
 };

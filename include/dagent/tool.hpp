@@ -27,6 +27,7 @@ enum class ToolErrc {
   timed_out,               ///< the step's time limit ran out
   cancelled,               ///< the run was interrupted
   failed,                  ///< any other failure the tool reports
+  unavailable,             ///< a service the tool needs (the LLM provider) could not be reached or refused us
 };
 
 const boost::system::error_category& tool_category() noexcept;

@@ -21,6 +21,7 @@ struct Scheduler::Outcome {
   int attempts = 0;
   json::value output;
   std::string error;
+  boost::system::error_code error_code;
   std::optional<Verdict> verdict;
 };
 
@@ -265,6 +266,7 @@ asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
     }
     if (!result) {
       out.error = std::move(result.error().message);
+      out.error_code = result.error().code;
       co_return out;
     }
     out.output = std::move(*result);
@@ -338,6 +340,7 @@ void Scheduler::finish(std::size_t index, std::exception_ptr error, Outcome outc
       if (--steps_[d].deps_left == 0 && steps_[d].result.status == StepStatus::pending) make_ready(d);
   } else {
     s.result.error = std::move(outcome.error);
+    s.result.error_code = outcome.error_code;
     if (s.result.verification == VerificationStatus::pending) s.result.verification = VerificationStatus::not_requested;
     emit(index, s.result.error);
     skip_dependents(index);

@@ -143,7 +143,7 @@ Verdict check_rules(const json::value& criterion, const json::value& output, std
 }
 
 boost::asio::awaitable<Verdict> RuleVerifier::verify(json::value criterion, json::value output) {
-  co_return check_rules(criterion, output, "a text criterion needs the LLM judge, which this build does not have yet");
+  co_return check_rules(criterion, output, text_reason_);
 }
 
 }  // namespace dagent::executor

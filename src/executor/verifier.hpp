@@ -34,10 +34,15 @@ class Verifier {
   virtual boost::asio::awaitable<Verdict> verify(boost::json::value criterion, boost::json::value output) = 0;
 };
 
-/// Rules only: text criteria report not_requested until an LLM judge is configured.
+/// Rules only: text criteria report not_requested, with `text_reason` saying why no judge ran.
 class RuleVerifier final : public Verifier {
  public:
+  explicit RuleVerifier(std::string text_reason = "a text criterion needs the LLM judge (verification.llm_judge)")
+      : text_reason_(std::move(text_reason)) {}
   boost::asio::awaitable<Verdict> verify(boost::json::value criterion, boost::json::value output) override;
+
+ private:
+  std::string text_reason_;
 };
 
 }  // namespace dagent::executor

@@ -17,8 +17,11 @@
 #include "executor/analysis.hpp"
 #include "executor/plan.hpp"
 #include "executor/scheduler.hpp"
+#include "executor/llm_judge.hpp"
 #include "executor/verifier.hpp"
+#include "runtime/lazy_provider.hpp"
 #include "runtime/trace_writer.hpp"
+#include "tools/llm_tool.hpp"
 #include "tools/registry.hpp"
 
 namespace dagent {
@@ -80,15 +83,43 @@ struct OnSignal {
   }
 };
 
+// True when running `plan` may call the model: an LLM-bound tool or a text criterion for the judge.
+bool needs_llm(const executor::Plan& plan, const executor::Analysis& analysis, bool judge) {
+  for (std::size_t i = 0; i < plan.steps.size(); ++i) {
+    if (analysis.steps[i].tool && analysis.steps[i].tool->uses_llm()) return true;
+    if (!judge || !plan.steps[i].verify) continue;
+    const auto& v = *plan.steps[i].verify;
+    if (v.is_string()) return true;
+    if (const auto* arr = v.if_array())
+      for (const auto& c : *arr)
+        if (c.is_string()) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 int RunOutcome::exit_code() const noexcept {
   if (!problems.empty()) return 2;
+  for (const auto& s : result.steps)
+    if (s.status == StepStatus::failed && s.error_code == ToolErrc::unavailable) return 3;
   return result.status == RunStatus::succeeded ? 0 : 1;
 }
 
 struct Runtime::Impl {
-  explicit Impl(config::Config c) : cfg(std::move(c)), registry(tools::make_builtin_registry(cfg.tools.enabled)) {}
+  explicit Impl(config::Config c)
+      : cfg(std::move(c)),
+        registry(tools::make_builtin_registry(cfg.tools.enabled)),
+        provider(io.get_executor(), cfg) {
+    if (std::find(cfg.tools.enabled.begin(), cfg.tools.enabled.end(), "llm") != cfg.tools.enabled.end())
+      (void)registry.add(std::make_shared<tools::LlmTool>(provider, cfg.llm.model));
+    if (cfg.verification.llm_judge) {
+      verifier = std::make_unique<executor::LlmJudge>(provider, cfg.llm.model);
+    } else {
+      verifier = std::make_unique<executor::RuleVerifier>("a text criterion needs the LLM judge, which is off "
+                                                          "(verification.llm_judge)");
+    }
+  }
 
   Prepared prepare(const json::value& plan_json, const json::object* inputs) const {
     Prepared p;
@@ -113,7 +144,10 @@ struct Runtime::Impl {
   }
 
   config::Config cfg;
+  asio::io_context io{1};  // one loop for every run: pooled connections outlive a run
   tools::Registry registry;
+  runtime::LazyProvider provider;
+  std::unique_ptr<executor::Verifier> verifier;
   std::unique_ptr<asio::thread_pool> pool;  // after registry: joined before the tools go away
 };
 
@@ -192,6 +226,10 @@ RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& i
   auto prepared = impl_->prepare(plan_json, &inputs);
   auto ws = Workspace::open(workspace);
   if (!ws) prepared.problems.push_back("workspace: " + ws.error().message);
+  if (prepared.problems.empty() &&
+      needs_llm(prepared.plan, prepared.analysis, impl_->cfg.verification.llm_judge && impl_->cfg.performance.background_tasks.verification)) {
+    if (auto why = impl_->provider.prepare()) prepared.problems.push_back("llm: " + *why);
+  }
   if (!prepared.problems.empty()) {
     outcome.problems = std::move(prepared.problems);
     return outcome;
@@ -205,13 +243,14 @@ RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& i
   result.critical_path = ids_of(prepared.plan, prepared.analysis.critical_path);
 
   if (options.on_start) options.on_start(result);
-  asio::io_context io(1);
+  auto& io = impl_->io;
+  io.restart();
+  const auto before = impl_->provider.metrics();
   ToolContext base;
   base.workspace = &*ws;
   base.worker = impl_->worker_pool().get_executor();
-  executor::RuleVerifier verifier;
   executor::Scheduler scheduler(prepared.plan, prepared.analysis, executor::SchedulerOptions::from(impl_->cfg),
-                                base, inputs, verifier);
+                                base, inputs, *impl_->verifier);
   if (options.on_event) scheduler.on_event(options.on_event);
 
   std::unique_ptr<asio::signal_set> signals;
@@ -231,7 +270,15 @@ RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& i
   result.steps = std::move(report.steps);
   result.interrupted = report.interrupted;
   result.metrics.max_concurrent_steps = report.max_concurrent;
-  result.metrics.retries = report.retries;
+  const auto after = impl_->provider.metrics();
+  result.metrics.retries = report.retries + (after.retries - before.retries);
+  result.metrics.llm_calls = after.llm_calls - before.llm_calls;
+  result.metrics.prompt_tokens = after.prompt_tokens - before.prompt_tokens;
+  result.metrics.completion_tokens = after.completion_tokens - before.completion_tokens;
+  result.metrics.embedding_calls = after.embedding_calls - before.embedding_calls;
+  result.metrics.rate_limit_wait_ms = after.rate_limit_wait_ms - before.rate_limit_wait_ms;
+  result.metrics.cache_hits = after.cache_hits - before.cache_hits;
+  result.metrics.connections_opened = after.connections_opened - before.connections_opened;
   bool ok = !report.interrupted;
   for (const auto& s : result.steps)
     ok = ok && s.status == StepStatus::succeeded && s.verification != VerificationStatus::failed;

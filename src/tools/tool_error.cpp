@@ -24,6 +24,7 @@ class ToolCategory final : public boost::system::error_category {
       case ToolErrc::timed_out: return "tool call timed out";
       case ToolErrc::cancelled: return "tool call cancelled";
       case ToolErrc::failed: return "tool call failed";
+      case ToolErrc::unavailable: return "service unavailable";
     }
     return "unknown tool error";
   }

@@ -231,7 +231,7 @@ TEST_CASE("RuleVerifier::verify returns the verdict of check_rules", "[executor]
     CHECK(v.status == VerificationStatus::not_requested);
     CHECK_THAT(v.reason, Catch::StartsWith("1 rule passed; ") && Catch::Contains("judge"));
     auto direct = check_rules(json::parse(R"(["is polite", {"non_empty": true}])"), json::parse(R"({"text": "thanks"})"),
-                              "a text criterion needs the LLM judge, which this build does not have yet");
+                              "a text criterion needs the LLM judge (verification.llm_judge)");
     CHECK(v.reason == direct.reason);
   }
 }

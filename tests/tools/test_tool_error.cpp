@@ -13,7 +13,7 @@ TEST_CASE("tool_category names itself and every ToolErrc value") {
   CHECK(std::string(dagent::tool_category().name()) == "dagent.tool");
   const ToolErrc all[] = {
       ToolErrc::invalid_parameters, ToolErrc::outside_workspace, ToolErrc::not_found, ToolErrc::io_error,
-      ToolErrc::timed_out,          ToolErrc::cancelled,         ToolErrc::failed};
+      ToolErrc::timed_out,          ToolErrc::cancelled,         ToolErrc::failed, ToolErrc::unavailable};
   std::set<std::string> messages;
   for (const auto e : all) {
     const boost::system::error_code code = e;

@@ -1,0 +1,104 @@
+#pragma once
+// The LLM as an interface: chat, streamed chat and embeddings as awaitables. The live client,
+// the response cache, and (later) recording and replay implement or decorate it.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
+#include <boost/system/error_code.hpp>
+#include <boost/system/result.hpp>
+
+namespace dagent::net {
+
+struct ChatMessage {
+  std::string role;  ///< system, user or assistant
+  std::string content;
+};
+
+struct ChatRequest {
+  std::string model;
+  std::vector<ChatMessage> messages;
+  std::optional<double> temperature;
+  std::optional<std::int64_t> max_tokens;
+  std::optional<boost::json::object> json_schema;  ///< asks for response_format json_schema (strict)
+  std::string schema_name = "response";
+};
+
+struct Usage {
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+};
+
+struct ChatResponse {
+  std::string id;
+  std::string model;
+  std::string content;
+  std::string finish_reason;
+  Usage usage;
+};
+
+struct EmbedRequest {
+  std::string model;
+  std::vector<std::string> inputs;
+  std::optional<int> dimensions;
+};
+
+/// Vectors in input order, row-major: vector i is floats [i·dimension, (i+1)·dimension).
+struct EmbedResponse {
+  std::size_t dimension = 0;
+  std::vector<float> vectors;
+  Usage usage;
+
+  std::size_t size() const noexcept { return dimension ? vectors.size() / dimension : 0; }
+  std::span<const float> vector(std::size_t i) const { return {vectors.data() + i * dimension, dimension}; }
+};
+
+/// A failed call. API errors keep the HTTP status and OpenAI's error type, code and message.
+struct LlmError {
+  boost::system::error_code code;  ///< a NetErrc
+  std::string message;
+  int status = 0;
+  std::string type;
+  std::string api_code;
+  int attempts = 0;
+};
+[[noreturn]] void throw_exception_from_error(const LlmError& e, const boost::source_location& loc);
+
+template <class T>
+using LlmResult = boost::system::result<T, LlmError>;
+
+/// Counters for the run's metrics (SPEC §5).
+struct ProviderMetrics {
+  std::int64_t llm_calls = 0;
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  std::int64_t embedding_calls = 0;
+  std::int64_t retries = 0;
+  double rate_limit_wait_ms = 0;
+  std::int64_t cache_hits = 0;
+  std::int64_t connections_opened = 0;
+};
+
+class LlmProvider {
+ public:
+  virtual ~LlmProvider() = default;
+
+  virtual boost::asio::awaitable<LlmResult<ChatResponse>> chat(ChatRequest request) = 0;
+  /// Streams the reply; `on_delta` receives each piece of text as it arrives, on the loop.
+  virtual boost::asio::awaitable<LlmResult<ChatResponse>> chat_stream(ChatRequest request,
+                                                                      std::function<void(std::string_view)> on_delta) = 0;
+  virtual boost::asio::awaitable<LlmResult<EmbedResponse>> embed(EmbedRequest request) = 0;
+  virtual ProviderMetrics metrics() const = 0;
+};
+
+/// The OpenAI request body of a chat call.
+boost::json::object to_json(const ChatRequest& request, bool stream);
+
+}  // namespace dagent::net

@@ -1,0 +1,535 @@
+// OpenAiClient: request bodies with Boost.JSON, responses parsed with simdjson at the edge,
+// every attempt through the breaker, the limiter and the retry policy.
+
+#include "net/openai_client.hpp"
+
+#include <random>
+#include <utility>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
+#include <simdjson.h>
+
+#include "net/circuit_breaker.hpp"
+#include "net/net_error.hpp"
+#include "net/rate_limiter.hpp"
+#include "net/retry_policy.hpp"
+#include "net/sse_parser.hpp"
+#include "net/tls_context.hpp"
+
+namespace dagent::net {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+namespace od = simdjson::ondemand;
+
+void throw_exception_from_error(const LlmError& e, const boost::source_location&) {
+  throw boost::system::system_error(e.code, e.message);
+}
+
+json::object to_json(const ChatRequest& request, bool stream) {
+  json::array messages;
+  for (const auto& m : request.messages) messages.push_back(json::object{{"role", m.role}, {"content", m.content}});
+  json::object body{{"model", request.model}, {"messages", std::move(messages)}};
+  if (request.temperature) body["temperature"] = *request.temperature;
+  if (request.max_tokens) body["max_tokens"] = *request.max_tokens;
+  if (request.json_schema) {
+    body["response_format"] = json::object{
+        {"type", "json_schema"},
+        {"json_schema", json::object{{"name", request.schema_name}, {"schema", *request.json_schema}, {"strict", true}}}};
+  }
+  if (stream) {
+    body["stream"] = true;
+    body["stream_options"] = json::object{{"include_usage", true}};
+  }
+  return body;
+}
+
+namespace {
+
+constexpr auto k_token = asio::as_tuple(asio::use_awaitable);
+
+LlmError llm_error(NetErrc code, std::string message, int attempts = 0) {
+  return LlmError{make_error_code(code), std::move(message), 0, {}, {}, attempts};
+}
+
+// simdjson reads up to SIMDJSON_PADDING bytes past the end: give the body that room.
+simdjson::padded_string_view padded(std::string& body) {
+  body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
+  return simdjson::padded_string_view(body.data(), body.size(), body.capacity());
+}
+
+std::string text_of(od::value v) {
+  std::string_view s;
+  if (v.get_string().get(s) == simdjson::SUCCESS) return std::string(s);
+  return {};
+}
+
+std::int64_t int_of(od::value v) {
+  std::int64_t n = 0;
+  if (v.get_int64().get(n) == simdjson::SUCCESS) return n;
+  return 0;
+}
+
+void read_usage(od::object usage, Usage& out) {
+  for (auto field : usage) {
+    std::string_view key;
+    if (field.unescaped_key().get(key)) continue;
+    if (key == "prompt_tokens") out.prompt_tokens = int_of(field.value());
+    else if (key == "completion_tokens") out.completion_tokens = int_of(field.value());
+  }
+}
+
+// OpenAI's error body {"error": {"message", "type", "param", "code"}} into an LlmError.
+LlmError api_error(int status, std::string& body, od::parser& parser, int attempts) {
+  LlmError e = llm_error(NetErrc::api_error, "", attempts);
+  e.status = status;
+  od::document doc;
+  od::object error;
+  if (!parser.iterate(padded(body)).get(doc) && !doc["error"].get_object().get(error)) {
+    for (auto field : error) {
+      std::string_view key;
+      if (field.unescaped_key().get(key)) continue;
+      if (key == "message") e.message = text_of(field.value());
+      else if (key == "type") e.type = text_of(field.value());
+      else if (key == "code") {
+        auto v = field.value();
+        std::string_view s;
+        std::int64_t n;
+        if (!v.get_string().get(s)) e.api_code = std::string(s);
+        else if (!v.get_int64().get(n)) e.api_code = std::to_string(n);
+      }
+    }
+  }
+  std::string text = "API error " + std::to_string(status);
+  if (!e.type.empty()) text += " (" + e.type + (e.api_code.empty() ? "" : ", " + e.api_code) + ")";
+  text += ": " + (e.message.empty() ? body.substr(0, 200) : e.message);
+  e.message = std::move(text);
+  return e;
+}
+
+LlmResult<ChatResponse> parse_chat(std::string& body, od::parser& parser) {
+  ChatResponse out;
+  od::document doc;
+  od::object root;
+  if (parser.iterate(padded(body)).get(doc) || doc.get_object().get(root))
+    return llm_error(NetErrc::protocol_error, "the chat response is not a JSON object");
+  bool have_choice = false;
+  for (auto field : root) {
+    std::string_view key;
+    if (field.unescaped_key().get(key)) continue;
+    if (key == "id") out.id = text_of(field.value());
+    else if (key == "model") out.model = text_of(field.value());
+    else if (key == "usage") {
+      od::object usage;
+      if (!field.value().get_object().get(usage)) read_usage(usage, out.usage);
+    } else if (key == "choices") {
+      od::array choices;
+      if (field.value().get_array().get(choices)) continue;
+      for (auto choice : choices) {
+        od::object c;
+        if (choice.get_object().get(c)) break;
+        for (auto cf : c) {
+          std::string_view ck;
+          if (cf.unescaped_key().get(ck)) continue;
+          if (ck == "finish_reason") out.finish_reason = text_of(cf.value());
+          else if (ck == "message") {
+            od::object message;
+            if (cf.value().get_object().get(message)) continue;
+            for (auto mf : message) {
+              std::string_view mk;
+              if (!mf.unescaped_key().get(mk) && mk == "content") out.content = text_of(mf.value());
+            }
+            have_choice = true;
+          }
+        }
+        break;  // only the first choice
+      }
+    }
+  }
+  if (!have_choice) return llm_error(NetErrc::protocol_error, "the chat response has no choices[0].message");
+  return out;
+}
+
+LlmResult<EmbedResponse> parse_embeddings(std::string& body, od::parser& parser, std::size_t expected) {
+  EmbedResponse out;
+  od::document doc;
+  od::object root;
+  if (parser.iterate(padded(body)).get(doc) || doc.get_object().get(root))
+    return llm_error(NetErrc::protocol_error, "the embeddings response is not a JSON object");
+  std::vector<std::int64_t> order;
+  std::vector<float> rows;
+  for (auto field : root) {
+    std::string_view key;
+    if (field.unescaped_key().get(key)) continue;
+    if (key == "usage") {
+      od::object usage;
+      if (!field.value().get_object().get(usage)) read_usage(usage, out.usage);
+    } else if (key == "data") {
+      od::array data;
+      if (field.value().get_array().get(data)) return llm_error(NetErrc::protocol_error, "embeddings: data is not a list");
+      for (auto item : data) {
+        od::object obj;
+        if (item.get_object().get(obj)) return llm_error(NetErrc::protocol_error, "embeddings: an item is not an object");
+        std::int64_t index = static_cast<std::int64_t>(order.size());
+        std::size_t count = 0;
+        for (auto f : obj) {
+          std::string_view k;
+          if (f.unescaped_key().get(k)) continue;
+          if (k == "index") index = int_of(f.value());
+          else if (k == "embedding") {
+            od::array values;
+            if (f.value().get_array().get(values))
+              return llm_error(NetErrc::protocol_error, "embeddings: the embedding is not a list of numbers");
+            for (auto v : values) {
+              double d;
+              if (v.get_double().get(d)) return llm_error(NetErrc::protocol_error, "embeddings: a value is not a number");
+              rows.push_back(static_cast<float>(d));
+              ++count;
+            }
+          }
+        }
+        if (out.dimension == 0) out.dimension = count;
+        if (count != out.dimension || count == 0)
+          return llm_error(NetErrc::protocol_error, "embeddings: vectors of different or zero dimension");
+        order.push_back(index);
+      }
+    }
+  }
+  if (order.size() != expected)
+    return llm_error(NetErrc::protocol_error, "embeddings: expected " + std::to_string(expected) + " vectors, got " +
+                                                  std::to_string(order.size()));
+  out.vectors.assign(rows.size(), 0.0f);
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    auto at = order[i];
+    if (at < 0 || static_cast<std::size_t>(at) >= expected)
+      return llm_error(NetErrc::protocol_error, "embeddings: index out of range");
+    std::copy_n(rows.begin() + static_cast<std::ptrdiff_t>(i * out.dimension), out.dimension,
+                out.vectors.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(at) * out.dimension));
+  }
+  return out;
+}
+
+std::int64_t estimate_request_tokens(const std::string& body, std::int64_t max_tokens) {
+  return estimate_tokens(body) + max_tokens;
+}
+
+}  // namespace
+
+struct OpenAiClient::Impl {
+  Impl(asio::any_io_executor ex, std::shared_ptr<TlsContext> tls, OpenAiOptions o)
+      : options(std::move(o)),
+        http(ex, std::move(tls), options.http),
+        limiter(ex, RateLimiterOptions{options.rate_limiting, options.rpm_limit, options.tpm_limit, options.safety_margin}),
+        retry(options.max_retries, options.random01 ? options.random01 : make_random()),
+        breaker(options.failure_threshold, options.open_for) {}
+
+  std::function<double()> make_random() {
+    auto engine = std::make_shared<std::mt19937_64>(std::random_device{}());
+    return [engine] { return std::uniform_real_distribution<double>(0.0, 1.0)(*engine); };
+  }
+
+  HttpRequest make_request(std::string_view api_path, const std::string& body) const {
+    HttpRequest req;
+    req.target = options.base_url.target(api_path);
+    req.headers.push_back({"content-type", "application/json"});
+    req.headers.push_back({"accept", "application/json"});
+    if (!options.api_key.empty()) req.headers.push_back({"authorization", "Bearer " + options.api_key});
+    req.body = body;
+    return req;
+  }
+
+  void observe(const std::vector<Header>& headers) {
+    std::optional<double> requests, tokens;
+    if (const auto* v = find_header(headers, "x-ratelimit-remaining-requests")) requests = parse_remaining(*v);
+    if (const auto* v = find_header(headers, "x-ratelimit-remaining-tokens")) tokens = parse_remaining(*v);
+    if (requests || tokens) limiter.observe_headers(requests, tokens);
+  }
+
+  AttemptOutcome outcome_of(int status, const std::vector<Header>& headers) const {
+    AttemptOutcome o;
+    o.kind = AttemptOutcome::Kind::response;
+    o.status = status;
+    if (const auto* v = find_header(headers, "x-should-retry")) o.x_should_retry = *v;
+    if (const auto* v = find_header(headers, "retry-after-ms")) o.retry_after_ms = *v;
+    if (const auto* v = find_header(headers, "retry-after")) o.retry_after = *v;
+    return o;
+  }
+
+  static AttemptOutcome outcome_of(const HttpError& e) {
+    AttemptOutcome o;
+    const bool timeout = e.code == make_error_code(NetErrc::request_timeout) ||
+                         e.code == make_error_code(NetErrc::connect_timeout) ||
+                         e.code == make_error_code(NetErrc::idle_timeout);
+    o.kind = timeout ? AttemptOutcome::Kind::timeout : AttemptOutcome::Kind::connection_error;
+    return o;
+  }
+
+  // Deterministic failures a retry cannot fix: a certificate that does not verify, a bad URL.
+  static bool final_transport_error(const HttpError& e) {
+    return e.code == make_error_code(NetErrc::tls_handshake_failed) || e.code == make_error_code(NetErrc::invalid_url);
+  }
+
+  std::string origin_text() const { return options.base_url.origin.key(); }
+
+  OpenAiOptions options;
+  HttpClient http;
+  RateLimiter limiter;
+  RetryPolicy retry;
+  CircuitBreaker breaker;
+  od::parser parser;
+  ProviderMetrics metrics;
+};
+
+namespace {
+
+// Reports a call the breaker let through exactly once; a call abandoned midway (cancelled)
+// counts as a failure, so a half-open probe can never leave the origin blocked for good.
+class BreakerTicket {
+ public:
+  explicit BreakerTicket(CircuitBreaker& breaker) : breaker_(&breaker) {}
+  BreakerTicket(const BreakerTicket&) = delete;
+  BreakerTicket& operator=(const BreakerTicket&) = delete;
+  ~BreakerTicket() {
+    if (breaker_) breaker_->on_failure();
+  }
+  void success() { std::exchange(breaker_, nullptr)->on_success(); }
+  void failure() { std::exchange(breaker_, nullptr)->on_failure(); }
+
+ private:
+  CircuitBreaker* breaker_;
+};
+
+struct Sent {
+  HttpResponse response;
+  RateLimiter::Reservation reservation;
+  int attempts = 0;
+};
+
+asio::awaitable<void> pause(std::chrono::milliseconds delay) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, delay);
+  co_await timer.async_wait(k_token);
+}
+
+// Posts `body` with the breaker, the limiter and the retry policy; returns a 2xx response.
+asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_path, std::string body,
+                                      std::int64_t estimated_tokens) {
+  for (int retries = 0;; ++retries) {
+    if (impl->options.circuit_breaker && !impl->breaker.allow()) {
+      co_return llm_error(NetErrc::circuit_open,
+                          "circuit breaker open for " + impl->origin_text() + " after repeated failures; next try in " +
+                              std::to_string(impl->breaker.retry_in().count()) + " ms",
+                          retries);
+    }
+    BreakerTicket ticket(impl->breaker);
+    auto reservation = co_await impl->limiter.acquire(estimated_tokens);
+    auto request = impl->make_request(api_path, body);
+    auto sent = co_await impl->http.send(impl->options.base_url.origin, std::move(request));
+    AttemptOutcome outcome;
+    if (!sent) {
+      ticket.failure();
+      if (OpenAiClient::Impl::final_transport_error(sent.error()))
+        co_return LlmError{sent.error().code, sent.error().message, 0, {}, {}, retries + 1};
+      outcome = OpenAiClient::Impl::outcome_of(sent.error());
+    } else {
+      impl->observe(sent->headers);
+      if (sent->status < 400) {
+        ticket.success();
+        co_return Sent{std::move(*sent), std::move(reservation), retries + 1};
+      }
+      if (sent->status == 429) impl->limiter.on_429();
+      if (sent->status >= 500) ticket.failure();
+      else ticket.success();
+      outcome = impl->outcome_of(sent->status, sent->headers);
+    }
+    auto decision = impl->retry.decide(retries, outcome);
+    if (!decision.retry) {
+      if (!sent) {
+        LlmError e{sent.error().code, sent.error().message, 0, {}, {}, retries + 1};
+        co_return e;
+      }
+      co_return api_error(sent->status, sent->body, impl->parser, retries + 1);
+    }
+    ++impl->metrics.retries;
+    co_await pause(decision.delay);
+  }
+}
+
+}  // namespace
+
+OpenAiClient::OpenAiClient(asio::any_io_executor executor, std::shared_ptr<TlsContext> tls, OpenAiOptions options)
+    : impl_(std::make_unique<Impl>(std::move(executor), std::move(tls), std::move(options))) {}
+
+OpenAiClient::~OpenAiClient() = default;
+
+ProviderMetrics OpenAiClient::metrics() const {
+  auto m = impl_->metrics;
+  m.connections_opened = impl_->http.connections_opened();
+  m.rate_limit_wait_ms = std::chrono::duration<double, std::milli>(impl_->limiter.total_wait()).count();
+  return m;
+}
+
+asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat(ChatRequest request) {
+  auto* impl = impl_.get();
+  std::string body = json::serialize(to_json(request, false));
+  const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
+  auto sent = co_await post(impl, "/chat/completions", std::move(body), estimate);
+  if (!sent) co_return sent.error();
+  ++impl->metrics.llm_calls;
+  auto parsed = parse_chat(sent->response.body, impl->parser);
+  if (!parsed) co_return parsed.error();
+  impl->metrics.prompt_tokens += parsed->usage.prompt_tokens;
+  impl->metrics.completion_tokens += parsed->usage.completion_tokens;
+  sent->reservation.reconcile(parsed->usage.prompt_tokens + parsed->usage.completion_tokens);
+  co_return std::move(*parsed);
+}
+
+asio::awaitable<LlmResult<EmbedResponse>> OpenAiClient::embed(EmbedRequest request) {
+  auto* impl = impl_.get();
+  json::array inputs;
+  for (const auto& in : request.inputs) inputs.emplace_back(in);
+  json::object payload{{"model", request.model}, {"input", std::move(inputs)}, {"encoding_format", "float"}};
+  if (request.dimensions) payload["dimensions"] = *request.dimensions;
+  std::string body = json::serialize(payload);
+  const auto estimate = estimate_request_tokens(body, 0);
+  auto sent = co_await post(impl, "/embeddings", std::move(body), estimate);
+  if (!sent) co_return sent.error();
+  ++impl->metrics.embedding_calls;
+  auto parsed = parse_embeddings(sent->response.body, impl->parser, request.inputs.size());
+  if (!parsed) co_return parsed.error();
+  impl->metrics.prompt_tokens += parsed->usage.prompt_tokens;
+  sent->reservation.reconcile(parsed->usage.prompt_tokens);
+  co_return std::move(*parsed);
+}
+
+namespace {
+
+// Reads SSE chunks of a chat stream into `out`, calling `on_delta` per piece of content.
+asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* impl, HttpStream& stream,
+                                                          std::function<void(std::string_view)> on_delta,
+                                                          int attempts) {
+  SseParser sse;
+  std::vector<SseEvent> events;
+  std::string bytes;
+  ChatResponse out;
+  bool done = false;
+  while (!done) {
+    bytes.clear();
+    auto got = co_await stream.read_some(bytes);
+    if (!got) co_return LlmError{got.error().code, got.error().message, 0, {}, {}, attempts};
+    if (*got == 0) break;
+    events.clear();
+    if (auto fed = sse.feed(bytes, events); !fed)
+      co_return LlmError{fed.error(), "invalid event stream: " + fed.error().message(), 0, {}, {}, attempts};
+    for (auto& ev : events) {
+      if (is_done_marker(ev)) {
+        done = true;
+        break;
+      }
+      od::document doc;
+      od::object root;
+      if (impl->parser.iterate(padded(ev.data)).get(doc) || doc.get_object().get(root))
+        co_return llm_error(NetErrc::protocol_error, "a stream chunk is not a JSON object", attempts);
+      for (auto field : root) {
+        std::string_view key;
+        if (field.unescaped_key().get(key)) continue;
+        if (key == "id" && out.id.empty()) out.id = text_of(field.value());
+        else if (key == "model" && out.model.empty()) out.model = text_of(field.value());
+        else if (key == "usage") {
+          od::object usage;
+          if (!field.value().get_object().get(usage)) read_usage(usage, out.usage);
+        } else if (key == "error") {
+          co_return llm_error(NetErrc::api_error, "the API reported an error inside the stream", attempts);
+        } else if (key == "choices") {
+          od::array choices;
+          if (field.value().get_array().get(choices)) continue;
+          for (auto choice : choices) {
+            od::object c;
+            if (choice.get_object().get(c)) break;
+            for (auto cf : c) {
+              std::string_view ck;
+              if (cf.unescaped_key().get(ck)) continue;
+              if (ck == "finish_reason") {
+                auto reason = text_of(cf.value());
+                if (!reason.empty()) out.finish_reason = std::move(reason);
+              } else if (ck == "delta") {
+                od::object delta;
+                if (cf.value().get_object().get(delta)) continue;
+                for (auto df : delta) {
+                  std::string_view dk;
+                  if (df.unescaped_key().get(dk) || dk != "content") continue;
+                  std::string_view piece;
+                  if (df.value().get_string().get(piece) || piece.empty()) continue;
+                  out.content.append(piece);
+                  if (on_delta) on_delta(piece);
+                }
+              }
+            }
+            break;
+          }
+        }
+      }
+    }
+  }
+  // Why: a stream cut short must never pass for a complete answer.
+  if (!done) co_return llm_error(NetErrc::truncated, "the stream ended before [DONE]", attempts);
+  co_return out;
+}
+
+}  // namespace
+
+asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream(ChatRequest request,
+                                                                   std::function<void(std::string_view)> on_delta) {
+  auto* impl = impl_.get();
+  const std::string body = json::serialize(to_json(request, true));
+  const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
+  for (int retries = 0;; ++retries) {
+    if (impl->options.circuit_breaker && !impl->breaker.allow())
+      co_return llm_error(NetErrc::circuit_open, "circuit breaker open for " + impl->origin_text(), retries);
+    BreakerTicket ticket(impl->breaker);
+    auto reservation = co_await impl->limiter.acquire(estimate);
+    auto http_request = impl->make_request("/chat/completions", body);
+    auto opened = co_await impl->http.open_stream(impl->options.base_url.origin, std::move(http_request),
+                                                  impl->options.http.request_timeout);
+    AttemptOutcome outcome;
+    std::string error_body;
+    if (!opened) {
+      ticket.failure();
+      if (Impl::final_transport_error(opened.error()))
+        co_return LlmError{opened.error().code, opened.error().message, 0, {}, {}, retries + 1};
+      outcome = Impl::outcome_of(opened.error());
+    } else {
+      impl->observe(opened->headers());
+      if (opened->status() < 400) {
+        ticket.success();
+        ++impl->metrics.llm_calls;
+        // From here on the stream has started: it is never retried.
+        auto result = co_await read_chat_stream(impl, *opened, std::move(on_delta), retries + 1);
+        if (result) {
+          impl->metrics.prompt_tokens += result->usage.prompt_tokens;
+          impl->metrics.completion_tokens += result->usage.completion_tokens;
+          reservation.reconcile(result->usage.prompt_tokens + result->usage.completion_tokens);
+        }
+        co_return result;
+      }
+      auto rest = co_await opened->read_all(1u << 20);
+      if (rest) error_body = std::move(*rest);
+      if (opened->status() == 429) impl->limiter.on_429();
+      if (opened->status() >= 500) ticket.failure();
+      else ticket.success();
+      outcome = impl->outcome_of(opened->status(), opened->headers());
+    }
+    auto decision = impl->retry.decide(retries, outcome);
+    if (!decision.retry) {
+      if (!opened) co_return LlmError{opened.error().code, opened.error().message, 0, {}, {}, retries + 1};
+      co_return api_error(opened->status(), error_body, impl->parser, retries + 1);
+    }
+    ++impl->metrics.retries;
+    co_await pause(decision.delay);
+  }
+}
+
+}  // namespace dagent::net

@@ -1,0 +1,52 @@
+#pragma once
+// The live OpenAI-compatible provider: pooled HTTPS, RPM/TPM limiter, the SDKs' retry policy
+// and a circuit breaker for its origin.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include "net/http_client.hpp"
+#include "net/llm_provider.hpp"
+#include "net/url.hpp"
+
+namespace dagent::net {
+
+class TlsContext;
+
+struct OpenAiOptions {
+  BaseUrl base_url;
+  std::string api_key;                           ///< sent as a bearer token; never logged
+  HttpOptions http;
+  int max_retries = 2;
+  bool rate_limiting = true;
+  std::int64_t rpm_limit = 10000;
+  std::int64_t tpm_limit = 2000000;
+  double safety_margin = 0.9;
+  bool circuit_breaker = true;
+  int failure_threshold = 5;
+  std::chrono::milliseconds open_for{30000};
+  std::function<double()> random01;              ///< retry jitter; default a seeded engine
+};
+
+class OpenAiClient final : public LlmProvider {
+ public:
+  OpenAiClient(boost::asio::any_io_executor executor, std::shared_ptr<TlsContext> tls, OpenAiOptions options);
+  ~OpenAiClient() override;
+
+  boost::asio::awaitable<LlmResult<ChatResponse>> chat(ChatRequest request) override;
+  boost::asio::awaitable<LlmResult<ChatResponse>> chat_stream(ChatRequest request,
+                                                              std::function<void(std::string_view)> on_delta) override;
+  boost::asio::awaitable<LlmResult<EmbedResponse>> embed(EmbedRequest request) override;
+  ProviderMetrics metrics() const override;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dagent::net

@@ -1,0 +1,86 @@
+#include "runtime/lazy_provider.hpp"
+
+#include <cstdlib>
+
+#include "net/net_error.hpp"
+#include "net/openai_client.hpp"
+#include "net/tls_context.hpp"
+#include "net/url.hpp"
+
+namespace dagent::runtime {
+
+namespace {
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+net::LlmError unavailable(const std::string& why) {
+  return net::LlmError{make_error_code(net::NetErrc::invalid_url), why, 0, {}, {}, 0};
+}
+
+}  // namespace
+
+LazyProvider::LazyProvider(boost::asio::any_io_executor executor, const config::Config& cfg)
+    : executor_(std::move(executor)), cfg_(cfg) {}
+
+LazyProvider::~LazyProvider() = default;
+
+std::optional<std::string> LazyProvider::prepare() {
+  if (client_ || failure_) return failure_;
+  const char* env_url = std::getenv("OPENAI_BASE_URL");
+  const std::string url_text = env_url && *env_url ? env_url : cfg_.llm.base_url;
+  auto url = net::parse_base_url(url_text);
+  if (!url) return failure_ = url.error();
+  const char* key = std::getenv(cfg_.llm.api_key_env.c_str());
+  std::string api_key = key ? key : "";
+  if (api_key.empty() && !is_loopback(url->origin.host))
+    return failure_ = cfg_.llm.api_key_env + " is not set: the LLM provider at " + url->origin.key() + " needs an API key";
+
+  std::shared_ptr<net::TlsContext> tls;
+  if (url->origin.tls) {
+    auto made = net::TlsContext::create(cfg_.llm.ca_file.empty() ? "" : (cfg_.base_dir / cfg_.llm.ca_file).string());
+    if (!made) return failure_ = made.error();
+    tls = std::move(*made);
+  }
+  const auto& perf = cfg_.performance;
+  net::OpenAiOptions o;
+  o.base_url = std::move(*url);
+  o.api_key = std::move(api_key);
+  o.http.connect_timeout = std::chrono::milliseconds(cfg_.llm.connect_timeout_ms);
+  o.http.request_timeout = std::chrono::milliseconds(cfg_.llm.timeout_ms);
+  o.http.pooling = perf.connection_pooling.enabled;
+  o.http.max_connections = perf.connection_pooling.max_connections;
+  o.http.max_keepalive = perf.connection_pooling.max_keepalive;
+  o.http.idle_timeout = std::chrono::milliseconds(perf.connection_pooling.idle_timeout_ms);
+  o.max_retries = cfg_.llm.max_retries;
+  o.rate_limiting = perf.rate_limiting.enabled;
+  o.rpm_limit = perf.rate_limiting.rpm_limit;
+  o.tpm_limit = perf.rate_limiting.tpm_limit;
+  o.safety_margin = perf.rate_limiting.safety_margin;
+  o.circuit_breaker = perf.circuit_breaker.enabled;
+  o.failure_threshold = perf.circuit_breaker.failure_threshold;
+  o.open_for = std::chrono::milliseconds(perf.circuit_breaker.open_ms);
+  client_ = std::make_unique<net::OpenAiClient>(executor_, std::move(tls), std::move(o));
+  return std::nullopt;
+}
+
+boost::asio::awaitable<net::LlmResult<net::ChatResponse>> LazyProvider::chat(net::ChatRequest request) {
+  if (auto why = prepare()) co_return unavailable(*why);
+  co_return co_await client_->chat(std::move(request));
+}
+
+boost::asio::awaitable<net::LlmResult<net::ChatResponse>> LazyProvider::chat_stream(
+    net::ChatRequest request, std::function<void(std::string_view)> on_delta) {
+  if (auto why = prepare()) co_return unavailable(*why);
+  co_return co_await client_->chat_stream(std::move(request), std::move(on_delta));
+}
+
+boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> LazyProvider::embed(net::EmbedRequest request) {
+  if (auto why = prepare()) co_return unavailable(*why);
+  co_return co_await client_->embed(std::move(request));
+}
+
+net::ProviderMetrics LazyProvider::metrics() const { return client_ ? client_->metrics() : net::ProviderMetrics{}; }
+
+}  // namespace dagent::runtime

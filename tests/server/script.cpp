@@ -1,0 +1,169 @@
+#include "script.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <array>
+
+namespace dagent::test_server {
+namespace json = boost::json;
+
+namespace {
+
+using ParseError = std::string;
+
+constexpr std::array<std::string_view, 13> k_rule_keys = {
+    "path",   "contains",   "nth",   "times", "status", "headers",           "body",
+    "latency_ms", "reply", "stream_chunks", "stream_interval_ms", "fault", "comment"};
+
+std::optional<ParseError> read_string(const json::object& rule, std::string_view key,
+                                      std::optional<std::string>& out) {
+  const json::value* v = rule.if_contains(key);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) return std::string(key) + " must be a string";
+  out = std::string(v->get_string());
+  return std::nullopt;
+}
+
+std::optional<ParseError> read_count(const json::object& rule, std::string_view key,
+                                     std::uint64_t minimum, std::optional<std::uint64_t>& out) {
+  const json::value* v = rule.if_contains(key);
+  if (!v) return std::nullopt;
+  if (v->is_uint64()) out = v->get_uint64();
+  else if (v->is_int64() && v->get_int64() >= 0) out = static_cast<std::uint64_t>(v->get_int64());
+  if (!out || *out < minimum)
+    return std::string(key) + " must be an integer >= " + std::to_string(minimum);
+  return std::nullopt;
+}
+
+std::optional<ParseError> read_millis(const json::object& rule, std::string_view key,
+                                      std::optional<std::chrono::milliseconds>& out) {
+  std::optional<std::uint64_t> count;
+  if (auto error = read_count(rule, key, 0, count)) return error;
+  if (count) out = std::chrono::milliseconds(static_cast<std::int64_t>(*count));
+  return std::nullopt;
+}
+
+std::optional<Fault> fault_from(std::string_view name) {
+  for (Fault f : {Fault::reset, Fault::stall, Fault::truncate, Fault::close_after_response})
+    if (to_string(f) == name) return f;
+  return std::nullopt;
+}
+
+std::optional<ParseError> read_action(const json::object& rule, RuleAction& action) {
+  std::optional<std::uint64_t> status;
+  if (auto error = read_count(rule, "status", 100, status)) return error;
+  if (status && *status > 599) return ParseError("status must be in 100..599");
+  if (status) action.status = static_cast<unsigned>(*status);
+
+  if (const json::value* headers = rule.if_contains("headers")) {
+    if (!headers->is_object()) return ParseError("headers must be an object");
+    for (const auto& [name, value] : headers->get_object()) {
+      if (value.is_string()) action.headers.emplace_back(name, value.get_string());
+      else if (value.is_number()) action.headers.emplace_back(name, json::serialize(value));
+      else return "header " + std::string(name) + " must be a string or a number";
+    }
+  }
+  if (const json::value* body = rule.if_contains("body"))
+    action.body = body->is_string() ? std::string(body->get_string()) : json::serialize(*body);
+
+  if (auto error = read_millis(rule, "latency_ms", action.latency)) return error;
+  if (auto error = read_millis(rule, "stream_interval_ms", action.stream_interval)) return error;
+  if (auto error = read_string(rule, "reply", action.reply)) return error;
+
+  if (const json::value* chunks = rule.if_contains("stream_chunks")) {
+    if (!chunks->is_array()) return ParseError("stream_chunks must be an array of strings");
+    std::vector<std::string> pieces;
+    for (const auto& piece : chunks->get_array()) {
+      if (!piece.is_string()) return ParseError("stream_chunks must be an array of strings");
+      pieces.emplace_back(piece.get_string());
+    }
+    action.stream_chunks = std::move(pieces);
+  }
+
+  std::optional<std::string> fault;
+  if (auto error = read_string(rule, "fault", fault)) return error;
+  if (fault) {
+    auto parsed = fault_from(*fault);
+    if (!parsed) return "unknown fault \"" + *fault + "\" (reset, stall, truncate, close_after_response)";
+    action.fault = *parsed;
+  }
+  return std::nullopt;
+}
+
+std::optional<ParseError> read_rule(const json::value& value, Rule& rule) {
+  if (!value.is_object()) return ParseError("a rule must be an object");
+  const json::object& object = value.get_object();
+  for (const auto& entry : object) {
+    if (std::find(k_rule_keys.begin(), k_rule_keys.end(), entry.key()) == k_rule_keys.end())
+      return "unknown key \"" + std::string(entry.key()) + "\"";
+  }
+  if (auto error = read_string(object, "path", rule.path)) return error;
+  if (auto error = read_string(object, "contains", rule.contains)) return error;
+  if (auto error = read_count(object, "nth", 1, rule.nth)) return error;
+  if (auto error = read_count(object, "times", 0, rule.times)) return error;
+  if (rule.nth && rule.times) return ParseError("nth and times exclude each other");
+  return read_action(object, rule.action);
+}
+
+}  // namespace
+
+std::string_view to_string(Fault fault) {
+  switch (fault) {
+    case Fault::none: return "none";
+    case Fault::reset: return "reset";
+    case Fault::stall: return "stall";
+    case Fault::truncate: return "truncate";
+    case Fault::close_after_response: return "close_after_response";
+  }
+  return "none";
+}
+
+boost::system::result<Script, std::string> Script::parse(const json::value& document) {
+  const json::object* root = document.if_object();
+  const json::value* rules = root ? root->if_contains("rules") : nullptr;
+  if (!rules || !rules->is_array()) return std::string("a script is {\"rules\": [...]}");
+  Script script;
+  for (std::size_t i = 0; i < rules->get_array().size(); ++i) {
+    Rule rule;
+    if (auto error = read_rule(rules->get_array()[i], rule))
+      return "rule " + std::to_string(i) + ": " + *error;
+    script.rules_.push_back(std::move(rule));
+  }
+  script.counters_.resize(script.rules_.size());
+  return script;
+}
+
+boost::system::result<Script, std::string> Script::parse(std::string_view text) {
+  boost::system::error_code ec;
+  json::value document = json::parse(text, ec);
+  if (ec) return "script is not valid JSON: " + ec.message();
+  return parse(document);
+}
+
+std::optional<std::size_t> Script::match(std::string_view path, std::string_view body) {
+  std::optional<std::size_t> chosen;
+  for (std::size_t i = 0; i < rules_.size(); ++i) {
+    const Rule& rule = rules_[i];
+    if (rule.path && *rule.path != path) continue;
+    if (rule.contains && body.find(*rule.contains) == std::string_view::npos) continue;
+    Counter& counter = counters_[i];
+    ++counter.seen;
+    if (chosen) continue;
+    if (rule.nth && counter.seen != *rule.nth) continue;
+    if (rule.times && counter.seen > *rule.times) continue;
+    ++counter.applied;
+    chosen = i;
+  }
+  return chosen;
+}
+
+json::array Script::counters() const {
+  json::array out;
+  for (const Counter& c : counters_)
+    out.push_back(json::object{{"seen", c.seen}, {"applied", c.applied}});
+  return out;
+}
+
+}  // namespace dagent::test_server

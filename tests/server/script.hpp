@@ -1,0 +1,80 @@
+#pragma once
+// The test server's script: rules that turn matching requests into scripted replies and faults.
+
+#include <boost/json/value.hpp>
+#include <boost/system/result.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace dagent::test_server {
+
+/// How a reply misbehaves on the wire.
+enum class Fault {
+  none,
+  reset,                 ///< SO_LINGER 0 + close before any response byte (the peer sees a RST)
+  stall,                 ///< never answer (streams: headers and the first event, then nothing)
+  truncate,              ///< Content-Length larger than the body sent (streams: no [DONE], no last chunk)
+  close_after_response,  ///< answer normally, then close the keep-alive connection without notice
+};
+
+std::string_view to_string(Fault fault);
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+/// What a matching rule does; every field is optional and unset fields keep the server default.
+struct RuleAction {
+  std::optional<unsigned> status;
+  HeaderList headers;
+  std::optional<std::string> body;  // an object or array in the script is serialized here
+  std::optional<std::chrono::milliseconds> latency;
+  std::optional<std::string> reply;  // chat completion content
+  std::optional<std::vector<std::string>> stream_chunks;
+  std::optional<std::chrono::milliseconds> stream_interval;
+  Fault fault = Fault::none;
+};
+
+/// One rule: the filters a request must pass, then the action.
+struct Rule {
+  std::optional<std::string> path;      // exact request path, query excluded; unset = any path
+  std::optional<std::string> contains;  // substring of the request body
+  std::optional<std::uint64_t> nth;     // applies only to the Nth request passing the filters
+  std::optional<std::uint64_t> times;   // applies to the first N requests passing the filters
+  RuleAction action;
+};
+
+/// `{"rules": [...]}` with per-rule counters; an empty script matches nothing.
+class Script {
+ public:
+  Script() = default;
+
+  /// Validates a script document; the error names the offending rule and key.
+  static boost::system::result<Script, std::string> parse(const boost::json::value& document);
+  static boost::system::result<Script, std::string> parse(std::string_view text);
+
+  /// Counts the request against every rule whose path/contains filters pass (so each rule's
+  /// `nth`/`times` does not depend on the rules before it) and returns the index of the first
+  /// rule that applies, if any.
+  std::optional<std::size_t> match(std::string_view path, std::string_view body);
+
+  const Rule& rule(std::size_t index) const { return rules_[index]; }
+  std::size_t size() const { return rules_.size(); }
+
+  /// Per rule: how many requests passed its filters and how many it answered.
+  boost::json::array counters() const;
+
+ private:
+  struct Counter {
+    std::uint64_t seen = 0;
+    std::uint64_t applied = 0;
+  };
+  std::vector<Rule> rules_;
+  std::vector<Counter> counters_;
+};
+
+}  // namespace dagent::test_server

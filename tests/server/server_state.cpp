@@ -1,0 +1,215 @@
+#include "server_state.hpp"
+
+#include "openai_replies.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+namespace dagent::test_server {
+namespace json = boost::json;
+
+namespace {
+
+enum class Route { chat_completions, embeddings, unknown };
+
+// Any prefix works ("/v1/chat/completions", "/chat/completions", "/proxy/v1/..."), so the base
+// URL may carry a path of its own.
+Route route_of(std::string_view path) {
+  if (path.ends_with("/chat/completions")) return Route::chat_completions;
+  if (path.ends_with("/embeddings")) return Route::embeddings;
+  return Route::unknown;
+}
+
+std::string path_of(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
+
+Reply json_reply(unsigned status, std::string body) {
+  Reply reply;
+  reply.status = status;
+  reply.body = std::move(body);
+  return reply;
+}
+
+Reply error_reply(unsigned status, std::string_view message, std::string_view type, std::string_view code) {
+  return json_reply(status, error_body(message, type, code));
+}
+
+/// The body of a scripted error status that has no `body` of its own.
+std::string default_error_body(unsigned status) {
+  std::string message = "scripted status " + std::to_string(status);
+  if (status == 429) return error_body(message, "requests", "rate_limit_exceeded");
+  if (status == 401) return error_body(message, "invalid_request_error", "invalid_api_key");
+  if (status >= 500) return error_body(message, "server_error", "");
+  return error_body(message, "invalid_request_error", "");
+}
+
+/// OpenAI's estimate of what a request may use: its prompt plus the completion it allows.
+std::int64_t declared_tokens(const std::string& body, const json::value& document) {
+  std::int64_t tokens = estimate_tokens(body.size());
+  if (const json::object* o = document.if_object()) {
+    for (std::string_view key : {"max_completion_tokens", "max_tokens"}) {
+      const json::value* v = o->if_contains(key);
+      if (v && v->is_int64()) return tokens + v->get_int64();
+      if (v && v->is_uint64()) return tokens + static_cast<std::int64_t>(v->get_uint64());
+    }
+  }
+  return tokens;
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+  return std::to_string(ms.count() / 1000) + "." + std::to_string(ms.count() % 1000 / 100) + "s";
+}
+
+}  // namespace
+
+ServerState::ServerState(ServerConfig config)
+    : latency_(config.latency), script_(std::move(config.script)), limiter_(config.limits) {}
+
+std::uint64_t ServerState::connection_opened() {
+  std::lock_guard lock(mutex_);
+  return stats_.connection_opened();
+}
+
+void ServerState::tls_handshake(ConnectionInfo& connection, bool succeeded) {
+  std::lock_guard lock(mutex_);
+  connection.tls_handshaken = succeeded;
+  stats_.tls_handshake(succeeded);
+}
+
+void ServerState::connection_closed(const ConnectionInfo& connection) {
+  std::lock_guard lock(mutex_);
+  stats_.connection_closed(connection.control);
+}
+
+void ServerState::request_finished(const Reply& reply, unsigned status_sent) {
+  if (!reply.record) return;
+  std::lock_guard lock(mutex_);
+  stats_.request_completed(*reply.record, status_sent, reply.fault, reply.rule, Clock::now());
+}
+
+Reply ServerState::respond(ConnectionInfo& connection, const IncomingRequest& request) {
+  std::lock_guard lock(mutex_);
+  const std::string path = path_of(request.target);
+  ++connection.requests;
+  if (path.starts_with("/_")) {
+    if (connection.requests == 1) {
+      connection.control = true;
+      stats_.connection_became_control(connection.tls_handshaken);
+    }
+    return control_reply(request, path);
+  }
+  RequestArrival arrival{connection.id, request.method, request.target, path, request.headers, request.body};
+  const std::uint64_t record = stats_.request_arrived(arrival, Clock::now());
+  Reply reply = api_reply(request, path);
+  reply.record = record;
+  reply.headers.insert(reply.headers.begin(), {"x-request-id", "req_" + std::to_string(record)});
+  return reply;
+}
+
+Reply ServerState::control_reply(const IncomingRequest& request, const std::string& path) {
+  const bool get = request.method == "GET", post = request.method == "POST";
+  if (path == "/_health" && get) {
+    Reply reply = json_reply(200, "ok");
+    reply.content_type = "text/plain";
+    return reply;
+  }
+  if (path == "/_stats" && get) {
+    json::object stats = stats_.to_json(Clock::now());
+    stats["script_rules"] = script_.counters();
+    return json_reply(200, json::serialize(stats));
+  }
+  if (path == "/_script" && post) {
+    auto script = Script::parse(request.body);
+    if (!script) return error_reply(400, script.error(), "invalid_request_error", "invalid_script");
+    script_ = std::move(*script);
+    return json_reply(200, json::serialize(json::object{{"ok", true}, {"rules", script_.size()}}));
+  }
+  if (path == "/_reset" && post) {
+    stats_.clear();
+    script_ = Script();
+    limiter_.clear();
+    return json_reply(200, R"({"ok":true})");
+  }
+  return error_reply(404, "unknown control endpoint " + request.method + " " + path, "invalid_request_error",
+                     "unknown_url");
+}
+
+Reply ServerState::api_reply(const IncomingRequest& request, const std::string& path) {
+  const Route route = route_of(path);
+  boost::system::error_code parse_error;
+  const json::value document = request.body.empty() ? json::value() : json::parse(request.body, parse_error);
+
+  HeaderList limit_headers;
+  if (route != Route::unknown && limiter_.enabled()) {
+    RateDecision decision = limiter_.admit(declared_tokens(request.body, document), Clock::now());
+    limit_headers = std::move(decision.headers);
+    if (decision.verdict != RateVerdict::admitted) {
+      const bool requests = decision.verdict == RateVerdict::requests_exceeded;
+      Reply reply = error_reply(429,
+                                std::string("Rate limit reached for ") +
+                                    (requests ? "requests per min (RPM)" : "tokens per min (TPM)") +
+                                    ". Please try again in " + seconds_text(decision.retry_after) + ".",
+                                requests ? "requests" : "tokens", "rate_limit_exceeded");
+      reply.latency = latency_;
+      reply.headers = std::move(limit_headers);
+      reply.headers.emplace_back("retry-after-ms", std::to_string(decision.retry_after.count()));
+      reply.headers.emplace_back("retry-after", std::to_string((decision.retry_after.count() + 999) / 1000));
+      return reply;
+    }
+  }
+
+  const std::optional<std::size_t> rule_index = script_.match(path, request.body);
+  const RuleAction* action = rule_index ? &script_.rule(*rule_index).action : nullptr;
+
+  Reply reply;
+  const bool scripted_response = action && (action->body || (action->status && *action->status != 200));
+  if (scripted_response) {
+    reply = json_reply(action->status.value_or(200),
+                       action->body ? *action->body : default_error_body(action->status.value_or(200)));
+  } else if (route == Route::unknown) {
+    reply = error_reply(404, "Invalid URL (" + request.method + " " + path + ")", "invalid_request_error", "");
+  } else if (request.method != "POST") {
+    reply = error_reply(405, "Method " + request.method + " not allowed on " + path, "invalid_request_error", "");
+  } else if (parse_error || !document.is_object()) {
+    reply = error_reply(400, "We could not parse the JSON body of your request.", "invalid_request_error", "");
+  } else if (route == Route::embeddings) {
+    auto body = embeddings_body(document);
+    reply = body ? json_reply(200, std::move(*body)) : error_reply(400, body.error().message, "invalid_request_error", "");
+  } else if (auto chat = parse_chat_request(document); !chat) {
+    reply = error_reply(400, chat.error().message, "invalid_request_error", "");
+  } else {
+    std::string content;
+    if (action && action->reply) {
+      content = *action->reply;
+    } else if (action && action->stream_chunks) {
+      for (const std::string& piece : *action->stream_chunks) content += piece;
+    } else {
+      content = default_chat_content(*chat);
+    }
+    const CompletionId id{"chatcmpl-test-" + std::to_string(next_completion_++),
+                          std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count()};
+    if (chat->stream) {
+      const std::vector<std::string> pieces =
+          action && action->stream_chunks ? *action->stream_chunks : split_into_pieces(content);
+      reply.content_type = "text/event-stream; charset=utf-8";
+      reply.events = chat_stream_events(*chat, pieces, id);
+      reply.headers.emplace_back("cache-control", "no-cache");
+    } else {
+      reply.body = chat_completion_body(*chat, content, id);
+    }
+  }
+
+  reply.latency = latency_;
+  reply.headers.insert(reply.headers.begin(), limit_headers.begin(), limit_headers.end());
+  if (action) {
+    reply.rule = rule_index;
+    reply.fault = action->fault;
+    if (action->latency) reply.latency = *action->latency;
+    if (action->stream_interval) reply.stream_interval = *action->stream_interval;
+    reply.headers.insert(reply.headers.end(), action->headers.begin(), action->headers.end());
+  }
+  return reply;
+}
+
+}  // namespace dagent::test_server

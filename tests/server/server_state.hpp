@@ -1,0 +1,82 @@
+#pragma once
+// Everything the test server decides, without I/O: routing, script rules, rate limits and stats.
+// The sessions turn a Reply into bytes (and faults) on the wire.
+
+#include "rate_window.hpp"
+#include "script.hpp"
+#include "server_stats.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dagent::test_server {
+
+struct ServerConfig {
+  RateLimits limits;
+  std::chrono::milliseconds latency{0};  // added before every non-control reply
+  Script script;
+};
+
+/// Per connection, owned by its session.
+struct ConnectionInfo {
+  std::uint64_t id = 0;
+  bool tls_handshaken = false;
+  bool control = false;  // its first request was a control request
+  std::uint64_t requests = 0;
+};
+
+struct IncomingRequest {
+  std::string method;
+  std::string target;
+  HeaderList headers;
+  std::string body;
+};
+
+/// What to send back, and how to misbehave while sending it.
+struct Reply {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  HeaderList headers;  // set after Content-Type, so a scripted content-type wins
+  std::string body;
+  std::vector<std::string> events;  // non-empty: an SSE stream, one chunk (write) per event
+  std::chrono::milliseconds latency{0};
+  std::chrono::milliseconds stream_interval{0};
+  Fault fault = Fault::none;
+  std::optional<std::uint64_t> record;  // the stats record; none for control requests
+  std::optional<std::size_t> rule;      // the script rule that answered
+};
+
+/// Shared by every session; one mutex because sessions may run on several threads (--threads).
+class ServerState {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit ServerState(ServerConfig config);
+
+  std::uint64_t connection_opened();
+  void tls_handshake(ConnectionInfo& connection, bool succeeded);
+  void connection_closed(const ConnectionInfo& connection);
+
+  /// Decides the reply to a fully read request; counts it unless it is a control request.
+  Reply respond(ConnectionInfo& connection, const IncomingRequest& request);
+  /// `status_sent` is 0 when no status line went out (reset, stall before headers).
+  void request_finished(const Reply& reply, unsigned status_sent);
+
+ private:
+  Reply control_reply(const IncomingRequest& request, const std::string& path);
+  Reply api_reply(const IncomingRequest& request, const std::string& path);
+
+  std::mutex mutex_;
+  const Clock::time_point start_ = Clock::now();
+  const std::chrono::milliseconds latency_;
+  Script script_;
+  RateWindow limiter_;
+  ServerStats stats_{start_};
+  std::uint64_t next_completion_ = 1;
+};
+
+}  // namespace dagent::test_server
