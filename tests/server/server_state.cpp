@@ -59,6 +59,77 @@ std::string seconds_text(std::chrono::milliseconds ms) {
   return std::to_string(ms.count() / 1000) + "." + std::to_string(ms.count() % 1000 / 100) + "s";
 }
 
+/// What the shared state decided about an API request; the reply is built from it unlocked.
+struct ApiDecision {
+  std::uint64_t record = 0;
+  HeaderList limit_headers;
+  std::optional<RateDecision> rejection;  // the limiter said no
+  std::optional<std::size_t> rule;
+  std::optional<RuleAction> action;
+  std::uint64_t completion = 0;
+};
+
+Reply rate_limited_reply(const RateDecision& decision) {
+  const bool requests = decision.verdict == RateVerdict::requests_exceeded;
+  Reply reply = error_reply(429,
+                            std::string("Rate limit reached for ") +
+                                (requests ? "requests per min (RPM)" : "tokens per min (TPM)") +
+                                ". Please try again in " + seconds_text(decision.retry_after) + ".",
+                            requests ? "requests" : "tokens", "rate_limit_exceeded");
+  reply.headers.emplace_back("retry-after-ms", std::to_string(decision.retry_after.count()));
+  reply.headers.emplace_back("retry-after", std::to_string((decision.retry_after.count() + 999) / 1000));
+  return reply;
+}
+
+Reply chat_reply(const ChatRequest& chat, const RuleAction* action, std::uint64_t completion) {
+  std::string content;
+  if (action && action->reply) {
+    content = *action->reply;
+  } else if (action && action->stream_chunks) {
+    for (const std::string& piece : *action->stream_chunks) content += piece;
+  } else {
+    content = default_chat_content(chat);
+  }
+  const CompletionId id{
+      "chatcmpl-test-" + std::to_string(completion),
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()};
+  Reply reply;
+  if (chat.stream) {
+    const std::vector<std::string> pieces =
+        action && action->stream_chunks ? *action->stream_chunks : split_into_pieces(content);
+    reply.content_type = "text/event-stream; charset=utf-8";
+    reply.events = chat_stream_events(chat, pieces, id);
+    reply.headers.emplace_back("cache-control", "no-cache");
+  } else {
+    reply.body = chat_completion_body(chat, content, id);
+  }
+  return reply;
+}
+
+/// The reply without its decorations (limit headers, rule headers, latency, fault).
+Reply api_body_reply(const IncomingRequest& request, const std::string& path, Route route,
+                     const json::value& document, bool body_is_json, const ApiDecision& decision) {
+  if (decision.rejection) return rate_limited_reply(*decision.rejection);
+  const RuleAction* action = decision.action ? &*decision.action : nullptr;
+  if (action && (action->body || (action->status && *action->status != 200))) {
+    const unsigned status = action->status.value_or(200);
+    return json_reply(status, action->body ? *action->body : default_error_body(status));
+  }
+  if (route == Route::unknown)
+    return error_reply(404, "Invalid URL (" + request.method + " " + path + ")", "invalid_request_error", "");
+  if (request.method != "POST")
+    return error_reply(405, "Method " + request.method + " not allowed on " + path, "invalid_request_error", "");
+  if (!body_is_json)
+    return error_reply(400, "We could not parse the JSON body of your request.", "invalid_request_error", "");
+  if (route == Route::embeddings) {
+    auto body = embeddings_body(document);
+    return body ? json_reply(200, std::move(*body)) : error_reply(400, body.error().message, "invalid_request_error", "");
+  }
+  auto chat = parse_chat_request(document);
+  if (!chat) return error_reply(400, chat.error().message, "invalid_request_error", "");
+  return chat_reply(*chat, action, decision.completion);
+}
+
 }  // namespace
 
 ServerState::ServerState(ServerConfig config)
@@ -87,21 +158,55 @@ void ServerState::request_finished(const Reply& reply, unsigned status_sent) {
 }
 
 Reply ServerState::respond(ConnectionInfo& connection, const IncomingRequest& request) {
-  std::lock_guard lock(mutex_);
   const std::string path = path_of(request.target);
   ++connection.requests;
   if (path.starts_with("/_")) {
+    std::lock_guard lock(mutex_);
     if (connection.requests == 1) {
       connection.control = true;
       stats_.connection_became_control(connection.tls_handshaken);
     }
     return control_reply(request, path);
   }
-  RequestArrival arrival{connection.id, request.method, request.target, path, request.headers, request.body};
-  const std::uint64_t record = stats_.request_arrived(arrival, Clock::now());
-  Reply reply = api_reply(request, path);
-  reply.record = record;
-  reply.headers.insert(reply.headers.begin(), {"x-request-id", "req_" + std::to_string(record)});
+
+  // Parse and build outside the lock; only the shared counters, window and script need it.
+  const Route route = route_of(path);
+  boost::system::error_code parse_error;
+  const json::value document = request.body.empty() ? json::value() : json::parse(request.body, parse_error);
+  const bool body_is_json = !parse_error && document.is_object();
+
+  ApiDecision decision;
+  {
+    std::lock_guard lock(mutex_);
+    RequestArrival arrival{connection.id, request.method, request.target, path, request.headers, request.body};
+    decision.record = stats_.request_arrived(arrival, Clock::now());
+    if (route != Route::unknown && limiter_.enabled()) {
+      RateDecision verdict = limiter_.admit(declared_tokens(request.body, document), Clock::now());
+      decision.limit_headers = std::move(verdict.headers);
+      if (verdict.verdict != RateVerdict::admitted) decision.rejection = std::move(verdict);
+    }
+    if (!decision.rejection) {
+      decision.rule = script_.match(path, request.body);
+      if (decision.rule) decision.action = script_.rule(*decision.rule).action;
+      decision.completion = next_completion_++;
+    }
+  }
+
+  Reply reply = api_body_reply(request, path, route, document, body_is_json, decision);
+  reply.record = decision.record;
+  reply.latency = latency_;
+  HeaderList headers{{"x-request-id", "req_" + std::to_string(decision.record)}};
+  headers.insert(headers.end(), decision.limit_headers.begin(), decision.limit_headers.end());
+  headers.insert(headers.end(), reply.headers.begin(), reply.headers.end());
+  if (decision.action) {
+    const RuleAction& action = *decision.action;
+    reply.rule = decision.rule;
+    reply.fault = action.fault;
+    if (action.latency) reply.latency = *action.latency;
+    if (action.stream_interval) reply.stream_interval = *action.stream_interval;
+    headers.insert(headers.end(), action.headers.begin(), action.headers.end());
+  }
+  reply.headers = std::move(headers);
   return reply;
 }
 
@@ -131,85 +236,6 @@ Reply ServerState::control_reply(const IncomingRequest& request, const std::stri
   }
   return error_reply(404, "unknown control endpoint " + request.method + " " + path, "invalid_request_error",
                      "unknown_url");
-}
-
-Reply ServerState::api_reply(const IncomingRequest& request, const std::string& path) {
-  const Route route = route_of(path);
-  boost::system::error_code parse_error;
-  const json::value document = request.body.empty() ? json::value() : json::parse(request.body, parse_error);
-
-  HeaderList limit_headers;
-  if (route != Route::unknown && limiter_.enabled()) {
-    RateDecision decision = limiter_.admit(declared_tokens(request.body, document), Clock::now());
-    limit_headers = std::move(decision.headers);
-    if (decision.verdict != RateVerdict::admitted) {
-      const bool requests = decision.verdict == RateVerdict::requests_exceeded;
-      Reply reply = error_reply(429,
-                                std::string("Rate limit reached for ") +
-                                    (requests ? "requests per min (RPM)" : "tokens per min (TPM)") +
-                                    ". Please try again in " + seconds_text(decision.retry_after) + ".",
-                                requests ? "requests" : "tokens", "rate_limit_exceeded");
-      reply.latency = latency_;
-      reply.headers = std::move(limit_headers);
-      reply.headers.emplace_back("retry-after-ms", std::to_string(decision.retry_after.count()));
-      reply.headers.emplace_back("retry-after", std::to_string((decision.retry_after.count() + 999) / 1000));
-      return reply;
-    }
-  }
-
-  const std::optional<std::size_t> rule_index = script_.match(path, request.body);
-  const RuleAction* action = rule_index ? &script_.rule(*rule_index).action : nullptr;
-
-  Reply reply;
-  const bool scripted_response = action && (action->body || (action->status && *action->status != 200));
-  if (scripted_response) {
-    reply = json_reply(action->status.value_or(200),
-                       action->body ? *action->body : default_error_body(action->status.value_or(200)));
-  } else if (route == Route::unknown) {
-    reply = error_reply(404, "Invalid URL (" + request.method + " " + path + ")", "invalid_request_error", "");
-  } else if (request.method != "POST") {
-    reply = error_reply(405, "Method " + request.method + " not allowed on " + path, "invalid_request_error", "");
-  } else if (parse_error || !document.is_object()) {
-    reply = error_reply(400, "We could not parse the JSON body of your request.", "invalid_request_error", "");
-  } else if (route == Route::embeddings) {
-    auto body = embeddings_body(document);
-    reply = body ? json_reply(200, std::move(*body)) : error_reply(400, body.error().message, "invalid_request_error", "");
-  } else if (auto chat = parse_chat_request(document); !chat) {
-    reply = error_reply(400, chat.error().message, "invalid_request_error", "");
-  } else {
-    std::string content;
-    if (action && action->reply) {
-      content = *action->reply;
-    } else if (action && action->stream_chunks) {
-      for (const std::string& piece : *action->stream_chunks) content += piece;
-    } else {
-      content = default_chat_content(*chat);
-    }
-    const CompletionId id{"chatcmpl-test-" + std::to_string(next_completion_++),
-                          std::chrono::duration_cast<std::chrono::seconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count()};
-    if (chat->stream) {
-      const std::vector<std::string> pieces =
-          action && action->stream_chunks ? *action->stream_chunks : split_into_pieces(content);
-      reply.content_type = "text/event-stream; charset=utf-8";
-      reply.events = chat_stream_events(*chat, pieces, id);
-      reply.headers.emplace_back("cache-control", "no-cache");
-    } else {
-      reply.body = chat_completion_body(*chat, content, id);
-    }
-  }
-
-  reply.latency = latency_;
-  reply.headers.insert(reply.headers.begin(), limit_headers.begin(), limit_headers.end());
-  if (action) {
-    reply.rule = rule_index;
-    reply.fault = action->fault;
-    if (action->latency) reply.latency = *action->latency;
-    if (action->stream_interval) reply.stream_interval = *action->stream_interval;
-    reply.headers.insert(reply.headers.end(), action->headers.begin(), action->headers.end());
-  }
-  return reply;
 }
 
 }  // namespace dagent::test_server

@@ -67,8 +67,7 @@ class ServerState {
   void request_finished(const Reply& reply, unsigned status_sent);
 
  private:
-  Reply control_reply(const IncomingRequest& request, const std::string& path);
-  Reply api_reply(const IncomingRequest& request, const std::string& path);
+  Reply control_reply(const IncomingRequest& request, const std::string& path);  // locked
 
   std::mutex mutex_;
   const Clock::time_point start_ = Clock::now();

@@ -21,7 +21,8 @@ std::string read_text(const std::filesystem::path& path) {
   return s.str();
 }
 
-ProcessResult run_process(const std::vector<std::string>& argv, const std::filesystem::path& cwd) {
+ProcessResult run_process(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
+                          const std::vector<std::string>& env) {
   TempDir io;
   auto out_path = io.path() / "stdout", err_path = io.path() / "stderr";
   posix_spawn_file_actions_t actions;
@@ -33,8 +34,19 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::files
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  std::vector<std::string> env_strings(env);
+  for (char** e = environ; *e; ++e) {
+    std::string_view entry(*e);
+    auto name = entry.substr(0, entry.find('=') + 1);
+    bool overridden = false;
+    for (const auto& mine : env) overridden = overridden || std::string_view(mine).starts_with(name);
+    if (!overridden) env_strings.emplace_back(entry);
+  }
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
   int status = 0;

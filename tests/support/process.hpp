@@ -13,8 +13,10 @@ struct ProcessResult {
   std::string err;
 };
 
-/// Runs `argv` in `cwd` with no stdin; returns its exit code, stdout and stderr.
-ProcessResult run_process(const std::vector<std::string>& argv, const std::filesystem::path& cwd);
+/// Runs `argv` in `cwd` with no stdin and this process's environment plus `env` ("NAME=value"
+/// entries, which win); returns its exit code, stdout and stderr.
+ProcessResult run_process(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
+                          const std::vector<std::string>& env = {});
 
 /// A fresh empty folder under the system temp folder, removed on destruction.
 class TempDir {
