@@ -55,7 +55,6 @@ struct Resume {
 }  // namespace
 
 struct RateLimiter::Waiter {
-  std::int64_t tokens = 0;
   ParkedHandler parked;  // set while the caller waits to become the head
 };
 
@@ -81,10 +80,10 @@ struct RateLimiter::Park {
 // cancelled or destroyed) counts the wait and hands the head to the next caller.
 class RateLimiter::Queued {
  public:
-  Queued(RateLimiter* limiter, std::int64_t tokens)
+  explicit Queued(RateLimiter* limiter)
       : limiter_(limiter),
         entered_(limiter->clock_()),
-        self_(limiter->queue_.insert(limiter->queue_.end(), Waiter{tokens, nullptr})) {}
+        self_(limiter->queue_.insert(limiter->queue_.end(), Waiter{})) {}
 
   ~Queued() {
     limiter_->total_wait_ += limiter_->clock_() - entered_;
@@ -152,7 +151,7 @@ asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t esti
       co_return std::move(granted);
     }
   }
-  Queued queued(this, tokens);
+  Queued queued(this);
   for (;;) {
     if (queued.at_head()) {
       const auto now = clock_();

@@ -19,6 +19,7 @@
 #include "executor/scheduler.hpp"
 #include "executor/llm_judge.hpp"
 #include "executor/verifier.hpp"
+#include "net/response_cache.hpp"
 #include "runtime/lazy_provider.hpp"
 #include "runtime/trace_writer.hpp"
 #include "tools/llm_tool.hpp"
@@ -111,10 +112,16 @@ struct Runtime::Impl {
       : cfg(std::move(c)),
         registry(tools::make_builtin_registry(cfg.tools.enabled)),
         provider(io.get_executor(), cfg) {
+    const auto& caching = cfg.performance.caching;
+    if (caching.llm_responses) {
+      cache = std::make_unique<net::CachingProvider>(provider, std::chrono::seconds(caching.ttl_seconds),
+                                                     static_cast<std::size_t>(caching.max_entries));
+    }
+    net::LlmProvider& llm = active_provider();
     if (std::find(cfg.tools.enabled.begin(), cfg.tools.enabled.end(), "llm") != cfg.tools.enabled.end())
-      (void)registry.add(std::make_shared<tools::LlmTool>(provider, cfg.llm.model));
+      (void)registry.add(std::make_shared<tools::LlmTool>(llm, cfg.llm.model));
     if (cfg.verification.llm_judge) {
-      verifier = std::make_unique<executor::LlmJudge>(provider, cfg.llm.model);
+      verifier = std::make_unique<executor::LlmJudge>(llm, cfg.llm.model);
     } else {
       verifier = std::make_unique<executor::RuleVerifier>("a text criterion needs the LLM judge, which is off "
                                                           "(verification.llm_judge)");
@@ -147,7 +154,10 @@ struct Runtime::Impl {
   asio::io_context io{1};  // one loop for every run: pooled connections outlive a run
   tools::Registry registry;
   runtime::LazyProvider provider;
+  std::unique_ptr<net::CachingProvider> cache;  // caching.llm_responses
   std::unique_ptr<executor::Verifier> verifier;
+
+  net::LlmProvider& active_provider() { return cache ? static_cast<net::LlmProvider&>(*cache) : provider; }
   std::unique_ptr<asio::thread_pool> pool;  // after registry: joined before the tools go away
 };
 
@@ -245,7 +255,7 @@ RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& i
   if (options.on_start) options.on_start(result);
   auto& io = impl_->io;
   io.restart();
-  const auto before = impl_->provider.metrics();
+  const auto before = impl_->active_provider().metrics();
   ToolContext base;
   base.workspace = &*ws;
   base.worker = impl_->worker_pool().get_executor();
@@ -270,7 +280,7 @@ RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& i
   result.steps = std::move(report.steps);
   result.interrupted = report.interrupted;
   result.metrics.max_concurrent_steps = report.max_concurrent;
-  const auto after = impl_->provider.metrics();
+  const auto after = impl_->active_provider().metrics();
   result.metrics.retries = report.retries + (after.retries - before.retries);
   result.metrics.llm_calls = after.llm_calls - before.llm_calls;
   result.metrics.prompt_tokens = after.prompt_tokens - before.prompt_tokens;

@@ -120,3 +120,55 @@ TEST_CASE("a remote provider without an API key is refused before anything runs"
   CHECK_THAT(r.err, Catch::Contains("OPENAI_API_KEY is not set"));
   CHECK_FALSE(std::filesystem::exists(dir.path() / "reply.txt"));
 }
+
+TEST_CASE("caching.llm_responses answers a repeated prompt from the cache", "[cli][llm][cache]") {
+  TestServer server(TestServerOptions{.cert = ServerCert::valid});
+  TempDir dir;
+  dir.write("twice.yaml", R"(workspace: .
+plan:
+  - {id: 1, action: llm, parameters: {prompt: "Same question"}}
+  - {id: 2, action: llm, parameters: {prompt: "Same question"}, dependencies: [1]}
+)");
+  auto off = run_dagent(dir, server, {"run", "twice.yaml", "--json"});
+  REQUIRE(off.exit_code == 0);
+  CHECK(json::parse(off.out).at("metrics").at("cache_hits") == 0);
+  CHECK(server.stats().at("requests").at("total") == 2);
+  server.reset();
+  auto on = run_dagent(dir, server, {"run", "twice.yaml", "--json", "--set", "performance.caching.llm_responses=true"});
+  REQUIRE(on.exit_code == 0);
+  auto m = json::parse(on.out).at("metrics");
+  CHECK(m.at("cache_hits") == 1);
+  CHECK(m.at("llm_calls") == 1);
+  CHECK(server.stats().at("requests").at("total") == 1);
+}
+
+TEST_CASE("the rate-limiting and connection-pooling switches change what reaches the server", "[cli][llm]") {
+  TestServer server(TestServerOptions{.cert = ServerCert::valid});
+  TempDir dir;
+  // Each call reserves its max_tokens: with a budget of exactly one call's worth per minute the
+  // second call must wait for the tokens the first one did not use to come back... and for the
+  // few it used to refill (1 token per ms at 60 000 per minute).
+  dir.write("two.yaml", R"(workspace: .
+plan:
+  - {id: 1, action: llm, parameters: {prompt: "first", max_tokens: 60000}}
+  - {id: 2, action: llm, parameters: {prompt: "second", max_tokens: 60000}, dependencies: [1]}
+)");
+  const std::vector<std::string> limits{"--set", "performance.rate_limiting.tpm_limit=60000", "--set",
+                                        "performance.rate_limiting.safety_margin=1.0"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"run", "two.yaml", "--json"};
+    args.insert(args.end(), limits.begin(), limits.end());
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = run_dagent(dir, server, args);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    return json::parse(r.out).at("metrics");
+  };
+  auto limited = with({});
+  CHECK(limited.at("rate_limit_wait_ms").to_number<double>() > 0);
+  CHECK(limited.at("connections_opened") == 1);
+  auto unlimited = with({"--set", "performance.rate_limiting.enabled=false"});
+  CHECK(unlimited.at("rate_limit_wait_ms").to_number<double>() == 0);
+  auto unpooled = with({"--set", "performance.connection_pooling.enabled=false"});
+  CHECK(unpooled.at("connections_opened") == 2);
+}

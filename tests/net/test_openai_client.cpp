@@ -315,3 +315,14 @@ TEST_CASE("the circuit breaker fails fast without a socket while open", "[net][c
   CHECK(r.error().code == NetErrc::circuit_open);
   CHECK(server.stats().at("connections_accepted").to_number<std::int64_t>() == accepted);
 }
+
+TEST_CASE("with the circuit breaker off every call reaches the server", "[net][client]") {
+  TestServer server(TestServerOptions{.script = json::parse(R"({"rules": [{"path": "/v1/chat/completions", "fault": "reset"}]})")});
+  auto o = options_for(server);
+  o.max_retries = 0;
+  o.failure_threshold = 1;
+  o.circuit_breaker = false;
+  Client c(server, o);
+  for (int i = 0; i < 3; ++i) CHECK(c.chat().error().code == NetErrc::connection_closed);
+  CHECK(server.stats().at("connections_accepted") == 3);
+}
