@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(g++ cmake ninja-build ccache pkg-config openssl nginx-light
+packages=(g++ cmake ninja-build ccache pkg-config openssl ca-certificates nginx-light
           libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev
           libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev catch2)
 missing=()

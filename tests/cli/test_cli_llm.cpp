@@ -86,16 +86,27 @@ TEST_CASE("a failed verdict fails the run; llm_judge off leaves text criteria un
   CHECK(json::parse(off.out).at("metrics").at("llm_calls") == 1);
 }
 
-TEST_CASE("an untrusted certificate ends the run with a clear TLS error and exit 3", "[cli][llm][tls]") {
-  TestServer server(TestServerOptions{.cert = ServerCert::valid});
-  TempDir dir;
-  write_llm_task(dir);
-  auto r = run_dagent(dir, server, {"run", "task.yaml", "--json"}, /*trust_test_ca=*/false);
-  CHECK(r.exit_code == 3);
-  CHECK_THAT(r.err, Catch::Contains("TLS handshake") && Catch::Contains("unable to get local issuer certificate"));
-  CHECK(r.out.find(k_sentinel) == std::string::npos);
-  CHECK(r.err.find(k_sentinel) == std::string::npos);
-  CHECK(server.stats().at("requests").at("total") == 0);
+TEST_CASE("an untrusted CA, a wrong host name or an expired certificate ends the run with exit 3", "[cli][llm][tls]") {
+  struct Case {
+    ServerCert cert;
+    bool trust_test_ca;
+    const char* why;
+  };
+  for (const auto& c : {Case{ServerCert::valid, false, "unable to get local issuer certificate"},
+                        Case{ServerCert::wrong_host, true, "hostname mismatch"},
+                        Case{ServerCert::expired, true, "certificate has expired"}}) {
+    DYNAMIC_SECTION(c.why) {
+      TestServer server(TestServerOptions{.cert = c.cert});
+      TempDir dir;
+      write_llm_task(dir);
+      auto r = run_dagent(dir, server, {"run", "task.yaml", "--json"}, c.trust_test_ca);
+      CHECK(r.exit_code == 3);
+      CHECK_THAT(r.err, Catch::Contains("TLS handshake") && Catch::Contains(c.why));
+      CHECK(r.out.find(k_sentinel) == std::string::npos);
+      CHECK(r.err.find(k_sentinel) == std::string::npos);
+      CHECK(server.stats().at("requests").at("total") == 0);  // no insecure fallback
+    }
+  }
 }
 
 TEST_CASE("an API error never echoes the key, and a 401 exits 3", "[cli][llm]") {
