@@ -318,6 +318,9 @@ asio::awaitable<void> pause(std::chrono::milliseconds delay) {
 asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_path, std::string body,
                                       std::int64_t estimated_tokens) {
   for (int retries = 0;; ++retries) {
+    // The limiter first: a wait there that ends in cancellation must not count against the
+    // origin, and a breaker probe must not sit in the limiter's queue.
+    auto reservation = co_await impl->limiter.acquire(estimated_tokens);
     if (impl->options.circuit_breaker && !impl->breaker.allow()) {
       co_return llm_error(NetErrc::circuit_open,
                           "circuit breaker open for " + impl->origin_text() + " after repeated failures; next try in " +
@@ -325,7 +328,6 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
                           retries);
     }
     BreakerTicket ticket(impl->breaker);
-    auto reservation = co_await impl->limiter.acquire(estimated_tokens);
     auto request = impl->make_request(api_path, body);
     auto sent = co_await impl->http.send(impl->options.base_url.origin, std::move(request));
     AttemptOutcome outcome;
@@ -487,10 +489,10 @@ asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream(ChatRequest r
   const std::string body = json::serialize(to_json(request, true));
   const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
   for (int retries = 0;; ++retries) {
+    auto reservation = co_await impl->limiter.acquire(estimate);
     if (impl->options.circuit_breaker && !impl->breaker.allow())
       co_return llm_error(NetErrc::circuit_open, "circuit breaker open for " + impl->origin_text(), retries);
     BreakerTicket ticket(impl->breaker);
-    auto reservation = co_await impl->limiter.acquire(estimate);
     auto http_request = impl->make_request("/chat/completions", body);
     auto opened = co_await impl->http.open_stream(impl->options.base_url.origin, std::move(http_request),
                                                   impl->options.http.request_timeout);

@@ -156,14 +156,14 @@ plan:
 TEST_CASE("the rate-limiting and connection-pooling switches change what reaches the server", "[cli][llm]") {
   TestServer server(TestServerOptions{.cert = ServerCert::valid});
   TempDir dir;
-  // Each call reserves its max_tokens: with a budget of exactly one call's worth per minute the
-  // second call must wait for the tokens the first one did not use to come back... and for the
-  // few it used to refill (1 token per ms at 60 000 per minute).
-  dir.write("two.yaml", R"(workspace: .
-plan:
-  - {id: 1, action: llm, parameters: {prompt: "first", max_tokens: 60000}}
-  - {id: 2, action: llm, parameters: {prompt: "second", max_tokens: 60000}, dependencies: [1]}
-)");
+  // Each call reserves its prompt estimate + max_tokens, here more than the whole budget of
+  // 60 000 tokens a minute, so it waits for a full bucket. The first call gives back what its
+  // usage did not take; the ~100 prompt tokens it did use refill at 1 token per ms, so the second
+  // call waits about 100 ms.
+  const std::string prompt(400, 'w');
+  dir.write("two.yaml", "workspace: .\nplan:\n  - {id: 1, action: llm, parameters: {prompt: \"" + prompt +
+                            "\", max_tokens: 60000}}\n  - {id: 2, action: llm, parameters: {prompt: \"" + prompt +
+                            "\", max_tokens: 60000}, dependencies: [1]}\n");
   const std::vector<std::string> limits{"--set", "performance.rate_limiting.tpm_limit=60000", "--set",
                                         "performance.rate_limiting.safety_margin=1.0"};
   auto with = [&](std::vector<std::string> extra) {

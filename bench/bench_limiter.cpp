@@ -1,0 +1,424 @@
+// Rate-limiter utilization benchmark: net::OpenAiClient with its RPM/TPM limiter against the test
+// server started with --rpm R --tpm T (a sliding 60 s window, tests/server/rate_window.hpp).
+//
+// C concurrent callers issue identical chat calls back to back for --seconds (demand far above
+// the limits, since the server answers at once). At t0 + --window seconds (t0: just before the
+// first call; the server's window cannot have expired anything yet) the server's /_stats is
+// read: the 200s then are the requests the server accepted in its first 60 s window. After
+// --seconds no call is started; calls still queued in the limiter finish (at most --drain-max
+// seconds), and /_stats is read again for the totals.
+//
+// Token accounting. The server counts, for every admitted request, ceil(body bytes / 4) plus the
+// body's max_tokens (max_completion_tokens first), and never refunds it; the reply's usage is
+// ceil(message text bytes / 4) prompt + ceil(reply bytes / 4) completion. The client reserves
+// estimate_tokens(body) + max_tokens, i.e. the same number, and reconciles with the usage. With
+// --reply matched the benchmark scripts a reply whose usage equals the declared tokens exactly,
+// so reconciliation is a no-op and both sides count the same tokens; with --reply echo the
+// server's default reply makes the usage smaller than what the server counted.
+//
+// --gate window puts a bench-side prototype of a sliding-window admission in front of the client
+// (the proposed fix; the client's own limiter is then normally off with --limiter off).
+//
+// Usage: bench_limiter --port P --rpm R --tpm T [--declared-tokens D] [--concurrency C]
+//                      [--seconds S] [--window W] [--drain-max S] [--reply matched|echo]
+//                      [--limiter on|off] [--gate none|window] [--safety-margin F]
+//                      [--server-pid PID] [--label NAME]
+// Prints one JSON line (prefixed "json ") and human lines.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "net/llm_provider.hpp"
+#include "net/openai_client.hpp"
+#include "net/rate_limiter.hpp"
+#include "net_bench_common.hpp"
+
+namespace {
+
+using namespace dagent;
+using namespace dagent::bench;
+using namespace std::chrono_literals;
+
+constexpr auto k_token = asio::as_tuple(asio::use_awaitable);
+constexpr auto k_server_window = 60s;
+
+// The server's own count for a request (tests/server/server_state.cpp, declared_tokens).
+std::int64_t server_declared_tokens(const std::string& body, std::int64_t max_tokens) {
+  return static_cast<std::int64_t>((body.size() + 3) / 4) + max_tokens;
+}
+
+// Prototype of the proposed fix: the server's sliding-window rule applied on the client. An
+// entry holds a call's declared tokens and is timestamped when its response arrives, which is
+// never earlier than the server's admission, so the client never frees budget before the server.
+class WindowGate {
+ public:
+  WindowGate(std::int64_t rpm, std::int64_t tpm) : rpm_(rpm), tpm_(tpm) {}
+
+  /// Admits one call of `tokens` as soon as the window allows it; nullopt if that is after
+  /// `deadline`. Returns the entry's id for settle().
+  asio::awaitable<std::optional<std::uint64_t>> acquire(std::int64_t tokens, Clock::time_point deadline) {
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer timer(ex);
+    for (;;) {
+      const auto now = Clock::now();
+      expire(now);
+      if (static_cast<std::int64_t>(entries_.size()) + 1 <= rpm_ && sum_ + tokens <= tpm_) {
+        entries_.push_back(Entry{now, tokens});
+        sum_ += tokens;
+        co_return first_id_ + entries_.size() - 1;
+      }
+      const auto wake = free_at(tokens);
+      if (wake > deadline) co_return std::nullopt;
+      timer.expires_at(wake);
+      co_await timer.async_wait(k_token);
+    }
+  }
+
+  /// The call's response arrived (or it failed): its entry now expires 60 s from here.
+  void settle(std::uint64_t id, Clock::time_point at) {
+    if (id < first_id_) return;
+    auto& e = entries_[id - first_id_];
+    e.at = std::max(e.at, at);
+  }
+
+ private:
+  struct Entry {
+    Clock::time_point at;
+    std::int64_t tokens;
+  };
+
+  void expire(Clock::time_point now) {
+    while (!entries_.empty() && now - entries_.front().at >= k_server_window) {
+      sum_ -= entries_.front().tokens;
+      entries_.pop_front();
+      ++first_id_;
+    }
+  }
+
+  // When the oldest entries have left the window so that one more call of `tokens` fits.
+  // Entries are in admission order; a settled one may be later than the next, hence the max.
+  Clock::time_point free_at(std::int64_t tokens) const {
+    std::int64_t count = static_cast<std::int64_t>(entries_.size()), sum = sum_;
+    Clock::time_point latest = Clock::now();
+    for (const auto& e : entries_) {
+      if (count + 1 <= rpm_ && sum + tokens <= tpm_) break;
+      latest = std::max(latest, e.at + k_server_window);
+      --count;
+      sum -= e.tokens;
+    }
+    return latest + 1ms;  // the server compares with >= on a clock read a little later
+  }
+
+  std::int64_t rpm_, tpm_;
+  std::deque<Entry> entries_;
+  std::uint64_t first_id_ = 0;
+  std::int64_t sum_ = 0;
+};
+
+struct Run {
+  net::ChatRequest request;
+  std::int64_t declared = 0;
+  Clock::time_point t0, stop_issuing;
+  WindowGate* gate = nullptr;
+  std::int64_t ok = 0, rejected_429 = 0, other_errors = 0;
+  std::int64_t ok_in_window = 0;           // successes that completed before t0 + window
+  std::int64_t prompt_tokens = 0, completion_tokens = 0;
+  std::string first_error;
+  std::vector<std::int64_t> ok_per_5s;     // successes by completion time, 5 s bins from t0
+  std::vector<std::int64_t> r429_per_5s;
+  Clock::time_point window_end;
+  int running = 0;
+};
+
+void bin(std::vector<std::int64_t>& bins, Clock::time_point t0, Clock::time_point at) {
+  const auto i = static_cast<std::size_t>(std::chrono::duration_cast<std::chrono::seconds>(at - t0).count() / 5);
+  if (bins.size() <= i) bins.resize(i + 1, 0);
+  ++bins[i];
+}
+
+// Counts a caller out however its coroutine ends (normally, or cancelled at the drain limit).
+struct Running {
+  Run* run;
+  ~Running() { --run->running; }
+};
+
+asio::awaitable<void> caller(Run* run, net::OpenAiClient* client) {
+  Running running{run};
+  while (Clock::now() < run->stop_issuing) {
+    std::optional<std::uint64_t> entry;
+    if (run->gate) {
+      auto admitted = run->gate->acquire(run->declared, run->stop_issuing);
+      entry = co_await std::move(admitted);
+      if (!entry) break;
+    }
+    net::ChatRequest request = run->request;
+    auto call = client->chat(std::move(request));
+    auto result = co_await std::move(call);
+    const auto now = Clock::now();
+    if (entry) run->gate->settle(*entry, now);
+    if (result) {
+      ++run->ok;
+      if (now < run->window_end) ++run->ok_in_window;
+      run->prompt_tokens += result->usage.prompt_tokens;
+      run->completion_tokens += result->usage.completion_tokens;
+      bin(run->ok_per_5s, run->t0, now);
+    } else if (result.error().status == 429) {
+      ++run->rejected_429;
+      bin(run->r429_per_5s, run->t0, now);
+    } else {
+      ++run->other_errors;
+      if (run->first_error.empty()) run->first_error = result.error().message;
+    }
+  }
+}
+
+struct Snapshot {
+  json::value stats;
+  double at_s = 0;  // when the server answered, seconds after t0
+};
+
+asio::awaitable<void> snapshot_at(ServerControl* control, Clock::time_point when, Clock::time_point t0,
+                                  std::optional<Snapshot>* out) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, when);
+  co_await timer.async_wait(k_token);
+  auto fetch = control->async_stats();
+  json::value stats = co_await std::move(fetch);
+  *out = Snapshot{std::move(stats), std::chrono::duration<double>(Clock::now() - t0).count()};
+}
+
+// A prompt of about `bytes` bytes of plain words.
+std::string filler(std::size_t bytes) {
+  static const char* words[] = {"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"};
+  std::string out = "Summarize the following notes in one line:";
+  for (std::size_t i = 0; out.size() < bytes; ++i) {
+    out += ' ';
+    out += words[i % 8];
+  }
+  out.resize(bytes);
+  return out;
+}
+
+int run_bench(const Args& args) {
+  const std::int64_t port = args.integer("port", 0);
+  const std::int64_t rpm = args.integer("rpm", 600);
+  const std::int64_t tpm = args.integer("tpm", 60000);
+  const std::int64_t declared_target = args.integer("declared-tokens", 200);
+  const int concurrency = static_cast<int>(args.integer("concurrency", 16));
+  const double seconds = args.number("seconds", 60);
+  const double window_s = args.number("window", 60);
+  const double drain_max = args.number("drain-max", 15);
+  const std::string reply_mode = args.str("reply", "matched");
+  const bool limiter = args.flag("limiter", true);
+  const std::string gate_mode = args.str("gate", "none");
+  const double safety = args.number("safety-margin", 1.0);
+  const long server_pid = static_cast<long>(args.integer("server-pid", 0));
+  const std::string label = args.str("label", "");
+  if (port <= 0) {
+    std::fprintf(stderr, "usage: bench_limiter --port P --rpm R --tpm T [...]\n");
+    return 2;
+  }
+
+  // The request: the prompt is a quarter of the declared tokens, max_tokens the rest, adjusted
+  // until ceil(body / 4) + max_tokens is exactly the target.
+  Run run;
+  run.request.model = "gpt-4o-mini";
+  const auto prompt_bytes = static_cast<std::size_t>(std::max<std::int64_t>(declared_target, 40));
+  run.request.messages.push_back({"user", filler(prompt_bytes)});
+  std::int64_t max_tokens = 1;
+  std::string body;
+  for (int i = 0; i < 10; ++i) {
+    run.request.max_tokens = max_tokens;
+    body = json::serialize(net::to_json(run.request, false));
+    const auto next = declared_target - static_cast<std::int64_t>((body.size() + 3) / 4);
+    if (next == max_tokens || next < 1) break;
+    max_tokens = next;
+  }
+  run.request.max_tokens = max_tokens;
+  body = json::serialize(net::to_json(run.request, false));
+  run.declared = server_declared_tokens(body, max_tokens);
+  const std::int64_t client_estimate = net::estimate_tokens(body) + max_tokens;
+  const std::int64_t prompt_usage = static_cast<std::int64_t>((run.request.messages[0].content.size() + 3) / 4);
+
+  asio::io_context io(1);
+  ServerControl control(io, loopback(port));
+  std::string script;
+  if (reply_mode == "matched") {
+    // ceil(reply / 4) = declared - prompt usage, so the usage equals the declared tokens.
+    const auto reply_bytes = static_cast<std::size_t>(std::max<std::int64_t>(run.declared - prompt_usage, 1) * 4);
+    json::object rule{{"path", "/v1/chat/completions"}, {"reply", std::string(reply_bytes, 'z')}};
+    script = json::serialize(json::object{{"rules", json::array{rule}}});
+  } else {
+    script = R"({"rules": []})";
+  }
+
+  // Probe: one request outside the measurement shows what the server counts and what the usage
+  // is; then the window is cleared.
+  control.reset();
+  control.script(script);
+  net::HttpRequest probe;
+  probe.target = "/v1/chat/completions";
+  probe.headers.push_back({"content-type", "application/json"});
+  probe.headers.push_back({"authorization", "Bearer sk-bench"});
+  probe.body = body;
+  std::int64_t probe_counted = -1, probe_usage = -1;
+  {
+    net::HttpClient http(io.get_executor(), nullptr, net::HttpOptions{});
+    std::optional<net::HttpResult<net::HttpResponse>> got;
+    asio::co_spawn(io, send_into(&http, loopback(port), probe, &got), asio::detached);
+    io.restart();
+    io.run();
+    io.restart();
+    if (!got || !*got || (*got)->status != 200) throw std::runtime_error("the probe request failed");
+    if (const auto* rem = (*got)->header("x-ratelimit-remaining-tokens")) probe_counted = tpm - std::stoll(*rem);
+    const auto doc = json::parse((*got)->body);
+    probe_usage = static_cast<std::int64_t>(json_number(doc, {"usage", "total_tokens"}));
+  }
+  control.reset();
+  control.script(script);
+
+  net::OpenAiOptions options;
+  options.base_url = net::BaseUrl{loopback(port), "/v1"};
+  options.api_key = "sk-bench";
+  options.rate_limiting = limiter;
+  options.rpm_limit = rpm;
+  options.tpm_limit = tpm;
+  options.safety_margin = safety;
+  options.max_retries = 0;  // a 429 is counted and the caller moves on (a retry would sleep up to 60 s)
+  std::optional<WindowGate> gate;
+  if (gate_mode == "window") {
+    gate.emplace(rpm, tpm);
+    run.gate = &*gate;
+  }
+
+  const auto server_cpu0 = process_cpu_seconds(server_pid);
+  const double cpu0 = self_cpu_seconds();
+  std::optional<Snapshot> in_window, at_end;
+  int still_running = 0;
+  {
+    net::OpenAiClient client(io.get_executor(), nullptr, options);
+    run.t0 = Clock::now();
+    auto secs = [](double s) { return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); };
+    run.window_end = run.t0 + secs(window_s);
+    run.stop_issuing = run.t0 + secs(seconds);
+    run.running = concurrency;
+    std::vector<asio::cancellation_signal> cancel(static_cast<std::size_t>(concurrency));
+    for (auto& signal : cancel)
+      asio::co_spawn(io, caller(&run, &client), asio::bind_cancellation_slot(signal.slot(), asio::detached));
+    // Just before the window closes: nothing admitted since t0 has left the server's window yet.
+    asio::co_spawn(io, snapshot_at(&control, run.window_end - 20ms, run.t0, &in_window), asio::detached);
+    // Returns when every caller has finished and the snapshot is in, or at the drain limit.
+    io.run_until(std::max(run.stop_issuing + secs(drain_max), run.window_end + 5s));
+    if (run.running > 0) {
+      // Callers still queued in the limiter: cancel them (they leave the queue) before the client
+      // goes away.
+      still_running = run.running;
+      for (auto& signal : cancel) signal.emit(asio::cancellation_type::terminal);
+      io.run_for(5s);
+    }
+    io.restart();
+  }
+  const double cpu = self_cpu_seconds() - cpu0;
+  const auto server_cpu1 = process_cpu_seconds(server_pid);
+  const double elapsed = std::chrono::duration<double>(Clock::now() - run.t0).count();
+  at_end = Snapshot{control.stats(), elapsed};
+  if (!in_window) throw std::runtime_error("no /_stats snapshot at the end of the window");
+
+  const auto& w = in_window->stats;
+  const auto accepted = static_cast<std::int64_t>(json_number(w, {"status", "200"}));
+  const auto r429_window = static_cast<std::int64_t>(json_number(w, {"rate_limited"}));
+  const auto accepted_total = static_cast<std::int64_t>(json_number(at_end->stats, {"status", "200"}));
+  const auto r429_total = static_cast<std::int64_t>(json_number(at_end->stats, {"rate_limited"}));
+  const std::int64_t tokens = accepted * run.declared;
+  const double req_util = static_cast<double>(accepted) / static_cast<double>(rpm);
+  const double tok_util = static_cast<double>(tokens) / static_cast<double>(tpm);
+  // The binding limit: the one that allows fewer requests of this size per window.
+  const bool tpm_binds = tpm / run.declared < rpm;
+  const double util = tpm_binds ? tok_util : req_util;
+
+  json::array ok_bins, r429_bins;
+  for (auto n : run.ok_per_5s) ok_bins.push_back(n);
+  for (auto n : run.r429_per_5s) r429_bins.push_back(n);
+  json::object out{
+      {"label", label},
+      {"rpm", rpm},
+      {"tpm", tpm},
+      {"limiter", limiter},
+      {"gate", gate_mode},
+      {"reply", reply_mode},
+      {"safety_margin", safety},
+      {"concurrency", concurrency},
+      {"body_bytes", body.size()},
+      {"max_tokens", max_tokens},
+      {"server_declared_tokens", run.declared},
+      {"client_estimate_tokens", client_estimate},
+      {"probe_server_counted", probe_counted},
+      {"probe_usage", probe_usage},
+      {"binding", tpm_binds ? "tpm" : "rpm"},
+      {"window_s", window_s},
+      {"snapshot_at_s", in_window->at_s},
+      {"accepted_in_window", accepted},
+      {"tokens_in_window", tokens},
+      {"request_utilization", req_util},
+      {"token_utilization", tok_util},
+      {"binding_utilization", util},
+      {"r429_in_window", r429_window},
+      {"accepted_total", accepted_total},
+      {"r429_total", r429_total},
+      {"client_ok", run.ok},
+      {"client_ok_in_window", run.ok_in_window},
+      {"client_429", run.rejected_429},
+      {"client_other_errors", run.other_errors},
+      {"usage_prompt_tokens", run.prompt_tokens},
+      {"usage_completion_tokens", run.completion_tokens},
+      {"elapsed_s", elapsed},
+      {"ok_per_5s", ok_bins},
+      {"r429_per_5s", r429_bins},
+      {"client_cpu_s", cpu},
+      {"server_cpu_s", server_cpu0 && server_cpu1 ? *server_cpu1 - *server_cpu0 : -1.0},
+      {"callers_cancelled_at_drain_limit", still_running},
+      {"first_error", run.first_error},
+  };
+  std::printf("json %s\n", json::serialize(out).c_str());
+  std::printf("%s: body %zu B, max_tokens %lld: server counts %lld tokens per request (probe: %lld), client "
+              "estimate %lld, usage %lld\n",
+              label.c_str(), body.size(), static_cast<long long>(max_tokens), static_cast<long long>(run.declared),
+              static_cast<long long>(probe_counted), static_cast<long long>(client_estimate),
+              static_cast<long long>(probe_usage));
+  std::printf("%s: in the first %.0f s window the server accepted %lld requests, %lld tokens: %s utilization "
+              "%.1f%%; 429s %lld in the window, %lld in all (%lld accepted in all)\n",
+              label.c_str(), window_s, static_cast<long long>(accepted), static_cast<long long>(tokens),
+              tpm_binds ? "TPM" : "RPM", 100 * util, static_cast<long long>(r429_window),
+              static_cast<long long>(r429_total), static_cast<long long>(accepted_total));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run_bench(Args(argc, argv));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_limiter: %s\n", e.what());
+    return 2;
+  }
+}
