@@ -161,7 +161,8 @@ LlmResult<EmbedResponse> parse_embeddings(std::string& body, od::parser& parser,
   if (parser.iterate(padded(body)).get(doc) || doc.get_object().get(root))
     return llm_error(NetErrc::protocol_error, "the embeddings response is not a JSON object");
   std::vector<std::int64_t> order;
-  std::vector<float> rows;
+  auto& rows = out.vectors;  // filled in arrival order, straight from the parser
+  rows.reserve(expected * 1536);
   for (auto field : root) {
     std::string_view key;
     if (field.unescaped_key().get(key)) continue;
@@ -202,13 +203,20 @@ LlmResult<EmbedResponse> parse_embeddings(std::string& body, od::parser& parser,
   if (order.size() != expected)
     return llm_error(NetErrc::protocol_error, "embeddings: expected " + std::to_string(expected) + " vectors, got " +
                                                   std::to_string(order.size()));
-  out.vectors.assign(rows.size(), 0.0f);
+  bool in_order = true;
+  std::vector<bool> seen(expected, false);
   for (std::size_t i = 0; i < order.size(); ++i) {
-    auto at = order[i];
-    if (at < 0 || static_cast<std::size_t>(at) >= expected)
-      return llm_error(NetErrc::protocol_error, "embeddings: index out of range");
-    std::copy_n(rows.begin() + static_cast<std::ptrdiff_t>(i * out.dimension), out.dimension,
-                out.vectors.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(at) * out.dimension));
+    if (order[i] < 0 || static_cast<std::size_t>(order[i]) >= expected || seen[static_cast<std::size_t>(order[i])])
+      return llm_error(NetErrc::protocol_error, "embeddings: an index is out of range or repeated");
+    seen[static_cast<std::size_t>(order[i])] = true;
+    in_order = in_order && order[i] == static_cast<std::int64_t>(i);
+  }
+  if (!in_order) {  // rare: the API may list items out of input order
+    std::vector<float> sorted(rows.size());
+    for (std::size_t i = 0; i < order.size(); ++i)
+      std::copy_n(rows.begin() + static_cast<std::ptrdiff_t>(i * out.dimension), out.dimension,
+                  sorted.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(order[i]) * out.dimension));
+    rows = std::move(sorted);
   }
   return out;
 }
