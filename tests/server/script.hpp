@@ -1,5 +1,23 @@
 #pragma once
 // The test server's script: rules that turn matching requests into scripted replies and faults.
+//
+//   {"rules": [{
+//     "path": "/v1/chat/completions",  exact path, query excluded (absent: any non-control path)
+//     "contains": "plan",              substring of the raw request body
+//     "nth": 2 | "times": 3,           only the Nth / the first N requests passing path+contains
+//     "status": 429,                   with "body" or a status other than 200: sent as is
+//     "headers": {"retry-after-ms": "250"},          added to (and overriding) the reply's
+//     "body": {...} | "text",          default for status >= 400: OpenAI's error shape
+//     "latency_ms": 100,               before the reply (replaces --latency-ms)
+//     "reply": "content",              chat content, whole or streamed
+//     "stream_chunks": ["a", "b"],     streamed pieces (their concatenation when not streaming)
+//     "stream_interval_ms": 20,        pause between streamed events
+//     "fault": "reset" | "stall" | "truncate" | "close_after_response",
+//     "comment": "free text"}]}
+//
+// Rules are tried in order and the first that applies answers; a rule whose nth/times is not
+// satisfied falls through. Unknown keys are errors. Requests refused by --rpm/--tpm never reach
+// the script.
 
 #include <boost/json/value.hpp>
 #include <boost/system/result.hpp>
