@@ -120,7 +120,7 @@ int run(const Args& args) {
   const auto done = load.ok + load.failed;
   std::sort(load.latency_us.begin(), load.latency_us.end());
   const double server_cpu = server_cpu0 && server_cpu1 ? *server_cpu1 - *server_cpu0 : -1;
-  const double server_connections = json_number(stats, {"connections_accepted"});
+  const auto server_connections = static_cast<std::int64_t>(json_number(stats, {"connections_accepted"}));
 
   json::object out{
       {"pooling", pooling},
@@ -141,19 +141,19 @@ int run(const Args& args) {
       {"connections_client", metrics.connections_opened},
       {"connections_server", server_connections},
       {"connections_per_10k", done ? static_cast<double>(metrics.connections_opened) * 1e4 / static_cast<double>(done) : 0.0},
-      {"server_requests", json_number(stats, {"requests", "total"})},
-      {"server_200", json_number(stats, {"status", "200"})},
+      {"server_requests", static_cast<std::int64_t>(json_number(stats, {"requests", "total"}))},
+      {"server_200", static_cast<std::int64_t>(json_number(stats, {"status", "200"}))},
       {"retries", metrics.retries},
       {"first_error", load.first_error},
   };
   std::printf("json %s\n", json::serialize(out).c_str());
   std::printf("pooling %s, C=%d: %lld requests (%lld failed) in %.2f s = %.0f req/s; client CPU %.1f us/req "
-              "(%.0f%% of a core), server CPU %.1f us/req; p50 %u us, p99 %u us; connections %lld (server %.0f)\n",
+              "(%.0f%% of a core), server CPU %.1f us/req; p50 %u us, p99 %u us; connections %lld (server %lld)\n",
               pooling ? "on" : "off", concurrency, static_cast<long long>(done), static_cast<long long>(load.failed),
               seconds, static_cast<double>(done) / seconds, done ? cpu * 1e6 / static_cast<double>(done) : 0.0,
               100 * cpu / seconds, server_cpu >= 0 && done ? server_cpu * 1e6 / static_cast<double>(done) : -1.0,
               percentile(load.latency_us, 0.50), percentile(load.latency_us, 0.99),
-              static_cast<long long>(metrics.connections_opened), server_connections);
+              static_cast<long long>(metrics.connections_opened), static_cast<long long>(server_connections));
   if (!load.first_error.empty()) std::fprintf(stderr, "first error: %s\n", load.first_error.c_str());
   return load.failed == 0 ? 0 : 1;
 }

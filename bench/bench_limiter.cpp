@@ -1,12 +1,13 @@
 // Rate-limiter utilization benchmark: net::OpenAiClient with its RPM/TPM limiter against the test
 // server started with --rpm R --tpm T (a sliding 60 s window, tests/server/rate_window.hpp).
 //
-// C concurrent callers issue identical chat calls back to back for --seconds (demand far above
-// the limits, since the server answers at once). At t0 + --window seconds (t0: just before the
-// first call; the server's window cannot have expired anything yet) the server's /_stats is
-// read: the 200s then are the requests the server accepted in its first 60 s window. After
-// --seconds no call is started; calls still queued in the limiter finish (at most --drain-max
-// seconds), and /_stats is read again for the totals.
+// C concurrent callers issue identical chat calls back to back for --windows consecutive windows
+// of --window seconds (demand far above the limits, since the server answers at once). Just
+// before the end of each window (t0: just before the first call) the server's /_stats is read:
+// the 200s since the previous snapshot are the requests the server accepted in that window (the
+// first one is the server's first 60 s window: nothing can have expired from it yet). Then no
+// call is started; calls still queued in the limiter finish (at most --drain-max seconds) and
+// /_stats is read again for the totals.
 //
 // Token accounting. The server counts, for every admitted request, ceil(body bytes / 4) plus the
 // body's max_tokens (max_completion_tokens first), and never refunds it; the reply's usage is
@@ -20,7 +21,7 @@
 // (the proposed fix; the client's own limiter is then normally off with --limiter off).
 //
 // Usage: bench_limiter --port P --rpm R --tpm T [--declared-tokens D] [--concurrency C]
-//                      [--seconds S] [--window W] [--drain-max S] [--reply matched|echo]
+//                      [--window W] [--windows K] [--drain-max S] [--reply matched|echo]
 //                      [--limiter on|off] [--gate none|window] [--safety-margin F]
 //                      [--server-pid PID] [--label NAME]
 // Prints one JSON line (prefixed "json ") and human lines.
@@ -224,8 +225,8 @@ int run_bench(const Args& args) {
   const std::int64_t tpm = args.integer("tpm", 60000);
   const std::int64_t declared_target = args.integer("declared-tokens", 200);
   const int concurrency = static_cast<int>(args.integer("concurrency", 16));
-  const double seconds = args.number("seconds", 60);
   const double window_s = args.number("window", 60);
+  const int windows = static_cast<int>(args.integer("windows", 1));
   const double drain_max = args.number("drain-max", 15);
   const std::string reply_mode = args.str("reply", "matched");
   const bool limiter = args.flag("limiter", true);
@@ -312,22 +313,25 @@ int run_bench(const Args& args) {
 
   const auto server_cpu0 = process_cpu_seconds(server_pid);
   const double cpu0 = self_cpu_seconds();
-  std::optional<Snapshot> in_window, at_end;
+  // One snapshot just before the end of each window: nothing admitted in a window has left the
+  // server's sliding window yet when its snapshot is taken.
+  std::vector<std::optional<Snapshot>> snapshots(static_cast<std::size_t>(windows));
   int still_running = 0;
   {
     net::OpenAiClient client(io.get_executor(), nullptr, options);
     run.t0 = Clock::now();
     auto secs = [](double s) { return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); };
     run.window_end = run.t0 + secs(window_s);
-    run.stop_issuing = run.t0 + secs(seconds);
+    run.stop_issuing = run.t0 + secs(window_s * windows);
     run.running = concurrency;
     std::vector<asio::cancellation_signal> cancel(static_cast<std::size_t>(concurrency));
     for (auto& signal : cancel)
       asio::co_spawn(io, caller(&run, &client), asio::bind_cancellation_slot(signal.slot(), asio::detached));
-    // Just before the window closes: nothing admitted since t0 has left the server's window yet.
-    asio::co_spawn(io, snapshot_at(&control, run.window_end - 20ms, run.t0, &in_window), asio::detached);
-    // Returns when every caller has finished and the snapshot is in, or at the drain limit.
-    io.run_until(std::max(run.stop_issuing + secs(drain_max), run.window_end + 5s));
+    for (int k = 0; k < windows; ++k)
+      asio::co_spawn(io, snapshot_at(&control, run.t0 + secs(window_s * (k + 1)) - 20ms, run.t0, &snapshots[k]),
+                     asio::detached);
+    // Returns when every caller has finished and the snapshots are in, or at the drain limit.
+    io.run_until(run.stop_issuing + secs(drain_max));
     if (run.running > 0) {
       // Callers still queued in the limiter: cancel them (they leave the queue) before the client
       // goes away.
@@ -340,21 +344,50 @@ int run_bench(const Args& args) {
   const double cpu = self_cpu_seconds() - cpu0;
   const auto server_cpu1 = process_cpu_seconds(server_pid);
   const double elapsed = std::chrono::duration<double>(Clock::now() - run.t0).count();
-  at_end = Snapshot{control.stats(), elapsed};
-  if (!in_window) throw std::runtime_error("no /_stats snapshot at the end of the window");
+  const Snapshot at_end{control.stats(), elapsed};
+  for (const auto& snap : snapshots)
+    if (!snap) throw std::runtime_error("a /_stats snapshot at the end of a window is missing");
 
-  const auto& w = in_window->stats;
-  const auto accepted = static_cast<std::int64_t>(json_number(w, {"status", "200"}));
-  const auto r429_window = static_cast<std::int64_t>(json_number(w, {"rate_limited"}));
-  const auto accepted_total = static_cast<std::int64_t>(json_number(at_end->stats, {"status", "200"}));
-  const auto r429_total = static_cast<std::int64_t>(json_number(at_end->stats, {"rate_limited"}));
-  const std::int64_t tokens = accepted * run.declared;
-  const double req_util = static_cast<double>(accepted) / static_cast<double>(rpm);
-  const double tok_util = static_cast<double>(tokens) / static_cast<double>(tpm);
   // The binding limit: the one that allows fewer requests of this size per window.
   const bool tpm_binds = tpm / run.declared < rpm;
-  const double util = tpm_binds ? tok_util : req_util;
+  json::array per_window;
+  double accepted_before = 0, r429_before = 0;
+  for (int k = 0; k < windows; ++k) {
+    const auto& w = snapshots[k]->stats;
+    const auto accepted = static_cast<std::int64_t>(json_number(w, {"status", "200"}) - accepted_before);
+    const auto r429 = static_cast<std::int64_t>(json_number(w, {"rate_limited"}) - r429_before);
+    accepted_before = json_number(w, {"status", "200"});
+    r429_before = json_number(w, {"rate_limited"});
+    const std::int64_t tokens = accepted * run.declared;
+    const double req_util = static_cast<double>(accepted) / static_cast<double>(rpm);
+    const double tok_util = static_cast<double>(tokens) / static_cast<double>(tpm);
+    const double util = tpm_binds ? tok_util : req_util;
+    per_window.push_back(json::object{{"window", k + 1},
+                                      {"snapshot_at_s", snapshots[k]->at_s},
+                                      {"accepted", accepted},
+                                      {"tokens", tokens},
+                                      {"request_utilization", req_util},
+                                      {"token_utilization", tok_util},
+                                      {"binding_utilization", util},
+                                      {"r429", r429}});
+    std::printf("%s: window %d (%.0f-%.0f s): the server accepted %lld requests, %lld tokens: %s utilization "
+                "%.1f%%; %lld 429s\n",
+                label.c_str(), k + 1, window_s * k, window_s * (k + 1), static_cast<long long>(accepted),
+                static_cast<long long>(tokens), tpm_binds ? "TPM" : "RPM", 100 * util, static_cast<long long>(r429));
+  }
+  const auto accepted_total = static_cast<std::int64_t>(json_number(at_end.stats, {"status", "200"}));
+  const auto r429_total = static_cast<std::int64_t>(json_number(at_end.stats, {"rate_limited"}));
 
+  json::object flat;  // the per-window numbers again as flat keys (w1_accepted, ...) for shell scripts
+  for (const auto& v : per_window) {
+    const auto& w = v.as_object();
+    const std::string k = "w" + std::to_string(w.at("window").as_int64()) + "_";
+    flat[k + "accepted"] = w.at("accepted");
+    flat[k + "tokens"] = w.at("tokens");
+    flat[k + "util"] = w.at("binding_utilization");
+    flat[k + "r429"] = w.at("r429");
+    flat[k + "at_s"] = w.at("snapshot_at_s");
+  }
   json::array ok_bins, r429_bins;
   for (auto n : run.ok_per_5s) ok_bins.push_back(n);
   for (auto n : run.r429_per_5s) r429_bins.push_back(n);
@@ -375,15 +408,10 @@ int run_bench(const Args& args) {
       {"probe_usage", probe_usage},
       {"binding", tpm_binds ? "tpm" : "rpm"},
       {"window_s", window_s},
-      {"snapshot_at_s", in_window->at_s},
-      {"accepted_in_window", accepted},
-      {"tokens_in_window", tokens},
-      {"request_utilization", req_util},
-      {"token_utilization", tok_util},
-      {"binding_utilization", util},
-      {"r429_in_window", r429_window},
+      {"windows", per_window},
       {"accepted_total", accepted_total},
       {"r429_total", r429_total},
+      {"r429_after_windows", r429_total - static_cast<std::int64_t>(r429_before)},
       {"client_ok", run.ok},
       {"client_ok_in_window", run.ok_in_window},
       {"client_429", run.rejected_429},
@@ -398,17 +426,14 @@ int run_bench(const Args& args) {
       {"callers_cancelled_at_drain_limit", still_running},
       {"first_error", run.first_error},
   };
+  for (const auto& kv : flat) out[kv.key()] = kv.value();
   std::printf("json %s\n", json::serialize(out).c_str());
   std::printf("%s: body %zu B, max_tokens %lld: server counts %lld tokens per request (probe: %lld), client "
-              "estimate %lld, usage %lld\n",
+              "estimate %lld, usage %lld; %lld accepted and %lld 429s in all (%lld 429s while draining)\n",
               label.c_str(), body.size(), static_cast<long long>(max_tokens), static_cast<long long>(run.declared),
               static_cast<long long>(probe_counted), static_cast<long long>(client_estimate),
-              static_cast<long long>(probe_usage));
-  std::printf("%s: in the first %.0f s window the server accepted %lld requests, %lld tokens: %s utilization "
-              "%.1f%%; 429s %lld in the window, %lld in all (%lld accepted in all)\n",
-              label.c_str(), window_s, static_cast<long long>(accepted), static_cast<long long>(tokens),
-              tpm_binds ? "TPM" : "RPM", 100 * util, static_cast<long long>(r429_window),
-              static_cast<long long>(r429_total), static_cast<long long>(accepted_total));
+              static_cast<long long>(probe_usage), static_cast<long long>(accepted_total),
+              static_cast<long long>(r429_total), static_cast<long long>(r429_total - static_cast<std::int64_t>(r429_before)));
   return 0;
 }
 

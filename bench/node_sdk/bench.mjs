@@ -10,6 +10,7 @@
 // to create() in the same order, so the SDK serializes the same bytes.
 
 import OpenAI from 'openai';
+import { VERSION } from 'openai/version';
 
 function parseArgs(argv) {
   const out = {};
@@ -73,7 +74,7 @@ latencies.sort((a, b) => a - b);
 const pct = (p) => (latencies.length ? latencies[Math.round(p * (latencies.length - 1))] * 1000 : 0);
 
 const out = {
-  sdk_version: OpenAI.VERSION ?? null,
+  sdk_version: VERSION,
   node: process.version,
   concurrency,
   requests: done,

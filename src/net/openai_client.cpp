@@ -3,6 +3,7 @@
 
 #include "net/openai_client.hpp"
 
+#include <charconv>
 #include <random>
 #include <utility>
 
@@ -221,6 +222,19 @@ LlmResult<EmbedResponse> parse_embeddings(std::string& body, od::parser& parser,
   return out;
 }
 
+// How long a 429 asks us to hold off (retry-after-ms, or retry-after in seconds), up to 60 s.
+std::chrono::milliseconds hold_off(const std::vector<Header>& headers) {
+  double ms = 0;
+  auto parse = [](const std::string& v, double scale) {
+    double x = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    return ec == std::errc{} && end == v.data() + v.size() && x > 0 ? x * scale : 0.0;
+  };
+  if (const auto* v = find_header(headers, "retry-after-ms")) ms = parse(*v, 1.0);
+  else if (const auto* s = find_header(headers, "retry-after")) ms = parse(*s, 1000.0);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::min(ms, 60000.0)));
+}
+
 std::int64_t estimate_request_tokens(const std::string& body, std::int64_t max_tokens) {
   return estimate_tokens(body) + max_tokens;
 }
@@ -350,7 +364,7 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
         ticket.success();
         co_return Sent{std::move(*sent), std::move(reservation), retries + 1};
       }
-      if (sent->status == 429) impl->limiter.on_429();
+      if (sent->status == 429) impl->limiter.on_429(hold_off(sent->headers));
       if (sent->status >= 500) ticket.failure();
       else ticket.success();
       outcome = impl->outcome_of(sent->status, sent->headers);
@@ -527,7 +541,7 @@ asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream(ChatRequest r
       }
       auto rest = co_await opened->read_all(1u << 20);
       if (rest) error_body = std::move(*rest);
-      if (opened->status() == 429) impl->limiter.on_429();
+      if (opened->status() == 429) impl->limiter.on_429(hold_off(opened->headers()));
       if (opened->status() >= 500) ticket.failure();
       else ticket.success();
       outcome = impl->outcome_of(opened->status(), opened->headers());

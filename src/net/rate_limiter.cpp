@@ -114,19 +114,22 @@ RateLimiterOptions RateLimiterOptions::from(const config::RateLimitingConfig& cf
 }
 
 RateLimiter::Reservation::Reservation(Reservation&& other) noexcept
-    : limiter_(std::exchange(other.limiter_, nullptr)), tokens_(std::exchange(other.tokens_, 0)) {}
+    : limiter_(std::exchange(other.limiter_, nullptr)),
+      tokens_(std::exchange(other.tokens_, 0)),
+      seq_(std::exchange(other.seq_, 0)) {}
 
 RateLimiter::Reservation& RateLimiter::Reservation::operator=(Reservation&& other) noexcept {
   if (this != &other) {
     limiter_ = std::exchange(other.limiter_, nullptr);
     tokens_ = std::exchange(other.tokens_, 0);
+    seq_ = std::exchange(other.seq_, 0);
   }
   return *this;
 }
 
 void RateLimiter::Reservation::reconcile(std::int64_t actual_tokens) {
   if (limiter_ == nullptr) return;
-  std::exchange(limiter_, nullptr)->settle(tokens_, actual_tokens);
+  std::exchange(limiter_, nullptr)->settle(seq_, tokens_, actual_tokens);
 }
 
 RateLimiter::RateLimiter(asio::any_io_executor executor, RateLimiterOptions options, Clock clock,
@@ -147,7 +150,7 @@ asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t esti
     const auto now = clock_();
     if (wait_for(tokens, now) == std::chrono::nanoseconds::zero()) {
       take(tokens, now);
-      Reservation granted(this, tokens);
+      Reservation granted(this, tokens, next_seq_ - 1);
       co_return std::move(granted);
     }
   }
@@ -158,7 +161,7 @@ asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t esti
       const auto wait = wait_for(tokens, now);
       if (wait == std::chrono::nanoseconds::zero()) {
         take(tokens, now);
-        Reservation granted(this, tokens);
+        Reservation granted(this, tokens, next_seq_ - 1);
         co_return std::move(granted);
       }
       // Only the head sleeps, for exactly its wait; wake_head() cuts the sleep short when the
@@ -184,28 +187,68 @@ void RateLimiter::observe_headers(std::optional<double> remaining_requests,
   wake_head();
 }
 
-void RateLimiter::on_429() {
+void RateLimiter::on_429(std::chrono::milliseconds retry_after) {
   if (!options_.enabled) return;
   const auto now = clock_();
   requests_.drain(now);
   tokens_.drain(now);
+  blocked_until_ = std::max(blocked_until_, now + retry_after);
   wake_head();
 }
 
 std::size_t RateLimiter::waiting() const noexcept { return queue_.size(); }
 
 std::chrono::nanoseconds RateLimiter::wait_for(std::int64_t tokens, time_point now) noexcept {
-  return std::max(requests_.wait_for(1.0, now), tokens_.wait_for(static_cast<double>(tokens), now));
+  auto wait = std::max(requests_.wait_for(1.0, now), tokens_.wait_for(static_cast<double>(tokens), now));
+  if (options_.sliding_window) wait = std::max(wait, ledger_wait(tokens, now));
+  if (blocked_until_ > now) wait = std::max(wait, std::chrono::nanoseconds(blocked_until_ - now));
+  return wait;
+}
+
+std::chrono::nanoseconds RateLimiter::ledger_wait(std::int64_t tokens, time_point now) noexcept {
+  constexpr auto k_window = std::chrono::minutes(1);
+  while (!ledger_.empty() && ledger_.front().at + k_window <= now) {
+    ledger_tokens_ -= ledger_.front().tokens;
+    ledger_.pop_front();
+  }
+  const auto max_requests = static_cast<std::int64_t>(static_cast<double>(options_.rpm_limit) * options_.safety_margin);
+  const auto max_tokens = static_cast<std::int64_t>(static_cast<double>(options_.tpm_limit) * options_.safety_margin);
+  tokens = std::min(tokens, max_tokens);  // a request larger than the window still goes, alone
+  // Entries leave in order; re-stamped ones may sit a little out of order, so the time the
+  // first k have left is the latest stamp among them (never earlier than the truth).
+  auto excess_requests = static_cast<std::int64_t>(ledger_.size()) + 1 - std::max<std::int64_t>(max_requests, 1);
+  auto excess_tokens = ledger_tokens_ + tokens - max_tokens;
+  time_point free_at = now;
+  time_point latest{};
+  for (const auto& e : ledger_) {
+    if (excess_requests <= 0 && excess_tokens <= 0) break;
+    latest = std::max(latest, e.at);
+    free_at = latest + k_window;
+    --excess_requests;
+    excess_tokens -= e.tokens;
+  }
+  return free_at > now ? std::chrono::nanoseconds(free_at - now) : std::chrono::nanoseconds::zero();
 }
 
 void RateLimiter::take(std::int64_t tokens, time_point now) noexcept {
   requests_.take(1.0, now);
   tokens_.take(static_cast<double>(tokens), now);
+  ++next_seq_;
+  if (!options_.sliding_window) return;
+  ledger_.push_back({next_seq_ - 1, now, tokens});
+  ledger_tokens_ += tokens;
 }
 
-void RateLimiter::settle(std::int64_t estimated_tokens, std::int64_t actual_tokens) {
+void RateLimiter::settle(std::uint64_t seq, std::int64_t estimated_tokens, std::int64_t actual_tokens) {
   const std::int64_t actual = std::max<std::int64_t>(actual_tokens, 0);
   const auto now = clock_();
+  auto entry = std::lower_bound(ledger_.begin(), ledger_.end(), seq,
+                                [](const LedgerEntry& e, std::uint64_t s) { return e.seq < s; });
+  if (entry != ledger_.end() && entry->seq == seq) {
+    ledger_tokens_ += actual - entry->tokens;
+    entry->tokens = actual;
+    entry->at = now;
+  }
   if (actual < estimated_tokens) {
     tokens_.give_back(static_cast<double>(estimated_tokens - actual), now);
     wake_head();

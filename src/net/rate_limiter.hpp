@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <deque>
 #include <list>
 #include <memory>
 #include <optional>
@@ -24,6 +25,7 @@ struct RateLimiterOptions {
   std::int64_t rpm_limit = 10000;     ///< requests per minute the API allows
   std::int64_t tpm_limit = 2000000;   ///< tokens per minute the API allows
   double safety_margin = 0.9;         ///< the buckets hold limit × safety_margin, in (0, 1]
+  bool sliding_window = true;         ///< also keep every 60 s window within the limits (as servers count)
 
   /// The options of performance.rate_limiting.
   static RateLimiterOptions from(const config::RateLimitingConfig& cfg);
@@ -72,10 +74,12 @@ class RateLimiter {
 
    private:
     friend class RateLimiter;
-    Reservation(RateLimiter* limiter, std::int64_t tokens) noexcept : limiter_(limiter), tokens_(tokens) {}
+    Reservation(RateLimiter* limiter, std::int64_t tokens, std::uint64_t seq) noexcept
+        : limiter_(limiter), tokens_(tokens), seq_(seq) {}
 
     RateLimiter* limiter_ = nullptr;
     std::int64_t tokens_ = 0;
+    std::uint64_t seq_ = 0;  ///< its entry in the limiter's 60 s ledger
   };
 
   /// Full buckets at clock(). `timer` defaults to a steady_timer on `executor`; a custom one must
@@ -96,7 +100,7 @@ class RateLimiter {
   void observe_headers(std::optional<double> remaining_requests, std::optional<double> remaining_tokens);
 
   /// The server answered 429: both buckets are emptied and refill from zero.
-  void on_429();
+  void on_429(std::chrono::milliseconds retry_after = std::chrono::milliseconds(0));
 
   /// Time spent in the queue by callers whose acquire() has finished (granted or cancelled).
   std::chrono::nanoseconds total_wait() const noexcept { return total_wait_; }
@@ -111,7 +115,8 @@ class RateLimiter {
 
   std::chrono::nanoseconds wait_for(std::int64_t tokens, time_point now) noexcept;
   void take(std::int64_t tokens, time_point now) noexcept;
-  void settle(std::int64_t estimated_tokens, std::int64_t actual_tokens);
+  void settle(std::uint64_t seq, std::int64_t estimated_tokens, std::int64_t actual_tokens);
+  std::chrono::nanoseconds ledger_wait(std::int64_t tokens, time_point now) noexcept;
   void wake_head();
   void unpark(Waiter& waiter);
 
@@ -123,6 +128,19 @@ class RateLimiter {
   TokenBucket tokens_;
   std::list<Waiter> queue_;  // bounded by the callers in flight (max_parallel_llm_calls)
   std::chrono::nanoseconds total_wait_{0};
+  // Why: servers count a sliding 60 s window, which a refilling bucket overfills (a full bucket
+  // plus a minute of refill). Every grant is logged here and admitted only if the last 60 s,
+  // itself included, stay within the limits; an entry is re-stamped when its response arrives,
+  // since the server counted it no earlier than that could be known.
+  struct LedgerEntry {
+    std::uint64_t seq;
+    time_point at;
+    std::int64_t tokens;
+  };
+  std::deque<LedgerEntry> ledger_;
+  std::int64_t ledger_tokens_ = 0;
+  std::uint64_t next_seq_ = 1;
+  time_point blocked_until_{};  ///< a 429's retry-after: nothing is sent before it
 };
 
 /// The number in an x-ratelimit-remaining-* header value ("59", " 149984 "); nullopt when it is

@@ -154,21 +154,23 @@ plan:
 }
 
 TEST_CASE("the rate-limiting and connection-pooling switches change what reaches the server", "[cli][llm]") {
-  TestServer server(TestServerOptions{.cert = ServerCert::valid});
+  // The first reply says no tokens remain this minute: the limiter empties its token bucket, so
+  // the second call waits for the part of its estimate the first did not give back to refill
+  // (about 10 ms at 60 000 tokens a minute).
+  TestServer server(TestServerOptions{.cert = ServerCert::valid, .script = json::parse(R"({"rules": [
+      {"path": "/v1/chat/completions", "nth": 1, "headers": {"x-ratelimit-remaining-tokens": "0"}}]})")});
   TempDir dir;
-  // Each call reserves its prompt estimate + max_tokens, here more than the whole budget of
-  // 60 000 tokens a minute, so it waits for a full bucket. The first call gives back what its
-  // usage did not take; the ~100 prompt tokens it did use refill at 1 token per ms, so the second
-  // call waits about 100 ms.
-  const std::string prompt(400, 'w');
-  dir.write("two.yaml", "workspace: .\nplan:\n  - {id: 1, action: llm, parameters: {prompt: \"" + prompt +
-                            "\", max_tokens: 60000}}\n  - {id: 2, action: llm, parameters: {prompt: \"" + prompt +
-                            "\", max_tokens: 60000}, dependencies: [1]}\n");
-  const std::vector<std::string> limits{"--set", "performance.rate_limiting.tpm_limit=60000", "--set",
-                                        "performance.rate_limiting.safety_margin=1.0"};
+  dir.write("two.yaml", R"(workspace: .
+plan:
+  - {id: 1, action: llm, parameters: {prompt: "first", max_tokens: 100}}
+  - {id: 2, action: llm, parameters: {prompt: "second", max_tokens: 100}, dependencies: [1]}
+)");
   auto with = [&](std::vector<std::string> extra) {
-    std::vector<std::string> args{"run", "two.yaml", "--json"};
-    args.insert(args.end(), limits.begin(), limits.end());
+    server.reset();
+    server.set_script(json::parse(R"({"rules": [{"path": "/v1/chat/completions", "nth": 1,
+        "headers": {"x-ratelimit-remaining-tokens": "0"}}]})"));
+    std::vector<std::string> args{"run", "two.yaml", "--json", "--set", "performance.rate_limiting.tpm_limit=60000",
+                                  "--set", "performance.rate_limiting.safety_margin=1.0"};
     args.insert(args.end(), extra.begin(), extra.end());
     auto r = run_dagent(dir, server, args);
     INFO(r.err);

@@ -72,11 +72,13 @@ net::RateLimiter::time_point manual_now() {
   return net::RateLimiter::time_point{ManualClock::now().time_since_epoch()};
 }
 
+// Bucket arithmetic alone; the sliding-window ledger has its own tests below.
 net::RateLimiterOptions tokens_per_minute(std::int64_t tpm, std::int64_t rpm = 1'000'000) {
   net::RateLimiterOptions o;
   o.rpm_limit = rpm;
   o.tpm_limit = tpm;
   o.safety_margin = 1.0;
+  o.sliding_window = false;
   return o;
 }
 
@@ -528,4 +530,60 @@ TEST_CASE("RateLimiterOptions from the rate_limiting config", "[limiter][rate_li
   CHECK(o.rpm_limit == 7);
   CHECK(o.tpm_limit == 9);
   CHECK(o.safety_margin == 0.5);
+}
+
+namespace {
+
+net::RateLimiterOptions windowed(std::int64_t tpm, std::int64_t rpm = 1'000'000) {
+  auto o = tokens_per_minute(tpm, rpm);
+  o.sliding_window = true;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("RateLimiter keeps every 60 s window within the limits as servers count them", "[limiter][rate_limiter]") {
+  SECTION("a refilled bucket does not let a minute hold more than the limit") {
+    Harness h(windowed(600));
+    h.spawn(0, 600);
+    h.spawn(1, 300);  // the bucket alone would grant at 30 s
+    h.advance_to(60s - 1ns);
+    CHECK(h.grants == grants_of({{0, 0s}}));
+    h.advance_to(60s);
+    CHECK(h.grants == grants_of({{0, 0s}, {1, 60s}}));
+  }
+  SECTION("requests per minute too") {
+    Harness h(windowed(1'000'000, 2));
+    h.spawn(0, 1);
+    h.spawn(1, 1);
+    h.spawn(2, 1);
+    h.advance_to(30s);  // the bucket alone would grant here
+    CHECK(h.grants == grants_of({{0, 0s}, {1, 0s}}));
+    h.advance_to(60s);
+    CHECK(h.grants == grants_of({{0, 0s}, {1, 0s}, {2, 60s}}));
+  }
+  SECTION("reconcile re-stamps the entry with the real usage at response time") {
+    Harness h(windowed(600));
+    h.spawn(0, 600);
+    h.spawn(1, 300);
+    h.advance_to(10s);
+    h.reservations.at(0).reconcile(100);  // the window now holds 100, stamped at 10 s
+    h.settle();
+    CHECK(h.grants == grants_of({{0, 0s}, {1, 10s}}));
+    h.spawn(2, 300);  // 100 + 300 + 300 > 600: waits for entry 0 to leave at 70 s
+    h.advance_to(70s - 1ns);
+    CHECK(h.grants.size() == 2);
+    h.advance_to(70s);
+    CHECK(h.grants.back() == Grant{2, 70s});
+  }
+  SECTION("a 429's retry-after holds every caller") {
+    Harness h(windowed(600));
+    h.limiter.on_429(std::chrono::milliseconds(5000));
+    h.spawn(0, 1);
+    h.advance_to(5s - 1ns);
+    CHECK(h.grants.empty());
+    h.advance_to(60s);  // the drained bucket has refilled by now too
+    REQUIRE(h.grants.size() == 1);
+    CHECK(h.grants[0].at >= 5s);
+  }
 }
