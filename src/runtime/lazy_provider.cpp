@@ -37,6 +37,8 @@ std::optional<std::string> LazyProvider::prepare() {
   if (api_key.empty() && !is_loopback(url->origin.host))
     return failure_ = cfg_.llm.api_key_env + " is not set: the LLM provider at " + url->origin.key() + " needs an API key";
 
+  if (api_key.find_first_of("\r\n") != std::string::npos)
+    return failure_ = cfg_.llm.api_key_env + " contains a line break; it cannot be sent as a header";
   std::shared_ptr<net::TlsContext> tls;
   if (url->origin.tls) {
     auto made = net::TlsContext::create(cfg_.llm.ca_file.empty() ? "" : (cfg_.base_dir / cfg_.llm.ca_file).string());
