@@ -8,6 +8,7 @@
 
 #include "net/net_error.hpp"
 #include "net/tls_context.hpp"
+#include "support/run_on.hpp"
 #include "support/test_server_process.hpp"
 
 namespace {
@@ -20,25 +21,7 @@ using dagent::test::TestCerts;
 using dagent::test::TestServer;
 using dagent::test::TestServerOptions;
 
-// Runs one client call to completion on a loop of its own.
-template <class T>
-struct Sink {
-  std::optional<T>* out;
-  void operator()(std::exception_ptr e, T value) const {
-    if (e) std::rethrow_exception(e);
-    *out = std::move(value);
-  }
-};
-
-template <class T>
-T run_on(asio::io_context& io, asio::awaitable<T> op) {
-  std::optional<T> out;
-  asio::co_spawn(io, std::move(op), Sink<T>{&out});
-  io.restart();
-  io.run();
-  REQUIRE(out.has_value());
-  return std::move(*out);
-}
+using dagent::test::run_on;
 
 ChatRequest hello(std::string text = "hello") {
   ChatRequest r;

@@ -7,6 +7,7 @@
 #include <boost/json/parse.hpp>
 
 #include "net/openai_client.hpp"
+#include "support/run_on.hpp"
 #include "support/test_server_process.hpp"
 
 namespace {
@@ -14,24 +15,7 @@ namespace {
 namespace asio = boost::asio;
 using namespace dagent::net;
 
-template <class T>
-struct Sink {
-  std::optional<T>* out;
-  void operator()(std::exception_ptr e, T value) const {
-    if (e) std::rethrow_exception(e);
-    *out = std::move(value);
-  }
-};
-
-template <class T>
-T run_on(asio::io_context& io, asio::awaitable<T> op) {
-  std::optional<T> out;
-  asio::co_spawn(io, std::move(op), Sink<T>{&out});
-  io.restart();
-  io.run();
-  REQUIRE(out.has_value());
-  return std::move(*out);
-}
+using dagent::test::run_on;
 
 ChatRequest ask(std::string text) {
   ChatRequest r;

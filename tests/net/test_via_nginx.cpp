@@ -11,6 +11,7 @@
 #include "net/openai_client.hpp"
 #include "net/tls_context.hpp"
 #include "support/nginx_process.hpp"
+#include "support/run_on.hpp"
 #include "support/test_server_process.hpp"
 
 namespace {
@@ -19,24 +20,7 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using namespace dagent::net;
 
-template <class T>
-struct Sink {
-  std::optional<T>* out;
-  void operator()(std::exception_ptr e, T value) const {
-    if (e) std::rethrow_exception(e);
-    *out = std::move(value);
-  }
-};
-
-template <class T>
-T run_on(asio::io_context& io, asio::awaitable<T> op) {
-  std::optional<T> out;
-  asio::co_spawn(io, std::move(op), Sink<T>{&out});
-  io.restart();
-  io.run();
-  REQUIRE(out.has_value());
-  return std::move(*out);
-}
+using dagent::test::run_on;
 
 ChatRequest hello(std::string text) {
   ChatRequest r;
