@@ -112,6 +112,22 @@ LlmError api_error(int status, std::string& body, od::parser& parser, int attemp
   return e;
 }
 
+// Calls `on_field(key, value)` for each field of choices[0] (the only choice dagent asks for).
+template <class OnField>
+void for_first_choice(od::value choices_value, OnField&& on_field) {
+  od::array choices;
+  if (choices_value.get_array().get(choices)) return;
+  for (auto choice : choices) {
+    od::object c;
+    if (choice.get_object().get(c)) return;
+    for (auto field : c) {
+      std::string_view key;
+      if (!field.unescaped_key().get(key)) on_field(key, field.value());
+    }
+    return;
+  }
+}
+
 LlmResult<ChatResponse> parse_chat(std::string& body, od::parser& parser) {
   ChatResponse out;
   od::document doc;
@@ -128,27 +144,19 @@ LlmResult<ChatResponse> parse_chat(std::string& body, od::parser& parser) {
       od::object usage;
       if (!field.value().get_object().get(usage)) read_usage(usage, out.usage);
     } else if (key == "choices") {
-      od::array choices;
-      if (field.value().get_array().get(choices)) continue;
-      for (auto choice : choices) {
-        od::object c;
-        if (choice.get_object().get(c)) break;
-        for (auto cf : c) {
-          std::string_view ck;
-          if (cf.unescaped_key().get(ck)) continue;
-          if (ck == "finish_reason") out.finish_reason = text_of(cf.value());
-          else if (ck == "message") {
-            od::object message;
-            if (cf.value().get_object().get(message)) continue;
-            for (auto mf : message) {
-              std::string_view mk;
-              if (!mf.unescaped_key().get(mk) && mk == "content") out.content = text_of(mf.value());
-            }
-            have_choice = true;
+      for_first_choice(field.value(), [&](std::string_view ck, od::value v) {
+        if (ck == "finish_reason") {
+          out.finish_reason = text_of(v);
+        } else if (ck == "message") {
+          od::object message;
+          if (v.get_object().get(message)) return;
+          for (auto mf : message) {
+            std::string_view mk;
+            if (!mf.unescaped_key().get(mk) && mk == "content") out.content = text_of(mf.value());
           }
+          have_choice = true;
         }
-        break;  // only the first choice
-      }
+      });
     }
   }
   if (!have_choice) return llm_error(NetErrc::protocol_error, "the chat response has no choices[0].message");
@@ -468,32 +476,23 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
         } else if (key == "error") {
           co_return llm_error(NetErrc::api_error, "the API reported an error inside the stream", attempts);
         } else if (key == "choices") {
-          od::array choices;
-          if (field.value().get_array().get(choices)) continue;
-          for (auto choice : choices) {
-            od::object c;
-            if (choice.get_object().get(c)) break;
-            for (auto cf : c) {
-              std::string_view ck;
-              if (cf.unescaped_key().get(ck)) continue;
-              if (ck == "finish_reason") {
-                auto reason = text_of(cf.value());
-                if (!reason.empty()) out.finish_reason = std::move(reason);
-              } else if (ck == "delta") {
-                od::object delta;
-                if (cf.value().get_object().get(delta)) continue;
-                for (auto df : delta) {
-                  std::string_view dk;
-                  if (df.unescaped_key().get(dk) || dk != "content") continue;
-                  std::string_view piece;
-                  if (df.value().get_string().get(piece) || piece.empty()) continue;
-                  out.content.append(piece);
-                  if (on_delta) on_delta(piece);
-                }
+          for_first_choice(field.value(), [&](std::string_view ck, od::value v) {
+            if (ck == "finish_reason") {
+              auto reason = text_of(v);
+              if (!reason.empty()) out.finish_reason = std::move(reason);
+            } else if (ck == "delta") {
+              od::object delta;
+              if (v.get_object().get(delta)) return;
+              for (auto df : delta) {
+                std::string_view dk;
+                if (df.unescaped_key().get(dk) || dk != "content") continue;
+                std::string_view piece;
+                if (df.value().get_string().get(piece) || piece.empty()) continue;
+                out.content.append(piece);
+                if (on_delta) on_delta(piece);
               }
             }
-            break;
-          }
+          });
         }
       }
     }
