@@ -54,24 +54,11 @@ const json::object* sub_schema(const json::object* schema, const PathSegment& se
   return next ? next->if_object() : nullptr;
 }
 
-json::value* locate(json::object& root, const std::vector<PathSegment>& path) {
-  json::value* cur = root.if_contains(path.front().key);
-  for (std::size_t i = 1; cur && i < path.size(); ++i) {
-    const auto& seg = path[i];
-    if (seg.is_index()) {
-      cur = (cur->is_array() && seg.index < cur->get_array().size()) ? &cur->get_array()[seg.index] : nullptr;
-    } else {
-      cur = cur->is_object() ? cur->get_object().if_contains(seg.key) : nullptr;
-    }
-  }
-  return cur;
-}
-
 void check_schema(const Step& step, const StepInfo& info, std::vector<PlanProblem>& problems) {
   json::object probe = step.parameters;
   const auto& schema = info.tool->parameters_schema();
   for (const auto& slot : info.params.slots) {
-    json::value* target = locate(probe, slot.where.path);
+    json::value* target = find_param(probe, slot.where);
     if (!target) continue;
     if (slot.tmpl.is_whole_reference()) {
       const json::object* s = &schema;

@@ -58,22 +58,6 @@ std::string kind_of(const json::value& v) {
   }
 }
 
-json::value* locate(json::object& root, const ParamLocation& where) {
-  json::value* cur = nullptr;
-  for (std::size_t i = 0; i < where.path.size(); ++i) {
-    const auto& seg = where.path[i];
-    if (i == 0) {
-      cur = root.if_contains(seg.key);
-    } else if (seg.is_index()) {
-      cur = (cur && cur->is_array() && seg.index < cur->get_array().size()) ? &cur->get_array()[seg.index] : nullptr;
-    } else {
-      cur = (cur && cur->is_object()) ? cur->get_object().if_contains(seg.key) : nullptr;
-    }
-    if (!cur) return nullptr;
-  }
-  return cur;
-}
-
 void compile_value(const json::value& v, ParamLocation& where, CompiledParams& out) {
   switch (v.kind()) {
     case json::kind::string: {
@@ -109,6 +93,20 @@ void compile_value(const json::value& v, ParamLocation& where, CompiledParams& o
 }
 
 }  // namespace
+
+json::value* find_param(json::object& params, const ParamLocation& where) {
+  if (where.path.empty()) return nullptr;
+  json::value* cur = params.if_contains(where.path.front().key);
+  for (std::size_t i = 1; cur && i < where.path.size(); ++i) {
+    const auto& seg = where.path[i];
+    if (seg.is_index()) {
+      cur = (cur->is_array() && seg.index < cur->get_array().size()) ? &cur->get_array()[seg.index] : nullptr;
+    } else {
+      cur = cur->is_object() ? cur->get_object().if_contains(seg.key) : nullptr;
+    }
+  }
+  return cur;
+}
 
 std::string to_string(const std::vector<PathSegment>& path) {
   std::string out;
@@ -236,7 +234,7 @@ boost::system::result<boost::json::object, std::string> resolve_params(const boo
                                                                         const ReferenceSource& src) {
   json::object out = params;
   for (const auto& slot : compiled.slots) {
-    json::value* target = locate(out, slot.where);
+    json::value* target = find_param(out, slot.where);
     if (!target) return "internal error: parameter " + to_string(slot.where.path) + " vanished";
     if (slot.tmpl.is_whole_reference()) {
       auto v = resolve(*slot.tmpl.pieces[0].ref, src);

@@ -61,6 +61,9 @@ struct CompiledParams {
   std::vector<Reference> references() const;
 };
 
+/// The value at `where` inside `params`, or null when the path leads nowhere.
+boost::json::value* find_param(boost::json::object& params, const ParamLocation& where);
+
 /// Finds and parses every string of `params` that holds a `$`.
 CompiledParams compile_params(const boost::json::object& params);
 
