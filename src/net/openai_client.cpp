@@ -4,6 +4,7 @@
 #include "net/openai_client.hpp"
 
 #include <charconv>
+#include <optional>
 #include <random>
 #include <utility>
 
@@ -339,6 +340,32 @@ struct Sent {
   int attempts = 0;
 };
 
+// The breaker's refusal of an attempt, or nothing when the attempt may go.
+std::optional<LlmError> circuit_refusal(OpenAiClient::Impl* impl, int retries) {
+  if (!impl->options.circuit_breaker || impl->breaker.allow()) return std::nullopt;
+  return llm_error(NetErrc::circuit_open,
+                   "circuit breaker open for " + impl->origin_text() + " after repeated failures; next try in " +
+                       std::to_string(impl->breaker.retry_in().count()) + " ms",
+                   retries);
+}
+
+LlmError transport_error(const HttpError& e, int attempts) { return LlmError{e.code, e.message, 0, {}, {}, attempts}; }
+
+// An attempt that failed before any response: reports it to the breaker.
+AttemptOutcome judge_transport(BreakerTicket& ticket, const HttpError& e) {
+  ticket.failure();
+  return OpenAiClient::Impl::outcome_of(e);
+}
+
+// An error status: tightens the limiter on a 429; only 5xx count against the origin.
+AttemptOutcome judge_status(OpenAiClient::Impl* impl, BreakerTicket& ticket, int status,
+                            const std::vector<Header>& headers) {
+  if (status == 429) impl->limiter.on_429(hold_off(headers));
+  if (status >= 500) ticket.failure();
+  else ticket.success();
+  return impl->outcome_of(status, headers);
+}
+
 asio::awaitable<void> pause(std::chrono::milliseconds delay) {
   asio::steady_timer timer(co_await asio::this_coro::executor, delay);
   co_await timer.async_wait(k_token);
@@ -351,38 +378,28 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
     // The limiter first: a wait there that ends in cancellation must not count against the
     // origin, and a breaker probe must not sit in the limiter's queue.
     auto reservation = co_await impl->limiter.acquire(estimated_tokens);
-    if (impl->options.circuit_breaker && !impl->breaker.allow()) {
-      co_return llm_error(NetErrc::circuit_open,
-                          "circuit breaker open for " + impl->origin_text() + " after repeated failures; next try in " +
-                              std::to_string(impl->breaker.retry_in().count()) + " ms",
-                          retries);
-    }
+    if (auto refused = circuit_refusal(impl, retries)) co_return *refused;
     BreakerTicket ticket(impl->breaker);
     auto request = impl->make_request(api_path, body);
     auto sent = co_await impl->http.send(impl->options.base_url.origin, std::move(request));
     AttemptOutcome outcome;
     if (!sent) {
-      ticket.failure();
-      if (OpenAiClient::Impl::final_transport_error(sent.error()))
-        co_return LlmError{sent.error().code, sent.error().message, 0, {}, {}, retries + 1};
-      outcome = OpenAiClient::Impl::outcome_of(sent.error());
+      if (OpenAiClient::Impl::final_transport_error(sent.error())) {
+        ticket.failure();
+        co_return transport_error(sent.error(), retries + 1);
+      }
+      outcome = judge_transport(ticket, sent.error());
     } else {
       impl->observe(sent->headers);
       if (sent->status < 400) {
         ticket.success();
         co_return Sent{std::move(*sent), std::move(reservation), retries + 1};
       }
-      if (sent->status == 429) impl->limiter.on_429(hold_off(sent->headers));
-      if (sent->status >= 500) ticket.failure();
-      else ticket.success();
-      outcome = impl->outcome_of(sent->status, sent->headers);
+      outcome = judge_status(impl, ticket, sent->status, sent->headers);
     }
     auto decision = impl->retry.decide(retries, outcome);
     if (!decision.retry) {
-      if (!sent) {
-        LlmError e{sent.error().code, sent.error().message, 0, {}, {}, retries + 1};
-        co_return e;
-      }
+      if (!sent) co_return transport_error(sent.error(), retries + 1);
       co_return api_error(sent->status, sent->body, impl->parser, retries + 1);
     }
     ++impl->metrics.retries;
@@ -511,8 +528,7 @@ asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream(ChatRequest r
   const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
   for (int retries = 0;; ++retries) {
     auto reservation = co_await impl->limiter.acquire(estimate);
-    if (impl->options.circuit_breaker && !impl->breaker.allow())
-      co_return llm_error(NetErrc::circuit_open, "circuit breaker open for " + impl->origin_text(), retries);
+    if (auto refused = circuit_refusal(impl, retries)) co_return *refused;
     BreakerTicket ticket(impl->breaker);
     auto http_request = impl->make_request("/chat/completions", body);
     auto opened = co_await impl->http.open_stream(impl->options.base_url.origin, std::move(http_request),
@@ -520,10 +536,11 @@ asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream(ChatRequest r
     AttemptOutcome outcome;
     std::string error_body;
     if (!opened) {
-      ticket.failure();
-      if (Impl::final_transport_error(opened.error()))
-        co_return LlmError{opened.error().code, opened.error().message, 0, {}, {}, retries + 1};
-      outcome = Impl::outcome_of(opened.error());
+      if (Impl::final_transport_error(opened.error())) {
+        ticket.failure();
+        co_return transport_error(opened.error(), retries + 1);
+      }
+      outcome = judge_transport(ticket, opened.error());
     } else {
       impl->observe(opened->headers());
       if (opened->status() < 400) {
@@ -540,14 +557,11 @@ asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream(ChatRequest r
       }
       auto rest = co_await opened->read_all(1u << 20);
       if (rest) error_body = std::move(*rest);
-      if (opened->status() == 429) impl->limiter.on_429(hold_off(opened->headers()));
-      if (opened->status() >= 500) ticket.failure();
-      else ticket.success();
-      outcome = impl->outcome_of(opened->status(), opened->headers());
+      outcome = judge_status(impl, ticket, opened->status(), opened->headers());
     }
     auto decision = impl->retry.decide(retries, outcome);
     if (!decision.retry) {
-      if (!opened) co_return LlmError{opened.error().code, opened.error().message, 0, {}, {}, retries + 1};
+      if (!opened) co_return transport_error(opened.error(), retries + 1);
       co_return api_error(opened->status(), error_body, impl->parser, retries + 1);
     }
     ++impl->metrics.retries;
