@@ -48,6 +48,7 @@ struct RunMetrics {
   std::int64_t cache_hits = 0;
   std::int64_t connections_opened = 0;
   int max_concurrent_steps = 0;
+  double planning_ms = 0;      ///< from the run's start until the plan was complete and valid
 };
 
 struct RunResult {
@@ -59,6 +60,9 @@ struct RunResult {
   std::vector<int> critical_path;          ///< step ids on a longest dependency chain
   std::vector<StepResult> steps;           ///< in plan order
   std::string answer;
+  std::string intent;                      ///< what intent analysis or a keyword route made of the goal
+  int plan_attempts = 0;                   ///< planning calls: 1, or 2 after a repair (0: fixed plan)
+  int replans = 0;                         ///< times new steps were planned after execution
   std::string error;                       ///< run-level problem (e.g. "interrupted"); empty otherwise
   bool interrupted = false;
   RunMetrics metrics;
@@ -74,6 +78,19 @@ struct StepEvent {
   int slot = -1;
   double at_ms = 0;
   std::string_view message;  ///< error, skip reason or verification reason; may be empty
+};
+
+/// The planner's phases, as the live view shows them.
+enum class PlanningPhase { routing, intent, recall, catalog, planning, plan_step, repair, synthesis, replan };
+
+std::string_view to_string(PlanningPhase p) noexcept;
+
+/// A planner phase starting or finishing (plan_step: one streamed step arrived), on the loop.
+struct PlanningEvent {
+  PlanningPhase phase = PlanningPhase::planning;
+  bool finished = false;
+  double at_ms = 0;             ///< since the run started
+  std::string_view detail;      ///< e.g. the intent, the route, the problems; may be empty
 };
 
 /// SPEC §5 JSON of a result.

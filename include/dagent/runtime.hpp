@@ -25,6 +25,8 @@ struct Config;
 struct RunOptions {
   std::function<void(const RunResult&)> on_start;  ///< the validated run (id, plan, levels) before any step
   std::function<void(const StepEvent&)> on_event;  ///< called on the runtime's loop thread
+  std::function<void(const PlanningEvent&)> on_planning;  ///< planner phases (goal tasks), on the loop
+  std::function<void(std::string_view)> on_answer;  ///< the synthesized answer, piece by piece, as it streams
   std::filesystem::path trace_file;                ///< Chrome trace-event JSON, when set
   bool stop_on_sigint = false;                     ///< SIGINT interrupts the run (the CLI sets it)
 };
@@ -36,14 +38,16 @@ struct PlanReport {
   boost::json::value plan;
   std::vector<std::vector<int>> levels;
   std::vector<int> critical_path;
+  bool unreachable = false;             ///< planning failed because the provider could not be reached
 };
 
 /// A run, or the reasons it could not start.
 struct RunOutcome {
-  std::vector<std::string> problems;    ///< non-empty: invalid input, nothing was executed
+  std::vector<std::string> problems;    ///< non-empty: invalid input (or no valid plan), nothing was executed
+  bool unreachable = false;             ///< with problems: planning failed because the provider could not be reached
   RunResult result;
 
-  /// SPEC §1: 0 succeeded, 1 a step or verification failed, 2 invalid input.
+  /// SPEC §1: 0 succeeded, 1 a step or verification failed, 2 invalid input, 3 provider unreachable.
   int exit_code() const noexcept;
 };
 
@@ -64,12 +68,15 @@ class Runtime {
   /// Makes `tool` callable from plans; fails when a tool of that name exists.
   boost::system::result<void, ToolError> register_tool(std::shared_ptr<Tool> tool);
 
-  /// Validates a task (file path or name under `tasks:`) and derives its DAG.
-  PlanReport plan_task(std::string_view task);
+  /// Validates a task (file path or name under `tasks:`) and derives its DAG; a task with a goal
+  /// and no fixed plan is planned by the model first (the parallel phase, the planning call, one
+  /// repair). `options.on_planning` observes the planner.
+  PlanReport plan_task(std::string_view task, const RunOptions& options = {});
   /// Validates a plan (SPEC §3 JSON) and derives its DAG; `$input.x` is checked against
   /// `inputs` when given.
   PlanReport plan_json(const boost::json::value& plan, const boost::json::object* inputs = nullptr);
-  /// Runs a task (file path or name under `tasks:`).
+  /// Runs a task (file path or name under `tasks:`). A task without a fixed plan runs the whole
+  /// loop: plan (streamed when planner.stream_plan), execute, synthesize the answer, replan.
   RunOutcome run_task(std::string_view task, const RunOptions& options = {});
   /// Runs a plan (SPEC §3 JSON) with `inputs`, its tools confined to `workspace`.
   RunOutcome run_plan(const boost::json::value& plan, const boost::json::object& inputs,

@@ -3,6 +3,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/live_view.hpp"
 #include "dagent/runtime.hpp"
 
 namespace dagent::cli {
@@ -33,9 +34,16 @@ int plan_command(const Options& options) {
   }
   auto runtime = load_runtime(options);
   if (!runtime) return 2;
-  auto report = runtime->plan_task(options.args[0]);
+  LiveView view(options.verbosity < 0 ? LiveView::Mode::quiet : LiveView::Mode::lines, stderr, stdout);
+  RunOptions run_options;
+  run_options.on_planning = PlanningHook{&view};
+  auto report = runtime->plan_task(options.args[0], run_options);
   if (!report.problems.empty()) {
     for (const auto& p : report.problems) std::fprintf(stderr, "%s\n", p.c_str());
+    if (report.unreachable) {
+      std::fprintf(stderr, "dagent: the model could not be reached\n");
+      return 3;
+    }
     std::fprintf(stderr, "dagent: the plan is invalid (%zu problem%s)\n", report.problems.size(),
                  report.problems.size() == 1 ? "" : "s");
     return 2;

@@ -10,20 +10,6 @@
 
 namespace dagent::cli {
 
-namespace {
-
-// RunOptions hooks that forward to the view (named types: no capturing lambdas needed).
-struct StartHook {
-  LiveView* view;
-  void operator()(const RunResult& r) const { view->start(r); }
-};
-struct EventHook {
-  LiveView* view;
-  void operator()(const StepEvent& e) const { view->on_event(e); }
-};
-
-}  // namespace
-
 int run_command(const Options& options) {
   if (options.args.size() != 1) {
     std::fprintf(stderr, "dagent: run takes one TASK (a task file or a task name from config.yaml)\n");
@@ -35,18 +21,25 @@ int run_command(const Options& options) {
   auto mode = options.verbosity < 0           ? LiveView::Mode::quiet
               : ::isatty(STDERR_FILENO) == 1 ? LiveView::Mode::terminal
                                               : LiveView::Mode::lines;
-  LiveView view(mode, stderr);
+  // The answer is the run's main output: stdout, unless stdout carries the JSON result.
+  LiveView view(mode, stderr, options.json ? stderr : stdout);
   RunOptions run_options;
   run_options.on_start = StartHook{&view};
   run_options.on_event = EventHook{&view};
+  run_options.on_planning = PlanningHook{&view};
+  run_options.on_answer = AnswerHook{&view};
   run_options.trace_file = options.trace_file;
   run_options.stop_on_sigint = true;
 
   auto outcome = runtime->run_task(options.args[0], run_options);
   if (!outcome.problems.empty()) {
     for (const auto& p : outcome.problems) std::fprintf(stderr, "%s\n", p.c_str());
-    std::fprintf(stderr, "dagent: invalid input, nothing was run (%zu problem%s)\n", outcome.problems.size(),
-                 outcome.problems.size() == 1 ? "" : "s");
+    if (outcome.unreachable) {
+      std::fprintf(stderr, "dagent: the model could not be reached, nothing was run\n");
+    } else {
+      std::fprintf(stderr, "dagent: invalid input, nothing was run (%zu problem%s)\n", outcome.problems.size(),
+                   outcome.problems.size() == 1 ? "" : "s");
+    }
     return outcome.exit_code();
   }
   view.finish(outcome.result);

@@ -26,10 +26,49 @@ void LiveView::start(const RunResult& skeleton) {
   std::size_t n = 0;
   for (const auto& level : skeleton.levels) n += level.size();
   total_ = n;
+  done_ = failed_ = skipped_ = 0;
+  seen_.clear();
   if (mode_ == Mode::quiet) return;
-  std::fprintf(out_, "run %s: task %s, %zu steps in %zu levels\n", skeleton.run_id.c_str(), skeleton.task.c_str(),
-               total_, skeleton.levels.size());
+  if (skeleton.levels.empty()) {
+    std::fprintf(out_, "run %s: task %s, steps start as the plan streams in\n", skeleton.run_id.c_str(),
+                 skeleton.task.c_str());
+  } else {
+    std::fprintf(out_, "run %s: task %s, %zu steps in %zu levels\n", skeleton.run_id.c_str(), skeleton.task.c_str(),
+                 total_, skeleton.levels.size());
+  }
   std::fflush(out_);
+}
+
+void LiveView::on_planning(const PlanningEvent& ev) {
+  if (ev.phase == PlanningPhase::plan_step) {
+    ++total_;
+    return;
+  }
+  if (ev.phase == PlanningPhase::synthesis && ev.finished && answering_) {
+    std::fputc('\n', answer_out_);
+    std::fflush(answer_out_);
+    answering_ = false;
+  }
+  if (mode_ == Mode::quiet) return;
+  if (!ev.finished && ev.phase != PlanningPhase::planning && ev.phase != PlanningPhase::repair &&
+      ev.phase != PlanningPhase::replan)
+    return;  // the start of a short phase says nothing its end does not
+  clear_block();
+  std::string name(to_string(ev.phase));
+  std::fprintf(out_, "[%9.1f ms] plan %s %s%s%.*s\n", ev.at_ms, name.c_str(), ev.finished ? "done" : "started",
+               ev.detail.empty() ? "" : ": ", static_cast<int>(ev.detail.size()), ev.detail.data());
+  redraw(ev.at_ms, true);
+}
+
+void LiveView::on_answer(std::string_view piece) {
+  if (!answering_) {
+    clear_block();
+    if (answer_out_ == out_ || mode_ != Mode::quiet) std::fprintf(out_, "answer:\n");
+    std::fflush(out_);
+    answering_ = true;
+  }
+  std::fwrite(piece.data(), 1, piece.size(), answer_out_);
+  std::fflush(answer_out_);
 }
 
 void LiveView::on_event(const StepEvent& ev) {
@@ -37,6 +76,7 @@ void LiveView::on_event(const StepEvent& ev) {
                         ev.status == StepStatus::skipped;
   const bool verdict_only = terminal && ev.status == StepStatus::succeeded && !running_.contains(ev.step_id) &&
                             ev.verification != VerificationStatus::pending;
+  if (seen_.insert(ev.step_id).second && seen_.size() > total_) total_ = seen_.size();
   if (ev.status == StepStatus::running) {
     running_[ev.step_id] = Running{std::string(ev.action), ev.at_ms};
   } else if (terminal && !verdict_only) {

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <set>
+#include <string_view>
 #include <string>
 
 #include "dagent/run_result.hpp"
@@ -15,12 +17,17 @@ class LiveView {
  public:
   enum class Mode { terminal, lines, quiet };
 
-  LiveView(Mode mode, std::FILE* out) : mode_(mode), out_(out) {}
+  /// Progress goes to `out`; the streamed answer to `answer_out`.
+  LiveView(Mode mode, std::FILE* out, std::FILE* answer_out) : mode_(mode), out_(out), answer_out_(answer_out) {}
 
   /// The run is about to start: its id, task and step count.
   void start(const RunResult& skeleton);
   /// One step changed state.
   void on_event(const StepEvent& event);
+  /// A planner phase started or finished.
+  void on_planning(const PlanningEvent& event);
+  /// A piece of the streamed answer.
+  void on_answer(std::string_view piece);
   /// Clears the live block and prints the summary of `result`.
   void finish(const RunResult& result);
 
@@ -34,11 +41,32 @@ class LiveView {
 
   Mode mode_;
   std::FILE* out_;
+  std::FILE* answer_out_;
+  bool answering_ = false;
+  std::set<int> seen_;  // steps of a streamed plan are counted as they appear
   std::size_t total_ = 0;
   std::size_t done_ = 0, failed_ = 0, skipped_ = 0;
   std::map<int, Running> running_;
   int drawn_lines_ = 0;
   std::chrono::steady_clock::time_point last_draw_{};
+};
+
+/// RunOptions hooks that forward to a view (named types: no capturing lambdas needed).
+struct StartHook {
+  LiveView* view;
+  void operator()(const RunResult& r) const { view->start(r); }
+};
+struct EventHook {
+  LiveView* view;
+  void operator()(const StepEvent& e) const { view->on_event(e); }
+};
+struct PlanningHook {
+  LiveView* view;
+  void operator()(const PlanningEvent& e) const { view->on_planning(e); }
+};
+struct AnswerHook {
+  LiveView* view;
+  void operator()(std::string_view piece) const { view->on_answer(piece); }
 };
 
 }  // namespace dagent::cli

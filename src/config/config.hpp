@@ -84,12 +84,33 @@ struct PerformanceConfig {
   CircuitBreakerConfig circuit_breaker;
 };
 
+/// A keyword route: when a goal names its keywords, the planner skips intent analysis and offers
+/// only the route's tools.
+struct Route {
+  std::string name;
+  std::vector<std::string> keywords;
+  std::vector<std::string> tools;  ///< empty: every enabled tool
+  int line = 0;                    ///< where it was configured, for messages
+};
+
+/// Replacement prompt templates (files, relative to the config file); empty: the built-in one.
+struct PromptFiles {
+  std::string intent;
+  std::string plan;
+  std::string repair;
+  std::string replan;
+  std::string answer;
+};
+
 struct PlannerConfig {
   bool intent_analysis = true;
   bool stream_plan = false;
   int max_steps = 50;
   int max_replans = 1;
   bool synthesize_answer = true;
+  int answer_budget_tokens = 3000;  ///< step outputs shown to answer synthesis, in estimated tokens
+  std::vector<Route> routes;
+  PromptFiles prompts;
 };
 
 struct ExecutorConfig {

@@ -29,6 +29,7 @@ namespace json = boost::json;
 
 constexpr std::string_view k_override_label = "--set";
 constexpr std::string_view k_tasks_key = "tasks";
+constexpr std::string_view k_routes_key = "planner.routes";
 constexpr std::size_t k_max_suggestion_distance = 2;
 constexpr std::size_t k_max_shown_chars = 40;
 
@@ -417,6 +418,18 @@ constexpr std::array k_fields = {
             10),
     flag("planner.synthesize_answer",
          [](Config& c) -> auto& { return c.planner.synthesize_answer; }),
+    integer("planner.answer_budget_tokens",
+            [](Config& c) -> auto& { return c.planner.answer_budget_tokens; }, 100, 1000000),
+    text("planner.prompts.intent", [](Config& c) -> auto& { return c.planner.prompts.intent; },
+         Emptiness::allowed),
+    text("planner.prompts.plan", [](Config& c) -> auto& { return c.planner.prompts.plan; },
+         Emptiness::allowed),
+    text("planner.prompts.repair", [](Config& c) -> auto& { return c.planner.prompts.repair; },
+         Emptiness::allowed),
+    text("planner.prompts.replan", [](Config& c) -> auto& { return c.planner.prompts.replan; },
+         Emptiness::allowed),
+    text("planner.prompts.answer", [](Config& c) -> auto& { return c.planner.prompts.answer; },
+         Emptiness::allowed),
 
     integer("executor.step_timeout_ms",
             [](Config& c) -> auto& { return c.executor.step_timeout_ms; }, 1),
@@ -466,6 +479,7 @@ std::vector<std::string_view> children_of(std::string_view prefix) {
     if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
   }
   if (prefix.empty()) out.push_back(k_tasks_key);
+  if (prefix == "planner") out.push_back(k_routes_key.substr(k_routes_key.find('.') + 1));
   return out;
 }
 
@@ -978,12 +992,89 @@ void read_tasks(const YAML::Node& key, const YAML::Node& value, ConfigReading& r
                  });
 }
 
+// Reads a list of strings at `key`; nullopt (with problems) when it is not one.
+std::optional<std::vector<std::string>> read_strings(const YAML::Node& value, int line, const std::string& key,
+                                                     Reporter& out) {
+  if (!value.IsSequence()) {
+    out.add(line, key, "expected a list of strings, got " + describe(value));
+    return std::nullopt;
+  }
+  std::vector<std::string> items;
+  for (const YAML::Node& element : value) {
+    if (!element.IsScalar() || element.Scalar().empty()) {
+      out.add(line_of(element) > 0 ? line_of(element) : line, key,
+              "expected a non-empty string, got " + describe(element));
+      return std::nullopt;
+    }
+    items.push_back(element.Scalar());
+  }
+  return items;
+}
+
+void read_routes(const YAML::Node& key, const YAML::Node& value, ConfigReading& reading) {
+  const std::string routes_key(k_routes_key);
+  if (value.IsNull()) return;
+  if (!value.IsSequence()) {
+    reading.out.add(value_line(key, value), routes_key,
+                    "expected a list of routes ({name, keywords, tools}), got " + describe(value));
+    return;
+  }
+  std::vector<Route> routes;
+  std::size_t index = 0;
+  for (const YAML::Node& element : value) {
+    const std::string at = routes_key + "[" + std::to_string(index++) + "]";
+    const int line = line_of(element);
+    if (!element.IsMap()) {
+      reading.out.add(line, at, "expected a map with name, keywords and tools, got " + describe(element));
+      continue;
+    }
+    Route route;
+    route.line = line;
+    bool has_keywords = false;
+    for_each_entry(element, at, reading.out,
+                   [&](const std::string& name, const std::string& dotted, const YAML::Node& k,
+                       const YAML::Node& v) {
+                     const int vline = value_line(k, v);
+                     if (name == "name") {
+                       if (!v.IsScalar() || v.Scalar().empty()) {
+                         reading.out.add(vline, dotted, "expected a non-empty name, got " + describe(v));
+                       } else {
+                         route.name = v.Scalar();
+                       }
+                     } else if (name == "keywords") {
+                       if (auto items = read_strings(v, vline, dotted, reading.out)) {
+                         route.keywords = std::move(*items);
+                         has_keywords = !route.keywords.empty();
+                         if (!has_keywords) reading.out.add(vline, dotted, "a route needs at least one keyword");
+                       }
+                     } else if (name == "tools") {
+                       if (auto items = read_strings(v, vline, dotted, reading.out)) route.tools = std::move(*items);
+                     } else {
+                       const std::array<std::string_view, 3> known = {"name", "keywords", "tools"};
+                       reading.out.add(line_of(k), dotted, unknown_message("unknown key", name, known));
+                     }
+                   });
+    if (route.name.empty() && !reading.out.has_problem_with(at + ".name")) {
+      reading.out.add(line, at, "a route needs a name");
+    }
+    if (!has_keywords && !reading.out.has_problem_with(at + ".keywords")) {
+      reading.out.add(line, at + ".keywords", "a route needs at least one keyword");
+    }
+    routes.push_back(std::move(route));
+  }
+  reading.cfg.planner.routes = std::move(routes);
+}
+
 void read_section(const YAML::Node& map, std::string_view prefix, ConfigReading& reading) {
   for_each_entry(map, prefix, reading.out,
                  [&](const std::string& name, const std::string& dotted, const YAML::Node& key,
                      const YAML::Node& value) {
                    if (prefix.empty() && name == k_tasks_key) {
                      read_tasks(key, value, reading);
+                     return;
+                   }
+                   if (dotted == k_routes_key) {
+                     read_routes(key, value, reading);
                      return;
                    }
                    if (const Field* field = find_field(dotted)) {
@@ -1025,6 +1116,8 @@ void apply_one(Config& cfg, std::string_view key_equals_value, Reporter& out) {
   if (field == nullptr) {
     if (key == k_tasks_key || key.starts_with(std::string(k_tasks_key) + ".")) {
       out.add(0, std::string(key), "tasks cannot be set with --set; define them in the config");
+    } else if (key == k_routes_key || key.starts_with(std::string(k_routes_key) + "[")) {
+      out.add(0, std::string(key), "routes cannot be set with --set; define them in the config");
     } else if (is_section(key)) {
       out.add(0, std::string(key),
               "is a section; set one of its keys: " + join_names(children_of(key)));
@@ -1162,6 +1255,13 @@ boost::json::object to_json(const Config& cfg) {
     }
     (*section)[rest] = field_json(field, cfg);
   }
+  json::array routes;
+  for (const Route& route : cfg.planner.routes) {
+    json::array keywords(route.keywords.begin(), route.keywords.end());
+    json::array tools(route.tools.begin(), route.tools.end());
+    routes.push_back(json::object{{"name", route.name}, {"keywords", std::move(keywords)}, {"tools", std::move(tools)}});
+  }
+  root["planner"].as_object()["routes"] = std::move(routes);
   return root;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 #include <string>
+#include <unordered_set>
 
 #include <boost/json/serialize.hpp>
 
@@ -99,6 +100,45 @@ std::vector<std::size_t> find_cycle(std::size_t start, const std::vector<StepInf
   return cycle;
 }
 
+// A dependency of a step by id: explicit ("" via) or through a reference (via its text).
+struct DepId {
+  int id;
+  std::string via;
+  bool orders;  ///< false: a reference that must exist but does not order (dependency_analysis off)
+};
+
+// Checks one step on its own (action, references, schema, criterion), fills `info.tool` and
+// `info.params`, and returns its dependencies by id. Self-references are reported here.
+std::vector<DepId> inspect_step(const Step& step, const tools::Registry& registry, const AnalysisOptions& options,
+                                StepInfo& info, std::vector<PlanProblem>& problems) {
+  if (!step.action.empty()) {
+    info.tool = registry.get(step.action).get();
+    if (!info.tool) problems.push_back({step.id, "unknown action '" + step.action + "'"});
+  }
+  info.params = compile_params(step.parameters);
+  for (auto& msg : info.params.problems) problems.push_back({step.id, msg});
+
+  std::vector<DepId> deps;
+  auto add_dep = [&](int dep_id, const std::string& via, bool orders) {
+    if (dep_id == step.id)
+      problems.push_back({step.id, via.empty() ? "depends on itself" : "refers to itself (" + via + ")"});
+    deps.push_back({dep_id, via, orders});
+  };
+  for (int dep : step.dependencies) add_dep(dep, "", true);
+  for (const auto& ref : info.params.references()) {
+    if (ref.root == Reference::Root::input) {
+      if (options.inputs && !options.inputs->contains(ref.path.front().key))
+        problems.push_back({step.id, "reference " + ref.text + ": the task has no input '" + ref.path.front().key + "'"});
+      continue;
+    }
+    add_dep(ref.step_id, ref.text, options.dependency_analysis);
+  }
+  if (info.tool && info.params.problems.empty()) check_schema(step, info, problems);
+  if (step.verify)
+    for (auto& msg : check_criterion(*step.verify)) problems.push_back({step.id, "verify: " + msg});
+  return deps;
+}
+
 }  // namespace
 
 namespace {
@@ -122,46 +162,21 @@ void derive(const Plan& plan, const tools::Registry& registry, const AnalysisOpt
   for (std::size_t i = 0; i < n; ++i) {
     const auto& step = plan.steps[i];
     auto& info = a.steps[i];
-    if (!step.action.empty()) {
-      info.tool = registry.get(step.action).get();
-      if (!info.tool) problems.push_back({step.id, "unknown action '" + step.action + "'"});
-    }
-
-    info.params = compile_params(step.parameters);
-    for (auto& msg : info.params.problems) problems.push_back({step.id, msg});
-
-    auto add_dep = [&](int dep_id, const std::string& via) {
-      if (dep_id == step.id) {
-        problems.push_back({step.id, via.empty() ? "depends on itself" : "refers to itself (" + via + ")"});
-        graph_ok = false;
-        return;
-      }
-      auto it = a.index_of.find(dep_id);
+    for (const auto& dep : inspect_step(step, registry, options, info, problems)) {
+      auto it = a.index_of.find(dep.id);
       if (it == a.index_of.end()) {
-        problems.push_back({step.id, (via.empty() ? "depends on step " : via + " refers to step ") +
-                                         std::to_string(dep_id) + ", which is not in the plan"});
+        problems.push_back({step.id, (dep.via.empty() ? "depends on step " : dep.via + " refers to step ") +
+                                         std::to_string(dep.id) + ", which is not in the plan"});
         graph_ok = false;
-        return;
-      }
-      if (std::find(info.deps.begin(), info.deps.end(), it->second) == info.deps.end()) info.deps.push_back(it->second);
-    };
-    for (int dep : step.dependencies) add_dep(dep, "");
-    for (const auto& ref : info.params.references()) {
-      if (ref.root == Reference::Root::input) {
-        if (options.inputs && !options.inputs->contains(ref.path.front().key))
-          problems.push_back({step.id, "reference " + ref.text + ": the task has no input '" + ref.path.front().key + "'"});
         continue;
       }
-      if (!options.dependency_analysis) {
-        if (ref.step_id == step.id || !a.index_of.contains(ref.step_id)) add_dep(ref.step_id, ref.text);
+      if (dep.id == step.id) {
+        graph_ok = false;
         continue;
       }
-      add_dep(ref.step_id, ref.text);
+      if (dep.orders && std::find(info.deps.begin(), info.deps.end(), it->second) == info.deps.end())
+        info.deps.push_back(it->second);
     }
-
-    if (info.tool && info.params.problems.empty()) check_schema(step, info, problems);
-    if (step.verify)
-      for (auto& msg : check_criterion(*step.verify)) problems.push_back({step.id, "verify: " + msg});
   }
   if (!graph_ok) return;
 
@@ -237,6 +252,54 @@ Analysis analyze(const Plan& plan, const tools::Registry& registry, const Analys
   std::stable_sort(a.problems.begin(), a.problems.end(),
                    [](const PlanProblem& x, const PlanProblem& y) { return x.step_id < y.step_id; });
   return a;
+}
+
+IncrementalAnalysis::IncrementalAnalysis(const tools::Registry& registry, AnalysisOptions options)
+    : registry_(registry), options_(options) {}
+
+std::vector<std::size_t> IncrementalAnalysis::add(Step step) {
+  Pending p;
+  p.step = std::move(step);
+  std::vector<PlanProblem> problems;
+  auto deps = inspect_step(p.step, registry_, options_, p.info, problems);
+  p.valid = problems.empty() && p.step.id > 0 && !seen_ids_.contains(p.step.id);
+  seen_ids_.insert(p.step.id);
+  for (auto& d : deps) {
+    if (d.id == p.step.id) p.valid = false;
+    p.deps.push_back({d.id, d.orders});
+  }
+  std::vector<std::size_t> admitted;
+  if (!p.valid) return admitted;
+  waiting_.push_back(std::move(p));
+  // Admit every waiting step whose dependencies are all admitted, until nothing changes.
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      const bool ready = std::all_of(it->deps.begin(), it->deps.end(),
+                                     [&](const auto& d) { return analysis_.index_of.contains(d.first); });
+      if (!ready || (options_.max_steps > 0 && plan_.steps.size() >= static_cast<std::size_t>(options_.max_steps))) {
+        ++it;
+        continue;
+      }
+      const auto index = plan_.steps.size();
+      StepInfo info = std::move(it->info);
+      for (const auto& [id, orders] : it->deps) {
+        if (!orders) continue;
+        auto dep = analysis_.index_of.at(id);
+        if (std::find(info.deps.begin(), info.deps.end(), dep) != info.deps.end()) continue;
+        info.deps.push_back(dep);
+        info.level = std::max(info.level, analysis_.steps[dep].level + 1);
+        analysis_.steps[dep].dependents.push_back(index);
+      }
+      analysis_.index_of.emplace(it->step.id, index);
+      plan_.steps.push_back(std::move(it->step));
+      analysis_.steps.push_back(std::move(info));
+      admitted.push_back(index);
+      it = waiting_.erase(it);
+      progress = true;
+    }
+  }
+  return admitted;
 }
 
 }  // namespace dagent::executor

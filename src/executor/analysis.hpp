@@ -2,7 +2,10 @@
 // Plan validation and DAG derivation: dependencies (explicit ∪ referenced), levels, critical path.
 
 #include <cstddef>
+#include <list>
 #include <unordered_map>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include <boost/json/object.hpp>
@@ -48,5 +51,38 @@ struct Analysis {
 /// Validates `plan` against SPEC §3 and derives its DAG. Reports every problem at once; the DAG
 /// fields are filled only when there is no cycle and no dangling dependency.
 Analysis analyze(const Plan& plan, const tools::Registry& registry, const AnalysisOptions& options = {});
+
+/// Admits the steps of a plan that arrives one step at a time (streamed planning). A step is
+/// admitted once it is valid on its own and every step it depends on was admitted; admitted steps
+/// are appended to plan() and analysis() (deps, dependents, level; height 1), in an order where
+/// dependencies come first. Steps with problems are never admitted: analyze() on the finished
+/// plan reports them.
+class IncrementalAnalysis {
+ public:
+  IncrementalAnalysis(const tools::Registry& registry, AnalysisOptions options);
+
+  /// Adds `step`; returns the indices of the steps admitted because of it (itself and any that
+  /// waited for it), in admission order.
+  std::vector<std::size_t> add(Step step);
+
+  const Plan& plan() const noexcept { return plan_; }
+  const Analysis& analysis() const noexcept { return analysis_; }
+  /// Steps received but not admitted yet (waiting for a dependency).
+  std::size_t waiting() const noexcept { return waiting_.size(); }
+
+ private:
+  struct Pending {
+    Step step;
+    StepInfo info;
+    std::vector<std::pair<int, bool>> deps;  ///< step id, whether it orders
+    bool valid = false;
+  };
+  const tools::Registry& registry_;
+  AnalysisOptions options_;
+  Plan plan_;
+  Analysis analysis_;
+  std::list<Pending> waiting_;
+  std::unordered_set<int> seen_ids_;
+};
 
 }  // namespace dagent::executor

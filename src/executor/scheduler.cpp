@@ -78,19 +78,83 @@ bool Scheduler::ReadyOrder::operator()(std::size_t a, std::size_t b) const noexc
 }
 
 Scheduler::Scheduler(const Plan& plan, const Analysis& analysis, SchedulerOptions options, ToolContext base,
-                     json::object inputs, Verifier& verifier)
+                     json::object inputs, Verifier& verifier, PlanGrowth growth)
     : plan_(plan),
       analysis_(analysis),
       options_(options),
       base_(std::move(base)),
       inputs_(std::move(inputs)),
       verifier_(verifier),
-      steps_(plan.steps.size()),
+      growth_(growth),
       ready_(ReadyOrder{&analysis}),
       ready_llm_(ReadyOrder{&analysis}) {
   if (!options_.parallel) options_.max_parallel_steps = 1;
   options_.max_parallel_steps = std::max(1, options_.max_parallel_steps);
   options_.max_parallel_llm_calls = std::max(1, options_.max_parallel_llm_calls);
+  level_remaining_.assign(analysis_.levels.size(), 0);
+  for (std::size_t i = 0; i < plan_.steps.size(); ++i) {
+    steps_.emplace_back();
+    init(i);
+  }
+}
+
+void Scheduler::init(std::size_t index) {
+  auto& s = steps_[index];
+  const auto& info = analysis_.steps[index];
+  s.result.id = plan_.steps[index].id;
+  s.result.action = plan_.steps[index].action;
+  s.result.level = info.level;
+  s.deps_left = 0;
+  for (auto d : info.deps)
+    if (steps_[d].result.status != StepStatus::succeeded) ++s.deps_left;
+  s.llm = info.tool && info.tool->uses_llm();
+  const auto level = static_cast<std::size_t>(info.level);
+  if (level >= level_remaining_.size()) level_remaining_.resize(level + 1, 0);
+  ++level_remaining_[level];
+}
+
+void Scheduler::reuse(std::size_t index, StepResult previous) {
+  auto& s = steps_[index];
+  previous.id = s.result.id;
+  previous.action = s.result.action;
+  previous.level = s.result.level;
+  previous.status = StepStatus::succeeded;
+  previous.slot = -1;
+  s.result = std::move(previous);
+  reused_.push_back(index);
+}
+
+void Scheduler::admit(std::size_t index) {
+  steps_.emplace_back();
+  init(index);
+  auto& s = steps_[index];
+  for (auto d : analysis_.steps[index].deps) {
+    const auto dep_status = steps_[d].result.status;
+    if (dep_status == StepStatus::failed || dep_status == StepStatus::skipped) {
+      s.result.status = StepStatus::skipped;
+      s.result.error = "dependency step " + std::to_string(plan_.steps[d].id) +
+                       (dep_status == StepStatus::failed ? " failed" : " was skipped");
+      break;
+    }
+  }
+  if (s.result.status == StepStatus::pending && interrupted_) {
+    s.result.status = StepStatus::skipped;
+    s.result.error = "the run was interrupted";
+  }
+  if (!started_) return;  // run() picks it up
+  if (s.result.status == StepStatus::skipped) {
+    mark_terminal(index);
+    emit(index, s.result.error);
+    wake();
+    return;
+  }
+  if (s.deps_left == 0) make_ready(index);
+  dispatch();
+}
+
+void Scheduler::close() {
+  closed_ = true;
+  if (started_) wake();
 }
 
 Scheduler::~Scheduler() = default;
@@ -107,29 +171,33 @@ const json::value* Scheduler::step_output(int step_id) const {
 }
 
 asio::awaitable<ExecutionReport> Scheduler::run() {
-  start_ = std::chrono::steady_clock::now();
+  start_ = options_.epoch.value_or(std::chrono::steady_clock::now());
   wake_ = std::make_unique<asio::steady_timer>(co_await asio::this_coro::executor,
                                                asio::steady_timer::time_point::max());
-  const auto n = plan_.steps.size();
-  level_remaining_.assign(analysis_.levels.size(), 0);
-  for (std::size_t i = 0; i < n; ++i) {
-    auto& s = steps_[i];
-    const auto& info = analysis_.steps[i];
-    s.result.id = plan_.steps[i].id;
-    s.result.action = plan_.steps[i].action;
-    s.result.level = info.level;
-    s.deps_left = info.deps.size();
-    s.llm = info.tool && info.tool->uses_llm();
-    ++level_remaining_[static_cast<std::size_t>(info.level)];
-  }
+  started_ = true;
   slot_busy_.assign(static_cast<std::size_t>(options_.max_parallel_steps), false);
-  for (std::size_t i = 0; i < n; ++i)
-    if (steps_[i].deps_left == 0) make_ready(i);
+  // Reused steps count as done before anything starts; their dependents wait for one less.
+  for (auto i : reused_) {
+    for (auto d : analysis_.steps[i].dependents) --steps_[d].deps_left;
+    ++terminal_;
+    --level_remaining_[static_cast<std::size_t>(steps_[i].result.level)];
+    emit(i, "kept from an earlier run");
+  }
+  while (current_level_ + 1 < level_remaining_.size() && level_remaining_[current_level_] == 0) ++current_level_;
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    auto& s = steps_[i];
+    if (s.result.status == StepStatus::skipped) {  // admitted before run() behind a failed step
+      mark_terminal(i);
+      emit(i, s.result.error);
+    } else if (s.result.status == StepStatus::pending && s.deps_left == 0) {
+      make_ready(i);
+    }
+  }
   dispatch();
   while (!finished()) {
     co_await wake_->async_wait(asio::as_tuple(asio::use_awaitable));
   }
-  report_.steps.reserve(n);
+  report_.steps.reserve(steps_.size());
   for (auto& s : steps_) report_.steps.push_back(std::move(s.result));
   report_.interrupted = interrupted_;
   co_return std::move(report_);
@@ -154,7 +222,8 @@ void Scheduler::interrupt() {
 }
 
 bool Scheduler::finished() const noexcept {
-  return running_ == 0 && background_ == 0 && terminal_ == steps_.size();
+  return (growth_ == PlanGrowth::fixed || closed_) && running_ == 0 && background_ == 0 &&
+         terminal_ == steps_.size();
 }
 
 void Scheduler::wake() {
@@ -228,11 +297,13 @@ asio::awaitable<ToolResult> Scheduler::invoke_once(std::size_t index, json::obje
 }
 
 asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
-  const auto& step = plan_.steps[index];
-  const auto& info = analysis_.steps[index];
+  // No reference into plan_ or analysis_ lives across a co_await: a streamed plan grows meanwhile.
   Outcome out;
-  const bool check_inline = step.verify && options_.verification && step.critical;
+  const bool check_inline =
+      plan_.steps[index].verify && options_.verification && plan_.steps[index].critical;
   for (int rerun = 0;; ++rerun) {
+    const auto& step = plan_.steps[index];
+    const auto& info = analysis_.steps[index];
     json::object params;
     if (info.params.slots.empty()) {
       params = step.parameters;
@@ -274,7 +345,7 @@ asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
 
     steps_[index].result.verification = VerificationStatus::pending;
     emit(index, "verifying");
-    json::value criterion = *step.verify;
+    json::value criterion = *plan_.steps[index].verify;
     json::value output = out.output;
     auto verifying = verifier_.verify(std::move(criterion), std::move(output));
     Verdict verdict = co_await std::move(verifying);

@@ -4,8 +4,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <vector>
 
@@ -32,6 +34,8 @@ struct SchedulerOptions {
   int step_retries = 0;                      ///< extra attempts after a failure that may pass on retry
   bool verification = true;                  ///< false: `verify` criteria are not checked
   int max_reruns = 1;                        ///< re-runs of a critical step whose verdict failed
+  /// Step times are measured from here (the run's start, which planning may precede); unset: run().
+  std::optional<std::chrono::steady_clock::time_point> epoch;
 
   /// The options of a Config (performance.parallel_execution, executor, verification, background_tasks).
   static SchedulerOptions from(const config::Config& cfg);
@@ -45,12 +49,18 @@ struct ExecutionReport {
   bool interrupted = false;
 };
 
-/// One execution of one plan. Lives on a single-threaded event loop: run() and interrupt() must
-/// be called there, and the plan, analysis and verifier must outlive run().
+/// Whether the plan is complete when run() starts, or still arriving (streamed planning).
+enum class PlanGrowth { fixed, streamed };
+
+/// One execution of one plan. Lives on a single-threaded event loop: run(), admit(), close() and
+/// interrupt() must be called there, and the plan, analysis and verifier must outlive run().
 class Scheduler final : private ReferenceSource {
  public:
+  /// `streamed`: the plan and analysis start empty or partial and grow while run() is underway;
+  /// each appended step is announced with admit(), and close() says no more will come. Only
+  /// eager scheduling is meaningful then: levels are not known before the plan is.
   Scheduler(const Plan& plan, const Analysis& analysis, SchedulerOptions options, ToolContext base,
-            boost::json::object inputs, Verifier& verifier);
+            boost::json::object inputs, Verifier& verifier, PlanGrowth growth = PlanGrowth::fixed);
   ~Scheduler() override;
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -61,8 +71,19 @@ class Scheduler final : private ReferenceSource {
   /// Runs every step; completes when all steps and background verifications are done.
   boost::asio::awaitable<ExecutionReport> run();
 
-  /// Starts no new step, cancels the running ones and skips the rest; run() then completes.
+  /// Starts no new step, cancels the running ones and skips the rest; run() then completes
+  /// (a streamed plan must still be closed).
   void interrupt();
+
+  /// Before run(): the step at `index` already succeeded (an earlier plan of this run, or a
+  /// recording); it keeps `previous` and is not run again.
+  void reuse(std::size_t index, StepResult previous);
+
+  /// Streamed plans: the step at `index` (the next one) was appended to the plan and analysis,
+  /// with its dependencies among the steps admitted before it.
+  void admit(std::size_t index);
+  /// Streamed plans: no more steps will be admitted; run() completes once the admitted ones are done.
+  void close();
 
   bool interrupted() const noexcept { return interrupted_; }
 
@@ -76,6 +97,7 @@ class Scheduler final : private ReferenceSource {
   boost::asio::awaitable<ToolResult> invoke_once(std::size_t index, boost::json::object params);
   boost::asio::awaitable<Verdict> verify_in_background(std::size_t index);
 
+  void init(std::size_t index);
   void make_ready(std::size_t index);
   void dispatch();
   void start(std::size_t index);
@@ -101,7 +123,11 @@ class Scheduler final : private ReferenceSource {
   Verifier& verifier_;
   std::function<void(const StepEvent&)> on_event_;
 
-  std::vector<StepState> steps_;
+  std::deque<StepState> steps_;  // a deque: streamed steps are appended while others run
+  std::vector<std::size_t> reused_;
+  PlanGrowth growth_;
+  bool started_ = false;
+  bool closed_ = false;
   struct ReadyOrder {
     const Analysis* analysis;
     bool operator()(std::size_t a, std::size_t b) const noexcept;  // longest remaining chain first

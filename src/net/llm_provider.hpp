@@ -27,8 +27,9 @@ struct ChatRequest {
   std::vector<ChatMessage> messages;
   std::optional<double> temperature;
   std::optional<std::int64_t> max_tokens;
-  std::optional<boost::json::object> json_schema;  ///< asks for response_format json_schema (strict)
+  std::optional<boost::json::object> json_schema;  ///< asks for response_format json_schema
   std::string schema_name = "response";
+  bool strict = true;  ///< json_schema strict mode (needs every property required, none free-form)
 };
 
 struct Usage {

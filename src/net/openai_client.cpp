@@ -41,7 +41,7 @@ json::object to_json(const ChatRequest& request, bool stream) {
   if (request.json_schema) {
     body["response_format"] = json::object{
         {"type", "json_schema"},
-        {"json_schema", json::object{{"name", request.schema_name}, {"schema", *request.json_schema}, {"strict", true}}}};
+        {"json_schema", json::object{{"name", request.schema_name}, {"schema", *request.json_schema}, {"strict", request.strict}}}};
   }
   if (stream) {
     body["stream"] = true;

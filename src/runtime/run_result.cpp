@@ -32,6 +32,21 @@ std::string_view to_string(VerificationStatus s) noexcept {
 
 std::string_view to_string(RunStatus s) noexcept { return s == RunStatus::succeeded ? "succeeded" : "failed"; }
 
+std::string_view to_string(PlanningPhase p) noexcept {
+  switch (p) {
+    case PlanningPhase::routing: return "routing";
+    case PlanningPhase::intent: return "intent";
+    case PlanningPhase::recall: return "recall";
+    case PlanningPhase::catalog: return "catalog";
+    case PlanningPhase::planning: return "planning";
+    case PlanningPhase::plan_step: return "plan step";
+    case PlanningPhase::repair: return "repair";
+    case PlanningPhase::synthesis: return "answer";
+    case PlanningPhase::replan: return "replan";
+  }
+  return "?";
+}
+
 namespace {
 
 json::array ids_to_json(const std::vector<int>& ids) {
@@ -77,6 +92,9 @@ json::object to_json(const RunResult& r) {
   }
   o["steps"] = std::move(steps);
   o["answer"] = r.answer.empty() ? json::value(nullptr) : json::value(r.answer);
+  if (r.plan_attempts > 0) {
+    o["planning"] = json::object{{"intent", r.intent}, {"attempts", r.plan_attempts}, {"replans", r.replans}};
+  }
   o["error"] = r.error.empty() ? json::value(nullptr) : json::value(r.error);
   const auto& m = r.metrics;
   o["metrics"] = json::object{{"wall_ms", round_ms(m.wall_ms)},
@@ -88,7 +106,8 @@ json::object to_json(const RunResult& r) {
                               {"rate_limit_wait_ms", round_ms(m.rate_limit_wait_ms)},
                               {"cache_hits", m.cache_hits},
                               {"connections_opened", m.connections_opened},
-                              {"max_concurrent_steps", m.max_concurrent_steps}};
+                              {"max_concurrent_steps", m.max_concurrent_steps},
+                              {"planning_ms", round_ms(m.planning_ms)}};
   return o;
 }
 

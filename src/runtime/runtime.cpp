@@ -6,8 +6,10 @@
 #include <csignal>
 #include <cstdlib>
 #include <random>
+#include <unordered_map>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -20,6 +22,8 @@
 #include "executor/llm_judge.hpp"
 #include "executor/verifier.hpp"
 #include "net/response_cache.hpp"
+#include "planner/planner.hpp"
+#include "planner/results_digest.hpp"
 #include "runtime/lazy_provider.hpp"
 #include "runtime/trace_writer.hpp"
 #include "tools/llm_tool.hpp"
@@ -84,6 +88,43 @@ struct OnSignal {
   }
 };
 
+// What a goal run shares between its coroutines, the signal handler and run_task; lives in
+// run_task's frame while the loop runs.
+struct GoalRun {
+  config::Task task;
+  const RunOptions* options = nullptr;
+  const Workspace* workspace = nullptr;
+  std::chrono::steady_clock::time_point epoch;
+  RunResult* result = nullptr;
+  std::vector<std::string> problems;
+  bool unreachable = false;
+  executor::Scheduler* active = nullptr;  ///< the scheduler running now, for SIGINT
+  bool interrupted = false;
+  std::int64_t retries = 0;
+  int max_concurrent = 0;
+};
+
+struct GoalDone {
+  std::exception_ptr* error;
+  asio::signal_set* signals;
+  void operator()(std::exception_ptr e) const {
+    *error = e;
+    if (signals) signals->cancel();
+  }
+};
+
+struct OnGoalSignal {
+  GoalRun* run;
+  asio::signal_set* signals;
+  void operator()(const boost::system::error_code& ec, int) const {
+    if (ec) return;
+    if (run->interrupted || !run->active) std::_Exit(130);  // a second Ctrl-C, or nothing to stop cleanly
+    run->interrupted = true;
+    run->active->interrupt();
+    signals->async_wait(OnGoalSignal{run, signals});
+  }
+};
+
 // True when running `plan` may call the model: an LLM-bound tool or a text criterion for the judge.
 bool needs_llm(const executor::Plan& plan, const executor::Analysis& analysis, bool judge) {
   for (std::size_t i = 0; i < plan.steps.size(); ++i) {
@@ -98,10 +139,19 @@ bool needs_llm(const executor::Plan& plan, const executor::Analysis& analysis, b
   return false;
 }
 
+// Succeeded when every step succeeded and no verdict failed; an interruption fails the run.
+void finish_status(RunResult& result) {
+  bool ok = !result.interrupted;
+  for (const auto& s : result.steps)
+    ok = ok && s.status == StepStatus::succeeded && s.verification != VerificationStatus::failed;
+  result.status = ok ? RunStatus::succeeded : RunStatus::failed;
+  if (result.interrupted) result.error = "interrupted" + (result.error.empty() ? "" : "; " + result.error);
+}
+
 }  // namespace
 
 int RunOutcome::exit_code() const noexcept {
-  if (!problems.empty()) return 2;
+  if (!problems.empty()) return unreachable ? 3 : 2;
   for (const auto& s : result.steps)
     if (s.status == StepStatus::failed && s.error_code == ToolErrc::unavailable) return 3;
   return result.status == RunStatus::succeeded ? 0 : 1;
@@ -126,6 +176,38 @@ struct Runtime::Impl {
       verifier = std::make_unique<executor::RuleVerifier>("a text criterion needs the LLM judge, which is off "
                                                           "(verification.llm_judge)");
     }
+  }
+
+  executor::SchedulerOptions scheduler_options(std::chrono::steady_clock::time_point epoch) const {
+    auto o = executor::SchedulerOptions::from(cfg);
+    o.epoch = epoch;
+    return o;
+  }
+
+  ToolContext tool_context(const Workspace& ws) {
+    ToolContext base;
+    base.workspace = &ws;
+    base.worker = worker_pool().get_executor();
+    return base;
+  }
+
+  asio::awaitable<executor::ExecutionReport> execute(GoalRun* run, Prepared* prepared, std::vector<StepResult> kept);
+  asio::awaitable<planner::PlanDraft> stream_plan(GoalRun* run, planner::PlanningContext ctx,
+                                                  executor::IncrementalAnalysis* inc, executor::Scheduler* scheduler);
+  asio::awaitable<void> goal_flow(GoalRun* run);
+  RunOutcome run_goal(config::Task task, const std::filesystem::path& workspace, const RunOptions& options);
+
+  void fill_metrics(RunResult& result, const net::ProviderMetrics& before, std::int64_t step_retries) {
+    const auto after = active_provider().metrics();
+    auto& m = result.metrics;
+    m.retries = step_retries + (after.retries - before.retries);
+    m.llm_calls = after.llm_calls - before.llm_calls;
+    m.prompt_tokens = after.prompt_tokens - before.prompt_tokens;
+    m.completion_tokens = after.completion_tokens - before.completion_tokens;
+    m.embedding_calls = after.embedding_calls - before.embedding_calls;
+    m.rate_limit_wait_ms = after.rate_limit_wait_ms - before.rate_limit_wait_ms;
+    m.cache_hits = after.cache_hits - before.cache_hits;
+    m.connections_opened = after.connections_opened - before.connections_opened;
   }
 
   Prepared prepare(const json::value& plan_json, const json::object* inputs) const {
@@ -158,8 +240,238 @@ struct Runtime::Impl {
   std::unique_ptr<executor::Verifier> verifier;
 
   net::LlmProvider& active_provider() { return cache ? static_cast<net::LlmProvider&>(*cache) : provider; }
+  std::unique_ptr<planner::Planner> planner = std::make_unique<planner::Planner>(active_provider(), registry, cfg);
   std::unique_ptr<asio::thread_pool> pool;  // after registry: joined before the tools go away
 };
+
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point epoch) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch).count();
+}
+
+void add_error(RunResult& r, const std::string& message) { r.error += (r.error.empty() ? "" : "; ") + message; }
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : "; ") + i;
+  return out;
+}
+
+// Hands each streamed step to the incremental analysis and admits what becomes runnable.
+struct StepAdmitter {
+  executor::IncrementalAnalysis* inc;
+  executor::Scheduler* scheduler;
+  void operator()(json::object step) const {
+    auto parsed = executor::parse_plan(json::array{json::value(std::move(step))});
+    if (!parsed.problems.empty() || parsed.plan.steps.size() != 1) return;  // the final analysis reports it
+    for (auto index : inc->add(std::move(parsed.plan.steps.front()))) scheduler->admit(index);
+  }
+};
+
+// Steps of `report` (in admission order) rearranged into the order of `plan`.
+std::vector<StepResult> in_plan_order(std::vector<StepResult> steps, const executor::Plan& plan) {
+  std::unordered_map<int, std::size_t> at;
+  for (std::size_t i = 0; i < steps.size(); ++i) at.emplace(steps[i].id, i);
+  std::vector<StepResult> out;
+  out.reserve(plan.steps.size());
+  for (const auto& step : plan.steps) out.push_back(std::move(steps[at.at(step.id)]));
+  return out;
+}
+
+void describe_plan(RunResult& result, const Prepared& prepared, json::value plan) {
+  result.plan = std::move(plan);
+  result.levels.clear();
+  for (const auto& level : prepared.analysis.levels) result.levels.push_back(ids_of(prepared.plan, level));
+  result.critical_path = ids_of(prepared.plan, prepared.analysis.critical_path);
+}
+
+void absorb(GoalRun* run, executor::ExecutionReport report) {
+  run->result->steps = std::move(report.steps);
+  run->max_concurrent = std::max(run->max_concurrent, report.max_concurrent);
+  run->retries += report.retries;
+  run->interrupted = run->interrupted || report.interrupted;
+}
+
+}  // namespace
+
+asio::awaitable<executor::ExecutionReport> Runtime::Impl::execute(GoalRun* run, Prepared* prepared,
+                                                                  std::vector<StepResult> kept) {
+  executor::Scheduler scheduler(prepared->plan, prepared->analysis, scheduler_options(run->epoch),
+                                tool_context(*run->workspace), run->task.inputs, *verifier);
+  if (run->options->on_event) scheduler.on_event(run->options->on_event);
+  for (auto& k : kept) scheduler.reuse(prepared->analysis.index_of.at(k.id), std::move(k));
+  run->active = &scheduler;
+  if (run->interrupted) scheduler.interrupt();
+  auto report = co_await scheduler.run();
+  run->active = nullptr;
+  co_return report;
+}
+
+asio::awaitable<planner::PlanDraft> Runtime::Impl::stream_plan(GoalRun* run, planner::PlanningContext ctx,
+                                                               executor::IncrementalAnalysis* inc,
+                                                               executor::Scheduler* scheduler) {
+  auto draft = co_await planner->draft(std::move(ctx), StepAdmitter{inc, scheduler});
+  run->result->metrics.planning_ms = ms_since(run->epoch);
+  if (!draft.ok()) scheduler->interrupt();  // what started from an invalid plan is cancelled
+  scheduler->close();
+  co_return draft;
+}
+
+asio::awaitable<void> Runtime::Impl::goal_flow(GoalRun* run) {
+  using namespace asio::experimental::awaitable_operators;
+  auto& result = *run->result;
+  auto context = co_await planner->prepare(run->task.goal, run->task.inputs);
+  if (!context) {
+    run->problems = std::move(context.error());
+    co_return;
+  }
+  planner::PlanningContext ctx = std::move(*context);
+  result.intent = ctx.intent;
+
+  const auto& pe = cfg.performance.parallel_execution;
+  // Levels need the whole plan, so that mode waits for it; eager starts steps as they stream in.
+  const bool stream = cfg.planner.stream_plan && pe.scheduling == config::Scheduling::eager;
+  planner::PlanDraft draft;
+  Prepared prepared;
+  bool executed = false;
+  ++result.plan_attempts;
+  if (stream) {
+    executor::AnalysisOptions options;
+    options.dependency_analysis = pe.dependency_analysis;
+    options.max_steps = cfg.planner.max_steps;
+    options.inputs = &run->task.inputs;
+    executor::IncrementalAnalysis inc(registry, options);
+    executor::Scheduler scheduler(inc.plan(), inc.analysis(), scheduler_options(run->epoch),
+                                  tool_context(*run->workspace), run->task.inputs, *verifier,
+                                  executor::PlanGrowth::streamed);
+    if (run->options->on_event) scheduler.on_event(run->options->on_event);
+    if (run->options->on_start) run->options->on_start(result);
+    run->active = &scheduler;
+    auto planning = stream_plan(run, ctx, &inc, &scheduler);
+    auto executing = scheduler.run();
+    auto both = co_await (std::move(planning) && std::move(executing));
+    run->active = nullptr;
+    draft = std::move(std::get<0>(both));
+    if (draft.ok()) {
+      executed = true;
+      prepared = prepare(json::value(draft.steps), &run->task.inputs);
+      auto report = std::move(std::get<1>(both));
+      report.steps = in_plan_order(std::move(report.steps), prepared.plan);
+      describe_plan(result, prepared, json::value(draft.steps));
+      absorb(run, std::move(report));
+    }
+  } else {
+    draft = co_await planner->draft(ctx, {});
+  }
+  if (!executed) {
+    if (!draft.ok() && !draft.error) {
+      ++result.plan_attempts;
+      draft = co_await planner->repair(ctx, std::move(draft));
+    }
+    if (!draft.ok()) {
+      run->problems = std::move(draft.problems);
+      run->unreachable = draft.error && tools::to_tool_error(*draft.error).code == ToolErrc::unavailable;
+      co_return;
+    }
+    prepared = prepare(json::value(draft.steps), &run->task.inputs);
+    result.metrics.planning_ms = ms_since(run->epoch);
+    describe_plan(result, prepared, json::value(draft.steps));
+    if (run->options->on_start) run->options->on_start(result);
+    absorb(run, co_await execute(run, &prepared, {}));
+  }
+
+  json::array plan_steps = std::move(draft.steps);
+  while (cfg.planner.synthesize_answer && !run->interrupted) {
+    const bool allow_replan = result.replans < cfg.planner.max_replans;
+    auto answer = co_await planner->synthesize(run->task.goal, result.steps, allow_replan, run->options->on_answer);
+    if (answer.error) {
+      add_error(result, "answer synthesis failed: " + answer.error->message);
+      break;
+    }
+    if (answer.replan_reason.empty()) {
+      result.answer = std::move(answer.text);
+      break;
+    }
+    // Completed steps keep their results; only the new steps run.
+    json::array kept;
+    std::vector<StepResult> kept_results;
+    int max_id = 0;
+    for (std::size_t i = 0; i < result.steps.size(); ++i) {
+      const auto& s = result.steps[i];
+      max_id = std::max(max_id, s.id);
+      if (s.status == StepStatus::succeeded && s.verification != VerificationStatus::failed) {
+        kept.push_back(plan_steps[i]);
+        kept_results.push_back(s);
+      }
+    }
+    const auto digest = planner::digest_results(result.steps, cfg.planner.answer_budget_tokens);
+    auto more = co_await planner->replan(ctx, kept, digest, answer.replan_reason, max_id + 1);
+    ++result.replans;
+    if (!more.ok()) {
+      add_error(result, "replanning failed: " + joined(more.problems));
+      break;
+    }
+    json::array combined = std::move(kept);
+    for (auto& step : more.steps) combined.push_back(std::move(step));
+    prepared = prepare(json::value(combined), &run->task.inputs);
+    if (!prepared.problems.empty()) {
+      add_error(result, "replanning failed: " + joined(prepared.problems));
+      break;
+    }
+    describe_plan(result, prepared, json::value(combined));
+    if (run->options->on_start) run->options->on_start(result);
+    absorb(run, co_await execute(run, &prepared, std::move(kept_results)));
+    plan_steps = std::move(combined);
+  }
+}
+
+RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::path& workspace,
+                                   const RunOptions& options) {
+  RunOutcome outcome;
+  auto ws = Workspace::open(workspace);
+  if (!ws) outcome.problems.push_back("workspace: " + ws.error().message);
+  if (auto why = provider.prepare()) outcome.problems.push_back("llm: " + *why + " (planning a goal needs the model)");
+  if (!outcome.problems.empty()) return outcome;
+
+  auto& result = outcome.result;
+  result.run_id = new_run_id();
+  result.task = task.name;
+  GoalRun run;
+  run.task = std::move(task);
+  run.options = &options;
+  run.workspace = &*ws;
+  run.result = &result;
+  run.epoch = std::chrono::steady_clock::now();
+  planner->on_event(options.on_planning, run.epoch);
+
+  io.restart();
+  const auto before = active_provider().metrics();
+  std::unique_ptr<asio::signal_set> signals;
+  if (options.stop_on_sigint) {
+    signals = std::make_unique<asio::signal_set>(io, SIGINT);
+    signals->async_wait(OnGoalSignal{&run, signals.get()});
+  }
+  std::exception_ptr error;
+  asio::co_spawn(io, goal_flow(&run), GoalDone{&error, signals.get()});
+  io.run();
+  planner->on_event({}, run.epoch);
+  result.metrics.wall_ms = ms_since(run.epoch);
+  if (error) std::rethrow_exception(error);
+  if (!run.problems.empty()) {
+    outcome.problems = std::move(run.problems);
+    outcome.unreachable = run.unreachable;
+    return outcome;
+  }
+  result.interrupted = run.interrupted;
+  result.metrics.max_concurrent_steps = run.max_concurrent;
+  fill_metrics(result, before, run.retries);
+  finish_status(result);
+  if (!options.trace_file.empty()) {
+    if (auto written = runtime::write_trace(result, options.trace_file); !written) add_error(result, written.error());
+  }
+  return outcome;
+}
 
 std::variant<Runtime, std::vector<std::string>> Runtime::load(const std::filesystem::path& config_file,
                                                               const std::vector<std::string>& overrides) {
@@ -185,7 +497,26 @@ boost::system::result<void, ToolError> Runtime::register_tool(std::shared_ptr<To
   return impl_->registry.add(std::move(tool));
 }
 
-PlanReport Runtime::plan_task(std::string_view task_arg) {
+namespace {
+
+struct PlanJob {
+  planner::Planner* planner;
+  config::Task* task;
+  planner::PlanDraft* out;
+};
+
+asio::awaitable<void> plan_goal(PlanJob job) {
+  *job.out = co_await job.planner->create_plan(job.task->goal, job.task->inputs);
+}
+
+struct PlanJobDone {
+  std::exception_ptr* error;
+  void operator()(std::exception_ptr e) const { *error = e; }
+};
+
+}  // namespace
+
+PlanReport Runtime::plan_task(std::string_view task_arg, const RunOptions& options) {
   PlanReport report;
   auto task = config::find_task(task_arg, impl_->cfg);
   if (!task) {
@@ -194,10 +525,26 @@ PlanReport Runtime::plan_task(std::string_view task_arg) {
   }
   report.task = task->name;
   if (!task->plan) {
-    report.problems.push_back("task '" + task->name +
-                              "' has no fixed plan; planning from a goal needs the planner, which this build "
-                              "does not include yet");
-    return report;
+    if (auto why = impl_->provider.prepare()) {
+      report.problems.push_back("llm: " + *why + " (planning a goal needs the model)");
+      return report;
+    }
+    planner::PlanDraft draft;
+    std::exception_ptr error;
+    impl_->planner->on_event(options.on_planning, std::chrono::steady_clock::now());
+    impl_->io.restart();
+    asio::co_spawn(impl_->io, plan_goal(PlanJob{impl_->planner.get(), &*task, &draft}), PlanJobDone{&error});
+    impl_->io.run();
+    impl_->planner->on_event({}, std::chrono::steady_clock::now());
+    if (error) std::rethrow_exception(error);
+    if (!draft.ok()) {
+      report.problems = std::move(draft.problems);
+      report.unreachable = draft.error && tools::to_tool_error(*draft.error).code == ToolErrc::unavailable;
+      return report;
+    }
+    auto from_goal = plan_json(json::value(std::move(draft.steps)), &task->inputs);
+    from_goal.task = std::move(report.task);
+    return from_goal;
   }
   auto from_plan = plan_json(*task->plan, &task->inputs);
   from_plan.task = std::move(report.task);
@@ -219,14 +566,9 @@ PlanReport Runtime::plan_json(const json::value& plan, const json::object* input
 RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& options) {
   auto task = config::find_task(task_arg, impl_->cfg);
   if (!task) return RunOutcome{render(task.error()), {}};
-  if (!task->plan) {
-    return RunOutcome{{"task '" + task->name +
-                       "' has no fixed plan; planning from a goal needs the planner, which this build does not "
-                       "include yet"},
-                      {}};
-  }
   auto workspace = task->workspace;
   if (workspace.empty()) workspace = (impl_->cfg.base_dir / impl_->cfg.tools.workspace).lexically_normal();
+  if (!task->plan) return impl_->run_goal(std::move(*task), workspace, options);
   return run_plan(*task->plan, task->inputs, workspace, options, task->name);
 }
 
@@ -280,20 +622,8 @@ RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& i
   result.steps = std::move(report.steps);
   result.interrupted = report.interrupted;
   result.metrics.max_concurrent_steps = report.max_concurrent;
-  const auto after = impl_->active_provider().metrics();
-  result.metrics.retries = report.retries + (after.retries - before.retries);
-  result.metrics.llm_calls = after.llm_calls - before.llm_calls;
-  result.metrics.prompt_tokens = after.prompt_tokens - before.prompt_tokens;
-  result.metrics.completion_tokens = after.completion_tokens - before.completion_tokens;
-  result.metrics.embedding_calls = after.embedding_calls - before.embedding_calls;
-  result.metrics.rate_limit_wait_ms = after.rate_limit_wait_ms - before.rate_limit_wait_ms;
-  result.metrics.cache_hits = after.cache_hits - before.cache_hits;
-  result.metrics.connections_opened = after.connections_opened - before.connections_opened;
-  bool ok = !report.interrupted;
-  for (const auto& s : result.steps)
-    ok = ok && s.status == StepStatus::succeeded && s.verification != VerificationStatus::failed;
-  result.status = ok ? RunStatus::succeeded : RunStatus::failed;
-  if (report.interrupted) result.error = "interrupted";
+  impl_->fill_metrics(result, before, report.retries);
+  finish_status(result);
 
   if (!options.trace_file.empty()) {
     if (auto written = runtime::write_trace(result, options.trace_file); !written)

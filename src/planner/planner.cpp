@@ -1,0 +1,408 @@
+#include "planner/planner.hpp"
+
+#include <algorithm>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "dagent/tool.hpp"
+#include "executor/analysis.hpp"
+#include "executor/plan.hpp"
+#include "planner/json_extract.hpp"
+#include "planner/results_digest.hpp"
+#include "planner/step_stream.hpp"
+#include "tools/registry.hpp"
+
+namespace dagent::planner {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::int64_t k_intent_max_tokens = 300;
+constexpr std::string_view k_replan_marker = "REPLAN:";
+
+std::vector<KeywordRoute> keyword_routes(const std::vector<config::Route>& routes) {
+  std::vector<KeywordRoute> out;
+  for (const auto& r : routes) out.push_back({r.name, r.keywords});
+  return out;
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view sep) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += sep;
+    out += item;
+  }
+  return out;
+}
+
+json::object intent_schema() {
+  return json::object{{"type", "object"},
+                      {"properties", json::object{{"intent", json::object{{"type", "string"}}},
+                                                  {"tools", json::object{{"type", "array"},
+                                                                         {"items", json::object{{"type", "string"}}}}}}},
+                      {"required", json::array{"intent", "tools"}},
+                      {"additionalProperties", false}};
+}
+
+// Not strict: a step's parameters are a free-form object, which strict mode cannot express.
+json::object plan_schema(const std::vector<std::string>& tool_names) {
+  json::array names(tool_names.begin(), tool_names.end());
+  json::object step{
+      {"type", "object"},
+      {"properties", json::object{{"id", json::object{{"type", "integer"}}},
+                                  {"action", json::object{{"type", "string"}, {"enum", std::move(names)}}},
+                                  {"parameters", json::object{{"type", "object"}}},
+                                  {"dependencies", json::object{{"type", "array"}, {"items", json::object{{"type", "integer"}}}}},
+                                  {"verify", json::object{}},
+                                  {"critical", json::object{{"type", "boolean"}}}}},
+      {"required", json::array{"id", "action", "parameters"}}};
+  return json::object{{"type", "object"},
+                      {"properties", json::object{{"steps", json::object{{"type", "array"}, {"items", std::move(step)}}}}},
+                      {"required", json::array{"steps"}}};
+}
+
+json::array steps_of(const json::value& v) {
+  if (const auto* a = v.if_array()) return *a;
+  if (const auto* o = v.if_object())
+    if (const auto* s = o->if_contains("steps"); s && s->is_array()) return s->get_array();
+  return {};
+}
+
+std::string describe(const net::LlmError& e) {
+  std::string out = "the planning call failed: " + e.message;
+  if (e.status) out += " (HTTP " + std::to_string(e.status) + ")";
+  return out;
+}
+
+net::ChatRequest chat_of(const config::Config& cfg, Prompt prompt) {
+  net::ChatRequest r;
+  r.model = cfg.llm.model;
+  if (!prompt.system.empty()) r.messages.push_back({"system", std::move(prompt.system)});
+  r.messages.push_back({"user", std::move(prompt.user)});
+  r.temperature = 0.0;
+  return r;
+}
+
+// Streams answer text to `sink` unless it starts with the replan marker; decides once enough
+// text arrived to tell.
+struct AnswerStream {
+  std::function<void(std::string_view)> sink;
+  bool allow_replan = true;
+  std::string text;
+  bool decided = false;
+  bool replan = false;
+
+  void operator()(std::string_view delta) {
+    text += delta;
+    if (decided) {
+      if (!replan && sink) sink(delta);
+      return;
+    }
+    const auto first = text.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos) return;
+    std::string_view head = std::string_view(text).substr(first);
+    if (allow_replan && head.size() < k_replan_marker.size() && k_replan_marker.starts_with(head)) return;
+    decided = true;
+    replan = allow_replan && head.starts_with(k_replan_marker);
+    if (!replan && sink) sink(text);
+  }
+};
+
+}  // namespace
+
+struct Planner::Parallel {
+  PlanningContext ctx;
+  std::vector<std::string> problems;
+  std::vector<CatalogEntry> entries;
+};
+
+Planner::Planner(net::LlmProvider& llm, const tools::Registry& registry, const config::Config& cfg)
+    : llm_(llm),
+      registry_(registry),
+      cfg_(cfg),
+      prompts_(cfg.planner.prompts, cfg.base_dir, cfg.performance.caching.prompt_templates),
+      catalog_(cfg.performance.caching.tool_catalog),
+      router_(keyword_routes(cfg.planner.routes)) {}
+
+void Planner::on_event(std::function<void(const PlanningEvent&)> callback,
+                       std::chrono::steady_clock::time_point epoch) {
+  on_event_ = std::move(callback);
+  epoch_ = epoch;
+}
+
+void Planner::emit(PlanningPhase phase, bool finished, std::string_view detail) const {
+  if (!on_event_) return;
+  PlanningEvent ev;
+  ev.phase = phase;
+  ev.finished = finished;
+  ev.at_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch_).count();
+  ev.detail = detail;
+  on_event_(ev);
+}
+
+asio::awaitable<void> Planner::analyse_intent(Parallel* p) {
+  if (!p->ctx.intent.empty() || !cfg_.planner.intent_analysis) co_return;  // routed, or off
+  emit(PlanningPhase::intent, false);
+  // The intent call sees only names and descriptions: cheap, and built before the full catalog.
+  const auto& entries = catalog_.entries(registry_);
+  const std::string summaries = ToolCatalog::summaries(entries);
+  const std::pair<std::string_view, std::string_view> vars[] = {{"goal", p->ctx.goal}, {"tools", summaries}};
+  auto prompt = prompts_.render(PromptKind::intent, vars);
+  if (!prompt) {
+    p->problems.push_back(prompt.error());
+    co_return;
+  }
+  auto request = chat_of(cfg_, std::move(*prompt));
+  request.max_tokens = k_intent_max_tokens;
+  if (cfg_.llm.structured_output) {
+    request.json_schema = intent_schema();
+    request.schema_name = "dagent_intent";
+  }
+  auto reply = co_await llm_.chat(std::move(request));
+  if (!reply) {  // not fatal: plan with every tool; the planning call reports a dead provider
+    emit(PlanningPhase::intent, true, "intent analysis failed (" + reply.error().message + "); planning with every tool");
+    co_return;
+  }
+  auto parsed = extract_json(reply->content);
+  const json::object* obj = parsed ? parsed->if_object() : nullptr;
+  if (obj) {
+    if (const auto* intent = obj->if_contains("intent"); intent && intent->is_string())
+      p->ctx.intent = std::string(intent->get_string());
+    if (const auto* tools = obj->if_contains("tools"); tools && tools->is_array())
+      for (const auto& t : tools->get_array())
+        if (t.is_string() && registry_.find(t.get_string()) &&
+            std::find(p->ctx.tools.begin(), p->ctx.tools.end(), t.get_string()) == p->ctx.tools.end())
+          p->ctx.tools.emplace_back(t.get_string());
+  }
+  emit(PlanningPhase::intent, true,
+       obj ? p->ctx.intent + (p->ctx.tools.empty() ? "" : " [" + join(p->ctx.tools, ", ") + "]")
+           : "the intent reply was not JSON; planning with every tool");
+}
+
+asio::awaitable<void> Planner::recall_memories(Parallel* p) {
+  if (!recall_) co_return;
+  emit(PlanningPhase::recall, false);
+  p->ctx.memories = co_await recall_->recall(p->ctx.goal, cfg_.memory.recall_k);
+  emit(PlanningPhase::recall, true, std::to_string(p->ctx.memories.size()) + " memories");
+}
+
+asio::awaitable<void> Planner::build_catalog(Parallel* p) {
+  emit(PlanningPhase::catalog, false);
+  p->entries = catalog_.entries(registry_);
+  emit(PlanningPhase::catalog, true, std::to_string(p->entries.size()) + " tools");
+  co_return;
+}
+
+asio::awaitable<boost::system::result<PlanningContext, std::vector<std::string>>> Planner::prepare(
+    std::string goal, json::object inputs) {
+  using namespace asio::experimental::awaitable_operators;
+  Parallel p;
+  p.ctx.goal = std::move(goal);
+  p.ctx.inputs = std::move(inputs);
+
+  emit(PlanningPhase::routing, false);
+  if (auto hit = router_.match(p.ctx.goal)) {
+    const auto& route = cfg_.planner.routes[hit->route];
+    std::string at = "planner.routes[" + std::to_string(hit->route) + "] (" + route.name + ")";
+    for (const auto& tool : route.tools) {
+      if (!registry_.find(tool)) p.problems.push_back(at + ": unknown tool '" + tool + "'");
+      else p.ctx.tools.push_back(tool);
+    }
+    p.ctx.route = route.name;
+    p.ctx.intent = "route " + route.name + " (keywords: " + join(hit->keywords, ", ") + ")";
+  }
+  emit(PlanningPhase::routing, true, p.ctx.route.empty() ? "no keyword route" : p.ctx.intent);
+  if (!p.problems.empty()) co_return std::move(p.problems);
+
+  // Started in this order, so the intent request is on the wire while the catalog is built.
+  auto intent = analyse_intent(&p);
+  auto recall = recall_memories(&p);
+  auto catalog = build_catalog(&p);
+  co_await (std::move(intent) && std::move(recall) && std::move(catalog));
+  if (!p.problems.empty()) co_return std::move(p.problems);
+
+  // A narrowed tool set keeps the tools that plans commonly need to pass data along.
+  p.ctx.catalog = ToolCatalog::full(p.entries, p.ctx.tools);
+  co_return std::move(p.ctx);
+}
+
+std::string Planner::format_rule() const {
+  if (cfg_.llm.structured_output) return "Reply with the plan as a JSON object {\"steps\": [...]}.";
+  return "Reply with one JSON object {\"steps\": [...]} and nothing else: no prose, no code fence.";
+}
+
+net::ChatRequest Planner::plan_request(Prompt prompt, const PlanningContext& ctx) const {
+  auto request = chat_of(cfg_, std::move(prompt));
+  if (cfg_.llm.structured_output) {
+    std::vector<std::string> names = ctx.tools;
+    if (names.empty())
+      for (const Tool* t : registry_.tools()) names.emplace_back(t->name());
+    request.json_schema = plan_schema(names);
+    request.schema_name = "dagent_plan";
+    request.strict = false;
+  }
+  return request;
+}
+
+void Planner::validate(PlanDraft& draft, const PlanningContext& ctx, const json::array* kept) const {
+  json::array all;
+  if (kept) all = *kept;
+  for (const auto& s : draft.steps) all.push_back(s);
+  auto parsed = executor::parse_plan(all);
+  executor::AnalysisOptions options;
+  options.dependency_analysis = cfg_.performance.parallel_execution.dependency_analysis;
+  options.max_steps = cfg_.planner.max_steps;
+  options.inputs = &ctx.inputs;
+  auto analysis = executor::analyze(parsed.plan, registry_, options);
+  for (const auto& p : parsed.problems) draft.problems.push_back(p.to_string());
+  for (const auto& p : analysis.problems) draft.problems.push_back(p.to_string());
+  if (all.empty() && draft.problems.empty()) draft.problems.push_back("plan: the plan has no steps");
+}
+
+asio::awaitable<PlanDraft> Planner::call_for_plan(Prompt prompt, StepSink on_step, PlanningPhase phase,
+                                                  const PlanningContext& ctx, const json::array* kept) {
+  PlanDraft draft;
+  auto request = plan_request(std::move(prompt), ctx);
+  emit(phase, false, on_step ? "streaming" : "");
+  net::LlmResult<net::ChatResponse> reply = net::LlmError{};
+  if (on_step) {
+    StepStream stream;
+    auto on_delta = [&stream, &on_step, this](std::string_view delta) {
+      for (auto& step : stream.feed(delta)) {
+        emit(PlanningPhase::plan_step, true);
+        on_step(std::move(step));
+      }
+    };
+    reply = co_await llm_.chat_stream(std::move(request), on_delta);
+  } else {
+    reply = co_await llm_.chat(std::move(request));
+  }
+  if (!reply) {
+    draft.problems.push_back(describe(reply.error()));
+    draft.error = std::move(reply.error());
+    emit(phase, true, draft.problems.front());
+    co_return draft;
+  }
+  draft.reply = std::move(reply->content);
+  auto parsed = extract_json(draft.reply);
+  if (!parsed) {
+    draft.problems.push_back("plan: " + parsed.error());
+  } else {
+    draft.steps = steps_of(*parsed);
+    if (draft.steps.empty() && !parsed->is_array())
+      draft.problems.push_back("plan: expected a JSON array of steps or an object with \"steps\"");
+    else
+      validate(draft, ctx, kept);
+  }
+  const std::string detail = draft.problems.empty() ? std::to_string(draft.steps.size()) + " steps"
+                                                    : std::to_string(draft.problems.size()) + " problems";
+  emit(phase, true, detail);
+  co_return draft;
+}
+
+asio::awaitable<PlanDraft> Planner::draft(PlanningContext ctx, StepSink on_step) {
+  const std::string max_steps = std::to_string(cfg_.planner.max_steps);
+  const std::string inputs = ctx.inputs.empty() ? "(none)" : json::serialize(ctx.inputs);
+  const std::string memories = ctx.memories.empty() ? "(none)" : "- " + join(ctx.memories, "\n- ");
+  const std::string format = format_rule();
+  const std::string intent = ctx.intent.empty() ? "(not analysed)" : ctx.intent;
+  const std::pair<std::string_view, std::string_view> vars[] = {
+      {"goal", ctx.goal},         {"intent", intent}, {"tools", ctx.catalog}, {"memories", memories},
+      {"inputs", inputs},         {"format", format}, {"max_steps", max_steps}};
+  auto prompt = prompts_.render(PromptKind::plan, vars);
+  if (!prompt) {
+    PlanDraft bad;
+    bad.problems.push_back(prompt.error());
+    co_return bad;
+  }
+  co_return co_await call_for_plan(std::move(*prompt), std::move(on_step), PlanningPhase::planning, ctx, nullptr);
+}
+
+asio::awaitable<PlanDraft> Planner::repair(PlanningContext ctx, PlanDraft bad) {
+  const std::string problems = "- " + join(bad.problems, "\n- ");
+  const std::string format = format_rule();
+  const std::pair<std::string_view, std::string_view> vars[] = {
+      {"goal", ctx.goal}, {"plan", bad.reply}, {"problems", problems}, {"tools", ctx.catalog}, {"format", format}};
+  auto prompt = prompts_.render(PromptKind::repair, vars);
+  if (!prompt) {
+    PlanDraft failed;
+    failed.problems.push_back(prompt.error());
+    co_return failed;
+  }
+  co_return co_await call_for_plan(std::move(*prompt), {}, PlanningPhase::repair, ctx, nullptr);
+}
+
+asio::awaitable<PlanDraft> Planner::create_plan(std::string goal, json::object inputs) {
+  auto ctx = co_await prepare(std::move(goal), std::move(inputs));
+  if (!ctx) {
+    PlanDraft failed;
+    failed.problems = std::move(ctx.error());
+    co_return failed;
+  }
+  PlanDraft first = co_await draft(*ctx, {});
+  if (first.ok() || first.error) co_return first;
+  co_return co_await repair(std::move(*ctx), std::move(first));
+}
+
+asio::awaitable<PlanDraft> Planner::replan(PlanningContext ctx, json::array kept, std::string results,
+                                           std::string reason, int next_id) {
+  const std::string next = std::to_string(next_id);
+  const std::string format = format_rule();
+  const std::pair<std::string_view, std::string_view> vars[] = {
+      {"goal", ctx.goal},   {"results", results}, {"reason", reason},
+      {"next_id", next},    {"tools", ctx.catalog}, {"format", format}};
+  auto prompt = prompts_.render(PromptKind::replan, vars);
+  if (!prompt) {
+    PlanDraft failed;
+    failed.problems.push_back(prompt.error());
+    co_return failed;
+  }
+  co_return co_await call_for_plan(std::move(*prompt), {}, PlanningPhase::replan, ctx, &kept);
+}
+
+asio::awaitable<Answer> Planner::synthesize(std::string goal, std::vector<StepResult> steps, bool allow_replan,
+                                            std::function<void(std::string_view)> on_delta) {
+  Answer answer;
+  const std::string results = digest_results(steps, cfg_.planner.answer_budget_tokens);
+  const std::string replan_rule =
+      allow_replan ? "If the results are not enough to answer and more tool calls would fix that, reply instead "
+                     "with one line: REPLAN: <what is missing>"
+                   : "";
+  const std::pair<std::string_view, std::string_view> vars[] = {
+      {"goal", goal}, {"results", results}, {"replan_rule", replan_rule}};
+  auto prompt = prompts_.render(PromptKind::answer, vars);
+  if (!prompt) {
+    answer.error = net::LlmError{{}, prompt.error()};
+    co_return answer;
+  }
+  emit(PlanningPhase::synthesis, false);
+  AnswerStream stream{std::move(on_delta), allow_replan};
+  auto on_piece = [&stream](std::string_view delta) { stream(delta); };
+  auto reply = co_await llm_.chat_stream(chat_of(cfg_, std::move(*prompt)), on_piece);
+  if (!reply) {
+    answer.error = std::move(reply.error());
+    emit(PlanningPhase::synthesis, true, "answer synthesis failed: " + answer.error->message);
+    co_return answer;
+  }
+  std::string text = std::move(reply->content);
+  const auto first = text.find_first_not_of(" \t\r\n");
+  std::string_view head = first == std::string::npos ? std::string_view() : std::string_view(text).substr(first);
+  if (allow_replan && head.starts_with(k_replan_marker)) {
+    head.remove_prefix(k_replan_marker.size());
+    const auto start = head.find_first_not_of(" \t");
+    answer.replan_reason = start == std::string_view::npos ? "more steps are needed" : std::string(head.substr(start));
+    while (!answer.replan_reason.empty() && (answer.replan_reason.back() == '\n' || answer.replan_reason.back() == '\r'))
+      answer.replan_reason.pop_back();
+    emit(PlanningPhase::synthesis, true, "the model asks to replan: " + answer.replan_reason);
+    co_return answer;
+  }
+  if (!stream.decided && stream.sink) stream.sink(text);  // short answers never reached the decision
+  answer.text = std::move(text);
+  emit(PlanningPhase::synthesis, true);
+  co_return answer;
+}
+
+}  // namespace dagent::planner
