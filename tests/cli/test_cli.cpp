@@ -222,7 +222,7 @@ TEST_CASE("dagent validate checks config, tasks and plan files", "[cli]") {
   CHECK_THAT(broken.err, Catch::Contains("line 3"));
 }
 
-TEST_CASE("tasks can be named from config.yaml, and a goal without a plan is refused", "[cli]") {
+TEST_CASE("tasks can be named from config.yaml; a goal without a key for a remote model is refused", "[cli]") {
   TempDir dir;
   write_fan_in_task(dir);
   dir.write("config.yaml", R"(tasks:
@@ -240,7 +240,7 @@ TEST_CASE("tasks can be named from config.yaml, and a goal without a plan is ref
   CHECK_THAT(read_text(dir.path() / "ws/out/all.txt"), Catch::StartsWith("named: "));
   auto dream = dagent_cli(dir, {"run", "dream"});
   CHECK(dream.exit_code == 2);
-  CHECK_THAT(dream.err, Catch::Contains("no fixed plan"));
+  CHECK_THAT(dream.err, Catch::Contains("planning a goal needs the model"));
   auto unknown = dagent_cli(dir, {"run", "nosuch"});
   CHECK(unknown.exit_code == 2);
   CHECK_THAT(unknown.err, Catch::Contains("gather"));

@@ -28,7 +28,7 @@ class ServerStats {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr std::size_t k_recent_capacity = 50;
-  static constexpr std::size_t k_body_limit = 4096;
+  static constexpr std::size_t k_body_limit = 65536;  // whole planning prompts fit
 
   explicit ServerStats(Clock::time_point start) : start_(start) {}
 

@@ -1,0 +1,296 @@
+// The whole loop from a goal, against the scripted test server: plan, run, answer, repair,
+// keyword routes, streamed planning and replanning.
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "config/config.hpp"
+#include "dagent/runtime.hpp"
+#include "support/process.hpp"
+#include "support/test_server_process.hpp"
+#include "support/test_tools.hpp"
+
+namespace {
+
+namespace json = boost::json;
+using dagent::PlanningEvent;
+using dagent::PlanningPhase;
+using dagent::RunOptions;
+using dagent::RunOutcome;
+using dagent::Runtime;
+using dagent::StepEvent;
+using dagent::StepStatus;
+using dagent::test::TempDir;
+using dagent::test::TestServer;
+using dagent::test::TestServerOptions;
+
+constexpr const char* k_intent = "intent analyser";
+constexpr const char* k_plan = "Write a plan for the goal";
+constexpr const char* k_repair = "cannot run. Fix every problem";
+constexpr const char* k_replan = "Write only the NEW steps";
+constexpr const char* k_answer = "final answer of dagent";
+
+json::object rule(std::string contains, std::string reply) {
+  return json::object{{"path", "/v1/chat/completions"}, {"contains", std::move(contains)}, {"reply", std::move(reply)}};
+}
+
+std::string plan_text(std::string_view steps) { return std::string("{\"steps\": ") + std::string(steps) + "}"; }
+
+const char* k_two_reads = R"([{"id": 1, "action": "read_file", "parameters": {"path": "a.txt"}},
+  {"id": 2, "action": "read_file", "parameters": {"path": "b.txt"}},
+  {"id": 3, "action": "write_file", "parameters": {"path": "out.txt", "content": "$step1.content+$step2.content"}}])";
+
+dagent::config::Config config_for(const TestServer& server, const TempDir& dir) {
+  dagent::config::Config cfg;
+  cfg.llm.base_url = server.base_url();
+  cfg.base_dir = dir.path();
+  cfg.tools.workspace = "ws";
+  cfg.tasks["goal"] = dagent::config::Task{.name = "goal", .goal = "Combine a.txt and b.txt into out.txt"};
+  return cfg;
+}
+
+void write_workspace(const TempDir& dir) {
+  dir.write("ws/a.txt", "alpha");
+  dir.write("ws/b.txt", "beta");
+  dir.write("ws/c.txt", "gamma");
+}
+
+// Request bodies the server saw, in arrival order.
+std::vector<std::string> bodies(const TestServer& server) {
+  std::vector<std::string> out;
+  const auto stats = server.stats();  // named: a range-for over a temporary's member dangles
+  for (const auto& r : stats.at("recent").as_array()) out.emplace_back(r.at("body").as_string());
+  return out;
+}
+
+int count_containing(const std::vector<std::string>& all, std::string_view needle) {
+  int n = 0;
+  for (const auto& b : all) n += b.find(needle) != std::string::npos;
+  return n;
+}
+
+struct Recorder {
+  std::vector<std::string>* pieces;
+  void operator()(std::string_view p) const { pieces->emplace_back(p); }
+};
+struct StepLog {
+  std::map<int, int>* runs;
+  std::vector<std::string>* lines;
+  void operator()(const StepEvent& e) const {
+    if (e.status == StepStatus::running) ++(*runs)[e.step_id];
+    lines->push_back(std::to_string(e.step_id) + " " + std::string(to_string(e.status)) + " " + std::string(e.message));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a goal is planned and run and the answer is streamed", "[runtime][planner]") {
+  json::array rules{rule(k_intent, R"({"intent": "combine files", "tools": ["read_file", "write_file"]})"),
+                    rule(k_plan, "Here is the plan:\n```json\n" + plan_text(k_two_reads) + "\n```\nDone."),
+                    json::object{{"contains", k_answer}, {"stream_chunks", json::array{"out.txt now ", "holds ", "alpha+beta."}}}};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  auto cfg = config_for(server, dir);
+  const bool structured = GENERATE(true, false);
+  cfg.llm.structured_output = structured;
+  Runtime runtime(cfg);
+  std::vector<std::string> pieces;
+  RunOptions options;
+  options.on_answer = Recorder{&pieces};
+  auto outcome = runtime.run_task("goal", options);
+  const std::string why = outcome.problems.empty() ? outcome.result.error : outcome.problems.front();
+  INFO(why);
+  REQUIRE(outcome.exit_code() == 0);
+  const auto& r = outcome.result;
+  CHECK(dagent::test::read_text(dir.path() / "ws/out.txt") == "alpha+beta");
+  CHECK(r.answer == "out.txt now holds alpha+beta.");
+  CHECK(pieces.size() >= 2);  // streamed, not delivered at the end in one piece
+  CHECK(r.intent == "combine files");
+  CHECK(r.plan_attempts == 1);
+  REQUIRE(r.levels.size() == 2);
+  CHECK(r.levels[0] == std::vector<int>{1, 2});
+  CHECK(r.metrics.llm_calls == 3);  // intent, plan, answer
+  const auto all = bodies(server);
+  REQUIRE(count_containing(all, k_plan) == 1);
+  const auto& plan_body = all[1];
+  CHECK((plan_body.find("\"response_format\"") != std::string::npos) == structured);
+  // The intent narrowed the catalog: only the chosen tools are described to the planner.
+  CHECK(plan_body.find("- read_file:") != std::string::npos);
+  CHECK(plan_body.find("- list_dir:") == std::string::npos);
+}
+
+TEST_CASE("an invalid plan is repaired on the second try", "[runtime][planner]") {
+  json::array rules{rule(k_intent, R"({"intent": "x", "tools": []})"),
+                    rule(k_plan, plan_text(R"([{"id": 1, "action": "read_fil", "parameters": {"path": "a.txt"}}])")),
+                    rule(k_repair, plan_text(R"([{"id": 1, "action": "read_file", "parameters": {"path": "a.txt"}}])")),
+                    rule(k_answer, "alpha")};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  Runtime runtime(config_for(server, dir));
+  auto outcome = runtime.run_task("goal");
+  REQUIRE(outcome.problems.empty());
+  CHECK(outcome.exit_code() == 0);
+  CHECK(outcome.result.plan_attempts == 2);
+  CHECK(outcome.result.steps.at(0).output.at("content") == "alpha");
+  const auto all = bodies(server);
+  REQUIRE(count_containing(all, k_repair) == 1);
+  for (const auto& b : all)
+    if (b.find(k_repair) != std::string::npos) CHECK(b.find("unknown action 'read_fil'") != std::string::npos);
+}
+
+TEST_CASE("a plan invalid twice exits 2 and lists the problems", "[runtime][planner][cli]") {
+  const std::string bad = plan_text(R"([{"id": 1, "action": "frobnicate", "parameters": {}},
+      {"id": 2, "action": "read_file", "parameters": {"path": "a.txt"}, "dependencies": [3]},
+      {"id": 3, "action": "read_file", "parameters": {"path": "$step2.path"}}])");
+  json::array rules{rule(k_intent, R"({"intent": "x", "tools": []})"), rule(k_plan, bad), rule(k_repair, bad)};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  dir.write("task.yaml", "goal: Read a.txt\nworkspace: ws\n");
+  auto r = dagent::test::run_process({DAGENT_BINARY, "run", "task.yaml"}, dir.path(), {"OPENAI_BASE_URL=" + server.base_url()});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("step 1: unknown action 'frobnicate'"));
+  CHECK_THAT(r.err, Catch::Contains("dependency cycle"));
+  CHECK(count_containing(bodies(server), k_repair) == 1);  // one repair, no more
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "ws/out.txt"));
+}
+
+TEST_CASE("a keyword route skips the intent call and narrows the tools", "[runtime][planner]") {
+  json::array rules{rule(k_intent, R"({"intent": "x", "tools": []})"),
+                    rule(k_plan, plan_text(k_two_reads)), rule(k_answer, "done")};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  auto cfg = config_for(server, dir);
+  cfg.planner.routes.push_back({"files", {"combine", "merge"}, {"read_file", "write_file"}, 0});
+  Runtime runtime(cfg);
+  auto outcome = runtime.run_task("goal");
+  REQUIRE(outcome.exit_code() == 0);
+  CHECK_THAT(outcome.result.intent, Catch::StartsWith("route files"));
+  auto all = bodies(server);
+  CHECK(count_containing(all, k_intent) == 0);
+  CHECK(count_containing(all, k_plan) == 1);
+  CHECK(all.front().find("- list_dir:") == std::string::npos);
+
+  SECTION("without a matching keyword the intent call is made") {
+    server.reset();
+    server.set_script(json::object{{"rules", rules}});
+    auto other = cfg;
+    other.planner.routes.front().keywords = {"translate"};
+    Runtime plain(other);
+    REQUIRE(plain.run_task("goal").exit_code() == 0);
+    CHECK(count_containing(bodies(server), k_intent) == 1);
+  }
+}
+
+TEST_CASE("with streamed planning the first step starts before the plan stream ends", "[runtime][planner]") {
+  // Five chunks 150 ms apart: the steps of the first chunk are complete 600 ms before the end.
+  json::array chunks{R"({"steps": [{"id": 1, "action": "read_file", "parameters": {"path": "a.txt"}},)",
+                     R"( {"id": 2, "action": "read_file", "parameters": {"path": "b.txt"}},)",
+                     R"( {"id": 3, "action": "write_file", "parameters": {"path": "out.txt",)",
+                     R"( "content": "$step1.content+$step2.content"}})",
+                     R"(]})"};
+  json::array rules{rule(k_intent, R"({"intent": "x", "tools": []})"),
+                    json::object{{"contains", k_plan}, {"stream_chunks", chunks}, {"stream_interval_ms", 150}},
+                    rule(k_answer, "done")};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  auto cfg = config_for(server, dir);
+  cfg.planner.stream_plan = true;
+  Runtime runtime(cfg);
+  auto outcome = runtime.run_task("goal");
+  REQUIRE(outcome.exit_code() == 0);
+  const auto& r = outcome.result;
+  CHECK(dagent::test::read_text(dir.path() / "ws/out.txt") == "alpha+beta");
+  REQUIRE(r.steps.size() == 3);
+  CHECK(r.metrics.planning_ms >= 600);                         // the server paced the stream
+  CHECK(r.steps[0].started_ms < r.metrics.planning_ms - 450);  // step 1 ran during it
+  CHECK(r.steps[1].started_ms < r.metrics.planning_ms - 300);
+  CHECK(r.levels == std::vector<std::vector<int>>{{1, 2}, {3}});
+
+  SECTION("a streamed plan that fails validation cancels what started") {
+    json::array bad_chunks{R"({"steps": [{"id": 1, "action": "sleep", "parameters": {"ms": 5000}},)",
+                           R"( {"id": 2, "action": "nope", "parameters": {}}]})"};
+    json::array bad_rules{rule(k_intent, R"({"intent": "x", "tools": []})"),
+                          json::object{{"contains", k_plan}, {"stream_chunks", bad_chunks}, {"stream_interval_ms", 200}},
+                          rule(k_repair, plan_text(R"([{"id": 1, "action": "sleep", "parameters": {"ms": 1}}])")),
+                          rule(k_answer, "done")};
+    server.reset();
+    server.set_script(json::object{{"rules", bad_rules}});
+    Runtime with_sleep(cfg);
+    REQUIRE(with_sleep.register_tool(std::make_shared<dagent::test::SleepTool>()).has_value());
+    std::map<int, int> runs;
+    std::vector<std::string> lines;
+    RunOptions options;
+    options.on_event = StepLog{&runs, &lines};
+    auto repaired = with_sleep.run_task("goal", options);
+    std::string all_lines;
+    for (const auto& l : lines) all_lines += l + "\n";
+    INFO(all_lines);
+    REQUIRE(repaired.exit_code() == 0);
+    CHECK(repaired.result.plan_attempts == 2);
+    CHECK(runs[1] == 2);  // once from the stream, cancelled; once from the repaired plan
+    CHECK(repaired.result.metrics.wall_ms < 4000);  // the 5 s sleep did not run out
+    bool cancelled = false;
+    for (const auto& l : lines) cancelled = cancelled || l.find("1 failed") == 0;
+    CHECK(cancelled);
+  }
+}
+
+TEST_CASE("replanning keeps completed steps and runs only the new ones", "[runtime][planner]") {
+  json::array rules{
+      rule(k_intent, R"({"intent": "x", "tools": []})"),
+      rule(k_plan, plan_text(R"([{"id": 1, "action": "read_file", "parameters": {"path": "a.txt"}},
+                                  {"id": 2, "action": "read_file", "parameters": {"path": "b.txt"}}])")),
+      json::object{{"contains", k_answer}, {"nth", 1}, {"reply", "REPLAN: c.txt was not read"}},
+      rule(k_replan, plan_text(R"([{"id": 3, "action": "read_file", "parameters": {"path": "c.txt"}},
+                                   {"id": 4, "action": "write_file", "parameters": {"path": "out.txt",
+                                    "content": "$step1.content+$step3.content"}}])")),
+      rule(k_answer, "alpha and gamma")};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  Runtime runtime(config_for(server, dir));
+  std::map<int, int> runs;
+  std::vector<std::string> lines;
+  RunOptions options;
+  options.on_event = StepLog{&runs, &lines};
+  auto outcome = runtime.run_task("goal", options);
+  REQUIRE(outcome.exit_code() == 0);
+  const auto& r = outcome.result;
+  CHECK(r.replans == 1);
+  CHECK(r.answer == "alpha and gamma");
+  REQUIRE(r.steps.size() == 4);
+  for (const auto& s : r.steps) CHECK(s.status == StepStatus::succeeded);
+  CHECK(runs == std::map<int, int>{{1, 1}, {2, 1}, {3, 1}, {4, 1}});  // 1 and 2 were not re-run
+  CHECK(r.steps[0].output.at("content") == "alpha");
+  CHECK(r.steps[0].finished_ms <= r.steps[2].started_ms);
+  CHECK(dagent::test::read_text(dir.path() / "ws/out.txt") == "alpha+gamma");
+  // The replan call saw the completed results and the reason.
+  for (const auto& b : bodies(server))
+    if (b.find(k_replan) != std::string::npos) {
+      CHECK(b.find("c.txt was not read") != std::string::npos);
+      CHECK(b.find("alpha") != std::string::npos);
+      CHECK(b.find("Number them from 3") != std::string::npos);
+    }
+
+  SECTION("planner.max_replans bounds the loop and the last call may not ask again") {
+    server.reset();
+    server.set_script(json::object{{"rules", rules}});
+    auto cfg = config_for(server, dir);
+    cfg.planner.max_replans = 0;
+    Runtime no_replans(cfg);
+    auto once = no_replans.run_task("goal");
+    CHECK(once.result.replans == 0);
+    CHECK(count_containing(bodies(server), k_replan) == 0);
+    CHECK(count_containing(bodies(server), "REPLAN: <what is missing>") == 0);  // not offered
+  }
+}
