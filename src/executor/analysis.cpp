@@ -262,14 +262,13 @@ std::vector<std::size_t> IncrementalAnalysis::add(Step step) {
   p.step = std::move(step);
   std::vector<PlanProblem> problems;
   auto deps = inspect_step(p.step, registry_, options_, p.info, problems);
-  p.valid = problems.empty() && p.step.id > 0 && !seen_ids_.contains(p.step.id);
-  seen_ids_.insert(p.step.id);
-  for (auto& d : deps) {
-    if (d.id == p.step.id) p.valid = false;
-    p.deps.push_back({d.id, d.orders});
-  }
+  // Self-references are among `problems`; no step with a repeated id is admitted (the final
+  // analysis reports it), even when the first of them was itself invalid.
+  const bool fresh_id = seen_ids_.insert(p.step.id).second;
+  const bool valid = problems.empty() && p.step.id > 0 && fresh_id;
+  for (auto& d : deps) p.deps.push_back({d.id, d.orders});
   std::vector<std::size_t> admitted;
-  if (!p.valid) return admitted;
+  if (!valid) return admitted;
   waiting_.push_back(std::move(p));
   // Admit every waiting step whose dependencies are all admitted, until nothing changes.
   for (bool progress = true; progress;) {

@@ -75,7 +75,6 @@ class IncrementalAnalysis {
     Step step;
     StepInfo info;
     std::vector<std::pair<int, bool>> deps;  ///< step id, whether it orders
-    bool valid = false;
   };
   const tools::Registry& registry_;
   AnalysisOptions options_;

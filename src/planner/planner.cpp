@@ -116,8 +116,13 @@ struct AnswerStream {
 struct Planner::Parallel {
   PlanningContext ctx;
   std::vector<std::string> problems;
-  std::vector<CatalogEntry> entries;
+  const std::vector<CatalogEntry>* entries = nullptr;  ///< rendered once per prepare(), owned by the catalog
 };
+
+const std::vector<CatalogEntry>& Planner::entries_for(Parallel* p) {
+  if (!p->entries) p->entries = &catalog_.entries(registry_);
+  return *p->entries;
+}
 
 Planner::Planner(net::LlmProvider& llm, const tools::Registry& registry, const config::Config& cfg)
     : llm_(llm),
@@ -146,9 +151,8 @@ void Planner::emit(PlanningPhase phase, bool finished, std::string_view detail) 
 asio::awaitable<void> Planner::analyse_intent(Parallel* p) {
   if (!p->ctx.intent.empty() || !cfg_.planner.intent_analysis) co_return;  // routed, or off
   emit(PlanningPhase::intent, false);
-  // The intent call sees only names and descriptions: cheap, and built before the full catalog.
-  const auto& entries = catalog_.entries(registry_);
-  const std::string summaries = ToolCatalog::summaries(entries);
+  // The intent call sees only names and descriptions; the planning call gets the full entries.
+  const std::string summaries = ToolCatalog::summaries(entries_for(p));
   const std::pair<std::string_view, std::string_view> vars[] = {{"goal", p->ctx.goal}, {"tools", summaries}};
   auto prompt = prompts_.render(PromptKind::intent, vars);
   if (!prompt) {
@@ -191,8 +195,8 @@ asio::awaitable<void> Planner::recall_memories(Parallel* p) {
 
 asio::awaitable<void> Planner::build_catalog(Parallel* p) {
   emit(PlanningPhase::catalog, false);
-  p->entries = catalog_.entries(registry_);
-  emit(PlanningPhase::catalog, true, std::to_string(p->entries.size()) + " tools");
+  const auto& entries = entries_for(p);
+  emit(PlanningPhase::catalog, true, std::to_string(entries.size()) + " tools");
   co_return;
 }
 
@@ -225,7 +229,7 @@ asio::awaitable<boost::system::result<PlanningContext, std::vector<std::string>>
   if (!p.problems.empty()) co_return std::move(p.problems);
 
   // A narrowed tool set keeps the tools that plans commonly need to pass data along.
-  p.ctx.catalog = ToolCatalog::full(p.entries, p.ctx.tools);
+  p.ctx.catalog = ToolCatalog::full(*p.entries, p.ctx.tools);
   co_return std::move(p.ctx);
 }
 

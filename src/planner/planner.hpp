@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <functional>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,7 +12,6 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
-#include <boost/json/value.hpp>
 #include <boost/system/result.hpp>
 
 #include "config/config.hpp"
@@ -106,14 +104,12 @@ class Planner {
   boost::asio::awaitable<Answer> synthesize(std::string goal, std::vector<StepResult> steps, bool allow_replan,
                                             std::function<void(std::string_view)> on_delta);
 
-  ToolCatalog& catalog() noexcept { return catalog_; }
-  PromptLibrary& prompts() noexcept { return prompts_; }
-
  private:
   struct Parallel;
   boost::asio::awaitable<void> analyse_intent(Parallel* p);
   boost::asio::awaitable<void> recall_memories(Parallel* p);
   boost::asio::awaitable<void> build_catalog(Parallel* p);
+  const std::vector<CatalogEntry>& entries_for(Parallel* p);
   boost::asio::awaitable<PlanDraft> call_for_plan(Prompt prompt, StepSink on_step, PlanningPhase phase,
                                                   const PlanningContext& ctx, const boost::json::array* kept);
   net::ChatRequest plan_request(Prompt prompt, const PlanningContext& ctx) const;

@@ -60,9 +60,9 @@ std::size_t longest_string(const json::value& v) {
   }
 }
 
-// The output rendered within `share` characters if cutting strings can get it there.
-std::string render_within(const json::value& output, std::size_t share) {
-  std::string whole = json::serialize(trimmed(output, longest_string(output)));
+// The output rendered within `share` characters if cutting strings can get it there; `whole` is
+// its rendering with nothing cut.
+std::string render_within(const json::value& output, std::string whole, std::size_t share) {
   if (whole.size() <= share) return whole;
   std::size_t lo = k_min_string_cap, hi = longest_string(output);
   std::string best = json::serialize(trimmed(output, lo));
@@ -97,9 +97,9 @@ std::string digest_results(const std::vector<StepResult>& steps, int budget_toke
     }
   }
   // Smallest outputs first, so what they do not use goes to the larger ones.
-  std::vector<std::size_t> sizes(steps.size(), 0);
-  for (auto i : order) sizes[i] = json::serialize(trimmed(steps[i].output, longest_string(steps[i].output))).size();
-  std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return sizes[a] < sizes[b]; });
+  std::vector<std::string> whole(steps.size());
+  for (auto i : order) whole[i] = json::serialize(trimmed(steps[i].output, longest_string(steps[i].output)));
+  std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return whole[a].size() < whole[b].size(); });
   std::size_t fixed = 0;
   for (const auto& l : lines) fixed += l.size() + 1;
   const std::size_t budget = static_cast<std::size_t>(std::max(budget_tokens, 1)) * k_chars_per_token;
@@ -107,7 +107,7 @@ std::string digest_results(const std::vector<StepResult>& steps, int budget_toke
   for (std::size_t k = 0; k < order.size(); ++k) {
     const auto i = order[k];
     const std::size_t share = left / (order.size() - k);
-    std::string text = render_within(steps[i].output, share);
+    std::string text = render_within(steps[i].output, std::move(whole[i]), share);
     left -= std::min(left, text.size());
     lines[i] += text;
   }

@@ -66,31 +66,9 @@ struct Prepared {
   executor::Analysis analysis;
 };
 
-struct RunDone {
-  executor::ExecutionReport* report;
-  std::exception_ptr* error;
-  asio::signal_set* signals;
-  void operator()(std::exception_ptr e, executor::ExecutionReport r) const {
-    *report = std::move(r);
-    *error = e;
-    if (signals) signals->cancel();
-  }
-};
-
-struct OnSignal {
-  executor::Scheduler* scheduler;
-  asio::signal_set* signals;
-  void operator()(const boost::system::error_code& ec, int) const {
-    if (ec) return;
-    if (scheduler->interrupted()) std::_Exit(130);  // a second Ctrl-C: stop now
-    scheduler->interrupt();
-    signals->async_wait(OnSignal{scheduler, signals});
-  }
-};
-
-// What a goal run shares between its coroutines, the signal handler and run_task; lives in
-// run_task's frame while the loop runs.
-struct GoalRun {
+// What one run shares between its coroutines, the signal handler and the caller; lives in the
+// caller's frame while the loop runs. `task` holds the inputs (and, for a goal, the goal).
+struct ActiveRun {
   config::Task task;
   const RunOptions* options = nullptr;
   const Workspace* workspace = nullptr;
@@ -104,7 +82,7 @@ struct GoalRun {
   int max_concurrent = 0;
 };
 
-struct GoalDone {
+struct RunDone {
   std::exception_ptr* error;
   asio::signal_set* signals;
   void operator()(std::exception_ptr e) const {
@@ -113,15 +91,15 @@ struct GoalDone {
   }
 };
 
-struct OnGoalSignal {
-  GoalRun* run;
+struct OnSignal {
+  ActiveRun* run;
   asio::signal_set* signals;
   void operator()(const boost::system::error_code& ec, int) const {
     if (ec) return;
     if (run->interrupted || !run->active) std::_Exit(130);  // a second Ctrl-C, or nothing to stop cleanly
     run->interrupted = true;
     run->active->interrupt();
-    signals->async_wait(OnGoalSignal{run, signals});
+    signals->async_wait(OnSignal{run, signals});
   }
 };
 
@@ -191,10 +169,12 @@ struct Runtime::Impl {
     return base;
   }
 
-  asio::awaitable<executor::ExecutionReport> execute(GoalRun* run, Prepared* prepared, std::vector<StepResult> kept);
-  asio::awaitable<planner::PlanDraft> stream_plan(GoalRun* run, planner::PlanningContext ctx,
+  asio::awaitable<executor::ExecutionReport> execute(ActiveRun* run, Prepared* prepared, std::vector<StepResult> kept);
+  asio::awaitable<planner::PlanDraft> stream_plan(ActiveRun* run, planner::PlanningContext ctx,
                                                   executor::IncrementalAnalysis* inc, executor::Scheduler* scheduler);
-  asio::awaitable<void> goal_flow(GoalRun* run);
+  asio::awaitable<void> goal_flow(ActiveRun* run);
+  asio::awaitable<void> plan_flow(ActiveRun* run, Prepared* prepared);
+  void drive(ActiveRun& run, asio::awaitable<void> flow);
   RunOutcome run_goal(config::Task task, const std::filesystem::path& workspace, const RunOptions& options);
 
   void fill_metrics(RunResult& result, const net::ProviderMetrics& before, std::int64_t step_retries) {
@@ -286,7 +266,7 @@ void describe_plan(RunResult& result, const Prepared& prepared, json::value plan
   result.critical_path = ids_of(prepared.plan, prepared.analysis.critical_path);
 }
 
-void absorb(GoalRun* run, executor::ExecutionReport report) {
+void absorb(ActiveRun* run, executor::ExecutionReport report) {
   run->result->steps = std::move(report.steps);
   run->max_concurrent = std::max(run->max_concurrent, report.max_concurrent);
   run->retries += report.retries;
@@ -295,7 +275,7 @@ void absorb(GoalRun* run, executor::ExecutionReport report) {
 
 }  // namespace
 
-asio::awaitable<executor::ExecutionReport> Runtime::Impl::execute(GoalRun* run, Prepared* prepared,
+asio::awaitable<executor::ExecutionReport> Runtime::Impl::execute(ActiveRun* run, Prepared* prepared,
                                                                   std::vector<StepResult> kept) {
   executor::Scheduler scheduler(prepared->plan, prepared->analysis, scheduler_options(run->epoch),
                                 tool_context(*run->workspace), run->task.inputs, *verifier);
@@ -308,7 +288,7 @@ asio::awaitable<executor::ExecutionReport> Runtime::Impl::execute(GoalRun* run, 
   co_return report;
 }
 
-asio::awaitable<planner::PlanDraft> Runtime::Impl::stream_plan(GoalRun* run, planner::PlanningContext ctx,
+asio::awaitable<planner::PlanDraft> Runtime::Impl::stream_plan(ActiveRun* run, planner::PlanningContext ctx,
                                                                executor::IncrementalAnalysis* inc,
                                                                executor::Scheduler* scheduler) {
   auto draft = co_await planner->draft(std::move(ctx), StepAdmitter{inc, scheduler});
@@ -318,7 +298,7 @@ asio::awaitable<planner::PlanDraft> Runtime::Impl::stream_plan(GoalRun* run, pla
   co_return draft;
 }
 
-asio::awaitable<void> Runtime::Impl::goal_flow(GoalRun* run) {
+asio::awaitable<void> Runtime::Impl::goal_flow(ActiveRun* run) {
   using namespace asio::experimental::awaitable_operators;
   auto& result = *run->result;
   auto context = co_await planner->prepare(run->task.goal, run->task.inputs);
@@ -426,6 +406,34 @@ asio::awaitable<void> Runtime::Impl::goal_flow(GoalRun* run) {
   }
 }
 
+asio::awaitable<void> Runtime::Impl::plan_flow(ActiveRun* run, Prepared* prepared) {
+  absorb(run, co_await execute(run, prepared, {}));
+}
+
+void Runtime::Impl::drive(ActiveRun& run, asio::awaitable<void> flow) {
+  auto& result = *run.result;
+  io.restart();
+  const auto before = active_provider().metrics();
+  std::unique_ptr<asio::signal_set> signals;
+  if (run.options->stop_on_sigint) {
+    signals = std::make_unique<asio::signal_set>(io, SIGINT);
+    signals->async_wait(OnSignal{&run, signals.get()});
+  }
+  std::exception_ptr error;
+  asio::co_spawn(io, std::move(flow), RunDone{&error, signals.get()});
+  io.run();
+  result.metrics.wall_ms = ms_since(run.epoch);
+  if (error) std::rethrow_exception(error);
+  if (!run.problems.empty()) return;
+  result.interrupted = run.interrupted;
+  result.metrics.max_concurrent_steps = run.max_concurrent;
+  fill_metrics(result, before, run.retries);
+  finish_status(result);
+  if (!run.options->trace_file.empty()) {
+    if (auto written = runtime::write_trace(result, run.options->trace_file); !written) add_error(result, written.error());
+  }
+}
+
 RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::path& workspace,
                                    const RunOptions& options) {
   RunOutcome outcome;
@@ -437,7 +445,7 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   auto& result = outcome.result;
   result.run_id = new_run_id();
   result.task = task.name;
-  GoalRun run;
+  ActiveRun run;
   run.task = std::move(task);
   run.options = &options;
   run.workspace = &*ws;
@@ -445,30 +453,16 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   run.epoch = std::chrono::steady_clock::now();
   planner->on_event(options.on_planning, run.epoch);
 
-  io.restart();
-  const auto before = active_provider().metrics();
-  std::unique_ptr<asio::signal_set> signals;
-  if (options.stop_on_sigint) {
-    signals = std::make_unique<asio::signal_set>(io, SIGINT);
-    signals->async_wait(OnGoalSignal{&run, signals.get()});
+  try {
+    drive(run, goal_flow(&run));
+  } catch (...) {
+    planner->on_event({}, run.epoch);  // the observer belongs to this run
+    throw;
   }
-  std::exception_ptr error;
-  asio::co_spawn(io, goal_flow(&run), GoalDone{&error, signals.get()});
-  io.run();
   planner->on_event({}, run.epoch);
-  result.metrics.wall_ms = ms_since(run.epoch);
-  if (error) std::rethrow_exception(error);
   if (!run.problems.empty()) {
     outcome.problems = std::move(run.problems);
     outcome.unreachable = run.unreachable;
-    return outcome;
-  }
-  result.interrupted = run.interrupted;
-  result.metrics.max_concurrent_steps = run.max_concurrent;
-  fill_metrics(result, before, run.retries);
-  finish_status(result);
-  if (!options.trace_file.empty()) {
-    if (auto written = runtime::write_trace(result, options.trace_file); !written) add_error(result, written.error());
   }
   return outcome;
 }
@@ -594,41 +588,14 @@ RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& i
   for (const auto& level : prepared.analysis.levels) result.levels.push_back(ids_of(prepared.plan, level));
   result.critical_path = ids_of(prepared.plan, prepared.analysis.critical_path);
 
+  ActiveRun run;
+  run.task.inputs = inputs;
+  run.options = &options;
+  run.workspace = &*ws;
+  run.result = &result;
+  run.epoch = std::chrono::steady_clock::now();
   if (options.on_start) options.on_start(result);
-  auto& io = impl_->io;
-  io.restart();
-  const auto before = impl_->active_provider().metrics();
-  ToolContext base;
-  base.workspace = &*ws;
-  base.worker = impl_->worker_pool().get_executor();
-  executor::Scheduler scheduler(prepared.plan, prepared.analysis, executor::SchedulerOptions::from(impl_->cfg),
-                                base, inputs, *impl_->verifier);
-  if (options.on_event) scheduler.on_event(options.on_event);
-
-  std::unique_ptr<asio::signal_set> signals;
-  if (options.stop_on_sigint) {
-    signals = std::make_unique<asio::signal_set>(io, SIGINT);
-    signals->async_wait(OnSignal{&scheduler, signals.get()});
-  }
-  executor::ExecutionReport report;
-  std::exception_ptr error;
-  auto started = std::chrono::steady_clock::now();
-  asio::co_spawn(io, scheduler.run(), RunDone{&report, &error, signals.get()});
-  io.run();
-  result.metrics.wall_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-  if (error) std::rethrow_exception(error);
-
-  result.steps = std::move(report.steps);
-  result.interrupted = report.interrupted;
-  result.metrics.max_concurrent_steps = report.max_concurrent;
-  impl_->fill_metrics(result, before, report.retries);
-  finish_status(result);
-
-  if (!options.trace_file.empty()) {
-    if (auto written = runtime::write_trace(result, options.trace_file); !written)
-      result.error += (result.error.empty() ? "" : "; ") + written.error();
-  }
+  impl_->drive(run, impl_->plan_flow(&run, &prepared));
   return outcome;
 }
 
