@@ -12,6 +12,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include "dagent/memory.hpp"
 #include "dagent/run_result.hpp"
 #include "dagent/tool.hpp"
 
@@ -51,6 +52,14 @@ struct RunOutcome {
   int exit_code() const noexcept;
 };
 
+/// What a memory command did (`ingest` fills `ingest`, `search_memory` fills `hits`), or why it failed.
+struct MemoryOutcome {
+  std::string error;  ///< non-empty: failed; names the path, key or call at fault
+  int exit_code = 0;  ///< SPEC §1: 2 bad input (path, index, dimension), 3 provider unreachable, 1 other failures
+  IngestReport ingest;
+  std::vector<MemoryHit> hits;
+};
+
 /// Wires config, tools and executor. Not thread-safe: use one Runtime from one thread at a time.
 class Runtime {
  public:
@@ -79,6 +88,18 @@ class Runtime {
   /// loop: plan (streamed when planner.stream_plan), execute, synthesize the answer, replan.
   RunOutcome run_task(std::string_view task, const RunOptions& options = {});
   /// Runs a plan (SPEC §3 JSON) with `inputs`, its tools confined to `workspace`.
+  /// Chunks the text files under `paths` (folders recursively, hidden entries skipped), embeds
+  /// the chunks in batches and stores them in the memory index, skipping files whose content is
+  /// unchanged since they were last ingested. `on_progress` is called after each group of chunks.
+  MemoryOutcome ingest(const std::vector<std::filesystem::path>& paths,
+                       std::function<void(const IngestProgress&)> on_progress = {});
+  /// The `k` (0: memory.recall_k) memory entries closest in meaning to `query`, best first.
+  MemoryOutcome search_memory(const std::string& query, int k = 0);
+  /// Stores the pending background memory updates of finished runs (each run's goal, answer and
+  /// llm step texts are queued when it returns, so they never delay its result). The next run
+  /// and the destructor call this too; returns what could not be stored.
+  std::vector<std::string> finish_background();
+
   RunOutcome run_plan(const boost::json::value& plan, const boost::json::object& inputs,
                       const std::filesystem::path& workspace, const RunOptions& options = {},
                       std::string task_name = "plan");

@@ -46,6 +46,9 @@ int run_command(const Options& options) {
   if (!outcome.result.error.empty() && !outcome.result.interrupted)
     std::fprintf(stderr, "dagent: %s\n", outcome.result.error.c_str());
   if (options.json) std::printf("%s\n", boost::json::serialize(to_json(outcome.result)).c_str());
+  std::fflush(stdout);
+  // The run's memory update is stored after its result is out (background_tasks.memory_updates).
+  for (const auto& p : runtime->finish_background()) std::fprintf(stderr, "dagent: %s\n", p.c_str());
   return outcome.exit_code();
 }
 

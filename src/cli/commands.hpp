@@ -17,5 +17,7 @@ std::unique_ptr<Runtime> load_runtime(const Options& options);
 int run_command(const Options& options);
 int plan_command(const Options& options);
 int validate_command(const Options& options);
+int ingest_command(const Options& options);
+int memory_command(const Options& options);
 
 }  // namespace dagent::cli

@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
     }
     if (options.command == "run") return run_command(options);
     if (options.command == "plan") return plan_command(options);
+    if (options.command == "ingest") return ingest_command(options);
+    if (options.command == "memory") return memory_command(options);
     return validate_command(options);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dagent: internal error: %s\n", e.what());

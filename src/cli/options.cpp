@@ -1,13 +1,14 @@
 #include "cli/options.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <string_view>
 
 namespace dagent::cli {
 
 namespace {
 
-constexpr std::string_view k_commands[] = {"run", "plan", "validate", "help", "version"};
+constexpr std::string_view k_commands[] = {"run", "plan", "validate", "ingest", "memory", "help", "version"};
 // Options of SPEC §1 whose features are not in this build yet: refused by name, not ignored.
 constexpr std::string_view k_later[] = {"--record", "--replay", "--replay-tools", "--resume"};
 
@@ -20,6 +21,8 @@ std::string usage() {
          "  run TASK                 run a task (a YAML file, or a name under `tasks:` in config.yaml)\n"
          "  plan TASK                print the validated plan, its levels and critical path; run nothing\n"
          "  validate [TASK|PLAN.json]  check config.yaml (and a task or plan) and print every problem\n"
+         "  ingest PATH...           chunk text files (folders recursively) into the memory index\n"
+         "  memory search QUERY      print the memories closest to QUERY (-k N: how many)\n"
          "  --version | --help\n"
          "\n"
          "options:\n"
@@ -27,6 +30,7 @@ std::string usage() {
          "  --set KEY=VALUE          override a config key by dotted path; repeatable\n"
          "  --json                   print the machine-readable result on stdout\n"
          "  --trace FILE             write a Chrome trace-event JSON of the run\n"
+         "  -k N                     memory search: number of hits (default memory.recall_k)\n"
          "  -q / -v                  quieter / more verbose progress on stderr\n"
          "\n"
          "exit codes: 0 succeeded, 1 a step or verification failed, 2 invalid input (nothing ran),\n"
@@ -54,6 +58,12 @@ std::variant<Options, std::string> parse_options(int argc, char** argv) {
       o.verbosity = -1;
     } else if (arg == "-v" || arg == "--verbose") {
       o.verbosity = 1;
+    } else if (arg == "-k" || is("--k")) {
+      auto v = value_of(i, arg == "-k" ? "-k" : "--k");
+      char* end = nullptr;
+      const long k = v ? std::strtol(v->c_str(), &end, 10) : 0;
+      if (!v || v->empty() || *end != '\0' || k < 1 || k > 1000) return std::string("-k needs a number from 1 to 1000");
+      o.k = static_cast<int>(k);
     } else if (is("--config")) {
       auto v = value_of(i, "--config");
       if (!v) return std::string("--config needs a file");

@@ -10,13 +10,14 @@
 namespace dagent::cli {
 
 struct Options {
-  std::string command;                          ///< run, plan, validate, help, version
+  std::string command;                          ///< run, plan, validate, ingest, memory, help, version
   std::vector<std::string> args;                ///< positional arguments after the command
   std::optional<std::filesystem::path> config;  ///< --config
   std::vector<std::string> overrides;           ///< --set KEY=VALUE, in order
   bool json = false;
   std::filesystem::path trace_file;
   int verbosity = 0;                            ///< -q: -1, -v: 1
+  int k = 0;                                    ///< memory search -k N; 0: memory.recall_k
 };
 
 /// Parses argv; an error message (usage problem) when it cannot.

@@ -132,6 +132,7 @@ struct MemoryConfig {
   int recall_k = 5;
   int chunk_chars = 2000;
   int chunk_overlap = 200;
+  int dimensions = 0;  ///< asks the embedding model for vectors this long; 0: the model's default
 };
 
 struct ToolsConfig {

@@ -447,6 +447,7 @@ constexpr std::array k_fields = {
     integer("memory.chunk_chars", [](Config& c) -> auto& { return c.memory.chunk_chars; }, 100),
     integer("memory.chunk_overlap", [](Config& c) -> auto& { return c.memory.chunk_overlap; },
             0),
+    integer("memory.dimensions", [](Config& c) -> auto& { return c.memory.dimensions; }, 0, 16384),
 
     text("tools.workspace", [](Config& c) -> auto& { return c.tools.workspace; }),
     name_list("tools.enabled", [](Config& c) -> auto& { return c.tools.enabled; },

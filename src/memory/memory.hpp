@@ -7,50 +7,23 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
 
 #include "config/config.hpp"
+#include "dagent/memory.hpp"
 #include "memory/embedding_batcher.hpp"
 #include "memory/memory_error.hpp"
 #include "memory/memory_index.hpp"
 #include "net/llm_provider.hpp"
 
 namespace dagent::memory {
-
-/// A search hit with its own copy of the entry's fields.
-struct Found {
-  std::int64_t id = 0;
-  float score = 0;
-  std::string text;
-  boost::json::object metadata;
-  std::string source;
-  std::int64_t begin = 0;
-  std::int64_t end = 0;
-};
-
-/// What `dagent ingest` did.
-struct IngestReport {
-  std::size_t files_seen = 0;
-  std::size_t files_ingested = 0;   ///< new or changed files whose chunks were added
-  std::size_t files_unchanged = 0;  ///< skipped: same content hash as last time
-  std::size_t files_skipped = 0;    ///< not text (a NUL byte) or unreadable; see `warnings`
-  std::size_t chunks_added = 0;
-  std::size_t chunks_replaced = 0;  ///< chunks of changed files marked deleted
-  std::vector<std::string> warnings;
-};
-
-/// Progress of an ingest, reported on the loop after each embedding request completes.
-struct IngestProgress {
-  std::size_t files_done = 0;
-  std::size_t files_total = 0;
-  std::size_t chunks_done = 0;
-  std::size_t chunks_total = 0;  ///< chunks known so far (grows as files are read)
-};
 
 class Memory {
  public:
@@ -74,7 +47,7 @@ class Memory {
   boost::asio::awaitable<MemoryResult<std::vector<std::int64_t>>> add_many(std::vector<std::string> texts,
                                                                            std::vector<boost::json::object> metadata);
   /// The `k` entries closest to `query`, best first.
-  boost::asio::awaitable<MemoryResult<std::vector<Found>>> search(std::string query, int k);
+  boost::asio::awaitable<MemoryResult<std::vector<MemoryHit>>> search(std::string query, int k);
   /// Chunks, embeds and stores the text files under `paths` (folders recursively), skipping
   /// files whose content hash is unchanged and replacing the chunks of changed ones; saves at the end.
   boost::asio::awaitable<MemoryResult<IngestReport>> ingest(std::vector<std::filesystem::path> paths,
@@ -85,7 +58,16 @@ class Memory {
 
   const EmbeddingBatcher& batcher() const noexcept { return batcher_; }
 
+  struct IngestFile;    // a file being ingested (defined in the .cpp)
+  struct PendingChunk;  // one of its chunks waiting to be embedded
+
  private:
+  /// Embeds `texts` and checks the vectors fit the index; sets *dimension.
+  boost::asio::awaitable<MemoryResult<std::vector<float>>> embed(std::vector<std::string> texts, std::size_t* dimension);
+  /// Embeds a window of chunks and stores them (on the pool).
+  boost::asio::awaitable<MemoryResult<void>> store_window(std::vector<IngestFile>* files,
+                                                          std::vector<PendingChunk>* window, IngestReport* report);
+
   boost::asio::any_io_executor loop_;
   boost::asio::any_io_executor pool_;
   const config::Config& cfg_;
@@ -94,8 +76,10 @@ class Memory {
   std::unique_ptr<MemoryIndex> index_;
   std::optional<MemoryError> open_error_;
   bool opened_ = false;
+  std::uint64_t changes_ = 0;  ///< modifications made through this object
+  std::uint64_t saved_ = 0;    ///< modifications covered by the last completed save
   bool saving_ = false;
-  bool save_again_ = false;
+  boost::asio::steady_timer save_done_;  ///< never expires; cancelled when a save finishes
 };
 
 }  // namespace dagent::memory

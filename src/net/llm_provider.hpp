@@ -72,6 +72,10 @@ struct LlmError {
 };
 [[noreturn]] void throw_exception_from_error(const LlmError& e, const boost::source_location& loc);
 
+/// Whether `e` means the provider cannot be reached or refuses us (network, TLS, auth, open
+/// breaker, bad URL) rather than failing this one request: the run exits 3 (SPEC §1).
+bool is_unreachable(const LlmError& e) noexcept;
+
 template <class T>
 using LlmResult = boost::system::result<T, LlmError>;
 

@@ -28,6 +28,13 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 namespace od = simdjson::ondemand;
 
+bool is_unreachable(const LlmError& e) noexcept {
+  return e.code == NetErrc::resolve_failed || e.code == NetErrc::connect_failed ||
+         e.code == NetErrc::tls_handshake_failed || e.code == NetErrc::connect_timeout ||
+         e.code == NetErrc::circuit_open || e.code == NetErrc::no_ca_certificates || e.code == NetErrc::invalid_url ||
+         (e.code == NetErrc::api_error && (e.status == 401 || e.status == 403));
+}
+
 void throw_exception_from_error(const LlmError& e, const boost::source_location&) {
   throw boost::system::system_error(e.code, e.message);
 }

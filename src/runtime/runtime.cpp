@@ -21,12 +21,15 @@
 #include "executor/scheduler.hpp"
 #include "executor/llm_judge.hpp"
 #include "executor/verifier.hpp"
+#include "memory/memory.hpp"
 #include "net/response_cache.hpp"
 #include "planner/planner.hpp"
 #include "planner/results_digest.hpp"
 #include "runtime/lazy_provider.hpp"
 #include "runtime/trace_writer.hpp"
 #include "tools/llm_tool.hpp"
+#include "tools/memory_add_tool.hpp"
+#include "tools/memory_search_tool.hpp"
 #include "tools/registry.hpp"
 
 namespace dagent {
@@ -117,6 +120,12 @@ bool needs_llm(const executor::Plan& plan, const executor::Analysis& analysis, b
   return false;
 }
 
+bool uses_memory(const executor::Plan& plan) {
+  for (const auto& step : plan.steps)
+    if (step.action == "memory_add" || step.action == "memory_search") return true;
+  return false;
+}
+
 // Succeeded when every step succeeded and no verdict failed; an interruption fails the run.
 void finish_status(RunResult& result) {
   bool ok = !result.interrupted;
@@ -124,6 +133,58 @@ void finish_status(RunResult& result) {
     ok = ok && s.status == StepStatus::succeeded && s.verification != VerificationStatus::failed;
   result.status = ok ? RunStatus::succeeded : RunStatus::failed;
   if (result.interrupted) result.error = "interrupted" + (result.error.empty() ? "" : "; " + result.error);
+}
+
+// The first `max` bytes of `text`, cut at a character boundary, marked when cut.
+std::string clipped(std::string_view text, std::size_t max) {
+  if (text.size() <= max) return std::string(text);
+  while (max > 0 && (static_cast<unsigned char>(text[max]) & 0xC0) == 0x80) --max;
+  return std::string(text.substr(0, max)) + "…";
+}
+
+// The planner's recall, served by the memory: the goal's nearest entries, each clipped so the
+// planning prompt stays small.
+class MemoryRecall final : public planner::Recall {
+ public:
+  explicit MemoryRecall(memory::Memory& memory) : memory_(memory) {}
+  asio::awaitable<std::vector<std::string>> recall(std::string goal, int k) override {
+    std::vector<std::string> out;
+    auto hits = co_await memory_.search(std::move(goal), k);
+    if (!hits) co_return out;  // planning goes on without memories
+    for (const auto& hit : *hits)
+      out.push_back((hit.source.empty() ? "" : "[" + hit.source + "] ") + clipped(hit.text, k_recalled_bytes));
+    co_return out;
+  }
+
+ private:
+  static constexpr std::size_t k_recalled_bytes = 800;
+  memory::Memory& memory_;
+};
+
+// What a finished goal run leaves in memory (background_tasks.memory_updates).
+struct MemoryUpdate {
+  std::vector<std::string> texts;
+  std::vector<json::object> metadata;
+};
+
+// The goal with its answer, and the text outputs of the run's successful llm steps.
+MemoryUpdate update_of(const RunResult& result, const std::string& goal, std::size_t max_chars) {
+  constexpr std::size_t k_max_steps = 8;
+  MemoryUpdate update;
+  update.texts.push_back(clipped("Goal: " + goal + "\nAnswer: " + result.answer, max_chars));
+  update.metadata.push_back(json::object{{"kind", "run"}, {"run_id", result.run_id}, {"task", result.task}});
+  for (const auto& step : result.steps) {
+    if (update.texts.size() > k_max_steps) break;
+    const auto* out = step.output.if_object();
+    const auto* text = out ? out->if_contains("text") : nullptr;
+    if (step.status != StepStatus::succeeded || !text || !text->is_string() || text->get_string().empty()) continue;
+    update.texts.push_back(clipped("Goal: " + goal + "\nStep " + std::to_string(step.id) + " (" + step.action +
+                                       "): " + std::string(text->get_string()),
+                                   max_chars));
+    update.metadata.push_back(json::object{
+        {"kind", "step"}, {"run_id", result.run_id}, {"task", result.task}, {"step", step.id}});
+  }
+  return update;
 }
 
 }  // namespace
@@ -146,14 +207,25 @@ struct Runtime::Impl {
                                                      static_cast<std::size_t>(caching.max_entries));
     }
     net::LlmProvider& llm = active_provider();
-    if (std::find(cfg.tools.enabled.begin(), cfg.tools.enabled.end(), "llm") != cfg.tools.enabled.end())
-      (void)registry.add(std::make_shared<tools::LlmTool>(llm, cfg.llm.model));
+    if (enabled("llm")) (void)registry.add(std::make_shared<tools::LlmTool>(llm, cfg.llm.model));
+    if (cfg.memory.enabled) {
+      memory = std::make_unique<memory::Memory>(io.get_executor(), worker_pool().get_executor(), llm, cfg);
+      if (enabled("memory_add")) (void)registry.add(std::make_shared<tools::MemoryAddTool>(*memory));
+      if (enabled("memory_search"))
+        (void)registry.add(std::make_shared<tools::MemorySearchTool>(*memory, cfg.memory.recall_k));
+      recall = std::make_unique<MemoryRecall>(*memory);
+      planner->set_recall(recall.get());
+    }
     if (cfg.verification.llm_judge) {
       verifier = std::make_unique<executor::LlmJudge>(llm, cfg.llm.model);
     } else {
       verifier = std::make_unique<executor::RuleVerifier>("a text criterion needs the LLM judge, which is off "
                                                           "(verification.llm_judge)");
     }
+  }
+
+  bool enabled(std::string_view tool) const {
+    return std::find(cfg.tools.enabled.begin(), cfg.tools.enabled.end(), tool) != cfg.tools.enabled.end();
   }
 
   executor::SchedulerOptions scheduler_options(std::chrono::steady_clock::time_point epoch) const {
@@ -176,6 +248,8 @@ struct Runtime::Impl {
   asio::awaitable<void> plan_flow(ActiveRun* run, Prepared* prepared);
   void drive(ActiveRun& run, asio::awaitable<void> flow);
   RunOutcome run_goal(config::Task task, const std::filesystem::path& workspace, const RunOptions& options);
+  std::vector<std::string> finish_background();
+  MemoryOutcome memory_ready();  ///< the memory opened and the provider ready, or why not
 
   void fill_metrics(RunResult& result, const net::ProviderMetrics& before, std::int64_t step_retries) {
     const auto after = active_provider().metrics();
@@ -221,7 +295,10 @@ struct Runtime::Impl {
 
   net::LlmProvider& active_provider() { return cache ? static_cast<net::LlmProvider&>(*cache) : provider; }
   std::unique_ptr<planner::Planner> planner = std::make_unique<planner::Planner>(active_provider(), registry, cfg);
-  std::unique_ptr<asio::thread_pool> pool;  // after registry: joined before the tools go away
+  std::unique_ptr<memory::Memory> memory;     // memory.enabled
+  std::unique_ptr<planner::Recall> recall;    // the planner's view of `memory`
+  std::vector<MemoryUpdate> pending_updates;  // background memory updates not yet stored
+  std::unique_ptr<asio::thread_pool> pool;  // last: joined before the tools and the memory go away
 };
 
 namespace {
@@ -437,9 +514,13 @@ void Runtime::Impl::drive(ActiveRun& run, asio::awaitable<void> flow) {
 RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::path& workspace,
                                    const RunOptions& options) {
   RunOutcome outcome;
+  finish_background();
   auto ws = Workspace::open(workspace);
   if (!ws) outcome.problems.push_back("workspace: " + ws.error().message);
   if (auto why = provider.prepare()) outcome.problems.push_back("llm: " + *why + " (planning a goal needs the model)");
+  if (memory) {
+    if (auto opened = memory->open(); !opened) outcome.problems.push_back("memory: " + opened.error().message);
+  }
   if (!outcome.problems.empty()) return outcome;
 
   auto& result = outcome.result;
@@ -463,8 +544,54 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   if (!run.problems.empty()) {
     outcome.problems = std::move(run.problems);
     outcome.unreachable = run.unreachable;
+    return outcome;
   }
+  // Stored after the result is returned: by finish_background(), the next run, or ~Runtime.
+  if (memory && cfg.performance.background_tasks.memory_updates && !result.answer.empty())
+    pending_updates.push_back(update_of(result, run.task.goal, static_cast<std::size_t>(cfg.memory.chunk_chars)));
   return outcome;
+}
+
+namespace {
+
+struct StoreUpdates {
+  memory::Memory* memory;
+  std::vector<MemoryUpdate> updates;
+  std::vector<std::string>* problems;
+};
+
+asio::awaitable<void> store_updates(StoreUpdates job) {
+  for (auto& update : job.updates) {
+    auto stored = co_await job.memory->add_many(std::move(update.texts), std::move(update.metadata));
+    if (!stored) job.problems->push_back("memory update: " + stored.error().message);
+  }
+}
+
+struct Rethrow {
+  void operator()(std::exception_ptr e) const {
+    if (e) std::rethrow_exception(e);
+  }
+};
+
+// Runs `work` on the runtime's loop until it finishes.
+void run_on_loop(asio::io_context& io, asio::awaitable<void> work) {
+  io.restart();
+  asio::co_spawn(io, std::move(work), Rethrow{});
+  io.run();
+}
+
+}  // namespace
+
+std::vector<std::string> Runtime::Impl::finish_background() {
+  std::vector<std::string> problems;
+  if (pending_updates.empty() || !memory) return problems;
+  if (auto opened = memory->open(); !opened) {
+    pending_updates.clear();
+    return {"memory update: " + opened.error().message};
+  }
+  run_on_loop(io, store_updates(StoreUpdates{memory.get(), std::move(pending_updates), &problems}));
+  pending_updates.clear();
+  return problems;
 }
 
 std::variant<Runtime, std::vector<std::string>> Runtime::load(const std::filesystem::path& config_file,
@@ -483,7 +610,91 @@ std::variant<Runtime, std::vector<std::string>> Runtime::load(const std::filesys
 Runtime::Runtime(config::Config cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
 Runtime::Runtime(Runtime&&) noexcept = default;
 Runtime& Runtime::operator=(Runtime&&) noexcept = default;
-Runtime::~Runtime() = default;
+Runtime::~Runtime() {
+  if (!impl_) return;
+  try {
+    (void)impl_->finish_background();
+  } catch (...) {  // a destructor cannot report; finish_background() can
+  }
+}
+
+std::vector<std::string> Runtime::finish_background() { return impl_->finish_background(); }
+
+namespace {
+
+int exit_code_of(const memory::MemoryError& e) {
+  using memory::MemoryErrc;
+  if (e.code == MemoryErrc::unavailable) return 3;
+  if (e.code == MemoryErrc::embedding_failed || e.code == MemoryErrc::io_error) return 1;
+  return 2;  // a bad path or argument, a corrupt index, a dimension the index does not take
+}
+
+struct IngestJob {
+  memory::Memory* memory;
+  std::vector<std::filesystem::path> paths;
+  std::function<void(const IngestProgress&)> on_progress;
+  MemoryOutcome* out;
+};
+
+asio::awaitable<void> ingest_files(IngestJob job) {
+  auto report = co_await job.memory->ingest(std::move(job.paths), std::move(job.on_progress));
+  if (report) {
+    job.out->ingest = std::move(*report);
+  } else {
+    job.out->error = report.error().message;
+    job.out->exit_code = exit_code_of(report.error());
+  }
+}
+
+struct SearchJob {
+  memory::Memory* memory;
+  std::string query;
+  int k;
+  MemoryOutcome* out;
+};
+
+asio::awaitable<void> search_memory_on_loop(SearchJob job) {
+  auto hits = co_await job.memory->search(std::move(job.query), job.k);
+  if (hits) {
+    job.out->hits = std::move(*hits);
+  } else {
+    job.out->error = hits.error().message;
+    job.out->exit_code = exit_code_of(hits.error());
+  }
+}
+
+}  // namespace
+
+MemoryOutcome Runtime::Impl::memory_ready() {
+  MemoryOutcome out;
+  if (!memory) {
+    out.error = "the memory is off (memory.enabled: false)";
+    out.exit_code = 2;
+  } else if (auto opened = memory->open(); !opened) {
+    out.error = opened.error().message;
+    out.exit_code = 2;
+  } else if (auto why = provider.prepare()) {
+    out.error = "llm: " + *why + " (embedding needs the provider)";
+    out.exit_code = 2;
+  }
+  return out;
+}
+
+MemoryOutcome Runtime::ingest(const std::vector<std::filesystem::path>& paths,
+                              std::function<void(const IngestProgress&)> on_progress) {
+  auto out = impl_->memory_ready();
+  if (!out.error.empty()) return out;
+  run_on_loop(impl_->io, ingest_files(IngestJob{impl_->memory.get(), paths, std::move(on_progress), &out}));
+  return out;
+}
+
+MemoryOutcome Runtime::search_memory(const std::string& query, int k) {
+  auto out = impl_->memory_ready();
+  if (!out.error.empty()) return out;
+  if (k == 0) k = impl_->cfg.memory.recall_k;
+  run_on_loop(impl_->io, search_memory_on_loop(SearchJob{impl_->memory.get(), query, k, &out}));
+  return out;
+}
 
 const config::Config& Runtime::config() const noexcept { return impl_->cfg; }
 
@@ -569,9 +780,13 @@ RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& option
 RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& inputs,
                              const std::filesystem::path& workspace, const RunOptions& options, std::string task_name) {
   RunOutcome outcome;
+  impl_->finish_background();
   auto prepared = impl_->prepare(plan_json, &inputs);
   auto ws = Workspace::open(workspace);
   if (!ws) prepared.problems.push_back("workspace: " + ws.error().message);
+  if (prepared.problems.empty() && impl_->memory && uses_memory(prepared.plan)) {
+    if (auto opened = impl_->memory->open(); !opened) prepared.problems.push_back("memory: " + opened.error().message);
+  }
   if (prepared.problems.empty() &&
       needs_llm(prepared.plan, prepared.analysis, impl_->cfg.verification.llm_judge && impl_->cfg.performance.background_tasks.verification)) {
     if (auto why = impl_->provider.prepare()) prepared.problems.push_back("llm: " + *why);

@@ -10,11 +10,7 @@ namespace json = boost::json;
 
 ToolError to_tool_error(const net::LlmError& e) {
   using net::NetErrc;
-  const bool unreachable = e.code == NetErrc::resolve_failed || e.code == NetErrc::connect_failed ||
-                           e.code == NetErrc::tls_handshake_failed || e.code == NetErrc::connect_timeout ||
-                           e.code == NetErrc::circuit_open || e.code == NetErrc::no_ca_certificates ||
-                           e.code == NetErrc::invalid_url ||
-                           (e.code == NetErrc::api_error && (e.status == 401 || e.status == 403));
+  const bool unreachable = net::is_unreachable(e);
   ToolError out;
   out.code = make_error_code(unreachable ? ToolErrc::unavailable
                              : e.code == NetErrc::request_timeout || e.code == NetErrc::idle_timeout ? ToolErrc::timed_out

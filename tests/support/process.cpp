@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -21,10 +22,9 @@ std::string read_text(const std::filesystem::path& path) {
   return s.str();
 }
 
-ProcessResult run_process(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
-                          const std::vector<std::string>& env) {
-  TempDir io;
-  auto out_path = io.path() / "stdout", err_path = io.path() / "stderr";
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
+                           const std::vector<std::string>& env) {
+  auto out_path = io_.path() / "stdout", err_path = io_.path() / "stderr";
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -45,17 +45,38 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::files
   std::vector<char*> envp;
   for (auto& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+}
+
+void ChildProcess::kill(int signal) const {
+  if (pid_ > 0) ::kill(pid_, signal);
+}
+
+ProcessResult ChildProcess::wait() {
   int status = 0;
-  waitpid(pid, &status, 0);
+  waitpid(pid_, &status, 0);
+  pid_ = 0;
   ProcessResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = read_text(out_path);
-  r.err = read_text(err_path);
+  r.out = read_text(io_.path() / "stdout");
+  r.err = read_text(io_.path() / "stderr");
   return r;
+}
+
+ProcessResult run_process(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
+                          const std::vector<std::string>& env) {
+  ChildProcess child(argv, cwd, env);
+  return child.wait();
 }
 
 TempDir::TempDir() {

@@ -35,4 +35,25 @@ class TempDir {
 
 std::string read_text(const std::filesystem::path& path);
 
+/// A program started for a test and not yet waited for (to be killed in the middle of its work).
+/// Killed with SIGKILL and reaped on destruction if still running.
+class ChildProcess {
+ public:
+  /// Starts `argv` as run_process() does.
+  ChildProcess(const std::vector<std::string>& argv, const std::filesystem::path& cwd,
+               const std::vector<std::string>& env = {});
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  int pid() const { return pid_; }
+  void kill(int signal) const;
+  /// Waits for the exit; the exit code is 128 + signal when killed.
+  ProcessResult wait();
+
+ private:
+  TempDir io_;  // its stdout and stderr files
+  int pid_ = 0;
+};
+
 }  // namespace dagent::test

@@ -1,0 +1,31 @@
+#pragma once
+// The `memory_add` tool (SPEC §7): embeds a text and stores it in the runtime's memory.
+
+#include "dagent/tool.hpp"
+#include "memory/memory_error.hpp"
+
+namespace dagent::memory {
+class Memory;
+}
+
+namespace dagent::tools {
+
+/// Maps a memory failure to a tool failure: an unreachable provider is ToolErrc::unavailable
+/// (the run exits 3), a bad argument invalid_parameters, anything else failed.
+ToolError to_tool_error(const memory::MemoryError& e);
+
+class MemoryAddTool final : public Tool {
+ public:
+  /// `memory` must outlive the tool.
+  explicit MemoryAddTool(memory::Memory& memory) : memory_(memory) {}
+
+  std::string_view name() const override { return "memory_add"; }
+  std::string_view description() const override;
+  const boost::json::object& parameters_schema() const override;
+  boost::asio::awaitable<ToolResult> invoke(boost::json::object params, ToolContext ctx) override;
+
+ private:
+  memory::Memory& memory_;
+};
+
+}  // namespace dagent::tools

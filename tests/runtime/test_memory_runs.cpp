@@ -1,0 +1,139 @@
+// The memory in goal runs, through the embedding API against the scripted server: background
+// memory updates stored after the result is returned, and recall in the planning prompt.
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "config/config.hpp"
+#include "dagent/runtime.hpp"
+#include "support/process.hpp"
+#include "support/test_server_process.hpp"
+
+namespace {
+
+namespace json = boost::json;
+using dagent::Runtime;
+using dagent::test::TempDir;
+using dagent::test::TestServer;
+using dagent::test::TestServerOptions;
+
+constexpr const char* k_plan = "Write a plan for the goal";
+constexpr const char* k_answer = "final answer of dagent";
+
+json::object rule(std::string contains, std::string reply) {
+  return json::object{{"path", "/v1/chat/completions"}, {"contains", std::move(contains)}, {"reply", std::move(reply)}};
+}
+
+std::int64_t embedding_requests(const TestServer& server) {
+  const auto stats = server.stats();
+  const auto* n = stats.at("requests").at("by_path").as_object().if_contains("/v1/embeddings");
+  return n ? n->to_number<std::int64_t>() : 0;
+}
+
+std::vector<std::string> plan_bodies(const TestServer& server) {
+  std::vector<std::string> out;
+  const auto stats = server.stats();
+  for (const auto& r : stats.at("recent").as_array()) {
+    std::string body(r.at("body").as_string());
+    if (body.find(k_plan) != std::string::npos) out.push_back(std::move(body));
+  }
+  return out;
+}
+
+dagent::config::Config config_for(const TestServer& server, const TempDir& dir) {
+  dagent::config::Config cfg;
+  cfg.llm.base_url = server.base_url();
+  cfg.base_dir = dir.path();
+  cfg.tools.workspace = "ws";
+  cfg.planner.intent_analysis = false;
+  cfg.tasks["capital"] = dagent::config::Task{.name = "capital", .goal = "Find the capital of Zorblandia in notes.txt"};
+  cfg.tasks["trip"] = dagent::config::Task{.name = "trip", .goal = "Plan a trip to the capital of Zorblandia"};
+  return cfg;
+}
+
+json::object script() {
+  const char* plan = R"({"steps": [{"id": 1, "action": "read_file", "parameters": {"path": "notes.txt"}},
+      {"id": 2, "action": "llm", "parameters": {"prompt": "Which city is the capital? $step1.content"}}]})";
+  return json::object{{"rules", json::array{rule(k_plan, plan), rule(k_answer, "The capital of Zorblandia is Quuxville.")}}};
+}
+
+}  // namespace
+
+TEST_CASE("a goal run stores its answer after returning and the next plan recalls it", "[runtime][memory]") {
+  TestServer server(TestServerOptions{.script = script()});
+  TempDir dir;
+  dir.write("ws/notes.txt", "Zorblandia: capital Quuxville, river Fnord.");
+  auto cfg = config_for(server, dir);
+  Runtime runtime(cfg);
+
+  auto first = runtime.run_task("capital");
+  INFO((first.problems.empty() ? first.result.error : first.problems.front()));
+  REQUIRE(first.exit_code() == 0);
+  CHECK(first.result.answer == "The capital of Zorblandia is Quuxville.");
+  // The result came back before anything was embedded: the update is pending, not awaited.
+  CHECK(embedding_requests(server) == 0);
+  CHECK(runtime.finish_background().empty());
+  CHECK(embedding_requests(server) == 1);  // goal + answer and the llm step's text, in one batch
+
+  auto found = runtime.search_memory("capital of Zorblandia", 5);
+  REQUIRE(found.error.empty());
+  REQUIRE(found.hits.size() == 2);
+  bool run_entry = false, step_entry = false;
+  for (const auto& hit : found.hits) {
+    const auto kind = std::string(hit.metadata.at("kind").as_string());
+    if (kind == "run") {
+      run_entry = true;
+      CHECK(hit.text.find("Answer: The capital of Zorblandia is Quuxville.") != std::string::npos);
+      CHECK(hit.metadata.at("run_id") == first.result.run_id.c_str());
+    } else if (kind == "step") {
+      step_entry = true;
+      CHECK(hit.metadata.at("step") == 2);
+    }
+  }
+  CHECK(run_entry);
+  CHECK(step_entry);
+
+  // The next goal's planning prompt carries what the first run learned.
+  auto second = runtime.run_task("trip");
+  REQUIRE(second.exit_code() == 0);
+  const auto plans = plan_bodies(server);
+  REQUIRE(plans.size() == 2);
+  CHECK(plans[0].find("Quuxville.") == std::string::npos);
+  CHECK(plans[1].find("Answer: The capital of Zorblandia is Quuxville.") != std::string::npos);
+}
+
+TEST_CASE("memory updates and recall can be switched off", "[runtime][memory]") {
+  TestServer server(TestServerOptions{.script = script()});
+  TempDir dir;
+  dir.write("ws/notes.txt", "Zorblandia: capital Quuxville.");
+  auto cfg = config_for(server, dir);
+  SECTION("background_tasks.memory_updates: false stores nothing") {
+    cfg.performance.background_tasks.memory_updates = false;
+    {
+      Runtime runtime(cfg);
+      REQUIRE(runtime.run_task("capital").exit_code() == 0);
+    }  // the destructor would store pending updates
+    CHECK(embedding_requests(server) == 0);
+    Runtime reopened(cfg);
+    auto found = reopened.search_memory("capital of Zorblandia");
+    REQUIRE(found.error.empty());
+    CHECK(found.hits.empty());
+  }
+  SECTION("the destructor stores what is pending; memory.enabled: false opens nothing") {
+    {
+      Runtime runtime(cfg);
+      REQUIRE(runtime.run_task("capital").exit_code() == 0);
+    }
+    CHECK(embedding_requests(server) == 1);
+    cfg.memory.enabled = false;
+    Runtime off(cfg);
+    REQUIRE(off.run_task("trip").exit_code() == 0);
+    CHECK(embedding_requests(server) == 1);  // no recall
+    CHECK(plan_bodies(server).back().find("Quuxville.") == std::string::npos);
+    CHECK_FALSE(off.search_memory("x").error.empty());
+  }
+}
