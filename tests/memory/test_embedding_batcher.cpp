@@ -146,7 +146,8 @@ asio::awaitable<void> embed_before(EmbeddingBatcher* batcher, std::vector<std::s
   asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
   auto call = embed_into(batcher, std::move(texts), &race->embedded);
   auto expiry = timer.async_wait(asio::as_tuple(asio::use_awaitable));
-  auto winner = co_await (std::move(call) || std::move(expiry));
+  auto either = std::move(call) || std::move(expiry);
+  auto winner = co_await std::move(either);
   race->timer_won = winner.index() == 1;
   race->sent_at_end = batcher->requests_sent();
   race->in_flight_at_end = batcher->requests_in_flight();
@@ -158,6 +159,13 @@ struct Rethrow {
     if (e) std::rethrow_exception(e);
   }
 };
+
+asio::awaitable<void> destroy_after(std::optional<EmbeddingBatcher>* batcher, std::chrono::milliseconds delay) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, delay);
+  auto expiry = timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  co_await std::move(expiry);
+  batcher->reset();
+}
 
 void check_cancelled(const Race& race) {
   CHECK(race.timer_won);
@@ -340,4 +348,23 @@ TEST_CASE("a cancelled caller returns at once and the others get their vectors",
     const json::value stats = server.stats();
     CHECK(stats.at("recent").as_array().at(0).at("status") == 200);
   }
+}
+
+TEST_CASE("destroying the batcher fails the queued callers while sent requests finish", "[memory]") {
+  TestServer server = serve(json::parse(R"({"rules": [{"path": "/v1/embeddings", "latency_ms": 300}]})"));
+  Batched b(server, batching(2, 1000ms));
+  std::optional<EmbeddingBatcher> doomed(std::in_place, b.io.get_executor(), b.client, batching(2, 1000ms));
+  std::optional<Embedded> sent, queued;
+  asio::co_spawn(b.io, doomed->embed({"one", "two"}), ResultSink<Embedded>{&sent});
+  asio::co_spawn(b.io, doomed->embed({"three"}), ResultSink<Embedded>{&queued});
+  asio::co_spawn(b.io, destroy_after(&doomed, 50ms), Rethrow{});
+  b.io.run();
+
+  REQUIRE(queued.has_value());
+  REQUIRE_FALSE(queued->has_value());
+  CHECK(queued->error().code == NetErrc::cancelled);
+  REQUIRE(sent.has_value());
+  REQUIRE(sent->has_value());
+  CHECK((*sent)->vectors == b.direct({"one", "two"}).vectors);
+  CHECK(embedding_requests(server) == 2);  // the batch, then the direct call; never "three"
 }
