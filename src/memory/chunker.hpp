@@ -15,10 +15,11 @@ struct Chunk {
 };
 
 /// Chunks of at most `max_chars` bytes covering `text` in order; consecutive chunks share about
-/// `overlap` bytes (< max_chars). A chunk ends at the last paragraph break ("\n\n") in its
-/// second half, else the last sentence end (". ", "! ", "? ", newline), else the last space,
-/// else at max_chars — never inside a UTF-8 sequence. Chunks that would hold only whitespace are
-/// dropped; empty text gives no chunks.
+/// `overlap` bytes (capped at max_chars / 2), the next chunk starting at a word when one is near.
+/// A chunk ends at the last paragraph break ("\n\n") in its second half, else the last sentence
+/// end (". ", "! ", "? ", newline) there, else the last space there, else at max_chars — never
+/// inside a UTF-8 sequence. Chunks skip leading whitespace, so none holds only whitespace; empty
+/// text gives no chunks.
 std::vector<Chunk> chunk_text(std::string_view text, std::size_t max_chars, std::size_t overlap);
 
 }  // namespace dagent::memory

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,7 +12,6 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "net/llm_provider.hpp"
 
@@ -27,8 +25,9 @@ struct BatcherOptions {
   std::optional<int> dimensions;  ///< asks the model for shorter vectors (memory.dimensions)
 };
 
-/// Not thread-safe: call embed() on the loop given to the constructor. The batcher must outlive
-/// every embed() call; requests it has sent finish even if their callers were cancelled.
+/// Not thread-safe: call embed() on the loop given to the constructor. The provider must outlive
+/// every request the batcher sent: requests finish even if their callers were cancelled or the
+/// batcher is gone. Destroying the batcher fails the calls whose texts were not sent yet.
 class EmbeddingBatcher {
  public:
   EmbeddingBatcher(boost::asio::any_io_executor loop, net::LlmProvider& provider, BatcherOptions options);
@@ -38,30 +37,22 @@ class EmbeddingBatcher {
 
   /// The vectors of `texts` in order (one EmbedResponse holding all of them). The texts join the
   /// queue shared with other callers; a request that fails fails every caller with a text in it.
+  /// `usage` is the caller's share of its requests' usage, split by input length, so the
+  /// shares of all callers add up to what the provider reported. A cancelled caller returns
+  /// NetErrc::cancelled at once; its texts not yet sent are dropped.
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(std::vector<std::string> texts);
 
   /// Embedding requests sent so far.
-  std::int64_t requests_sent() const noexcept { return requests_sent_; }
+  std::int64_t requests_sent() const noexcept;
+  /// Embedding requests sent and not finished yet.
+  std::int64_t requests_in_flight() const noexcept;
 
   struct Waiter;  // one embed() call's texts, results and wake-up timer (defined in the .cpp)
+  struct State;   // the queue, the delay timer and the counters (defined in the .cpp)
 
  private:
-  struct Item {
-    std::shared_ptr<Waiter> waiter;
-    std::size_t index = 0;  ///< which of the waiter's texts
-  };
-
-  void enqueue(const std::shared_ptr<Waiter>& waiter);
-  void flush();  ///< sends up to batch_size queued items as one request
-  void arm_timer();
-
-  boost::asio::any_io_executor loop_;
-  net::LlmProvider& provider_;
-  BatcherOptions options_;
-  std::deque<Item> queue_;
-  boost::asio::steady_timer timer_;
-  bool timer_armed_ = false;
-  std::int64_t requests_sent_ = 0;
+  // Shared with the delay timer's handler and the requests in flight, which may outlive us.
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace dagent::memory

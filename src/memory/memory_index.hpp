@@ -3,11 +3,13 @@
 // own interface, ids mapped to text and metadata, saved atomically to one file under a folder.
 // FAISS headers stay in memory_index.cpp.
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <span>
@@ -109,7 +111,8 @@ class MemoryIndex {
   std::deque<Entry> entries_;  ///< id = position; a deque so Hit::entry pointers stay valid
   std::size_t deleted_ = 0;
   std::map<std::string, std::string, std::less<>> source_hashes_;
-  bool dirty_ = false;
+  std::atomic<bool> dirty_ = false;  ///< cleared by save(), which holds only the shared lock
+  std::mutex save_mutex_;             ///< one save at a time: saves share the temporary file
 };
 
 }  // namespace dagent::memory
