@@ -63,6 +63,14 @@ std::string one_line(std::string_view text, std::size_t max) {
   return out;
 }
 
+// A stored (absolute) source path, relative to the current folder when it is inside it.
+std::string shown_path(const std::string& source) {
+  std::error_code ec;
+  const auto relative = std::filesystem::path(source).lexically_relative(std::filesystem::current_path(ec));
+  if (ec || relative.empty() || *relative.begin() == "..") return source;
+  return relative.string();
+}
+
 json::object to_json(const IngestReport& r, double seconds) {
   json::array warnings;
   for (const auto& w : r.warnings) warnings.emplace_back(w);
@@ -127,7 +135,8 @@ int memory_command(const Options& options) {
   int rank = 0;
   for (const auto& hit : outcome.hits) {
     std::string where = hit.source.empty() ? "memory #" + std::to_string(hit.id)
-                                           : hit.source + ":" + std::to_string(hit.begin) + "-" + std::to_string(hit.end);
+                                           : shown_path(hit.source) + ":" + std::to_string(hit.begin) + "-" +
+                                                 std::to_string(hit.end);
     std::printf("%2d. %.3f  %s\n    %s\n", ++rank, hit.score, where.c_str(), one_line(hit.text, 240).c_str());
   }
   return 0;

@@ -30,6 +30,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // Runs fn() on `pool` and completes on the awaiting coroutine's executor. fn must not throw.
+// Name the returned awaitable before co_await: g++ 12 mishandles temporaries in co_await.
 struct InitiateOnPool {
   template <class Handler, class Fn>
   void operator()(Handler handler, asio::any_io_executor pool, Fn fn) const {
@@ -306,7 +307,8 @@ asio::awaitable<MemoryResult<std::vector<std::int64_t>>> Memory::add_many(std::v
   if (!vectors) co_return vectors.error();
   if (index_->model().empty()) index_->set_model(cfg_.llm.embedding_model);
   AddJob job{index_.get(), std::move(*vectors), dimension, std::move(entries)};
-  auto ids = co_await on_pool(pool_, std::move(job));
+  auto adding = on_pool(pool_, std::move(job));
+  auto ids = co_await std::move(adding);
   if (!ids) co_return ids.error();
   ++changes_;
   auto saved = co_await save();
@@ -347,7 +349,8 @@ asio::awaitable<MemoryResult<std::vector<MemoryHit>>> Memory::search(std::string
   auto vectors = co_await embed(std::move(texts), &dimension);
   if (!vectors) co_return vectors.error();
   SearchJob job{index_.get(), std::move(*vectors), k};
-  co_return co_await on_pool(pool_, std::move(job));
+  auto searching = on_pool(pool_, std::move(job));
+  co_return co_await std::move(searching);
 }
 
 // A chunk waiting in an ingest window, and the file it belongs to.
@@ -388,7 +391,8 @@ asio::awaitable<MemoryResult<void>> Memory::save() {
     }
     saving_ = true;
     const auto covering = changes_;
-    auto written = co_await on_pool(pool_, SaveJob{index_.get()});
+    auto writing = on_pool(pool_, SaveJob{index_.get()});
+    auto written = co_await std::move(writing);
     saving_ = false;
     save_done_.cancel();  // wakes every waiter; each checks whether its changes are covered
     if (!written) co_return written.error();
@@ -485,7 +489,8 @@ asio::awaitable<MemoryResult<void>> Memory::store_window(std::vector<IngestFile>
   if (index_->model().empty()) index_->set_model(cfg_.llm.embedding_model);
   StoreWindow job{index_.get(), files, std::move(*window), std::move(*vectors), dimension, report};
   window->clear();
-  auto ids = co_await on_pool(pool_, std::move(job));
+  auto adding = on_pool(pool_, std::move(job));
+  auto ids = co_await std::move(adding);
   if (!ids) co_return ids.error();
   report->chunks_added += ids->size();
   ++changes_;
@@ -495,7 +500,8 @@ asio::awaitable<MemoryResult<void>> Memory::store_window(std::vector<IngestFile>
 asio::awaitable<MemoryResult<IngestReport>> Memory::ingest(std::vector<fs::path> paths,
                                                            std::function<void(const IngestProgress&)> on_progress) {
   if (auto opened = open(); !opened) co_return opened.error();
-  auto listed = co_await on_pool(pool_, ListJob{std::move(paths)});
+  auto listing = on_pool(pool_, ListJob{std::move(paths)});
+  auto listed = co_await std::move(listing);
   if (listed.error) co_return *listed.error;
 
   IngestReport report;
@@ -513,7 +519,8 @@ asio::awaitable<MemoryResult<IngestReport>> Memory::ingest(std::vector<fs::path>
   for (const auto& path : listed.files) {
     ReadJob read{path, static_cast<std::size_t>(cfg_.memory.chunk_chars),
                  static_cast<std::size_t>(cfg_.memory.chunk_overlap)};
-    auto file = co_await on_pool(pool_, std::move(read));
+    auto reading = on_pool(pool_, std::move(read));
+    auto file = co_await std::move(reading);
     if (!file.warning.empty()) {
       report.warnings.push_back(std::move(file.warning));
       ++report.files_skipped;

@@ -81,7 +81,8 @@ TEST_CASE("ingest chunks a folder and memory search finds each document by its t
   TempDir dir;
   write_corpus(dir);
   const std::string index = GENERATE(std::string("flat"), std::string("hnsw"));
-  dir.write("config.yaml", "memory: {index: " + index + ", chunk_chars: 120, chunk_overlap: 20}\n");
+  // 256 dimensions (asked of the model with memory.dimensions) keep hashing collisions rare.
+  dir.write("config.yaml", "memory: {index: " + index + ", chunk_chars: 120, chunk_overlap: 20, dimensions: 256}\n");
 
   auto r = run_dagent(dir, server, {"ingest", "docs", "--json"});
   INFO(r.err);
@@ -98,8 +99,8 @@ TEST_CASE("ingest chunks a folder and memory search finds each document by its t
 
   // Each query lands on its document, in a new process reading the saved index.
   CHECK(top_source(search_json(dir, server, "how does the borrow checker treat references")) == "rust.md");
-  CHECK(top_source(search_json(dir, server, "bake sourdough bread in the oven")) == "bread.md");
-  CHECK(top_source(search_json(dir, server, "gravity of the moon on the seas")) == "tides.md");
+  CHECK(top_source(search_json(dir, server, "sourdough bread flour and salt")) == "bread.md");
+  CHECK(top_source(search_json(dir, server, "gravity pulling ocean tides")) == "tides.md");
   CHECK(top_source(search_json(dir, server, "where do bees find nectar")) == "bees.txt");
   auto result = search_json(dir, server, "knight and bishop moves");
   const auto& hit = result.at("hits").as_array()[0];
@@ -173,8 +174,10 @@ TEST_CASE("ingest and memory search report bad input clearly", "[cli][memory]") 
     auto r = run_dagent(dir, server, {"memory", "search", "bread", "--set", "memory.dimensions=32"});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("64-dimension") && Catch::Contains("returned 32"));
-    auto add = run_dagent(dir, server, {"ingest", "docs/chess.md", "--set", "memory.dimensions=32"});
+    dir.write("more/new.md", "A new file to embed.");
+    auto add = run_dagent(dir, server, {"ingest", "more", "--set", "memory.dimensions=32"});
     CHECK(add.exit_code == 2);
+    CHECK_THAT(add.err, Catch::Contains("returned 32"));
   }
   SECTION("a corrupt index") {
     const auto file = dir.path() / ".dagent/memory/memory.dgm";
@@ -196,7 +199,9 @@ TEST_CASE("a process killed while saving leaves the previous index readable", "[
   TestServer server;
   TempDir dir;
   write_corpus(dir);
-  dir.write("config.yaml", "memory: {chunk_chars: 400, chunk_overlap: 0}\n");
+  // 2.4 M tokens of text: more than the default TPM budget, which would make the ingest wait.
+  dir.write("config.yaml", "memory: {chunk_chars: 400, chunk_overlap: 0}\n"
+                           "performance: {rate_limiting: {enabled: false}}\n");
   REQUIRE(run_dagent(dir, server, {"ingest", "docs"}).exit_code == 0);
   const auto before = search_json(dir, server, "knight and bishop moves");
 
@@ -249,7 +254,7 @@ TEST_CASE("concurrent memory_add steps are embedded in batches", "[cli][memory]"
   for (int i = 1; i <= 10; ++i)
     plan += "  - {id: " + std::to_string(i) + ", action: memory_add, parameters: {text: \"note number " +
             std::to_string(i) + " about topic" + std::to_string(i) + "\", metadata: {n: " + std::to_string(i) + "}}}\n";
-  plan += "  - {id: 11, action: memory_search, depends_on: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], parameters: {query: \"topic7\", k: 2}}\n";
+  plan += "  - {id: 11, action: memory_search, dependencies: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], parameters: {query: \"topic7\", k: 2}}\n";
   dir.write("task.yaml", plan);
   const bool batching = GENERATE(true, false);
   dir.write("config.yaml", std::string("performance:\n  parallel_execution: {max_parallel_steps: 16}\n"
