@@ -56,11 +56,21 @@ HttpError make_error(NetErrc code, std::string message, bool before_response = f
   return HttpError{make_error_code(code), std::move(message), before_response};
 }
 
+constexpr std::size_t k_read_capacity = 16 * 1024;
+
+beast::flat_buffer with_capacity(std::size_t n) {
+  beast::flat_buffer b;
+  b.reserve(n);
+  return b;
+}
+
 // One TCP or TLS connection. Exactly one of the two streams is set.
 struct Connection {
   std::unique_ptr<beast::tcp_stream> plain;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> secure;
-  beast::flat_buffer buffer;
+  // Beast reads into the buffer's free capacity, at least 512 bytes: without room reserved up
+  // front, a 150 KB embedding response would take some 300 reads.
+  beast::flat_buffer buffer = with_capacity(k_read_capacity);
   Clock::time_point idle_since{};
   bool reused = false;
 

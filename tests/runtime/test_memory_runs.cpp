@@ -137,3 +137,39 @@ TEST_CASE("memory updates and recall can be switched off", "[runtime][memory]") 
     CHECK_FALSE(off.search_memory("x").error.empty());
   }
 }
+
+TEST_CASE("memory recall runs beside the intent call in the planner's parallel phase", "[runtime][memory][planner]") {
+  json::array rules = script().at("rules").as_array();
+  rules.push_back(json::object{{"path", "/v1/chat/completions"}, {"contains", "intent analyser"}, {"latency_ms", 300},
+                               {"reply", R"({"intent": "trip planning", "tools": []})"}});
+  rules.push_back(json::object{{"path", "/v1/embeddings"}, {"latency_ms", 300}});
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  dir.write("ws/notes.txt", "Zorblandia: capital Quuxville.");
+  auto cfg = config_for(server, dir);
+  cfg.planner.intent_analysis = true;
+  Runtime runtime(cfg);
+  dir.write("notes/zorblandia.md", "Zorblandia's capital Quuxville lies on the river Fnord.");
+  REQUIRE(runtime.ingest({dir.path() / "notes"}).error.empty());
+  server.reset();
+  server.set_script(json::object{{"rules", rules}});
+
+  std::vector<dagent::PlanningEvent> events;
+  dagent::RunOptions options;
+  options.on_planning = [&events](const dagent::PlanningEvent& e) { events.push_back(e); };
+  auto outcome = runtime.run_task("trip", options);
+  REQUIRE(outcome.exit_code() == 0);
+  // The intent call and the recall's embedding request were at the server at the same time.
+  CHECK(server.stats().at("max_concurrent_requests").to_number<int>() >= 2);
+  double intent_end = 0, recall_end = 0;
+  for (const auto& e : events) {
+    if (e.finished && e.phase == dagent::PlanningPhase::intent) intent_end = e.at_ms;
+    if (e.finished && e.phase == dagent::PlanningPhase::recall) recall_end = e.at_ms;
+  }
+  CHECK(intent_end >= 300);
+  CHECK(recall_end >= 300);
+  CHECK(std::abs(intent_end - recall_end) < 250);  // one latency for both, not two
+  const auto plans = plan_bodies(server);
+  REQUIRE(plans.size() == 1);
+  CHECK(plans[0].find("river Fnord") != std::string::npos);
+}
