@@ -1,0 +1,63 @@
+#pragma once
+// A run's recording (SPEC §6): JSON Lines, one event per line, flushed as written so a crash
+// loses at most the line in flight. Reading tolerates a torn last line.
+//
+// Lines, each an object with "type":
+//   header  {"type":"header","format":1,"run_id","task","goal"?,"plan"?,"inputs","config_digest","workspace"}
+//   llm     {"type":"llm","kind":"chat"|"chat_stream"|"embed","fingerprint","request":{normalized},
+//            "response":{…} | "error":{"code","message","status","type","api_code","attempts"},
+//            "chunks":[{"at_ms","text"}]   (chat_stream only), "ms"}
+//   plan    {"type":"plan","steps":[…]}                (the validated plan a goal run executes)
+//   tool    {"type":"tool","step","action","params","output" | "error":{"code","message"}}
+//   step    {"type":"step","step","status","attempt","at_ms","output"?,"error"?}
+//   end     {"type":"end","status","answer"?}
+// No API key or authorization header is ever part of an event.
+
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/json/object.hpp>
+#include <boost/system/result.hpp>
+
+namespace dagent::record {
+
+constexpr int k_format_version = 1;
+
+/// Appends events to a recording file. Not thread-safe: write from the loop.
+class RecordWriter {
+ public:
+  /// Creates (truncates) `path`, or appends to it when `append` (resume). The error names the path.
+  static boost::system::result<RecordWriter, std::string> open(const std::filesystem::path& path, bool append);
+  RecordWriter(RecordWriter&&) noexcept;
+  RecordWriter& operator=(RecordWriter&&) noexcept;
+  ~RecordWriter();
+
+  /// Writes `event` as one line and flushes it to the OS (fflush, no fsync). The first failure is
+  /// kept (see error()) and later writes are skipped.
+  void write(const boost::json::object& event);
+  const std::optional<std::string>& error() const noexcept { return error_; }
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  RecordWriter(std::FILE* file, std::filesystem::path path) : file_(file), path_(std::move(path)) {}
+  std::FILE* file_ = nullptr;
+  std::filesystem::path path_;
+  std::optional<std::string> error_;
+};
+
+/// A recording read back.
+struct Recording {
+  boost::json::object header;
+  std::vector<boost::json::object> events;  ///< every line after the header, in order
+  bool torn_tail = false;                   ///< the last line was cut short (a crash) and was ignored
+  std::size_t lines = 0;                    ///< complete lines read, header included
+};
+
+/// Reads `path`. Errors (with file and line): missing or unreadable file, no header, an
+/// unsupported format version, a malformed line that is not the last one.
+boost::system::result<Recording, std::string> read_recording(const std::filesystem::path& path);
+
+}  // namespace dagent::record
