@@ -2,7 +2,7 @@
 // call on an identical index (same vectors, same parameters), query by query, interleaved and in
 // alternating order so both see the same cache and clock state.
 // Usage: bench_memory [N...] (default 10000 100000); env DIMS ("384 1536"), KINDS ("flat hnsw"),
-// QUERIES (300), K (10). Prints one Markdown table row per configuration.
+// QUERIES (300), K (10), RAW_PARAMS (0), RAW_OMP (1 | default). Prints one Markdown table row per configuration.
 
 #include <algorithm>
 #include <chrono>
@@ -11,10 +11,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <omp.h>
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
@@ -111,6 +114,14 @@ int main(int argc, char** argv) {
           return 1;
         }
 
+        // RAW_PARAMS=1: the raw call passes SearchParametersHNSW as MemoryIndex does.
+        std::optional<faiss::SearchParametersHNSW> hnsw_params;
+        if (kind == IndexKind::hnsw && env_int("RAW_PARAMS", 0)) {
+          hnsw_params.emplace();
+          hnsw_params->efSearch = std::max(defaults.hnsw_ef_search, k);
+        }
+        // RAW_OMP=default: the raw call keeps FAISS's OpenMP team (MemoryIndex searches on one thread).
+        const bool raw_single_thread = std::string(std::getenv("RAW_OMP") ? std::getenv("RAW_OMP") : "1") != "default";
         std::vector<double> raw_us, ours_us;
         std::vector<float> distances(static_cast<std::size_t>(k));
         std::vector<faiss::Index::idx_t> labels(static_cast<std::size_t>(k));
@@ -120,9 +131,16 @@ int main(int argc, char** argv) {
           double r_us = 0, o_us = 0;
           std::int64_t ours_top = -1;
           auto run_raw = [&] {
+            const int threads = omp_get_max_threads();
+            if (raw_single_thread) omp_set_num_threads(1);  // what MemoryIndex::search does
             const auto t = Clock::now();
-            raw->search(1, query, k, distances.data(), labels.data());
+            if (hnsw_params) {
+              raw->search(1, query, k, distances.data(), labels.data(), &*hnsw_params);
+            } else {
+              raw->search(1, query, k, distances.data(), labels.data());
+            }
             r_us = us_since(t);
+            omp_set_num_threads(threads);
           };
           auto run_ours = [&] {
             const auto t = Clock::now();

@@ -248,6 +248,14 @@ MemoryResult<void> Memory::open() {
   return {};
 }
 
+void Memory::use_folder(fs::path folder) {
+  index_.reset();
+  open_error_.reset();
+  opened_ = false;
+  changes_ = saved_ = 0;
+  folder_ = std::move(folder);
+}
+
 asio::awaitable<MemoryResult<std::vector<float>>> Memory::embed(std::vector<std::string> texts, std::size_t* dimension) {
   auto reply = co_await batcher_.embed(std::move(texts));
   if (!reply) co_return from_llm_error(reply.error());

@@ -38,6 +38,9 @@ class Memory {
   bool is_open() const noexcept { return index_ != nullptr; }
   /// The folder holding the index.
   const std::filesystem::path& folder() const noexcept { return folder_; }
+  /// Closes the index and uses `folder` from the next open() on (replays use a scratch folder).
+  /// Call between runs, with no operation underway.
+  void use_folder(std::filesystem::path folder);
   /// The open index (nullptr before open()).
   MemoryIndex* index() noexcept { return index_.get(); }
 

@@ -19,6 +19,8 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <omp.h>
+
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/impl/io.h>
@@ -577,6 +579,22 @@ MemoryResult<std::vector<std::int64_t>> MemoryIndex::add(std::span<const float> 
   return ids;
 }
 
+namespace {
+
+// Runs this thread's OpenMP regions single-threaded until destroyed.
+class OneOmpThread {
+ public:
+  OneOmpThread() : before_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneOmpThread() { omp_set_num_threads(before_); }
+  OneOmpThread(const OneOmpThread&) = delete;
+  OneOmpThread& operator=(const OneOmpThread&) = delete;
+
+ private:
+  int before_;
+};
+
+}  // namespace
+
 MemoryResult<std::vector<Hit>> MemoryIndex::search(std::span<const float> query, int k) const {
   if (k < 1) return memory_error(MemoryErrc::invalid_argument, "k must be at least 1, not " + std::to_string(k));
   std::shared_lock lock(mutex_);
@@ -595,6 +613,9 @@ MemoryResult<std::vector<Hit>> MemoryIndex::search(std::span<const float> query,
   const auto fetch = std::min<idx_t>(static_cast<idx_t>(k) + static_cast<idx_t>(deleted_), index.ntotal);
   std::vector<float> scores(static_cast<std::size_t>(fetch));
   std::vector<idx_t> ids(static_cast<std::size_t>(fetch));
+  // One query gains nothing from an OpenMP team, and on a busy machine its spinning threads
+  // cost ten times the search itself (bench/README.md, "Memory"); adds keep their threads.
+  const OneOmpThread one_thread;
   if (dynamic_cast<const faiss::IndexHNSW*>(&index)) {
     // FAISS 1.7.3 sizes the beam as max(hnsw.efSearch, k) and stops by the parameters' efSearch
     // (faiss PR #3233 later made both follow the parameters); hnsw.efSearch stays at the option,
