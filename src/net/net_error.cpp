@@ -25,6 +25,7 @@ class NetCategory final : public boost::system::error_category {
       case NetErrc::circuit_open: return "circuit breaker open";
       case NetErrc::api_error: return "API error";
       case NetErrc::cancelled: return "request cancelled";
+      case NetErrc::replay_mismatch: return "no recorded request matches";
     }
     return "unknown network error";
   }

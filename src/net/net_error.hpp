@@ -21,6 +21,7 @@ enum class NetErrc {
   circuit_open,           ///< the origin's circuit breaker is open; no socket was used
   api_error,              ///< the API answered with an error status (see ApiError)
   cancelled,              ///< the caller cancelled the request
+  replay_mismatch,        ///< replay: the recording holds no request matching this one
 };
 
 const boost::system::error_category& net_category() noexcept;

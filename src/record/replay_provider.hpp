@@ -30,9 +30,10 @@ class ReplayProvider final : public net::LlmProvider {
   /// Counts replayed calls and their recorded usage as if they were live (connections: 0).
   net::ProviderMetrics metrics() const override { return metrics_; }
 
-  /// The error for a request with no recorded match: NetErrc::replay_mismatch (api_error with
-  /// status 0 if no such code exists), message "no recorded <kind> request matches (fingerprint …);
-  /// the closest recorded request differs: <describe_difference>" or "the recording has no <kind> requests".
+  /// The error for a request with no recorded match: NetErrc::replay_mismatch, message "no
+  /// recorded <kind> request matches this one (fingerprint …); the closest recorded request
+  /// differs: <describe_difference>" or "…; the recording has no chat|embed requests". The closest
+  /// is the same request made as the other chat kind if there is one, else by request_distance.
   net::LlmError no_match(const boost::json::object& wanted) const;
 
  private:
@@ -40,11 +41,13 @@ class ReplayProvider final : public net::LlmProvider {
     boost::json::object request;
     boost::json::object event;
   };
+  /// The event answering the next call with this fingerprint, or null when none was recorded.
+  const boost::json::object* next_event(const std::string& fingerprint);
+
   boost::asio::any_io_executor executor_;
   StreamTiming timing_;
   std::map<std::string, std::vector<Recorded>> by_fingerprint_;
   std::map<std::string, std::size_t> served_;  ///< fingerprint → answers given so far
-  std::vector<const Recorded*> all_;
   net::ProviderMetrics metrics_;
 };
 

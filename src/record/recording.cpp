@@ -1,0 +1,160 @@
+#include "record/recording.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+#include <utility>
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <simdjson.h>
+
+namespace dagent::record {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string os_error(std::string_view what, const std::filesystem::path& path) {
+  return std::string(what) + " " + path.string() + ": " + std::strerror(errno);
+}
+
+// Lines are parsed with simdjson, not Boost.JSON: Boost 1.81's parser can be one unit in the last
+// place off on doubles, and a recorded temperature or vector must come back bit for bit (a
+// temperature that drifted would change the request's fingerprint).
+json::value to_boost(simdjson::dom::element e) {
+  simdjson::dom::object object;
+  simdjson::dom::array array;
+  if (e.get(object) == simdjson::SUCCESS) {
+    json::object out;
+    for (auto field : object) out.emplace(field.key, to_boost(field.value));
+    return out;
+  }
+  if (e.get(array) == simdjson::SUCCESS) {
+    json::array out;
+    for (auto item : array) out.push_back(to_boost(item));
+    return out;
+  }
+  switch (e.type()) {
+    case simdjson::dom::element_type::STRING: return json::string(e.get_string().value_unsafe());
+    case simdjson::dom::element_type::INT64: return e.get_int64().value_unsafe();
+    case simdjson::dom::element_type::UINT64: return e.get_uint64().value_unsafe();
+    case simdjson::dom::element_type::DOUBLE: return e.get_double().value_unsafe();
+    case simdjson::dom::element_type::BOOL: return e.get_bool().value_unsafe();
+    default: return nullptr;
+  }
+}
+
+// The line as an object, or why it is not one.
+boost::system::result<json::object, std::string> parse_line(simdjson::dom::parser& parser, std::string_view line) {
+  simdjson::dom::element root;
+  if (auto e = parser.parse(line.data(), line.size()).get(root)) return std::string(simdjson::error_message(e));
+  if (root.type() != simdjson::dom::element_type::OBJECT) return std::string("a JSON value that is not an object");
+  return std::move(to_boost(root).as_object());
+}
+
+std::string clip(std::string_view line) {
+  constexpr std::size_t k_max = 60;
+  return line.size() <= k_max ? std::string(line) : std::string(line.substr(0, k_max)) + "…";
+}
+
+// The file's bytes; the error names it. Both alternatives are strings, hence the in_place tags.
+boost::system::result<std::string, std::string> read_file(const std::filesystem::path& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (!file) return {boost::system::in_place_error, os_error("cannot open recording", path)};
+  std::string bytes;
+  char buffer[1 << 16];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) bytes.append(buffer, n);
+  const bool failed = std::ferror(file) != 0;
+  const int saved = errno;
+  std::fclose(file);
+  errno = saved;
+  if (failed) return {boost::system::in_place_error, os_error("cannot read recording", path)};
+  return {boost::system::in_place_value, std::move(bytes)};
+}
+
+}  // namespace
+
+boost::system::result<RecordWriter, std::string> RecordWriter::open(const std::filesystem::path& path, bool append) {
+  std::FILE* file = std::fopen(path.c_str(), append ? "a" : "w");
+  if (!file) return os_error("cannot open recording", path);
+  return RecordWriter(file, path);
+}
+
+RecordWriter::RecordWriter(RecordWriter&& other) noexcept
+    : file_(std::exchange(other.file_, nullptr)), path_(std::move(other.path_)), error_(std::move(other.error_)) {}
+
+RecordWriter& RecordWriter::operator=(RecordWriter&& other) noexcept {
+  if (this != &other) {
+    if (file_) std::fclose(file_);
+    file_ = std::exchange(other.file_, nullptr);
+    path_ = std::move(other.path_);
+    error_ = std::move(other.error_);
+  }
+  return *this;
+}
+
+RecordWriter::~RecordWriter() {
+  if (file_) std::fclose(file_);
+}
+
+void RecordWriter::write(const json::object& event) {
+  if (error_ || !file_) return;
+  std::string line = json::serialize(event);
+  line.push_back('\n');
+  // One fwrite per line, then a flush: a crash cuts at most this line (read back as a torn tail).
+  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
+    error_ = os_error("cannot write recording", path_);
+}
+
+boost::system::result<Recording, std::string> read_recording(const std::filesystem::path& path) {
+  auto bytes = read_file(path);
+  if (!bytes) return bytes.error();
+  const std::string_view text = *bytes;
+  const std::string where = path.string() + ":";
+
+  Recording out;
+  bool have_header = false;
+  simdjson::dom::parser parser;
+  std::size_t line_no = 0;
+  for (std::size_t start = 0; start < text.size();) {
+    ++line_no;
+    const std::size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) {  // no newline: the writer died mid-line
+      out.torn_tail = true;
+      break;
+    }
+    const std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    auto parsed = parse_line(parser, line);
+    if (!parsed) {
+      if (text.find_first_not_of(" \t\r\n", start) == std::string_view::npos) {
+        out.torn_tail = true;  // a cut-short last line that happened to end in a newline byte
+        break;
+      }
+      return where + std::to_string(line_no) + ": not a JSON object: " + parsed.error() + ": " + clip(line);
+    }
+    ++out.lines;
+    if (have_header) {
+      out.events.push_back(std::move(*parsed));
+      continue;
+    }
+    const json::value* type = parsed->if_contains("type");
+    if (!type || *type != "header")
+      return where + std::to_string(line_no) + ": not a recording: the first line must be the header, got " + clip(line);
+    const json::value* format = parsed->if_contains("format");
+    if (!format || !format->is_int64() || format->get_int64() != k_format_version)
+      return where + std::to_string(line_no) + ": unsupported recording format " +
+             (format ? json::serialize(*format) : std::string("(none)")) + " (this dagent reads format " +
+             std::to_string(k_format_version) + ")";
+    out.header = std::move(*parsed);
+    have_header = true;
+  }
+  if (!have_header)
+    return where + "1: not a recording: no header line" + (out.torn_tail ? " (the file was cut short)" : "");
+  return out;
+}
+
+}  // namespace dagent::record

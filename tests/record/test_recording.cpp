@@ -1,0 +1,183 @@
+#include "record/recording.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <boost/json.hpp>
+
+#include "support/process.hpp"
+
+namespace {
+
+namespace json = boost::json;
+using dagent::record::k_format_version;
+using dagent::record::read_recording;
+using dagent::record::RecordWriter;
+using dagent::test::read_text;
+using dagent::test::TempDir;
+
+json::object header() { return {{"type", "header"}, {"format", k_format_version}, {"run_id", "r1"}, {"task", "t"}}; }
+
+std::string header_line() { return json::serialize(header()) + "\n"; }
+
+RecordWriter open_writer(const std::filesystem::path& path, bool append) {
+  auto writer = RecordWriter::open(path, append);
+  REQUIRE(writer.has_value());
+  return std::move(*writer);
+}
+
+}  // namespace
+
+TEST_CASE("a recording reads back what was written", "[record]") {
+  TempDir dir;
+  const auto path = dir.path() / "run.jsonl";
+  {
+    auto writer = open_writer(path, false);
+    writer.write(header());
+    writer.write({{"type", "step"}, {"step", "a"}, {"status", "done"}, {"at_ms", 1.5}});
+    writer.write({{"type", "end"}, {"status", "ok"}, {"answer", "line one\nline two"}});
+    CHECK_FALSE(writer.error());
+    CHECK(writer.path() == path);
+  }
+  const std::string text = read_text(path);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 3);  // one line per event; the answer's newline is escaped
+
+  auto rec = read_recording(path);
+  REQUIRE(rec.has_value());
+  CHECK(rec->header == header());
+  REQUIRE(rec->events.size() == 2);
+  CHECK(rec->events[0].at("step") == "a");
+  CHECK(rec->events[0].at("at_ms") == 1.5);
+  CHECK(rec->events[1].at("answer") == "line one\nline two");
+  CHECK(rec->lines == 3);
+  CHECK_FALSE(rec->torn_tail);
+
+  SECTION("append mode adds to the file; write mode truncates it") {
+    {
+      auto writer = open_writer(path, true);
+      writer.write({{"type", "end"}, {"status", "resumed"}});
+    }
+    auto appended = read_recording(path);
+    REQUIRE(appended.has_value());
+    REQUIRE(appended->events.size() == 3);
+    CHECK(appended->events.back().at("status") == "resumed");
+    {
+      auto writer = open_writer(path, false);
+      writer.write(header());
+    }
+    auto truncated = read_recording(path);
+    REQUIRE(truncated.has_value());
+    CHECK(truncated->events.empty());
+  }
+  SECTION("a moved writer keeps writing to the same file") {
+    auto writer = open_writer(path, true);
+    RecordWriter moved = std::move(writer);
+    moved.write({{"type", "end"}, {"status", "moved"}});
+    auto again = read_recording(path);
+    REQUIRE(again.has_value());
+    CHECK(again->events.back().at("status") == "moved");
+  }
+}
+
+TEST_CASE("a torn last line is ignored", "[record]") {
+  TempDir dir;
+  const std::string event = json::serialize(json::object{{"type", "end"}, {"status", "ok"}});
+  SECTION("half a line without its newline") {
+    const auto path = dir.write("run.jsonl", header_line() + event + "\n" + event.substr(0, event.size() / 2));
+    auto rec = read_recording(path);
+    REQUIRE(rec.has_value());
+    CHECK(rec->torn_tail);
+    CHECK(rec->events.size() == 1);
+    CHECK(rec->lines == 2);
+  }
+  SECTION("a cut last line that ends in a newline") {
+    const auto path = dir.write("run.jsonl", header_line() + event.substr(0, 7) + "\n\n");
+    auto rec = read_recording(path);
+    REQUIRE(rec.has_value());
+    CHECK(rec->torn_tail);
+    CHECK(rec->events.empty());
+  }
+  SECTION("empty lines are skipped and are not a torn tail") {
+    const auto path = dir.write("run.jsonl", header_line() + "\n" + event + "\n\n");
+    auto rec = read_recording(path);
+    REQUIRE(rec.has_value());
+    CHECK_FALSE(rec->torn_tail);
+    CHECK(rec->events.size() == 1);
+  }
+}
+
+TEST_CASE("a broken recording is an error with its file and line", "[record]") {
+  TempDir dir;
+  const std::string event = json::serialize(json::object{{"type", "end"}, {"status", "ok"}});
+  SECTION("a malformed line before the last one") {
+    const auto path = dir.write("run.jsonl", header_line() + event + "\n{\"type\": oops\n" + event + "\n");
+    auto rec = read_recording(path);
+    REQUIRE_FALSE(rec.has_value());
+    CHECK_THAT(rec.error(), Catch::StartsWith(path.string() + ":3: not a JSON object"));
+    CHECK_THAT(rec.error(), Catch::Contains("{\"type\": oops"));
+  }
+  SECTION("a line that is JSON but not an object") {
+    const auto path = dir.write("run.jsonl", header_line() + "[1, 2]\n" + event + "\n");
+    auto rec = read_recording(path);
+    REQUIRE_FALSE(rec.has_value());
+    CHECK_THAT(rec.error(), Catch::StartsWith(path.string() + ":2: not a JSON object"));
+  }
+  SECTION("no header") {
+    const auto path = dir.write("run.jsonl", event + "\n");
+    auto rec = read_recording(path);
+    REQUIRE_FALSE(rec.has_value());
+    CHECK_THAT(rec.error(), Catch::StartsWith(path.string() + ":1: not a recording"));
+  }
+  SECTION("an empty file") {
+    const auto path = dir.write("run.jsonl", "");
+    auto rec = read_recording(path);
+    REQUIRE_FALSE(rec.has_value());
+    CHECK(rec.error() == path.string() + ":1: not a recording: no header line");
+  }
+  SECTION("another format version") {
+    auto h = header();
+    h["format"] = k_format_version + 1;
+    const auto path = dir.write("run.jsonl", json::serialize(h) + "\n" + event + "\n");
+    auto rec = read_recording(path);
+    REQUIRE_FALSE(rec.has_value());
+    CHECK_THAT(rec.error(), Catch::StartsWith(path.string() + ":1: unsupported recording format 2"));
+  }
+  SECTION("a missing file") {
+    const auto path = dir.path() / "absent.jsonl";
+    auto rec = read_recording(path);
+    REQUIRE_FALSE(rec.has_value());
+    CHECK(rec.error() == "cannot open recording " + path.string() + ": No such file or directory");
+    auto writer = RecordWriter::open(dir.path() / "no-such-dir" / "run.jsonl", false);
+    REQUIRE_FALSE(writer.has_value());
+    CHECK_THAT(writer.error(), Catch::Contains("no-such-dir/run.jsonl") && Catch::Contains("No such file or directory"));
+  }
+}
+
+TEST_CASE("a failed write is kept and later writes are skipped", "[record]") {
+  // /dev/full accepts the open and fails every flush with ENOSPC.
+  auto writer = RecordWriter::open("/dev/full", false);
+  REQUIRE(writer.has_value());
+  writer->write(header());
+  REQUIRE(writer->error());
+  CHECK(*writer->error() == "cannot write recording /dev/full: No space left on device");
+  writer->write(header());
+  CHECK(*writer->error() == "cannot write recording /dev/full: No space left on device");
+}
+
+TEST_CASE("doubles read back bit for bit even where Boost.JSON 1.81 parses them one ulp off", "[record]") {
+  // 0.9133014528990869 serializes as 9.133014528990869E-1, which boost::json::parse (1.81) reads
+  // as a neighbouring double; a recorded temperature would then change its request's fingerprint.
+  const double awkward = 0.9133014528990869;
+  TempDir dir;
+  const auto path = dir.path() / "run.jsonl";
+  {
+    auto writer = open_writer(path, false);
+    writer.write(header());
+    writer.write({{"type", "llm"}, {"temperature", awkward}, {"big", std::uint64_t{18446744073709551615u}}, {"neg", -3}});
+  }
+  auto rec = read_recording(path);
+  REQUIRE(rec.has_value());
+  REQUIRE(rec->events.size() == 1);
+  CHECK(rec->events[0].at("temperature").as_double() == awkward);
+  CHECK(rec->events[0].at("big").as_uint64() == 18446744073709551615u);
+  CHECK(rec->events[0].at("neg").as_int64() == -3);
+}
