@@ -30,6 +30,11 @@ struct RunOptions {
   std::function<void(std::string_view)> on_answer;  ///< the synthesized answer, piece by piece, as it streams
   std::filesystem::path trace_file;                ///< Chrome trace-event JSON, when set
   bool stop_on_sigint = false;                     ///< SIGINT interrupts the run (the CLI sets it)
+  std::filesystem::path record_file;  ///< write the run's recording (SPEC §6) here, event by event
+  std::filesystem::path replay_file;  ///< answer LLM and embedding calls from this recording; no network
+  bool replay_tools = false;          ///< with replay_file: tool results come from the recording too
+  bool replay_instant = false;        ///< with replay_file: streamed replies at once, not at their recorded pace
+  std::filesystem::path resume_file;  ///< continue this interrupted recorded run, recording into it
 };
 
 /// A validated plan and its DAG, without running it.

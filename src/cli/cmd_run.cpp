@@ -1,7 +1,12 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "cli/commands.hpp"
@@ -10,12 +15,79 @@
 
 namespace dagent::cli {
 
-int run_command(const Options& options) {
+namespace {
+
+// The task a recording ran: its header's task file (relative to the recording's folder) or
+// configured task name; empty with *error set when the header cannot be read. *config is set to
+// the config file the run used, when the header names one that exists.
+std::string task_of_recording(const std::filesystem::path& recording, std::string* error,
+                              std::optional<std::filesystem::path>* config = nullptr) {
+  std::ifstream in(recording, std::ios::binary);
+  std::string line;
+  if (!in || !std::getline(in, line)) {
+    *error = "cannot read the recording '" + recording.string() + "'";
+    return {};
+  }
+  boost::system::error_code ec;
+  auto header = boost::json::parse(line, ec);
+  const auto* fields = ec ? nullptr : header.if_object();
+  const auto* type = fields ? fields->if_contains("type") : nullptr;
+  if (!type || *type != "header") {
+    *error = recording.string() + ":1: not a dagent recording (no header line)";
+    return {};
+  }
+  std::string ref;
+  if (const auto* r = fields->if_contains("task_ref"); r && r->is_string()) ref = r->get_string();
+  if (ref.empty()) {
+    *error = recording.string() + ":1: the recording names no task; give it: dagent run TASK --replay " + recording.string();
+    return {};
+  }
+  std::error_code fs_ec;
+  if (const auto* c = fields->if_contains("config"); config && c && c->is_string()) {
+    const auto file = (recording.parent_path() / std::string(c->get_string())).lexically_normal();
+    if (std::filesystem::is_regular_file(file, fs_ec)) *config = file;
+  }
+  const auto beside = recording.parent_path() / ref;
+  return std::filesystem::is_regular_file(beside, fs_ec) ? beside.lexically_normal().string() : ref;
+}
+
+}  // namespace
+
+int replay_command(const Options& options) {
   if (options.args.size() != 1) {
+    std::fprintf(stderr, "dagent: replay takes one RECORDING (a file written with --record)\n");
+    return 2;
+  }
+  Options run = options;
+  run.replay_file = options.args[0];
+  std::string error;
+  std::optional<std::filesystem::path> config;
+  auto task = task_of_recording(run.replay_file, &error, &config);
+  if (!run.config && config) run.config = config;  // the recorded run's config, unless --config says otherwise
+  if (task.empty()) {
+    std::fprintf(stderr, "dagent: %s\n", error.c_str());
+    return 2;
+  }
+  run.args = {task};
+  return run_command(run);
+}
+
+int run_command(const Options& options) {
+  Options given = options;
+  if (given.args.empty() && !given.resume_file.empty()) {  // `dagent run --resume FILE`: the recorded task
+    std::string error;
+    auto task = task_of_recording(given.resume_file, &error);
+    if (task.empty()) {
+      std::fprintf(stderr, "dagent: %s\n", error.c_str());
+      return 2;
+    }
+    given.args = {task};
+  }
+  if (given.args.size() != 1) {
     std::fprintf(stderr, "dagent: run takes one TASK (a task file or a task name from config.yaml)\n");
     return 2;
   }
-  auto runtime = load_runtime(options);
+  auto runtime = load_runtime(given);
   if (!runtime) return 2;
 
   auto mode = options.verbosity < 0           ? LiveView::Mode::quiet
@@ -30,8 +102,13 @@ int run_command(const Options& options) {
   run_options.on_answer = AnswerHook{&view};
   run_options.trace_file = options.trace_file;
   run_options.stop_on_sigint = true;
+  run_options.record_file = given.record_file;
+  run_options.replay_file = given.replay_file;
+  run_options.replay_tools = given.replay_tools;
+  run_options.replay_instant = given.replay_instant;
+  run_options.resume_file = given.resume_file;
 
-  auto outcome = runtime->run_task(options.args[0], run_options);
+  auto outcome = runtime->run_task(given.args[0], run_options);
   if (!outcome.problems.empty()) {
     for (const auto& p : outcome.problems) std::fprintf(stderr, "%s\n", p.c_str());
     if (outcome.unreachable) {

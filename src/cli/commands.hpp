@@ -15,6 +15,7 @@ namespace dagent::cli {
 std::unique_ptr<Runtime> load_runtime(const Options& options);
 
 int run_command(const Options& options);
+int replay_command(const Options& options);
 int plan_command(const Options& options);
 int validate_command(const Options& options);
 int ingest_command(const Options& options);

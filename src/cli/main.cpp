@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
     }
     if (options.command == "run") return run_command(options);
     if (options.command == "plan") return plan_command(options);
+    if (options.command == "replay") return replay_command(options);
     if (options.command == "ingest") return ingest_command(options);
     if (options.command == "memory") return memory_command(options);
     return validate_command(options);

@@ -8,9 +8,7 @@ namespace dagent::cli {
 
 namespace {
 
-constexpr std::string_view k_commands[] = {"run", "plan", "validate", "ingest", "memory", "help", "version"};
-// Options of SPEC §1 whose features are not in this build yet: refused by name, not ignored.
-constexpr std::string_view k_later[] = {"--record", "--replay", "--replay-tools", "--resume"};
+constexpr std::string_view k_commands[] = {"run", "plan", "validate", "replay", "ingest", "memory", "help", "version"};
 
 }  // namespace
 
@@ -21,6 +19,7 @@ std::string usage() {
          "  run TASK                 run a task (a YAML file, or a name under `tasks:` in config.yaml)\n"
          "  plan TASK                print the validated plan, its levels and critical path; run nothing\n"
          "  validate [TASK|PLAN.json]  check config.yaml (and a task or plan) and print every problem\n"
+         "  replay RECORDING         re-run a recorded run offline: model answers come from the recording\n"
          "  ingest PATH...           chunk text files (folders recursively) into the memory index\n"
          "  memory search QUERY      print the memories closest to QUERY (-k N: how many)\n"
          "  --version | --help\n"
@@ -30,6 +29,11 @@ std::string usage() {
          "  --set KEY=VALUE          override a config key by dotted path; repeatable\n"
          "  --json                   print the machine-readable result on stdout\n"
          "  --trace FILE             write a Chrome trace-event JSON of the run\n"
+         "  --record FILE            write the run's recording (JSON Lines, one event per line)\n"
+         "  --replay FILE            answer model and embedding calls from a recording; no network\n"
+         "  --replay-tools           with --replay: tool results from the recording too\n"
+         "  --replay-timing MODE     recorded (default): streamed replies at their recorded pace; instant\n"
+         "  --resume FILE            finish an interrupted recorded run; finished steps are not run again\n"
          "  -k N                     memory search: number of hits (default memory.recall_k)\n"
          "  -q / -v                  quieter / more verbose progress on stderr\n"
          "\n"
@@ -76,8 +80,17 @@ std::variant<Options, std::string> parse_options(int argc, char** argv) {
       auto v = value_of(i, "--trace");
       if (!v || v->empty()) return std::string("--trace needs a file");
       o.trace_file = *v;
-    } else if (std::find(std::begin(k_later), std::end(k_later), arg.substr(0, arg.find('='))) != std::end(k_later)) {
-      return std::string(arg.substr(0, arg.find('='))) + " is not supported by this build yet";
+    } else if (is("--record") || is("--replay") || is("--resume")) {
+      const std::string flag(arg.substr(0, arg.find('=')));
+      auto v = value_of(i, flag);
+      if (!v || v->empty()) return flag + " needs a file";
+      (flag == "--record" ? o.record_file : flag == "--replay" ? o.replay_file : o.resume_file) = *v;
+    } else if (arg == "--replay-tools") {
+      o.replay_tools = true;
+    } else if (is("--replay-timing")) {
+      auto v = value_of(i, "--replay-timing");
+      if (!v || (*v != "recorded" && *v != "instant")) return std::string("--replay-timing is recorded or instant");
+      o.replay_instant = *v == "instant";
     } else if (arg.starts_with("-") && arg.size() > 1) {
       return "unknown option " + std::string(arg);
     } else if (o.command.empty()) {

@@ -10,7 +10,7 @@
 namespace dagent::cli {
 
 struct Options {
-  std::string command;                          ///< run, plan, validate, ingest, memory, help, version
+  std::string command;                          ///< run, plan, validate, replay, ingest, memory, help, version
   std::vector<std::string> args;                ///< positional arguments after the command
   std::optional<std::filesystem::path> config;  ///< --config
   std::vector<std::string> overrides;           ///< --set KEY=VALUE, in order
@@ -18,6 +18,11 @@ struct Options {
   std::filesystem::path trace_file;
   int verbosity = 0;                            ///< -q: -1, -v: 1
   int k = 0;                                    ///< memory search -k N; 0: memory.recall_k
+  std::filesystem::path record_file;            ///< --record FILE
+  std::filesystem::path replay_file;            ///< --replay FILE (and `dagent replay FILE`)
+  bool replay_tools = false;                    ///< --replay-tools
+  bool replay_instant = false;                  ///< --replay-timing instant
+  std::filesystem::path resume_file;            ///< --resume FILE
 };
 
 /// Parses argv; an error message (usage problem) when it cannot.

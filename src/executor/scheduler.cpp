@@ -270,6 +270,21 @@ void Scheduler::start(std::size_t index) {
 }
 
 asio::awaitable<ToolResult> Scheduler::invoke_once(std::size_t index, json::object params) {
+  auto* observer = options_.observer;
+  if (!observer) co_return co_await invoke_tool(index, std::move(params));
+  const int id = plan_.steps[index].id;
+  const std::string action = plan_.steps[index].action;  // a copy: the plan may grow meanwhile
+  if (auto answered = observer->answer(id, action, params)) {
+    observer->called(id, action, params, *answered);
+    co_return std::move(*answered);
+  }
+  json::object seen = params;
+  auto result = co_await invoke_tool(index, std::move(params));
+  observer->called(id, action, seen, result);
+  co_return result;
+}
+
+asio::awaitable<ToolResult> Scheduler::invoke_tool(std::size_t index, json::object params) {
   using namespace asio::experimental::awaitable_operators;
   const auto& info = analysis_.steps[index];
   ToolContext ctx = base_;

@@ -21,6 +21,7 @@
 #include "dagent/tool.hpp"
 #include "executor/analysis.hpp"
 #include "executor/plan.hpp"
+#include "executor/tool_observer.hpp"
 #include "executor/verifier.hpp"
 
 namespace dagent::executor {
@@ -36,6 +37,8 @@ struct SchedulerOptions {
   int max_reruns = 1;                        ///< re-runs of a critical step whose verdict failed
   /// Step times are measured from here (the run's start, which planning may precede); unset: run().
   std::optional<std::chrono::steady_clock::time_point> epoch;
+  /// Sees every tool call and may answer it instead of the tool (recording, replay); must outlive run().
+  ToolObserver* observer = nullptr;
 
   /// The options of a Config (performance.parallel_execution, executor, verification, background_tasks).
   static SchedulerOptions from(const config::Config& cfg);
@@ -95,6 +98,7 @@ class Scheduler final : private ReferenceSource {
 
   boost::asio::awaitable<Outcome> run_step(std::size_t index);
   boost::asio::awaitable<ToolResult> invoke_once(std::size_t index, boost::json::object params);
+  boost::asio::awaitable<ToolResult> invoke_tool(std::size_t index, boost::json::object params);
   boost::asio::awaitable<Verdict> verify_in_background(std::size_t index);
 
   void init(std::size_t index);

@@ -2,6 +2,8 @@
 // --replay: answers chat, streamed chat and embedding calls from a recording, matched by the
 // fingerprint of the normalized request (not by order), and never opens a connection. Identical
 // requests recorded several times are answered in their recorded order (then the last repeats).
+// An embedding request whose batch was not recorded as such is answered input by input from all
+// recorded batches: batching groups inputs by timing, which a replay does not reproduce.
 
 #include <map>
 #include <string>
@@ -48,6 +50,10 @@ class ReplayProvider final : public net::LlmProvider {
   StreamTiming timing_;
   std::map<std::string, std::vector<Recorded>> by_fingerprint_;
   std::map<std::string, std::size_t> served_;  ///< fingerprint → answers given so far
+  /// Indexes every recorded embedding by (model, dimensions, input) for embed()'s fallback.
+  void index_inputs();
+  bool indexed_inputs_ = false;
+  std::map<std::string, std::vector<float>> inputs_;
   net::ProviderMetrics metrics_;
 };
 

@@ -2,9 +2,14 @@
 
 #include "dagent/runtime.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <unordered_map>
 
@@ -13,6 +18,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "config/loader.hpp"
 #include "dagent/workspace.hpp"
@@ -25,7 +31,14 @@
 #include "net/response_cache.hpp"
 #include "planner/planner.hpp"
 #include "planner/results_digest.hpp"
+#include "record/recording.hpp"
+#include "record/recording_provider.hpp"
+#include "record/replay_provider.hpp"
 #include "runtime/lazy_provider.hpp"
+#include "runtime/resume.hpp"
+#include "runtime/routing_provider.hpp"
+#include "runtime/run_recorder.hpp"
+#include "runtime/tool_replay.hpp"
 #include "runtime/trace_writer.hpp"
 #include "tools/llm_tool.hpp"
 #include "tools/memory_add_tool.hpp"
@@ -71,7 +84,10 @@ struct Prepared {
 
 // What one run shares between its coroutines, the signal handler and the caller; lives in the
 // caller's frame while the loop runs. `task` holds the inputs (and, for a goal, the goal).
+struct RunWiring;
+
 struct ActiveRun {
+  RunWiring* wiring = nullptr;
   config::Task task;
   const RunOptions* options = nullptr;
   const Workspace* workspace = nullptr;
@@ -187,6 +203,92 @@ MemoryUpdate update_of(const RunResult& result, const std::string& goal, std::si
   return update;
 }
 
+// The planner's recall for a recorded or replayed run: a replay answers with the memories the
+// recording holds (so the planning prompt matches whatever memory the user has); a recording
+// writes what the memory answered.
+class RecallTap final : public planner::Recall {
+ public:
+  RecallTap(planner::Recall* inner, runtime::RunRecorder* recorder, std::optional<std::vector<std::string>> replayed)
+      : inner_(inner), recorder_(recorder), replayed_(std::move(replayed)) {}
+  asio::awaitable<std::vector<std::string>> recall(std::string goal, int k) override {
+    std::vector<std::string> memories;
+    if (replayed_) {
+      memories = *replayed_;
+    } else if (inner_) {
+      memories = co_await inner_->recall(std::move(goal), k);
+    }
+    if (recorder_) recorder_->recall(memories);
+    co_return memories;
+  }
+
+ private:
+  planner::Recall* inner_;
+  runtime::RunRecorder* recorder_;
+  std::optional<std::vector<std::string>> replayed_;
+};
+
+// The memories of a recording's "recall" event, if it has one.
+std::optional<std::vector<std::string>> recorded_recall(const record::Recording& recording) {
+  for (const auto& event : recording.events) {
+    const auto* type = event.if_contains("type");
+    const auto* memories = event.if_contains("memories");
+    if (!type || *type != "recall" || !memories || !memories->is_array()) continue;
+    std::vector<std::string> out;
+    for (const auto& m : memories->get_array())
+      if (m.is_string()) out.emplace_back(m.get_string());
+    return out;
+  }
+  return std::nullopt;
+}
+
+// What one run adds around the runtime's parts for --record, --replay, --replay-tools and
+// --resume; undone (routing and memory folder restored) when it goes away.
+struct RunWiring {
+  std::optional<record::Recording> source;  ///< the recording replayed
+  std::unique_ptr<record::ReplayProvider> replay;
+  std::optional<record::RecordWriter> writer;
+  std::unique_ptr<record::RecordingProvider> recording;
+  std::unique_ptr<runtime::RunRecorder> recorder;
+  std::unique_ptr<runtime::ToolReplay> tool_replay;
+  std::optional<runtime::ResumePoint> resume;
+  std::unique_ptr<RecallTap> recall;
+  std::filesystem::path scratch_memory;  ///< a replay's memory folder, removed afterwards
+  executor::ToolObserver* observer = nullptr;
+  std::function<void()> undo;
+
+  RunWiring() = default;
+  RunWiring(const RunWiring&) = delete;
+  RunWiring& operator=(const RunWiring&) = delete;
+  ~RunWiring() {
+    if (undo) undo();
+    if (!scratch_memory.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(scratch_memory, ec);
+    }
+  }
+  bool live() const noexcept { return !replay; }
+};
+
+// Step events go to the caller's observer and to the recording.
+struct StepFanout {
+  std::function<void(const StepEvent&)> user;
+  runtime::RunRecorder* recorder;
+  void operator()(const StepEvent& e) const {
+    if (recorder) recorder->step(e);
+    if (user) user(e);
+  }
+};
+
+std::string digest_of(const config::Config& cfg) {
+  const auto text = json::serialize(json::value(config::to_json(cfg)));
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a: a change detector, not a security boundary
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  static constexpr char k_hex[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (auto& c : out) c = k_hex[h & 15], h >>= 4;
+  return out;
+}
+
 }  // namespace
 
 int RunOutcome::exit_code() const noexcept {
@@ -206,7 +308,8 @@ struct Runtime::Impl {
       cache = std::make_unique<net::CachingProvider>(provider, std::chrono::seconds(caching.ttl_seconds),
                                                      static_cast<std::size_t>(caching.max_entries));
     }
-    net::LlmProvider& llm = active_provider();
+    router.route_to(active_provider());
+    net::LlmProvider& llm = router;
     if (enabled("llm")) (void)registry.add(std::make_shared<tools::LlmTool>(llm, cfg.llm.model));
     if (cfg.memory.enabled) {
       memory = std::make_unique<memory::Memory>(io.get_executor(), worker_pool().get_executor(), llm, cfg);
@@ -245,14 +348,23 @@ struct Runtime::Impl {
   asio::awaitable<planner::PlanDraft> stream_plan(ActiveRun* run, planner::PlanningContext ctx,
                                                   executor::IncrementalAnalysis* inc, executor::Scheduler* scheduler);
   asio::awaitable<void> goal_flow(ActiveRun* run);
+  asio::awaitable<void> resumed_goal_flow(ActiveRun* run);
+  asio::awaitable<void> answer_loop(ActiveRun* run, planner::PlanningContext ctx, json::array plan_steps,
+                                    Prepared prepared);
   asio::awaitable<void> plan_flow(ActiveRun* run, Prepared* prepared);
   void drive(ActiveRun& run, asio::awaitable<void> flow);
-  RunOutcome run_goal(config::Task task, const std::filesystem::path& workspace, const RunOptions& options);
+  RunOutcome run_goal(config::Task task, const std::filesystem::path& workspace, const RunOptions& options,
+                      std::string_view task_ref);
+  RunOutcome run_fixed(const json::value& plan_json, const json::object& inputs, const std::filesystem::path& workspace,
+                       const RunOptions& options, std::string task_name, std::string_view task_ref);
+  void record_header(RunWiring& w, const std::string& run_id, const config::Task& task, std::string_view task_ref);
   std::vector<std::string> finish_background();
+  /// Sets up `w` for `options`; the problems when a recording cannot be read or written.
+  std::vector<std::string> wire(const RunOptions& options, RunWiring& w);
   MemoryOutcome memory_ready();  ///< the memory opened and the provider ready, or why not
 
   void fill_metrics(RunResult& result, const net::ProviderMetrics& before, std::int64_t step_retries) {
-    const auto after = active_provider().metrics();
+    const auto after = router.metrics();
     auto& m = result.metrics;
     m.retries = step_retries + (after.retries - before.retries);
     m.llm_calls = after.llm_calls - before.llm_calls;
@@ -294,7 +406,8 @@ struct Runtime::Impl {
   std::unique_ptr<executor::Verifier> verifier;
 
   net::LlmProvider& active_provider() { return cache ? static_cast<net::LlmProvider&>(*cache) : provider; }
-  std::unique_ptr<planner::Planner> planner = std::make_unique<planner::Planner>(active_provider(), registry, cfg);
+  runtime::RoutingProvider router{provider};  // what every part calls: live, or this run's replay/recording
+  std::unique_ptr<planner::Planner> planner = std::make_unique<planner::Planner>(router, registry, cfg);
   std::unique_ptr<memory::Memory> memory;     // memory.enabled
   std::unique_ptr<planner::Recall> recall;    // the planner's view of `memory`
   std::vector<MemoryUpdate> pending_updates;  // background memory updates not yet stored
@@ -354,10 +467,16 @@ void absorb(ActiveRun* run, executor::ExecutionReport report) {
 
 asio::awaitable<executor::ExecutionReport> Runtime::Impl::execute(ActiveRun* run, Prepared* prepared,
                                                                   std::vector<StepResult> kept) {
-  executor::Scheduler scheduler(prepared->plan, prepared->analysis, scheduler_options(run->epoch),
-                                tool_context(*run->workspace), run->task.inputs, *verifier);
-  if (run->options->on_event) scheduler.on_event(run->options->on_event);
-  for (auto& k : kept) scheduler.reuse(prepared->analysis.index_of.at(k.id), std::move(k));
+  auto options = scheduler_options(run->epoch);
+  options.observer = run->wiring->observer;
+  executor::Scheduler scheduler(prepared->plan, prepared->analysis, options, tool_context(*run->workspace),
+                                run->task.inputs, *verifier);
+  if (run->options->on_event || run->wiring->recorder)
+    scheduler.on_event(StepFanout{run->options->on_event, run->wiring->recorder.get()});
+  for (auto& k : kept) {
+    const auto at = prepared->analysis.index_of.find(k.id);
+    if (at != prepared->analysis.index_of.end()) scheduler.reuse(at->second, std::move(k));
+  }
   run->active = &scheduler;
   if (run->interrupted) scheduler.interrupt();
   auto report = co_await scheduler.run();
@@ -378,6 +497,12 @@ asio::awaitable<planner::PlanDraft> Runtime::Impl::stream_plan(ActiveRun* run, p
 asio::awaitable<void> Runtime::Impl::goal_flow(ActiveRun* run) {
   using namespace asio::experimental::awaitable_operators;
   auto& result = *run->result;
+  auto* recorder = run->wiring->recorder.get();
+  const auto& resume = run->wiring->resume;
+  if (resume && resume->plan) {  // resumed after planning: the recorded plan, its finished steps kept
+    co_await resumed_goal_flow(run);
+    co_return;
+  }
   auto context = co_await planner->prepare(run->task.goal, run->task.inputs);
   if (!context) {
     run->problems = std::move(context.error());
@@ -399,10 +524,12 @@ asio::awaitable<void> Runtime::Impl::goal_flow(ActiveRun* run) {
     options.max_steps = cfg.planner.max_steps;
     options.inputs = &run->task.inputs;
     executor::IncrementalAnalysis inc(registry, options);
-    executor::Scheduler scheduler(inc.plan(), inc.analysis(), scheduler_options(run->epoch),
-                                  tool_context(*run->workspace), run->task.inputs, *verifier,
-                                  executor::PlanGrowth::streamed);
-    if (run->options->on_event) scheduler.on_event(run->options->on_event);
+    auto scheduling = scheduler_options(run->epoch);
+    scheduling.observer = run->wiring->observer;
+    executor::Scheduler scheduler(inc.plan(), inc.analysis(), scheduling, tool_context(*run->workspace),
+                                  run->task.inputs, *verifier, executor::PlanGrowth::streamed);
+    if (run->options->on_event || run->wiring->recorder)
+      scheduler.on_event(StepFanout{run->options->on_event, run->wiring->recorder.get()});
     if (run->options->on_start) run->options->on_start(result);
     run->active = &scheduler;
     auto planning = stream_plan(run, ctx, &inc, &scheduler);
@@ -412,6 +539,7 @@ asio::awaitable<void> Runtime::Impl::goal_flow(ActiveRun* run) {
     draft = std::move(std::get<0>(both));
     if (draft.ok()) {
       executed = true;
+      if (recorder) recorder->plan(draft.steps);
       prepared = prepare(json::value(draft.steps), &run->task.inputs);
       auto report = std::move(std::get<1>(both));
       report.steps = in_plan_order(std::move(report.steps), prepared.plan);
@@ -431,6 +559,7 @@ asio::awaitable<void> Runtime::Impl::goal_flow(ActiveRun* run) {
       run->unreachable = draft.error && tools::to_tool_error(*draft.error).code == ToolErrc::unavailable;
       co_return;
     }
+    if (recorder) recorder->plan(draft.steps);
     prepared = prepare(json::value(draft.steps), &run->task.inputs);
     result.metrics.planning_ms = ms_since(run->epoch);
     describe_plan(result, prepared, json::value(draft.steps));
@@ -438,7 +567,30 @@ asio::awaitable<void> Runtime::Impl::goal_flow(ActiveRun* run) {
     absorb(run, co_await execute(run, &prepared, {}));
   }
 
-  json::array plan_steps = std::move(draft.steps);
+  co_await answer_loop(run, ctx, std::move(draft.steps), std::move(prepared));
+}
+
+asio::awaitable<void> Runtime::Impl::resumed_goal_flow(ActiveRun* run) {
+  auto& result = *run->result;
+  json::array steps = *run->wiring->resume->plan;
+  auto prepared = prepare(json::value(steps), &run->task.inputs);
+  if (!prepared.problems.empty()) {
+    run->problems = std::move(prepared.problems);
+    co_return;
+  }
+  describe_plan(result, prepared, json::value(steps));
+  if (run->options->on_start) run->options->on_start(result);
+  absorb(run, co_await execute(run, &prepared, run->wiring->resume->kept));
+  planner::PlanningContext ctx;
+  ctx.goal = run->task.goal;
+  ctx.inputs = run->task.inputs;
+  co_await answer_loop(run, std::move(ctx), std::move(steps), std::move(prepared));
+}
+
+asio::awaitable<void> Runtime::Impl::answer_loop(ActiveRun* run, planner::PlanningContext ctx, json::array plan_steps,
+                                                 Prepared prepared) {
+  auto& result = *run->result;
+  auto* recorder = run->wiring->recorder.get();
   while (cfg.planner.synthesize_answer && !run->interrupted) {
     const bool allow_replan = result.replans < cfg.planner.max_replans;
     auto answer = co_await planner->synthesize(run->task.goal, result.steps, allow_replan, run->options->on_answer);
@@ -476,6 +628,7 @@ asio::awaitable<void> Runtime::Impl::goal_flow(ActiveRun* run) {
       add_error(result, "replanning failed: " + joined(prepared.problems));
       break;
     }
+    if (recorder) recorder->plan(combined);
     describe_plan(result, prepared, json::value(combined));
     if (run->options->on_start) run->options->on_start(result);
     absorb(run, co_await execute(run, &prepared, std::move(kept_results)));
@@ -484,13 +637,15 @@ asio::awaitable<void> Runtime::Impl::goal_flow(ActiveRun* run) {
 }
 
 asio::awaitable<void> Runtime::Impl::plan_flow(ActiveRun* run, Prepared* prepared) {
-  absorb(run, co_await execute(run, prepared, {}));
+  std::vector<StepResult> kept;
+  if (run->wiring->resume) kept = run->wiring->resume->kept;
+  absorb(run, co_await execute(run, prepared, std::move(kept)));
 }
 
 void Runtime::Impl::drive(ActiveRun& run, asio::awaitable<void> flow) {
   auto& result = *run.result;
   io.restart();
-  const auto before = active_provider().metrics();
+  const auto before = router.metrics();
   std::unique_ptr<asio::signal_set> signals;
   if (run.options->stop_on_sigint) {
     signals = std::make_unique<asio::signal_set>(io, SIGINT);
@@ -506,18 +661,121 @@ void Runtime::Impl::drive(ActiveRun& run, asio::awaitable<void> flow) {
   result.metrics.max_concurrent_steps = run.max_concurrent;
   fill_metrics(result, before, run.retries);
   finish_status(result);
+  if (run.wiring->recorder) run.wiring->recorder->end(result);
+  if (run.wiring->writer && run.wiring->writer->error()) add_error(result, "--record: " + *run.wiring->writer->error());
   if (!run.options->trace_file.empty()) {
     if (auto written = runtime::write_trace(result, run.options->trace_file); !written) add_error(result, written.error());
   }
 }
 
+std::vector<std::string> Runtime::Impl::wire(const RunOptions& options, RunWiring& w) {
+  std::filesystem::path record_to = options.record_file;
+  if (!options.resume_file.empty()) {
+    auto read = record::read_recording(options.resume_file);
+    if (!read) return {"--resume: " + read.error()};
+    w.resume = runtime::resume_point(*read);
+    if (read->torn_tail) {  // cut the torn line away, so the events appended next start a line of their own
+      std::ifstream in(options.resume_file, std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      const auto end = bytes.rfind('\n');
+      std::error_code ec;
+      std::filesystem::resize_file(options.resume_file, end == std::string::npos ? 0 : end + 1, ec);
+      if (ec) return {"--resume: cannot cut the torn last line of " + options.resume_file.string() + ": " + ec.message()};
+    }
+    if (w.resume->finished)
+      return {"--resume: " + options.resume_file.string() + " records a run that finished; there is nothing to resume"};
+    if (record_to.empty()) record_to = options.resume_file;
+  }
+  w.undo = [this] {
+    router.route_to(active_provider());
+    planner->set_recall(recall.get());
+  };
+  if (!options.replay_file.empty()) {
+    auto read = record::read_recording(options.replay_file);
+    if (!read) return {"--replay: " + read.error()};
+    w.source = std::move(*read);
+    w.replay = std::make_unique<record::ReplayProvider>(
+        io.get_executor(), *w.source, options.replay_instant ? record::StreamTiming::instant : record::StreamTiming::recorded);
+    router.route_to(*w.replay);
+    if (memory) {  // a replay never reads or writes the user's memory
+      static std::atomic<int> counter{0};
+      w.scratch_memory = std::filesystem::temp_directory_path() /
+                         ("dagent-replay-memory-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+      memory->use_folder(w.scratch_memory);
+      auto folder = (cfg.base_dir / cfg.memory.path).lexically_normal();
+      w.undo = [this, folder] {
+        router.route_to(active_provider());
+        planner->set_recall(recall.get());
+        memory->use_folder(folder);
+      };
+    }
+  } else if (options.replay_tools) {
+    return {"--replay-tools needs --replay FILE"};
+  }
+  if (!record_to.empty()) {
+    const bool append = !options.resume_file.empty() && record_to == options.resume_file;
+    auto opened = record::RecordWriter::open(record_to, append);
+    if (!opened) return {"--record: " + opened.error()};
+    w.writer.emplace(std::move(*opened));
+    w.recording = std::make_unique<record::RecordingProvider>(router.target(), *w.writer);
+    router.route_to(*w.recording);
+    w.recorder = std::make_unique<runtime::RunRecorder>(*w.writer);
+    w.observer = w.recorder.get();
+  }
+  if (w.source) {  // memory tools always come from the recording: the replay's memory is a scratch folder
+    w.tool_replay = std::make_unique<runtime::ToolReplay>(*w.source, w.recorder.get(), !options.replay_tools);
+    w.observer = w.tool_replay.get();
+  }
+  if (w.recorder || w.source) {
+    w.recall = std::make_unique<RecallTap>(recall.get(), w.recorder.get(),
+                                           w.source ? recorded_recall(*w.source) : std::nullopt);
+    planner->set_recall(w.recall.get());
+  }
+  return {};
+}
+
+void Runtime::Impl::record_header(RunWiring& w, const std::string& run_id, const config::Task& task,
+                                  std::string_view task_ref) {
+  if (!w.recorder) return;
+  if (w.resume) {
+    w.writer->write(json::object{{"type", "resume"}, {"run_id", run_id}, {"kept", w.resume->kept.size()}});
+    return;
+  }
+  // A task file is named relative to the recording's folder, so a recording replays from anywhere.
+  std::string ref(task_ref);
+  std::error_code ec;
+  if (!ref.empty() && std::filesystem::is_regular_file(ref, ec)) {
+    const auto folder = std::filesystem::absolute(w.writer->path(), ec).parent_path();
+    ref = std::filesystem::absolute(ref, ec).lexically_normal().lexically_relative(folder).generic_string();
+  }
+  json::object header{{"run_id", run_id},
+                      {"task", task.name},
+                      {"task_ref", ref},
+                      {"goal", task.goal},
+                      {"inputs", task.inputs},
+                      {"config_digest", digest_of(cfg)},
+                      {"model", cfg.llm.model}};
+  if (task.plan) header["plan"] = *task.plan;
+  if (std::filesystem::is_regular_file(cfg.source, ec)) {
+    const auto folder = std::filesystem::absolute(w.writer->path(), ec).parent_path();
+    header["config"] =
+        std::filesystem::absolute(cfg.source, ec).lexically_normal().lexically_relative(folder).generic_string();
+  }
+  w.recorder->header(std::move(header));
+}
+
 RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::path& workspace,
-                                   const RunOptions& options) {
+                                   const RunOptions& options, std::string_view task_ref) {
   RunOutcome outcome;
   finish_background();
+  RunWiring wiring;
+  outcome.problems = wire(options, wiring);
+  if (!outcome.problems.empty()) return outcome;
   auto ws = Workspace::open(workspace);
   if (!ws) outcome.problems.push_back("workspace: " + ws.error().message);
-  if (auto why = provider.prepare()) outcome.problems.push_back("llm: " + *why + " (planning a goal needs the model)");
+  if (wiring.live()) {
+    if (auto why = provider.prepare()) outcome.problems.push_back("llm: " + *why + " (planning a goal needs the model)");
+  }
   if (memory) {
     if (auto opened = memory->open(); !opened) outcome.problems.push_back("memory: " + opened.error().message);
   }
@@ -526,7 +784,9 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   auto& result = outcome.result;
   result.run_id = new_run_id();
   result.task = task.name;
+  record_header(wiring, result.run_id, task, task_ref);
   ActiveRun run;
+  run.wiring = &wiring;
   run.task = std::move(task);
   run.options = &options;
   run.workspace = &*ws;
@@ -547,7 +807,7 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
     return outcome;
   }
   // Stored after the result is returned: by finish_background(), the next run, or ~Runtime.
-  if (memory && cfg.performance.background_tasks.memory_updates && !result.answer.empty())
+  if (memory && cfg.performance.background_tasks.memory_updates && !result.answer.empty() && wiring.live())
     pending_updates.push_back(update_of(result, run.task.goal, static_cast<std::size_t>(cfg.memory.chunk_chars)));
   return outcome;
 }
@@ -773,23 +1033,34 @@ RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& option
   if (!task) return RunOutcome{render(task.error()), {}};
   auto workspace = task->workspace;
   if (workspace.empty()) workspace = (impl_->cfg.base_dir / impl_->cfg.tools.workspace).lexically_normal();
-  if (!task->plan) return impl_->run_goal(std::move(*task), workspace, options);
-  return run_plan(*task->plan, task->inputs, workspace, options, task->name);
+  if (!task->plan) return impl_->run_goal(std::move(*task), workspace, options, task_arg);
+  return impl_->run_fixed(*task->plan, task->inputs, workspace, options, task->name, task_arg);
 }
 
 RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& inputs,
                              const std::filesystem::path& workspace, const RunOptions& options, std::string task_name) {
+  return impl_->run_fixed(plan_json, inputs, workspace, options, std::move(task_name), {});
+}
+
+RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::object& inputs,
+                                    const std::filesystem::path& workspace, const RunOptions& options,
+                                    std::string task_name, std::string_view task_ref) {
   RunOutcome outcome;
-  impl_->finish_background();
-  auto prepared = impl_->prepare(plan_json, &inputs);
+  finish_background();
+  RunWiring wiring;
+  outcome.problems = wire(options, wiring);
+  if (!outcome.problems.empty()) return outcome;
+  auto prepared = prepare(plan_json, &inputs);
   auto ws = Workspace::open(workspace);
   if (!ws) prepared.problems.push_back("workspace: " + ws.error().message);
-  if (prepared.problems.empty() && impl_->memory && uses_memory(prepared.plan)) {
-    if (auto opened = impl_->memory->open(); !opened) prepared.problems.push_back("memory: " + opened.error().message);
+  if (prepared.problems.empty() && memory && uses_memory(prepared.plan)) {
+    if (auto opened = memory->open(); !opened) prepared.problems.push_back("memory: " + opened.error().message);
   }
   if (prepared.problems.empty() &&
-      needs_llm(prepared.plan, prepared.analysis, impl_->cfg.verification.llm_judge && impl_->cfg.performance.background_tasks.verification)) {
-    if (auto why = impl_->provider.prepare()) prepared.problems.push_back("llm: " + *why);
+      needs_llm(prepared.plan, prepared.analysis, cfg.verification.llm_judge && cfg.performance.background_tasks.verification)) {
+    if (wiring.live()) {
+      if (auto why = provider.prepare()) prepared.problems.push_back("llm: " + *why);
+    }
   }
   if (!prepared.problems.empty()) {
     outcome.problems = std::move(prepared.problems);
@@ -798,19 +1069,27 @@ RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& i
 
   auto& result = outcome.result;
   result.run_id = new_run_id();
-  result.task = std::move(task_name);
+  result.task = task_name;
   result.plan = plan_json;
+  {
+    config::Task task;
+    task.name = std::move(task_name);
+    task.inputs = inputs;
+    task.plan = plan_json;
+    record_header(wiring, result.run_id, task, task_ref);
+  }
   for (const auto& level : prepared.analysis.levels) result.levels.push_back(ids_of(prepared.plan, level));
   result.critical_path = ids_of(prepared.plan, prepared.analysis.critical_path);
 
   ActiveRun run;
+  run.wiring = &wiring;
   run.task.inputs = inputs;
   run.options = &options;
   run.workspace = &*ws;
   run.result = &result;
   run.epoch = std::chrono::steady_clock::now();
   if (options.on_start) options.on_start(result);
-  impl_->drive(run, impl_->plan_flow(&run, &prepared));
+  drive(run, plan_flow(&run, &prepared));
   return outcome;
 }
 

@@ -1,0 +1,229 @@
+// Record, replay and resume end to end: the dagent CLI against the scripted test server, then
+// offline from the recording, and a run killed with SIGKILL finished with --resume.
+
+#include <catch2/catch.hpp>
+
+#include <sys/inotify.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "support/process.hpp"
+#include "support/test_server_process.hpp"
+
+namespace {
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+using dagent::test::ChildProcess;
+using dagent::test::ProcessResult;
+using dagent::test::read_text;
+using dagent::test::run_process;
+using dagent::test::TempDir;
+using dagent::test::TestServer;
+using dagent::test::TestServerOptions;
+
+constexpr const char* k_key = "sk-RECORD-SENTINEL-4242";
+
+std::vector<std::string> env_for(const std::string& base_url) {
+  return {"OPENAI_BASE_URL=" + base_url, std::string("OPENAI_API_KEY=") + k_key};
+}
+
+ProcessResult run_dagent(const TempDir& dir, const std::string& base_url, std::vector<std::string> args) {
+  args.insert(args.begin(), DAGENT_BINARY);
+  return run_process(args, dir.path(), env_for(base_url));
+}
+
+json::object rule(std::string contains, std::string reply) {
+  return json::object{{"path", "/v1/chat/completions"}, {"contains", std::move(contains)}, {"reply", std::move(reply)}};
+}
+
+// A goal run: intent, a plan of parallel reads and llm steps, a verified step, a streamed answer.
+json::object goal_script() {
+  const char* plan = R"({"steps": [
+    {"id": 1, "action": "read_file", "parameters": {"path": "a.txt"}},
+    {"id": 2, "action": "read_file", "parameters": {"path": "b.txt"}},
+    {"id": 3, "action": "llm", "parameters": {"prompt": "Summarize: $step1.content"}, "verify": "It is a summary"},
+    {"id": 4, "action": "llm", "parameters": {"prompt": "Summarize: $step2.content"}},
+    {"id": 5, "action": "write_file", "parameters": {"path": "out.md", "content": "$step3.text / $step4.text"}}]})";
+  json::array rules{rule("intent analyser", R"({"intent": "summarize two files", "tools": []})"),
+                    rule("Write a plan for the goal", plan),
+                    rule("\"verdict\"", R"({"passed": true, "reason": "a summary"})"),
+                    json::object{{"contains", "final answer of dagent"},
+                                 {"stream_chunks", json::array{"Both files ", "were summarized ", "into out.md."}},
+                                 {"stream_interval_ms", 40}}};
+  return json::object{{"rules", std::move(rules)}};
+}
+
+void write_goal_task(const TempDir& dir) {
+  dir.write("ws/a.txt", "alpha notes");
+  dir.write("ws/b.txt", "beta notes");
+  dir.write("task.yaml", "goal: Summarize a.txt and b.txt into out.md\nworkspace: ws\n");
+}
+
+// What must be equal between a run and its replay: per step, status, verification and output.
+json::array step_digest(const json::value& result) {
+  json::array out;
+  for (const auto& s : result.at("steps").as_array())
+    out.push_back(json::object{{"id", s.at("id")},
+                               {"status", s.at("status")},
+                               {"verification", s.at("verification").at("status")},
+                               {"output", s.at("output")}});
+  return out;
+}
+
+std::int64_t connections(const TestServer& server) {
+  return server.stats().at("connections_accepted").to_number<std::int64_t>();
+}
+
+}  // namespace
+
+TEST_CASE("a recorded goal run replays offline with identical steps and answer", "[cli][record]") {
+  TestServer server(TestServerOptions{.script = goal_script()});
+  TempDir dir;
+  write_goal_task(dir);
+  auto live = run_dagent(dir, server.base_url(), {"run", "task.yaml", "--json", "--record", "run.jsonl"});
+  INFO(live.err);
+  REQUIRE(live.exit_code == 0);
+  const auto recorded = json::parse(live.out);
+  const auto recording = read_text(dir.path() / "run.jsonl");
+  // The key never reaches the recording, nor any header that carries it.
+  CHECK(recording.find(k_key) == std::string::npos);
+  CHECK(recording.find("Bearer") == std::string::npos);
+  CHECK(recording.find("uthorization") == std::string::npos);
+  CHECK(recording.rfind("{\"type\":\"header\"", 0) == 0);
+  CHECK(recording.find("\"type\":\"end\"") != std::string::npos);
+
+  const auto before = connections(server);
+  fs::remove(dir.path() / "ws/out.md");
+  SECTION("dagent replay, tools re-run, the model unreachable") {
+    auto replayed = run_dagent(dir, "http://127.0.0.1:9/v1", {"replay", "run.jsonl", "--json", "--replay-timing", "instant"});
+    INFO(replayed.err);
+    REQUIRE(replayed.exit_code == 0);
+    const auto result = json::parse(replayed.out);
+    CHECK(step_digest(result) == step_digest(recorded));
+    CHECK(result.at("answer") == recorded.at("answer"));
+    CHECK(result.at("metrics").at("llm_calls") == recorded.at("metrics").at("llm_calls"));
+    CHECK(result.at("metrics").at("connections_opened") == 0);
+    CHECK(fs::exists(dir.path() / "ws/out.md"));  // the write_file tool ran again
+    CHECK(connections(server) == before);          // nothing reached the server
+  }
+  SECTION("run --replay with --replay-tools serves the tools from the recording") {
+    fs::remove(dir.path() / "ws/a.txt");  // a re-run read_file would fail now
+    auto replayed = run_dagent(dir, server.base_url(),
+                           {"run", "task.yaml", "--json", "--replay", "run.jsonl", "--replay-tools"});
+    INFO(replayed.err);
+    REQUIRE(replayed.exit_code == 0);
+    CHECK(step_digest(json::parse(replayed.out)) == step_digest(recorded));
+    CHECK_FALSE(fs::exists(dir.path() / "ws/out.md"));  // write_file was answered, not run
+    CHECK(connections(server) == before);
+  }
+  SECTION("a request the recording does not hold names the closest one and the difference") {
+    dir.write("task.yaml", "goal: Summarize a.txt and c.txt into out.md\nworkspace: ws\n");
+    auto replayed = run_dagent(dir, server.base_url(), {"run", "task.yaml", "--replay", "run.jsonl"});
+    CHECK(replayed.exit_code != 0);
+    CHECK_THAT(replayed.err, Catch::Contains("no recorded") && Catch::Contains("closest recorded request") &&
+                                 Catch::Contains("b.txt") && Catch::Contains("c.txt"));
+    CHECK(connections(server) == before);
+  }
+}
+
+TEST_CASE("a run killed with SIGKILL is finished by --resume without re-running finished steps", "[cli][record]") {
+  // Steps 1-3 answer at once; step 4 takes 20 s on the server, so the kill lands while it runs.
+  json::array rules{rule("first-marker", "one"), rule("second-marker", "two"), rule("third-marker", "three"),
+                    json::object{{"path", "/v1/chat/completions"}, {"contains", "slow-marker"}, {"latency_ms", 20000},
+                                 {"reply", "four"}}};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  dir.write("task.yaml", R"(workspace: .
+plan:
+  - {id: 1, action: llm, parameters: {prompt: "first-marker"}}
+  - {id: 2, action: llm, parameters: {prompt: "second-marker"}}
+  - {id: 3, action: llm, parameters: {prompt: "third-marker $step1.text $step2.text"}}
+  - {id: 4, action: llm, parameters: {prompt: "slow-marker $step3.text"}}
+  - {id: 5, action: write_file, parameters: {path: out.txt, content: "$step3.text $step4.text"}}
+)");
+  dir.write("run.jsonl", "");
+  const int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  REQUIRE(watch >= 0);
+  REQUIRE(inotify_add_watch(watch, (dir.path() / "run.jsonl").c_str(), IN_MODIFY) >= 0);
+  ChildProcess child({DAGENT_BINARY, "run", "task.yaml", "--record", "run.jsonl"}, dir.path(), env_for(server.base_url()));
+  // Wait (on inotify, not a timer) until step 4 has started, then kill the process outright.
+  while (read_text(dir.path() / "run.jsonl").find("\"step\":4,\"action\":\"llm\",\"status\":\"running\"") ==
+         std::string::npos) {
+    pollfd p{watch, POLLIN, 0};
+    REQUIRE(poll(&p, 1, 60000) == 1);
+    char buf[4096];
+    while (read(watch, buf, sizeof buf) > 0) {
+    }
+  }
+  close(watch);
+  child.kill(SIGKILL);
+  CHECK(child.wait().exit_code == 128 + SIGKILL);
+  // A torn last line, as a crash in the middle of a write would leave.
+  {
+    std::ofstream out(dir.path() / "run.jsonl", std::ios::app);
+    out << R"({"type":"tool","step":4,"act)";
+  }
+
+  server.set_script(json::object{{"rules", json::array{rule("first-marker", "one"), rule("second-marker", "two"),
+                                                        rule("third-marker", "three"), rule("slow-marker", "four")}}});
+  auto resumed = run_dagent(dir, server.base_url(), {"run", "--resume", "run.jsonl", "--json"});
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  const auto result = json::parse(resumed.out);
+  CHECK(read_text(dir.path() / "out.txt") == "three four");
+  // Steps 1-3 were asked of the model once, in the killed run; step 4 twice (killed, resumed).
+  const auto stats = server.stats();
+  int first = 0, third = 0, slow = 0;
+  for (const auto& r : stats.at("recent").as_array()) {
+    const std::string body(r.at("body").as_string());
+    first += body.find("first-marker") != std::string::npos;
+    third += body.find("third-marker") != std::string::npos && body.find("slow-marker") == std::string::npos;
+    slow += body.find("slow-marker") != std::string::npos;
+  }
+  CHECK(first == 1);
+  CHECK(third == 1);
+  CHECK(slow == 2);
+
+  // The result equals an uninterrupted run's.
+  TempDir fresh;
+  fresh.write("task.yaml", read_text(dir.path() / "task.yaml"));
+  auto whole = run_dagent(fresh, server.base_url(), {"run", "task.yaml", "--json"});
+  REQUIRE(whole.exit_code == 0);
+  CHECK(step_digest(result) == step_digest(json::parse(whole.out)));
+  // The resumed run kept recording into the same file, and it now ends.
+  const auto recording = read_text(dir.path() / "run.jsonl");
+  CHECK(recording.find("\"type\":\"resume\"") != std::string::npos);
+  CHECK(recording.find("\"type\":\"end\"") != std::string::npos);
+  // Resuming a finished run is refused.
+  auto again = run_dagent(dir, server.base_url(), {"run", "--resume", "run.jsonl"});
+  CHECK(again.exit_code == 2);
+  CHECK_THAT(again.err, Catch::Contains("nothing to resume"));
+}
+
+TEST_CASE("the bundled example recording replays offline", "[cli][record]") {
+  // A copy, so the run writes its report outside the source tree. A failure here means a prompt,
+  // a tool description or the example changed: re-record with scripts/record-example.sh.
+  TempDir dir;
+  fs::copy(fs::path(DAGENT_SOURCE_DIR) / "examples/review", dir.path() / "review", fs::copy_options::recursive);
+  fs::remove_all(dir.path() / "review/.dagent");
+  fs::remove(dir.path() / "review/out/report.md");
+  auto r = run_process({DAGENT_BINARY, "replay", "review/recording.jsonl", "--replay-timing", "instant", "--json"},
+                       dir.path(), {"OPENAI_BASE_URL=http://127.0.0.1:9/v1", "OPENAI_API_KEY="});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto result = json::parse(r.out);
+  CHECK(result.at("steps").as_array().size() == 13);
+  for (const auto& s : result.at("steps").as_array()) CHECK(s.at("status") == "succeeded");
+  CHECK(result.at("metrics").at("connections_opened") == 0);
+  CHECK_THAT(read_text(dir.path() / "review/out/report.md"), Catch::Contains("## Cross-cutting risks"));
+  CHECK_FALSE(fs::exists(dir.path() / "review/.dagent"));  // the replay left no memory behind
+}
