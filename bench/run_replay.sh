@@ -24,7 +24,7 @@ json.dump(plan, open(f"{work}/plan.json", "w"))
 open(f"{work}/task.yaml", "w").write("workspace: .\nplan: plan.json\n")
 open(f"{work}/config.yaml", "w").write(
     "performance:\n  parallel_execution: {max_parallel_steps: 16, max_parallel_llm_calls: 16}\n"
-    "  rate_limiting: {enabled: false}\nmemory: {enabled: false}\n")
+    "  rate_limiting: {enabled: false}\nmemory: {enabled: false}\nplanner: {max_steps: 10000}\n")
 PY
 
 "$build/openai_test_server" --port 0 > "$work/port" 2>&1 & pids+=($!)

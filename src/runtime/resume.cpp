@@ -30,7 +30,12 @@ ResumePoint resume_point(const record::Recording& recording) {
       if (const auto* s = event.if_contains("steps"); s && s->is_array()) point.plan = s->get_array();
       continue;
     }
-    if (kind == "end") point.finished = true;
+    // Only a success is final: an interrupted (Ctrl-C) or failed run resumes with its failed steps.
+    if (kind == "end") {
+      const auto* status = event.if_contains("status");
+      point.finished = status && *status == "succeeded";
+    }
+    if (kind == "resume") point.finished = false;
     const auto* id = event.if_contains("step");
     if (!id || !id->is_int64()) continue;
     auto& seen = steps[static_cast<int>(id->get_int64())];

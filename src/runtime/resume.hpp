@@ -14,7 +14,7 @@ namespace dagent::runtime {
 struct ResumePoint {
   std::optional<boost::json::array> plan;  ///< the plan a goal run executed (its last "plan" event)
   std::vector<StepResult> kept;            ///< steps whose last transition was a success, with their outputs
-  bool finished = false;                   ///< the recording has an "end" event: nothing to resume
+  bool finished = false;                   ///< the last run recorded ended in success: nothing to resume
 };
 
 /// Steps recorded as succeeded (and not failed by verification) with the output of their last

@@ -683,7 +683,7 @@ std::vector<std::string> Runtime::Impl::wire(const RunOptions& options, RunWirin
       if (ec) return {"--resume: cannot cut the torn last line of " + options.resume_file.string() + ": " + ec.message()};
     }
     if (w.resume->finished)
-      return {"--resume: " + options.resume_file.string() + " records a run that finished; there is nothing to resume"};
+      return {"--resume: " + options.resume_file.string() + " records a run that succeeded; there is nothing to resume"};
     if (record_to.empty()) record_to = options.resume_file;
   }
   w.undo = [this] {

@@ -135,7 +135,8 @@ TEST_CASE("a recorded goal run replays offline with identical steps and answer",
   }
 }
 
-TEST_CASE("a run killed with SIGKILL is finished by --resume without re-running finished steps", "[cli][record]") {
+TEST_CASE("a run killed or interrupted is finished by --resume without re-running finished steps", "[cli][record]") {
+  const int signal = GENERATE(SIGKILL, SIGINT);
   // Steps 1-3 answer at once; step 4 takes 20 s on the server, so the kill lands while it runs.
   json::array rules{rule("first-marker", "one"), rule("second-marker", "two"), rule("third-marker", "three"),
                     json::object{{"path", "/v1/chat/completions"}, {"contains", "slow-marker"}, {"latency_ms", 20000},
@@ -155,7 +156,8 @@ plan:
   REQUIRE(watch >= 0);
   REQUIRE(inotify_add_watch(watch, (dir.path() / "run.jsonl").c_str(), IN_MODIFY) >= 0);
   ChildProcess child({DAGENT_BINARY, "run", "task.yaml", "--record", "run.jsonl"}, dir.path(), env_for(server.base_url()));
-  // Wait (on inotify, not a timer) until step 4 has started, then kill the process outright.
+  // Wait (on inotify, not a timer) until step 4 has started, then kill the process (SIGKILL: at
+  // once, mid-write if it so happens; SIGINT: Ctrl-C, the run stops cleanly and says so).
   while (read_text(dir.path() / "run.jsonl").find("\"step\":4,\"action\":\"llm\",\"status\":\"running\"") ==
          std::string::npos) {
     pollfd p{watch, POLLIN, 0};
@@ -165,8 +167,8 @@ plan:
     }
   }
   close(watch);
-  child.kill(SIGKILL);
-  CHECK(child.wait().exit_code == 128 + SIGKILL);
+  child.kill(signal);
+  CHECK(child.wait().exit_code == (signal == SIGKILL ? 128 + SIGKILL : 1));
   // A torn last line, as a crash in the middle of a write would leave.
   {
     std::ofstream out(dir.path() / "run.jsonl", std::ios::app);
