@@ -182,7 +182,8 @@ plan:
   REQUIRE(resumed.exit_code == 0);
   const auto result = json::parse(resumed.out);
   CHECK(read_text(dir.path() / "out.txt") == "three four");
-  // Steps 1-3 were asked of the model once, in the killed run; step 4 twice (killed, resumed).
+  // Steps 1-3 were asked of the model once, in the killed run; step 4 again by the resumed run
+  // (the killed run's request may or may not have left the process before the kill).
   const auto stats = server.stats();
   int first = 0, third = 0, slow = 0;
   for (const auto& r : stats.at("recent").as_array()) {
@@ -193,7 +194,9 @@ plan:
   }
   CHECK(first == 1);
   CHECK(third == 1);
-  CHECK(slow == 2);
+  CHECK(slow >= 1);
+  CHECK(slow <= 2);
+  CHECK(result.at("steps").as_array()[3].at("output").at("text") == "four");
 
   // The result equals an uninterrupted run's.
   TempDir fresh;
