@@ -82,12 +82,12 @@ struct Prepared {
   executor::Analysis analysis;
 };
 
-// What one run shares between its coroutines, the signal handler and the caller; lives in the
-// caller's frame while the loop runs. `task` holds the inputs (and, for a goal, the goal).
 struct RunWiring;
 
+// What one run shares between its coroutines, the signal handler and the caller; lives in the
+// caller's frame while the loop runs. `task` holds the inputs (and, for a goal, the goal).
 struct ActiveRun {
-  RunWiring* wiring = nullptr;
+  RunWiring* wiring = nullptr;  ///< the run's recording, replay and resume parts
   config::Task task;
   const RunOptions* options = nullptr;
   const Workspace* workspace = nullptr;
