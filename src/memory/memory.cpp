@@ -3,8 +3,6 @@
 
 #include "memory/memory.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -20,6 +18,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "memory/chunker.hpp"
+#include "net/sha256.hpp"
 
 namespace dagent::memory {
 
@@ -81,20 +80,6 @@ std::string valid_utf8(std::string_view text) {
       out.append("\xEF\xBF\xBD");
       ++i;
     }
-  }
-  return out;
-}
-
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_sha256(), nullptr);
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (unsigned int i = 0; i < size; ++i) {
-    out.push_back(k_hex[digest[i] >> 4]);
-    out.push_back(k_hex[digest[i] & 15]);
   }
   return out;
 }
@@ -188,7 +173,7 @@ ReadFile read_for_ingest(const fs::path& path, std::size_t chunk_chars, std::siz
     out.warning = "'" + out.source + "' is not a text file; skipped";
     return out;
   }
-  out.hash = sha256_hex(bytes);
+  out.hash = net::sha256_hex(bytes);
   out.text = valid_utf8(bytes);
   out.chunks = chunk_text(out.text, chunk_chars, overlap);
   return out;
@@ -449,6 +434,7 @@ struct StoreWindow {
   std::vector<float> vectors;
   std::size_t dimension;
   IngestReport* report;
+  std::size_t* files_done;
   MemoryResult<std::vector<std::int64_t>> operator()() {
     try {
       std::vector<Entry> entries(chunks.size());
@@ -469,6 +455,7 @@ struct StoreWindow {
       for (const auto& c : chunks) {
         auto& f = (*files)[c.file];
         if (--f.remaining == 0) {
+          ++*files_done;
           index->set_source_hash(f.read.source, f.read.hash);
           f.read.text.clear();
           f.read.text.shrink_to_fit();
@@ -484,7 +471,8 @@ struct StoreWindow {
 }  // namespace
 
 asio::awaitable<MemoryResult<void>> Memory::store_window(std::vector<IngestFile>* files,
-                                                         std::vector<PendingChunk>* window, IngestReport* report) {
+                                                         std::vector<PendingChunk>* window, IngestReport* report,
+                                                         std::size_t* files_done) {
   std::vector<std::string> texts;
   texts.reserve(window->size());
   for (const auto& c : *window) {
@@ -495,7 +483,7 @@ asio::awaitable<MemoryResult<void>> Memory::store_window(std::vector<IngestFile>
   auto vectors = co_await embed(std::move(texts), &dimension);
   if (!vectors) co_return vectors.error();
   if (index_->model().empty()) index_->set_model(cfg_.llm.embedding_model);
-  StoreWindow job{index_.get(), files, std::move(*window), std::move(*vectors), dimension, report};
+  StoreWindow job{index_.get(), files, std::move(*window), std::move(*vectors), dimension, report, files_done};
   window->clear();
   auto adding = on_pool(pool_, std::move(job));
   auto ids = co_await std::move(adding);
@@ -557,26 +545,23 @@ asio::awaitable<MemoryResult<IngestReport>> Memory::ingest(std::vector<fs::path>
     for (const auto& chunk : files[at].read.chunks) {
       window.push_back(PendingChunk{at, chunk});
       if (window.size() < window_size) continue;
-      auto stored = co_await store_window(&files, &window, &report);
+      auto stored = co_await store_window(&files, &window, &report, &progress.files_done);
       if (!stored) {
         failure = stored.error();
         break;
       }
       progress.chunks_done = report.chunks_added;
-      progress.files_done = report.files_unchanged + report.files_skipped;
-      for (const auto& f : files) progress.files_done += f.remaining == 0 ? 1 : 0;
       if (on_progress) on_progress(progress);
     }
     if (failure) break;
     files[at].read.chunks.clear();
   }
   if (!failure && !window.empty()) {
-    auto stored = co_await store_window(&files, &window, &report);
+    auto stored = co_await store_window(&files, &window, &report, &progress.files_done);
     if (!stored) failure = stored.error();
   }
   if (!failure) {
     progress.chunks_done = report.chunks_added;
-    progress.files_done = progress.files_total;
     if (on_progress) on_progress(progress);
   }
   // What was stored before a failure is kept: files whose chunks all made it are complete,

@@ -35,14 +35,11 @@ class Memory {
   /// Loads the index under memory.path (relative to the config's folder) on first call; later
   /// calls return the first outcome. Blocking: call before the loop runs.
   MemoryResult<void> open();
-  bool is_open() const noexcept { return index_ != nullptr; }
   /// The folder holding the index.
   const std::filesystem::path& folder() const noexcept { return folder_; }
   /// Closes the index and uses `folder` from the next open() on (replays use a scratch folder).
   /// Call between runs, with no operation underway.
   void use_folder(std::filesystem::path folder);
-  /// The open index (nullptr before open()).
-  MemoryIndex* index() noexcept { return index_.get(); }
 
   /// Embeds `text` and stores it; returns its id. Saves in the background (see save()).
   boost::asio::awaitable<MemoryResult<std::int64_t>> add(std::string text, boost::json::object metadata);
@@ -59,17 +56,16 @@ class Memory {
   /// during a write waits for it and writes again.
   boost::asio::awaitable<MemoryResult<void>> save();
 
-  const EmbeddingBatcher& batcher() const noexcept { return batcher_; }
-
   struct IngestFile;    // a file being ingested (defined in the .cpp)
   struct PendingChunk;  // one of its chunks waiting to be embedded
 
  private:
   /// Embeds `texts` and checks the vectors fit the index; sets *dimension.
   boost::asio::awaitable<MemoryResult<std::vector<float>>> embed(std::vector<std::string> texts, std::size_t* dimension);
-  /// Embeds a window of chunks and stores them (on the pool).
+  /// Embeds a window of chunks and stores them (on the pool); counts the files it completes.
   boost::asio::awaitable<MemoryResult<void>> store_window(std::vector<IngestFile>* files,
-                                                          std::vector<PendingChunk>* window, IngestReport* report);
+                                                          std::vector<PendingChunk>* window, IngestReport* report,
+                                                          std::size_t* files_done);
 
   boost::asio::any_io_executor loop_;
   boost::asio::any_io_executor pool_;

@@ -7,7 +7,8 @@
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include <openssl/evp.h>
+
+#include "net/sha256.hpp"
 
 namespace dagent::record {
 
@@ -34,18 +35,6 @@ json::value sorted_keys(const json::value& v) {
   json::object out;
   out.reserve(fields.size());
   for (const auto* field : fields) out.emplace(field->key(), sorted_keys(field->value()));
-  return out;
-}
-
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_sha256(), nullptr);
-  std::string out(size * 2, '0');
-  for (unsigned int i = 0; i < size; ++i) {
-    out[2 * i] = "0123456789abcdef"[digest[i] >> 4];
-    out[2 * i + 1] = "0123456789abcdef"[digest[i] & 15];
-  }
   return out;
 }
 
@@ -197,7 +186,7 @@ json::object normalize(const net::EmbedRequest& request) {
 }
 
 std::string fingerprint(const json::object& normalized) {
-  return sha256_hex(json::serialize(sorted_keys(normalized)));
+  return net::sha256_hex(json::serialize(sorted_keys(normalized)));
 }
 
 std::string describe_difference(const json::object& recorded, const json::object& wanted, std::size_t max_lines) {

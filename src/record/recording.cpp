@@ -137,6 +137,7 @@ boost::system::result<Recording, std::string> read_recording(const std::filesyst
       return where + std::to_string(line_no) + ": not a JSON object: " + parsed.error() + ": " + clip(line);
     }
     ++out.lines;
+    out.intact_bytes = start;
     if (have_header) {
       out.events.push_back(std::move(*parsed));
       continue;

@@ -13,6 +13,7 @@
 //   end     {"type":"end","status","answer"?}
 // No API key or authorization header is ever part of an event.
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -54,6 +55,7 @@ struct Recording {
   std::vector<boost::json::object> events;  ///< every line after the header, in order
   bool torn_tail = false;                   ///< the last line was cut short (a crash) and was ignored
   std::size_t lines = 0;                    ///< complete lines read, header included
+  std::uint64_t intact_bytes = 0;           ///< where the last complete line ends: a resume cuts the file here
 };
 
 /// Reads `path`. Errors (with file and line): missing or unreadable file, no header, an

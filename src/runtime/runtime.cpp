@@ -8,8 +8,6 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <random>
 #include <unordered_map>
 
@@ -29,6 +27,7 @@
 #include "executor/verifier.hpp"
 #include "memory/memory.hpp"
 #include "net/response_cache.hpp"
+#include "net/sha256.hpp"
 #include "planner/planner.hpp"
 #include "planner/results_digest.hpp"
 #include "record/recording.hpp"
@@ -279,14 +278,9 @@ struct StepFanout {
   }
 };
 
+// A short change detector for recordings: equal configs give equal digests.
 std::string digest_of(const config::Config& cfg) {
-  const auto text = json::serialize(json::value(config::to_json(cfg)));
-  std::uint64_t h = 1469598103934665603ull;  // FNV-1a: a change detector, not a security boundary
-  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string out(16, '0');
-  for (auto& c : out) c = k_hex[h & 15], h >>= 4;
-  return out;
+  return net::sha256_hex(json::serialize(json::value(config::to_json(cfg)))).substr(0, 16);
 }
 
 }  // namespace
@@ -675,11 +669,8 @@ std::vector<std::string> Runtime::Impl::wire(const RunOptions& options, RunWirin
     if (!read) return {"--resume: " + read.error()};
     w.resume = runtime::resume_point(*read);
     if (read->torn_tail) {  // cut the torn line away, so the events appended next start a line of their own
-      std::ifstream in(options.resume_file, std::ios::binary);
-      const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      const auto end = bytes.rfind('\n');
       std::error_code ec;
-      std::filesystem::resize_file(options.resume_file, end == std::string::npos ? 0 : end + 1, ec);
+      std::filesystem::resize_file(options.resume_file, read->intact_bytes, ec);
       if (ec) return {"--resume: cannot cut the torn last line of " + options.resume_file.string() + ": " + ec.message()};
     }
     if (w.resume->finished)
@@ -701,8 +692,8 @@ std::vector<std::string> Runtime::Impl::wire(const RunOptions& options, RunWirin
       static std::atomic<int> counter{0};
       w.scratch_memory = std::filesystem::temp_directory_path() /
                          ("dagent-replay-memory-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+      auto folder = memory->folder();
       memory->use_folder(w.scratch_memory);
-      auto folder = (cfg.base_dir / cfg.memory.path).lexically_normal();
       w.undo = [this, folder] {
         router.route_to(active_provider());
         planner->set_recall(recall.get());

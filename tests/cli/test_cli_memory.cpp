@@ -39,12 +39,6 @@ ProcessResult run_dagent(const TempDir& dir, const TestServer& server, std::vect
   return run_process(args, dir.path(), dagent_env(server));
 }
 
-std::int64_t embedding_requests(const TestServer& server) {
-  const auto stats = server.stats();
-  const auto* n = stats.at("requests").at("by_path").as_object().if_contains("/v1/embeddings");
-  return n ? n->to_number<std::int64_t>() : 0;
-}
-
 // Documents on unrelated topics; each query below shares words with exactly one of them.
 void write_corpus(const TempDir& dir) {
   dir.write("docs/rust.md", "Rust ownership and the borrow checker prevent data races at compile time.\n\n"
@@ -95,7 +89,7 @@ TEST_CASE("ingest chunks a folder and memory search finds each document by its t
   const auto chunks = report.at("chunks_added").to_number<int>();
   CHECK(chunks > 5);  // the two long documents were cut in several chunks
   // Batched: the chunks went in fewer requests than chunks.
-  CHECK(embedding_requests(server) < chunks);
+  CHECK(server.requests_to("/v1/embeddings") < chunks);
 
   // Each query lands on its document, in a new process reading the saved index.
   CHECK(top_source(search_json(dir, server, "how does the borrow checker treat references")) == "rust.md");
@@ -130,7 +124,7 @@ TEST_CASE("ingest skips unchanged files and replaces the chunks of a changed one
   write_corpus(dir);
   dir.write("config.yaml", "memory: {chunk_chars: 120, chunk_overlap: 20}\n");
   REQUIRE(run_dagent(dir, server, {"ingest", "docs"}).exit_code == 0);
-  const auto first = embedding_requests(server);
+  const auto first = server.requests_to("/v1/embeddings");
 
   auto again = run_dagent(dir, server, {"ingest", "docs", "--json"});
   REQUIRE(again.exit_code == 0);
@@ -138,7 +132,7 @@ TEST_CASE("ingest skips unchanged files and replaces the chunks of a changed one
   CHECK(report.at("files_unchanged") == 5);
   CHECK(report.at("files_ingested") == 0);
   CHECK(report.at("chunks_added") == 0);
-  CHECK(embedding_requests(server) == first);  // nothing was embedded again
+  CHECK(server.requests_to("/v1/embeddings") == first);  // nothing was embedded again
 
   dir.write("docs/tides.md", "Volcanoes erupt when magma rises through the crust.");
   auto changed = run_dagent(dir, server, {"ingest", "docs", "--json"});
@@ -167,7 +161,7 @@ TEST_CASE("ingest and memory search report bad input clearly", "[cli][memory]") 
   auto empty = run_dagent(dir, server, {"memory", "search", "anything", "--json"});
   CHECK(empty.exit_code == 0);
   CHECK(json::parse(empty.out).at("hits").as_array().empty());
-  CHECK(embedding_requests(server) == 0);
+  CHECK(server.requests_to("/v1/embeddings") == 0);
 
   REQUIRE(run_dagent(dir, server, {"ingest", "docs"}).exit_code == 0);
   SECTION("a dimension the index was not built with") {
@@ -265,7 +259,7 @@ TEST_CASE("concurrent memory_add steps are embedded in batches", "[cli][memory]"
   REQUIRE(r.exit_code == 0);
   auto result = json::parse(r.out);
   // 10 adds in ceil(10 / 4) = 3 requests, or 10 without batching; then 1 for the search.
-  CHECK(embedding_requests(server) == (batching ? 3 : 10) + 1);
+  CHECK(server.requests_to("/v1/embeddings") == (batching ? 3 : 10) + 1);
   CHECK(result.at("metrics").at("embedding_calls") == (batching ? 3 : 10) + 1);
   std::vector<std::int64_t> ids;
   for (const auto& s : result.at("steps").as_array())

@@ -97,12 +97,6 @@ struct Batched {
   }
 };
 
-std::int64_t embedding_requests(const TestServer& server) {
-  const json::value stats = server.stats();
-  const json::value* n = stats.at("requests").at("by_path").as_object().if_contains("/v1/embeddings");
-  return n ? n->to_number<std::int64_t>() : 0;
-}
-
 // The bodies of the embedding requests the server saw, in arrival order.
 std::vector<std::string> request_bodies(const TestServer& server) {
   const json::value stats = server.stats();
@@ -182,7 +176,7 @@ TEST_CASE("concurrent callers share requests of batch_size inputs", "[memory]") 
   Calls calls = one_text_each(10);
   auto results = b.embed_concurrently(calls);
 
-  CHECK(embedding_requests(server) == 3);
+  CHECK(server.requests_to("/v1/embeddings") == 3);
   CHECK(inputs_per_request(server) == std::vector<std::size_t>{2, 4, 4});
   CHECK(b.batcher.requests_sent() == 3);
   CHECK(b.batcher.requests_in_flight() == 0);
@@ -212,7 +206,7 @@ TEST_CASE("with batching off every text is its own request", "[memory]") {
   calls.push_back({"first of three", "second of three", "third of three"});
   auto results = b.embed_concurrently(calls);
 
-  CHECK(embedding_requests(server) == 7);
+  CHECK(server.requests_to("/v1/embeddings") == 7);
   CHECK(inputs_per_request(server) == std::vector<std::size_t>(7, 1));
   CHECK(b.batcher.requests_sent() == 7);
   for (std::size_t i = 0; i < calls.size(); ++i) {
@@ -230,7 +224,7 @@ TEST_CASE("a caller with more texts than batch_size spans several requests in or
   auto results = b.embed_concurrently({texts});
 
   REQUIRE(results[0].has_value());
-  CHECK(embedding_requests(server) == 3);
+  CHECK(server.requests_to("/v1/embeddings") == 3);
   CHECK(inputs_per_request(server) == std::vector<std::size_t>{50, 100, 100});
   CHECK(results[0]->size() == 250);
   CHECK(results[0]->vectors == b.direct(texts).vectors);
@@ -243,7 +237,7 @@ TEST_CASE("fewer texts than batch_size are sent together after max_delay", "[mem
   Batched b(server, options);
   auto results = b.embed_concurrently(one_text_each(3));
 
-  CHECK(embedding_requests(server) == 1);
+  CHECK(server.requests_to("/v1/embeddings") == 1);
   CHECK(inputs_per_request(server) == std::vector<std::size_t>{3});
   const auto body = json::parse(request_bodies(server).at(0));
   CHECK(body.at("dimensions") == 32);
@@ -264,7 +258,7 @@ TEST_CASE("a failed request fails exactly the callers with a text in it", "[memo
   // Requests: {alpha, beta}, {gamma, poison}, then {epsilon} after the delay.
   auto results = b.embed_concurrently({{"alpha one"}, {"beta two", "gamma three"}, {"poison delta"}, {"epsilon five"}});
 
-  CHECK(embedding_requests(server) == 3);
+  CHECK(server.requests_to("/v1/embeddings") == 3);
   CHECK(results[0].has_value());
   REQUIRE(results[3].has_value());
   for (std::size_t i : {1, 2}) {
@@ -286,7 +280,7 @@ TEST_CASE("replies that do not fit the request fail their callers with a protoco
     Batched b(server, batching(2, 50ms));
     auto results = b.embed_concurrently({{"odd one", "two", "three", "four"}, {"solo"}});
 
-    CHECK(embedding_requests(server) == 3);
+    CHECK(server.requests_to("/v1/embeddings") == 3);
     REQUIRE_FALSE(results[0].has_value());
     CHECK(results[0].error().code == NetErrc::protocol_error);
     CHECK_THAT(results[0].error().message, Catch::Contains("3 and 64 dimensions") || Catch::Contains("64 and 3 dimensions"));
@@ -366,5 +360,5 @@ TEST_CASE("destroying the batcher fails the queued callers while sent requests f
   REQUIRE(sent.has_value());
   REQUIRE(sent->has_value());
   CHECK((*sent)->vectors == b.direct({"one", "two"}).vectors);
-  CHECK(embedding_requests(server) == 2);  // the batch, then the direct call; never "three"
+  CHECK(server.requests_to("/v1/embeddings") == 2);  // the batch, then the direct call; never "three"
 }

@@ -28,12 +28,6 @@ json::object rule(std::string contains, std::string reply) {
   return json::object{{"path", "/v1/chat/completions"}, {"contains", std::move(contains)}, {"reply", std::move(reply)}};
 }
 
-std::int64_t embedding_requests(const TestServer& server) {
-  const auto stats = server.stats();
-  const auto* n = stats.at("requests").at("by_path").as_object().if_contains("/v1/embeddings");
-  return n ? n->to_number<std::int64_t>() : 0;
-}
-
 std::vector<std::string> plan_bodies(const TestServer& server) {
   std::vector<std::string> out;
   const auto stats = server.stats();
@@ -75,9 +69,9 @@ TEST_CASE("a goal run stores its answer after returning and the next plan recall
   REQUIRE(first.exit_code() == 0);
   CHECK(first.result.answer == "The capital of Zorblandia is Quuxville.");
   // The result came back before anything was embedded: the update is pending, not awaited.
-  CHECK(embedding_requests(server) == 0);
+  CHECK(server.requests_to("/v1/embeddings") == 0);
   CHECK(runtime.finish_background().empty());
-  CHECK(embedding_requests(server) == 1);  // goal + answer and the llm step's text, in one batch
+  CHECK(server.requests_to("/v1/embeddings") == 1);  // goal + answer and the llm step's text, in one batch
 
   auto found = runtime.search_memory("capital of Zorblandia", 5);
   REQUIRE(found.error.empty());
@@ -117,7 +111,7 @@ TEST_CASE("memory updates and recall can be switched off", "[runtime][memory]") 
       Runtime runtime(cfg);
       REQUIRE(runtime.run_task("capital").exit_code() == 0);
     }  // the destructor would store pending updates
-    CHECK(embedding_requests(server) == 0);
+    CHECK(server.requests_to("/v1/embeddings") == 0);
     Runtime reopened(cfg);
     auto found = reopened.search_memory("capital of Zorblandia");
     REQUIRE(found.error.empty());
@@ -128,11 +122,11 @@ TEST_CASE("memory updates and recall can be switched off", "[runtime][memory]") 
       Runtime runtime(cfg);
       REQUIRE(runtime.run_task("capital").exit_code() == 0);
     }
-    CHECK(embedding_requests(server) == 1);
+    CHECK(server.requests_to("/v1/embeddings") == 1);
     cfg.memory.enabled = false;
     Runtime off(cfg);
     REQUIRE(off.run_task("trip").exit_code() == 0);
-    CHECK(embedding_requests(server) == 1);  // no recall
+    CHECK(server.requests_to("/v1/embeddings") == 1);  // no recall
     CHECK(plan_bodies(server).back().find("Quuxville.") == std::string::npos);
     CHECK_FALSE(off.search_memory("x").error.empty());
   }

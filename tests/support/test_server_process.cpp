@@ -286,6 +286,12 @@ HttpReply TestServer::request(const HttpRequest& request) const {
   return std::move(result.replies.front());
 }
 
+std::int64_t TestServer::requests_to(std::string_view path) const {
+  const auto all = stats();  // named: the counters below point into it
+  const auto* n = all.at("requests").at("by_path").as_object().if_contains(path);
+  return n ? n->to_number<std::int64_t>() : 0;
+}
+
 boost::json::value TestServer::stats() const {
   HttpReply reply = request(HttpRequest{"GET", "/_stats"});
   if (reply.status != 200) throw std::runtime_error("GET /_stats: " + std::to_string(reply.status));

@@ -86,6 +86,8 @@ class TestServer {
 
   /// GET /_stats, parsed. See tests/server/server_stats.hpp for the fields.
   boost::json::value stats() const;
+  /// How many requests to `path` (e.g. "/v1/embeddings") the server has answered since its start or reset.
+  std::int64_t requests_to(std::string_view path) const;
   /// POST /_script; throws if the server refuses the script.
   void set_script(const boost::json::value& script) const;
   /// POST /_reset: clears the counters, the log, the script and the rate-limit window.
