@@ -732,26 +732,22 @@ void Runtime::Impl::record_header(RunWiring& w, const std::string& run_id, const
     w.writer->write(json::object{{"type", "resume"}, {"run_id", run_id}, {"kept", w.resume->kept.size()}});
     return;
   }
-  // A task file is named relative to the recording's folder, so a recording replays from anywhere.
-  std::string ref(task_ref);
+  // Files are named relative to the recording's folder, so a recording replays from anywhere.
   std::error_code ec;
-  if (!ref.empty() && std::filesystem::is_regular_file(ref, ec)) {
-    const auto folder = std::filesystem::absolute(w.writer->path(), ec).parent_path();
-    ref = std::filesystem::absolute(ref, ec).lexically_normal().lexically_relative(folder).generic_string();
-  }
+  const auto folder = std::filesystem::absolute(w.writer->path(), ec).parent_path();
+  auto beside_recording = [&](const std::filesystem::path& file) -> std::optional<std::string> {
+    if (file.empty() || !std::filesystem::is_regular_file(file, ec)) return std::nullopt;
+    return std::filesystem::absolute(file, ec).lexically_normal().lexically_relative(folder).generic_string();
+  };
   json::object header{{"run_id", run_id},
                       {"task", task.name},
-                      {"task_ref", ref},
+                      {"task_ref", beside_recording(std::string(task_ref)).value_or(std::string(task_ref))},
                       {"goal", task.goal},
                       {"inputs", task.inputs},
                       {"config_digest", digest_of(cfg)},
                       {"model", cfg.llm.model}};
   if (task.plan) header["plan"] = *task.plan;
-  if (std::filesystem::is_regular_file(cfg.source, ec)) {
-    const auto folder = std::filesystem::absolute(w.writer->path(), ec).parent_path();
-    header["config"] =
-        std::filesystem::absolute(cfg.source, ec).lexically_normal().lexically_relative(folder).generic_string();
-  }
+  if (auto config = beside_recording(cfg.source)) header["config"] = *config;
   w.recorder->header(std::move(header));
 }
 
