@@ -2,16 +2,15 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <string>
 
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/live_view.hpp"
 #include "dagent/runtime.hpp"
+#include "record/recording.hpp"
 
 namespace dagent::cli {
 
@@ -22,20 +21,12 @@ namespace {
 // the config file the run used, when the header names one that exists.
 std::string task_of_recording(const std::filesystem::path& recording, std::string* error,
                               std::optional<std::filesystem::path>* config = nullptr) {
-  std::ifstream in(recording, std::ios::binary);
-  std::string line;
-  if (!in || !std::getline(in, line)) {
-    *error = "cannot read the recording '" + recording.string() + "'";
+  auto header = record::read_header(recording);
+  if (!header) {
+    *error = header.error();
     return {};
   }
-  boost::system::error_code ec;
-  auto header = boost::json::parse(line, ec);
-  const auto* fields = ec ? nullptr : header.if_object();
-  const auto* type = fields ? fields->if_contains("type") : nullptr;
-  if (!type || *type != "header") {
-    *error = recording.string() + ":1: not a dagent recording (no header line)";
-    return {};
-  }
+  const auto* fields = &*header;
   std::string ref;
   if (const auto* r = fields->if_contains("task_ref"); r && r->is_string()) ref = r->get_string();
   if (ref.empty()) {

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -74,6 +75,17 @@ boost::system::result<std::string, std::string> read_file(const std::filesystem:
   return {boost::system::in_place_value, std::move(bytes)};
 }
 
+// Why `line` (the first line, at `where`, parsed) is not a recording's header, or nothing when it is one.
+std::optional<std::string> header_problem(const json::object& parsed, std::string_view line, const std::string& where) {
+  const json::value* type = parsed.if_contains("type");
+  if (!type || *type != "header") return where + ": not a recording: the first line must be the header, got " + clip(line);
+  const json::value* format = parsed.if_contains("format");
+  if (!format || !format->is_int64() || format->get_int64() != k_format_version)
+    return where + ": unsupported recording format " + (format ? json::serialize(*format) : std::string("(none)")) +
+           " (this dagent reads format " + std::to_string(k_format_version) + ")";
+  return std::nullopt;
+}
+
 }  // namespace
 
 boost::system::result<RecordWriter, std::string> RecordWriter::open(const std::filesystem::path& path, bool append) {
@@ -142,20 +154,27 @@ boost::system::result<Recording, std::string> read_recording(const std::filesyst
       out.events.push_back(std::move(*parsed));
       continue;
     }
-    const json::value* type = parsed->if_contains("type");
-    if (!type || *type != "header")
-      return where + std::to_string(line_no) + ": not a recording: the first line must be the header, got " + clip(line);
-    const json::value* format = parsed->if_contains("format");
-    if (!format || !format->is_int64() || format->get_int64() != k_format_version)
-      return where + std::to_string(line_no) + ": unsupported recording format " +
-             (format ? json::serialize(*format) : std::string("(none)")) + " (this dagent reads format " +
-             std::to_string(k_format_version) + ")";
+    if (auto problem = header_problem(*parsed, line, where + std::to_string(line_no))) return *problem;
     out.header = std::move(*parsed);
     have_header = true;
   }
   if (!have_header)
     return where + "1: not a recording: no header line" + (out.torn_tail ? " (the file was cut short)" : "");
   return out;
+}
+
+boost::system::result<boost::json::object, std::string> read_header(const std::filesystem::path& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (!file) return os_error("cannot open recording", path);
+  std::string line;
+  for (int c; (c = std::fgetc(file)) != EOF && c != '\n';) line.push_back(static_cast<char>(c));
+  std::fclose(file);
+  const std::string where = path.string() + ":";
+  simdjson::dom::parser parser;
+  auto parsed = parse_line(parser, line);
+  if (!parsed) return where + "1: not a recording: the first line must be the header, got " + clip(line);
+  if (auto problem = header_problem(*parsed, line, where + "1")) return *problem;
+  return std::move(*parsed);
 }
 
 }  // namespace dagent::record

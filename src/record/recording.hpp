@@ -62,4 +62,8 @@ struct Recording {
 /// unsupported format version, a malformed line that is not the last one.
 boost::system::result<Recording, std::string> read_recording(const std::filesystem::path& path);
 
+/// Only the header line of `path` (to learn the task and config of a recording), checked as
+/// read_recording() checks it.
+boost::system::result<boost::json::object, std::string> read_header(const std::filesystem::path& path);
+
 }  // namespace dagent::record
