@@ -677,10 +677,7 @@ std::vector<std::string> Runtime::Impl::wire(const RunOptions& options, RunWirin
       return {"--resume: " + options.resume_file.string() + " records a run that succeeded; there is nothing to resume"};
     if (record_to.empty()) record_to = options.resume_file;
   }
-  w.undo = [this] {
-    router.route_to(active_provider());
-    planner->set_recall(recall.get());
-  };
+  std::optional<std::filesystem::path> memory_home;  // the user's memory folder, while a replay uses a scratch one
   if (!options.replay_file.empty()) {
     auto read = record::read_recording(options.replay_file);
     if (!read) return {"--replay: " + read.error()};
@@ -692,17 +689,17 @@ std::vector<std::string> Runtime::Impl::wire(const RunOptions& options, RunWirin
       static std::atomic<int> counter{0};
       w.scratch_memory = std::filesystem::temp_directory_path() /
                          ("dagent-replay-memory-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-      auto folder = memory->folder();
+      memory_home = memory->folder();
       memory->use_folder(w.scratch_memory);
-      w.undo = [this, folder] {
-        router.route_to(active_provider());
-        planner->set_recall(recall.get());
-        memory->use_folder(folder);
-      };
     }
   } else if (options.replay_tools) {
     return {"--replay-tools needs --replay FILE"};
   }
+  w.undo = [this, memory_home] {
+    router.route_to(active_provider());
+    planner->set_recall(recall.get());
+    if (memory_home) memory->use_folder(*memory_home);
+  };
   if (!record_to.empty()) {
     const bool append = !options.resume_file.empty() && record_to == options.resume_file;
     auto opened = record::RecordWriter::open(record_to, append);
