@@ -23,6 +23,10 @@ struct LlmConfig {
   int max_retries = 2;
   std::string ca_file;
   bool structured_output = true;
+  std::int64_t stream_timeout_ms = 600000;     ///< a whole streamed reply, however lively
+  std::int64_t stream_max_bytes = 16 << 20;    ///< a streamed reply's body at most
+  double retry_budget = 0.2;                   ///< retries at most this fraction of the calls made...
+  int retry_budget_min = 5;                    ///< ...but always this many
 };
 
 struct ConnectionPoolingConfig {
@@ -109,6 +113,9 @@ struct PlannerConfig {
   int max_replans = 1;
   bool synthesize_answer = true;
   int answer_budget_tokens = 3000;  ///< step outputs shown to answer synthesis, in estimated tokens
+  int quote_budget_tokens = 1000;   ///< a model reply quoted back in a repair prompt, in estimated tokens
+  std::int64_t planning_timeout_ms = 300000;  ///< intent, plan and repair calls of one planning, together
+  std::int64_t answer_timeout_ms = 300000;    ///< one answer synthesis (or replan) call
   std::vector<Route> routes;
   PromptFiles prompts;
 };
@@ -137,6 +144,8 @@ struct MemoryConfig {
 
 struct ToolsConfig {
   std::string workspace = ".";
+  std::int64_t read_max_bytes = 1 << 20;        ///< read_file's default and largest max_bytes
+  std::int64_t search_max_line_bytes = 64 << 10;  ///< search_files looks at this much of a line
   std::vector<std::string> enabled = {"read_file", "write_file", "list_dir", "search_files",
                                       "llm",       "memory_search", "memory_add"};
 };

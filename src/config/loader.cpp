@@ -294,6 +294,10 @@ struct Field {
 
 constexpr std::int64_t k_int_max = std::numeric_limits<int>::max();
 constexpr std::int64_t k_int64_max = std::numeric_limits<std::int64_t>::max();
+// Durations stay far from the clock's range, so `now() + duration` never overflows.
+constexpr std::int64_t k_max_ms = 7LL * 24 * 3600 * 1000;  // a week
+constexpr std::int64_t k_max_seconds = 365LL * 24 * 3600;  // a year
+constexpr std::int64_t k_max_bytes = 1LL << 30;            // 1 GiB
 
 constexpr Field flag(std::string_view key, Ref<bool> ref) { return {.key = key, .ref = ref}; }
 
@@ -335,30 +339,41 @@ constexpr std::array k_fields = {
     text("llm.api_key_env", [](Config& c) -> auto& { return c.llm.api_key_env; }),
     text("llm.model", [](Config& c) -> auto& { return c.llm.model; }),
     text("llm.embedding_model", [](Config& c) -> auto& { return c.llm.embedding_model; }),
-    integer("llm.timeout_ms", [](Config& c) -> auto& { return c.llm.timeout_ms; }, 1),
+    integer("llm.timeout_ms", [](Config& c) -> auto& { return c.llm.timeout_ms; }, 1, k_max_ms),
     integer("llm.connect_timeout_ms", [](Config& c) -> auto& { return c.llm.connect_timeout_ms; },
-            1),
+            1, k_max_ms),
     integer("llm.max_retries", [](Config& c) -> auto& { return c.llm.max_retries; }, 0, 10),
     text("llm.ca_file", [](Config& c) -> auto& { return c.llm.ca_file; }, Emptiness::allowed),
     flag("llm.structured_output", [](Config& c) -> auto& { return c.llm.structured_output; }),
+    integer("llm.stream_timeout_ms", [](Config& c) -> auto& { return c.llm.stream_timeout_ms; }, 1,
+            k_max_ms),
+    integer("llm.stream_max_bytes", [](Config& c) -> auto& { return c.llm.stream_max_bytes; }, 1024,
+            k_max_bytes),
+    number("llm.retry_budget", [](Config& c) -> auto& { return c.llm.retry_budget; }, 0.0,
+           LowerBound::inclusive, 10.0),
+    integer("llm.retry_budget_min", [](Config& c) -> auto& { return c.llm.retry_budget_min; }, 0,
+            1000),
 
     flag("performance.connection_pooling.enabled",
          [](Config& c) -> auto& { return c.performance.connection_pooling.enabled; }),
     integer("performance.connection_pooling.max_connections",
             [](Config& c) -> auto& { return c.performance.connection_pooling.max_connections; },
-            1),
+            1, 100000),
     integer("performance.connection_pooling.max_keepalive",
-            [](Config& c) -> auto& { return c.performance.connection_pooling.max_keepalive; }, 0),
+            [](Config& c) -> auto& { return c.performance.connection_pooling.max_keepalive; }, 0,
+            100000),
     integer("performance.connection_pooling.idle_timeout_ms",
             [](Config& c) -> auto& { return c.performance.connection_pooling.idle_timeout_ms; },
-            1),
+            1, k_max_ms),
 
     flag("performance.rate_limiting.enabled",
          [](Config& c) -> auto& { return c.performance.rate_limiting.enabled; }),
     integer("performance.rate_limiting.rpm_limit",
-            [](Config& c) -> auto& { return c.performance.rate_limiting.rpm_limit; }, 1),
+            [](Config& c) -> auto& { return c.performance.rate_limiting.rpm_limit; }, 1,
+            1000000000),
     integer("performance.rate_limiting.tpm_limit",
-            [](Config& c) -> auto& { return c.performance.rate_limiting.tpm_limit; }, 1),
+            [](Config& c) -> auto& { return c.performance.rate_limiting.tpm_limit; }, 1,
+            1000000000000),
     number("performance.rate_limiting.safety_margin",
            [](Config& c) -> auto& { return c.performance.rate_limiting.safety_margin; }, 0.0,
            LowerBound::exclusive, 1.0),
@@ -374,7 +389,7 @@ constexpr std::array k_fields = {
             [](Config& c) -> auto& {
               return c.performance.parallel_execution.max_parallel_llm_calls;
             },
-            1),
+            1, 4096),
     flag("performance.parallel_execution.dependency_analysis",
          [](Config& c) -> auto& { return c.performance.parallel_execution.dependency_analysis; }),
     choice("performance.parallel_execution.scheduling",
@@ -385,7 +400,8 @@ constexpr std::array k_fields = {
     integer("performance.batch_embeddings.batch_size",
             [](Config& c) -> auto& { return c.performance.batch_embeddings.batch_size; }, 1, 2048),
     integer("performance.batch_embeddings.max_delay_ms",
-            [](Config& c) -> auto& { return c.performance.batch_embeddings.max_delay_ms; }, 0),
+            [](Config& c) -> auto& { return c.performance.batch_embeddings.max_delay_ms; }, 0,
+            60000),
 
     flag("performance.caching.tool_catalog",
          [](Config& c) -> auto& { return c.performance.caching.tool_catalog; }),
@@ -394,9 +410,11 @@ constexpr std::array k_fields = {
     flag("performance.caching.llm_responses",
          [](Config& c) -> auto& { return c.performance.caching.llm_responses; }),
     integer("performance.caching.ttl_seconds",
-            [](Config& c) -> auto& { return c.performance.caching.ttl_seconds; }, 0),
+            [](Config& c) -> auto& { return c.performance.caching.ttl_seconds; }, 0,
+            k_max_seconds),
     integer("performance.caching.max_entries",
-            [](Config& c) -> auto& { return c.performance.caching.max_entries; }, 0),
+            [](Config& c) -> auto& { return c.performance.caching.max_entries; }, 0,
+            100000000),
 
     flag("performance.background_tasks.verification",
          [](Config& c) -> auto& { return c.performance.background_tasks.verification; }),
@@ -406,9 +424,10 @@ constexpr std::array k_fields = {
     flag("performance.circuit_breaker.enabled",
          [](Config& c) -> auto& { return c.performance.circuit_breaker.enabled; }),
     integer("performance.circuit_breaker.failure_threshold",
-            [](Config& c) -> auto& { return c.performance.circuit_breaker.failure_threshold; }, 1),
+            [](Config& c) -> auto& { return c.performance.circuit_breaker.failure_threshold; }, 1,
+            1000000),
     integer("performance.circuit_breaker.open_ms",
-            [](Config& c) -> auto& { return c.performance.circuit_breaker.open_ms; }, 1),
+            [](Config& c) -> auto& { return c.performance.circuit_breaker.open_ms; }, 1, k_max_ms),
 
     flag("planner.intent_analysis", [](Config& c) -> auto& { return c.planner.intent_analysis; }),
     flag("planner.stream_plan", [](Config& c) -> auto& { return c.planner.stream_plan; }),
@@ -420,6 +439,12 @@ constexpr std::array k_fields = {
          [](Config& c) -> auto& { return c.planner.synthesize_answer; }),
     integer("planner.answer_budget_tokens",
             [](Config& c) -> auto& { return c.planner.answer_budget_tokens; }, 100, 1000000),
+    integer("planner.quote_budget_tokens",
+            [](Config& c) -> auto& { return c.planner.quote_budget_tokens; }, 50, 1000000),
+    integer("planner.planning_timeout_ms",
+            [](Config& c) -> auto& { return c.planner.planning_timeout_ms; }, 1, k_max_ms),
+    integer("planner.answer_timeout_ms",
+            [](Config& c) -> auto& { return c.planner.answer_timeout_ms; }, 1, k_max_ms),
     text("planner.prompts.intent", [](Config& c) -> auto& { return c.planner.prompts.intent; },
          Emptiness::allowed),
     text("planner.prompts.plan", [](Config& c) -> auto& { return c.planner.prompts.plan; },
@@ -432,7 +457,7 @@ constexpr std::array k_fields = {
          Emptiness::allowed),
 
     integer("executor.step_timeout_ms",
-            [](Config& c) -> auto& { return c.executor.step_timeout_ms; }, 1),
+            [](Config& c) -> auto& { return c.executor.step_timeout_ms; }, 1, k_max_ms),
     integer("executor.step_retries", [](Config& c) -> auto& { return c.executor.step_retries; },
             0, 10),
 
@@ -444,12 +469,17 @@ constexpr std::array k_fields = {
     text("memory.path", [](Config& c) -> auto& { return c.memory.path; }),
     choice("memory.index", [](Config& c) -> auto& { return c.memory.index; }),
     integer("memory.recall_k", [](Config& c) -> auto& { return c.memory.recall_k; }, 1, 1000),
-    integer("memory.chunk_chars", [](Config& c) -> auto& { return c.memory.chunk_chars; }, 100),
+    integer("memory.chunk_chars", [](Config& c) -> auto& { return c.memory.chunk_chars; }, 100,
+            10000000),
     integer("memory.chunk_overlap", [](Config& c) -> auto& { return c.memory.chunk_overlap; },
             0),
     integer("memory.dimensions", [](Config& c) -> auto& { return c.memory.dimensions; }, 0, 16384),
 
     text("tools.workspace", [](Config& c) -> auto& { return c.tools.workspace; }),
+    integer("tools.read_max_bytes", [](Config& c) -> auto& { return c.tools.read_max_bytes; }, 1,
+            k_max_bytes),
+    integer("tools.search_max_line_bytes",
+            [](Config& c) -> auto& { return c.tools.search_max_line_bytes; }, 64, 16 << 20),
     name_list("tools.enabled", [](Config& c) -> auto& { return c.tools.enabled; },
               k_tool_names),
 };
