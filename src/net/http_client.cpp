@@ -5,7 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
-#include <deque>
+#include <list>
 #include <map>
 #include <stdexcept>
 
@@ -108,6 +108,7 @@ std::string host_header(const Origin& origin) {
 HttpError io_error(const beast::error_code& ec, bool got_some, std::string_view during) {
   if (ec == beast::error::timeout)
     return make_error(NetErrc::request_timeout, "request timed out " + std::string(during), !got_some);
+  if (ec == http::error::body_limit) return make_error(NetErrc::too_large, "response body too large");
   if (!got_some)
     return make_error(NetErrc::connection_closed,
                       "connection closed " + std::string(during) + " before any response: " + ec.message(), true);
@@ -143,10 +144,15 @@ std::string serialize_request(const Origin& origin, const HttpRequest& req, bool
 // ---------------------------------------------------------------------------------------------
 
 struct HttpClient::Impl {
+  // A request waiting for a slot; the entry belongs to that request's PoolWait.
+  struct Waiter {
+    asio::steady_timer* timer;
+    bool woken = false;
+  };
   struct Pool {
     std::vector<std::unique_ptr<Connection>> idle;  // most recently used last
-    int open = 0;                                   // idle and in use
-    std::deque<asio::steady_timer*> waiters;        // FIFO of requests waiting for a slot
+    int open = 0;                                   // slots taken: idle, in use and connecting
+    std::list<Waiter> waiters;                      // FIFO of requests waiting for a slot
   };
 
   Impl(asio::any_io_executor ex, std::shared_ptr<TlsContext> t, HttpOptions o)
@@ -155,25 +161,29 @@ struct HttpClient::Impl {
   asio::any_io_executor executor;
   std::shared_ptr<TlsContext> tls;
   HttpOptions options;
-  std::map<std::string, Pool> pools;
+  std::map<std::string, Pool> pools;  // never erased: a Pool& stays valid
   std::int64_t opened = 0;
 
   Pool& pool_of(const Origin& origin) { return pools[origin.key()]; }
 
+  // Wakes the first waiter not woken yet; it looks for a slot again when it runs.
   void wake_one(Pool& pool) {
-    if (pool.waiters.empty()) return;
-    pool.waiters.front()->cancel();
-    pool.waiters.pop_front();
+    for (auto& w : pool.waiters) {
+      if (w.woken) continue;
+      w.woken = true;
+      w.timer->cancel();
+      return;
+    }
   }
 
-  // Returns a connection to its pool (or closes it) and frees its slot for a waiter.
-  void release(const Origin& origin, std::unique_ptr<Connection> conn, bool reusable) {
-    auto& pool = pool_of(origin);
-    if (reusable && options.pooling && static_cast<int>(pool.idle.size()) < options.max_keepalive) {
+  // Returns a connection to its pool, or closes it and frees its slot (`conn` null: a connect
+  // that failed or was abandoned), and lets a waiter try again.
+  void release(Pool& pool, std::unique_ptr<Connection> conn, bool reusable) {
+    if (conn && reusable && options.pooling && static_cast<int>(pool.idle.size()) < options.max_keepalive) {
       conn->idle_since = Clock::now();
       pool.idle.push_back(std::move(conn));
     } else {
-      conn->close();
+      if (conn) conn->close();
       --pool.open;
     }
     wake_one(pool);
@@ -198,14 +208,118 @@ struct HttpClient::Impl {
 
 namespace {
 
+using Pool = HttpClient::Impl::Pool;
+
+// One slot of an origin's pool, counted in `open` while the lease lives, with its connection
+// once made. Given back exactly once, by give_back() or the destructor: a request cancelled
+// during DNS, connect or I/O (its next co_await throws) cannot keep the slot.
+class Lease {
+ public:
+  Lease() = default;
+  // Takes a new slot.
+  Lease(std::shared_ptr<HttpClient::Impl> impl, Pool& pool) : impl_(std::move(impl)), pool_(&pool) { ++pool_->open; }
+  // Takes over an idle connection, whose slot is already counted.
+  Lease(std::shared_ptr<HttpClient::Impl> impl, Pool& pool, std::unique_ptr<Connection> idle)
+      : conn(std::move(idle)), impl_(std::move(impl)), pool_(&pool) {}
+  Lease(Lease&& other) noexcept
+      : conn(std::move(other.conn)), impl_(std::move(other.impl_)), pool_(std::exchange(other.pool_, nullptr)) {}
+  Lease& operator=(Lease&& other) noexcept {
+    if (this != &other) {
+      give_back(false);
+      conn = std::move(other.conn);
+      impl_ = std::move(other.impl_);
+      pool_ = std::exchange(other.pool_, nullptr);
+    }
+    return *this;
+  }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  ~Lease() { give_back(false); }
+
+  /// Pools the connection when `reusable`, else closes it; frees the slot either way.
+  void give_back(bool reusable) {
+    if (auto impl = std::move(impl_)) impl->release(*pool_, std::move(conn), reusable);
+  }
+  bool held() const noexcept { return impl_ != nullptr; }
+
+  std::unique_ptr<Connection> conn;
+
+ private:
+  std::shared_ptr<HttpClient::Impl> impl_;
+  Pool* pool_ = nullptr;
+};
+
+// A request's place in its pool's FIFO for one wait: leaves it however the wait ends (wake-up,
+// deadline, cancellation, destruction of the frame), and hands a wake-up it got but never used
+// on to the next waiter, so a slot freed for a request that then went away is not lost.
+class PoolWait {
+ public:
+  PoolWait(HttpClient::Impl& impl, Pool& pool, asio::any_io_executor executor, Clock::time_point deadline)
+      : impl_(&impl), pool_(&pool), timer_(std::move(executor), deadline),
+        self_(pool.waiters.insert(pool.waiters.end(), HttpClient::Impl::Waiter{&timer_})) {}
+  PoolWait(const PoolWait&) = delete;
+  PoolWait& operator=(const PoolWait&) = delete;
+  ~PoolWait() {
+    const bool unused_wake = self_->woken && !used_;
+    pool_->waiters.erase(self_);
+    if (unused_wake) impl_->wake_one(*pool_);
+  }
+
+  asio::steady_timer& timer() noexcept { return timer_; }
+  /// Whether a slot was freed for this waiter; marks the wake-up used.
+  bool take_wake() noexcept { return used_ = self_->woken; }
+
+ private:
+  HttpClient::Impl* impl_;
+  Pool* pool_;
+  asio::steady_timer timer_;
+  std::list<HttpClient::Impl::Waiter>::iterator self_;
+  bool used_ = false;
+};
+
+// A lookup that may outlive the request waiting for it: getaddrinfo cannot be interrupted, so
+// the request leaves at its deadline and the lookup finishes on its own with this state.
+struct Lookup {
+  explicit Lookup(const asio::any_io_executor& ex) : resolver(ex), done_signal(ex) {}
+  tcp::resolver resolver;
+  asio::steady_timer done_signal;  // cancelled when the lookup completes
+  boost::system::error_code ec;
+  tcp::resolver::results_type results;
+  bool done = false;
+};
+
+struct LookupDone {
+  std::shared_ptr<Lookup> lookup;
+  void operator()(const boost::system::error_code& ec, tcp::resolver::results_type results) const {
+    lookup->ec = ec;
+    lookup->results = std::move(results);
+    lookup->done = true;
+    lookup->done_signal.cancel();
+  }
+};
+
+// DNS bounded by the connect deadline.
+asio::awaitable<HttpResult<tcp::resolver::results_type>> resolve(Origin origin, Clock::time_point deadline) {
+  auto lookup = std::make_shared<Lookup>(co_await asio::this_coro::executor);
+  lookup->done_signal.expires_at(deadline);
+  lookup->resolver.async_resolve(origin.host, origin.port, LookupDone{lookup});
+  auto [ec] = co_await lookup->done_signal.async_wait(k_token);
+  if (!lookup->done) {
+    lookup->resolver.cancel();
+    if (!ec) co_return make_error(NetErrc::connect_timeout, "resolving '" + origin.host + "' timed out", true);
+    co_return make_error(NetErrc::cancelled, "cancelled while resolving '" + origin.host + "'", true);
+  }
+  if (lookup->ec)
+    co_return make_error(NetErrc::resolve_failed, "cannot resolve '" + origin.host + "': " + lookup->ec.message(), true);
+  co_return std::move(lookup->results);
+}
+
 asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Impl* impl, Origin origin,
                                                                   Clock::time_point deadline) {
   auto ex = co_await asio::this_coro::executor;
   const auto connect_deadline = std::min(deadline, Clock::now() + impl->options.connect_timeout);
-  tcp::resolver resolver(ex);
-  auto [rec, endpoints] = co_await resolver.async_resolve(origin.host, origin.port, k_token);
-  if (rec)
-    co_return make_error(NetErrc::resolve_failed, "cannot resolve '" + origin.host + "': " + rec.message(), true);
+  auto endpoints = co_await resolve(origin, connect_deadline);
+  if (!endpoints) co_return endpoints.error();
 
   auto conn = std::make_unique<Connection>();
   if (origin.tls) {
@@ -215,7 +329,7 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
   }
   auto& tcp_stream = conn->tcp();
   tcp_stream.expires_at(connect_deadline);
-  auto [cec, ep] = co_await tcp_stream.async_connect(endpoints, k_token);
+  auto [cec, ep] = co_await tcp_stream.async_connect(*endpoints, k_token);
   if (cec) {
     if (cec == beast::error::timeout)
       co_return make_error(NetErrc::connect_timeout, "connecting to " + origin.key() + " timed out", true);
@@ -237,32 +351,33 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
     tcp_stream.expires_at(connect_deadline);
     auto [hec] = co_await conn->secure->async_handshake(asio::ssl::stream_base::client, k_token);
     if (hec) {
-      long verify = SSL_get_verify_result(ssl);
-      std::string why = verify != X509_V_OK ? X509_verify_cert_error_string(verify)
-                        : hec == beast::error::timeout ? "timed out"
-                                                       : hec.message();
-      co_return make_error(NetErrc::tls_handshake_failed, "TLS handshake with " + origin.key() + " failed: " + why, true);
+      const std::string with = "TLS handshake with " + origin.key();
+      // Why: only a certificate that fails verification is final. A handshake that stalls or is
+      // reset says nothing about the server's identity; it is a connection error and retried.
+      if (const long verify = SSL_get_verify_result(ssl); verify != X509_V_OK)
+        co_return make_error(NetErrc::tls_handshake_failed, with + " failed: " + X509_verify_cert_error_string(verify), true);
+      if (hec == beast::error::timeout) co_return make_error(NetErrc::connect_timeout, with + " timed out", true);
+      co_return make_error(NetErrc::connect_failed, with + " failed: " + hec.message(), true);
     }
   }
   co_return std::move(conn);
 }
 
-// A connection for `origin`: a fresh pooled one, a new one, or the next free slot in FIFO order.
-asio::awaitable<HttpResult<std::unique_ptr<Connection>>> checkout(HttpClient::Impl* impl, Origin origin,
-                                                                  Clock::time_point deadline, bool fresh_only) {
+// A lease on a connection for `origin`: a fresh pooled one, a new one, or the next free slot in
+// FIFO order.
+asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> impl, Origin origin,
+                                            Clock::time_point deadline, bool fresh_only) {
+  auto& pool = impl->pool_of(origin);
   for (;;) {
-    auto& pool = impl->pool_of(origin);
     if (!fresh_only && impl->options.pooling) {
-      if (auto conn = impl->take_idle(pool)) co_return std::move(conn);
+      if (auto conn = impl->take_idle(pool)) co_return Lease(impl, pool, std::move(conn));
     }
     if (pool.open < impl->options.max_connections) {
-      ++pool.open;
-      auto conn = co_await connect(impl, origin, deadline);
-      if (!conn) {
-        --impl->pool_of(origin).open;
-        impl->wake_one(impl->pool_of(origin));
-      }
-      co_return std::move(conn);
+      Lease lease(impl, pool);
+      auto made = co_await connect(impl.get(), origin, deadline);
+      if (!made) co_return made.error();  // the lease frees the slot
+      lease.conn = std::move(*made);
+      co_return std::move(lease);
     }
     if (fresh_only && !pool.idle.empty()) {  // make room: an idle connection yields its slot
       pool.idle.front()->close();
@@ -270,12 +385,11 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> checkout(HttpClient::Im
       --pool.open;
       continue;
     }
-    asio::steady_timer wait(co_await asio::this_coro::executor, deadline);
-    pool.waiters.push_back(&wait);
-    auto [ec] = co_await wait.async_wait(k_token);
-    auto& waiters = impl->pool_of(origin).waiters;
-    if (auto it = std::find(waiters.begin(), waiters.end(), &wait); it != waiters.end()) waiters.erase(it);
+    PoolWait wait(*impl, pool, co_await asio::this_coro::executor, deadline);
+    auto [ec] = co_await wait.timer().async_wait(k_token);
+    if (wait.take_wake()) continue;
     if (!ec) co_return make_error(NetErrc::request_timeout, "timed out waiting for a free connection to " + origin.key(), true);
+    co_return make_error(NetErrc::cancelled, "cancelled while waiting for a free connection to " + origin.key(), true);
   }
 }
 
@@ -318,6 +432,16 @@ std::size_t HttpClient::idle_connections(const Origin& origin) const {
   return it == impl_->pools.end() ? 0 : it->second.idle.size();
 }
 
+int HttpClient::open_connections(const Origin& origin) const {
+  auto it = impl_->pools.find(origin.key());
+  return it == impl_->pools.end() ? 0 : it->second.open;
+}
+
+std::size_t HttpClient::waiting_for_connection(const Origin& origin) const {
+  auto it = impl_->pools.find(origin.key());
+  return it == impl_->pools.end() ? 0 : it->second.waiters.size();
+}
+
 asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRequest request) {
   auto impl = impl_;  // keeps the pools alive across suspensions
   if (origin.tls && !impl->tls) co_return make_error(NetErrc::invalid_url, "https needs a TLS context", true);
@@ -326,13 +450,13 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
     co_return make_error(NetErrc::protocol_error, "invalid request line", true);
   const std::string req = serialize_request(origin, request, impl->options.pooling);
   for (int fresh = 0;; ++fresh) {
-    auto conn = co_await checkout(impl.get(), origin, deadline, fresh > 0);
-    if (!conn) co_return conn.error();
-    auto res = co_await exchange(**conn, req, deadline, impl->options.max_body_bytes);
+    auto lease = co_await checkout(impl, origin, deadline, fresh > 0);
+    if (!lease) co_return lease.error();
+    auto res = co_await exchange(*lease->conn, req, deadline, impl->options.max_body_bytes);
     if (!res) {
-      const bool stale = (*conn)->reused && res.error().before_response &&
+      const bool stale = lease->conn->reused && res.error().before_response &&
                          res.error().code != make_error_code(NetErrc::request_timeout);
-      impl->release(origin, std::move(*conn), false);
+      lease->give_back(false);
       // A kept-alive connection the server closed meanwhile fails before any response byte:
       // the request never arrived, so one retry on a new connection is safe.
       if (stale && fresh == 0) continue;
@@ -343,7 +467,7 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
     out.headers = copy_headers(res->base());
     const bool keep = res->keep_alive();
     out.body = std::move(res->body());
-    impl->release(origin, std::move(*conn), keep);
+    lease->give_back(keep);
     co_return out;
   }
 }
@@ -351,17 +475,21 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
 // ---------------------------------------------------------------------------------------------
 
 struct HttpStream::State {
-  std::shared_ptr<HttpClient::Impl> impl;
-  Origin origin;
-  std::unique_ptr<Connection> conn;
+  Lease lease;  // given back when the body ends, fails, or the stream is dropped
   http::response_parser<http::buffer_body> parser;
   std::vector<Header> headers;
   int status = 0;
-  std::chrono::milliseconds idle_timeout{0};
+  StreamLimits limits;
+  Clock::time_point deadline{};  // the whole stream's
+  std::size_t received = 0;      // body bytes so far
   bool done = false;
 
-  ~State() {
-    if (conn) impl->release(origin, std::move(conn), false);
+  Connection& conn() { return *lease.conn; }
+  // Ends the stream with `e`; the connection is not reused.
+  HttpError fail(HttpError e) {
+    done = true;
+    lease.give_back(false);
+    return e;
   }
 };
 
@@ -372,12 +500,15 @@ asio::awaitable<HttpResult<std::size_t>> read_body_on(Stream& stream, HttpStream
   char chunk[16384];
   s.parser.get().body().data = chunk;
   s.parser.get().body().size = sizeof chunk;
-  auto [ec, n] = co_await http::async_read_some(stream, s.conn->buffer, s.parser, k_token);
+  auto [ec, n] = co_await http::async_read_some(stream, s.conn().buffer, s.parser, k_token);
   if (ec == http::error::need_buffer) ec = {};
   if (ec) {
+    if (ec == beast::error::timeout && Clock::now() >= s.deadline)
+      co_return make_error(NetErrc::request_timeout, "the stream took longer than " +
+                                                         std::to_string(s.limits.total_timeout.count()) + " ms in all");
     if (ec == beast::error::timeout)
       co_return make_error(NetErrc::idle_timeout,
-                           "no data for " + std::to_string(s.idle_timeout.count()) + " ms while streaming");
+                           "no data for " + std::to_string(s.limits.idle_timeout.count()) + " ms while streaming");
     co_return io_error(ec, true, "while streaming the response");
   }
   const std::size_t got = sizeof chunk - s.parser.get().body().size;
@@ -390,8 +521,8 @@ asio::awaitable<HttpResult<int>> start_stream_on(Stream& stream, HttpStream::Sta
                                                  const std::string& req) {
   auto [wec, written] = co_await asio::async_write(stream, asio::buffer(req), k_token);
   if (wec) co_return io_error(wec, false, "while sending the request");
-  s.parser.body_limit(boost::none);
-  auto [rec, read] = co_await http::async_read_header(stream, s.conn->buffer, s.parser, k_token);
+  s.parser.body_limit(boost::none);  // counted by read_some against limits.max_bytes
+  auto [rec, read] = co_await http::async_read_header(stream, s.conn().buffer, s.parser, k_token);
   if (rec) co_return io_error(rec, s.parser.got_some(), "while reading the response head");
   co_return 0;
 }
@@ -410,24 +541,25 @@ asio::awaitable<HttpResult<std::size_t>> HttpStream::read_some(std::string& out)
   auto& s = *state_;
   for (;;) {
     if (s.done || s.parser.is_done()) {
-      if (!s.done && s.conn) {
+      if (!s.done) {
         s.done = true;
-        s.impl->release(s.origin, std::move(s.conn), s.parser.keep_alive());
+        s.lease.give_back(s.parser.keep_alive());
       }
       co_return std::size_t{0};
     }
-    s.conn->tcp().expires_after(s.idle_timeout);
+    // Why both: the idle timeout alone lets a stream kept alive by comments run for ever.
+    s.conn().tcp().expires_at(std::min(s.deadline, Clock::now() + s.limits.idle_timeout));
     HttpResult<std::size_t> got = std::size_t{0};
-    if (s.conn->secure) {
-      got = co_await read_body_on(*s.conn->secure, s, out);
+    if (s.conn().secure) {
+      got = co_await read_body_on(*s.conn().secure, s, out);
     } else {
-      got = co_await read_body_on(*s.conn->plain, s, out);
+      got = co_await read_body_on(*s.conn().plain, s, out);
     }
-    if (!got) {
-      s.done = true;
-      s.impl->release(s.origin, std::move(s.conn), false);
-      co_return got;
-    }
+    if (!got) co_return s.fail(got.error());
+    s.received += *got;
+    if (s.received > s.limits.max_bytes)
+      co_return s.fail(make_error(NetErrc::too_large, "the streamed response exceeded " +
+                                                          std::to_string(s.limits.max_bytes) + " bytes"));
     if (*got > 0) co_return got;
   }
 }
@@ -438,38 +570,39 @@ asio::awaitable<HttpResult<std::string>> HttpStream::read_all(std::size_t limit)
     auto got = co_await read_some(body);
     if (!got) co_return got.error();
     if (*got == 0) co_return body;
-    if (body.size() > limit) co_return make_error(NetErrc::protocol_error, "response body too large");
+    if (body.size() > limit)
+      co_return state_->fail(make_error(NetErrc::too_large, "response body larger than " + std::to_string(limit) + " bytes"));
   }
 }
 
-asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, HttpRequest request,
-                                                                std::chrono::milliseconds idle_timeout) {
+asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, HttpRequest request, StreamLimits limits) {
   auto impl = impl_;
   if (origin.tls && !impl->tls) co_return make_error(NetErrc::invalid_url, "https needs a TLS context", true);
-  const auto deadline = Clock::now() + impl->options.request_timeout;
+  const auto now = Clock::now();
+  const auto deadline = now + impl->options.request_timeout;
+  const auto stream_deadline = now + limits.total_timeout;
   if (has_line_break(request.method) || has_line_break(request.target))
     co_return make_error(NetErrc::protocol_error, "invalid request line", true);
   const std::string req = serialize_request(origin, request, impl->options.pooling);
   for (int fresh = 0;; ++fresh) {
-    auto conn = co_await checkout(impl.get(), origin, deadline, fresh > 0);
-    if (!conn) co_return conn.error();
+    auto lease = co_await checkout(impl, origin, deadline, fresh > 0);
+    if (!lease) co_return lease.error();
     auto state = std::make_unique<HttpStream::State>();
-    state->impl = impl;
-    state->origin = origin;
-    state->conn = std::move(*conn);
-    state->idle_timeout = idle_timeout;
-    const bool reused = state->conn->reused;
-    state->conn->tcp().expires_at(std::min(deadline, Clock::now() + idle_timeout));
+    state->lease = std::move(*lease);
+    state->limits = limits;
+    state->deadline = stream_deadline;
+    const bool reused = state->conn().reused;
+    state->conn().tcp().expires_at(std::min({deadline, stream_deadline, Clock::now() + limits.idle_timeout}));
     HttpResult<int> head = 0;
-    if (state->conn->secure) {
-      head = co_await start_stream_on(*state->conn->secure, *state, req);
+    if (state->conn().secure) {
+      head = co_await start_stream_on(*state->conn().secure, *state, req);
     } else {
-      head = co_await start_stream_on(*state->conn->plain, *state, req);
+      head = co_await start_stream_on(*state->conn().plain, *state, req);
     }
     if (!head) {
       const bool stale = reused && head.error().before_response &&
                          head.error().code != make_error_code(NetErrc::request_timeout);
-      if (fresh == 0 && stale) continue;  // state's destructor closes the stale connection
+      if (fresh == 0 && stale) continue;  // state's lease closes the stale connection
       co_return head.error();
     }
     state->status = static_cast<int>(state->parser.get().result_int());

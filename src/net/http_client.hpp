@@ -64,6 +64,14 @@ struct HttpError {
 template <class T>
 using HttpResult = boost::system::result<T, HttpError>;
 
+/// Bounds of a streamed body: the silence between two reads, the whole stream from the request
+/// on (however lively, e.g. kept alive by comments), and its size.
+struct StreamLimits {
+  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds total_timeout{600000};
+  std::size_t max_bytes = 16u << 20;
+};
+
 class HttpStream;
 
 /// One client per process and event loop: pools per origin, counts the connections it opens.
@@ -80,14 +88,18 @@ class HttpClient {
   boost::asio::awaitable<HttpResult<HttpResponse>> send(Origin origin, HttpRequest request);
 
   /// Sends `request` and completes when the response head has arrived; the body is then read
-  /// from the stream, each read bounded by `idle_timeout`.
-  boost::asio::awaitable<HttpResult<HttpStream>> open_stream(Origin origin, HttpRequest request,
-                                                             std::chrono::milliseconds idle_timeout);
+  /// from the stream within `limits`.
+  boost::asio::awaitable<HttpResult<HttpStream>> open_stream(Origin origin, HttpRequest request, StreamLimits limits);
 
   /// Connections opened since construction (TCP connects, TLS included).
   std::int64_t connections_opened() const noexcept;
   /// Idle connections currently pooled for `origin`.
   std::size_t idle_connections(const Origin& origin) const;
+  /// Slots taken in `origin`'s pool: idle connections, connections in use and connects under way.
+  /// Equal to idle_connections() once no request is in flight, however requests ended.
+  int open_connections(const Origin& origin) const;
+  /// Requests waiting for a free slot of `origin`'s pool.
+  std::size_t waiting_for_connection(const Origin& origin) const;
 
   struct Impl;
 
@@ -110,10 +122,11 @@ class HttpStream {
   const std::string* header(std::string_view lower_name) const { return find_header(headers(), lower_name); }
 
   /// Appends the next body bytes to `out`; 0 means the body ended cleanly. A body cut short is
-  /// NetErrc::truncated; no byte for the idle timeout is NetErrc::idle_timeout.
+  /// NetErrc::truncated; no byte for the idle timeout is NetErrc::idle_timeout; a stream past its
+  /// total timeout is NetErrc::request_timeout, past its size cap NetErrc::too_large.
   boost::asio::awaitable<HttpResult<std::size_t>> read_some(std::string& out);
 
-  /// Reads the rest of the body (up to `limit` bytes).
+  /// Reads the rest of the body (up to `limit` bytes, else NetErrc::too_large).
   boost::asio::awaitable<HttpResult<std::string>> read_all(std::size_t limit);
 
  private:

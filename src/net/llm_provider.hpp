@@ -61,7 +61,9 @@ struct EmbedResponse {
   std::span<const float> vector(std::size_t i) const { return {vectors.data() + i * dimension, dimension}; }
 };
 
-/// A failed call. API errors keep the HTTP status and OpenAI's error type, code and message.
+/// A failed call. API errors keep the HTTP status and OpenAI's error type, code and message. A
+/// 4xx is NetErrc::provider_refused ("provider refused the request (400): <its message>"), a
+/// 5xx NetErrc::api_error.
 struct LlmError {
   boost::system::error_code code;  ///< a NetErrc
   std::string message;
@@ -85,8 +87,9 @@ struct ProviderMetrics {
   std::int64_t prompt_tokens = 0;
   std::int64_t completion_tokens = 0;
   std::int64_t embedding_calls = 0;
-  std::int64_t retries = 0;
-  double rate_limit_wait_ms = 0;
+  std::int64_t retries = 0;          ///< retries made (a try the breaker blocked is not one)
+  std::int64_t retries_refused = 0;  ///< retries not made because the retry budget was spent
+  double rate_limit_wait_ms = 0;     ///< in the limiter's queue, plus 429 retry-after pauses
   std::int64_t cache_hits = 0;
   std::int64_t connections_opened = 0;
 };
@@ -101,6 +104,9 @@ class LlmProvider {
                                                                       std::function<void(std::string_view)> on_delta) = 0;
   virtual boost::asio::awaitable<LlmResult<EmbedResponse>> embed(EmbedRequest request) = 0;
   virtual ProviderMetrics metrics() const = 0;
+  /// Starts a new retry budget (llm.retry_budget): call at the start of each run. Decorators
+  /// forward it to the provider they wrap; providers without retries ignore it.
+  virtual void reset_retry_budget() {}
 };
 
 /// The OpenAI request body of a chat call.

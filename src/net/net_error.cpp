@@ -26,6 +26,8 @@ class NetCategory final : public boost::system::error_category {
       case NetErrc::api_error: return "API error";
       case NetErrc::cancelled: return "request cancelled";
       case NetErrc::replay_mismatch: return "no recorded request matches";
+      case NetErrc::provider_refused: return "the provider refused the request";
+      case NetErrc::too_large: return "response too large";
     }
     return "unknown network error";
   }

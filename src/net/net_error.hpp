@@ -22,6 +22,8 @@ enum class NetErrc {
   api_error,              ///< the API answered with an error status (see ApiError)
   cancelled,              ///< the caller cancelled the request
   replay_mismatch,        ///< replay: the recording holds no request matching this one
+  provider_refused,       ///< the provider answered 4xx: it refused this request (see LlmError)
+  too_large,              ///< a response or stream exceeded its size cap
 };
 
 const boost::system::error_category& net_category() noexcept;

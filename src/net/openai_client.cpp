@@ -3,6 +3,7 @@
 
 #include "net/openai_client.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <optional>
 #include <random>
@@ -18,6 +19,7 @@
 #include "net/circuit_breaker.hpp"
 #include "net/net_error.hpp"
 #include "net/rate_limiter.hpp"
+#include "net/retry_budget.hpp"
 #include "net/retry_policy.hpp"
 #include "net/sse_parser.hpp"
 #include "net/tls_context.hpp"
@@ -32,7 +34,7 @@ bool is_unreachable(const LlmError& e) noexcept {
   return e.code == NetErrc::resolve_failed || e.code == NetErrc::connect_failed ||
          e.code == NetErrc::tls_handshake_failed || e.code == NetErrc::connect_timeout ||
          e.code == NetErrc::circuit_open || e.code == NetErrc::no_ca_certificates || e.code == NetErrc::invalid_url ||
-         (e.code == NetErrc::api_error && (e.status == 401 || e.status == 403));
+         ((e.code == NetErrc::provider_refused || e.code == NetErrc::api_error) && (e.status == 401 || e.status == 403));
 }
 
 void throw_exception_from_error(const LlmError& e, const boost::source_location&) {
@@ -92,32 +94,88 @@ void read_usage(od::object usage, Usage& out) {
   }
 }
 
-// OpenAI's error body {"error": {"message", "type", "param", "code"}} into an LlmError.
-LlmError api_error(int status, std::string& body, od::parser& parser, int attempts) {
-  LlmError e = llm_error(NetErrc::api_error, "", attempts);
+// Text from the provider, fit for a message: at most `limit` bytes, cut on a UTF-8 boundary,
+// control characters as spaces, invalid UTF-8 as '?'.
+std::string excerpt(std::string_view text, std::size_t limit = 300) {
+  if (text.size() > limit) {
+    std::size_t end = limit;
+    while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+    text = text.substr(0, end);
+  }
+  std::string out(text);
+  const bool utf8 = simdjson::validate_utf8(out.data(), out.size());
+  for (char& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7F) c = ' ';
+    else if (u >= 0x80 && !utf8) c = '?';
+  }
+  return out;
+}
+
+// The fields of OpenAI's error object {"message", "type", "param", "code"}.
+void read_error_object(od::object error, LlmError& e) {
+  for (auto field : error) {
+    std::string_view key;
+    if (field.unescaped_key().get(key)) continue;
+    if (key == "message") e.message = text_of(field.value());
+    else if (key == "type") e.type = text_of(field.value());
+    else if (key == "code") {
+      auto v = field.value();
+      std::string_view s;
+      std::int64_t n;
+      if (!v.get_string().get(s)) e.api_code = std::string(s);
+      else if (!v.get_int64().get(n)) e.api_code = std::to_string(n);
+    }
+  }
+}
+
+// OpenAI's error body {"error": {...}} into an LlmError: a 4xx is the provider's refusal of this
+// request, a 5xx its failure. The key is masked should the provider echo it.
+LlmError api_error(int status, std::string& body, od::parser& parser, int attempts, const std::string& api_key) {
+  const bool refused = status >= 400 && status < 500;
+  LlmError e = llm_error(refused ? NetErrc::provider_refused : NetErrc::api_error, "", attempts);
   e.status = status;
   od::document doc;
   od::object error;
-  if (!parser.iterate(padded(body)).get(doc) && !doc["error"].get_object().get(error)) {
-    for (auto field : error) {
-      std::string_view key;
-      if (field.unescaped_key().get(key)) continue;
-      if (key == "message") e.message = text_of(field.value());
-      else if (key == "type") e.type = text_of(field.value());
-      else if (key == "code") {
-        auto v = field.value();
-        std::string_view s;
-        std::int64_t n;
-        if (!v.get_string().get(s)) e.api_code = std::string(s);
-        else if (!v.get_int64().get(n)) e.api_code = std::to_string(n);
-      }
-    }
-  }
-  std::string text = "API error " + std::to_string(status);
-  if (!e.type.empty()) text += " (" + e.type + (e.api_code.empty() ? "" : ", " + e.api_code) + ")";
-  text += ": " + (e.message.empty() ? body.substr(0, 200) : e.message);
-  e.message = std::move(text);
+  if (!parser.iterate(padded(body)).get(doc) && !doc["error"].get_object().get(error)) read_error_object(error, e);
+  std::string said = excerpt(e.message.empty() ? std::string_view(body) : std::string_view(e.message));
+  if (!api_key.empty())
+    for (auto at = said.find(api_key); at != std::string::npos; at = said.find(api_key, at)) said.replace(at, api_key.size(), "[redacted]");
+  std::string text = refused ? "provider refused the request (" + std::to_string(status) + ")"
+                             : "API error " + std::to_string(status) +
+                                   (e.type.empty() ? "" : " (" + e.type + (e.api_code.empty() ? "" : ", " + e.api_code) + ")");
+  e.message = text + ": " + (said.empty() ? "no message" : said);
   return e;
+}
+
+// A status below 400 that is not a reply to parse: informational, a redirect, no content.
+std::optional<LlmError> unexpected_status(int status, const std::vector<Header>& headers, int attempts) {
+  if (status >= 300 && status < 400) {
+    const auto* to = find_header(headers, "location");
+    return llm_error(NetErrc::protocol_error,
+                     "unexpected HTTP status " + std::to_string(status) +
+                         (to ? " (redirect to " + excerpt(*to, 200) + ")" : std::string(" (a redirect without a location)")),
+                     attempts);
+  }
+  if (status < 200) return llm_error(NetErrc::protocol_error, "unexpected HTTP status " + std::to_string(status), attempts);
+  if (status == 204 || status == 205)
+    return llm_error(NetErrc::protocol_error, "empty reply (" + std::to_string(status) + ")", attempts);
+  return std::nullopt;
+}
+
+// Why: usage is the provider's claim, and the limiter settles with it; a reply reporting 9.2e18
+// completion tokens would leave the token bucket in debt for ages. Each count is clamped to what
+// the request could have cost: the prompt to one token per request byte plus the chat template's
+// overhead, the completion to max_tokens (or, unset, the largest output any model allows).
+constexpr std::int64_t k_prompt_overhead_tokens = 1024;
+constexpr std::int64_t k_max_completion_tokens = 1 << 17;
+
+Usage plausible(Usage u, std::size_t request_bytes, std::optional<std::int64_t> max_tokens) {
+  const std::int64_t prompt_cap = static_cast<std::int64_t>(request_bytes) + k_prompt_overhead_tokens;
+  const std::int64_t completion_cap = max_tokens && *max_tokens >= 0 ? *max_tokens : k_max_completion_tokens;
+  u.prompt_tokens = std::clamp<std::int64_t>(u.prompt_tokens, 0, prompt_cap);
+  u.completion_tokens = std::clamp<std::int64_t>(u.completion_tokens, 0, completion_cap);
+  return u;
 }
 
 // Calls `on_field(key, value)` for each field of choices[0] (the only choice dagent asks for).
@@ -263,6 +321,7 @@ struct OpenAiClient::Impl {
         http(ex, std::move(tls), options.http),
         limiter(ex, RateLimiterOptions{options.rate_limiting, options.rpm_limit, options.tpm_limit, options.safety_margin}),
         retry(options.max_retries, options.random01 ? options.random01 : make_random()),
+        budget(options.retry_budget, options.retry_budget_min),
         breaker(options.failure_threshold, options.open_for) {}
 
   std::function<double()> make_random() {
@@ -278,6 +337,10 @@ struct OpenAiClient::Impl {
     if (!options.api_key.empty()) req.headers.push_back({"authorization", "Bearer " + options.api_key});
     req.body = body;
     return req;
+  }
+
+  StreamLimits stream_limits() const {
+    return StreamLimits{options.http.request_timeout, options.stream_timeout, options.stream_max_bytes};
   }
 
   void observe(const std::vector<Header>& headers) {
@@ -306,9 +369,11 @@ struct OpenAiClient::Impl {
     return o;
   }
 
-  // Deterministic failures a retry cannot fix: a certificate that does not verify, a bad URL.
+  // Deterministic failures a retry cannot fix: a certificate that does not verify, a bad URL, a
+  // request the caller cancelled.
   static bool final_transport_error(const HttpError& e) {
-    return e.code == make_error_code(NetErrc::tls_handshake_failed) || e.code == make_error_code(NetErrc::invalid_url);
+    return e.code == make_error_code(NetErrc::tls_handshake_failed) || e.code == make_error_code(NetErrc::invalid_url) ||
+           e.code == make_error_code(NetErrc::cancelled);
   }
 
   std::string origin_text() const { return options.base_url.origin.key(); }
@@ -317,9 +382,12 @@ struct OpenAiClient::Impl {
   HttpClient http;
   RateLimiter limiter;
   RetryPolicy retry;
+  RetryBudget budget;
   CircuitBreaker breaker;
   od::parser parser;
   ProviderMetrics metrics;
+  std::chrono::steady_clock::duration rate_limited_pause{0};  // 429 retry-after pauses, summed
+  bool schema_in_prompt = false;  // the origin rejected response_format: ask in the prompt instead
 };
 
 namespace {
@@ -347,13 +415,19 @@ struct Sent {
   int attempts = 0;
 };
 
-// The breaker's refusal of an attempt, or nothing when the attempt may go.
-std::optional<LlmError> circuit_refusal(OpenAiClient::Impl* impl, int retries) {
-  if (!impl->options.circuit_breaker || impl->breaker.allow()) return std::nullopt;
-  return llm_error(NetErrc::circuit_open,
-                   "circuit breaker open for " + impl->origin_text() + " after repeated failures; next try in " +
-                       std::to_string(impl->breaker.retry_in().count()) + " ms",
-                   retries);
+// Admits an attempt that holds `reservation`: the breaker's refusal (the reservation goes back
+// unspent, since nothing is sent), or nothing. An admitted retry is counted here, so a try the
+// breaker blocked is not a retry.
+std::optional<LlmError> admit(OpenAiClient::Impl* impl, RateLimiter::Reservation& reservation, int retries) {
+  if (impl->options.circuit_breaker && !impl->breaker.allow()) {
+    reservation.release_unsent();
+    return llm_error(NetErrc::circuit_open,
+                     "circuit breaker open for " + impl->origin_text() + " after repeated failures; next try in " +
+                         std::to_string(impl->breaker.retry_in().count()) + " ms",
+                     retries);
+  }
+  if (retries > 0) ++impl->metrics.retries;
+  return std::nullopt;
 }
 
 LlmError transport_error(const HttpError& e, int attempts) { return LlmError{e.code, e.message, 0, {}, {}, attempts}; }
@@ -373,7 +447,24 @@ AttemptOutcome judge_status(OpenAiClient::Impl* impl, BreakerTicket& ticket, int
   return impl->outcome_of(status, headers);
 }
 
-asio::awaitable<void> pause(std::chrono::milliseconds delay) {
+// Adds the time from construction to destruction (cancellation included) to `total`.
+class PauseClock {
+ public:
+  explicit PauseClock(std::chrono::steady_clock::duration* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  PauseClock(const PauseClock&) = delete;
+  PauseClock& operator=(const PauseClock&) = delete;
+  ~PauseClock() {
+    if (total_) *total_ += std::chrono::steady_clock::now() - start_;
+  }
+
+ private:
+  std::chrono::steady_clock::duration* total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// The wait before a retry; after a 429 it counts as rate-limit wait, like the limiter's queue.
+asio::awaitable<void> pause(OpenAiClient::Impl* impl, std::chrono::milliseconds delay, bool rate_limited) {
+  PauseClock clock(rate_limited ? &impl->rate_limited_pause : nullptr);
   asio::steady_timer timer(co_await asio::this_coro::executor, delay);
   co_await timer.async_wait(k_token);
 }
@@ -381,11 +472,12 @@ asio::awaitable<void> pause(std::chrono::milliseconds delay) {
 // Posts `body` with the breaker, the limiter and the retry policy; returns a 2xx response.
 asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_path, std::string body,
                                       std::int64_t estimated_tokens) {
+  impl->budget.on_call();
   for (int retries = 0;; ++retries) {
     // The limiter first: a wait there that ends in cancellation must not count against the
     // origin, and a breaker probe must not sit in the limiter's queue.
     auto reservation = co_await impl->limiter.acquire(estimated_tokens);
-    if (auto refused = circuit_refusal(impl, retries)) co_return *refused;
+    if (auto refused = admit(impl, reservation, retries)) co_return *refused;
     BreakerTicket ticket(impl->breaker);
     auto request = impl->make_request(api_path, body);
     auto sent = co_await impl->http.send(impl->options.base_url.origin, std::move(request));
@@ -400,18 +492,66 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
       impl->observe(sent->headers);
       if (sent->status < 400) {
         ticket.success();
+        if (auto odd = unexpected_status(sent->status, sent->headers, retries + 1)) co_return *odd;
+        if (sent->body.empty())
+          co_return llm_error(NetErrc::protocol_error, "empty reply (" + std::to_string(sent->status) + ")", retries + 1);
         co_return Sent{std::move(*sent), std::move(reservation), retries + 1};
       }
       outcome = judge_status(impl, ticket, sent->status, sent->headers);
     }
     auto decision = impl->retry.decide(retries, outcome);
-    if (!decision.retry) {
-      if (!sent) co_return transport_error(sent.error(), retries + 1);
-      co_return api_error(sent->status, sent->body, impl->parser, retries + 1);
+    if (decision.retry) {
+      // The error is built only when a retry is refused; the usual path allocates nothing.
+      if (impl->budget.try_spend()) {
+        co_await pause(impl, decision.delay, outcome.status == 429);
+        continue;
+      }
+      ++impl->metrics.retries_refused;
     }
-    ++impl->metrics.retries;
-    co_await pause(decision.delay);
+    LlmError error = !sent ? transport_error(sent.error(), retries + 1)
+                           : api_error(sent->status, sent->body, impl->parser, retries + 1, impl->options.api_key);
+    if (decision.retry) error.message += " (not retried: retry budget exhausted)";
+    co_return error;
   }
+}
+
+// The request asked in the prompt instead of with response_format: the schema and an
+// instruction appended to the system message (or, without one, the last message).
+ChatRequest schema_in_prompt(ChatRequest request) {
+  if (!request.json_schema) return request;
+  std::string instruction =
+      "\n\nAnswer with a single JSON value and nothing else (no prose, no code fences). It must be valid against "
+      "this JSON Schema:\n" +
+      json::serialize(*request.json_schema);
+  request.json_schema.reset();
+  auto target = std::find_if(request.messages.rbegin(), request.messages.rend(),
+                             [](const ChatMessage& m) { return m.role == "system"; });
+  if (target != request.messages.rend()) target->content += instruction;
+  else if (!request.messages.empty()) request.messages.back().content += instruction;
+  else request.messages.push_back({"user", instruction.substr(2)});
+  return request;
+}
+
+// Whether `e` is a server's refusal of response_format (llama.cpp answers 400 when its grammar
+// sampler cannot take the schema), worth asking again in the prompt form.
+bool refused_structured_output(const LlmError& e) {
+  return e.code == NetErrc::provider_refused && (e.status == 400 || e.status == 422);
+}
+
+asio::awaitable<LlmResult<ChatResponse>> chat_once(OpenAiClient::Impl* impl, ChatRequest request) {
+  std::string body = json::serialize(to_json(request, false));
+  const auto request_bytes = body.size();
+  const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
+  auto sent = co_await post(impl, "/chat/completions", std::move(body), estimate);
+  if (!sent) co_return sent.error();
+  ++impl->metrics.llm_calls;
+  auto parsed = parse_chat(sent->response.body, impl->parser);
+  if (!parsed) co_return parsed.error();
+  parsed->usage = plausible(parsed->usage, request_bytes, request.max_tokens);
+  impl->metrics.prompt_tokens += parsed->usage.prompt_tokens;
+  impl->metrics.completion_tokens += parsed->usage.completion_tokens;
+  sent->reservation.reconcile(parsed->usage.prompt_tokens + parsed->usage.completion_tokens);
+  co_return std::move(*parsed);
 }
 
 }  // namespace
@@ -424,23 +564,22 @@ OpenAiClient::~OpenAiClient() = default;
 ProviderMetrics OpenAiClient::metrics() const {
   auto m = impl_->metrics;
   m.connections_opened = impl_->http.connections_opened();
-  m.rate_limit_wait_ms = std::chrono::duration<double, std::milli>(impl_->limiter.total_wait()).count();
+  m.rate_limit_wait_ms = std::chrono::duration<double, std::milli>(impl_->limiter.total_wait() + impl_->rate_limited_pause).count();
   return m;
 }
 
+void OpenAiClient::reset_retry_budget() { impl_->budget.reset(); }
+
 asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat(ChatRequest request) {
   auto* impl = impl_.get();
-  std::string body = json::serialize(to_json(request, false));
-  const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
-  auto sent = co_await post(impl, "/chat/completions", std::move(body), estimate);
-  if (!sent) co_return sent.error();
-  ++impl->metrics.llm_calls;
-  auto parsed = parse_chat(sent->response.body, impl->parser);
-  if (!parsed) co_return parsed.error();
-  impl->metrics.prompt_tokens += parsed->usage.prompt_tokens;
-  impl->metrics.completion_tokens += parsed->usage.completion_tokens;
-  sent->reservation.reconcile(parsed->usage.prompt_tokens + parsed->usage.completion_tokens);
-  co_return std::move(*parsed);
+  if (impl->schema_in_prompt) co_return co_await chat_once(impl, schema_in_prompt(std::move(request)));
+  auto result = co_await chat_once(impl, request);
+  if (result || !request.json_schema || !refused_structured_output(result.error())) co_return result;
+  auto fallback = co_await chat_once(impl, schema_in_prompt(std::move(request)));
+  if (fallback) impl->schema_in_prompt = true;
+  // Refused in both forms: the request itself is refused; the first answer says why.
+  if (!fallback && fallback.error().code == NetErrc::provider_refused) co_return result;
+  co_return fallback;
 }
 
 asio::awaitable<LlmResult<EmbedResponse>> OpenAiClient::embed(EmbedRequest request) {
@@ -450,18 +589,30 @@ asio::awaitable<LlmResult<EmbedResponse>> OpenAiClient::embed(EmbedRequest reque
   json::object payload{{"model", request.model}, {"input", std::move(inputs)}, {"encoding_format", "float"}};
   if (request.dimensions) payload["dimensions"] = *request.dimensions;
   std::string body = json::serialize(payload);
+  const auto request_bytes = body.size();
   const auto estimate = estimate_request_tokens(body, 0);
   auto sent = co_await post(impl, "/embeddings", std::move(body), estimate);
   if (!sent) co_return sent.error();
   ++impl->metrics.embedding_calls;
   auto parsed = parse_embeddings(sent->response.body, impl->parser, request.inputs.size());
   if (!parsed) co_return parsed.error();
+  parsed->usage = plausible(parsed->usage, request_bytes, 0);
   impl->metrics.prompt_tokens += parsed->usage.prompt_tokens;
   sent->reservation.reconcile(parsed->usage.prompt_tokens);
   co_return std::move(*parsed);
 }
 
 namespace {
+
+// An `error` inside a stream (a JSON `{"error": {...}}` chunk, or an `event: error`) with the
+// provider's message.
+LlmError stream_error(LlmError e, const std::string& data, int attempts) {
+  e.code = make_error_code(NetErrc::api_error);
+  e.attempts = attempts;
+  std::string said = excerpt(e.message.empty() ? std::string_view(data) : std::string_view(e.message));
+  e.message = "the provider reported an error inside the stream: " + (said.empty() ? "no message" : said);
+  return e;
+}
 
 // Reads SSE chunks of a chat stream into `out`, calling `on_delta` per piece of content.
 asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* impl, HttpStream& stream,
@@ -487,8 +638,9 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
       }
       od::document doc;
       od::object root;
-      if (impl->parser.iterate(padded(ev.data)).get(doc) || doc.get_object().get(root))
-        co_return llm_error(NetErrc::protocol_error, "a stream chunk is not a JSON object", attempts);
+      const bool is_object = !impl->parser.iterate(padded(ev.data)).get(doc) && !doc.get_object().get(root);
+      if (ev.event == "error" && !is_object) co_return stream_error(LlmError{}, ev.data, attempts);
+      if (!is_object) co_return llm_error(NetErrc::protocol_error, "a stream chunk is not a JSON object", attempts);
       for (auto field : root) {
         std::string_view key;
         if (field.unescaped_key().get(key)) continue;
@@ -498,7 +650,11 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
           od::object usage;
           if (!field.value().get_object().get(usage)) read_usage(usage, out.usage);
         } else if (key == "error") {
-          co_return llm_error(NetErrc::api_error, "the API reported an error inside the stream", attempts);
+          LlmError e;
+          od::object error;
+          if (!field.value().get_object().get(error)) read_error_object(error, e);
+          else e.message = text_of(field.value());
+          co_return stream_error(std::move(e), ev.data, attempts);
         } else if (key == "choices") {
           for_first_choice(field.value(), [&](std::string_view ck, od::value v) {
             if (ck == "finish_reason") {
@@ -519,6 +675,7 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
           });
         }
       }
+      if (ev.event == "error") co_return stream_error(LlmError{}, ev.data, attempts);
     }
   }
   // Why: a stream cut short must never pass for a complete answer.
@@ -526,24 +683,22 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
   co_return out;
 }
 
-}  // namespace
-
-asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream(ChatRequest request,
-                                                                   std::function<void(std::string_view)> on_delta) {
-  auto* impl = impl_.get();
+asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* impl, ChatRequest request,
+                                                          std::function<void(std::string_view)> on_delta) {
   const std::string body = json::serialize(to_json(request, true));
   const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
+  impl->budget.on_call();
   for (int retries = 0;; ++retries) {
     auto reservation = co_await impl->limiter.acquire(estimate);
-    if (auto refused = circuit_refusal(impl, retries)) co_return *refused;
+    if (auto refused = admit(impl, reservation, retries)) co_return *refused;
     BreakerTicket ticket(impl->breaker);
     auto http_request = impl->make_request("/chat/completions", body);
     auto opened = co_await impl->http.open_stream(impl->options.base_url.origin, std::move(http_request),
-                                                  impl->options.http.request_timeout);
+                                                  impl->stream_limits());
     AttemptOutcome outcome;
     std::string error_body;
     if (!opened) {
-      if (Impl::final_transport_error(opened.error())) {
+      if (OpenAiClient::Impl::final_transport_error(opened.error())) {
         ticket.failure();
         co_return transport_error(opened.error(), retries + 1);
       }
@@ -552,10 +707,12 @@ asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream(ChatRequest r
       impl->observe(opened->headers());
       if (opened->status() < 400) {
         ticket.success();
+        if (auto odd = unexpected_status(opened->status(), opened->headers(), retries + 1)) co_return *odd;
         ++impl->metrics.llm_calls;
         // From here on the stream has started: it is never retried.
         auto result = co_await read_chat_stream(impl, *opened, std::move(on_delta), retries + 1);
         if (result) {
+          result->usage = plausible(result->usage, body.size(), request.max_tokens);
           impl->metrics.prompt_tokens += result->usage.prompt_tokens;
           impl->metrics.completion_tokens += result->usage.completion_tokens;
           reservation.reconcile(result->usage.prompt_tokens + result->usage.completion_tokens);
@@ -567,13 +724,34 @@ asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream(ChatRequest r
       outcome = judge_status(impl, ticket, opened->status(), opened->headers());
     }
     auto decision = impl->retry.decide(retries, outcome);
-    if (!decision.retry) {
-      if (!opened) co_return transport_error(opened.error(), retries + 1);
-      co_return api_error(opened->status(), error_body, impl->parser, retries + 1);
+    if (decision.retry) {
+      if (impl->budget.try_spend()) {
+        co_await pause(impl, decision.delay, outcome.status == 429);
+        continue;
+      }
+      ++impl->metrics.retries_refused;
     }
-    ++impl->metrics.retries;
-    co_await pause(decision.delay);
+    LlmError error = !opened ? transport_error(opened.error(), retries + 1)
+                             : api_error(opened->status(), error_body, impl->parser, retries + 1, impl->options.api_key);
+    if (decision.retry) error.message += " (not retried: retry budget exhausted)";
+    co_return error;
   }
+}
+
+}  // namespace
+
+asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream(ChatRequest request,
+                                                                   std::function<void(std::string_view)> on_delta) {
+  auto* impl = impl_.get();
+  if (impl->schema_in_prompt)
+    co_return co_await chat_stream_once(impl, schema_in_prompt(std::move(request)), std::move(on_delta));
+  // A refusal arrives before any delta, so the fallback below never repeats one.
+  auto result = co_await chat_stream_once(impl, request, on_delta);
+  if (result || !request.json_schema || !refused_structured_output(result.error())) co_return result;
+  auto fallback = co_await chat_stream_once(impl, schema_in_prompt(std::move(request)), std::move(on_delta));
+  if (fallback) impl->schema_in_prompt = true;
+  if (!fallback && fallback.error().code == NetErrc::provider_refused) co_return result;
+  co_return fallback;
 }
 
 }  // namespace dagent::net

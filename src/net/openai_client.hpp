@@ -1,6 +1,8 @@
 #pragma once
 // The live OpenAI-compatible provider: pooled HTTPS, RPM/TPM limiter, the SDKs' retry policy
-// and a circuit breaker for its origin.
+// within a retry budget, and a circuit breaker for its origin. A server that rejects structured
+// output (a 400 to a request with response_format) is asked again with the schema in the prompt,
+// and from then on always so.
 
 #include <chrono>
 #include <functional>
@@ -30,6 +32,10 @@ struct OpenAiOptions {
   int failure_threshold = 5;
   std::chrono::milliseconds open_for{30000};
   std::function<double()> random01;              ///< retry jitter; default a seeded engine
+  std::chrono::milliseconds stream_timeout{600000};  ///< a whole streamed reply at most
+  std::size_t stream_max_bytes = 16u << 20;          ///< a streamed reply's body at most
+  double retry_budget = 0.2;                     ///< retries at most this fraction of the calls...
+  int retry_budget_min = 5;                      ///< ...plus this many, since the last reset
 };
 
 class OpenAiClient final : public LlmProvider {
@@ -42,6 +48,7 @@ class OpenAiClient final : public LlmProvider {
                                                               std::function<void(std::string_view)> on_delta) override;
   boost::asio::awaitable<LlmResult<EmbedResponse>> embed(EmbedRequest request) override;
   ProviderMetrics metrics() const override;
+  void reset_retry_budget() override;
 
   struct Impl;
 

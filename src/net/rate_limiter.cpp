@@ -132,6 +132,11 @@ void RateLimiter::Reservation::reconcile(std::int64_t actual_tokens) {
   std::exchange(limiter_, nullptr)->settle(seq_, tokens_, actual_tokens);
 }
 
+void RateLimiter::Reservation::release_unsent() {
+  if (limiter_ == nullptr) return;
+  std::exchange(limiter_, nullptr)->unsend(seq_, tokens_);
+}
+
 RateLimiter::RateLimiter(asio::any_io_executor executor, RateLimiterOptions options, Clock clock,
                          std::unique_ptr<LimiterTimer> timer)
     : executor_(std::move(executor)),
@@ -255,6 +260,19 @@ void RateLimiter::settle(std::uint64_t seq, std::int64_t estimated_tokens, std::
   } else if (actual > estimated_tokens) {
     tokens_.take(static_cast<double>(actual - estimated_tokens), now);
   }
+}
+
+void RateLimiter::unsend(std::uint64_t seq, std::int64_t estimated_tokens) {
+  const auto now = clock_();
+  auto entry = std::lower_bound(ledger_.begin(), ledger_.end(), seq,
+                                [](const LedgerEntry& e, std::uint64_t s) { return e.seq < s; });
+  if (entry != ledger_.end() && entry->seq == seq) {
+    ledger_tokens_ -= entry->tokens;
+    ledger_.erase(entry);
+  }
+  requests_.give_back(1.0, now);
+  tokens_.give_back(static_cast<double>(estimated_tokens), now);
+  wake_head();
 }
 
 void RateLimiter::wake_head() {

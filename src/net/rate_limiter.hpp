@@ -68,6 +68,11 @@ class RateLimiter {
     /// Only the first call counts; does nothing on an empty reservation.
     void reconcile(std::int64_t actual_tokens);
 
+    /// The call was never sent (e.g. the circuit breaker refused it): its request and all its
+    /// tokens go back to the buckets and it leaves the 60 s ledger, as if never granted. Only
+    /// the first of reconcile() and this counts.
+    void release_unsent();
+
     /// True until reconciled or moved from; false in disabled mode.
     bool active() const noexcept { return limiter_ != nullptr; }
     std::int64_t estimated_tokens() const noexcept { return tokens_; }
@@ -116,6 +121,7 @@ class RateLimiter {
   std::chrono::nanoseconds wait_for(std::int64_t tokens, time_point now) noexcept;
   void take(std::int64_t tokens, time_point now) noexcept;
   void settle(std::uint64_t seq, std::int64_t estimated_tokens, std::int64_t actual_tokens);
+  void unsend(std::uint64_t seq, std::int64_t estimated_tokens);
   std::chrono::nanoseconds ledger_wait(std::int64_t tokens, time_point now) noexcept;
   void wake_head();
   void unpark(Waiter& waiter);

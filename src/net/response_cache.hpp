@@ -29,6 +29,8 @@ class CachingProvider final : public LlmProvider {
   boost::asio::awaitable<LlmResult<EmbedResponse>> embed(EmbedRequest request) override;
   /// The inner provider's counters, with this cache's hits.
   ProviderMetrics metrics() const override;
+  /// Forwarded to the inner provider.
+  void reset_retry_budget() override { inner_.reset_retry_budget(); }
 
   std::size_t size() const noexcept { return index_.size(); }
 

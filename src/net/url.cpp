@@ -1,5 +1,7 @@
 #include "net/url.hpp"
 
+#include <charconv>
+
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
@@ -24,7 +26,18 @@ boost::system::result<BaseUrl, std::string> parse_base_url(std::string_view text
     return "invalid base URL '" + std::string(text) + "': a query or fragment is not allowed";
   out.origin.host = u.encoded_host_address().decode();
   if (out.origin.host.size() > 2 && out.origin.host.front() == '[') out.origin.host = out.origin.host.substr(1, out.origin.host.size() - 2);
-  out.origin.port = u.has_port() ? std::string(u.port()) : (out.origin.tls ? "443" : "80");
+  if (u.has_port()) {
+    // Why strict: the port goes to getaddrinfo as a service name, which takes 84386 modulo 65536.
+    const std::string_view port = u.port();
+    unsigned number = 0;
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), number);
+    if (port.empty() || port.size() > 5 || ec != std::errc{} || end != port.data() + port.size() || number < 1 ||
+        number > 65535)
+      return "invalid base URL '" + std::string(text) + "': the port must be a number in 1..65535";
+    out.origin.port = std::to_string(number);
+  } else {
+    out.origin.port = out.origin.tls ? "443" : "80";
+  }
   out.path = u.encoded_path().decode();
   while (!out.path.empty() && out.path.back() == '/') out.path.pop_back();
   return out;

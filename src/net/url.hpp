@@ -27,8 +27,9 @@ struct BaseUrl {
   std::string target(std::string_view api_path) const { return path + std::string(api_path); }
 };
 
-/// Parses an http or https URL with a host; anything else (other schemes, user info, a query
-/// or fragment) is refused with a message.
+/// Parses an http or https URL with a host and an optional port of digits only, 1..65535;
+/// anything else (other schemes, user info, a query or fragment, a port out of range) is refused
+/// with a message.
 boost::system::result<BaseUrl, std::string> parse_base_url(std::string_view url);
 
 }  // namespace dagent::net

@@ -56,6 +56,10 @@ std::optional<std::string> LazyProvider::prepare() {
   o.http.max_keepalive = perf.connection_pooling.max_keepalive;
   o.http.idle_timeout = std::chrono::milliseconds(perf.connection_pooling.idle_timeout_ms);
   o.max_retries = cfg_.llm.max_retries;
+  o.stream_timeout = std::chrono::milliseconds(cfg_.llm.stream_timeout_ms);
+  o.stream_max_bytes = static_cast<std::size_t>(cfg_.llm.stream_max_bytes);
+  o.retry_budget = cfg_.llm.retry_budget;
+  o.retry_budget_min = cfg_.llm.retry_budget_min;
   o.rate_limiting = perf.rate_limiting.enabled;
   o.rpm_limit = perf.rate_limiting.rpm_limit;
   o.tpm_limit = perf.rate_limiting.tpm_limit;

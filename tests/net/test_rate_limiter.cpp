@@ -301,6 +301,29 @@ TEST_CASE("RateLimiter reconcile settles a reservation with the real usage", "[l
   }
 }
 
+TEST_CASE("a breaker refusal charges the limiter: release_unsent gives back the request, its tokens and its window entry",
+          "[limiter][rate_limiter]") {
+  auto options = tokens_per_minute(600, 2);  // 2 requests a minute
+  options.sliding_window = true;
+  Harness h(options);
+  h.spawn(0, 600);
+  h.spawn(1, 1);  // waits: the token bucket is empty
+  CHECK(h.grants == grants_of({{0, 0s}}));
+  h.reservations.at(0).release_unsent();
+  CHECK_FALSE(h.reservations.at(0).active());
+  CHECK(h.grants == grants_of({{0, 0s}, {1, 0s}}));  // woken at once, nothing was spent
+  h.reservations.at(1).release_unsent();
+  h.spawn(2, 600);  // the request bucket, the token bucket and the 60 s window are whole again
+  h.spawn(3, 0);
+  CHECK(h.grants == grants_of({{0, 0s}, {1, 0s}, {2, 0s}, {3, 0s}}));
+  h.reservations.at(2).reconcile(10);
+  h.reservations.at(2).release_unsent();  // only the first settlement counts
+  h.spawn(4, 0);
+  CHECK(h.grants.size() == 4);  // 2 of 2 requests this minute are taken
+  h.advance_to(60s);
+  CHECK(h.grants.size() == 5);
+}
+
 TEST_CASE("RateLimiter lets a request larger than the bucket through on a full bucket",
           "[limiter][rate_limiter]") {
   Harness h(tokens_per_minute(600));

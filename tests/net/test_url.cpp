@@ -37,3 +37,21 @@ TEST_CASE("parse_base_url splits origin and path prefix", "[net]") {
     }
   }
 }
+
+TEST_CASE("base URL ports are parsed loosely: :84386 wrapped to another port, :18850x was accepted", "[net]") {
+  for (auto bad : {"http://127.0.0.1:84386/v1", "http://127.0.0.1:65536/v1", "http://127.0.0.1:0/v1",
+                   "http://127.0.0.1:18850x/v1", "http://127.0.0.1:-80/v1", "http://127.0.0.1:+80/v1",
+                   "http://127.0.0.1:/v1", "https://host:000000443/v1"}) {
+    INFO(bad);
+    auto u = parse_base_url(bad);
+    REQUIRE_FALSE(u.has_value());
+    CHECK_THAT(u.error(), Catch::Contains("URL"));
+  }
+  for (auto [good, port] : {std::pair{"http://127.0.0.1:1/v1", "1"}, std::pair{"http://127.0.0.1:65535/v1", "65535"},
+                            std::pair{"https://[::1]:08443/v1", "8443"}}) {
+    INFO(good);
+    auto u = parse_base_url(good);
+    REQUIRE(u.has_value());
+    CHECK(u->origin.port == port);
+  }
+}

@@ -1,6 +1,7 @@
 // openai_test_server: a scripted OpenAI-compatible server for the network tests and benchmarks.
 // Usage: openai_test_server [--port N] [--tls CERT KEY] [--script FILE] [--rpm N] [--tpm N]
-//                           [--latency-ms N] [--threads N]
+//                           [--latency-ms N] [--threads N] [--handshake-fault reset|stall N]
+// --handshake-fault: the first N TLS connections are reset after their ClientHello, or stalled.
 
 #include "server.hpp"
 
@@ -17,7 +18,7 @@ using dagent::test_server::ServerOptions;
 
 constexpr std::string_view k_usage =
     "usage: openai_test_server [--port N] [--tls CERT KEY] [--script FILE] [--rpm N] [--tpm N]\n"
-    "                          [--latency-ms N] [--threads N]\n";
+    "                          [--latency-ms N] [--threads N] [--handshake-fault reset|stall N]\n";
 
 bool read_number(std::string_view text, std::int64_t& out) {
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
@@ -32,6 +33,16 @@ std::string parse_arguments(int argc, char** argv, ServerOptions& options) {
     if (arg == "--tls") {
       if (!value(1) || !value(2)) return "--tls needs CERT and KEY";
       options.tls = dagent::test_server::TlsFiles{value(1), value(2)};
+      i += 2;
+      continue;
+    }
+    if (arg == "--handshake-fault") {
+      const std::string_view kind = value(1) ? value(1) : "";
+      std::int64_t count = 0;
+      if ((kind != "reset" && kind != "stall") || !value(2) || !read_number(value(2), count))
+        return "--handshake-fault needs reset or stall, then a count";
+      options.config.handshake_fault = kind == "reset" ? dagent::test_server::Fault::reset : dagent::test_server::Fault::stall;
+      options.config.handshake_faults = static_cast<std::uint64_t>(count);
       i += 2;
       continue;
     }

@@ -13,9 +13,9 @@ namespace {
 
 using ParseError = std::string;
 
-constexpr std::array<std::string_view, 13> k_rule_keys = {
-    "path",   "contains",   "nth",   "times", "status", "headers",           "body",
-    "latency_ms", "reply", "stream_chunks", "stream_interval_ms", "fault", "comment"};
+constexpr std::array<std::string_view, 14> k_rule_keys = {
+    "path",       "contains", "nth",           "times",              "status",        "headers", "body",
+    "latency_ms", "reply",    "stream_chunks", "stream_interval_ms", "stream_events", "fault",   "comment"};
 
 std::optional<ParseError> read_string(const json::object& rule, std::string_view key,
                                       std::optional<std::string>& out) {
@@ -46,7 +46,7 @@ std::optional<ParseError> read_millis(const json::object& rule, std::string_view
 }
 
 std::optional<Fault> fault_from(std::string_view name) {
-  for (Fault f : {Fault::reset, Fault::stall, Fault::truncate, Fault::close_after_response})
+  for (Fault f : {Fault::reset, Fault::stall, Fault::truncate, Fault::close_after_response, Fault::ping})
     if (to_string(f) == name) return f;
   return std::nullopt;
 }
@@ -72,21 +72,24 @@ std::optional<ParseError> read_action(const json::object& rule, RuleAction& acti
   if (auto error = read_millis(rule, "stream_interval_ms", action.stream_interval)) return error;
   if (auto error = read_string(rule, "reply", action.reply)) return error;
 
-  if (const json::value* chunks = rule.if_contains("stream_chunks")) {
-    if (!chunks->is_array()) return ParseError("stream_chunks must be an array of strings");
+  for (auto [key, out] : {std::pair{"stream_chunks", &action.stream_chunks}, std::pair{"stream_events", &action.stream_events}}) {
+    const json::value* list = rule.if_contains(key);
+    if (!list) continue;
+    const std::string error = std::string(key) + " must be an array of strings";
+    if (!list->is_array()) return error;
     std::vector<std::string> pieces;
-    for (const auto& piece : chunks->get_array()) {
-      if (!piece.is_string()) return ParseError("stream_chunks must be an array of strings");
+    for (const auto& piece : list->get_array()) {
+      if (!piece.is_string()) return error;
       pieces.emplace_back(piece.get_string());
     }
-    action.stream_chunks = std::move(pieces);
+    *out = std::move(pieces);
   }
 
   std::optional<std::string> fault;
   if (auto error = read_string(rule, "fault", fault)) return error;
   if (fault) {
     auto parsed = fault_from(*fault);
-    if (!parsed) return "unknown fault \"" + *fault + "\" (reset, stall, truncate, close_after_response)";
+    if (!parsed) return "unknown fault \"" + *fault + "\" (reset, stall, truncate, close_after_response, ping)";
     action.fault = *parsed;
   }
   return std::nullopt;
@@ -116,6 +119,7 @@ std::string_view to_string(Fault fault) {
     case Fault::stall: return "stall";
     case Fault::truncate: return "truncate";
     case Fault::close_after_response: return "close_after_response";
+    case Fault::ping: return "ping";
   }
   return "none";
 }

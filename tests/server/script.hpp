@@ -11,8 +11,11 @@
 //     "latency_ms": 100,               before the reply (replaces --latency-ms)
 //     "reply": "content",              chat content, whole or streamed
 //     "stream_chunks": ["a", "b"],     streamed pieces (their concatenation when not streaming)
-//     "stream_interval_ms": 20,        pause between streamed events
-//     "fault": "reset" | "stall" | "truncate" | "close_after_response",
+//     "stream_interval_ms": 20,        pause between streamed events (and pings)
+//     "stream_events": ["data: {...}\n\n", ": ping\n\n"],  raw SSE text sent as is, one chunk per
+//                                      element, instead of the generated events (streamed requests
+//                                      only; no [DONE] unless listed)
+//     "fault": "reset" | "stall" | "truncate" | "close_after_response" | "ping",
 //     "comment": "free text"}]}
 //
 // Rules are tried in order and the first that applies answers; a rule whose nth/times is not
@@ -39,6 +42,8 @@ enum class Fault {
   stall,                 ///< never answer (streams: headers and the first event, then nothing)
   truncate,              ///< Content-Length larger than the body sent (streams: no [DONE], no last chunk)
   close_after_response,  ///< answer normally, then close the keep-alive connection without notice
+  ping,                  ///< streams: headers and the first event, then a `: ping` comment every
+                         ///< stream_interval (default 20 ms) until the client closes (at most 60 s)
 };
 
 std::string_view to_string(Fault fault);
@@ -54,6 +59,7 @@ struct RuleAction {
   std::optional<std::string> reply;  // chat completion content
   std::optional<std::vector<std::string>> stream_chunks;
   std::optional<std::chrono::milliseconds> stream_interval;
+  std::optional<std::vector<std::string>> stream_events;  // raw SSE text, one chunk each
   Fault fault = Fault::none;
 };
 

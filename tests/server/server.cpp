@@ -47,6 +47,7 @@ constexpr auto k_io_timeout = std::chrono::seconds(30);
 constexpr auto k_handshake_timeout = std::chrono::seconds(10);
 constexpr auto k_tls_shutdown_timeout = std::chrono::seconds(1);
 constexpr auto k_stall_limit = std::chrono::hours(1);
+constexpr auto k_ping_limit = std::chrono::seconds(60);
 constexpr std::uint64_t k_request_body_limit = 64ull * 1024 * 1024;
 
 /// What happens to the connection after a reply.
@@ -140,6 +141,23 @@ net::awaitable<Delivery> write_whole_reply(Stream& stream, const Reply& reply, b
   co_return Delivery{reply.status, after_success(reply, keep_alive)};
 }
 
+/// A stream kept alive by comments and nothing else: `: ping` every stream_interval (20 ms when
+/// unset) until the peer goes away, or k_ping_limit.
+template <class Stream>
+net::awaitable<Delivery> ping_until_closed(Stream& stream, const Reply& reply) {
+  static const std::string k_ping = ": ping\n\n";
+  const auto interval = reply.stream_interval.count() > 0 ? reply.stream_interval : std::chrono::milliseconds(20);
+  const auto until = std::chrono::steady_clock::now() + k_ping_limit;
+  while (std::chrono::steady_clock::now() < until) {
+    co_await sleep_for(interval);
+    auto chunk = http::make_chunk(net::buffer(k_ping));
+    tcp_of(stream).expires_after(k_io_timeout);
+    auto [ec, n] = co_await net::async_write(stream, chunk);
+    if (ec) break;
+  }
+  co_return Delivery{reply.status, After::closed};
+}
+
 /// Headers, then one chunk per SSE event with `stream_interval` between them, then the last chunk.
 template <class Stream>
 net::awaitable<Delivery> write_event_stream(Stream& stream, const Reply& reply, bool keep_alive) {
@@ -164,6 +182,7 @@ net::awaitable<Delivery> write_event_stream(Stream& stream, const Reply& reply, 
       co_await wait_for_peer_close(stream);
       co_return Delivery{reply.status, After::closed};
     }
+    if (reply.fault == Fault::ping) co_return co_await ping_until_closed(stream, reply);
   }
   if (reply.fault == Fault::truncate) co_return Delivery{reply.status, After::drop};
 
@@ -256,6 +275,21 @@ net::awaitable<void> run_plain_session(TcpStream stream, ServerState& state, std
 
 net::awaitable<void> run_tls_session(TlsStream stream, ServerState& state, std::uint64_t id) {
   ConnectionGuard guard(state, id);
+  if (const Fault fault = state.take_handshake_fault(); fault != Fault::none) {
+    state.tls_handshake(guard.info, false);
+    if (fault == Fault::stall) {
+      co_await wait_for_peer_close(tcp_of(stream));
+      co_return;
+    }
+    // Reset once the ClientHello is in: the client is mid-handshake when the RST arrives.
+    std::array<char, 4096> hello;
+    tcp_of(stream).expires_after(k_handshake_timeout);
+    auto [ec, n] = co_await tcp_of(stream).async_read_some(net::buffer(hello));
+    (void)ec;  // read or not, the client gets a RST
+    (void)n;
+    abort_connection(tcp_of(stream));
+    co_return;
+  }
   tcp_of(stream).expires_after(k_handshake_timeout);
   auto [ec] = co_await stream.async_handshake(ssl::stream_base::server);
   state.tls_handshake(guard.info, !ec);

@@ -98,7 +98,7 @@ Reply chat_reply(const ChatRequest& chat, const RuleAction* action, std::uint64_
     const std::vector<std::string> pieces =
         action && action->stream_chunks ? *action->stream_chunks : split_into_pieces(content);
     reply.content_type = "text/event-stream; charset=utf-8";
-    reply.events = chat_stream_events(chat, pieces, id);
+    reply.events = action && action->stream_events ? *action->stream_events : chat_stream_events(chat, pieces, id);
     reply.headers.emplace_back("cache-control", "no-cache");
   } else {
     reply.body = chat_completion_body(chat, content, id);
@@ -133,7 +133,18 @@ Reply api_body_reply(const IncomingRequest& request, const std::string& path, Ro
 }  // namespace
 
 ServerState::ServerState(ServerConfig config)
-    : latency_(config.latency), script_(std::move(config.script)), limiter_(config.limits) {}
+    : latency_(config.latency),
+      handshake_fault_(config.handshake_fault),
+      handshake_faults_left_(config.handshake_faults),
+      script_(std::move(config.script)),
+      limiter_(config.limits) {}
+
+Fault ServerState::take_handshake_fault() {
+  std::lock_guard lock(mutex_);
+  if (handshake_faults_left_ == 0) return Fault::none;
+  --handshake_faults_left_;
+  return handshake_fault_;
+}
 
 std::uint64_t ServerState::connection_opened() {
   std::lock_guard lock(mutex_);

@@ -19,6 +19,8 @@ struct ServerConfig {
   RateLimits limits;
   std::chrono::milliseconds latency{0};  // added before every non-control reply
   Script script;
+  Fault handshake_fault = Fault::none;  // reset or stall: what the first TLS handshakes meet
+  std::uint64_t handshake_faults = 0;   // how many TLS connections (control ones included) meet it
 };
 
 /// Per connection, owned by its session.
@@ -58,6 +60,8 @@ class ServerState {
   explicit ServerState(ServerConfig config);
 
   std::uint64_t connection_opened();
+  /// The fault the next TLS connection meets during its handshake, or Fault::none.
+  Fault take_handshake_fault();
   void tls_handshake(ConnectionInfo& connection, bool succeeded);
   void connection_closed(const ConnectionInfo& connection);
 
@@ -72,6 +76,8 @@ class ServerState {
   std::mutex mutex_;
   const Clock::time_point start_ = Clock::now();
   const std::chrono::milliseconds latency_;
+  const Fault handshake_fault_;
+  std::uint64_t handshake_faults_left_;
   Script script_;
   RateWindow limiter_;
   ServerStats stats_{start_};

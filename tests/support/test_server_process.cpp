@@ -223,6 +223,11 @@ TestServer::TestServer(TestServerOptions options) : tls_(options.cert != ServerC
   add_number("--tpm", options.tpm);
   add_number("--latency-ms", options.latency_ms);
   add_number("--threads", options.threads);
+  if (options.handshake_fault != HandshakeFault::none) {
+    argv.push_back("--handshake-fault");
+    argv.push_back(options.handshake_fault == HandshakeFault::reset ? "reset" : "stall");
+    argv.push_back(std::to_string(options.handshake_faults));
+  }
 
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");

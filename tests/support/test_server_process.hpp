@@ -40,6 +40,9 @@ class TestCerts {
 /// Which certificate the server presents; `none` serves plain HTTP.
 enum class ServerCert { none, valid, wrong_host, expired };
 
+/// What the first TLS handshakes meet: a reset after the ClientHello, or no answer at all.
+enum class HandshakeFault { none, reset, stall };
+
 struct TestServerOptions {
   ServerCert cert = ServerCert::none;
   std::optional<boost::json::value> script;  // passed with --script (through a temp file)
@@ -47,6 +50,8 @@ struct TestServerOptions {
   std::int64_t tpm = 0;
   std::int64_t latency_ms = 0;
   int threads = 1;
+  HandshakeFault handshake_fault = HandshakeFault::none;
+  int handshake_faults = 1;  // how many TLS connections meet it, control ones included
 };
 
 enum class BodyFraming { content_length, chunked };
