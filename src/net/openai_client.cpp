@@ -639,12 +639,16 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
       od::document doc;
       od::object root;
       const bool is_object = !impl->parser.iterate(padded(ev.data)).get(doc) && !doc.get_object().get(root);
-      if (ev.event == "error" && !is_object) co_return stream_error(LlmError{}, ev.data, attempts);
+      // Some servers name the event instead: `event: error` with {"message": ...} or plain text.
+      const bool error_event = ev.event == "error";
+      if (error_event && !is_object) co_return stream_error(LlmError{}, ev.data, attempts);
       if (!is_object) co_return llm_error(NetErrc::protocol_error, "a stream chunk is not a JSON object", attempts);
+      LlmError named;
       for (auto field : root) {
         std::string_view key;
         if (field.unescaped_key().get(key)) continue;
-        if (key == "id" && out.id.empty()) out.id = text_of(field.value());
+        if (error_event && key == "message") named.message = text_of(field.value());
+        else if (key == "id" && out.id.empty()) out.id = text_of(field.value());
         else if (key == "model" && out.model.empty()) out.model = text_of(field.value());
         else if (key == "usage") {
           od::object usage;
@@ -675,7 +679,7 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
           });
         }
       }
-      if (ev.event == "error") co_return stream_error(LlmError{}, ev.data, attempts);
+      if (error_event) co_return stream_error(std::move(named), ev.data, attempts);
     }
   }
   // Why: a stream cut short must never pass for a complete answer.

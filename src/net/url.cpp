@@ -38,6 +38,9 @@ boost::system::result<BaseUrl, std::string> parse_base_url(std::string_view text
   } else {
     out.origin.port = out.origin.tls ? "443" : "80";
   }
+  // Why: Boost.URL reads "host:18850x/v1" as port 18850 and path "x/v1".
+  if (!u.encoded_path().empty() && !u.encoded_path().starts_with("/"))
+    return "invalid base URL '" + std::string(text) + "': the port must be a number in 1..65535";
   out.path = u.encoded_path().decode();
   while (!out.path.empty() && out.path.back() == '/') out.path.pop_back();
   return out;

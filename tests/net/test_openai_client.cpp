@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 
@@ -16,6 +17,7 @@ namespace {
 namespace asio = boost::asio;
 namespace json = boost::json;
 using namespace dagent::net;
+using dagent::test::HandshakeFault;
 using dagent::test::ServerCert;
 using dagent::test::TestCerts;
 using dagent::test::TestServer;
@@ -127,14 +129,15 @@ TEST_CASE("retries follow the SDK rules", "[net][client]") {
     CHECK(requests(server) == 3);
     CHECK(c.client.metrics().retries == 2);
   }
-  SECTION("400 is not retried and keeps the API's error fields") {
+  SECTION("400 is not retried, is the provider's refusal, and keeps the API's error fields") {
     TestServer server(TestServerOptions{.script = json::parse(R"({"rules": [{"path": "/v1/chat/completions",
         "status": 400, "body": {"error": {"message": "bad model", "type": "invalid_request_error", "param": "model",
         "code": "model_not_found"}}}]})")});
     Client c(server, options_for(server));
     auto r = c.chat();
     REQUIRE_FALSE(r.has_value());
-    CHECK(r.error().code == NetErrc::api_error);
+    CHECK(r.error().code == NetErrc::provider_refused);
+    CHECK(r.error().message == "provider refused the request (400): bad model");
     CHECK(r.error().status == 400);
     CHECK(r.error().type == "invalid_request_error");
     CHECK(r.error().api_code == "model_not_found");
@@ -308,4 +311,353 @@ TEST_CASE("with the circuit breaker off every call reaches the server", "[net][c
   Client c(server, o);
   for (int i = 0; i < 3; ++i) CHECK(c.chat().error().code == NetErrc::connection_closed);
   CHECK(server.stats().at("connections_accepted") == 3);
+}
+
+namespace {
+
+TestServer scripted(const char* script) { return TestServer(TestServerOptions{.script = json::parse(script)}); }
+
+std::string request_body(const TestServer& server, std::size_t index) {
+  return std::string(recent(server).at(index).at("body").as_string());
+}
+
+// `\n` written as two characters (readable in raw strings) made real line ends.
+std::string with_line_ends(std::string text) {
+  for (auto at = text.find("\\n"); at != std::string::npos; at = text.find("\\n", at)) text.replace(at, 2, "\n");
+  return text;
+}
+
+struct Collect {
+  std::vector<LlmResult<ChatResponse>>* out;
+  void operator()(std::exception_ptr e, LlmResult<ChatResponse> r) const {
+    if (e) std::rethrow_exception(e);
+    out->push_back(std::move(r));
+  }
+};
+
+asio::awaitable<LlmResult<ChatResponse>> chat_on(OpenAiClient* client, ChatRequest request) {
+  co_return co_await client->chat(std::move(request));
+}
+
+boost::json::object ok_schema() {
+  return json::parse(R"({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+                         "additionalProperties": false})").as_object();
+}
+
+ChatRequest planning_request() {
+  ChatRequest r = hello("make a plan");
+  r.messages.insert(r.messages.begin(), ChatMessage{"system", "You are a planner."});
+  r.json_schema = ok_schema();
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a TLS handshake that times out or is reset is retried; only a certificate that fails verification is final",
+          "[net][client][tls]") {
+  const auto& certs = TestCerts::get();
+  for (auto fault : {HandshakeFault::reset, HandshakeFault::stall}) {
+    DYNAMIC_SECTION((fault == HandshakeFault::reset ? "reset during the handshake" : "handshake stalls")) {
+      TestServer server(TestServerOptions{.cert = ServerCert::valid, .handshake_fault = fault, .handshake_faults = 1});
+      auto o = options_for(server);
+      o.http.connect_timeout = std::chrono::milliseconds(300);  // the stalled handshake's bound
+      Client c(server, o, test_ca_context(certs.ca().string()));
+      auto r = c.chat();
+      REQUIRE(r.has_value());
+      CHECK(r->content == "echo: hello");
+      CHECK(c.client.metrics().retries == 1);
+      CHECK(c.client.metrics().connections_opened == 2);
+      CHECK(requests(server) == 1);
+    }
+  }
+  SECTION("with no retries left the error is a connection error, not a certificate one") {
+    TestServer server(TestServerOptions{.cert = ServerCert::valid, .handshake_fault = HandshakeFault::reset});
+    auto o = options_for(server);
+    o.max_retries = 0;
+    Client c(server, o, test_ca_context(certs.ca().string()));
+    auto r = c.chat();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == NetErrc::connect_failed);
+    CHECK_THAT(r.error().message, Catch::Contains("TLS handshake with"));
+    CHECK(is_unreachable(r.error()));
+  }
+}
+
+TEST_CASE("a stream kept alive by ': ping' comments never ends: stream_timeout_ms bounds the whole stream",
+          "[net][client][stream]") {
+  auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "stream_chunks": ["a", "b"],
+      "fault": "ping", "stream_interval_ms": 10}]})");
+  auto o = options_for(server);
+  o.stream_timeout = std::chrono::milliseconds(300);  // the idle timeout (5 s) never fires: pings arrive
+  asio::io_context io;
+  OpenAiClient client(io.get_executor(), nullptr, o);
+  std::string seen;
+  auto r = run_on(io, client.chat_stream(hello(), [&](std::string_view d) { seen += d; }));
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == NetErrc::request_timeout);
+  CHECK_THAT(r.error().message, Catch::Contains("300 ms in all"));
+  CHECK(requests(server) == 1);  // a started stream is never retried
+}
+
+TEST_CASE("streams have no size cap: stream_max_bytes ends a stream that grows past it", "[net][client][stream]") {
+  json::array chunks;
+  for (int i = 0; i < 50; ++i) chunks.emplace_back(std::string(100, 'x'));
+  auto server = TestServer(TestServerOptions{
+      .script = json::object{{"rules", json::array{json::object{{"path", "/v1/chat/completions"}, {"stream_chunks", chunks}}}}}});
+  auto o = options_for(server);
+  o.stream_max_bytes = 2000;
+  asio::io_context io;
+  OpenAiClient client(io.get_executor(), nullptr, o);
+  auto r = run_on(io, client.chat_stream(hello(), nullptr));
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == NetErrc::too_large);
+  CHECK_THAT(r.error().message, Catch::Contains("2000 bytes"));
+}
+
+TEST_CASE("the provider's message in a stream error event is dropped; a stream cut before [DONE] is an error",
+          "[net][client][stream]") {
+  const std::string first = R"(data: {"id": "c1", "choices": [{"index": 0, "delta": {"content": "par"}}]}\n\n)";
+  struct Case {
+    std::string name;
+    std::string last_event;
+    NetErrc code;
+    std::string message;
+  };
+  for (const auto& c : {Case{"an error object in a data chunk",
+                             R"(data: {"error": {"message": "model overloaded", "type": "server_error"}}\n\n)",
+                             NetErrc::api_error, "the provider reported an error inside the stream: model overloaded"},
+                        Case{"an error event", R"(event: error\ndata: {"message": "quota gone"}\n\n)", NetErrc::api_error,
+                             "the provider reported an error inside the stream: quota gone"},
+                        Case{"an error event in plain text", R"(event: error\ndata: upstream died\n\n)", NetErrc::api_error,
+                             "the provider reported an error inside the stream: upstream died"},
+                        Case{"a clean end without [DONE]", R"(data: {"choices": [{"index": 0, "delta": {"content": "tial"}}]}\n\n)",
+                             NetErrc::truncated, "the stream ended before [DONE]"}}) {
+    DYNAMIC_SECTION(c.name) {
+      json::object rule{{"path", "/v1/chat/completions"},
+                        {"stream_events", json::array{json::value(with_line_ends(first)), json::value(with_line_ends(c.last_event))}}};
+      TestServer server(TestServerOptions{.script = json::object{{"rules", json::array{rule}}}});
+      asio::io_context io;
+      OpenAiClient client(io.get_executor(), nullptr, options_for(server));
+      std::string seen;
+      auto r = run_on(io, client.chat_stream(hello(), [&](std::string_view d) { seen += d; }));
+      REQUIRE_FALSE(r.has_value());
+      CHECK(r.error().code == c.code);
+      CHECK(r.error().message == c.message);
+      CHECK(seen.starts_with("par"));  // what arrived was shown, but the call failed
+      CHECK(requests(server) == 1);
+    }
+  }
+}
+
+TEST_CASE("a provider reporting usage.completion_tokens of 9.2e18 puts the token bucket into debt for ages",
+          "[net][client]") {
+  auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "nth": 1, "body": {"id": "x",
+      "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+      "usage": {"prompt_tokens": -7, "completion_tokens": 9200000000000000000}}},
+      {"path": "/v1/chat/completions", "nth": 2, "body": {"id": "y",
+      "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+      "usage": {"prompt_tokens": 9200000000000000000, "completion_tokens": 9200000000000000000}}}]})");
+  auto o = options_for(server);
+  o.tpm_limit = 1000000;  // a debt of 9.2e18 tokens would hold the next call for ages
+  Client c(server, o);
+  auto r = c.chat();  // max_tokens 50
+  REQUIRE(r.has_value());
+  REQUIRE(r->usage.completion_tokens == 50);
+  CHECK(r->usage.prompt_tokens == 0);
+  auto unbounded = hello();
+  unbounded.max_tokens.reset();
+  auto second = c.chat(unbounded);
+  REQUIRE(second.has_value());
+  CHECK(second->usage.completion_tokens == 131072);  // no max_tokens: the largest output a model gives
+  CHECK(second->usage.prompt_tokens <= 2000);         // at most a token per request byte, plus overhead
+  auto third = c.chat();  // the limiter was not sent into debt: this goes straight through
+  REQUIRE(third.has_value());
+  const auto m = c.client.metrics();
+  CHECK(m.completion_tokens == 50 + 131072 + third->usage.completion_tokens);
+  CHECK(m.rate_limit_wait_ms == 0);
+}
+
+TEST_CASE("response_format json_schema answered with a 400 is asked again with the schema in the prompt, and remembered",
+          "[net][client][structured]") {
+  auto server = scripted(R"({"rules": [
+      {"path": "/v1/chat/completions", "contains": "response_format", "status": 400,
+       "body": {"error": {"message": "failed to parse grammar", "type": "invalid_request_error"}}},
+      {"path": "/v1/chat/completions", "reply": "{\"ok\": true}"}]})");
+  SECTION("chat") {
+    Client c(server, options_for(server));
+    auto r = c.chat(planning_request());
+    REQUIRE(r.has_value());
+    CHECK(r->content == R"({"ok": true})");
+    REQUIRE(requests(server) == 2);
+    CHECK(request_body(server, 0).find("response_format") != std::string::npos);
+    const auto fallback = json::parse(request_body(server, 1)).as_object();
+    CHECK_FALSE(fallback.contains("response_format"));
+    const auto& system = fallback.at("messages").at(0).at("content").as_string();
+    CHECK(system.starts_with("You are a planner."));
+    CHECK(system.find("valid against this JSON Schema") != std::string::npos);
+    CHECK(system.find(R"("required":["ok"])") != std::string::npos);
+    CHECK(fallback.at("messages").at(1).at("content") == "make a plan");
+
+    auto again = c.chat(planning_request());  // remembered: straight to the prompt form
+    REQUIRE(again.has_value());
+    CHECK(requests(server) == 3);
+    CHECK(request_body(server, 2).find("response_format") == std::string::npos);
+  }
+  SECTION("streamed") {
+    asio::io_context io;
+    OpenAiClient client(io.get_executor(), nullptr, options_for(server));
+    std::string seen;
+    auto r = run_on(io, client.chat_stream(planning_request(), [&](std::string_view d) { seen += d; }));
+    REQUIRE(r.has_value());
+    CHECK(r->content == R"({"ok": true})");
+    CHECK(seen == r->content);  // the refusal delivered nothing, so nothing is repeated
+    CHECK(requests(server) == 2);
+  }
+}
+
+TEST_CASE("a request refused with and without response_format reports the first refusal and is not remembered",
+          "[net][client][structured]") {
+  auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "status": 400,
+      "body": {"error": {"message": "context too long", "type": "invalid_request_error"}}}]})");
+  Client c(server, options_for(server));
+  auto r = c.chat(planning_request());
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == NetErrc::provider_refused);
+  CHECK(r.error().message == "provider refused the request (400): context too long");
+  CHECK(requests(server) == 2);
+  REQUIRE_FALSE(c.chat(planning_request()).has_value());
+  CHECK(request_body(server, 2).find("response_format") != std::string::npos);
+}
+
+TEST_CASE("a provider's 4xx is reported as the provider's refusal; 302/204 replies were reported as 'not a JSON object'",
+          "[net][client]") {
+  SECTION("401 with the key echoed: refused, unreachable, the key masked") {
+    auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "status": 401,
+        "body": {"error": {"message": "Incorrect API key provided: sk-test-key.", "type": "invalid_request_error",
+        "code": "invalid_api_key"}}}]})");
+    Client c(server, options_for(server));
+    auto r = c.chat();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == NetErrc::provider_refused);
+    CHECK(r.error().message == "provider refused the request (401): Incorrect API key provided: [redacted].");
+    CHECK(r.error().api_code == "invalid_api_key");
+    CHECK(is_unreachable(r.error()));
+  }
+  SECTION("a body that is not OpenAI's error shape: its text, control characters removed") {
+    auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "status": 404, "body": "no such\u001b[2J route"}]})");
+    Client c(server, options_for(server));
+    auto r = c.chat();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message == "provider refused the request (404): no such [2J route");
+  }
+  SECTION("503 stays an API error") {
+    auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "status": 503, "headers": {"x-should-retry": "false"}}]})");
+    Client c(server, options_for(server));
+    auto r = c.chat();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == NetErrc::api_error);
+    CHECK(r.error().message == "API error 503 (server_error): scripted status 503");
+  }
+  SECTION("302") {
+    auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "status": 302, "body": "",
+        "headers": {"location": "https://elsewhere.example/v1/chat/completions"}}]})");
+    Client c(server, options_for(server));
+    auto r = c.chat();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == NetErrc::protocol_error);
+    CHECK(r.error().message == "unexpected HTTP status 302 (redirect to https://elsewhere.example/v1/chat/completions)");
+    CHECK(requests(server) == 1);
+  }
+  SECTION("204 and an empty 200") {
+    auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "nth": 1, "status": 204, "body": ""},
+        {"path": "/v1/chat/completions", "nth": 2, "status": 200, "body": ""}]})");
+    Client c(server, options_for(server));
+    auto r = c.chat();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message == "empty reply (204)");
+    auto empty = c.chat();
+    REQUIRE_FALSE(empty.has_value());
+    CHECK(empty.error().message == "empty reply (200)");
+  }
+}
+
+TEST_CASE("a breaker refusal charges the limiter", "[net][client][breaker]") {
+  auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "fault": "reset"}]})");
+  auto o = options_for(server);
+  o.max_retries = 0;
+  o.failure_threshold = 1;
+  o.open_for = std::chrono::milliseconds(600000);
+  o.rpm_limit = 2;  // two requests a minute: refusals that took one each would soon wait 30 s
+  o.safety_margin = 1.0;
+  Client c(server, o);
+  CHECK(c.chat().error().code == NetErrc::connection_closed);
+  for (int i = 0; i < 4; ++i) {
+    auto r = c.chat();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == NetErrc::circuit_open);
+    CHECK(r.error().attempts == 0);
+  }
+  CHECK(c.client.metrics().rate_limit_wait_ms == 0);
+  CHECK(requests(server) == 1);
+}
+
+TEST_CASE("the breaker's blocked try is counted as a retry", "[net][client][breaker]") {
+  auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "fault": "reset"}]})");
+  auto o = options_for(server);
+  o.max_retries = 2;
+  o.failure_threshold = 1;
+  o.open_for = std::chrono::milliseconds(600000);
+  Client c(server, o);
+  auto r = c.chat();
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == NetErrc::circuit_open);
+  CHECK(r.error().attempts == 1);
+  CHECK(c.client.metrics().retries == 0);
+  CHECK(requests(server) == 1);
+}
+
+TEST_CASE("a step's own 429 wait is missing from rate_limit_wait_ms", "[net][client]") {
+  auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "times": 1, "status": 429,
+      "headers": {"retry-after-ms": "300"}}]})");
+  Client c(server, options_for(server));
+  REQUIRE(c.chat().has_value());
+  CHECK(c.client.metrics().retries == 1);
+  CHECK(c.client.metrics().rate_limit_wait_ms >= 300);
+}
+
+TEST_CASE("retries across a run are capped by the retry budget, and refusals are counted", "[net][client][retry]") {
+  auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "status": 500, "headers": {"retry-after-ms": "1"}}]})");
+  auto o = options_for(server);
+  o.max_retries = 2;
+  o.circuit_breaker = false;  // the budget alone must bound the load
+  o.retry_budget = 0.2;
+  o.retry_budget_min = 2;
+  asio::io_context io;
+  OpenAiClient client(io.get_executor(), nullptr, o);
+  constexpr int k_calls = 20;
+  std::vector<LlmResult<ChatResponse>> results;
+  for (int i = 0; i < k_calls; ++i) asio::co_spawn(io, chat_on(&client, hello()), Collect{&results});
+  io.run();
+  REQUIRE(results.size() == k_calls);
+  const auto m = client.metrics();
+  const std::int64_t budget = 2 + k_calls / 5;
+  CHECK(requests(server) == k_calls + m.retries);
+  CHECK(m.retries <= budget);
+  CHECK(m.retries_refused >= k_calls - budget);
+  int noted = 0;
+  for (const auto& r : results) {
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == NetErrc::api_error);
+    if (r.error().message.ends_with("(not retried: retry budget exhausted)")) ++noted;
+  }
+  CHECK(noted == m.retries_refused);
+
+  SECTION("a reset gives a new run its own budget") {
+    client.reset_retry_budget();
+    auto before = requests(server);
+    auto r = run_on(io, client.chat(hello()));
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().attempts == 3);
+    CHECK(requests(server) == before + 3);
+  }
 }

@@ -1,0 +1,220 @@
+#include "net/http_client.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <boost/system/system_error.hpp>
+
+#include "net/net_error.hpp"
+#include "support/test_server_process.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace dagent::net;
+using dagent::test::TestServer;
+using dagent::test::TestServerOptions;
+
+// Requests whose body says "hold" are never answered: they keep their connection until cancelled.
+json::value holding_script() {
+  return json::parse(R"({"rules": [{"contains": "hold", "fault": "stall"}]})");
+}
+
+HttpRequest post(std::string body) {
+  HttpRequest r;
+  r.target = "/v1/chat/completions";
+  r.headers.push_back({"content-type", "application/json"});
+  r.body = std::move(body);
+  return r;
+}
+
+const std::string k_chat = R"({"model": "m", "messages": [{"role": "user", "content": "hi"}]})";
+
+// How one request ended.
+struct Ending {
+  bool finished = false;
+  std::optional<int> status;           // a response arrived
+  boost::system::error_code error;     // an HttpError, or the exception a cancelled coroutine threw
+};
+
+struct Pooled {
+  asio::io_context io;
+  HttpClient http;
+  Origin origin;
+  std::map<int, Ending> endings;
+  std::map<int, std::unique_ptr<asio::cancellation_signal>> signals;
+
+  Pooled(const TestServer& server, HttpOptions options)
+      : http(io.get_executor(), nullptr, options), origin(parse_base_url(server.base_url())->origin) {}
+
+  void spawn(int id, HttpRequest request);
+  void spawn_with_timeout(int id, HttpRequest request, std::chrono::milliseconds timeout);
+  // Ctrl-C for one request: the terminal cancellation the scheduler emits for a step.
+  void interrupt(int id) {
+    if (!endings[id].finished) signals.at(id)->emit(asio::cancellation_type::terminal);
+  }
+  // Runs handlers until `done()` holds; fails instead of blocking when nothing is left to run.
+  template <class Done>
+  void run_until(Done done) {
+    io.restart();
+    while (!done()) REQUIRE(io.run_one() > 0);
+  }
+  void run_all() {
+    io.restart();
+    io.run();
+  }
+};
+
+struct Ended {
+  Pooled* p;
+  int id;
+  void operator()(std::exception_ptr e, HttpResult<HttpResponse> r) const {
+    auto& ending = p->endings[id];
+    ending.finished = true;
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const boost::system::system_error& error) {
+        ending.error = error.code();
+      }
+      return;
+    }
+    if (r) ending.status = r->status;
+    else ending.error = r.error().code;
+  }
+};
+
+asio::awaitable<HttpResult<HttpResponse>> send_on(HttpClient* http, Origin origin, HttpRequest request) {
+  co_return co_await http->send(std::move(origin), std::move(request));
+}
+
+// A step timeout as the scheduler sets one: the call races a timer, and the loser is cancelled.
+asio::awaitable<HttpResult<HttpResponse>> send_within(HttpClient* http, Origin origin, HttpRequest request,
+                                                      std::chrono::milliseconds timeout) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  auto winner = co_await (http->send(std::move(origin), std::move(request)) ||
+                          timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+  if (winner.index() == 0) co_return std::move(std::get<0>(winner));
+  co_return HttpError{make_error_code(NetErrc::request_timeout), "step timed out", true};
+}
+
+void Pooled::spawn(int id, HttpRequest request) {
+  auto& signal = signals[id];
+  signal = std::make_unique<asio::cancellation_signal>();
+  asio::co_spawn(io, send_on(&http, origin, std::move(request)), asio::bind_cancellation_slot(signal->slot(), Ended{this, id}));
+}
+
+void Pooled::spawn_with_timeout(int id, HttpRequest request, std::chrono::milliseconds timeout) {
+  auto& signal = signals[id];
+  signal = std::make_unique<asio::cancellation_signal>();
+  asio::co_spawn(io, send_within(&http, origin, std::move(request), timeout),
+                 asio::bind_cancellation_slot(signal->slot(), Ended{this, id}));
+}
+
+HttpOptions two_connections(int keepalive) {
+  HttpOptions o;
+  o.max_connections = 2;
+  o.max_keepalive = keepalive;
+  o.connect_timeout = std::chrono::milliseconds(5000);
+  o.request_timeout = std::chrono::milliseconds(20000);
+  return o;
+}
+
+// Cancels request `id` after `turns` trips through the loop, unless it has finished by then.
+asio::awaitable<void> interrupt_after(Pooled* p, int id, int turns) {
+  auto executor = co_await asio::this_coro::executor;
+  for (int i = 0; i < turns; ++i) co_await asio::post(executor, asio::use_awaitable);
+  p->interrupt(id);
+}
+
+struct Rethrow {
+  void operator()(std::exception_ptr e) const {
+    if (e) std::rethrow_exception(e);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("pool full and waiters cancelled by timeouts and Ctrl-C (cancellation), then the pool's open count returns to zero",
+          "[net][http][pool]") {
+  TestServer server(TestServerOptions{.script = holding_script()});
+  Pooled p(server, two_connections(0));
+  p.spawn(1, post("hold 1"));
+  p.spawn(2, post("hold 2"));
+  p.spawn_with_timeout(3, post(k_chat), std::chrono::milliseconds(20));  // a step timeout
+  p.spawn(4, post(k_chat));                                                // Ctrl-C below
+  p.spawn(5, post(k_chat));                                                // waits it out
+  p.run_until([&] { return p.http.open_connections(p.origin) == 2 && p.http.waiting_for_connection(p.origin) == 3; });
+
+  p.interrupt(4);
+  p.run_until([&] { return p.endings[3].finished && p.endings[4].finished; });
+  CHECK(p.endings[3].error == NetErrc::request_timeout);  // the step's own timeout
+  CHECK_FALSE(p.endings[4].status);                       // cancelled, never sent
+  CHECK(p.http.waiting_for_connection(p.origin) == 1);
+  CHECK(p.http.open_connections(p.origin) == 2);
+
+  p.interrupt(1);  // a slot comes free: the one request still waiting gets it
+  p.run_until([&] { return p.endings[5].finished; });
+  CHECK(p.endings[5].status == 200);
+  CHECK(p.endings[1].finished);
+  CHECK_FALSE(p.endings[1].status);
+  p.interrupt(2);
+  p.run_all();
+  CHECK(p.endings[2].finished);
+  CHECK(p.http.waiting_for_connection(p.origin) == 0);
+  CHECK(p.http.open_connections(p.origin) == 0);
+}
+
+TEST_CASE("pool slots come back after 1 000 random cancellations", "[net][http][pool]") {
+  TestServer server(TestServerOptions{.script = holding_script()});
+  Pooled p(server, two_connections(2));
+  std::mt19937 random(20261202);
+  int id = 0;
+  int answered = 0;
+  while (id < 1000) {
+    // A batch wants more connections than the pool has: some wait for a slot, some connect,
+    // some are mid-request when their cancellation lands (after 0 to 60 trips through the loop).
+    const int batch = 6;
+    for (int i = 0; i < batch; ++i, ++id) {
+      const bool hold = random() % 4 == 0;  // held requests end only by cancellation
+      p.spawn(id, post(hold ? "hold" : k_chat));
+      if (hold || random() % 3 != 0) asio::co_spawn(p.io, interrupt_after(&p, id, static_cast<int>(random() % 60)), Rethrow{});
+    }
+    p.run_all();
+    INFO("after request " << id);
+    REQUIRE(p.http.waiting_for_connection(p.origin) == 0);
+    REQUIRE(p.http.open_connections(p.origin) == static_cast<int>(p.http.idle_connections(p.origin)));
+  }
+  for (auto& [n, ending] : p.endings) {
+    REQUIRE(ending.finished);
+    if (ending.status) ++answered;
+  }
+  CHECK(answered > 0);
+  CHECK(answered < 1000);
+  // Both slots are free: two requests at once get them without waiting for a deadline.
+  p.spawn(2000, post(k_chat));
+  p.spawn(2001, post(k_chat));
+  p.run_all();
+  CHECK(p.endings[2000].status == 200);
+  CHECK(p.endings[2001].status == 200);
+  CHECK(p.http.open_connections(p.origin) == static_cast<int>(p.http.idle_connections(p.origin)));
+}
