@@ -65,6 +65,8 @@ std::string_view errc_name(NetErrc code) noexcept {
     case NetErrc::api_error: return "api_error";
     case NetErrc::cancelled: return "cancelled";
     case NetErrc::replay_mismatch: return "replay_mismatch";
+    case NetErrc::provider_refused: return "provider_refused";
+    case NetErrc::too_large: return "too_large";
   }
   return "unknown";
 }
@@ -133,7 +135,7 @@ net::LlmError error_from_json(const json::object& error) {
   net::LlmError out;
   out.code = make_error_code(NetErrc::protocol_error);
   if (auto name = string_field(error, "code")) {
-    for (int v = static_cast<int>(NetErrc::invalid_url); v <= static_cast<int>(NetErrc::replay_mismatch); ++v)
+    for (int v = static_cast<int>(NetErrc::invalid_url); v <= static_cast<int>(NetErrc::too_large); ++v)
       if (errc_name(static_cast<NetErrc>(v)) == *name) out.code = make_error_code(static_cast<NetErrc>(v));
   } else if (auto number = int_field(error, "code")) {
     out.code = make_error_code(static_cast<NetErrc>(*number));

@@ -264,7 +264,7 @@ TEST_CASE("a failed request fails exactly the callers with a text in it", "[memo
   for (std::size_t i : {1, 2}) {
     INFO("caller " << i);
     REQUIRE_FALSE(results[i].has_value());
-    CHECK(results[i].error().code == NetErrc::api_error);
+    CHECK(results[i].error().code == NetErrc::provider_refused);
     CHECK(results[i].error().status == 400);
     CHECK_THAT(results[i].error().message, Catch::Contains("poisoned batch"));
   }

@@ -172,7 +172,7 @@ TEST_CASE("calls recorded against a live server replay identically without it", 
   CHECK(recorded_at[2] > recorded_at[0]);
   CHECK(rec->events[5].at("kind") == "embed");
   const auto& error = rec->events[6].at("error").as_object();
-  CHECK(error.at("code") == "api_error");
+  CHECK(error.at("code") == "provider_refused");
   CHECK(error.at("status") == 400);
   CHECK(error.at("api_code") == "model_not_found");
 
@@ -196,7 +196,7 @@ TEST_CASE("calls recorded against a live server replay identically without it", 
 
     auto failed = run_on(io, replay.chat(ask("fail me")));
     REQUIRE_FALSE(failed.has_value());
-    CHECK(failed.error().code == NetErrc::api_error);
+    CHECK(failed.error().code == NetErrc::provider_refused);
     check_same(failed.error(), live.failed.error());
 
     const auto m = replay.metrics();
