@@ -19,6 +19,7 @@ class RecordingProvider final : public net::LlmProvider {
       net::ChatRequest request, std::function<void(std::string_view)> on_delta) override;
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(net::EmbedRequest request) override;
   net::ProviderMetrics metrics() const override { return inner_.metrics(); }
+  void reset_retry_budget() override { inner_.reset_retry_budget(); }
 
  private:
   net::LlmProvider& inner_;
