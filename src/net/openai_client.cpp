@@ -112,6 +112,15 @@ std::string excerpt(std::string_view text, std::size_t limit = 300) {
   return out;
 }
 
+// `text` with every occurrence of the API key masked, should a provider echo it.
+std::string redacted(std::string text, const std::string& api_key) {
+  constexpr std::string_view k_mask = "[redacted]";
+  if (api_key.empty()) return text;
+  for (auto at = text.find(api_key); at != std::string::npos; at = text.find(api_key, at + k_mask.size()))
+    text.replace(at, api_key.size(), k_mask);
+  return text;
+}
+
 // The fields of OpenAI's error object {"message", "type", "param", "code"}.
 void read_error_object(od::object error, LlmError& e) {
   for (auto field : error) {
@@ -138,9 +147,7 @@ LlmError api_error(int status, std::string& body, od::parser& parser, int attemp
   od::document doc;
   od::object error;
   if (!parser.iterate(padded(body)).get(doc) && !doc["error"].get_object().get(error)) read_error_object(error, e);
-  std::string said = excerpt(e.message.empty() ? std::string_view(body) : std::string_view(e.message));
-  if (!api_key.empty())
-    for (auto at = said.find(api_key); at != std::string::npos; at = said.find(api_key, at)) said.replace(at, api_key.size(), "[redacted]");
+  const std::string said = redacted(excerpt(e.message.empty() ? std::string_view(body) : std::string_view(e.message)), api_key);
   std::string text = refused ? "provider refused the request (" + std::to_string(status) + ")"
                              : "API error " + std::to_string(status) +
                                    (e.type.empty() ? "" : " (" + e.type + (e.api_code.empty() ? "" : ", " + e.api_code) + ")");
@@ -606,10 +613,10 @@ namespace {
 
 // An `error` inside a stream (a JSON `{"error": {...}}` chunk, or an `event: error`) with the
 // provider's message.
-LlmError stream_error(LlmError e, const std::string& data, int attempts) {
+LlmError stream_error(LlmError e, const std::string& data, int attempts, const std::string& api_key) {
   e.code = make_error_code(NetErrc::api_error);
   e.attempts = attempts;
-  std::string said = excerpt(e.message.empty() ? std::string_view(data) : std::string_view(e.message));
+  const std::string said = redacted(excerpt(e.message.empty() ? std::string_view(data) : std::string_view(e.message)), api_key);
   e.message = "the provider reported an error inside the stream: " + (said.empty() ? "no message" : said);
   return e;
 }
@@ -641,7 +648,7 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
       const bool is_object = !impl->parser.iterate(padded(ev.data)).get(doc) && !doc.get_object().get(root);
       // Some servers name the event instead: `event: error` with {"message": ...} or plain text.
       const bool error_event = ev.event == "error";
-      if (error_event && !is_object) co_return stream_error(LlmError{}, ev.data, attempts);
+      if (error_event && !is_object) co_return stream_error(LlmError{}, ev.data, attempts, impl->options.api_key);
       if (!is_object) co_return llm_error(NetErrc::protocol_error, "a stream chunk is not a JSON object", attempts);
       LlmError named;
       for (auto field : root) {
@@ -658,7 +665,7 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
           od::object error;
           if (!field.value().get_object().get(error)) read_error_object(error, e);
           else e.message = text_of(field.value());
-          co_return stream_error(std::move(e), ev.data, attempts);
+          co_return stream_error(std::move(e), ev.data, attempts, impl->options.api_key);
         } else if (key == "choices") {
           for_first_choice(field.value(), [&](std::string_view ck, od::value v) {
             if (ck == "finish_reason") {
@@ -679,7 +686,7 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
           });
         }
       }
-      if (error_event) co_return stream_error(std::move(named), ev.data, attempts);
+      if (error_event) co_return stream_error(std::move(named), ev.data, attempts, impl->options.api_key);
     }
   }
   // Why: a stream cut short must never pass for a complete answer.

@@ -428,8 +428,8 @@ TEST_CASE("the provider's message in a stream error event is dropped; a stream c
                              NetErrc::api_error, "the provider reported an error inside the stream: model overloaded"},
                         Case{"an error event", R"(event: error\ndata: {"message": "quota gone"}\n\n)", NetErrc::api_error,
                              "the provider reported an error inside the stream: quota gone"},
-                        Case{"an error event in plain text", R"(event: error\ndata: upstream died\n\n)", NetErrc::api_error,
-                             "the provider reported an error inside the stream: upstream died"},
+                        Case{"an error event in plain text, echoing the key", R"(event: error\ndata: upstream died for sk-test-key\n\n)",
+                             NetErrc::api_error, "the provider reported an error inside the stream: upstream died for [redacted]"},
                         Case{"a clean end without [DONE]", R"(data: {"choices": [{"index": 0, "delta": {"content": "tial"}}]}\n\n)",
                              NetErrc::truncated, "the stream ended before [DONE]"}}) {
     DYNAMIC_SECTION(c.name) {
