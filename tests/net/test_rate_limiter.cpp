@@ -311,6 +311,7 @@ TEST_CASE("a breaker refusal charges the limiter: release_unsent gives back the 
   CHECK(h.grants == grants_of({{0, 0s}}));
   h.reservations.at(0).release_unsent();
   CHECK_FALSE(h.reservations.at(0).active());
+  h.settle();
   CHECK(h.grants == grants_of({{0, 0s}, {1, 0s}}));  // woken at once, nothing was spent
   h.reservations.at(1).release_unsent();
   h.spawn(2, 600);  // the request bucket, the token bucket and the 60 s window are whole again
