@@ -236,11 +236,11 @@ class Lease {
   Lease& operator=(const Lease&) = delete;
   ~Lease() { give_back(false); }
 
-  /// Pools the connection when `reusable`, else closes it; frees the slot either way.
+  /// Pools the connection when `reusable` (its slot stays taken, by an idle connection), else
+  /// closes it and frees the slot. Only the first call counts.
   void give_back(bool reusable) {
     if (auto impl = std::move(impl_)) impl->release(*pool_, std::move(conn), reusable);
   }
-  bool held() const noexcept { return impl_ != nullptr; }
 
   std::unique_ptr<Connection> conn;
 
