@@ -219,3 +219,51 @@ TEST_CASE("pool slots come back after 1 000 random cancellations", "[net][http][
   CHECK(p.endings[2001].status == 200);
   CHECK(p.http.open_connections(p.origin) == static_cast<int>(p.http.idle_connections(p.origin)));
 }
+
+namespace {
+
+asio::awaitable<void> read_to_end(HttpStream* stream, std::string* out) {
+  for (;;) {
+    auto got = co_await stream->read_some(*out);
+    if (!got || *got == 0) co_return;
+  }
+}
+
+// Reads a stream until it fails, racing a step timeout.
+asio::awaitable<std::size_t> stream_until_timeout(HttpClient* http, Origin origin, HttpRequest request,
+                                                  std::chrono::milliseconds timeout) {
+  using namespace asio::experimental::awaitable_operators;
+  auto opened = co_await http->open_stream(std::move(origin), std::move(request), StreamLimits{});
+  REQUIRE(opened.has_value());
+  std::string body;
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  co_await (read_to_end(&*opened, &body) || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+  co_return body.size();
+}
+
+struct StreamDone {
+  std::optional<std::size_t>* out;
+  void operator()(std::exception_ptr e, std::size_t n) const {
+    if (e) std::rethrow_exception(e);
+    *out = n;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a stream cancelled mid-body by a step timeout gives its slot back", "[net][http][pool]") {
+  TestServer server(TestServerOptions{.script = json::parse(
+                                          R"({"rules": [{"fault": "ping", "stream_chunks": ["a"], "stream_interval_ms": 5}]})")});
+  Pooled p(server, two_connections(2));
+  std::optional<std::size_t> read;
+  asio::co_spawn(p.io,
+                 stream_until_timeout(&p.http, p.origin,
+                                      post(R"({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]})"),
+                                      std::chrono::milliseconds(50)),
+                 StreamDone{&read});
+  p.run_all();
+  REQUIRE(read.has_value());
+  CHECK(*read > 0);  // the first event and some pings arrived before the timeout
+  CHECK(p.http.open_connections(p.origin) == 0);  // an unfinished stream's connection is not pooled
+  CHECK(p.http.idle_connections(p.origin) == 0);
+}
