@@ -267,20 +267,25 @@ TEST_CASE("config errors name file, line and dotted key") {
     CHECK(p.message == "must be between 1 and 4096, got 4097");
   }
   SECTION("out of range, open-ended") {
+    const Problem p = single_problem(load("memory:\n  chunk_overlap: -1\n"));
+    CHECK(p.key == "memory.chunk_overlap");
+    CHECK(p.message == "must be at least 0, got -1");
+  }
+  SECTION("durations are at most a week") {
     const Problem p = single_problem(load("llm:\n  timeout_ms: 0\n"));
     CHECK(p.key == "llm.timeout_ms");
-    CHECK(p.message == "must be at least 1, got 0");
+    CHECK(p.message == "must be between 1 and 604800000, got 0");
   }
   SECTION("out of range beyond the field's type") {
     const Problem p = single_problem(
         load("performance:\n  connection_pooling: {max_connections: 3000000000}\n"));
     CHECK(p.key == "performance.connection_pooling.max_connections");
-    CHECK(contains(p.message, "must be between 1 and 2147483647"));
+    CHECK(contains(p.message, "must be between 1 and 100000"));
   }
   SECTION("out of range beyond 64 bits") {
     const Problem p = single_problem(load("llm: {timeout_ms: 99999999999999999999999}\n"));
     CHECK(p.key == "llm.timeout_ms");
-    CHECK(contains(p.message, "must be between 1 and 9223372036854775807"));
+    CHECK(contains(p.message, "must be between 1 and 604800000"));
   }
   SECTION("safety_margin excludes 0 and is at most 1") {
     const Problem low = single_problem(load("performance: {rate_limiting: {safety_margin: 0}}\n"));

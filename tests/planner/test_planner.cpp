@@ -284,7 +284,8 @@ TEST_CASE("Planner: synthesize reports a cut or empty answer stream as an error,
     PlannerRig rig(one_rule({{"fault", "truncate"}, {"stream_chunks", json::array{"The ", "answer ", "is ", "42", "."}}}));
     auto answer = dagent::test::run_on(rig.io, rig.planner.synthesize("goal", {}, false, {}));
     REQUIRE(answer.error.has_value());
-    CHECK_THAT(answer.error->message, Catch::Contains("[DONE]"));
+    CHECK(answer.error->code == dagent::net::make_error_code(dagent::net::NetErrc::truncated));
+    CHECK_THAT(answer.error->message, Catch::Contains("truncated"));
     CHECK(answer.text.empty());
   }
   SECTION("a complete stream that says nothing") {
