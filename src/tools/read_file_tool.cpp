@@ -22,12 +22,12 @@ namespace json = boost::json;
 constexpr std::string_view k_name = "read_file";
 constexpr std::size_t k_chunk_bytes = 64 * 1024;
 
-std::string describe(std::uint64_t cap) {
-  return "Read a file inside the workspace. Returns {\"path\", \"content\", \"bytes\"}: the file's text "
-         "(at most max_bytes bytes, default and upper limit " + std::to_string(cap) +
-         ", with \"truncated\": true when the file is longer) and the number of bytes returned. Folders and "
-         "other non-regular files are refused.";
-}
+// Unchanged by the cap: the description is part of every planning prompt, and recorded runs
+// (examples/*/recording.jsonl) match prompts byte for byte.
+constexpr std::string_view k_description =
+    "Read a file inside the workspace. Returns {\"path\", \"content\", \"bytes\"}: the file's text "
+    "(at most max_bytes bytes when given, with \"truncated\": true when the file is longer) and the "
+    "number of bytes returned. Folders and other non-regular files are refused.";
 
 constexpr std::string_view k_schema = R"({
   "type": "object",
@@ -41,11 +41,11 @@ constexpr std::string_view k_schema = R"({
 
 }  // namespace
 
-ReadFileTool::ReadFileTool(std::uint64_t max_bytes) : max_bytes_(max_bytes), description_(describe(max_bytes)) {}
+ReadFileTool::ReadFileTool(std::uint64_t max_bytes) : max_bytes_(max_bytes) {}
 
 std::string_view ReadFileTool::name() const { return k_name; }
 
-std::string_view ReadFileTool::description() const { return description_; }
+std::string_view ReadFileTool::description() const { return k_description; }
 
 const json::object& ReadFileTool::parameters_schema() const {
   static const json::object schema = json::parse(k_schema).as_object();

@@ -24,7 +24,6 @@ class ReadFileTool final : public BlockingTool {
 
  private:
   std::uint64_t max_bytes_;
-  std::string description_;
 };
 
 }  // namespace dagent::tools
