@@ -228,6 +228,17 @@ TEST_CASE("StepStream stops at a malformed step, and a plan that yielded steps t
   }
 }
 
+TEST_CASE("StepStream never returns other steps than it streamed: a repeated \"steps\" key fails the read",
+          "[planner][step_stream]") {
+  StepStream stream;
+  const auto steps = stream.feed(R"({"steps": [{"id": 1}], "steps": [{"id": 2}]})");
+  auto plan = stream.finish();
+  REQUIRE(steps.size() == 1);
+  // Boost.JSON keeps the last of repeated keys: not the array that was streamed.
+  REQUIRE_FALSE(plan.has_value());
+  CHECK_THAT(plan.error(), Catch::Contains("does not match the steps read while it streamed"));
+}
+
 TEST_CASE("StepStream finish explains a reply without a plan", "[planner][step_stream]") {
   CHECK(read_plan("no JSON here").error() == "the reply contains no JSON value");
   CHECK(read_plan(R"(Note {"a": 1})").error() == "expected a JSON array of steps or an object with \"steps\"");
