@@ -833,7 +833,7 @@ void check_prompt_file(const Config& cfg, std::string_view key, int line, Report
                             : kind == "replan" ? files.replan
                                                : files.answer;
   if (file.empty() || out.has_problem_with(key)) return;
-  const fs::path path = (cfg.base_dir / fs::path(file)).lexically_normal();
+  const fs::path path = normal_absolute(cfg.base_dir / fs::path(file));
   if (auto problem = file_problem(path))
     out.add(line, std::string(key), read_problem("prompt template", *problem) + " (" + path.string() + ")");
 }
