@@ -289,7 +289,7 @@ net::ChatRequest Planner::plan_request(Prompt prompt, const PlanningContext& ctx
 }
 
 void Planner::validate(PlanDraft& draft, const PlanningContext& ctx, const json::array* kept) const {
-  // Counted before anything is parsed: an oversized plan is rejected in time linear in nothing.
+  // Counted before any step is parsed or analysed: an oversized plan is rejected at once.
   const std::size_t count = draft.steps.size() + (kept ? kept->size() : 0);
   if (count > static_cast<std::size_t>(cfg_.planner.max_steps)) {
     draft.problems.push_back("plan: the plan has " + std::to_string(count) + " steps, more than planner.max_steps (" +
