@@ -4,7 +4,9 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <fstream>
 #include <limits>
@@ -696,6 +698,12 @@ json::value field_json(const Field& field, const Config& cfg) {
 // ---------------------------------------------------------------------------------------------
 // Cross-field rules
 
+constexpr std::string_view k_prompts_prefix = "planner.prompts.";
+
+// A replacement prompt template must be readable now: found at run time, its error would end a
+// planning that `validate` passed.
+void check_prompt_file(const Config& cfg, std::string_view key, int line, Reporter& out);
+
 struct ChunkLines {
   int chars = 0;
   int overlap = 0;
@@ -793,15 +801,46 @@ fs::path normal_absolute(const fs::path& path) {
   return out;
 }
 
-std::optional<std::string> read_whole_file(const fs::path& path, std::string& error) {
+constexpr std::string_view k_is_folder = "is a folder";
+
+// Why `path` cannot be read as a file ("no such file", k_is_folder, "is not a regular file", or
+// the system's reason such as "Permission denied"), or nullopt when it can.
+std::optional<std::string> file_problem(const fs::path& path) {
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status)) {
-    error = "no such file";
-    return std::nullopt;
-  }
-  if (fs::is_directory(status)) {
-    error = "is a directory";
+  if (!fs::exists(status)) return std::string(ec && ec != std::errc::no_such_file_or_directory ? ec.message() : "no such file");
+  if (fs::is_directory(status)) return std::string(k_is_folder);
+  // A FIFO or a device would block the reader or never end.
+  if (!fs::is_regular_file(status)) return std::string("is not a regular file");
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::string(errno != 0 ? std::strerror(errno) : "cannot open for reading");
+  return std::nullopt;
+}
+
+// The message for a file of kind `what` ("config file") that could not be read for `error`.
+std::string read_problem(std::string_view what, const std::string& error) {
+  if (error == k_is_folder) return std::string(k_is_folder) + ", not a " + std::string(what);
+  return "cannot read " + std::string(what) + ": " + error;
+}
+
+void check_prompt_file(const Config& cfg, std::string_view key, int line, Reporter& out) {
+  const PromptFiles& files = cfg.planner.prompts;
+  const std::string_view kind = key.substr(k_prompts_prefix.size());
+  const std::string& file = kind == "intent"   ? files.intent
+                            : kind == "plan"   ? files.plan
+                            : kind == "repair" ? files.repair
+                            : kind == "replan" ? files.replan
+                                               : files.answer;
+  if (file.empty() || out.has_problem_with(key)) return;
+  const fs::path path = normal_absolute(cfg.base_dir / fs::path(file));
+  if (auto problem = file_problem(path))
+    out.add(line, std::string(key), read_problem("prompt template", *problem) + " (" + path.string() + ")");
+}
+
+std::optional<std::string> read_whole_file(const fs::path& path, std::string& error) {
+  if (auto problem = file_problem(path)) {
+    error = std::move(*problem);
     return std::nullopt;
   }
   std::ifstream in(path, std::ios::binary);
@@ -851,7 +890,8 @@ std::optional<json::value> read_plan_file(const fs::path& path, const Place& at,
   const std::optional<std::string> text = read_whole_file(path, error);
   if (!text) {
     out.add(at.line, std::string(at.key),
-            "cannot read plan file '" + path.string() + "': " + error);
+            error == k_is_folder ? "'" + path.string() + "' is a folder, not a plan file"
+                                 : "cannot read plan file '" + path.string() + "': " + error);
     return std::nullopt;
   }
   json::stream_parser parser;
@@ -1113,6 +1153,7 @@ void read_section(const YAML::Node& map, std::string_view prefix, ConfigReading&
                      if (dotted == "memory.chunk_chars") reading.chunk_lines.chars = line;
                      if (dotted == "memory.chunk_overlap") reading.chunk_lines.overlap = line;
                      assign(*field, value, line, reading.cfg, reading.out);
+                     if (dotted.starts_with(k_prompts_prefix)) check_prompt_file(reading.cfg, dotted, line, reading.out);
                      return;
                    }
                    if (is_section(dotted)) {
@@ -1173,6 +1214,7 @@ void apply_one(Config& cfg, std::string_view key_equals_value, Reporter& out) {
     return;
   }
   assign(*field, value, 0, cfg, out);
+  if (key.starts_with(k_prompts_prefix)) check_prompt_file(cfg, key, 0, out);
 }
 
 Problems as_problems(std::vector<Problem> items) { return Problems{std::move(items)}; }
@@ -1208,7 +1250,7 @@ boost::system::result<Config, Problems> load_file(const std::filesystem::path& p
   std::string error;
   const std::optional<std::string> text = read_whole_file(path, error);
   if (!text) {
-    return as_problems({{path.string(), 0, "", "cannot read config file: " + error}});
+    return as_problems({{path.string(), 0, "", read_problem("config file", error)}});
   }
   return load_string(*text, path.string(), path.parent_path());
 }
@@ -1237,7 +1279,7 @@ boost::system::result<Task, Problems> load_task_file(const std::filesystem::path
   std::string error;
   const std::optional<std::string> text = read_whole_file(path, error);
   if (!text) {
-    out.add(0, "", "cannot read task file: " + error);
+    out.add(0, "", read_problem("task file", error));
     return as_problems(std::move(out.problems));
   }
   YAML::Node root;

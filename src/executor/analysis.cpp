@@ -73,31 +73,53 @@ void check_schema(const Step& step, const StepInfo& info, std::vector<PlanProble
     problems.push_back({step.id, std::move(msg)});
 }
 
-// Finds one cycle inside the strongly connected part that holds `start`, following deps.
-std::vector<std::size_t> find_cycle(std::size_t start, const std::vector<StepInfo>& steps,
-                                    const std::vector<bool>& in_cycle_part) {
-  std::vector<int> state(steps.size(), 0);  // 0 new, 1 on stack, 2 done
-  std::vector<std::size_t> stack;
-  std::vector<std::size_t> cycle;
-  std::function<bool(std::size_t)> dfs = [&](std::size_t u) {
-    state[u] = 1;
-    stack.push_back(u);
-    for (auto v : steps[u].deps) {
-      if (!in_cycle_part[v]) continue;
-      if (state[v] == 1) {
-        auto it = std::find(stack.begin(), stack.end(), v);
-        cycle.assign(it, stack.end());
-        cycle.push_back(v);
-        return true;
+// The cycles among the steps `left` (those Kahn's algorithm could not order), each once: one
+// depth-first walk over them, iterative (a chain of 10 000 steps must not exhaust the stack) and
+// linear in steps and dependencies. Each cycle is listed from a step to the one it waits for,
+// ending where it started.
+constexpr std::size_t k_max_cycles = 20;
+
+std::vector<std::vector<std::size_t>> find_cycles(const std::vector<StepInfo>& steps, const std::vector<bool>& left) {
+  enum : unsigned char { k_new, k_on_stack, k_done };
+  std::vector<unsigned char> state(steps.size(), k_new);
+  std::vector<std::size_t> position(steps.size(), 0);  // index in `path` while on the stack
+  std::vector<std::size_t> path;
+  std::vector<std::size_t> next_dep;                    // parallel to `path`
+  std::vector<bool> reported(steps.size(), false);
+  std::vector<std::vector<std::size_t>> cycles;
+  for (std::size_t root = 0; root < steps.size(); ++root) {
+    if (!left[root] || state[root] != k_new) continue;
+    path.assign(1, root);
+    next_dep.assign(1, 0);
+    state[root] = k_on_stack;
+    position[root] = 0;
+    while (!path.empty()) {
+      const std::size_t u = path.back();
+      const auto& deps = steps[u].deps;
+      if (next_dep.back() == deps.size()) {
+        state[u] = k_done;
+        path.pop_back();
+        next_dep.pop_back();
+        continue;
       }
-      if (state[v] == 0 && dfs(v)) return true;
+      const std::size_t v = deps[next_dep.back()++];
+      if (!left[v]) continue;
+      if (state[v] == k_on_stack) {
+        // A cycle through a step already shown is not shown again; a few are enough to act on.
+        if (reported[v] || cycles.size() == k_max_cycles) continue;
+        std::vector<std::size_t> cycle(path.begin() + static_cast<std::ptrdiff_t>(position[v]), path.end());
+        for (auto idx : cycle) reported[idx] = true;
+        cycle.push_back(v);
+        cycles.push_back(std::move(cycle));
+      } else if (state[v] == k_new) {
+        state[v] = k_on_stack;
+        position[v] = path.size();
+        path.push_back(v);
+        next_dep.push_back(0);
+      }
     }
-    stack.pop_back();
-    state[u] = 2;
-    return false;
-  };
-  dfs(start);
-  return cycle;
+  }
+  return cycles;
 }
 
 // A dependency of a step by id: explicit ("" via) or through a reference (via its text).
@@ -113,7 +135,10 @@ std::vector<DepId> inspect_step(const Step& step, const tools::Registry& registr
                                 StepInfo& info, std::vector<PlanProblem>& problems) {
   if (!step.action.empty()) {
     info.tool = registry.get(step.action).get();
-    if (!info.tool) problems.push_back({step.id, "unknown action '" + step.action + "'"});
+    if (!info.tool && tools::is_builtin_tool(step.action))
+      problems.push_back({step.id, "\"" + step.action + "\" is disabled (tools.enabled)"});
+    else if (!info.tool)
+      problems.push_back({step.id, "unknown action '" + step.action + "'"});
   }
   info.params = compile_params(step.parameters);
   for (auto& msg : info.params.problems) problems.push_back({step.id, msg});
@@ -148,9 +173,13 @@ void derive(const Plan& plan, const tools::Registry& registry, const AnalysisOpt
   a.steps.resize(n);
   auto& problems = a.problems;
 
-  if (options.max_steps > 0 && n > static_cast<std::size_t>(options.max_steps))
+  // Checked first and alone: an oversized plan is rejected before any step is inspected.
+  if (options.max_steps > 0 && n > static_cast<std::size_t>(options.max_steps)) {
     problems.push_back({0, "the plan has " + std::to_string(n) + " steps, more than planner.max_steps (" +
                                std::to_string(options.max_steps) + ")"});
+    a.steps.clear();
+    return;
+  }
 
   for (std::size_t i = 0; i < n; ++i) {
     const int id = plan.steps[i].id;
@@ -201,18 +230,9 @@ void derive(const Plan& plan, const tools::Registry& registry, const AnalysisOpt
   if (order.size() != n) {
     std::vector<bool> left(n, false);
     for (std::size_t i = 0; i < n; ++i) left[i] = pending[i] != 0;
-    std::vector<bool> reported(n, false);
-    for (std::size_t i = 0; i < n; ++i) {
-      if (!left[i] || reported[i]) continue;
-      auto cycle = find_cycle(i, a.steps, left);
-      reported[i] = true;
-      // Empty, or a cycle already reported: `i` only waits for a cycle, it is not on a new one.
-      if (std::all_of(cycle.begin(), cycle.end(), [&](std::size_t idx) { return reported[idx] && idx != i; }) ||
-          cycle.empty())
-        continue;
+    for (const auto& cycle : find_cycles(a.steps, left)) {
       std::string text;
       for (auto idx : cycle) {
-        reported[idx] = true;
         if (!text.empty()) text += " -> ";
         text += std::to_string(plan.steps[idx].id);
       }
@@ -269,36 +289,52 @@ std::vector<std::size_t> IncrementalAnalysis::add(Step step) {
   for (auto& d : deps) p.deps.push_back({d.id, d.orders});
   std::vector<std::size_t> admitted;
   if (!valid) return admitted;
-  waiting_.push_back(std::move(p));
-  // Admit every waiting step whose dependencies are all admitted, until nothing changes.
-  for (bool progress = true; progress;) {
-    progress = false;
-    for (auto it = waiting_.begin(); it != waiting_.end();) {
-      const bool ready = std::all_of(it->deps.begin(), it->deps.end(),
-                                     [&](const auto& d) { return analysis_.index_of.contains(d.first); });
-      if (!ready || (options_.max_steps > 0 && plan_.steps.size() >= static_cast<std::size_t>(options_.max_steps))) {
-        ++it;
-        continue;
-      }
-      const auto index = plan_.steps.size();
-      StepInfo info = std::move(it->info);
-      for (const auto& [id, orders] : it->deps) {
-        if (!orders) continue;
-        auto dep = analysis_.index_of.at(id);
-        if (std::find(info.deps.begin(), info.deps.end(), dep) != info.deps.end()) continue;
-        info.deps.push_back(dep);
-        info.level = std::max(info.level, analysis_.steps[dep].level + 1);
-        analysis_.steps[dep].dependents.push_back(index);
-      }
-      analysis_.index_of.emplace(it->step.id, index);
-      plan_.steps.push_back(std::move(it->step));
-      analysis_.steps.push_back(std::move(info));
-      admitted.push_back(index);
-      it = waiting_.erase(it);
-      progress = true;
+  // Past max_steps nothing more runs: the final analysis rejects the plan.
+  if (options_.max_steps > 0 && plan_.steps.size() + waiting_.size() >= static_cast<std::size_t>(options_.max_steps))
+    return admitted;
+  std::unordered_set<int> missing;
+  for (const auto& [id, orders] : p.deps)
+    if (!analysis_.index_of.contains(id)) missing.insert(id);
+  if (!missing.empty()) {
+    const int id = p.step.id;
+    p.missing = missing.size();
+    for (int dep : missing) waiting_on_[dep].push_back(id);
+    waiting_.emplace(id, std::move(p));
+    return admitted;
+  }
+  admit(std::move(p), admitted);
+  // Each admitted step releases the steps that waited only for it, in turn.
+  for (std::size_t k = 0; k < admitted.size(); ++k) {
+    const auto released = waiting_on_.find(plan_.steps[admitted[k]].id);
+    if (released == waiting_on_.end()) continue;
+    const std::vector<int> ids = std::move(released->second);
+    waiting_on_.erase(released);
+    for (int id : ids) {
+      auto it = waiting_.find(id);
+      if (it == waiting_.end() || --it->second.missing != 0) continue;
+      Pending ready = std::move(it->second);
+      waiting_.erase(it);
+      admit(std::move(ready), admitted);
     }
   }
   return admitted;
+}
+
+void IncrementalAnalysis::admit(Pending p, std::vector<std::size_t>& admitted) {
+  const auto index = plan_.steps.size();
+  StepInfo info = std::move(p.info);
+  for (const auto& [id, orders] : p.deps) {
+    if (!orders) continue;
+    auto dep = analysis_.index_of.at(id);
+    if (std::find(info.deps.begin(), info.deps.end(), dep) != info.deps.end()) continue;
+    info.deps.push_back(dep);
+    info.level = std::max(info.level, analysis_.steps[dep].level + 1);
+    analysis_.steps[dep].dependents.push_back(index);
+  }
+  analysis_.index_of.emplace(p.step.id, index);
+  plan_.steps.push_back(std::move(p.step));
+  analysis_.steps.push_back(std::move(info));
+  admitted.push_back(index);
 }
 
 }  // namespace dagent::executor

@@ -2,7 +2,6 @@
 // Plan validation and DAG derivation: dependencies (explicit ∪ referenced), levels, critical path.
 
 #include <cstddef>
-#include <list>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -55,8 +54,9 @@ Analysis analyze(const Plan& plan, const tools::Registry& registry, const Analys
 /// Admits the steps of a plan that arrives one step at a time (streamed planning). A step is
 /// admitted once it is valid on its own and every step it depends on was admitted; admitted steps
 /// are appended to plan() and analysis() (deps, dependents, level; height 1), in an order where
-/// dependencies come first. Steps with problems are never admitted: analyze() on the finished
-/// plan reports them.
+/// dependencies come first. Steps with problems are never admitted, nor steps past max_steps:
+/// analyze() on the finished plan reports them. Each add() costs time linear in the steps it
+/// admits and their dependencies, however many steps wait.
 class IncrementalAnalysis {
  public:
   IncrementalAnalysis(const tools::Registry& registry, AnalysisOptions options);
@@ -75,12 +75,16 @@ class IncrementalAnalysis {
     Step step;
     StepInfo info;
     std::vector<std::pair<int, bool>> deps;  ///< step id, whether it orders
+    std::size_t missing = 0;                 ///< distinct dependencies not admitted yet
   };
+  void admit(Pending p, std::vector<std::size_t>& admitted);
+
   const tools::Registry& registry_;
   AnalysisOptions options_;
   Plan plan_;
   Analysis analysis_;
-  std::list<Pending> waiting_;
+  std::unordered_map<int, Pending> waiting_;               ///< by step id
+  std::unordered_map<int, std::vector<int>> waiting_on_;  ///< step id → ids of the steps waiting for it
   std::unordered_set<int> seen_ids_;
 };
 

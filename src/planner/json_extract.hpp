@@ -9,6 +9,8 @@
 
 namespace dagent::planner {
 
+/// For replies that are not plans (intent analysis); plan replies are read by StepStream, the
+/// one reader of the streamed and the whole plan.
 /// Returns the JSON value in a model's reply, the first candidate that parses strictly (RFC 8259)
 /// in this order: the whole text; the content of each ``` code fence in order (any info string
 /// such as `json`; an unclosed fence runs to the end of the text); each `{...}`/`[...]` span, found

@@ -2,12 +2,17 @@
 
 #include <algorithm>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "dagent/tool.hpp"
 #include "executor/analysis.hpp"
 #include "executor/plan.hpp"
+#include "net/net_error.hpp"
 #include "planner/json_extract.hpp"
 #include "planner/results_digest.hpp"
 #include "planner/step_stream.hpp"
@@ -17,6 +22,7 @@ namespace dagent::planner {
 
 namespace asio = boost::asio;
 namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -64,17 +70,46 @@ json::object plan_schema(const std::vector<std::string>& tool_names) {
                       {"required", json::array{"steps"}}};
 }
 
-json::array steps_of(const json::value& v) {
-  if (const auto* a = v.if_array()) return *a;
-  if (const auto* o = v.if_object())
-    if (const auto* s = o->if_contains("steps"); s && s->is_array()) return s->get_array();
-  return {};
-}
-
 std::string describe(const net::LlmError& e) {
   std::string out = "the planning call failed: " + e.message;
   if (e.status) out += " (HTTP " + std::to_string(e.status) + ")";
   return out;
+}
+
+net::LlmError timed_out(std::string message) {
+  return net::LlmError{net::make_error_code(net::NetErrc::request_timeout), std::move(message)};
+}
+
+// A failure that is ours, not the model's (a template that cannot be read): reported to the user,
+// never shown to the model in a repair prompt.
+net::LlmError internal_error(std::string message) { return net::LlmError{{}, std::move(message)}; }
+
+// A template that cannot be read fails the planning; its message (a local path) stays ours.
+PlanDraft template_failure(std::string message) {
+  PlanDraft failed;
+  failed.problems.push_back(message);
+  failed.error = internal_error(std::move(message));
+  return failed;
+}
+
+std::string timeout_text(std::string_view what, std::int64_t ms) {
+  return std::string(what) + " timed out after " + std::to_string(ms) + " ms";
+}
+
+Clock::time_point after(std::int64_t ms) { return Clock::now() + std::chrono::milliseconds(ms); }
+
+// Races `call` against `deadline`: on expiry the call is cancelled (and awaited) and the result is
+// a request_timeout error carrying `timeout_message`. A call is never started past its deadline.
+asio::awaitable<net::LlmResult<net::ChatResponse>> within(asio::awaitable<net::LlmResult<net::ChatResponse>> call,
+                                                          Clock::time_point deadline, std::string timeout_message) {
+  using namespace asio::experimental::awaitable_operators;
+  if (Clock::now() >= deadline) co_return timed_out(std::move(timeout_message));
+  asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
+  auto winner = co_await (std::move(call) || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+  if (winner.index() == 0) co_return std::move(std::get<0>(winner));
+  if (std::get<0>(std::get<1>(winner)))  // the timer was cancelled: our caller is being cancelled
+    co_return net::LlmError{net::make_error_code(net::NetErrc::cancelled), "cancelled"};
+  co_return timed_out(std::move(timeout_message));
 }
 
 net::ChatRequest chat_of(const config::Config& cfg, Prompt prompt) {
@@ -165,7 +200,8 @@ asio::awaitable<void> Planner::analyse_intent(Parallel* p) {
     request.json_schema = intent_schema();
     request.schema_name = "dagent_intent";
   }
-  auto reply = co_await llm_.chat(std::move(request));
+  auto reply = co_await within(llm_.chat(std::move(request)), *p->ctx.deadline,
+                               timeout_text("planning", cfg_.planner.planning_timeout_ms));
   if (!reply) {  // not fatal: plan with every tool; the planning call reports a dead provider
     emit(PlanningPhase::intent, true, "intent analysis failed (" + reply.error().message + "); planning with every tool");
     co_return;
@@ -206,6 +242,7 @@ asio::awaitable<boost::system::result<PlanningContext, std::vector<std::string>>
   Parallel p;
   p.ctx.goal = std::move(goal);
   p.ctx.inputs = std::move(inputs);
+  p.ctx.deadline = after(cfg_.planner.planning_timeout_ms);
 
   emit(PlanningPhase::routing, false);
   if (auto hit = router_.match(p.ctx.goal)) {
@@ -252,6 +289,13 @@ net::ChatRequest Planner::plan_request(Prompt prompt, const PlanningContext& ctx
 }
 
 void Planner::validate(PlanDraft& draft, const PlanningContext& ctx, const json::array* kept) const {
+  // Counted before any step is parsed or analysed: an oversized plan is rejected at once.
+  const std::size_t count = draft.steps.size() + (kept ? kept->size() : 0);
+  if (count > static_cast<std::size_t>(cfg_.planner.max_steps)) {
+    draft.problems.push_back("plan: the plan has " + std::to_string(count) + " steps, more than planner.max_steps (" +
+                             std::to_string(cfg_.planner.max_steps) + ")");
+    return;
+  }
   json::array all;
   if (kept) all = *kept;
   for (const auto& s : draft.steps) all.push_back(s);
@@ -267,22 +311,26 @@ void Planner::validate(PlanDraft& draft, const PlanningContext& ctx, const json:
 }
 
 asio::awaitable<PlanDraft> Planner::call_for_plan(Prompt prompt, StepSink on_step, PlanningPhase phase,
-                                                  const PlanningContext& ctx, const json::array* kept) {
+                                                  const PlanningContext& ctx, const json::array* kept,
+                                                  Clock::time_point deadline, std::string timeout_message) {
   PlanDraft draft;
   auto request = plan_request(std::move(prompt), ctx);
   emit(phase, false, on_step ? "streaming" : "");
+  // One reader for both paths: the streamed reply is fed as it arrives, a whole one at once.
+  StepStream stream;
+  std::string streamed;
   net::LlmResult<net::ChatResponse> reply = net::LlmError{};
   if (on_step) {
-    StepStream stream;
-    auto on_delta = [&stream, &on_step, this](std::string_view delta) {
+    auto on_delta = [&stream, &streamed, &on_step, this](std::string_view delta) {
+      streamed += delta;
       for (auto& step : stream.feed(delta)) {
         emit(PlanningPhase::plan_step, true);
         on_step(std::move(step));
       }
     };
-    reply = co_await llm_.chat_stream(std::move(request), on_delta);
+    reply = co_await within(llm_.chat_stream(std::move(request), on_delta), deadline, std::move(timeout_message));
   } else {
-    reply = co_await llm_.chat(std::move(request));
+    reply = co_await within(llm_.chat(std::move(request)), deadline, std::move(timeout_message));
   }
   if (!reply) {
     draft.problems.push_back(describe(reply.error()));
@@ -291,15 +339,16 @@ asio::awaitable<PlanDraft> Planner::call_for_plan(Prompt prompt, StepSink on_ste
     co_return draft;
   }
   draft.reply = std::move(reply->content);
-  auto parsed = extract_json(draft.reply);
-  if (!parsed) {
-    draft.problems.push_back("plan: " + parsed.error());
+  if (!on_step) stream.feed(draft.reply);
+  auto plan = stream.finish();
+  if (on_step && streamed != draft.reply) {
+    // The steps handed out came from other text than the reply: neither can be trusted.
+    draft.problems.push_back("plan: the streamed reply differs from the reply's final text");
+  } else if (!plan) {
+    draft.problems.push_back("plan: " + plan.error());
   } else {
-    draft.steps = steps_of(*parsed);
-    if (draft.steps.empty() && !parsed->is_array())
-      draft.problems.push_back("plan: expected a JSON array of steps or an object with \"steps\"");
-    else
-      validate(draft, ctx, kept);
+    draft.steps = std::move(*plan);
+    validate(draft, ctx, kept);
   }
   const std::string detail = draft.problems.empty() ? std::to_string(draft.steps.size()) + " steps"
                                                     : std::to_string(draft.problems.size()) + " problems";
@@ -317,26 +366,26 @@ asio::awaitable<PlanDraft> Planner::draft(PlanningContext ctx, StepSink on_step)
       {"goal", ctx.goal},         {"intent", intent}, {"tools", ctx.catalog}, {"memories", memories},
       {"inputs", inputs},         {"format", format}, {"max_steps", max_steps}};
   auto prompt = prompts_.render(PromptKind::plan, vars);
-  if (!prompt) {
-    PlanDraft bad;
-    bad.problems.push_back(prompt.error());
-    co_return bad;
-  }
-  co_return co_await call_for_plan(std::move(*prompt), std::move(on_step), PlanningPhase::planning, ctx, nullptr);
+  if (!prompt) co_return template_failure(prompt.error());
+  if (!ctx.deadline) ctx.deadline = after(cfg_.planner.planning_timeout_ms);
+  const auto deadline = *ctx.deadline;
+  co_return co_await call_for_plan(std::move(*prompt), std::move(on_step), PlanningPhase::planning, ctx, nullptr,
+                                   deadline, timeout_text("planning", cfg_.planner.planning_timeout_ms));
 }
 
 asio::awaitable<PlanDraft> Planner::repair(PlanningContext ctx, PlanDraft bad) {
-  const std::string problems = "- " + join(bad.problems, "\n- ");
+  // Both quote the model's reply (the problems name its keys and values): each within the budget.
+  const std::string problems = quote_within("- " + join(bad.problems, "\n- "), cfg_.planner.quote_budget_tokens);
+  const std::string plan = quote_within(bad.reply, cfg_.planner.quote_budget_tokens);
   const std::string format = format_rule();
   const std::pair<std::string_view, std::string_view> vars[] = {
-      {"goal", ctx.goal}, {"plan", bad.reply}, {"problems", problems}, {"tools", ctx.catalog}, {"format", format}};
+      {"goal", ctx.goal}, {"plan", plan}, {"problems", problems}, {"tools", ctx.catalog}, {"format", format}};
   auto prompt = prompts_.render(PromptKind::repair, vars);
-  if (!prompt) {
-    PlanDraft failed;
-    failed.problems.push_back(prompt.error());
-    co_return failed;
-  }
-  co_return co_await call_for_plan(std::move(*prompt), {}, PlanningPhase::repair, ctx, nullptr);
+  if (!prompt) co_return template_failure(prompt.error());
+  if (!ctx.deadline) ctx.deadline = after(cfg_.planner.planning_timeout_ms);
+  const auto deadline = *ctx.deadline;
+  co_return co_await call_for_plan(std::move(*prompt), {}, PlanningPhase::repair, ctx, nullptr, deadline,
+                                   timeout_text("planning", cfg_.planner.planning_timeout_ms));
 }
 
 asio::awaitable<PlanDraft> Planner::create_plan(std::string goal, json::object inputs) {
@@ -355,16 +404,18 @@ asio::awaitable<PlanDraft> Planner::replan(PlanningContext ctx, json::array kept
                                            std::string reason, int next_id) {
   const std::string next = std::to_string(next_id);
   const std::string format = format_rule();
+  const std::string why = quote_within(reason, cfg_.planner.quote_budget_tokens);  // the model's words
   const std::pair<std::string_view, std::string_view> vars[] = {
-      {"goal", ctx.goal},   {"results", results}, {"reason", reason},
+      {"goal", ctx.goal},   {"results", results}, {"reason", why},
       {"next_id", next},    {"tools", ctx.catalog}, {"format", format}};
   auto prompt = prompts_.render(PromptKind::replan, vars);
-  if (!prompt) {
-    PlanDraft failed;
-    failed.problems.push_back(prompt.error());
-    co_return failed;
-  }
-  co_return co_await call_for_plan(std::move(*prompt), {}, PlanningPhase::replan, ctx, &kept);
+  if (!prompt) co_return template_failure(prompt.error());
+  auto more = co_await call_for_plan(std::move(*prompt), {}, PlanningPhase::replan, ctx, &kept,
+                                     after(cfg_.planner.answer_timeout_ms),
+                                     timeout_text("replanning", cfg_.planner.answer_timeout_ms));
+  // Kept steps alone are valid, so an empty reply would pass as a plan that changes nothing.
+  if (more.ok() && more.steps.empty()) more.problems.push_back("plan: the reply adds no new steps");
+  co_return more;
 }
 
 asio::awaitable<Answer> Planner::synthesize(std::string goal, std::vector<StepResult> steps, bool allow_replan,
@@ -379,13 +430,15 @@ asio::awaitable<Answer> Planner::synthesize(std::string goal, std::vector<StepRe
       {"goal", goal}, {"results", results}, {"replan_rule", replan_rule}};
   auto prompt = prompts_.render(PromptKind::answer, vars);
   if (!prompt) {
-    answer.error = net::LlmError{{}, prompt.error()};
+    answer.error = internal_error(prompt.error());
     co_return answer;
   }
   emit(PlanningPhase::synthesis, false);
   AnswerStream stream{std::move(on_delta), allow_replan};
   auto on_piece = [&stream](std::string_view delta) { stream(delta); };
-  auto reply = co_await llm_.chat_stream(chat_of(cfg_, std::move(*prompt)), on_piece);
+  auto reply = co_await within(llm_.chat_stream(chat_of(cfg_, std::move(*prompt)), on_piece),
+                               after(cfg_.planner.answer_timeout_ms),
+                               timeout_text("answer synthesis", cfg_.planner.answer_timeout_ms));
   if (!reply) {
     answer.error = std::move(reply.error());
     emit(PlanningPhase::synthesis, true, "answer synthesis failed: " + answer.error->message);
@@ -401,6 +454,11 @@ asio::awaitable<Answer> Planner::synthesize(std::string goal, std::vector<StepRe
     while (!answer.replan_reason.empty() && (answer.replan_reason.back() == '\n' || answer.replan_reason.back() == '\r'))
       answer.replan_reason.pop_back();
     emit(PlanningPhase::synthesis, true, "the model asks to replan: " + answer.replan_reason);
+    co_return answer;
+  }
+  if (head.empty()) {  // a complete stream that says nothing is not an answer
+    answer.error = net::LlmError{net::make_error_code(net::NetErrc::protocol_error), "the model's answer is empty"};
+    emit(PlanningPhase::synthesis, true, "answer synthesis failed: " + answer.error->message);
     co_return answer;
   }
   if (!stream.decided && stream.sink) stream.sink(text);  // short answers never reached the decision

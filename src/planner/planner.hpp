@@ -43,6 +43,9 @@ struct PlanningContext {
   std::vector<std::string> tools;   ///< the tools offered to the planning call; empty: all
   std::vector<std::string> memories;
   std::string catalog;              ///< the full catalog entries of `tools`
+  /// When the planning of this goal (intent, plan and repair calls together) must be over:
+  /// prepare() sets it to now + planner.planning_timeout_ms; unset, draft() starts the clock.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
 };
 
 /// One planning call's outcome.
@@ -50,7 +53,9 @@ struct PlanDraft {
   boost::json::array steps;            ///< the steps as the model wrote them
   std::string reply;                   ///< the raw reply, shown to the repair call
   std::vector<std::string> problems;   ///< why it cannot run; empty when valid
-  std::optional<net::LlmError> error;  ///< the provider failed (then `problems` says so too)
+  /// The call failed, timed out or could not be made (a template that cannot be read); then
+  /// `problems` says so too, and a repair would not help.
+  std::optional<net::LlmError> error;
 
   bool ok() const noexcept { return !error && problems.empty(); }
 };
@@ -59,6 +64,7 @@ struct PlanDraft {
 struct Answer {
   std::string text;
   std::string replan_reason;           ///< non-empty: the model asked to replan instead
+  /// The call failed, was cut (no [DONE], an error event), timed out, or answered nothing.
   std::optional<net::LlmError> error;
 };
 
@@ -84,10 +90,13 @@ class Planner {
       std::string goal, boost::json::object inputs);
 
   /// One planning call. With `on_step`, the plan is requested as a stream and each complete step
-  /// is handed over as it arrives. The finished plan is validated with executor::analyze.
+  /// is handed over as it arrives; the streamed and the whole reply are read by one StepStream,
+  /// so the steps handed over are the object steps of the draft. The finished plan is validated
+  /// with executor::analyze. Bounded by ctx.deadline.
   boost::asio::awaitable<PlanDraft> draft(PlanningContext ctx, StepSink on_step);
 
-  /// A second planning call that shows the model its invalid plan and the problems.
+  /// A second planning call that shows the model its invalid plan (quoted within
+  /// planner.quote_budget_tokens) and the problems. Bounded by ctx.deadline.
   boost::asio::awaitable<PlanDraft> repair(PlanningContext ctx, PlanDraft bad);
 
   /// prepare(), draft() and at most one repair(): a valid plan, or every problem of the last try.
@@ -95,12 +104,13 @@ class Planner {
 
   /// New steps after a run whose results were not enough: `kept` are the steps that keep their
   /// results, `results` their digest; new steps are numbered from `next_id`. The draft holds only
-  /// the new steps; it is validated together with `kept`.
+  /// the new steps; it is validated together with `kept`, and a reply without new steps is a
+  /// problem. Bounded by planner.answer_timeout_ms.
   boost::asio::awaitable<PlanDraft> replan(PlanningContext ctx, boost::json::array kept, std::string results,
                                            std::string reason, int next_id);
 
   /// Answer synthesis from the goal and the step results, streamed to `on_delta`; the model may
-  /// ask to replan instead when `allow_replan`.
+  /// ask to replan instead when `allow_replan`. Bounded by planner.answer_timeout_ms.
   boost::asio::awaitable<Answer> synthesize(std::string goal, std::vector<StepResult> steps, bool allow_replan,
                                             std::function<void(std::string_view)> on_delta);
 
@@ -111,7 +121,9 @@ class Planner {
   boost::asio::awaitable<void> build_catalog(Parallel* p);
   const std::vector<CatalogEntry>& entries_for(Parallel* p);
   boost::asio::awaitable<PlanDraft> call_for_plan(Prompt prompt, StepSink on_step, PlanningPhase phase,
-                                                  const PlanningContext& ctx, const boost::json::array* kept);
+                                                  const PlanningContext& ctx, const boost::json::array* kept,
+                                                  std::chrono::steady_clock::time_point deadline,
+                                                  std::string timeout_message);
   net::ChatRequest plan_request(Prompt prompt, const PlanningContext& ctx) const;
   std::string format_rule() const;
   void validate(PlanDraft& draft, const PlanningContext& ctx, const boost::json::array* kept) const;

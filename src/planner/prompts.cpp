@@ -1,5 +1,6 @@
 #include "planner/prompts.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -38,6 +39,18 @@ std::string render_template(std::string_view text, PromptVars vars) {
     pos = close + 2;
   }
   out.append(text, pos);
+  return out;
+}
+
+std::string quote_within(std::string_view text, int budget_tokens) {
+  constexpr std::size_t k_bytes_per_token = 4;
+  const std::size_t cap = static_cast<std::size_t>(std::max(budget_tokens, 0)) * k_bytes_per_token;
+  if (text.size() <= cap) return std::string(text);
+  std::size_t cut = cap;
+  // Back up over continuation bytes so a multi-byte character is kept whole or dropped whole.
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  std::string out(text.substr(0, cut));
+  out += "…[cut: " + std::to_string(text.size() - cut) + " more bytes]";
   return out;
 }
 

@@ -33,6 +33,10 @@ using PromptVars = std::span<const std::pair<std::string_view, std::string_view>
 /// Replaces each {{name}} in `text` by its value in `vars`; unknown names are left as written.
 std::string render_template(std::string_view text, PromptVars vars);
 
+/// `text` as it may be quoted in a prompt: at most `budget_tokens` estimated tokens (4 bytes a
+/// token), cut at a UTF-8 boundary and marked "…[cut: N more bytes]" when longer.
+std::string quote_within(std::string_view text, int budget_tokens);
+
 /// Splits a rendered template at its "@@user" line into system and user parts; without one,
 /// everything is the user part.
 Prompt split_prompt(std::string text);

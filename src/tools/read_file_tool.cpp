@@ -22,6 +22,8 @@ namespace json = boost::json;
 constexpr std::string_view k_name = "read_file";
 constexpr std::size_t k_chunk_bytes = 64 * 1024;
 
+// Unchanged by the cap: the description is part of every planning prompt, and recorded runs
+// (examples/*/recording.jsonl) match prompts byte for byte.
 constexpr std::string_view k_description =
     "Read a file inside the workspace. Returns {\"path\", \"content\", \"bytes\"}: the file's text "
     "(at most max_bytes bytes when given, with \"truncated\": true when the file is longer) and the "
@@ -39,6 +41,8 @@ constexpr std::string_view k_schema = R"({
 
 }  // namespace
 
+ReadFileTool::ReadFileTool(std::uint64_t max_bytes) : max_bytes_(max_bytes) {}
+
 std::string_view ReadFileTool::name() const { return k_name; }
 
 std::string_view ReadFileTool::description() const { return k_description; }
@@ -52,8 +56,10 @@ ToolResult ReadFileTool::run(const json::object& params, const ToolContext& ctx)
   if (auto checked = check_parameters(params, parameters_schema()); !checked) return checked.error();
   if (ctx.workspace == nullptr) return tool_error(ToolErrc::failed, "read_file: no workspace is configured");
 
-  std::uint64_t limit = std::numeric_limits<std::uint64_t>::max();
-  if (const auto* max_bytes = params.if_contains("max_bytes")) limit = max_bytes->to_number<std::uint64_t>();
+  // Never unbounded: the whole content is held in memory and handed on as JSON.
+  std::uint64_t limit = max_bytes_;
+  if (const auto* max_bytes = params.if_contains("max_bytes"))
+    limit = std::min(limit, max_bytes->to_number<std::uint64_t>());
 
   auto real = ctx.workspace->resolve_existing(params.at("path").get_string());
   if (!real) return real.error();
@@ -62,7 +68,7 @@ ToolResult ReadFileTool::run(const json::object& params, const ToolContext& ctx)
   if (!file) return file.error();
 
   // Read one byte past the limit to learn whether the file is longer.
-  const std::uint64_t wanted = limit == std::numeric_limits<std::uint64_t>::max() ? limit : limit + 1;
+  const std::uint64_t wanted = limit + 1;
   std::string content;
   content.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(file->size(), wanted)));
   while (content.size() < wanted) {

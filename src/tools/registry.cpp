@@ -19,11 +19,11 @@ constexpr std::array<std::string_view, 7> k_builtin_names = {"list_dir",  "llm",
                                                              "read_file", "search_files", "write_file"};
 
 // The built-in tool called `name` when this build provides it, else nullptr.
-std::shared_ptr<Tool> make_builtin(std::string_view name) {
-  if (name == "read_file") return std::make_shared<ReadFileTool>();
+std::shared_ptr<Tool> make_builtin(std::string_view name, const BuiltinOptions& options) {
+  if (name == "read_file") return std::make_shared<ReadFileTool>(options.read_max_bytes);
   if (name == "write_file") return std::make_shared<WriteFileTool>();
   if (name == "list_dir") return std::make_shared<ListDirTool>();
-  if (name == "search_files") return std::make_shared<SearchFilesTool>();
+  if (name == "search_files") return std::make_shared<SearchFilesTool>(options.search_max_line_bytes);
   return nullptr;
 }
 
@@ -57,11 +57,11 @@ std::vector<const Tool*> Registry::tools() const {
   return out;
 }
 
-Registry make_builtin_registry(const std::vector<std::string>& enabled) {
+Registry make_builtin_registry(const std::vector<std::string>& enabled, BuiltinOptions options) {
   Registry registry;
   for (const auto& name : enabled) {
     if (registry.find(name) != nullptr) continue;
-    if (auto tool = make_builtin(name)) (void)registry.add(std::move(tool));
+    if (auto tool = make_builtin(name, options)) (void)registry.add(std::move(tool));
   }
   return registry;
 }

@@ -2,6 +2,7 @@
 // The tools a run may call, by name.
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -36,9 +37,15 @@ class Registry {
   std::map<std::string, std::shared_ptr<Tool>, std::less<>> tools_;
 };
 
+/// The limits of the built-in file tools (config `tools.*`; the defaults are config's).
+struct BuiltinOptions {
+  std::uint64_t read_max_bytes = 1 << 20;          ///< read_file's default and largest max_bytes
+  std::size_t search_max_line_bytes = 64 << 10;    ///< search_files looks at this much of a line
+};
+
 /// A registry with the built-in tools named in `enabled` (config `tools.enabled`) that this build
 /// provides; other names are skipped, and a name given twice is added once.
-Registry make_builtin_registry(const std::vector<std::string>& enabled);
+Registry make_builtin_registry(const std::vector<std::string>& enabled, BuiltinOptions options = {});
 
 /// Whether `name` is a built-in tool of SPEC.md §7 (provided by this build or not).
 bool is_builtin_tool(std::string_view name);

@@ -104,58 +104,104 @@ boost::system::result<void, ToolError> collect(const Workspace& workspace, const
   return {};
 }
 
-// Appends the lines of `file` that match `query` until `matches` holds `limit` entries. Binary
-// and unreadable files add nothing.
-boost::system::result<void, ToolError> scan_file(const Candidate& file, const Query& query, std::size_t limit,
-                                                 json::array& matches, const ToolContext& ctx) {
-  auto handle = FileHandle::open_regular(file.real, file.path);
-  if (!handle) return {};
-  std::string buffer;
-  std::size_t unscanned = 0;  // buffer[0, unscanned) holds no newline
-  std::uint64_t line_number = 0;
-  bool probed = false;
-  for (;;) {
-    if (ctx.is_cancelled()) return cancelled();
-    const std::size_t used = buffer.size();
-    buffer.resize(used + k_chunk_bytes);
-    auto n = handle->read_some(std::span<char>(buffer.data() + used, k_chunk_bytes), file.path);
-    if (!n) return {};
-    buffer.resize(used + *n);
-    const bool at_end = *n == 0;
-    if (!probed) {
-      if (buffer.size() < k_binary_probe_bytes && !at_end) continue;
-      probed = true;
-      if (std::memchr(buffer.data(), '\0', std::min(buffer.size(), k_binary_probe_bytes)) != nullptr) return {};
+// The longest prefix of `text` that does not end inside a UTF-8 sequence.
+std::string_view utf8_prefix(std::string_view text) {
+  std::size_t end = text.size();
+  std::size_t back = 0;  // continuation bytes at the end
+  while (back < end && back < 3 && (static_cast<unsigned char>(text[end - 1 - back]) & 0xC0) == 0x80) ++back;
+  if (back == end) return text;
+  const auto lead = static_cast<unsigned char>(text[end - 1 - back]);
+  const std::size_t need = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : 0;
+  return need > back ? text.substr(0, end - 1 - back) : text;
+}
+
+// Reads `file` line by line in blocks, keeping at most `max_line` bytes of each line.
+struct LineScan {
+  const Candidate& file;
+  const Query& query;
+  std::size_t limit;
+  std::size_t max_line;
+  json::array& matches;
+  std::string line;        // the current line's first bytes, at most max_line of them
+  bool cut = false;        // the current line is longer than `line`
+  std::uint64_t number = 0;
+
+  // Takes `data`; false once `matches` is full. Throws std::runtime_error from a regex.
+  bool take(std::string_view data) {
+    std::size_t pos = 0;
+    while (pos < data.size()) {
+      const std::size_t newline = data.find('\n', pos);
+      const std::size_t end = newline == std::string_view::npos ? data.size() : newline;
+      const std::size_t room = max_line - line.size();
+      const std::size_t take = std::min(room, end - pos);
+      line.append(data.substr(pos, take));
+      if (take < end - pos) cut = true;
+      if (newline == std::string_view::npos) break;
+      if (!finish_line()) return false;
+      pos = newline + 1;
     }
-    std::size_t start = 0;
-    for (;;) {
-      const std::size_t newline = buffer.find('\n', std::max(start, unscanned));
-      const bool last = newline == std::string::npos;
-      if (last && !(at_end && start < buffer.size())) break;
-      std::string_view line(buffer.data() + start, (last ? buffer.size() : newline) - start);
-      start = last ? buffer.size() : newline + 1;
-      ++line_number;
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      try {
-        if (!query.matches(line)) continue;
-      } catch (const std::runtime_error& e) {
-        return ToolError{ToolErrc::failed, "regex '" + query.text + "' failed on line " + std::to_string(line_number) +
-                                               " of '" + file.path + "': " + e.what()};
-      }
+    return true;
+  }
+
+  bool finish_line() {
+    ++number;
+    std::string_view text = line;
+    if (cut) text = utf8_prefix(text);
+    else if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    const bool hit = query.matches(text);
+    if (hit) {
       json::object match;
       match["path"] = file.path;
-      match["line"] = line_number;
-      match["text"] = line;
+      match["line"] = number;
+      match["text"] = text;
       matches.push_back(std::move(match));
-      if (matches.size() >= limit) return {};
     }
-    buffer.erase(0, start);
-    unscanned = buffer.size();
-    if (at_end) return {};
+    line.clear();
+    cut = false;
+    return matches.size() < limit;
+  }
+};
+
+// Appends the lines of `file` that match `query` until `matches` holds `limit` entries. Binary
+// and unreadable files add nothing. Holds one block and at most `max_line` bytes of a line.
+boost::system::result<void, ToolError> scan_file(const Candidate& file, const Query& query, std::size_t limit,
+                                                 std::size_t max_line, json::array& matches, const ToolContext& ctx) {
+  auto handle = FileHandle::open_regular(file.real, file.path);
+  if (!handle) return {};
+  LineScan scan{file, query, limit, max_line, matches, {}, false, 0};
+  std::string block(k_chunk_bytes, '\0');
+  std::string head;  // the first bytes, until the binary probe is decided
+  bool probed = false;
+  try {
+    for (;;) {
+      if (ctx.is_cancelled()) return cancelled();
+      auto n = handle->read_some(std::span<char>(block.data(), block.size()), file.path);
+      if (!n) return {};
+      const bool at_end = *n == 0;
+      std::string_view data(block.data(), *n);
+      if (!probed) {
+        head.append(data);
+        if (head.size() < k_binary_probe_bytes && !at_end) continue;
+        probed = true;
+        if (std::memchr(head.data(), '\0', std::min(head.size(), k_binary_probe_bytes)) != nullptr) return {};
+        data = head;
+      }
+      if (!scan.take(data)) return {};
+      head.clear();
+      if (at_end) {
+        if (!scan.line.empty() || scan.cut) scan.finish_line();  // the last line has no newline
+        return {};
+      }
+    }
+  } catch (const std::runtime_error& e) {
+    return ToolError{ToolErrc::failed, "regex '" + query.text + "' failed on line " + std::to_string(scan.number) +
+                                           " of '" + file.path + "': " + e.what()};
   }
 }
 
 }  // namespace
+
+SearchFilesTool::SearchFilesTool(std::size_t max_line_bytes) : max_line_bytes_(max_line_bytes) {}
 
 std::string_view SearchFilesTool::name() const { return k_name; }
 
@@ -210,7 +256,8 @@ ToolResult SearchFilesTool::run(const json::object& params, const ToolContext& c
   const std::size_t limit = static_cast<std::size_t>(std::min<std::uint64_t>(max_results, std::uint64_t{1} << 32)) + 1;
   if (query) {
     for (const auto& file : found) {
-      if (auto scanned = scan_file(file, *query, limit, matches, ctx); !scanned) return scanned.error();
+      if (auto scanned = scan_file(file, *query, limit, max_line_bytes_, matches, ctx); !scanned)
+        return scanned.error();
       if (matches.size() >= limit) break;
     }
   } else {

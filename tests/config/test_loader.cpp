@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+
 #include <boost/json/serialize.hpp>
 #include <catch2/catch.hpp>
 
@@ -265,20 +267,25 @@ TEST_CASE("config errors name file, line and dotted key") {
     CHECK(p.message == "must be between 1 and 4096, got 4097");
   }
   SECTION("out of range, open-ended") {
+    const Problem p = single_problem(load("memory:\n  chunk_overlap: -1\n"));
+    CHECK(p.key == "memory.chunk_overlap");
+    CHECK(p.message == "must be at least 0, got -1");
+  }
+  SECTION("durations are at most a week") {
     const Problem p = single_problem(load("llm:\n  timeout_ms: 0\n"));
     CHECK(p.key == "llm.timeout_ms");
-    CHECK(p.message == "must be at least 1, got 0");
+    CHECK(p.message == "must be between 1 and 604800000, got 0");
   }
   SECTION("out of range beyond the field's type") {
     const Problem p = single_problem(
         load("performance:\n  connection_pooling: {max_connections: 3000000000}\n"));
     CHECK(p.key == "performance.connection_pooling.max_connections");
-    CHECK(contains(p.message, "must be between 1 and 2147483647"));
+    CHECK(contains(p.message, "must be between 1 and 100000"));
   }
   SECTION("out of range beyond 64 bits") {
     const Problem p = single_problem(load("llm: {timeout_ms: 99999999999999999999999}\n"));
     CHECK(p.key == "llm.timeout_ms");
-    CHECK(contains(p.message, "must be between 1 and 9223372036854775807"));
+    CHECK(contains(p.message, "must be between 1 and 604800000"));
   }
   SECTION("safety_margin excludes 0 and is at most 1") {
     const Problem low = single_problem(load("performance: {rate_limiting: {safety_margin: 0}}\n"));
@@ -768,5 +775,66 @@ TEST_CASE("task problems inside config.yaml use dotted keys") {
     const Problem p = single_problem(load("tasks:\n  x:\n    plan: no-such-plan.json\n"));
     CHECK(p.key == "tasks.x.plan");
     CHECK(p.line == 3);
+  }
+}
+
+TEST_CASE("config regression: a prompt template that cannot be read is a problem at load time, with its line") {
+  TempDir dir;
+  dir.write("prompts/plan.txt", "Plan {{goal}}");
+  fs::create_directories(dir.path() / "prompts" / "folder.txt");
+  const auto load_here = [&](const std::string& yaml) {
+    return dagent::config::load_string(yaml, k_label, dir.path());
+  };
+
+  SECTION("a readable template passes") {
+    CHECK(load_here("planner:\n  prompts:\n    plan: prompts/plan.txt\n").has_value());
+  }
+  SECTION("a missing file (planner.prompts.plan=nope.txt)") {
+    const Problem p = single_problem(load_here("planner:\n  prompts:\n    plan: nope.txt\n"));
+    CHECK(p.key == "planner.prompts.plan");
+    CHECK(p.line == 3);
+    CHECK(p.message == "cannot read prompt template: no such file (" + (dir.path() / "nope.txt").string() + ")");
+  }
+  SECTION("a folder") {
+    const Problem p = single_problem(load_here("planner:\n  prompts:\n    answer: prompts/folder.txt\n"));
+    CHECK(p.key == "planner.prompts.answer");
+    CHECK(contains(p.message, "is a folder, not a prompt template"));
+  }
+  SECTION("through --set, resolved against the config's folder") {
+    Config cfg = load_here("").value();
+    const auto problems = dagent::config::apply_override(cfg, "planner.prompts.repair=nope.txt");
+    REQUIRE(problems.size() == 1);
+    CHECK(problems[0].key == "planner.prompts.repair");
+    CHECK(contains(problems[0].message, "no such file"));
+    CHECK(cfg.planner.prompts.repair.empty());  // a failed override changes nothing
+    CHECK(dagent::config::apply_override(cfg, "planner.prompts.repair=prompts/plan.txt").empty());
+  }
+}
+
+TEST_CASE("config regression: load_file on a folder says it is a folder") {
+  TempDir dir;
+  const auto result = dagent::config::load_file(dir.path());
+  const Problem p = single_problem(result);
+  CHECK(p.file == dir.path().string());
+  CHECK(p.message == "is a folder, not a config file");
+
+  SECTION("a task file too") {
+    const auto task = dagent::config::load_task_file(dir.path());
+    REQUIRE_FALSE(task.has_value());
+    CHECK(task.error().items.at(0).message == "is a folder, not a task file");
+  }
+  SECTION("something that is not a regular file is refused, not read") {
+    const fs::path fifo = dir.path() / "pipe.yaml";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    const Problem f = single_problem(dagent::config::load_file(fifo));
+    CHECK(f.message == "cannot read config file: is not a regular file");
+  }
+  SECTION("an unreadable file says why") {
+    const fs::path locked = dir.write("locked.yaml", "llm: {}\n");
+    fs::permissions(locked, fs::perms::none);
+    std::ifstream probe(locked);
+    if (probe) return;  // running as root: every file is readable
+    const Problem u = single_problem(dagent::config::load_file(locked));
+    CHECK(u.message == "cannot read config file: Permission denied");
   }
 }

@@ -354,21 +354,26 @@ TEST_CASE("analyze reports every problem of a bad plan, sorted by step id", "[ex
     {"id": 1, "action": "echo", "parameters": {"p": "$what"}}
   ])");
   AnalysisOptions options;
-  options.max_steps = 4;
   auto a = analyze(plan, tools.registry, options);
   INFO(all_problems(a.problems));
-  REQUIRE(a.problems.size() == 7);
+  REQUIRE(a.problems.size() == 6);
   std::vector<int> order;
   for (const auto& p : a.problems) order.push_back(p.step_id);
-  CHECK(order == std::vector<int>{0, 1, 2, 2, 5, 7, 9});
-  CHECK_THAT(a.problems[0].message, Catch::Contains("more than planner.max_steps (4)"));
-  CHECK_THAT(a.problems[1].message, Catch::StartsWith("parameter p: malformed reference '$what'"));
-  CHECK(a.problems[2].message == "parameters.mode: unknown property (expected path, max_bytes)");
-  CHECK(a.problems[3].message == "verify: an empty list of criteria");
-  CHECK(a.problems[4].message == "unknown action 'warp'");
-  CHECK(a.problems[5].message == "refers to itself ($step7)");
-  CHECK(a.problems[6].message == "depends on step 12, which is not in the plan");
+  CHECK(order == std::vector<int>{1, 2, 2, 5, 7, 9});
+  CHECK_THAT(a.problems[0].message, Catch::StartsWith("parameter p: malformed reference '$what'"));
+  CHECK(a.problems[1].message == "parameters.mode: unknown property (expected path, max_bytes)");
+  CHECK(a.problems[2].message == "verify: an empty list of criteria");
+  CHECK(a.problems[3].message == "unknown action 'warp'");
+  CHECK(a.problems[4].message == "refers to itself ($step7)");
+  CHECK(a.problems[5].message == "depends on step 12, which is not in the plan");
   CHECK(a.levels.empty());
+
+  SECTION("a plan over planner.max_steps is rejected on its size alone") {
+    options.max_steps = 4;
+    auto over = analyze(plan, tools.registry, options);
+    REQUIRE(over.problems.size() == 1);
+    CHECK(over.problems[0].to_string() == "plan: the plan has 5 steps, more than planner.max_steps (4)");
+  }
 }
 
 TEST_CASE("analyze: a step downstream of a cycle does not repeat the cycle", "[executor]") {
@@ -399,4 +404,106 @@ TEST_CASE("analyze on a hand-built plan with duplicate ids", "[executor]") {
   auto a = analyze(plan, tools.registry);
   INFO(all_problems(a.problems));
   CHECK(count_problems(a, 4, "duplicate") == 1);
+}
+
+TEST_CASE("analyze regression: a built-in tool left out of tools.enabled is called disabled, not unknown",
+          "[executor]") {
+  auto registry = dagent::tools::make_builtin_registry({"read_file"});
+  auto plan = plan_of(R"([
+    {"id": 1, "action": "write_file", "parameters": {"path": "a", "content": "x"}},
+    {"id": 2, "action": "memory_search", "parameters": {"query": "q"}},
+    {"id": 3, "action": "no_such_tool"}
+  ])");
+  auto a = analyze(plan, registry);
+  INFO(all_problems(a.problems));
+  CHECK(count_problems(a, 1, "\"write_file\" is disabled (tools.enabled)") == 1);
+  CHECK(count_problems(a, 2, "\"memory_search\" is disabled (tools.enabled)") == 1);
+  CHECK(count_problems(a, 3, "unknown action 'no_such_tool'") == 1);
+  CHECK(count_problems(a, 1, "unknown action") == 0);
+}
+
+namespace {
+
+// `n` list_dir steps; step i depends on step i + 1, and the last on the first when `closed`.
+Plan chain_plan(int n, bool closed) {
+  Plan plan;
+  plan.steps.reserve(static_cast<std::size_t>(n));
+  for (int id = 1; id <= n; ++id) {
+    dagent::executor::Step step;
+    step.id = id;
+    step.action = "list_dir";
+    step.parameters = json::object{{"path", "."}};
+    if (id < n) step.dependencies.push_back(id + 1);
+    else if (closed) step.dependencies.push_back(1);
+    plan.steps.push_back(std::move(step));
+  }
+  return plan;
+}
+
+}  // namespace
+
+TEST_CASE("analyze regression: a 100 000-step plan is rejected on planner.max_steps before any step is inspected",
+          "[executor]") {
+  auto registry = dagent::tools::make_builtin_registry({"list_dir"});
+  auto plan = chain_plan(100'000, false);
+  plan.steps[5].action = "no_such_tool";  // not reported: the count alone rejects the plan
+  AnalysisOptions options;
+  options.max_steps = 50;
+  auto a = analyze(plan, registry, options);
+  REQUIRE(a.problems.size() == 1);
+  CHECK(a.problems[0].to_string() == "plan: the plan has 100000 steps, more than planner.max_steps (50)");
+  CHECK(a.levels.empty());
+}
+
+TEST_CASE("analyze regression: a 100 000-step dependency cycle is found without deep recursion", "[executor]") {
+  auto registry = dagent::tools::make_builtin_registry({"list_dir"});
+  AnalysisOptions options;
+  options.max_steps = 0;  // no cap: the analysis itself must scale
+  SECTION("one long cycle") {
+    auto a = analyze(chain_plan(100'000, true), registry, options);
+    REQUIRE(a.problems.size() == 1);
+    CHECK_THAT(a.problems[0].to_string(), Catch::StartsWith("step 1: dependency cycle: 1 -> 2 -> 3 -> "));
+    CHECK_THAT(a.problems[0].to_string(), Catch::EndsWith(" -> 100000 -> 1 (each step depends on the next)"));
+  }
+  SECTION("a long chain waiting for a small cycle shows the cycle once") {
+    auto plan = chain_plan(100'000, false);
+    plan.steps.back().dependencies.push_back(99'999);  // 99 999 <-> 100 000
+    auto a = analyze(plan, registry, options);
+    REQUIRE(a.problems.size() == 1);
+    CHECK(a.problems[0].to_string() == "step 99999: dependency cycle: 99999 -> 100000 -> 99999 (each step depends on the next)");
+  }
+  SECTION("a long acyclic chain gets its levels") {
+    auto a = analyze(chain_plan(100'000, false), registry, options);
+    CHECK(a.problems.empty());
+    CHECK(a.levels.size() == 100'000);
+    CHECK(a.critical_path.size() == 100'000);
+  }
+}
+
+TEST_CASE("IncrementalAnalysis regression: 100 000 streamed steps arriving before their dependencies are admitted "
+          "in one linear pass",
+          "[executor]") {
+  auto registry = dagent::tools::make_builtin_registry({"list_dir"});
+  AnalysisOptions options;
+  options.max_steps = 0;
+  dagent::executor::IncrementalAnalysis inc(registry, options);
+  auto plan = chain_plan(100'000, false);  // each step waits for the next one to arrive
+  for (std::size_t i = 0; i + 1 < plan.steps.size(); ++i) CHECK(inc.add(plan.steps[i]).empty());
+  CHECK(inc.waiting() == 99'999);
+  auto admitted = inc.add(plan.steps.back());
+  REQUIRE(admitted.size() == 100'000);
+  CHECK(inc.waiting() == 0);
+  CHECK(inc.plan().steps.front().id == 100'000);
+  CHECK(inc.plan().steps.back().id == 1);
+  CHECK(inc.analysis().steps.back().level == 99'999);
+
+  SECTION("past max_steps nothing more is admitted or kept waiting") {
+    AnalysisOptions capped;
+    capped.max_steps = 3;
+    dagent::executor::IncrementalAnalysis small(registry, capped);
+    auto few = chain_plan(5, false);
+    for (int i = 4; i >= 0; --i) small.add(few.steps[static_cast<std::size_t>(i)]);
+    CHECK(small.plan().steps.size() == 3);
+    CHECK(small.waiting() == 0);
+  }
 }

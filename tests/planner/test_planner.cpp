@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 
 #include "config/config.hpp"
+#include "net/net_error.hpp"
 #include "runtime/lazy_provider.hpp"
 #include "support/process.hpp"
 #include "support/run_on.hpp"
@@ -142,4 +143,217 @@ TEST_CASE("prompt templates come from files named in config and are read once wh
   auto error = broken.text(dagent::planner::PromptKind::answer);
   REQUIRE_FALSE(error.has_value());
   CHECK_THAT(error.error(), Catch::Contains("planner.prompts.answer"));
+}
+
+namespace {
+
+using dagent::runtime::LazyProvider;
+
+// A planner talking plain text (no structured output, no intent call) to the scripted server.
+struct PlannerRig {
+  explicit PlannerRig(const json::value& script, void (*adjust)(dagent::config::Config&) = nullptr)
+      : server(TestServerOptions{.script = script}), cfg(config_for(server, adjust)), llm(io.get_executor(), cfg) {
+    REQUIRE_FALSE(llm.prepare().has_value());
+  }
+
+  static dagent::config::Config config_for(const TestServer& server, void (*adjust)(dagent::config::Config&)) {
+    dagent::config::Config cfg;
+    cfg.llm.base_url = server.base_url();
+    cfg.llm.structured_output = false;
+    cfg.planner.intent_analysis = false;
+    if (adjust) adjust(cfg);
+    return cfg;
+  }
+
+  PlanningContext context() {
+    auto ctx = dagent::test::run_on(io, planner.prepare("list the folder and read a file", {}));
+    REQUIRE(ctx.has_value());
+    return std::move(*ctx);
+  }
+
+  std::int64_t chat_requests() const { return server.requests_to("/v1/chat/completions"); }
+
+  TestServer server;
+  dagent::config::Config cfg;
+  asio::io_context io;
+  LazyProvider llm;
+  dagent::tools::Registry registry = dagent::tools::make_builtin_registry({"read_file", "list_dir"});
+  Planner planner{llm, registry, cfg};
+};
+
+json::value one_rule(json::object rule) {
+  rule["path"] = "/v1/chat/completions";
+  return json::object{{"rules", json::array{std::move(rule)}}};
+}
+
+struct StepCollector {
+  std::vector<json::object>* out;
+  void operator()(json::object step) const { out->push_back(std::move(step)); }
+};
+
+std::string problems_of(const dagent::planner::PlanDraft& draft) {
+  std::string out;
+  for (const auto& p : draft.problems) out += p + "\n";
+  return out;
+}
+
+constexpr std::string_view k_valid_plan =
+    R"({"steps": [{"id": 1, "action": "list_dir", "parameters": {"path": "."}}]})";
+
+}  // namespace
+
+TEST_CASE("Planner regression: a streamed plan after prose with a bracket (Plan [v2]: {...}) streams exactly the "
+          "plan's steps",
+          "[planner]") {
+  const bool stream = GENERATE(true, false);
+  PlannerRig rig(one_rule({{"stream_chunks",
+                            json::array{R"(Plan [v2]: {"steps": [{"id": 1, "action": "list_dir", "parameters": {"path": "."}})",
+                                        R"(, {"id": 2, "action": "read_file", "parameters": {"path": "a [1].txt"}, )",
+                                        R"("dependencies": [1]}]})", "\n[done] {ok}"}}}));
+  auto ctx = rig.context();
+  std::vector<json::object> streamed;
+  dagent::planner::StepSink sink;
+  if (stream) sink = StepCollector{&streamed};
+  auto draft = dagent::test::run_on(rig.io, rig.planner.draft(ctx, sink));
+  INFO(problems_of(draft));
+  REQUIRE(draft.ok());
+  REQUIRE(draft.steps.size() == 2);
+  CHECK(draft.steps[1].at("parameters").at("path") == "a [1].txt");
+  if (stream) {
+    REQUIRE(streamed.size() == 2);
+    CHECK(streamed[0] == draft.steps[0].as_object());
+    CHECK(streamed[1] == draft.steps[1].as_object());
+  }
+}
+
+TEST_CASE("Planner: planner.planning_timeout_ms ends a stalled planning call with an error", "[planner]") {
+  const bool stream = GENERATE(false, true);
+  PlannerRig rig(one_rule({{"fault", "stall"}}), [](dagent::config::Config& c) { c.planner.planning_timeout_ms = 300; });
+  auto ctx = rig.context();
+  std::vector<json::object> streamed;
+  dagent::planner::StepSink sink;
+  if (stream) sink = StepCollector{&streamed};
+  auto draft = dagent::test::run_on(rig.io, rig.planner.draft(ctx, sink));
+  REQUIRE_FALSE(draft.ok());
+  REQUIRE(draft.error.has_value());
+  CHECK(draft.error->message == "planning timed out after 300 ms");
+  CHECK(draft.error->code == dagent::net::make_error_code(dagent::net::NetErrc::request_timeout));
+  CHECK_THAT(problems_of(draft), Catch::Contains("planning timed out after 300 ms"));
+  CHECK(streamed.empty());
+}
+
+TEST_CASE("Planner: the intent, plan and repair calls of one planning share planner.planning_timeout_ms",
+          "[planner]") {
+  PlannerRig rig(one_rule({{"fault", "stall"}}), [](dagent::config::Config& c) {
+    c.planner.intent_analysis = true;
+    c.planner.planning_timeout_ms = 300;
+  });
+  // The intent call stalls until the deadline (not fatal: planning goes on with every tool)...
+  auto ctx = rig.context();
+  CHECK(rig.chat_requests() == 1);
+  // ...and leaves no time for the plan: no second request is made.
+  auto draft = dagent::test::run_on(rig.io, rig.planner.draft(ctx, {}));
+  REQUIRE(draft.error.has_value());
+  CHECK(draft.error->message == "planning timed out after 300 ms");
+  auto repaired = dagent::test::run_on(rig.io, rig.planner.repair(ctx, draft));
+  REQUIRE(repaired.error.has_value());
+  CHECK(repaired.error->message == "planning timed out after 300 ms");
+  CHECK(rig.chat_requests() == 1);
+}
+
+TEST_CASE("Planner: planner.answer_timeout_ms ends a stalled answer or replan call with an error", "[planner]") {
+  PlannerRig rig(one_rule({{"fault", "stall"}}), [](dagent::config::Config& c) { c.planner.answer_timeout_ms = 300; });
+  auto ctx = rig.context();
+  SECTION("answer synthesis") {
+    auto answer = dagent::test::run_on(rig.io, rig.planner.synthesize("goal", {}, true, {}));
+    REQUIRE(answer.error.has_value());
+    CHECK(answer.error->message == "answer synthesis timed out after 300 ms");
+    CHECK(answer.text.empty());
+  }
+  SECTION("replanning") {
+    json::array kept{json::parse(R"({"id": 1, "action": "list_dir", "parameters": {"path": "."}})")};
+    auto more = dagent::test::run_on(rig.io, rig.planner.replan(ctx, kept, "step 1: []", "need more", 2));
+    REQUIRE_FALSE(more.ok());
+    REQUIRE(more.error.has_value());
+    CHECK(more.error->message == "replanning timed out after 300 ms");
+  }
+}
+
+TEST_CASE("Planner: synthesize reports a cut or empty answer stream as an error, never as an answer", "[planner]") {
+  SECTION("a stream without [DONE]") {
+    PlannerRig rig(one_rule({{"fault", "truncate"}, {"stream_chunks", json::array{"The ", "answer ", "is ", "42", "."}}}));
+    auto answer = dagent::test::run_on(rig.io, rig.planner.synthesize("goal", {}, false, {}));
+    REQUIRE(answer.error.has_value());
+    CHECK(answer.error->code == dagent::net::make_error_code(dagent::net::NetErrc::truncated));
+    CHECK_THAT(answer.error->message, Catch::Contains("truncated"));
+    CHECK(answer.text.empty());
+  }
+  SECTION("a complete stream that says nothing") {
+    PlannerRig rig(one_rule({{"stream_chunks", json::array{" ", "\n"}}}));
+    auto answer = dagent::test::run_on(rig.io, rig.planner.synthesize("goal", {}, false, {}));
+    REQUIRE(answer.error.has_value());
+    CHECK(answer.error->message == "the model's answer is empty");
+  }
+  SECTION("a complete answer is an answer") {
+    PlannerRig rig(one_rule({{"stream_chunks", json::array{"The answer ", "is 42."}}}));
+    auto answer = dagent::test::run_on(rig.io, rig.planner.synthesize("goal", {}, false, {}));
+    CHECK_FALSE(answer.error.has_value());
+    CHECK(answer.text == "The answer is 42.");
+  }
+}
+
+TEST_CASE("Planner regression: an invalid or empty replan reply is a problem, never an empty success", "[planner]") {
+  json::array kept{json::parse(R"({"id": 1, "action": "list_dir", "parameters": {"path": "."}})")};
+  SECTION("prose without a plan") {
+    PlannerRig rig(one_rule({{"reply", "I would rather not."}}));
+    auto more = dagent::test::run_on(rig.io, rig.planner.replan(rig.context(), kept, "step 1: []", "need more", 2));
+    CHECK_FALSE(more.ok());
+    CHECK(problems_of(more) == "plan: the reply contains no JSON value\n");
+  }
+  SECTION("no new steps") {
+    PlannerRig rig(one_rule({{"reply", R"({"steps": []})"}}));
+    auto more = dagent::test::run_on(rig.io, rig.planner.replan(rig.context(), kept, "step 1: []", "need more", 2));
+    CHECK_FALSE(more.ok());
+    CHECK(problems_of(more) == "plan: the reply adds no new steps\n");
+  }
+  SECTION("new steps that do not fit the kept ones") {
+    PlannerRig rig(one_rule({{"reply", R"([{"id": 1, "action": "list_dir", "parameters": {"path": "."}}])"}}));
+    auto more = dagent::test::run_on(rig.io, rig.planner.replan(rig.context(), kept, "step 1: []", "need more", 2));
+    CHECK_FALSE(more.ok());
+    CHECK_THAT(problems_of(more), Catch::Contains("duplicate step id 1"));
+  }
+}
+
+TEST_CASE("Planner regression: a prompt template that cannot be read fails the planning without a repair call that "
+          "would show the model its path",
+          "[planner]") {
+  PlannerRig rig(one_rule({{"reply", std::string(k_valid_plan)}}), [](dagent::config::Config& c) {
+    c.planner.prompts.plan = "nope.txt";
+  });
+  auto draft = dagent::test::run_on(rig.io, rig.planner.create_plan("goal", {}));
+  REQUIRE_FALSE(draft.ok());
+  REQUIRE(draft.error.has_value());
+  CHECK_THAT(draft.error->message, Catch::Contains("planner.prompts.plan: cannot read template"));
+  CHECK(rig.chat_requests() == 0);  // neither the plan nor a repair call was made
+}
+
+TEST_CASE("Planner regression: a repair prompt quotes a long invalid reply within planner.quote_budget_tokens",
+          "[planner]") {
+  const std::string long_reply = R"({"steps": [{"id": 1, "action": "list_dir", "parameters": {"path": ")" +
+                                 std::string(200'000, 'x') + "é\"}}";  // never closed
+  json::value script = json::object{
+      {"rules", json::array{json::object{{"path", "/v1/chat/completions"}, {"nth", 1}, {"reply", long_reply}},
+                            json::object{{"path", "/v1/chat/completions"}, {"reply", std::string(k_valid_plan)}}}}};
+  PlannerRig rig(script, [](dagent::config::Config& c) { c.planner.quote_budget_tokens = 100; });
+  auto plan = dagent::test::run_on(rig.io, rig.planner.create_plan("goal", {}));
+  INFO(problems_of(plan));
+  CHECK(plan.ok());
+  REQUIRE(rig.chat_requests() == 2);
+  const json::value stats = rig.server.stats();
+  const json::object* repair = nullptr;
+  for (const auto& r : stats.at("recent").as_array())
+    if (r.at("path") == "/v1/chat/completions") repair = &r.as_object();  // the last one
+  REQUIRE(repair != nullptr);
+  CHECK(repair->at("body_bytes").to_number<std::int64_t>() < 20'000);
+  CHECK_THAT(std::string(repair->at("body").as_string()), Catch::Contains("[cut: "));
 }

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include "tools/registry.hpp"
+
 #include <sys/stat.h>
 
 #include "tool_test_support.hpp"
@@ -81,6 +83,45 @@ TEST_CASE("read_file returns a file's content") {
     auto result = tool.run(object(R"({"path": "link.md"})"), fx.context());
     REQUIRE(result.has_value());
     CHECK(result->at("content") == "# Title\nbody\n");
+  }
+}
+
+TEST_CASE("read_file regression: without max_bytes it reads at most tools.read_max_bytes, and a larger "
+          "max_bytes is clamped") {
+  WorkspaceFixture fx;
+  fx.write("big.bin", std::string((3 << 20) + 5, 'b'));
+
+  SECTION("the default cap is 1 MiB") {
+    ReadFileTool tool;
+    auto result = tool.run(object(R"({"path": "big.bin"})"), fx.context());
+    REQUIRE(result.has_value());
+    CHECK(result->at("bytes") == 1u << 20);
+    CHECK(result->at("content").as_string().size() == 1u << 20);
+    CHECK(result->at("truncated") == true);
+  }
+  SECTION("a configured cap, through the registry's options") {
+    auto registry = dagent::tools::make_builtin_registry({"read_file"}, {.read_max_bytes = 1000});
+    auto* tool = dynamic_cast<ReadFileTool*>(registry.get("read_file").get());
+    REQUIRE(tool != nullptr);
+    auto capped = tool->run(object(R"({"path": "big.bin"})"), fx.context());
+    REQUIRE(capped.has_value());
+    CHECK(capped->at("bytes") == 1000);
+    CHECK(capped->at("truncated") == true);
+    auto clamped = tool->run(object(R"({"path": "big.bin", "max_bytes": 100000000})"), fx.context());
+    REQUIRE(clamped.has_value());
+    CHECK(clamped->at("bytes") == 1000);
+    CHECK(clamped->at("truncated") == true);
+    auto smaller = tool->run(object(R"({"path": "big.bin", "max_bytes": 10})"), fx.context());
+    REQUIRE(smaller.has_value());
+    CHECK(smaller->at("bytes") == 10);
+  }
+  SECTION("a file exactly at the cap is not truncated") {
+    ReadFileTool tool(100);
+    fx.write("exact.txt", std::string(100, 'e'));
+    auto result = tool.run(object(R"({"path": "exact.txt"})"), fx.context());
+    REQUIRE(result.has_value());
+    CHECK(result->at("bytes") == 100);
+    CHECK_FALSE(result->as_object().contains("truncated"));
   }
 }
 

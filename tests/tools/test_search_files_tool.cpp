@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include "tools/registry.hpp"
+
 #include "tool_test_support.hpp"
 
 namespace {
@@ -107,11 +109,47 @@ TEST_CASE("search_files with a query finds lines") {
   }
   SECTION("lines longer than a read chunk") {
     fx.write("long.txt", "start\n" + std::string(100'000, 'y') + "TODO\nend TODO");
-    auto found = search(tool, fx, R"({"pattern": "long.txt", "query": "TODO"})");
+    SearchFilesTool roomy(200'000);
+    auto found = search(roomy, fx, R"({"pattern": "long.txt", "query": "TODO"})");
     REQUIRE(found.at("count") == 2);
     CHECK(found.at("matches").at(0).at("line") == 2);
     CHECK(found.at("matches").at(0).at("text").as_string().size() == 100'004);
     CHECK(found.at("matches").at(1) == json::parse(R"({"path": "long.txt", "line": 3, "text": "end TODO"})"));
+  }
+}
+
+TEST_CASE("search_files regression: a file without newlines is read in blocks and only a line's first "
+          "tools.search_max_line_bytes are searched") {
+  WorkspaceFixture fx;
+  // 4 MiB on one line: a needle at the start, one past the cap, one at the very end.
+  std::string text = "needle-start " + std::string(4 << 20, 'z');
+  text.replace(100'000, 12, "needle-inner");
+  text += " needle-end";
+  fx.write("one-line.txt", text);
+  fx.write("short.txt", "a needle here\n");
+
+  SECTION("the default cap (64 KiB): only the first bytes of the line count") {
+    SearchFilesTool tool;
+    auto found = search(tool, fx, R"({"pattern": "one-line.txt", "query": "needle"})");
+    REQUIRE(found.at("count") == 1);
+    CHECK(found.at("matches").at(0).at("line") == 1);
+    CHECK(found.at("matches").at(0).at("text").as_string().size() == 64u << 10);
+    CHECK(search(tool, fx, R"({"pattern": "one-line.txt", "query": "needle-inner"})").at("count") == 0);
+    CHECK(search(tool, fx, R"({"pattern": "one-line.txt", "query": "needle-end"})").at("count") == 0);
+  }
+  SECTION("a configured cap, through the registry's options") {
+    auto registry = dagent::tools::make_builtin_registry({"search_files"}, {.search_max_line_bytes = 200'000});
+    auto* tool = dynamic_cast<SearchFilesTool*>(registry.get("search_files").get());
+    REQUIRE(tool != nullptr);
+    CHECK(search(*tool, fx, R"({"pattern": "one-line.txt", "query": "needle-inner"})").at("count") == 1);
+    CHECK(search(*tool, fx, R"({"pattern": "one-line.txt", "query": "needle-end"})").at("count") == 0);
+    CHECK(search(*tool, fx, R"({"pattern": "*.txt", "query": "needle"})").at("count") == 2);
+  }
+  SECTION("a cut inside a multi-byte character keeps the text valid UTF-8") {
+    SearchFilesTool tool(64);
+    fx.write("utf8.txt", "needle " + std::string(56, 'a') + "日本語");  // byte 64 is inside 日
+    auto found = search(tool, fx, R"({"pattern": "utf8.txt", "query": "needle"})");
+    CHECK(found.at("matches").at(0).at("text").as_string() == "needle " + std::string(56, 'a'));
   }
 }
 
