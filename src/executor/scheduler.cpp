@@ -51,6 +51,12 @@ struct Scheduler::VerifyDone {
 
 namespace {
 
+// A cancellation filter that lets nothing through: while run() joins its children it must not
+// be cancelled again.
+struct NoCancellation {
+  asio::cancellation_type_t operator()(asio::cancellation_type_t) const noexcept { return asio::cancellation_type::none; }
+};
+
 bool retryable(const ToolError& e) {
   return e.code != ToolErrc::invalid_parameters && e.code != ToolErrc::outside_workspace &&
          e.code != ToolErrc::cancelled;
@@ -67,7 +73,7 @@ SchedulerOptions SchedulerOptions::from(const config::Config& cfg) {
   o.scheduling = pe.scheduling;
   o.step_timeout = std::chrono::milliseconds(cfg.executor.step_timeout_ms);
   o.step_retries = cfg.executor.step_retries;
-  o.verification = cfg.performance.background_tasks.verification;
+  o.background_verification = cfg.performance.background_tasks.verification;
   o.max_reruns = cfg.verification.max_reruns;
   return o;
 }
@@ -194,13 +200,34 @@ asio::awaitable<ExecutionReport> Scheduler::run() {
     }
   }
   dispatch();
-  while (!finished()) {
-    co_await wake_->async_wait(asio::as_tuple(asio::use_awaitable));
+  std::exception_ptr failure;
+  try {
+    while (!finished()) {
+      co_await wake_->async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  } catch (...) {  // cancelled (the planning beside us failed, the run was abandoned)
+    failure = std::current_exception();
+  }
+  if (failure) {
+    // The spawned steps and verdicts point into this scheduler: stop them and wait until the
+    // last one has finished before the exception leaves run() and the scheduler may go away.
+    co_await join_children();
+    std::rethrow_exception(failure);
   }
   report_.steps.reserve(steps_.size());
   for (auto& s : steps_) report_.steps.push_back(std::move(s.result));
   report_.interrupted = interrupted_;
   co_return std::move(report_);
+}
+
+asio::awaitable<void> Scheduler::join_children() {
+  co_await asio::this_coro::reset_cancellation_state(NoCancellation{});
+  co_await asio::this_coro::throw_if_cancelled(false);
+  joining_ = true;
+  interrupt();
+  while (!joined()) {
+    co_await wake_->async_wait(asio::as_tuple(asio::use_awaitable));
+  }
 }
 
 void Scheduler::interrupt() {
@@ -227,7 +254,7 @@ bool Scheduler::finished() const noexcept {
 }
 
 void Scheduler::wake() {
-  if (finished()) wake_->cancel();
+  if (finished() || (joining_ && joined())) wake_->cancel();
 }
 
 void Scheduler::make_ready(std::size_t index) {
@@ -314,8 +341,8 @@ asio::awaitable<ToolResult> Scheduler::invoke_tool(std::size_t index, json::obje
 asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
   // No reference into plan_ or analysis_ lives across a co_await: a streamed plan grows meanwhile.
   Outcome out;
-  const bool check_inline =
-      plan_.steps[index].verify && options_.verification && plan_.steps[index].critical;
+  const bool critical = plan_.steps[index].critical;
+  const bool check_inline = plan_.steps[index].verify && (critical || !options_.background_verification);
   for (int rerun = 0;; ++rerun) {
     const auto& step = plan_.steps[index];
     const auto& info = analysis_.steps[index];
@@ -364,7 +391,13 @@ asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
     json::value output = out.output;
     auto verifying = verifier_.verify(std::move(criterion), std::move(output));
     Verdict verdict = co_await std::move(verifying);
-    if (verdict.status != VerificationStatus::failed) {
+    if (critical && verdict.status == VerificationStatus::error) {  // unknown is not a pass
+      out.error = "verification could not be done: " + verdict.reason;
+      out.error_code = verdict.code;
+      out.verdict = std::move(verdict);
+      co_return out;
+    }
+    if (!critical || verdict.status != VerificationStatus::failed) {
       out.verdict = std::move(verdict);
       break;
     }
@@ -411,10 +444,10 @@ void Scheduler::finish(std::size_t index, std::exception_ptr error, Outcome outc
   if (outcome.status == StepStatus::succeeded) {
     s.result.output = std::move(outcome.output);
     if (step.verify && !outcome.verdict) {
-      if (!options_.verification) {
-        s.result.verification = VerificationStatus::not_requested;
-        s.result.verification_reason = "verification is off (performance.background_tasks.verification)";
-      } else if (!interrupted_) {
+      if (interrupted_) {
+        s.result.verification = VerificationStatus::error;
+        s.result.verification_reason = "the run was interrupted before the verdict";
+      } else {
         s.result.verification = VerificationStatus::pending;
         ++background_;
         asio::co_spawn(wake_->get_executor(), verify_in_background(index),
@@ -440,7 +473,7 @@ void Scheduler::finish_verification(std::size_t index, std::exception_ptr error,
   auto& s = steps_[index];
   --background_;
   if (error) {
-    verdict.status = VerificationStatus::not_requested;
+    verdict.status = VerificationStatus::error;
     try {
       std::rethrow_exception(error);
     } catch (const std::exception& e) {
