@@ -57,6 +57,15 @@ struct NoCancellation {
   asio::cancellation_type_t operator()(asio::cancellation_type_t) const noexcept { return asio::cancellation_type::none; }
 };
 
+// `d` as the timer's duration, saturated: ms values from the API (or a config built in code) may
+// exceed what nanoseconds hold, and now() + d must not overflow (Asio saturates the sum itself).
+asio::steady_timer::duration saturated(std::chrono::milliseconds d) {
+  using Ns = asio::steady_timer::duration;
+  constexpr auto k_max = std::chrono::duration_cast<std::chrono::milliseconds>(Ns::max()) / 2;
+  if (d <= std::chrono::milliseconds::zero()) return Ns::zero();
+  return d >= k_max ? Ns::max() / 2 : std::chrono::duration_cast<Ns>(d);
+}
+
 bool retryable(const ToolError& e) {
   return e.code != ToolErrc::invalid_parameters && e.code != ToolErrc::outside_workspace &&
          e.code != ToolErrc::cancelled;
@@ -318,7 +327,7 @@ asio::awaitable<ToolResult> Scheduler::invoke_tool(std::size_t index, json::obje
   ctx.step_id = plan_.steps[index].id;
   auto flag = std::make_shared<std::atomic<bool>>(false);
   ctx.cancelled = flag;
-  asio::steady_timer timer(co_await asio::this_coro::executor, options_.step_timeout);
+  asio::steady_timer timer(co_await asio::this_coro::executor, saturated(options_.step_timeout));
   try {
     auto call = info.tool->invoke(std::move(params), ctx);
     // as_tuple: the losing timer's cancellation is a value, not an exception thrown per step.
