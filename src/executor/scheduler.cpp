@@ -208,6 +208,7 @@ asio::awaitable<ExecutionReport> Scheduler::run() {
       make_ready(i);
     }
   }
+  if (interrupted_) stop_all();  // interrupted before run()
   dispatch();
   std::exception_ptr failure;
   try {
@@ -242,6 +243,10 @@ asio::awaitable<void> Scheduler::join_children() {
 void Scheduler::interrupt() {
   if (interrupted_) return;
   interrupted_ = true;
+  if (started_) stop_all();  // before run(): run() does it once the steps are counted
+}
+
+void Scheduler::stop_all() {
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     auto& s = steps_[i];
     if (s.result.status == StepStatus::running) {
@@ -263,7 +268,7 @@ bool Scheduler::finished() const noexcept {
 }
 
 void Scheduler::wake() {
-  if (finished() || (joining_ && joined())) wake_->cancel();
+  if (wake_ && (finished() || (joining_ && joined()))) wake_->cancel();
 }
 
 void Scheduler::make_ready(std::size_t index) {

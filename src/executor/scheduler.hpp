@@ -80,7 +80,7 @@ class Scheduler final : private ReferenceSource {
   boost::asio::awaitable<ExecutionReport> run();
 
   /// Starts no new step, cancels the running ones and skips the rest; run() then completes
-  /// (a streamed plan must still be closed).
+  /// (a streamed plan must still be closed). May be called before run().
   void interrupt();
 
   /// Before run(): the step at `index` already succeeded (an earlier plan of this run, or a
@@ -112,6 +112,7 @@ class Scheduler final : private ReferenceSource {
   void start(std::size_t index);
   void finish(std::size_t index, std::exception_ptr error, Outcome outcome);
   void finish_verification(std::size_t index, std::exception_ptr error, Verdict verdict);
+  void stop_all();
   void skip_dependents(std::size_t failed);
   void mark_terminal(std::size_t index);
   void advance_level();
