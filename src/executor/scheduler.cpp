@@ -221,8 +221,19 @@ asio::awaitable<ExecutionReport> Scheduler::run() {
   if (failure) {
     // The spawned steps and verdicts point into this scheduler: stop them and wait until the
     // last one has finished before the exception leaves run() and the scheduler may go away.
+    // Cancelled, every co_await would throw at once: first the state is reset (these two
+    // co_awaits never throw), and restored before the exception goes on.
+    co_await asio::this_coro::reset_cancellation_state(NoCancellation{});
+    co_await asio::this_coro::throw_if_cancelled(false);
     co_await join_children();
-    std::rethrow_exception(failure);
+    co_await asio::this_coro::throw_if_cancelled(true);
+    // A cancellation ends run() with the report of what ran (interrupted), so the awaiting
+    // operator (planning && run()) reports the other branch's failure, not this one.
+    try {
+      std::rethrow_exception(failure);
+    } catch (const boost::system::system_error& e) {
+      if (e.code() != asio::error::operation_aborted) throw;
+    }
   }
   report_.steps.reserve(steps_.size());
   for (auto& s : steps_) report_.steps.push_back(std::move(s.result));
@@ -231,8 +242,6 @@ asio::awaitable<ExecutionReport> Scheduler::run() {
 }
 
 asio::awaitable<void> Scheduler::join_children() {
-  co_await asio::this_coro::reset_cancellation_state(NoCancellation{});
-  co_await asio::this_coro::throw_if_cancelled(false);
   joining_ = true;
   interrupt();
   while (!joined()) {

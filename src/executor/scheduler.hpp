@@ -75,8 +75,8 @@ class Scheduler final : private ReferenceSource {
   void on_event(std::function<void(const StepEvent&)> callback) { on_event_ = std::move(callback); }
 
   /// Runs every step; completes when all steps and background verifications are done. When the
-  /// awaiting coroutine is cancelled (or run() fails), the steps and verifications it spawned are
-  /// interrupted and joined before run() completes: none outlives it.
+  /// awaiting coroutine is cancelled, the steps and verifications it spawned are interrupted and
+  /// joined before run() completes (with the report of what ran): none outlives it.
   boost::asio::awaitable<ExecutionReport> run();
 
   /// Starts no new step, cancels the running ones and skips the rest; run() then completes

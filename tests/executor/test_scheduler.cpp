@@ -418,15 +418,16 @@ TEST_CASE("SchedulerOptions::from maps the config switches", "[executor][schedul
 
 namespace {
 
-// Fails once `go` is cancelled (the event observer does that when step 1 is running).
-asio::awaitable<void> fail_when_told(asio::steady_timer* go) {
-  co_await go->async_wait(asio::as_tuple(asio::use_awaitable));
+// Fails once step 1 is running (`*running`; the event observer sets it and cancels `go`).
+asio::awaitable<void> fail_when_told(asio::steady_timer* go, const bool* running) {
+  while (!*running) co_await go->async_wait(asio::as_tuple(asio::use_awaitable));
   throw std::runtime_error("planning failed");
 }
 
 struct Both {
   Scheduler* scheduler;
   asio::steady_timer* go;
+  const bool* running;
   std::vector<std::string>* seen;
   std::string* when_thrown;
 };
@@ -434,7 +435,7 @@ struct Both {
 asio::awaitable<void> run_beside_failure(Both b) {
   using namespace asio::experimental::awaitable_operators;
   try {
-    co_await (b.scheduler->run() && fail_when_told(b.go));
+    co_await (b.scheduler->run() && fail_when_told(b.go, b.running));
   } catch (const std::exception& e) {
     *b.when_thrown = std::string(e.what()) + " after:";
     for (const auto& s : *b.seen) *b.when_thrown += " " + s;
@@ -466,14 +467,15 @@ TEST_CASE("scheduler_outlived_by_steps: a cancelled run() joins its running step
   asio::steady_timer go(io, asio::steady_timer::time_point::max());
   std::vector<std::string> seen;
   std::string when_thrown;
+  bool running = false;
   {
     auto o = opts();
     Scheduler scheduler(parsed.plan, analysis, o, base, {}, verifier);
     scheduler.on_event([&](const StepEvent& ev) {
       seen.push_back(std::to_string(ev.step_id) + ":" + std::string(to_string(ev.status)));
-      if (ev.step_id == 1 && ev.status == StepStatus::running) go.cancel();
+      if (ev.step_id == 1 && ev.status == StepStatus::running) running = true, go.cancel();
     });
-    asio::co_spawn(io, run_beside_failure(Both{&scheduler, &go, &seen, &when_thrown}), asio::detached);
+    asio::co_spawn(io, run_beside_failure(Both{&scheduler, &go, &running, &seen, &when_thrown}), asio::detached);
     io.run();
   }
   pool.join();
