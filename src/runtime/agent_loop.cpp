@@ -126,14 +126,35 @@ struct ActiveScheduler {
   ActiveScheduler& operator=(const ActiveScheduler&) = delete;
 };
 
+// What `work` produced, or what it threw.
+template <class T>
+struct Caught {
+  std::optional<T> value;
+  std::exception_ptr error;
+};
+
+template <class T>
+asio::awaitable<Caught<T>> caught(asio::awaitable<T> work) {
+  Caught<T> out;
+  try {
+    out.value.emplace(co_await std::move(work));
+  } catch (...) {
+    out.error = std::current_exception();
+  }
+  co_return out;
+}
+
 // `work`, unless Ctrl-C comes first: then the call is cancelled and nullopt returned.
 template <class T>
 asio::awaitable<std::optional<T>> unless_interrupted(Run* run, asio::awaitable<T> work) {
   using namespace asio::experimental::awaitable_operators;
   if (run->interrupted) co_return std::nullopt;
-  auto winner = co_await (std::move(work) || run->interruption());
+  // Why caught(): `||` waits for one *success*; a call that throws must still end the race.
+  auto winner = co_await (caught(std::move(work)) || run->interruption());
   if (winner.index() != 0) co_return std::nullopt;
-  co_return std::move(std::get<0>(winner));
+  auto& done = std::get<0>(winner);
+  if (done.error) std::rethrow_exception(done.error);
+  co_return std::move(done.value);
 }
 
 executor::SchedulerOptions scheduler_options(Run* run) {
@@ -313,6 +334,7 @@ asio::awaitable<std::optional<bool>> streamed(Run* run, planner::PlanningContext
   if (!any_ran && !run->interrupted) co_return std::nullopt;  // nothing ran: a repair may still run a plan
   // Invalid after its first steps ran (or Ctrl-C): a repaired plan would run over their effects.
   result.plan = json::value(draft->steps);
+  report.interrupted = run->interrupted;  // the scheduler was stopped for the invalid plan, not by Ctrl-C
   absorb(run, std::move(report));
   if (!run->interrupted) {
     add_error(result, "the streamed plan was found invalid after its first steps ran: " + joined(draft->problems));
