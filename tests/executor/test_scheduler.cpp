@@ -389,6 +389,20 @@ TEST_CASE("verification runs in the background, and critical steps wait for it",
   }
 }
 
+TEST_CASE("step_timeout_overflows_clock: a step timeout at the duration's limit saturates", "[executor][scheduler]") {
+  // Before: now() + the timeout, converted to nanoseconds, overflowed (undefined behaviour; UBSan
+  // reports it). A timeout from the API is not bounded by the config's maxima.
+  Harness h;
+  auto o = opts();
+  o.step_timeout = std::chrono::milliseconds::max();
+  auto r = h.run(R"([{"id": 1, "action": "echo", "parameters": {"text": "x"}}])", o);
+  CHECK(step(r, 1).status == StepStatus::succeeded);
+  o.step_timeout = std::chrono::milliseconds(-5);  // nonsense from the API: no time at all, not a wrap-around
+  auto none = h.run(R"([{"id": 1, "action": "sleep", "parameters": {"ms": 10000}}])", o);
+  CHECK(step(none, 1).status == StepStatus::failed);
+  CHECK_THAT(step(none, 1).error, Catch::Contains("timed out"));
+}
+
 TEST_CASE("SchedulerOptions::from maps the config switches", "[executor][scheduler]") {
   dagent::config::Config cfg;
   auto defaults = SchedulerOptions::from(cfg);
