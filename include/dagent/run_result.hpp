@@ -12,7 +12,9 @@
 namespace dagent {
 
 enum class StepStatus { pending, running, succeeded, failed, skipped };
-enum class VerificationStatus { not_requested, pending, passed, failed };
+/// `error`: the verdict could not be had (the judge unreachable, timed out, or its reply not a
+/// verdict); unknown is never a pass, so it fails the run.
+enum class VerificationStatus { not_requested, pending, passed, failed, error };
 enum class RunStatus { succeeded, failed };
 
 std::string_view to_string(StepStatus s) noexcept;

@@ -50,10 +50,13 @@ struct PlanReport {
 /// A run, or the reasons it could not start.
 struct RunOutcome {
   std::vector<std::string> problems;    ///< non-empty: invalid input (or no valid plan), nothing was executed
-  bool unreachable = false;             ///< with problems: planning failed because the provider could not be reached
+  /// The provider could not be reached: with problems, for planning; without, for the answer or
+  /// replanning (the run failed).
+  bool unreachable = false;
   RunResult result;
 
-  /// SPEC §1: 0 succeeded, 1 a step or verification failed, 2 invalid input, 3 provider unreachable.
+  /// SPEC §1: 0 succeeded; 1 a step or verification failed, no answer, or interrupted; 2 invalid
+  /// input; 3 provider unreachable (planning, answer, or a critical step's tool or judge).
   int exit_code() const noexcept;
 };
 

@@ -17,10 +17,8 @@ namespace dagent::cli {
 namespace {
 
 // The task a recording ran: its header's task file (relative to the recording's folder) or
-// configured task name; empty with *error set when the header cannot be read. *config is set to
-// the config file the run used, when the header names one that exists.
-std::string task_of_recording(const std::filesystem::path& recording, std::string* error,
-                              std::optional<std::filesystem::path>* config = nullptr) {
+// configured task name; empty with *error set when the header cannot be read.
+std::string task_of_recording(const std::filesystem::path& recording, std::string* error) {
   auto header = record::read_header(recording);
   if (!header) {
     *error = header.error();
@@ -34,10 +32,6 @@ std::string task_of_recording(const std::filesystem::path& recording, std::strin
     return {};
   }
   std::error_code fs_ec;
-  if (const auto* c = fields->if_contains("config"); config && c && c->is_string()) {
-    const auto file = (recording.parent_path() / std::string(c->get_string())).lexically_normal();
-    if (std::filesystem::is_regular_file(file, fs_ec)) *config = file;
-  }
   const auto beside = recording.parent_path() / ref;
   return std::filesystem::is_regular_file(beside, fs_ec) ? beside.lexically_normal().string() : ref;
 }
@@ -52,9 +46,7 @@ int replay_command(const Options& options) {
   Options run = options;
   run.replay_file = options.args[0];
   std::string error;
-  std::optional<std::filesystem::path> config;
-  auto task = task_of_recording(run.replay_file, &error, &config);
-  if (!run.config && config) run.config = config;  // the recorded run's config, unless --config says otherwise
+  auto task = task_of_recording(run.replay_file, &error);  // its config: see load_runtime()
   if (task.empty()) {
     std::fprintf(stderr, "dagent: %s\n", error.c_str());
     return 2;

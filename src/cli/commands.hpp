@@ -11,7 +11,8 @@ class Runtime;
 
 namespace dagent::cli {
 
-/// Loads the config of `options` into a Runtime, or prints every problem and returns nullptr.
+/// Loads the config of `options` into a Runtime, or prints every problem and returns nullptr. A
+/// replay without --config runs with its recording's effective config (and --set over it).
 std::unique_ptr<Runtime> load_runtime(const Options& options);
 
 int run_command(const Options& options);

@@ -29,6 +29,7 @@ void LiveView::start(const RunResult& skeleton) {
   done_ = failed_ = skipped_ = 0;
   seen_.clear();
   if (mode_ == Mode::quiet) return;
+  clear_block();  // the planning phase's progress line, drawn before the plan was known
   if (skeleton.levels.empty()) {
     std::fprintf(out_, "run %s: task %s, steps start as the plan streams in\n", skeleton.run_id.c_str(),
                  skeleton.task.c_str());

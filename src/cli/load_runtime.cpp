@@ -1,20 +1,98 @@
 #include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <boost/json/serialize.hpp>
 
 #include "cli/commands.hpp"
+#include "config/loader.hpp"
 #include "dagent/runtime.hpp"
+#include "record/recording.hpp"
 
 namespace dagent::cli {
 
+namespace {
+
+void print(const std::vector<std::string>& problems) {
+  for (const auto& p : problems) std::fprintf(stderr, "%s\n", p.c_str());
+  std::fprintf(stderr, "dagent: %zu configuration problem%s\n", problems.size(), problems.size() == 1 ? "" : "s");
+}
+
+std::vector<std::string> render(const config::Problems& problems) {
+  std::vector<std::string> out;
+  for (const auto& p : problems.items) out.push_back(p.to_string());
+  return out;
+}
+
+// A replay runs with the configuration its recording was made with (the config file as it was,
+// with the run's --set overrides): the recording's effective config over the config file it names
+// (or the usual one), which still provides the tasks and the folder relative paths resolve in.
+// Empty when the recording carries no effective config (an older recording).
+std::optional<std::variant<config::Config, std::vector<std::string>>> recorded_config(
+    const Options& options, const std::filesystem::path& base_file) {
+  auto header = record::read_header(options.replay_file);
+  if (!header) return std::nullopt;  // the run reports the unreadable recording
+  const auto* effective = header->if_contains("effective_config");
+  if (!effective || !effective->is_object()) return std::nullopt;
+  config::Config base;
+  if (!base_file.empty()) {
+    auto loaded = config::load_file(base_file);
+    if (!loaded) return render(loaded.error());
+    base = std::move(*loaded);
+  }
+  // JSON is YAML: the recorded config goes through the same loader and checks as a file.
+  auto cfg = config::load_string(boost::json::serialize(*effective),
+                                 options.replay_file.string() + " (recorded config)", base.base_dir);
+  if (!cfg) return render(cfg.error());
+  cfg->tasks = std::move(base.tasks);
+  cfg->base_dir = base.base_dir;
+  cfg->source = base.source;
+  auto problems = config::apply_overrides(*cfg, options.overrides);
+  if (!problems.empty()) return render(config::Problems{std::move(problems)});
+  return std::move(*cfg);
+}
+
+// The config file a recording names (relative to the recording's folder), when it exists.
+std::optional<std::filesystem::path> recorded_config_file(const std::filesystem::path& recording) {
+  auto header = record::read_header(recording);
+  if (!header) return std::nullopt;
+  const auto* c = header->if_contains("config");
+  if (!c || !c->is_string()) return std::nullopt;
+  const auto file = (recording.parent_path() / std::string(c->get_string())).lexically_normal();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec)) return std::nullopt;
+  return file;
+}
+
+}  // namespace
+
 std::unique_ptr<Runtime> load_runtime(const Options& options) {
-  auto path = config_path(options);
+  auto given = options;
+  if (!options.replay_file.empty() && !options.config) {  // the recorded run's config, unless --config says otherwise
+    auto file = recorded_config_file(options.replay_file);
+    if (file) given.config = file;
+    std::filesystem::path base_file;
+    if (auto path = config_path(given); std::holds_alternative<std::filesystem::path>(path))
+      base_file = std::get<std::filesystem::path>(path);
+    if (auto recorded = recorded_config(given, base_file)) {
+      if (auto* problems = std::get_if<std::vector<std::string>>(&*recorded)) {
+        print(*problems);
+        return nullptr;
+      }
+      return std::make_unique<Runtime>(std::move(std::get<config::Config>(*recorded)));
+    }
+  }
+  auto path = config_path(given);
   if (auto* error = std::get_if<std::string>(&path)) {
     std::fprintf(stderr, "dagent: %s\n", error->c_str());
     return nullptr;
   }
-  auto loaded = Runtime::load(std::get<std::filesystem::path>(path), options.overrides);
+  auto loaded = Runtime::load(std::get<std::filesystem::path>(path), given.overrides);
   if (auto* problems = std::get_if<std::vector<std::string>>(&loaded)) {
-    for (const auto& p : *problems) std::fprintf(stderr, "%s\n", p.c_str());
-    std::fprintf(stderr, "dagent: %zu configuration problem%s\n", problems->size(), problems->size() == 1 ? "" : "s");
+    print(*problems);
     return nullptr;
   }
   return std::make_unique<Runtime>(std::move(std::get<Runtime>(loaded)));

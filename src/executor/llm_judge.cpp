@@ -3,6 +3,8 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "dagent/tool.hpp"
+
 namespace dagent::executor {
 
 namespace json = boost::json;
@@ -52,17 +54,21 @@ boost::asio::awaitable<Verdict> LlmJudge::verify(json::value criterion, json::va
   if (rules.status != VerificationStatus::not_requested) co_return rules;  // no text, or a rule failed
   auto request = make_request(criteria_text(criterion), output);
   auto reply = co_await provider_.chat(std::move(request));
-  if (!reply) co_return Verdict{VerificationStatus::not_requested, "the LLM judge could not answer: " + reply.error().message};
+  if (!reply) {
+    Verdict v{VerificationStatus::error, "the LLM judge could not answer: " + reply.error().message, {}};
+    if (net::is_unreachable(reply.error())) v.code = make_error_code(ToolErrc::unavailable);
+    co_return v;
+  }
   boost::system::error_code ec;
   auto verdict = json::parse(reply->content, ec);
   const json::object* obj = ec ? nullptr : verdict.if_object();
   const json::value* passed = obj ? obj->if_contains("passed") : nullptr;
   if (!passed || !passed->is_bool())
-    co_return Verdict{VerificationStatus::not_requested, "the LLM judge's answer was not a verdict"};
+    co_return Verdict{VerificationStatus::error, "the LLM judge's answer was not a verdict", {}};
   std::string reason;
   if (const auto* r = obj->if_contains("reason"); r && r->is_string()) reason = r->get_string();
   co_return Verdict{passed->get_bool() ? VerificationStatus::passed : VerificationStatus::failed,
-                    reason.empty() ? "judged by the LLM" : "LLM judge: " + reason};
+                    reason.empty() ? "judged by the LLM" : "LLM judge: " + reason, {}};
 }
 
 }  // namespace dagent::executor

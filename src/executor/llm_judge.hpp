@@ -14,6 +14,8 @@ class LlmJudge final : public Verifier {
   /// `provider` must outlive the judge.
   LlmJudge(net::LlmProvider& provider, std::string model) : provider_(provider), model_(std::move(model)) {}
 
+  /// A judge that cannot answer (unreachable, timed out, a reply that is not a verdict) gives an
+  /// `error` verdict, never a pass.
   boost::asio::awaitable<Verdict> verify(boost::json::value criterion, boost::json::value output) override;
 
   /// The chat request that asks whether `output` meets `criteria` (one per line).

@@ -51,6 +51,21 @@ struct Scheduler::VerifyDone {
 
 namespace {
 
+// A cancellation filter that lets nothing through: while run() joins its children it must not
+// be cancelled again.
+struct NoCancellation {
+  asio::cancellation_type_t operator()(asio::cancellation_type_t) const noexcept { return asio::cancellation_type::none; }
+};
+
+// `d` as the timer's duration, saturated: ms values from the API (or a config built in code) may
+// exceed what nanoseconds hold, and now() + d must not overflow (Asio saturates the sum itself).
+asio::steady_timer::duration saturated(std::chrono::milliseconds d) {
+  using Ns = asio::steady_timer::duration;
+  constexpr auto k_max = std::chrono::duration_cast<std::chrono::milliseconds>(Ns::max()) / 2;
+  if (d <= std::chrono::milliseconds::zero()) return Ns::zero();
+  return d >= k_max ? Ns::max() / 2 : std::chrono::duration_cast<Ns>(d);
+}
+
 bool retryable(const ToolError& e) {
   return e.code != ToolErrc::invalid_parameters && e.code != ToolErrc::outside_workspace &&
          e.code != ToolErrc::cancelled;
@@ -67,7 +82,7 @@ SchedulerOptions SchedulerOptions::from(const config::Config& cfg) {
   o.scheduling = pe.scheduling;
   o.step_timeout = std::chrono::milliseconds(cfg.executor.step_timeout_ms);
   o.step_retries = cfg.executor.step_retries;
-  o.verification = cfg.performance.background_tasks.verification;
+  o.background_verification = cfg.performance.background_tasks.verification;
   o.max_reruns = cfg.verification.max_reruns;
   return o;
 }
@@ -193,9 +208,32 @@ asio::awaitable<ExecutionReport> Scheduler::run() {
       make_ready(i);
     }
   }
+  if (interrupted_) stop_all();  // interrupted before run()
   dispatch();
-  while (!finished()) {
-    co_await wake_->async_wait(asio::as_tuple(asio::use_awaitable));
+  std::exception_ptr failure;
+  try {
+    while (!finished()) {
+      co_await wake_->async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  } catch (...) {  // cancelled (the planning beside us failed, the run was abandoned)
+    failure = std::current_exception();
+  }
+  if (failure) {
+    // The spawned steps and verdicts point into this scheduler: stop them and wait until the
+    // last one has finished before the exception leaves run() and the scheduler may go away.
+    // Cancelled, every co_await would throw at once: first the state is reset (these two
+    // co_awaits never throw), and restored before the exception goes on.
+    co_await asio::this_coro::reset_cancellation_state(NoCancellation{});
+    co_await asio::this_coro::throw_if_cancelled(false);
+    co_await join_children();
+    co_await asio::this_coro::throw_if_cancelled(true);
+    // A cancellation ends run() with the report of what ran (interrupted), so the awaiting
+    // operator (planning && run()) reports the other branch's failure, not this one.
+    try {
+      std::rethrow_exception(failure);
+    } catch (const boost::system::system_error& e) {
+      if (e.code() != asio::error::operation_aborted) throw;
+    }
   }
   report_.steps.reserve(steps_.size());
   for (auto& s : steps_) report_.steps.push_back(std::move(s.result));
@@ -203,9 +241,21 @@ asio::awaitable<ExecutionReport> Scheduler::run() {
   co_return std::move(report_);
 }
 
+asio::awaitable<void> Scheduler::join_children() {
+  joining_ = true;
+  interrupt();
+  while (!joined()) {
+    co_await wake_->async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
 void Scheduler::interrupt() {
   if (interrupted_) return;
   interrupted_ = true;
+  if (started_) stop_all();  // before run(): run() does it once the steps are counted
+}
+
+void Scheduler::stop_all() {
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     auto& s = steps_[i];
     if (s.result.status == StepStatus::running) {
@@ -227,7 +277,7 @@ bool Scheduler::finished() const noexcept {
 }
 
 void Scheduler::wake() {
-  if (finished()) wake_->cancel();
+  if (wake_ && (finished() || (joining_ && joined()))) wake_->cancel();
 }
 
 void Scheduler::make_ready(std::size_t index) {
@@ -291,7 +341,7 @@ asio::awaitable<ToolResult> Scheduler::invoke_tool(std::size_t index, json::obje
   ctx.step_id = plan_.steps[index].id;
   auto flag = std::make_shared<std::atomic<bool>>(false);
   ctx.cancelled = flag;
-  asio::steady_timer timer(co_await asio::this_coro::executor, options_.step_timeout);
+  asio::steady_timer timer(co_await asio::this_coro::executor, saturated(options_.step_timeout));
   try {
     auto call = info.tool->invoke(std::move(params), ctx);
     // as_tuple: the losing timer's cancellation is a value, not an exception thrown per step.
@@ -314,8 +364,8 @@ asio::awaitable<ToolResult> Scheduler::invoke_tool(std::size_t index, json::obje
 asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
   // No reference into plan_ or analysis_ lives across a co_await: a streamed plan grows meanwhile.
   Outcome out;
-  const bool check_inline =
-      plan_.steps[index].verify && options_.verification && plan_.steps[index].critical;
+  const bool critical = plan_.steps[index].critical;
+  const bool check_inline = plan_.steps[index].verify && (critical || !options_.background_verification);
   for (int rerun = 0;; ++rerun) {
     const auto& step = plan_.steps[index];
     const auto& info = analysis_.steps[index];
@@ -364,7 +414,13 @@ asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
     json::value output = out.output;
     auto verifying = verifier_.verify(std::move(criterion), std::move(output));
     Verdict verdict = co_await std::move(verifying);
-    if (verdict.status != VerificationStatus::failed) {
+    if (critical && verdict.status == VerificationStatus::error) {  // unknown is not a pass
+      out.error = "verification could not be done: " + verdict.reason;
+      out.error_code = verdict.code;
+      out.verdict = std::move(verdict);
+      co_return out;
+    }
+    if (!critical || verdict.status != VerificationStatus::failed) {
       out.verdict = std::move(verdict);
       break;
     }
@@ -411,10 +467,10 @@ void Scheduler::finish(std::size_t index, std::exception_ptr error, Outcome outc
   if (outcome.status == StepStatus::succeeded) {
     s.result.output = std::move(outcome.output);
     if (step.verify && !outcome.verdict) {
-      if (!options_.verification) {
-        s.result.verification = VerificationStatus::not_requested;
-        s.result.verification_reason = "verification is off (performance.background_tasks.verification)";
-      } else if (!interrupted_) {
+      if (interrupted_) {
+        s.result.verification = VerificationStatus::error;
+        s.result.verification_reason = "the run was interrupted before the verdict";
+      } else {
         s.result.verification = VerificationStatus::pending;
         ++background_;
         asio::co_spawn(wake_->get_executor(), verify_in_background(index),
@@ -440,7 +496,7 @@ void Scheduler::finish_verification(std::size_t index, std::exception_ptr error,
   auto& s = steps_[index];
   --background_;
   if (error) {
-    verdict.status = VerificationStatus::not_requested;
+    verdict.status = VerificationStatus::error;
     try {
       std::rethrow_exception(error);
     } catch (const std::exception& e) {

@@ -33,7 +33,10 @@ struct SchedulerOptions {
   config::Scheduling scheduling = config::Scheduling::eager;
   std::chrono::milliseconds step_timeout{120000};
   int step_retries = 0;                      ///< extra attempts after a failure that may pass on retry
-  bool verification = true;                  ///< false: `verify` criteria are not checked
+  /// true: a non-critical step's verdict is awaited in the background (its dependents start at
+  /// once); false: in the foreground, the step is done when its verdict is. Critical steps
+  /// always wait for theirs.
+  bool background_verification = true;
   int max_reruns = 1;                        ///< re-runs of a critical step whose verdict failed
   /// Step times are measured from here (the run's start, which planning may precede); unset: run().
   std::optional<std::chrono::steady_clock::time_point> epoch;
@@ -71,11 +74,13 @@ class Scheduler final : private ReferenceSource {
   /// Called on the loop at every step transition.
   void on_event(std::function<void(const StepEvent&)> callback) { on_event_ = std::move(callback); }
 
-  /// Runs every step; completes when all steps and background verifications are done.
+  /// Runs every step; completes when all steps and background verifications are done. When the
+  /// awaiting coroutine is cancelled, the steps and verifications it spawned are interrupted and
+  /// joined before run() completes (with the report of what ran): none outlives it.
   boost::asio::awaitable<ExecutionReport> run();
 
   /// Starts no new step, cancels the running ones and skips the rest; run() then completes
-  /// (a streamed plan must still be closed).
+  /// (a streamed plan must still be closed). May be called before run().
   void interrupt();
 
   /// Before run(): the step at `index` already succeeded (an earlier plan of this run, or a
@@ -107,12 +112,15 @@ class Scheduler final : private ReferenceSource {
   void start(std::size_t index);
   void finish(std::size_t index, std::exception_ptr error, Outcome outcome);
   void finish_verification(std::size_t index, std::exception_ptr error, Verdict verdict);
+  void stop_all();
   void skip_dependents(std::size_t failed);
   void mark_terminal(std::size_t index);
   void advance_level();
   void emit(std::size_t index, std::string_view message = {});
   void wake();
   bool finished() const noexcept;
+  bool joined() const noexcept { return running_ == 0 && background_ == 0; }
+  boost::asio::awaitable<void> join_children();
   double now_ms() const noexcept;
   int acquire_slot();
 
@@ -146,6 +154,7 @@ class Scheduler final : private ReferenceSource {
   int background_ = 0;
   std::size_t terminal_ = 0;
   bool interrupted_ = false;
+  bool joining_ = false;  // run() is waiting for its children after a cancellation
   ExecutionReport report_;
   std::chrono::steady_clock::time_point start_;
   std::unique_ptr<boost::asio::steady_timer> wake_;

@@ -7,6 +7,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/value.hpp>
+#include <boost/system/error_code.hpp>
 
 #include "dagent/run_result.hpp"
 
@@ -15,6 +16,9 @@ namespace dagent::executor {
 struct Verdict {
   VerificationStatus status = VerificationStatus::not_requested;
   std::string reason;
+  /// With status `error`: ToolErrc::unavailable when the judge's provider could not be reached
+  /// (a critical step then fails as unreachable, exit 3); otherwise empty.
+  boost::system::error_code code;
 };
 
 /// Problems with the shape of a `verify` value: a string, a rule object with any of `non_empty`

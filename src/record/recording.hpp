@@ -3,7 +3,8 @@
 // loses at most the line in flight. Reading tolerates a torn last line.
 //
 // Lines, each an object with "type":
-//   header  {"type":"header","format":1,"run_id","task","goal"?,"plan"?,"inputs","config_digest","workspace"}
+//   header  {"type":"header","format":1,"run_id","task","task_ref","goal"?,"plan"?,"inputs","config_digest",
+//            "effective_config" (the config after --set; a replay runs with it),"model","config"?}
 //   llm     {"type":"llm","kind":"chat"|"chat_stream"|"embed","fingerprint","request":{normalized},
 //            "response":{…} | "error":{"code","message","status","type","api_code","attempts"},
 //            "chunks":[{"at_ms","text"}]   (chat_stream only), "ms"}

@@ -1,5 +1,6 @@
 #include "record/replay_provider.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <utility>
@@ -126,7 +127,11 @@ asio::awaitable<net::LlmResult<net::ChatResponse>> ReplayProvider::chat_stream(
     if (!text || !text->is_string()) continue;
     const json::value* at = c->if_contains("at_ms");
     if (timing_ == StreamTiming::recorded && at && at->is_number()) {
-      const std::chrono::duration<double, std::milli> offset(at->to_number<double>());
+      // The offset comes from a file: bounded (0 .. a day) before it is turned into a deadline,
+      // so a huge, negative or non-finite value cannot overflow the clock.
+      constexpr double k_max_offset_ms = 24.0 * 3600 * 1000;
+      const double ms = std::clamp(at->to_number<double>(), 0.0, k_max_offset_ms);
+      const std::chrono::duration<double, std::milli> offset(ms == ms ? ms : 0.0);
       timer.expires_at(start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(offset));
       auto wait = timer.async_wait(k_token);
       auto [ec] = co_await std::move(wait);

@@ -49,7 +49,8 @@ ResumePoint resume_point(const record::Recording& recording) {
     }
   }
   for (const auto& [id, seen] : steps) {
-    if (seen.status != "succeeded" || seen.verification == "failed" || seen.verification == "pending" || !seen.output)
+    if (seen.status != "succeeded" || seen.verification == "failed" || seen.verification == "error" ||
+        seen.verification == "pending" || !seen.output)
       continue;
     StepResult r;
     r.id = id;

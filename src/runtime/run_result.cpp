@@ -26,6 +26,7 @@ std::string_view to_string(VerificationStatus s) noexcept {
     case VerificationStatus::pending: return "pending";
     case VerificationStatus::passed: return "passed";
     case VerificationStatus::failed: return "failed";
+    case VerificationStatus::error: return "error";
   }
   return "unknown";
 }

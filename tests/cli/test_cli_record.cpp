@@ -9,7 +9,9 @@
 
 #include <csignal>
 #include <filesystem>
+#include <chrono>
 #include <fstream>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -77,6 +79,18 @@ json::array step_digest(const json::value& result) {
                                {"verification", s.at("verification").at("status")},
                                {"output", s.at("output")}});
   return out;
+}
+
+// Waits until the server has received a request whose body holds `needle` (the observable event
+// a signal is sent on); polls the server's log, fails after a minute.
+void wait_for_request(const TestServer& server, std::string_view needle) {
+  for (int i = 0; i < 12000; ++i) {
+    const auto stats = server.stats();
+    for (const auto& r : stats.at("recent").as_array())
+      if (std::string_view(r.at("body").as_string()).find(needle) != std::string_view::npos) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  FAIL("the server never received a request containing " << needle);
 }
 
 std::int64_t connections(const TestServer& server) {
@@ -231,4 +245,140 @@ TEST_CASE("the bundled example recording replays offline", "[cli][record]") {
   CHECK(result.at("metrics").at("connections_opened") == 0);
   CHECK_THAT(read_text(dir.path() / "review/out/report.md"), Catch::Contains("## Cross-cutting risks"));
   CHECK_FALSE(fs::exists(dir.path() / "review/.dagent"));  // the replay left no memory behind
+}
+
+TEST_CASE("interrupt_exits_130_without_result: Ctrl-C during planning prints the result, exits 1, ends the recording",
+          "[cli][record]") {
+  // The planning call never gets its reply; Ctrl-C lands once the server has it. Before: _Exit(130),
+  // no result, no end line.
+  json::array rules{rule("intent analyser", R"({"intent": "x", "tools": []})"),
+                    json::object{{"path", "/v1/chat/completions"}, {"contains", "Write a plan for the goal"},
+                                 {"fault", "stall"}}};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_goal_task(dir);
+  ChildProcess child({DAGENT_BINARY, "run", "task.yaml", "--json", "--record", "run.jsonl"}, dir.path(),
+                     env_for(server.base_url()));
+  wait_for_request(server, "Write a plan for the goal");
+  child.kill(SIGINT);
+  auto done = child.wait();
+  INFO(done.err);
+  CHECK(done.exit_code == 1);
+  const auto result = json::parse(done.out);
+  CHECK(result.at("status") == "failed");
+  CHECK(result.at("error") == "interrupted");
+  CHECK(result.at("steps").as_array().empty());
+  CHECK(read_text(dir.path() / "run.jsonl").find("\"type\":\"end\"") != std::string::npos);
+}
+
+TEST_CASE("streamed_plan_invalid_after_steps_ran: the result lists what ran, exit 1, the recording ends",
+          "[cli][record]") {
+  // Step 1 writes a file as soon as it streams in; step 2 names no tool. Before: exit 2 "invalid
+  // input, nothing was run" although out.txt was written, no result, no end line.
+  json::array chunks{R"({"steps": [{"id": 1, "action": "write_file", "parameters": {"path": "out.txt", "content": "x"}},)",
+                     R"( {"id": 2, "action": "nope", "parameters": {}}]})"};
+  json::array rules{rule("intent analyser", R"({"intent": "x", "tools": []})"),
+                    json::object{{"path", "/v1/chat/completions"}, {"contains", "Write a plan for the goal"},
+                                 {"stream_chunks", chunks}, {"stream_interval_ms", 50}},
+                    rule("cannot run. Fix every problem", R"({"steps": [{"id": 1, "action": "read_file", "parameters": {"path": "a.txt"}}]})"),
+                    rule("final answer of dagent", "done")};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_goal_task(dir);
+  auto r = run_dagent(dir, server.base_url(),
+                      {"run", "task.yaml", "--json", "--record", "run.jsonl", "--set", "planner.stream_plan=true"});
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  const auto result = json::parse(r.out);
+  CHECK(result.at("status") == "failed");
+  CHECK_THAT(std::string(result.at("error").as_string()),
+             Catch::Contains("invalid after its first steps ran") && Catch::Contains("nope"));
+  REQUIRE(result.at("steps").as_array().size() == 1);
+  CHECK(result.at("steps").as_array()[0].at("id") == 1);
+  CHECK(fs::exists(dir.path() / "ws/out.txt"));
+  CHECK(read_text(dir.path() / "run.jsonl").find("\"type\":\"end\"") != std::string::npos);
+}
+
+TEST_CASE("replay_ignores_set_overrides: a replay runs with the recorded effective config", "[cli][record]") {
+  // planner.max_replans=0 changes the answer prompt; a replay that ran the default config asked for
+  // a request the recording does not hold.
+  TestServer server(TestServerOptions{.script = goal_script()});
+  TempDir dir;
+  write_goal_task(dir);
+  auto live = run_dagent(dir, server.base_url(),
+                         {"run", "task.yaml", "--json", "--record", "run.jsonl", "--set", "planner.max_replans=0"});
+  INFO(live.err);
+  REQUIRE(live.exit_code == 0);
+  const auto recorded = json::parse(live.out);
+  CHECK(read_text(dir.path() / "run.jsonl").find("\"effective_config\"") != std::string::npos);
+  auto replayed = run_dagent(dir, "http://127.0.0.1:9/v1", {"replay", "run.jsonl", "--json", "--replay-timing", "instant"});
+  INFO(replayed.err);
+  REQUIRE(replayed.exit_code == 0);
+  const auto result = json::parse(replayed.out);
+  CHECK(step_digest(result) == step_digest(recorded));
+  CHECK(result.at("answer") == recorded.at("answer"));
+}
+
+TEST_CASE("resume_reuses_stale_outputs: --resume refuses another task, a changed plan or a changed config",
+          "[cli][record]") {
+  TestServer server(TestServerOptions{.script = json::object{{"rules", json::array{rule("first-marker", "one")}}}});
+  TempDir dir;
+  const std::string plan = R"(workspace: .
+plan:
+  - {id: 1, action: llm, parameters: {prompt: "first-marker"}}
+  - {id: 2, action: read_file, parameters: {path: later.txt}, dependencies: [1]}
+)";
+  dir.write("task.yaml", plan);
+  auto first = run_dagent(dir, server.base_url(), {"run", "task.yaml", "--record", "run.jsonl"});
+  REQUIRE(first.exit_code == 1);  // later.txt does not exist yet
+  const auto recording = read_text(dir.path() / "run.jsonl");
+  std::vector<std::string> args{"run", "--resume", "run.jsonl"};
+  std::vector<std::string> expected;
+  SECTION("a changed plan: another prompt for step 1") {
+    dir.write("task.yaml", std::string(R"(workspace: .
+plan:
+  - {id: 1, action: llm, parameters: {prompt: "other-marker"}}
+  - {id: 2, action: read_file, parameters: {path: later.txt}, dependencies: [1]}
+)"));
+    expected = {"plan changed", "step 1: parameters"};
+  }
+  SECTION("another action for the same id") {
+    dir.write("task.yaml", std::string(R"(workspace: .
+plan:
+  - {id: 1, action: read_file, parameters: {path: task.yaml}}
+  - {id: 2, action: read_file, parameters: {path: later.txt}, dependencies: [1]}
+)"));
+    expected = {"plan changed", "step 1: action \"llm\" -> \"read_file\""};
+  }
+  SECTION("another task") {
+    dir.write("other.yaml", plan);
+    args = {"run", "other.yaml", "--resume", "run.jsonl"};
+    expected = {"another task"};
+  }
+  SECTION("a changed config") {
+    args.insert(args.end(), {"--set", "executor.step_retries=1"});
+    expected = {"config changed", "executor.step_retries (0 -> 1)"};
+  }
+  dir.write("later.txt", "now here");
+  auto resumed = run_dagent(dir, server.base_url(), args);
+  INFO(resumed.err);
+  CHECK(resumed.exit_code == 2);
+  for (const auto& e : expected) CHECK_THAT(resumed.err, Catch::Contains(e));
+  CHECK(read_text(dir.path() / "run.jsonl") == recording);  // refused before anything was appended
+}
+
+TEST_CASE("resume of an unchanged task keeps its finished steps", "[cli][record]") {
+  TestServer server(TestServerOptions{.script = json::object{{"rules", json::array{rule("first-marker", "one")}}}});
+  TempDir dir;
+  dir.write("task.yaml", R"(workspace: .
+plan:
+  - {id: 1, action: llm, parameters: {prompt: "first-marker"}}
+  - {id: 2, action: read_file, parameters: {path: later.txt}, dependencies: [1]}
+)");
+  REQUIRE(run_dagent(dir, server.base_url(), {"run", "task.yaml", "--record", "run.jsonl"}).exit_code == 1);
+  dir.write("later.txt", "now here");
+  auto resumed = run_dagent(dir, server.base_url(), {"run", "--resume", "run.jsonl", "--json"});
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK(server.requests_to("/v1/chat/completions") == 1);  // step 1 was not asked again
 }

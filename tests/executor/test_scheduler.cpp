@@ -5,7 +5,12 @@
 #include <filesystem>
 #include <map>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -357,18 +362,45 @@ TEST_CASE("verification runs in the background, and critical steps wait for it",
     CHECK(step(r, 1).verification == VerificationStatus::failed);
     CHECK(step(r, 2).status == StepStatus::skipped);
   }
-  SECTION("with background verification off, criteria are not checked") {
-    o.verification = false;
-    auto r = h.run(R"([{"id": 1, "action": "echo", "parameters": {"text": ""}, "verify": {"non_empty": true}}])", o);
-    CHECK(step(r, 1).status == StepStatus::succeeded);
-    CHECK(step(r, 1).verification == VerificationStatus::not_requested);
-    CHECK_THAT(step(r, 1).verification_reason, Catch::Contains("background_tasks.verification"));
+  SECTION("background_verification_false_skipped_verification: off moves the verdict to the foreground") {
+    o.background_verification = false;
+    std::vector<std::string> seen;
+    h.on_event = [&seen](const StepEvent& ev, Scheduler&, asio::io_context&) {
+      seen.push_back(std::to_string(ev.step_id) + " " + std::string(to_string(ev.status)) + " " +
+                     std::string(to_string(ev.verification)));
+    };
+    auto r = h.run(R"([{"id": 1, "action": "echo", "parameters": {"text": ""}, "verify": {"non_empty": true}},
+                       {"id": 2, "action": "echo", "parameters": {"x": "$step1.text"}}])",
+                   o);
+    CHECK(step(r, 1).status == StepStatus::succeeded);  // non-critical: the verdict fails the run, not the step
+    CHECK(step(r, 1).verification == VerificationStatus::failed);
+    CHECK_THAT(step(r, 1).verification_reason, Catch::Contains("empty"));
+    // Step 1 is done only with its verdict, and step 2 starts after it.
+    const auto done = std::find(seen.begin(), seen.end(), "1 succeeded failed");
+    const auto next = std::find(seen.begin(), seen.end(), "2 running not_requested");
+    REQUIRE(done != seen.end());
+    REQUIRE(next != seen.end());
+    CHECK(done < next);
   }
   SECTION("a text criterion waits for the LLM judge") {
     auto r = h.run(R"([{"id": 1, "action": "echo", "parameters": {"text": "x"}, "verify": "Is it good?"}])", o);
     CHECK(step(r, 1).verification == VerificationStatus::not_requested);
     CHECK_THAT(step(r, 1).verification_reason, Catch::Contains("LLM judge"));
   }
+}
+
+TEST_CASE("step_timeout_overflows_clock: a step timeout at the duration's limit saturates", "[executor][scheduler]") {
+  // Before: now() + the timeout, converted to nanoseconds, overflowed (undefined behaviour; UBSan
+  // reports it). A timeout from the API is not bounded by the config's maxima.
+  Harness h;
+  auto o = opts();
+  o.step_timeout = std::chrono::milliseconds::max();
+  auto r = h.run(R"([{"id": 1, "action": "echo", "parameters": {"text": "x"}}])", o);
+  CHECK(step(r, 1).status == StepStatus::succeeded);
+  o.step_timeout = std::chrono::milliseconds(-5);  // nonsense from the API: no time at all, not a wrap-around
+  auto none = h.run(R"([{"id": 1, "action": "sleep", "parameters": {"ms": 10000}}])", o);
+  CHECK(step(none, 1).status == StepStatus::failed);
+  CHECK_THAT(step(none, 1).error, Catch::Contains("timed out"));
 }
 
 TEST_CASE("SchedulerOptions::from maps the config switches", "[executor][scheduler]") {
@@ -379,7 +411,7 @@ TEST_CASE("SchedulerOptions::from maps the config switches", "[executor][schedul
   CHECK(defaults.max_parallel_llm_calls == 3);
   CHECK(defaults.scheduling == dagent::config::Scheduling::eager);
   CHECK(defaults.step_timeout == std::chrono::milliseconds(120000));
-  CHECK(defaults.verification);
+  CHECK(defaults.background_verification);
   CHECK(defaults.max_reruns == 1);
 
   cfg.performance.parallel_execution.enabled = false;
@@ -392,8 +424,74 @@ TEST_CASE("SchedulerOptions::from maps the config switches", "[executor][schedul
   CHECK_FALSE(o.parallel);
   CHECK(o.max_parallel_steps == 1);
   CHECK(o.scheduling == dagent::config::Scheduling::levels);
-  CHECK_FALSE(o.verification);
+  CHECK_FALSE(o.background_verification);
   CHECK(o.step_timeout == std::chrono::milliseconds(250));
   CHECK(o.step_retries == 2);
   CHECK(o.max_reruns == 3);
+}
+
+namespace {
+
+// Fails once step 1 is running (`*running`; the event observer sets it and cancels `go`).
+asio::awaitable<void> fail_when_told(asio::steady_timer* go, const bool* running) {
+  while (!*running) co_await go->async_wait(asio::as_tuple(asio::use_awaitable));
+  throw std::runtime_error("planning failed");
+}
+
+struct Both {
+  Scheduler* scheduler;
+  asio::steady_timer* go;
+  const bool* running;
+  std::vector<std::string>* seen;
+  std::string* when_thrown;
+};
+
+asio::awaitable<void> run_beside_failure(Both b) {
+  using namespace asio::experimental::awaitable_operators;
+  try {
+    co_await (b.scheduler->run() && fail_when_told(b.go, b.running));
+  } catch (const std::exception& e) {
+    *b.when_thrown = std::string(e.what()) + " after:";
+    for (const auto& s : *b.seen) *b.when_thrown += " " + s;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("scheduler_outlived_by_steps: a cancelled run() joins its running steps before it completes",
+          "[executor][scheduler]") {
+  // The streamed goal flow awaits `planning && scheduler.run()`: when planning throws, run() is
+  // cancelled. Its step coroutines point into the scheduler, so they must be done before run()
+  // completes (before, they finished later, into a destroyed scheduler).
+  test::TestTools tools;
+  auto parsed = parse_plan(*parse_json_text(R"([{"id": 1, "action": "sleep", "parameters": {"ms": 20000}},
+                                               {"id": 2, "action": "echo", "parameters": {}, "dependencies": [1]}])"));
+  REQUIRE(parsed.problems.empty());
+  auto analysis = analyze(parsed.plan, tools.registry, {});
+  REQUIRE(analysis.problems.empty());
+  asio::thread_pool pool{2};
+  auto dir = std::filesystem::temp_directory_path();
+  auto ws = Workspace::open(dir);
+  REQUIRE(ws.has_value());
+  ToolContext base;
+  base.workspace = &*ws;
+  base.worker = pool.get_executor();
+  RuleVerifier verifier;
+  asio::io_context io;
+  asio::steady_timer go(io, asio::steady_timer::time_point::max());
+  std::vector<std::string> seen;
+  std::string when_thrown;
+  bool running = false;
+  {
+    auto o = opts();
+    Scheduler scheduler(parsed.plan, analysis, o, base, {}, verifier);
+    scheduler.on_event([&](const StepEvent& ev) {
+      seen.push_back(std::to_string(ev.step_id) + ":" + std::string(to_string(ev.status)));
+      if (ev.step_id == 1 && ev.status == StepStatus::running) running = true, go.cancel();
+    });
+    asio::co_spawn(io, run_beside_failure(Both{&scheduler, &go, &running, &seen, &when_thrown}), asio::detached);
+    io.run();
+  }
+  pool.join();
+  CHECK(when_thrown == "planning failed after: 1:running 2:skipped 1:failed");
 }

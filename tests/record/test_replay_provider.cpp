@@ -247,6 +247,18 @@ TEST_CASE("calls recorded against a live server replay identically without it", 
     CHECK(deltas.at_ms[2] < 30000.0);
   }
 
+  SECTION("replay_offset_overflows_clock: offsets far outside the clock's range are bounded") {
+    // Before: start + a duration cast from -1e300 ms overflowed (undefined behaviour). A recording
+    // is a file: its offsets are untrusted.
+    auto odd = *rec;
+    for (auto& c : odd.events[4].at("chunks").as_array()) c.as_object()["at_ms"] = -1e300;
+    ReplayProvider bounded(io.get_executor(), odd, StreamTiming::recorded);
+    Deltas deltas;
+    auto streamed = run_on(io, bounded.chat_stream(ask("stream me"), deltas.sink()));
+    REQUIRE(streamed.has_value());
+    CHECK(deltas.texts == live.streamed_deltas);
+  }
+
   SECTION("a request with one changed word names the difference") {
     auto changed = run_on(io, replay.chat(ask("please summarize plans.md")));
     REQUIRE_FALSE(changed.has_value());

@@ -3,7 +3,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <csignal>
 #include <map>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -25,6 +29,7 @@ using dagent::RunOutcome;
 using dagent::Runtime;
 using dagent::StepEvent;
 using dagent::StepStatus;
+using dagent::StepResult;
 using dagent::test::TempDir;
 using dagent::test::TestServer;
 using dagent::test::TestServerOptions;
@@ -78,6 +83,15 @@ struct Recorder {
   std::vector<std::string>* pieces;
   void operator()(std::string_view p) const { pieces->emplace_back(p); }
 };
+// Raises SIGINT (Ctrl-C) when the first piece of the answer arrives.
+struct RaiseOnFirstPiece {
+  std::shared_ptr<bool> raised = std::make_shared<bool>(false);
+  void operator()(std::string_view) const {
+    if (!*raised) std::raise(SIGINT);
+    *raised = true;
+  }
+};
+
 struct StepLog {
   std::map<int, int>* runs;
   std::vector<std::string>* lines;
@@ -216,7 +230,7 @@ TEST_CASE("with streamed planning the first step starts before the plan stream e
   CHECK(r.steps[1].started_ms < r.metrics.planning_ms - 300);
   CHECK(r.levels == std::vector<std::vector<int>>{{1, 2}, {3}});
 
-  SECTION("a streamed plan that fails validation cancels what started") {
+  SECTION("streamed_plan_invalid_after_steps_ran: the result keeps what ran, no repair runs over it, exit 1") {
     json::array bad_chunks{R"({"steps": [{"id": 1, "action": "sleep", "parameters": {"ms": 5000}},)",
                            R"( {"id": 2, "action": "nope", "parameters": {}}]})"};
     json::array bad_rules{rule(k_intent, R"({"intent": "x", "tools": []})"),
@@ -231,20 +245,201 @@ TEST_CASE("with streamed planning the first step starts before the plan stream e
     std::vector<std::string> lines;
     RunOptions options;
     options.on_event = StepLog{&runs, &lines};
-    auto repaired = with_sleep.run_task("goal", options);
+    auto ran = with_sleep.run_task("goal", options);
     std::string all_lines;
     for (const auto& l : lines) all_lines += l + "\n";
     INFO(all_lines);
-    REQUIRE(repaired.exit_code() == 0);
-    CHECK(repaired.result.plan_attempts == 2);
-    CHECK(runs[1] == 2);  // once from the stream, cancelled; once from the repaired plan
-    CHECK(repaired.result.metrics.wall_ms < 4000);  // the 5 s sleep did not run out
-    bool cancelled = false;
-    for (const auto& l : lines) cancelled = cancelled || l.find("1 failed") == 0;
-    CHECK(cancelled);
+    // Before: repaired and run again, exit 0 (or "invalid input, nothing was run" after a failed
+    // repair) although step 1 had run.
+    REQUIRE(ran.problems.empty());
+    CHECK(ran.exit_code() == 1);
+    const auto& r = ran.result;
+    CHECK(r.status == dagent::RunStatus::failed);
+    CHECK_THAT(r.error, Catch::Contains("invalid after its first steps ran") && Catch::Contains("nope"));
+    REQUIRE(r.steps.size() == 1);
+    CHECK(r.steps[0].id == 1);
+    CHECK_THAT(r.steps[0].error, Catch::Contains("cancelled"));  // started from the stream, then cancelled
+    CHECK(runs[1] == 1);
+    CHECK(r.metrics.wall_ms < 4000);  // the 5 s sleep did not run out
+    CHECK(count_containing(bodies(server), k_repair) == 0);
   }
 }
 
+namespace {
+
+// Throws from the planner's observer when the plan stream has ended: the planning branch fails
+// while step 1 is running.
+struct ThrowWhenPlanned {
+  void operator()(const PlanningEvent& e) const {
+    if (e.phase == PlanningPhase::planning && e.finished) throw std::runtime_error("observer failed");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("planning_failure_outlived_by_steps: a streamed planning that throws joins the running steps",
+          "[runtime][planner]") {
+  // Before: the scheduler's run() was cancelled and its frame went away while step 1 still ran
+  // (a use after free under ASan), and the exception left run_task() with no result.
+  json::array chunks{R"({"steps": [{"id": 1, "action": "sleep", "parameters": {"ms": 20000}},)",
+                     R"( {"id": 2, "action": "read_file", "parameters": {"path": "a.txt"}}]})"};
+  json::array rules{rule(k_intent, R"({"intent": "x", "tools": []})"),
+                    json::object{{"contains", k_plan}, {"stream_chunks", chunks}, {"stream_interval_ms", 100}},
+                    rule(k_answer, "done")};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  auto cfg = config_for(server, dir);
+  cfg.planner.stream_plan = true;
+  Runtime runtime(cfg);
+  REQUIRE(runtime.register_tool(std::make_shared<dagent::test::SleepTool>()).has_value());
+  RunOptions options;
+  options.on_planning = ThrowWhenPlanned{};
+  std::map<int, int> runs;
+  std::vector<std::string> lines;
+  options.on_event = StepLog{&runs, &lines};
+  RunOutcome outcome;
+  REQUIRE_NOTHROW(outcome = runtime.run_task("goal", options));
+  REQUIRE(outcome.problems.empty());
+  CHECK(outcome.exit_code() == 1);
+  CHECK_THAT(outcome.result.error, Catch::Contains("internal error: observer failed"));
+  // Step 1 was cancelled and finished before run_task() returned (joined, not abandoned).
+  std::string all_lines;
+  for (const auto& l : lines) all_lines += l + "\n";
+  CHECK_THAT(all_lines, Catch::Contains("1 failed sleep cancelled"));
+  CHECK(outcome.result.metrics.wall_ms < 15000);
+}
+
+TEST_CASE("answer_missing_reported_success: a goal run whose answer was never produced fails", "[runtime][planner]") {
+  json::array rules{rule(k_intent, R"({"intent": "x", "tools": []})"), rule(k_plan, plan_text(k_two_reads))};
+  std::string expected;
+  int exit_code = 1;
+  SECTION("the answer call fails") {
+    rules.push_back(json::object{{"contains", k_answer}, {"status", 400}});
+    expected = "answer synthesis failed";
+  }
+  SECTION("the answer is empty") {
+    rules.push_back(rule(k_answer, ""));
+    expected = "answer synthesis failed";
+  }
+  SECTION("the replan reply is not a plan") {
+    rules.push_back(json::object{{"contains", k_answer}, {"nth", 1}, {"reply", "REPLAN: c.txt was not read"}});
+    rules.push_back(rule(k_replan, "I cannot write a plan."));
+    expected = "replanning failed";
+  }
+  SECTION("the provider refuses us for the answer (401, as unreachable): exit 3") {
+    rules.push_back(json::object{{"contains", k_answer}, {"status", 401}});
+    expected = "answer synthesis failed";
+    exit_code = 3;
+  }
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  auto cfg = config_for(server, dir);
+  cfg.llm.max_retries = 0;
+  Runtime runtime(cfg);
+  auto outcome = runtime.run_task("goal");
+  REQUIRE(outcome.problems.empty());
+  const auto& r = outcome.result;
+  INFO(r.error);
+  CHECK(outcome.exit_code() == exit_code);
+  CHECK(r.status == dagent::RunStatus::failed);
+  CHECK_THAT(r.error, Catch::Contains(expected));
+  CHECK(r.answer.empty());
+  CHECK(r.steps.size() >= 3);  // the steps ran and are reported
+  CHECK(dagent::test::read_text(dir.path() / "ws/out.txt") == "alpha+beta");
+}
+
+TEST_CASE("interrupted_answer_lost: Ctrl-C while the answer streams keeps what arrived and fails the run",
+          "[runtime][planner]") {
+  json::array rules{rule(k_intent, R"({"intent": "x", "tools": []})"), rule(k_plan, plan_text(k_two_reads)),
+                    json::object{{"contains", k_answer},
+                                 {"stream_chunks", json::array{"Half an ", "answer"}},
+                                 {"stream_interval_ms", 50000}}};  // the rest comes too late
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  Runtime runtime(config_for(server, dir));
+  RunOptions options;
+  options.stop_on_sigint = true;
+  options.on_answer = RaiseOnFirstPiece{};  // Ctrl-C once the first piece has arrived (the rest never comes)
+  auto outcome = runtime.run_task("goal", options);
+  REQUIRE(outcome.problems.empty());
+  const auto& r = outcome.result;
+  CHECK(outcome.exit_code() == 1);
+  CHECK(r.interrupted);
+  CHECK(r.error == "interrupted");
+  CHECK(r.answer == "Half an ");
+  REQUIRE(r.steps.size() == 3);
+  for (const auto& s : r.steps) CHECK(s.status == StepStatus::succeeded);
+}
+
+TEST_CASE("run_state_outlives_failed_setup: a failing replay, then a live run, on one Runtime", "[runtime][record]") {
+  json::array rules{rule(k_intent, R"({"intent": "x", "tools": []})"), rule(k_plan, plan_text(k_two_reads)),
+                    rule(k_answer, "done")};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  dir.write("empty.jsonl", R"({"type":"header","format":1,"run_id":"0","task":"goal"})" "\n");
+  Runtime runtime(config_for(server, dir));
+  RunOptions replay;
+  replay.replay_file = dir.path() / "empty.jsonl";
+  replay.replay_instant = true;
+  SECTION("a replay whose recording holds no call") {}
+  SECTION("a replay that cannot set up: its --record file cannot be opened") {
+    replay.record_file = dir.path() / "no" / "such" / "folder" / "run.jsonl";
+  }
+  auto failed = runtime.run_task("goal", replay);
+  CHECK(failed.exit_code() != 0);
+  CHECK(bodies(server).empty());  // the replay reached no server
+  auto live = runtime.run_task("goal");
+  INFO((live.problems.empty() ? live.result.error : live.problems.front()));
+  REQUIRE(live.exit_code() == 0);
+  CHECK(live.result.answer == "done");
+  CHECK(count_containing(bodies(server), k_plan) == 1);
+  CHECK(live.result.metrics.llm_calls == 3);
+}
+
+TEST_CASE("judge_unknown_counted_as_pass: a verdict the judge could not give is an error, never a pass",
+          "[runtime][verify]") {
+  TempDir dir;
+  write_workspace(dir);
+  const bool critical = GENERATE(true, false);
+  const auto plan = json::parse(std::string(R"([{"id": 1, "action": "read_file", "parameters": {"path": "a.txt"},
+      "verify": "It mentions alpha", "critical": )") + (critical ? "true" : "false") + R"(},
+      {"id": 2, "action": "read_file", "parameters": {"path": "b.txt"}, "dependencies": [1]}])");
+  auto check = [&](const RunOutcome& outcome, int exit_code) {
+    REQUIRE(outcome.problems.empty());
+    const auto& r = outcome.result;
+    CHECK(outcome.exit_code() == exit_code);
+    CHECK(r.status == dagent::RunStatus::failed);
+    REQUIRE(r.steps.size() == 2);
+    CHECK(r.steps[0].verification == dagent::VerificationStatus::error);
+    CHECK(to_json(r).at("steps").at(0).at("verification").at("status") == "error");
+    if (critical) {
+      CHECK(r.steps[0].status == StepStatus::failed);
+      CHECK(r.steps[1].status == StepStatus::skipped);  // its dependents do not run
+    } else {
+      CHECK(r.steps[0].status == StepStatus::succeeded);
+      CHECK(r.steps[1].status == StepStatus::succeeded);
+    }
+  };
+  SECTION("the judge's reply is not a verdict") {
+    TestServer server(TestServerOptions{.script = json::object{{"rules", json::array{rule("\"verdict\"", "no idea")}}}});
+    auto cfg = config_for(server, dir);
+    Runtime runtime(cfg);
+    auto outcome = runtime.run_plan(plan, {}, dir.path() / "ws");
+    check(outcome, 1);
+    CHECK_THAT(outcome.result.steps[0].verification_reason, Catch::Contains("not a verdict"));
+  }
+  SECTION("the judge cannot be reached: exit 3 when the step is critical") {
+    dagent::config::Config cfg;
+    cfg.llm.base_url = "http://127.0.0.1:9/v1";
+    cfg.llm.max_retries = 0;
+    Runtime runtime(cfg);
+    check(runtime.run_plan(plan, {}, dir.path() / "ws"), critical ? 3 : 1);
+  }
+}
 TEST_CASE("replanning keeps completed steps and runs only the new ones", "[runtime][planner]") {
   json::array rules{
       rule(k_intent, R"({"intent": "x", "tools": []})"),

@@ -1,0 +1,417 @@
+#include "runtime/agent_loop.hpp"
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <variant>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+#include "executor/scheduler.hpp"
+#include "planner/results_digest.hpp"
+#include "tools/llm_tool.hpp"
+
+namespace dagent::runtime {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point epoch) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch).count();
+}
+
+void add_error(RunResult& r, const std::string& message) { r.error += (r.error.empty() ? "" : "; ") + message; }
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : "; ") + i;
+  return out;
+}
+
+bool unreachable(const std::optional<net::LlmError>& e) {
+  return e && tools::to_tool_error(*e).code == ToolErrc::unavailable;
+}
+
+std::vector<int> ids_of(const executor::Plan& plan, const std::vector<std::size_t>& indices) {
+  std::vector<int> ids;
+  ids.reserve(indices.size());
+  for (auto i : indices) ids.push_back(plan.steps[i].id);
+  return ids;
+}
+
+void describe_plan(RunResult& result, const Prepared& prepared, json::value plan) {
+  result.plan = std::move(plan);
+  result.levels.clear();
+  for (const auto& level : prepared.analysis.levels) result.levels.push_back(ids_of(prepared.plan, level));
+  result.critical_path = ids_of(prepared.plan, prepared.analysis.critical_path);
+}
+
+void absorb_counters(Run* run, const executor::ExecutionReport& report) {
+  run->max_concurrent = std::max(run->max_concurrent, report.max_concurrent);
+  run->retries += report.retries;
+  run->interrupted = run->interrupted || report.interrupted;
+}
+
+void absorb(Run* run, executor::ExecutionReport report) {
+  absorb_counters(run, report);
+  run->result->steps = std::move(report.steps);
+}
+
+bool ran(const StepResult& s) { return s.slot >= 0 || s.attempts > 0; }
+
+// Why the steps the stream started cannot be reported as the final plan's: its own problems, a
+// step that ran but is not in it, or one of its steps the stream never delivered. Empty: they agree.
+std::vector<std::string> disagreements(const std::vector<StepResult>& steps, const Prepared& final_plan) {
+  std::vector<std::string> out;
+  for (const auto& p : final_plan.problems) out.push_back("final plan: " + p);
+  std::map<int, const StepResult*> streamed;
+  for (const auto& s : steps) streamed.emplace(s.id, &s);
+  for (const auto& s : steps) {
+    const auto at = final_plan.analysis.index_of.find(s.id);
+    if (at == final_plan.analysis.index_of.end()) {
+      if (ran(s)) out.push_back("step " + std::to_string(s.id) + " ran but is not in the final plan");
+      else out.push_back("step " + std::to_string(s.id) + " was streamed but is not in the final plan");
+    } else if (final_plan.plan.steps[at->second].action != s.action) {
+      out.push_back("step " + std::to_string(s.id) + " ran '" + s.action + "' but the final plan says '" +
+                    final_plan.plan.steps[at->second].action + "'");
+    }
+  }
+  for (const auto& step : final_plan.plan.steps)
+    if (!streamed.contains(step.id))
+      out.push_back("step " + std::to_string(step.id) + " of the final plan never reached the scheduler");
+  return out;
+}
+
+// `steps` (in admission order) rearranged into the order of `plan`; disagreements() is empty.
+std::vector<StepResult> in_plan_order(std::vector<StepResult> steps, const executor::Plan& plan) {
+  std::map<int, std::size_t> at;
+  for (std::size_t i = 0; i < steps.size(); ++i) at.emplace(steps[i].id, i);
+  std::vector<StepResult> out;
+  out.reserve(plan.steps.size());
+  for (const auto& step : plan.steps)
+    if (auto it = at.find(step.id); it != at.end()) out.push_back(std::move(steps[it->second]));
+  return out;
+}
+
+// Step events go to the caller's observer and to the recording.
+struct StepFanout {
+  std::function<void(const StepEvent&)> user;
+  RunRecorder* recorder;
+  void operator()(const StepEvent& e) const {
+    if (recorder) recorder->step(e);
+    if (user) user(e);
+  }
+};
+
+// The streamed answer goes to the caller and is kept, so an answer cut short is not lost.
+struct AnswerSink {
+  Run* run;
+  void operator()(std::string_view piece) const {
+    run->streamed_answer += piece;
+    if (run->options().on_answer) run->options().on_answer(piece);
+  }
+};
+
+// Clears the run's pointer to a scheduler that is about to go away, however its run() ends.
+struct ActiveScheduler {
+  Run* run;
+  ActiveScheduler(Run* r, executor::Scheduler* s) : run(r) {
+    run->active = s;
+    if (run->interrupted) s->interrupt();
+  }
+  ~ActiveScheduler() { run->active = nullptr; }
+  ActiveScheduler(const ActiveScheduler&) = delete;
+  ActiveScheduler& operator=(const ActiveScheduler&) = delete;
+};
+
+// What `work` produced, or what it threw.
+template <class T>
+struct Caught {
+  std::optional<T> value;
+  std::exception_ptr error;
+};
+
+template <class T>
+asio::awaitable<Caught<T>> caught(asio::awaitable<T> work) {
+  Caught<T> out;
+  try {
+    out.value.emplace(co_await std::move(work));
+  } catch (...) {
+    out.error = std::current_exception();
+  }
+  co_return out;
+}
+
+// `work`, unless Ctrl-C comes first: then the call is cancelled and nullopt returned.
+template <class T>
+asio::awaitable<std::optional<T>> unless_interrupted(Run* run, asio::awaitable<T> work) {
+  using namespace asio::experimental::awaitable_operators;
+  if (run->interrupted) co_return std::nullopt;
+  // Why caught(): `||` waits for one *success*; a call that throws must still end the race.
+  auto winner = co_await (caught(std::move(work)) || run->interruption());
+  if (winner.index() != 0) co_return std::nullopt;
+  auto& done = std::get<0>(winner);
+  if (done.error) std::rethrow_exception(done.error);
+  co_return std::move(done.value);
+}
+
+executor::SchedulerOptions scheduler_options(Run* run) {
+  auto options = executor::SchedulerOptions::from(run->cfg());
+  options.epoch = run->epoch;
+  options.observer = run->observer();
+  return options;
+}
+
+void observe(Run* run, executor::Scheduler& scheduler) {
+  if (run->options().on_event || run->recorder())
+    scheduler.on_event(StepFanout{run->options().on_event, run->recorder()});
+}
+
+asio::awaitable<executor::ExecutionReport> execute(Run* run, Prepared* prepared, std::vector<StepResult> kept) {
+  executor::Scheduler scheduler(prepared->plan, prepared->analysis, scheduler_options(run), run->tool_context(),
+                                run->task.inputs, run->verifier());
+  observe(run, scheduler);
+  for (auto& k : kept) {
+    const auto at = prepared->analysis.index_of.find(k.id);
+    if (at != prepared->analysis.index_of.end() && prepared->plan.steps[at->second].action == k.action)
+      scheduler.reuse(at->second, std::move(k));
+  }
+  ActiveScheduler active(run, &scheduler);
+  co_return co_await scheduler.run();
+}
+
+// Hands each streamed step to the incremental analysis and admits what becomes runnable.
+struct StepAdmitter {
+  executor::IncrementalAnalysis* inc;
+  executor::Scheduler* scheduler;
+  void operator()(json::object step) const {
+    auto parsed = executor::parse_plan(json::array{json::value(std::move(step))});
+    if (!parsed.problems.empty() || parsed.plan.steps.size() != 1) return;  // the final analysis reports it
+    for (auto index : inc->add(std::move(parsed.plan.steps.front()))) scheduler->admit(index);
+  }
+};
+
+asio::awaitable<planner::PlanDraft> stream_plan(Run* run, planner::PlanningContext ctx,
+                                                executor::IncrementalAnalysis* inc, executor::Scheduler* scheduler) {
+  auto drafted = co_await unless_interrupted(run, run->planner().draft(std::move(ctx), StepAdmitter{inc, scheduler}));
+  planner::PlanDraft draft;
+  if (drafted) {
+    draft = std::move(*drafted);
+  } else {
+    draft.problems.push_back("interrupted");
+  }
+  run->result->metrics.planning_ms = ms_since(run->epoch);
+  if (!draft.ok()) scheduler->interrupt();  // what started from an invalid plan is cancelled
+  scheduler->close();
+  co_return draft;
+}
+
+asio::awaitable<void> answer_loop(Run* run, planner::PlanningContext ctx, json::array plan_steps, Prepared prepared) {
+  auto& result = *run->result;
+  const auto& cfg = run->cfg();
+  auto* recorder = run->recorder();
+  while (cfg.planner.synthesize_answer && !run->interrupted) {
+    const bool allow_replan = result.replans < cfg.planner.max_replans;
+    run->streamed_answer.clear();
+    auto answered = co_await unless_interrupted(
+        run, run->planner().synthesize(run->task.goal, result.steps, allow_replan, AnswerSink{run}));
+    if (!answered) {  // Ctrl-C: what streamed so far is kept; the run fails as interrupted
+      result.answer = run->streamed_answer;
+      break;
+    }
+    auto& answer = *answered;
+    if (answer.error) {  // the answer was cut (no [DONE], an error event, unreachable): the run has none
+      result.answer = run->streamed_answer;
+      add_error(result, "answer synthesis failed: " + answer.error->message);
+      run->unreachable = run->unreachable || unreachable(answer.error);
+      break;
+    }
+    if (answer.replan_reason.empty()) {
+      result.answer = std::move(answer.text);
+      if (result.answer.empty()) add_error(result, "answer synthesis failed: the model's answer was empty");
+      break;
+    }
+    // Completed steps keep their results; only the new steps run.
+    json::array kept;
+    std::vector<StepResult> kept_results;
+    int max_id = 0;
+    for (std::size_t i = 0; i < result.steps.size() && i < plan_steps.size(); ++i) {
+      const auto& s = result.steps[i];
+      max_id = std::max(max_id, s.id);
+      if (s.status == StepStatus::succeeded && s.verification != VerificationStatus::failed &&
+          s.verification != VerificationStatus::error) {
+        kept.push_back(plan_steps[i]);
+        kept_results.push_back(s);
+      }
+    }
+    const auto digest = planner::digest_results(result.steps, cfg.planner.answer_budget_tokens);
+    auto replanned = co_await unless_interrupted(
+        run, run->planner().replan(ctx, kept, digest, answer.replan_reason, max_id + 1));
+    if (!replanned) break;
+    ++result.replans;
+    auto& more = *replanned;
+    if (!more.ok()) {
+      add_error(result, "replanning failed: " + joined(more.problems));
+      run->unreachable = run->unreachable || unreachable(more.error);
+      break;
+    }
+    json::array combined = std::move(kept);
+    for (auto& step : more.steps) combined.push_back(std::move(step));
+    prepared = run->prepare(json::value(combined));
+    if (!prepared.problems.empty()) {
+      add_error(result, "replanning failed: " + joined(prepared.problems));
+      break;
+    }
+    if (recorder) recorder->plan(combined);
+    describe_plan(result, prepared, json::value(combined));
+    if (run->options().on_start) run->options().on_start(result);
+    absorb(run, co_await execute(run, &prepared, std::move(kept_results)));
+    plan_steps = std::move(combined);
+  }
+}
+
+asio::awaitable<void> resumed_goal_loop(Run* run) {
+  auto& result = *run->result;
+  json::array steps = *run->resume()->plan;
+  auto prepared = run->prepare(json::value(steps));
+  if (!prepared.problems.empty()) {
+    run->problems = std::move(prepared.problems);
+    co_return;
+  }
+  describe_plan(result, prepared, json::value(steps));
+  if (run->options().on_start) run->options().on_start(result);
+  absorb(run, co_await execute(run, &prepared, run->resume()->kept));
+  planner::PlanningContext ctx;
+  ctx.goal = run->task.goal;
+  ctx.inputs = run->task.inputs;
+  co_await answer_loop(run, std::move(ctx), std::move(steps), std::move(prepared));
+}
+
+// The streamed plan: steps start as they arrive. Returns true when the loop goes on to the
+// answer, false when the run ends here (interrupted, or what ran cannot be squared with the plan),
+// and nullopt when nothing ran and the draft goes to repair.
+asio::awaitable<std::optional<bool>> streamed(Run* run, planner::PlanningContext ctx, planner::PlanDraft* draft,
+                                              Prepared* prepared) {
+  using namespace asio::experimental::awaitable_operators;
+  auto& result = *run->result;
+  const auto& cfg = run->cfg();
+  executor::AnalysisOptions options;
+  options.dependency_analysis = cfg.performance.parallel_execution.dependency_analysis;
+  options.max_steps = cfg.planner.max_steps;
+  options.inputs = &run->task.inputs;
+  executor::IncrementalAnalysis inc(run->registry(), options);
+  executor::Scheduler scheduler(inc.plan(), inc.analysis(), scheduler_options(run), run->tool_context(),
+                                run->task.inputs, run->verifier(), executor::PlanGrowth::streamed);
+  observe(run, scheduler);
+  if (run->options().on_start) run->options().on_start(result);
+  executor::ExecutionReport report;
+  {
+    ActiveScheduler active(run, &scheduler);
+    // run() joins its steps before it completes, even when planning throws and cancels it.
+    auto both = co_await (stream_plan(run, ctx, &inc, &scheduler) && scheduler.run());
+    *draft = std::move(std::get<0>(both));
+    report = std::move(std::get<1>(both));
+  }
+  const bool any_ran = std::any_of(report.steps.begin(), report.steps.end(), ran);
+  if (draft->ok()) {
+    if (auto* recorder = run->recorder()) recorder->plan(draft->steps);
+    *prepared = run->prepare(json::value(draft->steps));
+    auto problems = disagreements(report.steps, *prepared);
+    if (problems.empty()) {
+      report.steps = in_plan_order(std::move(report.steps), prepared->plan);
+      describe_plan(result, *prepared, json::value(draft->steps));
+      absorb(run, std::move(report));
+      co_return !run->interrupted;
+    }
+    // The streamed steps and the whole plan disagree: report what ran, and never as a success.
+    result.plan = json::value(draft->steps);
+    absorb(run, std::move(report));
+    add_error(result, "the streamed plan and the final plan disagree: " + joined(problems));
+    co_return false;
+  }
+  if (!any_ran && !run->interrupted) co_return std::nullopt;  // nothing ran: a repair may still run a plan
+  // Invalid after its first steps ran (or Ctrl-C): a repaired plan would run over their effects.
+  result.plan = json::value(draft->steps);
+  report.interrupted = run->interrupted;  // the scheduler was stopped for the invalid plan, not by Ctrl-C
+  absorb(run, std::move(report));
+  if (!run->interrupted) {
+    add_error(result, "the streamed plan was found invalid after its first steps ran: " + joined(draft->problems));
+    run->unreachable = run->unreachable || unreachable(draft->error);
+  }
+  co_return false;
+}
+
+}  // namespace
+
+void finish_status(RunResult& result) {
+  bool ok = !result.interrupted && result.error.empty();
+  for (const auto& s : result.steps)
+    ok = ok && s.status == StepStatus::succeeded && s.verification != VerificationStatus::failed &&
+         s.verification != VerificationStatus::error;
+  result.status = ok ? RunStatus::succeeded : RunStatus::failed;
+  if (result.interrupted) result.error = "interrupted" + (result.error.empty() ? "" : "; " + result.error);
+}
+
+asio::awaitable<void> run_goal_loop(Run* run) {
+  auto& result = *run->result;
+  const auto& cfg = run->cfg();
+  const auto& resume = run->resume();
+  if (resume && resume->plan) {  // resumed after planning: the recorded plan, its finished steps kept
+    co_await resumed_goal_loop(run);
+    co_return;
+  }
+  auto context = co_await unless_interrupted(run, run->planner().prepare(run->task.goal, run->task.inputs));
+  if (!context) co_return;  // Ctrl-C: a result with nothing run, failed as interrupted
+  if (!*context) {
+    run->problems = std::move(context->error());
+    co_return;
+  }
+  planner::PlanningContext ctx = std::move(**context);
+  result.intent = ctx.intent;
+
+  const auto& pe = cfg.performance.parallel_execution;
+  // Levels need the whole plan, so that mode waits for it; eager starts steps as they stream in.
+  const bool stream = cfg.planner.stream_plan && pe.scheduling == config::Scheduling::eager;
+  planner::PlanDraft draft;
+  Prepared prepared;
+  ++result.plan_attempts;
+  std::optional<bool> executed;
+  if (stream) {
+    executed = co_await streamed(run, ctx, &draft, &prepared);
+    if (executed && !*executed) co_return;
+  } else {
+    auto drafted = co_await unless_interrupted(run, run->planner().draft(ctx, {}));
+    if (!drafted) co_return;
+    draft = std::move(*drafted);
+  }
+  if (!executed) {
+    if (!draft.ok() && !draft.error) {
+      ++result.plan_attempts;
+      auto repaired = co_await unless_interrupted(run, run->planner().repair(ctx, std::move(draft)));
+      if (!repaired) co_return;
+      draft = std::move(*repaired);
+    }
+    if (!draft.ok()) {
+      run->problems = std::move(draft.problems);
+      run->unreachable = unreachable(draft.error);
+      co_return;
+    }
+    if (auto* recorder = run->recorder()) recorder->plan(draft.steps);
+    prepared = run->prepare(json::value(draft.steps));
+    result.metrics.planning_ms = ms_since(run->epoch);
+    describe_plan(result, prepared, json::value(draft.steps));
+    if (run->options().on_start) run->options().on_start(result);
+    absorb(run, co_await execute(run, &prepared, {}));
+  }
+  co_await answer_loop(run, ctx, std::move(draft.steps), std::move(prepared));
+}
+
+asio::awaitable<void> run_plan_loop(Run* run, Prepared* prepared) {
+  std::vector<StepResult> kept;
+  if (run->resume()) kept = run->resume()->kept;
+  absorb(run, co_await execute(run, prepared, std::move(kept)));
+}
+
+}  // namespace dagent::runtime

@@ -1,0 +1,354 @@
+#include "runtime/run.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <set>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "config/loader.hpp"
+#include "executor/llm_judge.hpp"
+#include "executor/scheduler.hpp"
+#include "memory/memory.hpp"
+#include "net/sha256.hpp"
+#include "tools/llm_tool.hpp"
+#include "tools/memory_add_tool.hpp"
+#include "tools/memory_search_tool.hpp"
+
+namespace dagent::runtime {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+// The planner's recall for a recorded or replayed run: a replay answers with the memories the
+// recording holds (so the planning prompt matches whatever memory the user has); a recording
+// writes what the memory answered.
+class RecallTap final : public planner::Recall {
+ public:
+  RecallTap(planner::Recall* inner, RunRecorder* recorder, std::optional<std::vector<std::string>> replayed)
+      : inner_(inner), recorder_(recorder), replayed_(std::move(replayed)) {}
+  asio::awaitable<std::vector<std::string>> recall(std::string goal, int k) override {
+    std::vector<std::string> memories;
+    if (replayed_) {
+      memories = *replayed_;
+    } else if (inner_) {
+      memories = co_await inner_->recall(std::move(goal), k);
+    }
+    if (recorder_) recorder_->recall(memories);
+    co_return memories;
+  }
+
+ private:
+  planner::Recall* inner_;
+  RunRecorder* recorder_;
+  std::optional<std::vector<std::string>> replayed_;
+};
+
+// The memories of a recording's "recall" event, if it has one.
+std::optional<std::vector<std::string>> recorded_recall(const record::Recording& recording) {
+  for (const auto& event : recording.events) {
+    const auto* type = event.if_contains("type");
+    const auto* memories = event.if_contains("memories");
+    if (!type || *type != "recall" || !memories || !memories->is_array()) continue;
+    std::vector<std::string> out;
+    for (const auto& m : memories->get_array())
+      if (m.is_string()) out.emplace_back(m.get_string());
+    return out;
+  }
+  return std::nullopt;
+}
+
+std::string shown(const json::value& v) {
+  auto text = json::serialize(v);
+  return text.size() <= 60 ? text : text.substr(0, 57) + "...";
+}
+
+// The dotted keys whose values differ between two configs as to_json() writes them.
+void config_differences(const json::object& was, const json::object& now, const std::string& prefix,
+                        std::vector<std::string>& out) {
+  std::set<std::string> keys;
+  for (const auto& kv : was) keys.emplace(kv.key());
+  for (const auto& kv : now) keys.emplace(kv.key());
+  for (const auto& key : keys) {
+    const auto* a = was.if_contains(key);
+    const auto* b = now.if_contains(key);
+    const auto name = prefix + key;
+    if (a && b && a->is_object() && b->is_object()) {
+      config_differences(a->get_object(), b->get_object(), name + ".", out);
+    } else if (!a || !b || *a != *b) {
+      out.push_back(name + " (" + (a ? shown(*a) : "unset") + " -> " + (b ? shown(*b) : "unset") + ")");
+    }
+  }
+}
+
+// What differs between the recorded plan and the one given now, step by step.
+std::vector<std::string> plan_differences(const json::value& was, const json::value& now) {
+  std::vector<std::string> out;
+  std::map<std::string, const json::object*> before, after;
+  auto index = [](const json::value& plan, std::map<std::string, const json::object*>& into) {
+    const json::array* steps = plan.if_array();
+    if (const auto* obj = plan.if_object(); obj && obj->if_contains("steps")) steps = obj->at("steps").if_array();
+    if (!steps) return;
+    for (const auto& s : *steps)
+      if (const auto* o = s.if_object(); o && o->if_contains("id")) into[json::serialize(o->at("id"))] = o;
+  };
+  index(was, before);
+  index(now, after);
+  for (const auto& [id, step] : before) {
+    auto it = after.find(id);
+    if (it == after.end()) {
+      out.push_back("step " + id + " was removed");
+      continue;
+    }
+    const auto* a = step->if_contains("action");
+    const auto* b = it->second->if_contains("action");
+    if (!a || !b || *a != *b) {
+      out.push_back("step " + id + ": action " + (a ? shown(*a) : "none") + " -> " + (b ? shown(*b) : "none"));
+    } else if (*step != *it->second) {
+      out.push_back("step " + id + ": parameters, dependencies or criteria changed");
+    }
+  }
+  for (const auto& [id, step] : after)
+    if (!before.contains(id)) out.push_back("step " + id + " was added");
+  if (out.empty() && was != now) out.push_back("the steps' order or form changed");
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : "; ") + i;
+  return out;
+}
+
+}  // namespace
+
+Prepared prepare_plan(const json::value& plan_json, const json::object* inputs, const tools::Registry& registry,
+                      const config::Config& cfg) {
+  Prepared p;
+  auto parsed = executor::parse_plan(plan_json);
+  p.plan = std::move(parsed.plan);
+  executor::AnalysisOptions options;
+  options.dependency_analysis = cfg.performance.parallel_execution.dependency_analysis;
+  options.max_steps = cfg.planner.max_steps;
+  options.inputs = inputs;
+  p.analysis = executor::analyze(p.plan, registry, options);
+  for (const auto& problem : parsed.problems) p.problems.push_back(problem.to_string());
+  for (const auto& problem : p.analysis.problems) p.problems.push_back(problem.to_string());
+  return p;
+}
+
+std::string config_digest(const config::Config& cfg) {
+  return net::sha256_hex(json::serialize(json::value(config::to_json(cfg)))).substr(0, 16);
+}
+
+json::object describe_run(const config::Task& task, const config::Config& cfg) {
+  json::object fields{{"task", task.name},
+                      {"goal", task.goal},
+                      {"inputs", task.inputs},
+                      {"config_digest", config_digest(cfg)},
+                      {"model", cfg.llm.model},
+                      // The effective config (after --set): a replay runs with it, a resume checks it.
+                      {"effective_config", config::to_json(cfg)}};
+  if (task.plan) fields["plan"] = *task.plan;
+  return fields;
+}
+
+Run::Run(Shared shared, const RunOptions& options)
+    : shared_(std::move(shared)),
+      options_(&options),
+      interrupt_timer_(shared_.loop, asio::steady_timer::time_point::max()) {
+  // Retry budget (llm.retry_budget): the run-scoped budget of the net layer is reset here, once
+  // per run, before any call of this run is made. Wired by the lead once net provides it.
+}
+
+Run::~Run() {
+  // The parts that use the replay's memory go first, then the memory, then its folder.
+  planner_.reset();
+  registry_ = tools::Registry{};
+  replay_memory_.reset();
+  if (!scratch_memory_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(scratch_memory_, ec);
+  }
+}
+
+std::vector<std::string> Run::check_resumable(const record::Recording& recording, const config::Task& task) const {
+  const auto& h = recording.header;
+  const auto name = options_->resume_file.string();
+  std::vector<std::string> out;
+  auto text = [&](std::string_view key) -> std::string {
+    const auto* v = h.if_contains(key);
+    return v && v->is_string() ? std::string(v->get_string()) : std::string();
+  };
+  if (text("task") != task.name) {
+    out.push_back("--resume: " + name + " records task '" + text("task") + "', not '" + task.name +
+                  "': another task's outputs cannot be reused");
+    return out;
+  }
+  if (text("goal") != task.goal) out.push_back("--resume: the goal changed since " + name + " was recorded");
+  const auto* inputs = h.if_contains("inputs");
+  if (!inputs || !inputs->is_object() || inputs->get_object() != task.inputs)
+    out.push_back("--resume: the inputs changed since " + name + " was recorded");
+  const auto* plan = h.if_contains("plan");
+  if (plan || task.plan) {
+    if (!plan || !task.plan) {
+      out.push_back("--resume: " + name + (plan ? " records a fixed plan, the task now has a goal"
+                                                : " records a goal run, the task now has a fixed plan"));
+    } else if (*plan != *task.plan) {
+      out.push_back("--resume: the plan changed since " + name + " was recorded: " +
+                    joined(plan_differences(*plan, *task.plan)));
+    }
+  }
+  if (text("config_digest") != config_digest(cfg())) {
+    std::vector<std::string> keys;
+    if (const auto* was = h.if_contains("effective_config"); was && was->is_object())
+      config_differences(was->get_object(), config::to_json(cfg()), "", keys);
+    out.push_back("--resume: the config changed since " + name + " was recorded" +
+                  (keys.empty() ? std::string() : ": " + joined(keys)));
+  }
+  return out;
+}
+
+std::vector<std::string> Run::set_up(const config::Task& task) {
+  const auto& cfg = *shared_.cfg;
+  header_task_ = task;
+  std::filesystem::path record_to = options_->record_file;
+  if (!options_->resume_file.empty()) {
+    auto read = record::read_recording(options_->resume_file);
+    if (!read) return {"--resume: " + read.error()};
+    if (auto refused = check_resumable(*read, task); !refused.empty()) return refused;
+    resume_ = resume_point(*read);
+    if (resume_->finished)
+      return {"--resume: " + options_->resume_file.string() + " records a run that succeeded; there is nothing to resume"};
+    if (resume_->plan) {  // a goal run: its recorded plan is run again; a step's action must still match
+      auto prepared = prepare_plan(json::value(*resume_->plan), &task.inputs, *shared_.registry, cfg);
+      for (const auto& kept : resume_->kept) {
+        const auto at = prepared.analysis.index_of.find(kept.id);
+        if (at != prepared.analysis.index_of.end() && prepared.plan.steps[at->second].action != kept.action)
+          return {"--resume: step " + std::to_string(kept.id) + " ran '" + kept.action + "' but the plan says '" +
+                  prepared.plan.steps[at->second].action + "'"};
+      }
+    }
+    if (read->torn_tail) {  // cut the torn line away, so the events appended next start a line of their own
+      std::error_code ec;
+      std::filesystem::resize_file(options_->resume_file, read->intact_bytes, ec);
+      if (ec)
+        return {"--resume: cannot cut the torn last line of " + options_->resume_file.string() + ": " + ec.message()};
+    }
+    if (record_to.empty()) record_to = options_->resume_file;
+  }
+
+  provider_ = shared_.live;
+  if (!options_->replay_file.empty()) {
+    auto read = record::read_recording(options_->replay_file);
+    if (!read) return {"--replay: " + read.error()};
+    source_ = std::move(*read);
+    replay_ = std::make_unique<record::ReplayProvider>(
+        shared_.loop, *source_,
+        options_->replay_instant ? record::StreamTiming::instant : record::StreamTiming::recorded);
+    provider_ = replay_.get();
+    if (cfg.memory.enabled) {  // a replay never reads or writes the user's memory: it has a folder of its own
+      static std::atomic<int> counter{0};
+      scratch_memory_ = std::filesystem::temp_directory_path() /
+                        ("dagent-replay-memory-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+      replay_memory_ = std::make_unique<memory::Memory>(shared_.loop, shared_.pool, *provider_, cfg);
+      replay_memory_->use_folder(scratch_memory_);
+    }
+  } else if (options_->replay_tools) {
+    return {"--replay-tools needs --replay FILE"};
+  }
+  if (!record_to.empty()) {
+    const bool append = !options_->resume_file.empty() && record_to == options_->resume_file;
+    auto opened = record::RecordWriter::open(record_to, append);
+    if (!opened) return {"--record: " + opened.error()};
+    writer_.emplace(std::move(*opened));
+    recording_ = std::make_unique<record::RecordingProvider>(*provider_, *writer_);
+    provider_ = recording_.get();
+    recorder_ = std::make_unique<RunRecorder>(*writer_);
+    observer_ = recorder_.get();
+  }
+  if (source_) {  // memory tools always come from the recording: the replay's memory is a scratch folder
+    tool_replay_ = std::make_unique<ToolReplay>(*source_, recorder_.get(), !options_->replay_tools);
+    observer_ = tool_replay_.get();
+  }
+  planner::Recall* recall = replay_ ? nullptr : shared_.recall;
+  if (recorder_ || source_) {
+    recall_tap_ = std::make_unique<RecallTap>(recall, recorder_.get(),
+                                              source_ ? recorded_recall(*source_) : std::nullopt);
+    recall = recall_tap_.get();
+  }
+
+  // The run's tools: the runtime's, with the built-in ones that call the model or the memory bound
+  // to this run's provider chain and memory.
+  for (const Tool* tool : shared_.registry->tools()) {
+    std::shared_ptr<Tool> mine;
+    if (tool == shared_.llm_tool) {
+      mine = std::make_shared<tools::LlmTool>(*provider_, cfg.llm.model);
+    } else if (replay_memory_ && tool == shared_.memory_add_tool) {
+      mine = std::make_shared<tools::MemoryAddTool>(*replay_memory_);
+    } else if (replay_memory_ && tool == shared_.memory_search_tool) {
+      mine = std::make_shared<tools::MemorySearchTool>(*replay_memory_, cfg.memory.recall_k);
+    } else {
+      mine = shared_.registry->get(tool->name());
+    }
+    (void)registry_.add(std::move(mine));
+  }
+  if (cfg.verification.llm_judge) {
+    verifier_ = std::make_unique<executor::LlmJudge>(*provider_, cfg.llm.model);
+  } else {
+    verifier_ = std::make_unique<executor::RuleVerifier>("a text criterion needs the LLM judge, which is off "
+                                                         "(verification.llm_judge)");
+  }
+  planner_ = std::make_unique<planner::Planner>(*provider_, registry_, cfg);
+  planner_->set_recall(recall);
+  return {};
+}
+
+void Run::record_header(std::string_view task_ref) {
+  if (!recorder_) return;
+  const auto& run_id = result->run_id;
+  if (resume_) {
+    writer_->write(json::object{{"type", "resume"}, {"run_id", run_id}, {"kept", resume_->kept.size()}});
+    return;
+  }
+  // Files are named relative to the recording's folder, so a recording replays from anywhere.
+  std::error_code ec;
+  const auto folder = std::filesystem::absolute(writer_->path(), ec).parent_path();
+  auto beside_recording = [&](const std::filesystem::path& file) -> std::optional<std::string> {
+    if (file.empty() || !std::filesystem::is_regular_file(file, ec)) return std::nullopt;
+    return std::filesystem::absolute(file, ec).lexically_normal().lexically_relative(folder).generic_string();
+  };
+  json::object header{{"run_id", run_id},
+                      {"task_ref", beside_recording(std::string(task_ref)).value_or(std::string(task_ref))}};
+  for (auto& [key, value] : describe_run(header_task_, cfg())) header[key] = std::move(value);
+  if (auto config = beside_recording(cfg().source)) header["config"] = *config;
+  recorder_->header(std::move(header));
+}
+
+void Run::interrupt() {
+  if (interrupted) return;
+  interrupted = true;
+  interrupt_timer_.cancel();
+  if (active) active->interrupt();
+}
+
+asio::awaitable<void> Run::interruption() {
+  while (!interrupted) co_await interrupt_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+Prepared Run::prepare(const json::value& plan) const { return prepare_plan(plan, &task.inputs, registry_, cfg()); }
+
+ToolContext Run::tool_context() const {
+  ToolContext base;
+  base.workspace = workspace ? &*workspace : nullptr;
+  base.worker = shared_.pool;
+  return base;
+}
+
+}  // namespace dagent::runtime

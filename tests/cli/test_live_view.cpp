@@ -1,0 +1,82 @@
+#include "cli/live_view.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace dagent;
+using dagent::cli::LiveView;
+
+// What a terminal shows after `bytes`: the lines left once the cursor-up (ESC[nF) and erase-below
+// (ESC[J) sequences the live view draws with are applied; colours are ignored.
+std::vector<std::string> screen(const std::string& bytes) {
+  std::vector<std::string> lines{""};
+  std::size_t row = 0;
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    const char c = bytes[i];
+    if (c == '\x1b' && i + 1 < bytes.size() && bytes[i + 1] == '[') {
+      std::size_t j = i + 2;
+      std::size_t n = 0;
+      while (j < bytes.size() && std::isdigit(static_cast<unsigned char>(bytes[j]))) n = n * 10 + (bytes[j++] - '0');
+      if (j < bytes.size() && bytes[j] == 'F') row = row >= n ? row - n : 0;
+      if (j < bytes.size() && bytes[j] == 'J') lines.resize(row + 1), lines[row].clear();
+      i = j;
+      continue;
+    }
+    if (c == '\n') {
+      if (++row == lines.size()) lines.emplace_back();
+      continue;
+    }
+    lines[row] += c;
+  }
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  return lines;
+}
+
+// A LiveView drawing into memory as if stderr were a terminal.
+struct Captured {
+  char* data = nullptr;
+  std::size_t size = 0;
+  std::FILE* file = open_memstream(&data, &size);
+  ~Captured() {
+    if (file) std::fclose(file);
+    std::free(data);
+  }
+  std::string text() {
+    std::fflush(file);
+    return std::string(data, size);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("live_view_stale_progress_line: the plan's arrival clears the planning progress line", "[cli][live_view]") {
+  Captured out;
+  REQUIRE(out.file);
+  LiveView view(LiveView::Mode::terminal, out.file, out.file);
+  view.on_planning(PlanningEvent{PlanningPhase::planning, false, 1.0, {}});
+  view.on_planning(PlanningEvent{PlanningPhase::planning, true, 2.0, {}});
+  RunResult skeleton;
+  skeleton.run_id = "r1";
+  skeleton.task = "goal";
+  skeleton.levels = {{1}};
+  view.start(skeleton);
+  view.on_event(StepEvent{1, "echo", StepStatus::running, VerificationStatus::not_requested, 1, 0, 3.0, {}});
+  view.on_event(StepEvent{1, "echo", StepStatus::succeeded, VerificationStatus::not_requested, 1, 0, 4.0, {}});
+  const auto lines = screen(out.text());
+  INFO(out.text());
+  bool run_line = false;
+  for (const auto& line : lines) {
+    CHECK(line.find("[0/0]") == std::string::npos);  // drawn while planning, stale once the plan is known
+    run_line = run_line || line.rfind("run r1: task goal", 0) == 0;
+  }
+  CHECK(run_line);  // and the run's own line was not erased in its place
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines.back().find("[1/1] 0 running") != std::string::npos);
+}
