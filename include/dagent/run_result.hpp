@@ -46,6 +46,7 @@ struct RunMetrics {
   std::int64_t completion_tokens = 0;
   std::int64_t embedding_calls = 0;
   std::int64_t retries = 0;
+  std::int64_t retries_refused = 0;  ///< retries not made: the run's retry budget was spent
   double rate_limit_wait_ms = 0;
   std::int64_t cache_hits = 0;
   std::int64_t connections_opened = 0;

@@ -108,7 +108,8 @@ std::variant<Options, std::string> parse_options(int argc, char** argv) {
 std::variant<std::filesystem::path, std::string> config_path(const Options& options) {
   if (options.config) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(*options.config, ec))
+    // A folder or an unreadable file is passed on: the loader says what is wrong with it.
+    if (!std::filesystem::exists(*options.config, ec))
       return "config file '" + options.config->string() + "' does not exist";
     return *options.config;
   }

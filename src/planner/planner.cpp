@@ -72,7 +72,7 @@ json::object plan_schema(const std::vector<std::string>& tool_names) {
 
 std::string describe(const net::LlmError& e) {
   std::string out = "the planning call failed: " + e.message;
-  if (e.status) out += " (HTTP " + std::to_string(e.status) + ")";
+  if (e.status && e.code != net::NetErrc::provider_refused) out += " (HTTP " + std::to_string(e.status) + ")";  // a refusal names it
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "executor/scheduler.hpp"
+#include "net/net_error.hpp"
 #include "planner/results_digest.hpp"
 #include "tools/llm_tool.hpp"
 
@@ -30,8 +31,10 @@ std::string joined(const std::vector<std::string>& items) {
   return out;
 }
 
+// The provider could not be reached or refused us (exit 3): a refusal of a planning or answer
+// call is the provider's, not a problem of the user's input.
 bool unreachable(const std::optional<net::LlmError>& e) {
-  return e && tools::to_tool_error(*e).code == ToolErrc::unavailable;
+  return e && (tools::to_tool_error(*e).code == ToolErrc::unavailable || e->code == net::NetErrc::provider_refused);
 }
 
 std::vector<int> ids_of(const executor::Plan& plan, const std::vector<std::size_t>& indices) {

@@ -89,4 +89,8 @@ boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> LazyProvider::embed(n
 
 net::ProviderMetrics LazyProvider::metrics() const { return client_ ? client_->metrics() : net::ProviderMetrics{}; }
 
+void LazyProvider::reset_retry_budget() {
+  if (client_) client_->reset_retry_budget();
+}
+
 }  // namespace dagent::runtime

@@ -28,6 +28,7 @@ class LazyProvider final : public net::LlmProvider {
       net::ChatRequest request, std::function<void(std::string_view)> on_delta) override;
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(net::EmbedRequest request) override;
   net::ProviderMetrics metrics() const override;
+  void reset_retry_budget() override;
 
  private:
   boost::asio::any_io_executor executor_;

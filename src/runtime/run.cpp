@@ -163,8 +163,8 @@ Run::Run(Shared shared, const RunOptions& options)
     : shared_(std::move(shared)),
       options_(&options),
       interrupt_timer_(shared_.loop, asio::steady_timer::time_point::max()) {
-  // Retry budget (llm.retry_budget): the run-scoped budget of the net layer is reset here, once
-  // per run, before any call of this run is made. Wired by the lead once net provides it.
+  // llm.retry_budget counts the calls and retries of this run only.
+  shared_.live->reset_retry_budget();
 }
 
 Run::~Run() {

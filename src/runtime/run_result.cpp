@@ -104,6 +104,7 @@ json::object to_json(const RunResult& r) {
                               {"completion_tokens", m.completion_tokens},
                               {"embedding_calls", m.embedding_calls},
                               {"retries", m.retries},
+                              {"retries_refused", m.retries_refused},
                               {"rate_limit_wait_ms", round_ms(m.rate_limit_wait_ms)},
                               {"cache_hits", m.cache_hits},
                               {"connections_opened", m.connections_opened},

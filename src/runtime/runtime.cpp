@@ -177,7 +177,9 @@ int RunOutcome::exit_code() const noexcept {
 struct Runtime::Impl {
   explicit Impl(config::Config c)
       : cfg(std::move(c)),
-        registry(tools::make_builtin_registry(cfg.tools.enabled)),
+        registry(tools::make_builtin_registry(
+            cfg.tools.enabled, {.read_max_bytes = static_cast<std::uint64_t>(cfg.tools.read_max_bytes),
+                                .search_max_line_bytes = static_cast<std::size_t>(cfg.tools.search_max_line_bytes)})),
         provider(io.get_executor(), cfg) {
     const auto& caching = cfg.performance.caching;
     if (caching.llm_responses) {
@@ -267,6 +269,7 @@ void fill_metrics(RunResult& result, const net::ProviderMetrics& before, const n
                   std::int64_t step_retries) {
   auto& m = result.metrics;
   m.retries = step_retries + (after.retries - before.retries);
+  m.retries_refused = after.retries_refused - before.retries_refused;
   m.llm_calls = after.llm_calls - before.llm_calls;
   m.prompt_tokens = after.prompt_tokens - before.prompt_tokens;
   m.completion_tokens = after.completion_tokens - before.completion_tokens;

@@ -190,6 +190,16 @@ TEST_CASE("config problems exit 2 with file, line and key", "[cli]") {
   CHECK_THAT(missing.err, Catch::Contains("nope.yaml"));
 }
 
+TEST_CASE("config_dir_does_not_exist: --config naming a folder says it is a folder", "[cli]") {
+  TempDir dir;
+  write_fan_in_task(dir);
+  dir.write("conf.d/keep.txt", "");
+  auto r = dagent_cli(dir, {"validate", "--config", "conf.d"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("conf.d") && Catch::Contains("is a folder"));
+  CHECK_THAT(r.err, !Catch::Contains("does not exist"));
+}
+
 TEST_CASE("dagent plan prints levels and the critical path without running", "[cli]") {
   TempDir dir;
   write_fan_in_task(dir);

@@ -315,8 +315,13 @@ TEST_CASE("answer_missing_reported_success: a goal run whose answer was never pr
   std::string expected;
   int exit_code = 1;
   SECTION("the answer call fails") {
-    rules.push_back(json::object{{"contains", k_answer}, {"status", 400}});
+    rules.push_back(json::object{{"contains", k_answer}, {"status", 500}});
     expected = "answer synthesis failed";
+  }
+  SECTION("the provider refuses the answer call (400): its refusal, exit 3") {
+    rules.push_back(json::object{{"contains", k_answer}, {"status", 400}});
+    expected = "provider refused the request (400)";
+    exit_code = 3;
   }
   SECTION("the answer is empty") {
     rules.push_back(rule(k_answer, ""));
@@ -487,5 +492,48 @@ TEST_CASE("replanning keeps completed steps and runs only the new ones", "[runti
     CHECK(once.result.replans == 0);
     CHECK(count_containing(bodies(server), k_replan) == 0);
     CHECK(count_containing(bodies(server), "REPLAN: <what is missing>") == 0);  // not offered
+  }
+}
+
+TEST_CASE("planning_refused_is_invalid_input: a provider's 4xx to the planning call exits 3 with its message",
+          "[runtime][planner]") {
+  json::array rules{rule(k_intent, R"({"intent": "x", "tools": []})"),
+                    json::object{{"contains", k_plan},
+                                 {"status", 400},
+                                 {"body", json::object{{"error", json::object{{"message", "model 'nope' does not exist"},
+                                                                               {"type", "invalid_request_error"}}}}}}};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  Runtime runtime(config_for(server, dir));
+  auto outcome = runtime.run_task("goal");
+  REQUIRE_FALSE(outcome.problems.empty());
+  INFO(outcome.problems.front());
+  CHECK(outcome.exit_code() == 3);
+  CHECK_THAT(outcome.problems.front(),
+             Catch::Contains("provider refused the request (400)") && Catch::Contains("model 'nope' does not exist"));
+  CHECK(count_containing(bodies(server), k_repair) == 0);  // a refusal is not the plan's fault: no repair
+}
+
+TEST_CASE("retry budget: each run on one Runtime starts with a fresh budget", "[runtime]") {
+  // Every llm call fails with a 500; the budget allows one retry per run (min 1, ratio 0).
+  TestServer server(TestServerOptions{.script = json::object{
+                                          {"rules", json::array{json::object{{"path", "/v1/chat/completions"},
+                                                                             {"status", 500}}}}}});
+  TempDir dir;
+  auto cfg = config_for(server, dir);
+  cfg.llm.max_retries = 3;
+  cfg.llm.retry_budget = 0;
+  cfg.llm.retry_budget_min = 1;
+  cfg.performance.circuit_breaker.enabled = false;
+  Runtime runtime(cfg);
+  auto plan = json::parse(R"([{"id": 1, "action": "llm", "parameters": {"prompt": "one"}},
+                             {"id": 2, "action": "llm", "parameters": {"prompt": "two"}}])");
+  for (int run = 0; run < 2; ++run) {
+    auto outcome = runtime.run_plan(plan, {}, dir.path());
+    REQUIRE(outcome.problems.empty());
+    INFO("run " << run);
+    CHECK(outcome.result.metrics.retries == 1);          // the budget's one retry, in each run
+    CHECK(outcome.result.metrics.retries_refused >= 1);  // the rest were refused, not made
   }
 }

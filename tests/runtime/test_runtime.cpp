@@ -120,6 +120,23 @@ TEST_CASE("configured tasks without a workspace use tools.workspace", "[runtime]
   CHECK(outcome.result.steps[0].output.at("content") == "hi");
 }
 
+TEST_CASE("tools.read_max_bytes reaches read_file through the runtime's registry", "[runtime]") {
+  test::TempDir dir;
+  dir.write("big.txt", std::string(5000, 'x'));
+  config::Config cfg;
+  cfg.tools.read_max_bytes = 100;
+  Runtime runtime{cfg};
+  auto plan = json::parse(R"([{"id": 1, "action": "read_file", "parameters": {"path": "big.txt"}},
+                             {"id": 2, "action": "read_file", "parameters": {"path": "big.txt", "max_bytes": 4000}}])");
+  auto outcome = runtime.run_plan(plan, {}, dir.path());
+  REQUIRE(outcome.exit_code() == 0);
+  for (int id : {1, 2}) {
+    const auto& out = step(outcome.result, id).output;
+    CHECK(out.at("content").as_string().size() == 100);
+    CHECK(out.at("truncated") == true);
+  }
+}
+
 TEST_CASE("Runtime::load reports config and override problems", "[runtime]") {
   test::TempDir dir;
   dir.write("config.yaml", "executor:\n  step_timeout_ms: -5\n");
