@@ -109,6 +109,9 @@ HttpError io_error(const beast::error_code& ec, bool got_some, std::string_view 
   if (ec == beast::error::timeout)
     return make_error(NetErrc::request_timeout, "request timed out " + std::string(during), !got_some);
   if (ec == http::error::body_limit) return make_error(NetErrc::too_large, "response body too large");
+  // A step timeout or Ctrl-C cancelled the read or write: the caller's doing, never retried.
+  if (ec == asio::error::operation_aborted)
+    return make_error(NetErrc::cancelled, "request cancelled " + std::string(during), !got_some);
   if (!got_some)
     return make_error(NetErrc::connection_closed,
                       "connection closed " + std::string(during) + " before any response: " + ec.message(), true);
@@ -455,7 +458,7 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
     auto res = co_await exchange(*lease->conn, req, deadline, impl->options.max_body_bytes);
     if (!res) {
       const bool stale = lease->conn->reused && res.error().before_response &&
-                         res.error().code != make_error_code(NetErrc::request_timeout);
+                         res.error().code == make_error_code(NetErrc::connection_closed);
       lease->give_back(false);
       // A kept-alive connection the server closed meanwhile fails before any response byte:
       // the request never arrived, so one retry on a new connection is safe.
@@ -601,7 +604,7 @@ asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, H
     }
     if (!head) {
       const bool stale = reused && head.error().before_response &&
-                         head.error().code != make_error_code(NetErrc::request_timeout);
+                         head.error().code == make_error_code(NetErrc::connection_closed);
       if (fresh == 0 && stale) continue;  // state's lease closes the stale connection
       co_return head.error();
     }

@@ -267,3 +267,50 @@ TEST_CASE("a stream cancelled mid-body by a step timeout gives its slot back", "
   CHECK(p.http.open_connections(p.origin) == 0);  // an unfinished stream's connection is not pooled
   CHECK(p.http.idle_connections(p.origin) == 0);
 }
+
+namespace {
+
+// Reads a stream until it ends or fails; `error` gets the failure, if any.
+asio::awaitable<void> read_recording_error(HttpStream* stream, std::string* out, std::optional<HttpError>* error) {
+  for (;;) {
+    auto got = co_await stream->read_some(*out);
+    if (!got) *error = got.error();
+    if (!got || *got == 0) co_return;
+  }
+}
+
+struct StalledRead {
+  std::string body;
+  std::optional<HttpError> error;
+};
+
+asio::awaitable<void> cancel_stalled_read(HttpClient* http, Origin origin, HttpRequest request, StalledRead* out) {
+  using namespace asio::experimental::awaitable_operators;
+  StreamLimits limits;
+  limits.idle_timeout = std::chrono::milliseconds(30000);  // the server never sends more: only cancellation ends the read
+  auto opened = co_await http->open_stream(std::move(origin), std::move(request), limits);
+  REQUIRE(opened.has_value());
+  asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(20));
+  co_await (read_recording_error(&*opened, &out->body, &out->error) || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+}
+
+
+}  // namespace
+
+TEST_CASE("stream_read_ignores_cancellation: a read waiting on a silent server ends when cancelled, not at the idle timeout",
+          "[net][http][pool]") {
+  TestServer server(TestServerOptions{.script = json::parse(R"({"rules": [{"fault": "stall", "stream_chunks": ["a", "b"]}]})")});
+  Pooled p(server, two_connections(2));
+  StalledRead read;
+  asio::co_spawn(p.io,
+                 cancel_stalled_read(&p.http, p.origin,
+                                     post(R"({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]})"),
+                                     &read),
+                 Rethrow{});
+  p.run_all();
+  REQUIRE(read.error.has_value());
+  INFO(read.error->message);
+  CHECK(read.error->code != make_error_code(dagent::net::NetErrc::idle_timeout));
+  CHECK(read.error->code == make_error_code(dagent::net::NetErrc::cancelled));
+  CHECK(p.http.open_connections(p.origin) == 0);
+}

@@ -359,8 +359,12 @@ TEST_CASE("interrupted_answer_lost: Ctrl-C while the answer streams keeps what a
           "[runtime][planner]") {
   json::array rules{rule(k_intent, R"({"intent": "x", "tools": []})"), rule(k_plan, plan_text(k_two_reads)),
                     json::object{{"contains", k_answer},
-                                 {"stream_chunks", json::array{"Half an ", "answer"}},
-                                 {"stream_interval_ms", 50000}}};  // the rest comes too late
+                                 {"stream_events", json::array{"data: {\"choices\": [{\"index\": 0, \"delta\": "
+                                                               "{\"content\": \"Half an \"}}]}\n\n",
+                                                               "data: {\"choices\": [{\"index\": 0, \"delta\": "
+                                                               "{\"content\": \"answer\"}}]}\n\n",
+                                                               "data: [DONE]\n\n"}},
+                                 {"fault", "stall"}}};  // the first piece, then nothing until Ctrl-C
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
   write_workspace(dir);
