@@ -125,7 +125,8 @@ RecordWriter::RecordWriter(RecordWriter&& other) noexcept
 
 RecordWriter& RecordWriter::operator=(RecordWriter&& other) noexcept {
   if (this != &other) {
-    this->~RecordWriter();
+    if (file_) std::fclose(file_);
+    if (!pending_.empty()) ::unlink(pending_.c_str());
     file_ = std::exchange(other.file_, nullptr);
     path_ = std::move(other.path_);
     pending_ = std::exchange(other.pending_, {});
@@ -136,9 +137,7 @@ RecordWriter& RecordWriter::operator=(RecordWriter&& other) noexcept {
 
 RecordWriter::~RecordWriter() {
   if (file_) std::fclose(file_);
-  file_ = nullptr;
   if (!pending_.empty()) ::unlink(pending_.c_str());  // no event was written: the run never started
-  pending_.clear();
 }
 
 void RecordWriter::write(const json::object& event) {

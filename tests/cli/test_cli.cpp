@@ -301,7 +301,7 @@ TEST_CASE("the example program embeds the runtime with a tool of its own", "[cli
   CHECK_THAT(r.out, Catch::Contains("event step=2 action=word_count status=succeeded"));
 }
 
-TEST_CASE("--record empties an existing file even when nothing runs", "[cli][record]") {
+TEST_CASE("cli: --record empties an existing file even when nothing runs", "[cli][record]") {
   TempDir dir;
   write_fan_in_task(dir);
   const std::string previous = "{\"type\":\"header\",\"format\":1}\n{\"type\":\"end\",\"status\":\"succeeded\"}\n";
