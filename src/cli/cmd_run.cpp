@@ -1,6 +1,8 @@
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -70,6 +72,18 @@ int run_command(const Options& options) {
     std::fprintf(stderr, "dagent: run takes one TASK (a task file or a task name from config.yaml)\n");
     return 2;
   }
+  // A resumed recording is appended to, not replaced; any other file at the path is a previous
+  // recording (or not a recording at all) that only --force may replace. A device or pipe
+  // (/dev/stdout) is written to, not replaced.
+  std::error_code fs_ec;
+  const auto target = std::filesystem::status(given.record_file, fs_ec);
+  if (!given.record_file.empty() && !given.force && given.record_file != given.resume_file &&
+      std::filesystem::exists(std::filesystem::symlink_status(given.record_file, fs_ec)) &&
+      !std::filesystem::is_character_file(target) && !std::filesystem::is_fifo(target)) {
+    std::fprintf(stderr, "dagent: --record: %s already exists; give --force to replace it\n",
+                 given.record_file.c_str());
+    return 2;
+  }
   auto runtime = load_runtime(given);
   if (!runtime) return 2;
 
@@ -106,10 +120,16 @@ int run_command(const Options& options) {
   if (!outcome.result.error.empty() && !outcome.result.interrupted)
     std::fprintf(stderr, "dagent: %s\n", outcome.result.error.c_str());
   if (options.json) std::printf("%s\n", boost::json::serialize(to_json(outcome.result)).c_str());
-  std::fflush(stdout);
+  int code = outcome.exit_code();
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0) {  // a full disk or closed pipe: the result is lost
+    std::fprintf(stderr, "dagent: cannot write the %s to stdout: %s\n", options.json ? "result JSON" : "answer",
+                 errno != 0 ? std::strerror(errno) : "write error");
+    if (code == 0) code = 1;
+  }
   // The run's memory update is stored after its result is out (background_tasks.memory_updates).
   for (const auto& p : runtime->finish_background()) std::fprintf(stderr, "dagent: %s\n", p.c_str());
-  return outcome.exit_code();
+  return code;
 }
 
 }  // namespace dagent::cli

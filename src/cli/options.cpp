@@ -30,6 +30,7 @@ std::string usage() {
          "  --json                   print the machine-readable result on stdout\n"
          "  --trace FILE             write a Chrome trace-event JSON of the run\n"
          "  --record FILE            write the run's recording (JSON Lines, one event per line)\n"
+         "  --force                  with --record: replace an existing file\n"
          "  --replay FILE            answer model and embedding calls from a recording; no network\n"
          "  --replay-tools           with --replay: tool results from the recording too\n"
          "  --replay-timing MODE     recorded (default): streamed replies at their recorded pace; instant\n"
@@ -85,6 +86,8 @@ std::variant<Options, std::string> parse_options(int argc, char** argv) {
       auto v = value_of(i, flag);
       if (!v || v->empty()) return flag + " needs a file";
       (flag == "--record" ? o.record_file : flag == "--replay" ? o.replay_file : o.resume_file) = *v;
+    } else if (arg == "--force") {
+      o.force = true;
     } else if (arg == "--replay-tools") {
       o.replay_tools = true;
     } else if (is("--replay-timing")) {

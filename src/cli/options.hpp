@@ -19,6 +19,7 @@ struct Options {
   int verbosity = 0;                            ///< -q: -1, -v: 1
   int k = 0;                                    ///< memory search -k N; 0: memory.recall_k
   std::filesystem::path record_file;            ///< --record FILE
+  bool force = false;                           ///< --force: --record may replace an existing file
   std::filesystem::path replay_file;            ///< --replay FILE (and `dagent replay FILE`)
   bool replay_tools = false;                    ///< --replay-tools
   bool replay_instant = false;                  ///< --replay-timing instant

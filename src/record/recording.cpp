@@ -1,5 +1,8 @@
 #include "record/recording.hpp"
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -89,19 +92,44 @@ std::optional<std::string> header_problem(const json::object& parsed, std::strin
 }  // namespace
 
 boost::system::result<RecordWriter, std::string> RecordWriter::open(const std::filesystem::path& path, bool append) {
-  std::FILE* file = std::fopen(path.c_str(), append ? "a" : "w");
-  if (!file) return os_error("cannot open recording", path);
-  return RecordWriter(file, path);
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  // A device or pipe (/dev/stdout) is written in place: a rename would replace the node itself.
+  if (append || std::filesystem::is_character_file(status) || std::filesystem::is_fifo(status)) {
+    std::FILE* file = std::fopen(path.c_str(), append ? "a" : "w");
+    if (!file) return os_error("cannot open recording", path);
+    return RecordWriter(file, path, {});
+  }
+  // In the target's folder, so the rename on the first event stays on one file system.
+  auto pending = path;
+  pending += ".XXXXXX";
+  std::string name = pending.string();
+  const int fd = ::mkstemp(name.data());
+  if (fd < 0) return os_error("cannot open recording", path);
+  std::FILE* file = ::fdopen(fd, "w");
+  if (!file) {
+    const int saved = errno;
+    ::close(fd);
+    ::unlink(name.c_str());
+    errno = saved;
+    return os_error("cannot open recording", path);
+  }
+  return RecordWriter(file, path, name);
 }
 
 RecordWriter::RecordWriter(RecordWriter&& other) noexcept
-    : file_(std::exchange(other.file_, nullptr)), path_(std::move(other.path_)), error_(std::move(other.error_)) {}
+    : file_(std::exchange(other.file_, nullptr)),
+      path_(std::move(other.path_)),
+      pending_(std::exchange(other.pending_, {})),
+      error_(std::move(other.error_)) {}
 
 RecordWriter& RecordWriter::operator=(RecordWriter&& other) noexcept {
   if (this != &other) {
     if (file_) std::fclose(file_);
+    if (!pending_.empty()) ::unlink(pending_.c_str());
     file_ = std::exchange(other.file_, nullptr);
     path_ = std::move(other.path_);
+    pending_ = std::exchange(other.pending_, {});
     error_ = std::move(other.error_);
   }
   return *this;
@@ -109,6 +137,7 @@ RecordWriter& RecordWriter::operator=(RecordWriter&& other) noexcept {
 
 RecordWriter::~RecordWriter() {
   if (file_) std::fclose(file_);
+  if (!pending_.empty()) ::unlink(pending_.c_str());  // no event was written: the run never started
 }
 
 void RecordWriter::write(const json::object& event) {
@@ -116,8 +145,19 @@ void RecordWriter::write(const json::object& event) {
   std::string line = json::serialize(event);
   line.push_back('\n');
   // One fwrite per line, then a flush: a crash cuts at most this line (read back as a torn tail).
-  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
+  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
     error_ = os_error("cannot write recording", path_);
+    return;
+  }
+  if (pending_.empty()) return;
+  // The first event is out: only now does the new recording replace whatever was at path_.
+  std::error_code ec;
+  std::filesystem::rename(pending_, path_, ec);
+  if (ec) {
+    error_ = "cannot write recording " + path_.string() + ": " + ec.message();
+    return;  // the destructor removes the temporary file
+  }
+  pending_.clear();
 }
 
 boost::system::result<Recording, std::string> read_recording(const std::filesystem::path& path) {

@@ -31,22 +31,27 @@ constexpr int k_format_version = 1;
 /// Appends events to a recording file. Not thread-safe: write from the loop.
 class RecordWriter {
  public:
-  /// Creates (truncates) `path`, or appends to it when `append` (resume). The error names the path.
+  /// Appends to `path` when `append` (resume). Otherwise writes to a new temporary file in
+  /// `path`'s folder that replaces `path` only once the first event (the header) is written, so a
+  /// run that never starts leaves an existing file alone; the temporary file is removed if no
+  /// event is ever written. The error names the path.
   static boost::system::result<RecordWriter, std::string> open(const std::filesystem::path& path, bool append);
   RecordWriter(RecordWriter&&) noexcept;
   RecordWriter& operator=(RecordWriter&&) noexcept;
   ~RecordWriter();
 
-  /// Writes `event` as one line and flushes it to the OS (fflush, no fsync). The first failure is
-  /// kept (see error()) and later writes are skipped.
+  /// Writes `event` as one line and flushes it to the OS (fflush, no fsync); the first write moves
+  /// the temporary file to path(). The first failure is kept (see error()) and later writes are skipped.
   void write(const boost::json::object& event);
   const std::optional<std::string>& error() const noexcept { return error_; }
   const std::filesystem::path& path() const noexcept { return path_; }
 
  private:
-  RecordWriter(std::FILE* file, std::filesystem::path path) : file_(file), path_(std::move(path)) {}
+  RecordWriter(std::FILE* file, std::filesystem::path path, std::filesystem::path pending)
+      : file_(file), path_(std::move(path)), pending_(std::move(pending)) {}
   std::FILE* file_ = nullptr;
   std::filesystem::path path_;
+  std::filesystem::path pending_;  ///< the temporary file not yet moved to path_; empty once moved (or appending)
   std::optional<std::string> error_;
 };
 

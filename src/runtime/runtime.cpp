@@ -301,10 +301,19 @@ void Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
   fill_metrics(result, before, run.provider().metrics(), run.retries);
   runtime::finish_status(result);
   if (auto* recorder = run.recorder()) recorder->end(result);
-  if (auto* writer = run.writer(); writer && writer->error()) add_error(result, "--record: " + *writer->error());
-  if (!run.options().trace_file.empty()) {
-    if (auto written = runtime::write_trace(result, run.options().trace_file); !written) add_error(result, written.error());
+  // An output the caller asked for and did not get fails the run, whatever its steps did.
+  bool output_lost = false;
+  if (auto* writer = run.writer(); writer && writer->error()) {
+    add_error(result, "--record: " + *writer->error());
+    output_lost = true;
   }
+  if (!run.options().trace_file.empty()) {
+    if (auto written = runtime::write_trace(result, run.options().trace_file); !written) {
+      add_error(result, written.error());
+      output_lost = true;
+    }
+  }
+  if (output_lost) result.status = RunStatus::failed;
 }
 
 RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::path& workspace,

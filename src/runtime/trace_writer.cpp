@@ -1,7 +1,9 @@
 #include "runtime/trace_writer.hpp"
 
 #include <algorithm>
-#include <fstream>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
@@ -10,6 +12,23 @@
 namespace dagent::runtime {
 
 namespace json = boost::json;
+
+namespace {
+
+// Writes `text` to `path` (created or truncated); the error is the OS's reason. Every step that
+// can report a full disk is checked: the write, the flush and the close.
+boost::system::result<void, std::string> write_all(const std::filesystem::path& path, const std::string& text) {
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  if (!file) return std::string(std::strerror(errno));
+  const bool written = std::fwrite(text.data(), 1, text.size(), file) == text.size() && std::fflush(file) == 0;
+  const int saved = errno;
+  const bool closed = std::fclose(file) == 0;
+  if (!written) return std::string(std::strerror(saved));
+  if (!closed) return std::string(std::strerror(errno));
+  return {};
+}
+
+}  // namespace
 
 boost::system::result<void, std::string> write_trace(const RunResult& result, const std::filesystem::path& path) {
   json::array events;
@@ -34,17 +53,25 @@ boost::system::result<void, std::string> write_trace(const RunResult& result, co
                                   {"args", std::move(args)}});
   }
   json::object doc{{"traceEvents", std::move(events)}, {"displayTimeUnit", "ms"}};
-  auto tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return "cannot write trace file '" + path.string() + "'";
-    out << json::serialize(doc) << '\n';
-    if (!out.flush()) return "cannot write trace file '" + path.string() + "'";
-  }
+  const std::string text = json::serialize(doc) + "\n";
   std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return "cannot write trace file '" + path.string() + "': " + ec.message();
+  const auto status = std::filesystem::status(path, ec);
+  // A device, pipe or terminal (/dev/stdout, /dev/full) is written in place: renaming a temporary
+  // file over it would replace the device node rather than write to it.
+  const bool in_place = std::filesystem::exists(status) && !std::filesystem::is_regular_file(status);
+  auto target = path;
+  if (!in_place) target += ".tmp";
+  if (auto written = write_all(target, text); !written) {
+    if (!in_place) std::filesystem::remove(target, ec);
+    return "cannot write trace file '" + path.string() + "': " + written.error();
+  }
+  if (in_place) return {};
+  std::filesystem::rename(target, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    std::filesystem::remove(target, ignored);
+    return "cannot write trace file '" + path.string() + "': " + ec.message();
+  }
   return {};
 }
 

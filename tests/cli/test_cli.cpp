@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+
 #include <boost/json.hpp>
 
 #include "support/process.hpp"
@@ -9,6 +11,7 @@
 namespace {
 
 namespace json = boost::json;
+namespace fs = std::filesystem;
 using dagent::test::read_text;
 using dagent::test::run_process;
 using dagent::test::TempDir;
@@ -296,4 +299,74 @@ TEST_CASE("the example program embeds the runtime with a tool of its own", "[cli
   CHECK(read_text(dir.path() / "out/count.json") == "{\"words\": 5}");
   CHECK_THAT(r.out, Catch::Contains("event step=2 action=word_count status=running"));
   CHECK_THAT(r.out, Catch::Contains("event step=2 action=word_count status=succeeded"));
+}
+
+TEST_CASE("cli: --record empties an existing file even when nothing runs", "[cli][record]") {
+  TempDir dir;
+  write_fan_in_task(dir);
+  const std::string previous = "{\"type\":\"header\",\"format\":1}\n{\"type\":\"end\",\"status\":\"succeeded\"}\n";
+
+  SECTION("an existing recording is refused without --force, and kept") {
+    dir.write("run.jsonl", previous);
+    auto r = dagent_cli(dir, {"run", "task.yaml", "--record", "run.jsonl", "-q"});
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("run.jsonl already exists") != std::string::npos);
+    CHECK(r.err.find("--force") != std::string::npos);
+    CHECK(read_text(dir.path() / "run.jsonl") == previous);
+    CHECK_FALSE(fs::exists(dir.path() / "ws/out/all.txt"));
+  }
+  SECTION("with --force, a run that fails validation leaves the file and no temporary beside it") {
+    dir.write("run.jsonl", previous);
+    dir.write("bad.json", R"([{"id": 1, "action": "no_such_tool", "parameters": {}}])");
+    dir.write("bad.yaml", "goal: bad\nworkspace: ws\nplan: bad.json\n");
+    auto invalid = dagent_cli(dir, {"run", "bad.yaml", "--record", "run.jsonl", "--force", "-q"});
+    CHECK(invalid.exit_code == 2);
+    auto missing = dagent_cli(dir, {"run", "missing.yaml", "--record", "run.jsonl", "--force", "-q"});
+    CHECK(missing.exit_code == 2);
+    dir.write("config.yaml", "llm: {temperature: 9}\n");
+    auto config = dagent_cli(dir, {"run", "task.yaml", "--record", "run.jsonl", "--force", "-q"});
+    CHECK(config.exit_code == 2);
+    CHECK(read_text(dir.path() / "run.jsonl") == previous);
+    std::size_t entries = 0;
+    for (const auto& e : fs::directory_iterator(dir.path())) entries += e.path().filename().string().starts_with("run.jsonl");
+    CHECK(entries == 1);
+  }
+  SECTION("with --force, a run that starts replaces the file") {
+    dir.write("run.jsonl", previous);
+    auto r = dagent_cli(dir, {"run", "task.yaml", "--record", "run.jsonl", "--force", "-q"});
+    CHECK(r.exit_code == 0);
+    const auto text = read_text(dir.path() / "run.jsonl");
+    CHECK(text != previous);
+    CHECK(text.find("\"task_ref\"") != std::string::npos);
+  }
+  SECTION("a new file is created when the run starts") {
+    auto r = dagent_cli(dir, {"run", "task.yaml", "--record", "new.jsonl", "-q"});
+    CHECK(r.exit_code == 0);
+    CHECK(read_text(dir.path() / "new.jsonl").find("\"type\":\"end\"") != std::string::npos);
+  }
+}
+
+TEST_CASE("failed output writes are silent", "[cli][record]") {
+  TempDir dir;
+  write_fan_in_task(dir);
+
+  SECTION("--json to a full device") {
+    auto r = run_process({"/bin/sh", "-c", std::string("exec '") + DAGENT_BINARY + "' run task.yaml --json -q >/dev/full"},
+                         dir.path());
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("cannot write the result JSON to stdout: No space left on device") != std::string::npos);
+  }
+  SECTION("--trace to a full device") {
+    auto r = dagent_cli(dir, {"run", "task.yaml", "--trace", "/dev/full", "--json", "-q"});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("cannot write trace file '/dev/full': No space left on device") != std::string::npos);
+    CHECK(parse_object(r.out).at("status") == "failed");
+    CHECK(fs::is_character_file("/dev/full"));  // written in place, never replaced
+  }
+  SECTION("--record to a full device") {
+    auto r = dagent_cli(dir, {"run", "task.yaml", "--record", "/dev/full", "-q"});
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("--record: cannot write recording /dev/full: No space left on device") != std::string::npos);
+    CHECK(fs::is_character_file("/dev/full"));
+  }
 }

@@ -165,10 +165,10 @@ plan:
   - {id: 4, action: llm, parameters: {prompt: "slow-marker $step3.text"}}
   - {id: 5, action: write_file, parameters: {path: out.txt, content: "$step3.text $step4.text"}}
 )");
-  dir.write("run.jsonl", "");
+  // The folder is watched: the recording appears there (renamed into place) once the run starts.
   const int watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   REQUIRE(watch >= 0);
-  REQUIRE(inotify_add_watch(watch, (dir.path() / "run.jsonl").c_str(), IN_MODIFY) >= 0);
+  REQUIRE(inotify_add_watch(watch, dir.path().c_str(), IN_MODIFY | IN_MOVED_TO) >= 0);
   ChildProcess child({DAGENT_BINARY, "run", "task.yaml", "--record", "run.jsonl"}, dir.path(), env_for(server.base_url()));
   // Wait (on inotify, not a timer) until step 4 has started, then kill the process (SIGKILL: at
   // once, mid-write if it so happens; SIGINT: Ctrl-C, the run stops cleanly and says so).

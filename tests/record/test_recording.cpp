@@ -181,3 +181,34 @@ TEST_CASE("doubles read back bit for bit even where Boost.JSON 1.81 parses them 
   CHECK(rec->events[0].at("big").as_uint64() == 18446744073709551615u);
   CHECK(rec->events[0].at("neg").as_int64() == -3);
 }
+
+TEST_CASE("recording: --record empties an existing file even when nothing runs: the writer replaces it on its first event", "[record]") {
+  TempDir dir;
+  const auto path = dir.path() / "run.jsonl";
+  dir.write("run.jsonl", "previous\n");
+  auto entries = [&] {
+    std::size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path())) n += e.path().filename().string().starts_with("run.jsonl");
+    return n;
+  };
+  SECTION("no event written: the file is untouched and the temporary file is gone") {
+    { auto writer = open_writer(path, false); }
+    CHECK(read_text(path) == "previous\n");
+    CHECK(entries() == 1);
+  }
+  SECTION("the first event replaces the file") {
+    auto writer = open_writer(path, false);
+    CHECK(read_text(path) == "previous\n");
+    writer.write(header());
+    CHECK_FALSE(writer.error());
+    CHECK(read_text(path) == header_line());
+    CHECK(entries() == 1);
+  }
+  SECTION("a moved-from writer leaves the temporary file to its new owner") {
+    auto first = open_writer(path, false);
+    auto second = std::move(first);
+    second.write(header());
+    CHECK(read_text(path) == header_line());
+    CHECK(entries() == 1);
+  }
+}
