@@ -886,7 +886,7 @@ TEST_CASE("config bombs (issue 12): alias expansion, nesting depth and file size
   }
   SECTION("many tasks each below the limit share one budget for the file") {
     // Level 6 expands to 9^6 = 531441 values: two of them pass the file's limit together.
-    std::string yaml = "anchors: {}\ntasks:\n";
+    std::string yaml = "tasks:\n";
     for (int t = 0; t < 3; ++t) {
       yaml += "  t" + std::to_string(t) + ":\n    goal: g\n    inputs:\n";
       std::string bomb = alias_bomb("      ");
