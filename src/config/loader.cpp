@@ -21,6 +21,7 @@
 #include <boost/json/array.hpp>
 #include <boost/json/stream_parser.hpp>
 #include <boost/json/value.hpp>
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 namespace dagent::config {
@@ -34,6 +35,12 @@ constexpr std::string_view k_tasks_key = "tasks";
 constexpr std::string_view k_routes_key = "planner.routes";
 constexpr std::size_t k_max_suggestion_distance = 2;
 constexpr std::size_t k_max_shown_chars = 40;
+// Limits on untrusted YAML: a file is refused before parsing past k_max_file_bytes; a value is
+// refused when nested deeper than k_max_depth or when walking it (aliases expanded) would produce
+// more than k_max_values values, so an alias bomb costs bounded memory.
+constexpr std::uintmax_t k_max_file_bytes = 16u << 20;
+constexpr int k_max_depth = 64;
+constexpr std::size_t k_max_values = 1'000'000;
 
 constexpr std::array<std::string_view, 2> k_scheduling_names = {"eager", "levels"};
 constexpr std::array<std::string_view, 2> k_index_names = {"flat", "hnsw"};
@@ -51,6 +58,9 @@ struct Reporter {
   std::string file;
   Lines lines = Lines::shown;
   std::vector<Problem> problems;
+  // Values still allowed from yaml_to_json over the whole file: shared, so many tasks each near
+  // the limit cannot add up.
+  std::size_t values_left = k_max_values;
 
   void add(int line, std::string key, std::string message) {
     problems.push_back(
@@ -760,7 +770,21 @@ json::value scalar_json(const YAML::Node& node) {
   return json::string(std::get<std::string>(scalar));
 }
 
-json::value yaml_to_json(const YAML::Node& node, std::string_view key, Reporter& out) {
+enum class Walk { ok, too_deep, too_many };
+
+// Converts `node` to JSON, expanding aliases; stops with `walk` set once a limit is passed.
+json::value yaml_to_json(const YAML::Node& node, std::string_view key, int depth, Walk& walk,
+                         Reporter& out) {
+  if (walk != Walk::ok) return nullptr;
+  if (out.values_left == 0) {
+    walk = Walk::too_many;
+    return nullptr;
+  }
+  --out.values_left;
+  if (depth > k_max_depth && (node.IsSequence() || node.IsMap())) {
+    walk = Walk::too_deep;
+    return nullptr;
+  }
   switch (node.Type()) {
     case YAML::NodeType::Scalar:
       return scalar_json(node);
@@ -768,8 +792,9 @@ json::value yaml_to_json(const YAML::Node& node, std::string_view key, Reporter&
       json::array array;
       std::size_t index = 0;
       for (const YAML::Node& element : node) {
-        array.push_back(
-            yaml_to_json(element, std::string(key) + "[" + std::to_string(index++) + "]", out));
+        if (walk != Walk::ok) break;
+        array.push_back(yaml_to_json(element, std::string(key) + "[" + std::to_string(index++) + "]",
+                                     depth + 1, walk, out));
       }
       return array;
     }
@@ -778,7 +803,8 @@ json::value yaml_to_json(const YAML::Node& node, std::string_view key, Reporter&
       for_each_entry(node, key, out,
                      [&](const std::string& name, const std::string& dotted, const YAML::Node&,
                          const YAML::Node& value) {
-                       object[name] = yaml_to_json(value, dotted, out);
+                       if (walk == Walk::ok)
+                         object[name] = yaml_to_json(value, dotted, depth + 1, walk, out);
                      });
       return object;
     }
@@ -787,6 +813,22 @@ json::value yaml_to_json(const YAML::Node& node, std::string_view key, Reporter&
       break;
   }
   return nullptr;
+}
+
+// The JSON of the value at `at`, or nullopt after reporting at `at` a value nested deeper than
+// k_max_depth or expanding to more than k_max_values values (an alias bomb).
+std::optional<json::value> yaml_to_json(const YAML::Node& node, const Place& at, Reporter& out) {
+  Walk walk = Walk::ok;
+  json::value value = yaml_to_json(node, at.key, 1, walk, out);
+  if (walk == Walk::ok) return value;
+  // Drop the partial value before reporting, so its memory is back before anything else runs.
+  value = nullptr;
+  out.add(at.line, std::string(at.key),
+          walk == Walk::too_deep
+              ? "nested deeper than " + std::to_string(k_max_depth) + " levels"
+              : "expands to more than " + std::to_string(k_max_values) +
+                    " values (YAML aliases?)");
+  return std::nullopt;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -819,8 +861,13 @@ std::optional<std::string> file_problem(const fs::path& path) {
 }
 
 // The message for a file of kind `what` ("config file") that could not be read for `error`.
+std::string too_big_message() {
+  return "is larger than the " + std::to_string(k_max_file_bytes >> 20) + " MiB limit";
+}
+
 std::string read_problem(std::string_view what, const std::string& error) {
   if (error == k_is_folder) return std::string(k_is_folder) + ", not a " + std::string(what);
+  if (error == too_big_message()) return std::string(what) + " " + error;
   return "cannot read " + std::string(what) + ": " + error;
 }
 
@@ -843,18 +890,33 @@ std::optional<std::string> read_whole_file(const fs::path& path, std::string& er
     error = std::move(*problem);
     return std::nullopt;
   }
+  std::error_code ec;
+  if (const std::uintmax_t size = fs::file_size(path, ec); !ec && size > k_max_file_bytes) {
+    error = too_big_message();
+    return std::nullopt;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = "cannot open for reading";
     return std::nullopt;
   }
-  std::ostringstream text;
-  text << in.rdbuf();
+  // Read in pieces and stop one byte past the limit, so a file that grows after the size check
+  // (or a /proc file that reports size 0) is bounded too.
+  std::string text;
+  std::array<char, 64 * 1024> piece;
+  while (in && text.size() <= k_max_file_bytes) {
+    in.read(piece.data(), static_cast<std::streamsize>(piece.size()));
+    text.append(piece.data(), static_cast<std::size_t>(in.gcount()));
+  }
   if (in.bad()) {
     error = "read error";
     return std::nullopt;
   }
-  return std::move(text).str();
+  if (text.size() > k_max_file_bytes) {
+    error = too_big_message();
+    return std::nullopt;
+  }
+  return text;
 }
 
 int line_at(std::string_view text, std::size_t offset) {
@@ -867,6 +929,10 @@ bool parse_yaml(std::string_view text, YAML::Node& root, Reporter& out) {
   try {
     root = YAML::Load(std::string(text));
     return true;
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's own guard (depth 500 in 0.7) says only "bad file".
+    out.add(e.mark.line >= 0 ? e.mark.line + 1 : 0, "",
+            "nested deeper than " + std::to_string(k_max_depth) + " levels");
   } catch (const YAML::ParserException& e) {
     out.add(e.mark.line >= 0 ? e.mark.line + 1 : 0, "", "YAML syntax error: " + e.msg);
   } catch (const YAML::Exception& e) {
@@ -973,7 +1039,9 @@ void read_task_entry(TaskReading& reading, const std::string& name, const std::s
       out.add(at.line, dotted, "expected a map of input names to values, got " + describe(value));
       return;
     }
-    task.inputs = yaml_to_json(value, dotted, out).as_object();
+    // The key's line: an aliased value's own mark is at its anchor.
+    if (auto inputs = yaml_to_json(value, Place{dotted, line_of(key)}, out))
+      task.inputs = std::move(inputs->as_object());
   } else if (name == "plan") {
     if (value.IsNull()) return;
     reading.plan_given = true;
@@ -989,7 +1057,9 @@ void read_task_entry(TaskReading& reading, const std::string& name, const std::s
       }
       return;
     }
-    json::value plan = yaml_to_json(value, dotted, out);
+    std::optional<json::value> converted = yaml_to_json(value, Place{dotted, line_of(key)}, out);
+    if (!converted) return;
+    json::value plan = std::move(*converted);
     if (!is_plan_shape(plan)) {
       out.add(at.line, dotted, std::string(k_plan_shape_message));
       return;
@@ -1227,6 +1297,10 @@ boost::system::result<Config, Problems> load_string(std::string_view yaml, std::
   cfg.source = file_label;
   cfg.base_dir = normal_absolute(base_dir);
   Reporter out{std::move(file_label), Lines::shown, {}};
+  if (yaml.size() > k_max_file_bytes) {
+    out.add(0, "", "config " + too_big_message());
+    return as_problems(std::move(out.problems));
+  }
   YAML::Node root;
   if (!parse_yaml(yaml, root, out)) return as_problems(std::move(out.problems));
   try {

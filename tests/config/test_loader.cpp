@@ -1,5 +1,6 @@
 #include "config/loader.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -836,5 +837,143 @@ TEST_CASE("config regression: load_file on a folder says it is a folder") {
     if (probe) return;  // running as root: every file is readable
     const Problem u = single_problem(dagent::config::load_file(locked));
     CHECK(u.message == "cannot read config file: Permission denied");
+  }
+}
+
+namespace {
+
+// The nine-level alias bomb of issue 12: level i is a list of nine aliases to level i-1, so the
+// last one expands to 9^9 (~387 million) strings while the parsed graph stays tiny. `indent` is
+// the indentation of the keys under `inputs:`.
+std::string alias_bomb(const std::string& indent) {
+  std::string text = indent + "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  for (int level = 1; level <= 9; ++level) {
+    const std::string prev = "*l" + std::to_string(level - 1);
+    text += indent + "l" + std::to_string(level) + ": &l" + std::to_string(level) + " [";
+    for (int i = 0; i < 9; ++i) text += (i == 0 ? "" : ", ") + prev;
+    text += "]\n";
+  }
+  return text;
+}
+
+// Whether `problems` holds one at `line` for `key` whose message contains `text`.
+bool has_problem(const Problems& problems, int line, const std::string& key,
+                 const std::string& text) {
+  return std::any_of(problems.items.begin(), problems.items.end(), [&](const Problem& p) {
+    return p.line == line && p.key == key && p.message.find(text) != std::string::npos;
+  });
+}
+
+}  // namespace
+
+TEST_CASE("config bombs (issue 12): alias expansion, nesting depth and file size are bounded") {
+  TempDir dir;
+
+  SECTION("a nine-level alias bomb under a task file's inputs is refused, not expanded") {
+    const fs::path file = dir.write("bomb.yaml", "goal: g\ninputs:\n" + alias_bomb("  "));
+    const auto result = dagent::config::load_task_file(file);
+    REQUIRE_FALSE(result.has_value());
+    INFO(result.error().to_string());
+    CHECK(result.error().items.at(0).file == file.string());
+    CHECK(has_problem(result.error(), 2, "inputs",
+                      "expands to more than 1000000 values (YAML aliases?)"));
+  }
+  SECTION("the same bomb under config.yaml tasks: names the task's key") {
+    const auto result = load("tasks:\n  bomb:\n    goal: g\n    inputs:\n" + alias_bomb("      "));
+    REQUIRE_FALSE(result.has_value());
+    INFO(result.error().to_string());
+    CHECK(has_problem(result.error(), 4, "tasks.bomb.inputs", "expands to more than 1000000"));
+  }
+  SECTION("many tasks each below the limit share one budget for the file") {
+    // Level 6 expands to 9^6 = 531441 values: two of them pass the file's limit together.
+    std::string yaml = "tasks:\n";
+    for (int t = 0; t < 3; ++t) {
+      yaml += "  t" + std::to_string(t) + ":\n    goal: g\n    inputs:\n";
+      std::string bomb = alias_bomb("      ");
+      bomb.resize(bomb.find("      l7:"));
+      // Anchors are per document but may be redefined: each task repeats its own.
+      yaml += bomb;
+    }
+    const auto result = load(yaml);
+    REQUIRE_FALSE(result.has_value());
+    INFO(result.error().to_string());
+    const std::string rendered = result.error().to_string();
+    CHECK(rendered.find("expands to more than 1000000 values") != std::string::npos);
+  }
+  SECTION("an inline plan made of aliases is bounded the same way") {
+    // The anchors sit under an unknown key (itself a problem) that is never converted.
+    const fs::path file = dir.write(
+        "plan.yaml", "goal: g\nanchors:\n" + alias_bomb("  ") + "plan: {steps: *l9}\n");
+    const auto result = dagent::config::load_task_file(file);
+    REQUIRE_FALSE(result.has_value());
+    INFO(result.error().to_string());
+    CHECK(has_problem(result.error(), 13, "plan", "expands to more than 1000000"));
+  }
+  SECTION("100 000 nested brackets are a problem with the file and line, not a stack overflow") {
+    const fs::path file = dir.write(
+        "deep.yaml", "goal: g\ninputs:\n  x: " + std::string(100'000, '[') +
+                         std::string(100'000, ']') + "\n");
+    const auto result = dagent::config::load_task_file(file);
+    REQUIRE_FALSE(result.has_value());
+    INFO(result.error().to_string());
+    CHECK(result.error().items.at(0).file == file.string());
+    CHECK(has_problem(result.error(), 3, "", "nested deeper than 64 levels"));
+  }
+  SECTION("nesting below the parser's guard but past 64 levels is refused while converting") {
+    const fs::path file = dir.write("deep.yaml", "goal: g\ninputs:\n  x: " + std::string(100, '[') +
+                                                     std::string(100, ']') + "\n");
+    const auto result = dagent::config::load_task_file(file);
+    REQUIRE_FALSE(result.has_value());
+    INFO(result.error().to_string());
+    CHECK(has_problem(result.error(), 2, "inputs", "nested deeper than 64 levels"));
+  }
+  SECTION("64 levels are still accepted") {
+    const fs::path file = dir.write("ok.yaml", "goal: g\ninputs:\n  x: " + std::string(63, '[') +
+                                                   std::string(63, ']') + "\n");
+    const auto result = dagent::config::load_task_file(file);
+    INFO((result.has_value() ? std::string() : result.error().to_string()));
+    CHECK(result.has_value());
+  }
+  SECTION("deep nesting in config.yaml itself") {
+    const auto result =
+        load("llm: " + std::string(100'000, '[') + std::string(100'000, ']') + "\n");
+    REQUIRE_FALSE(result.has_value());
+    INFO(result.error().to_string());
+    CHECK(has_problem(result.error(), 1, "", "nested deeper than 64 levels"));
+  }
+  SECTION("a --set value goes through the parser's depth guard") {
+    Config cfg;
+    const auto problems = dagent::config::apply_override(
+        cfg, "llm.max_retries=" + std::string(100'000, '['));
+    REQUIRE(problems.size() == 1);
+    CHECK(problems[0].file == "--set");
+    CHECK(problems[0].key == "llm.max_retries");
+    CHECK(problems[0].message == "nested deeper than 64 levels");
+  }
+  SECTION("a task file or config file over 16 MiB is refused before it is read") {
+    // Sparse files: the test writes no 16 MiB of data.
+    const fs::path task = dir.write("big.yaml", "goal: g\n");
+    fs::resize_file(task, (16u << 20) + 1);
+    const auto task_result = dagent::config::load_task_file(task);
+    REQUIRE_FALSE(task_result.has_value());
+    REQUIRE(task_result.error().items.size() == 1);
+    CHECK(task_result.error().items[0].file == task.string());
+    CHECK(task_result.error().items[0].message == "task file is larger than the 16 MiB limit");
+
+    const fs::path config = dir.write("config.yaml", "llm: {}\n");
+    fs::resize_file(config, (16u << 20) + 1);
+    const auto config_result = dagent::config::load_file(config);
+    REQUIRE_FALSE(config_result.has_value());
+    REQUIRE(config_result.error().items.size() == 1);
+    CHECK(config_result.error().items[0].file == config.string());
+    CHECK(config_result.error().items[0].message == "config file is larger than the 16 MiB limit");
+  }
+  SECTION("a file of exactly 16 MiB is read") {
+    const fs::path task = dir.write("edge.yaml", "goal: g\n#");
+    fs::resize_file(task, 16u << 20);  // the rest is NUL bytes: a YAML error, not a size one
+    const auto result = dagent::config::load_task_file(task);
+    if (!result.has_value()) {
+      CHECK(result.error().to_string().find("MiB limit") == std::string::npos);
+    }
   }
 }
