@@ -21,6 +21,7 @@
 #include "net/rate_limiter.hpp"
 #include "net/retry_budget.hpp"
 #include "net/retry_policy.hpp"
+#include "text/utf8.hpp"
 #include "net/sse_parser.hpp"
 #include "net/tls_context.hpp"
 
@@ -97,12 +98,7 @@ void read_usage(od::object usage, Usage& out) {
 // Text from the provider, fit for a message: at most `limit` bytes, cut on a UTF-8 boundary,
 // control characters as spaces, invalid UTF-8 as '?'.
 std::string excerpt(std::string_view text, std::size_t limit = 300) {
-  if (text.size() > limit) {
-    std::size_t end = limit;
-    while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-    text = text.substr(0, end);
-  }
-  std::string out(text);
+  std::string out(text.substr(0, text::utf8_cut(text, limit)));
   const bool utf8 = simdjson::validate_utf8(out.data(), out.size());
   for (char& c : out) {
     const auto u = static_cast<unsigned char>(c);
@@ -476,6 +472,21 @@ asio::awaitable<void> pause(OpenAiClient::Impl* impl, std::chrono::milliseconds 
   co_await timer.async_wait(k_token);
 }
 
+// What follows a failed attempt: a retry (after its pause) when the policy wants one and the
+// run's retry budget allows it. A retry the budget refuses is counted, and `refused` set so the
+// error can say so.
+asio::awaitable<bool> retry_after_pause(OpenAiClient::Impl* impl, int retries, AttemptOutcome outcome, bool* refused) {
+  const auto decision = impl->retry.decide(retries, outcome);
+  if (!decision.retry) co_return false;
+  if (!impl->budget.try_spend()) {
+    ++impl->metrics.retries_refused;
+    *refused = true;
+    co_return false;
+  }
+  co_await pause(impl, decision.delay, outcome.status == 429);
+  co_return true;
+}
+
 // Posts `body` with the breaker, the limiter and the retry policy; returns a 2xx response.
 asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_path, std::string body,
                                       std::int64_t estimated_tokens) {
@@ -506,18 +517,11 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
       }
       outcome = judge_status(impl, ticket, sent->status, sent->headers);
     }
-    auto decision = impl->retry.decide(retries, outcome);
-    if (decision.retry) {
-      // The error is built only when a retry is refused; the usual path allocates nothing.
-      if (impl->budget.try_spend()) {
-        co_await pause(impl, decision.delay, outcome.status == 429);
-        continue;
-      }
-      ++impl->metrics.retries_refused;
-    }
+    bool refused = false;
+    if (co_await retry_after_pause(impl, retries, outcome, &refused)) continue;
     LlmError error = !sent ? transport_error(sent.error(), retries + 1)
                            : api_error(sent->status, sent->body, impl->parser, retries + 1, impl->options.api_key);
-    if (decision.retry) error.message += " (not retried: retry budget exhausted)";
+    if (refused) error.message += " (not retried: retry budget exhausted)";
     co_return error;
   }
 }
@@ -734,17 +738,11 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
       if (rest) error_body = std::move(*rest);
       outcome = judge_status(impl, ticket, opened->status(), opened->headers());
     }
-    auto decision = impl->retry.decide(retries, outcome);
-    if (decision.retry) {
-      if (impl->budget.try_spend()) {
-        co_await pause(impl, decision.delay, outcome.status == 429);
-        continue;
-      }
-      ++impl->metrics.retries_refused;
-    }
+    bool refused = false;
+    if (co_await retry_after_pause(impl, retries, outcome, &refused)) continue;
     LlmError error = !opened ? transport_error(opened.error(), retries + 1)
                              : api_error(opened->status(), error_body, impl->parser, retries + 1, impl->options.api_key);
-    if (decision.retry) error.message += " (not retried: retry budget exhausted)";
+    if (refused) error.message += " (not retried: retry budget exhausted)";
     co_return error;
   }
 }

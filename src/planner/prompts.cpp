@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "text/utf8.hpp"
+
 namespace dagent::planner {
 
 std::string_view to_string(PromptKind kind) noexcept {
@@ -46,9 +48,7 @@ std::string quote_within(std::string_view text, int budget_tokens) {
   constexpr std::size_t k_bytes_per_token = 4;
   const std::size_t cap = static_cast<std::size_t>(std::max(budget_tokens, 0)) * k_bytes_per_token;
   if (text.size() <= cap) return std::string(text);
-  std::size_t cut = cap;
-  // Back up over continuation bytes so a multi-byte character is kept whole or dropped whole.
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  const std::size_t cut = text::utf8_cut(text, cap);
   std::string out(text.substr(0, cut));
   out += "…[cut: " + std::to_string(text.size() - cut) + " more bytes]";
   return out;

@@ -25,6 +25,7 @@
 #include "runtime/lazy_provider.hpp"
 #include "runtime/run.hpp"
 #include "runtime/trace_writer.hpp"
+#include "text/utf8.hpp"
 #include "tools/llm_tool.hpp"
 #include "tools/memory_add_tool.hpp"
 #include "tools/memory_search_tool.hpp"
@@ -114,8 +115,7 @@ bool uses_memory(const executor::Plan& plan) {
 // The first `max` bytes of `text`, cut at a character boundary, marked when cut.
 std::string clipped(std::string_view text, std::size_t max) {
   if (text.size() <= max) return std::string(text);
-  while (max > 0 && (static_cast<unsigned char>(text[max]) & 0xC0) == 0x80) --max;
-  return std::string(text.substr(0, max)) + "…";
+  return std::string(text.substr(0, text::utf8_cut(text, max))) + "…";
 }
 
 // The planner's recall, served by the memory: the goal's nearest entries, each clipped so the
