@@ -21,12 +21,6 @@ void print(const std::vector<std::string>& problems) {
   std::fprintf(stderr, "dagent: %zu configuration problem%s\n", problems.size(), problems.size() == 1 ? "" : "s");
 }
 
-std::vector<std::string> render(const config::Problems& problems) {
-  std::vector<std::string> out;
-  for (const auto& p : problems.items) out.push_back(p.to_string());
-  return out;
-}
-
 // A replay runs with the configuration its recording was made with (the config file as it was,
 // with the run's --set overrides): the recording's effective config over the config file it names
 // (or the usual one), which still provides the tasks and the folder relative paths resolve in.
@@ -40,18 +34,18 @@ std::optional<std::variant<config::Config, std::vector<std::string>>> recorded_c
   config::Config base;
   if (!base_file.empty()) {
     auto loaded = config::load_file(base_file);
-    if (!loaded) return render(loaded.error());
+    if (!loaded) return loaded.error().lines();
     base = std::move(*loaded);
   }
   // JSON is YAML: the recorded config goes through the same loader and checks as a file.
   auto cfg = config::load_string(boost::json::serialize(*effective),
                                  options.replay_file.string() + " (recorded config)", base.base_dir);
-  if (!cfg) return render(cfg.error());
+  if (!cfg) return cfg.error().lines();
   cfg->tasks = std::move(base.tasks);
   cfg->base_dir = base.base_dir;
   cfg->source = base.source;
   auto problems = config::apply_overrides(*cfg, options.overrides);
-  if (!problems.empty()) return render(config::Problems{std::move(problems)});
+  if (!problems.empty()) return config::Problems{std::move(problems)}.lines();
   return std::move(*cfg);
 }
 

@@ -21,6 +21,13 @@ std::string Problem::to_string() const {
   return out;
 }
 
+std::vector<std::string> Problems::lines() const {
+  std::vector<std::string> out;
+  out.reserve(items.size());
+  for (const Problem& problem : items) out.push_back(problem.to_string());
+  return out;
+}
+
 std::string Problems::to_string() const {
   std::string out;
   for (const Problem& problem : items) {

@@ -25,6 +25,8 @@ struct Problems {
 
   /// One rendered problem per line, each ending in a newline.
   std::string to_string() const;
+  /// Each problem rendered, in order.
+  std::vector<std::string> lines() const;
 };
 
 /// Lets `boost::system::result<T, Problems>::value()` throw a std::runtime_error carrying the

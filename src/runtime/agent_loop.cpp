@@ -19,29 +19,10 @@ namespace json = boost::json;
 
 namespace {
 
-double ms_since(std::chrono::steady_clock::time_point epoch) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch).count();
-}
-
-void add_error(RunResult& r, const std::string& message) { r.error += (r.error.empty() ? "" : "; ") + message; }
-
-std::string joined(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : "; ") + i;
-  return out;
-}
-
 // The provider could not be reached or refused us (exit 3): a refusal of a planning or answer
 // call is the provider's, not a problem of the user's input.
 bool unreachable(const std::optional<net::LlmError>& e) {
   return e && (tools::to_tool_error(*e).code == ToolErrc::unavailable || e->code == net::NetErrc::provider_refused);
-}
-
-std::vector<int> ids_of(const executor::Plan& plan, const std::vector<std::size_t>& indices) {
-  std::vector<int> ids;
-  ids.reserve(indices.size());
-  for (auto i : indices) ids.push_back(plan.steps[i].id);
-  return ids;
 }
 
 void describe_plan(RunResult& result, const Prepared& prepared, json::value plan) {

@@ -120,13 +120,28 @@ std::vector<std::string> plan_differences(const json::value& was, const json::va
   return out;
 }
 
+}  // namespace
+
+double ms_since(std::chrono::steady_clock::time_point epoch) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch).count();
+}
+
+void add_error(RunResult& result, const std::string& message) {
+  result.error += (result.error.empty() ? "" : "; ") + message;
+}
+
 std::string joined(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& i : items) out += (out.empty() ? "" : "; ") + i;
   return out;
 }
 
-}  // namespace
+std::vector<int> ids_of(const executor::Plan& plan, const std::vector<std::size_t>& indices) {
+  std::vector<int> ids;
+  ids.reserve(indices.size());
+  for (auto i : indices) ids.push_back(plan.steps[i].id);
+  return ids;
+}
 
 Prepared prepare_plan(const json::value& plan_json, const json::object* inputs, const tools::Registry& registry,
                       const config::Config& cfg) {

@@ -74,6 +74,15 @@ boost::json::object describe_run(const config::Task& task, const config::Config&
 /// A short change detector for recordings: equal configs give equal digests.
 std::string config_digest(const config::Config& cfg);
 
+/// Milliseconds from `epoch` to now.
+double ms_since(std::chrono::steady_clock::time_point epoch);
+/// Appends `message` to the run-level error ("; " between messages).
+void add_error(RunResult& result, const std::string& message);
+/// `items` joined with "; ".
+std::string joined(const std::vector<std::string>& items);
+/// The ids of `plan`'s steps at `indices`.
+std::vector<int> ids_of(const executor::Plan& plan, const std::vector<std::size_t>& indices);
+
 class Run {
  public:
   /// `options` must outlive the run.

@@ -48,19 +48,6 @@ std::string new_run_id() {
   return id;
 }
 
-std::vector<int> ids_of(const executor::Plan& plan, const std::vector<std::size_t>& indices) {
-  std::vector<int> ids;
-  ids.reserve(indices.size());
-  for (auto i : indices) ids.push_back(plan.steps[i].id);
-  return ids;
-}
-
-std::vector<std::string> render(const config::Problems& problems) {
-  std::vector<std::string> out;
-  for (const auto& p : problems.items) out.push_back(p.to_string());
-  return out;
-}
-
 struct OnSignal {
   runtime::Run* run;
   asio::signal_set* signals;
@@ -259,12 +246,6 @@ struct Runtime::Impl {
 
 namespace {
 
-double ms_since(std::chrono::steady_clock::time_point epoch) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch).count();
-}
-
-void add_error(RunResult& r, const std::string& message) { r.error += (r.error.empty() ? "" : "; ") + message; }
-
 void fill_metrics(RunResult& result, const net::ProviderMetrics& before, const net::ProviderMetrics& after,
                   std::int64_t step_retries) {
   auto& m = result.metrics;
@@ -293,7 +274,7 @@ void Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
   std::exception_ptr error;
   asio::co_spawn(io, guarded(&run, std::move(flow)), RunDone{&error, signals.get()});
   io.run();
-  result.metrics.wall_ms = ms_since(run.epoch);
+  result.metrics.wall_ms = runtime::ms_since(run.epoch);
   if (error) std::rethrow_exception(error);
   if (!run.problems.empty()) return;
   result.interrupted = run.interrupted;
@@ -304,12 +285,12 @@ void Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
   // An output the caller asked for and did not get fails the run, whatever its steps did.
   bool output_lost = false;
   if (auto* writer = run.writer(); writer && writer->error()) {
-    add_error(result, "--record: " + *writer->error());
+    runtime::add_error(result, "--record: " + *writer->error());
     output_lost = true;
   }
   if (!run.options().trace_file.empty()) {
     if (auto written = runtime::write_trace(result, run.options().trace_file); !written) {
-      add_error(result, written.error());
+      runtime::add_error(result, written.error());
       output_lost = true;
     }
   }
@@ -403,11 +384,11 @@ std::variant<Runtime, std::vector<std::string>> Runtime::load(const std::filesys
   config::Config cfg;
   if (!config_file.empty()) {
     auto loaded = config::load_file(config_file);
-    if (!loaded) return render(loaded.error());
+    if (!loaded) return loaded.error().lines();
     cfg = std::move(*loaded);
   }
   auto problems = config::apply_overrides(cfg, overrides);
-  if (!problems.empty()) return render(config::Problems{std::move(problems)});
+  if (!problems.empty()) return config::Problems{std::move(problems)}.lines();
   return Runtime(std::move(cfg));
 }
 
@@ -529,7 +510,7 @@ PlanReport Runtime::plan_task(std::string_view task_arg, const RunOptions& optio
   PlanReport report;
   auto task = config::find_task(task_arg, impl_->cfg);
   if (!task) {
-    report.problems = render(task.error());
+    report.problems = task.error().lines();
     return report;
   }
   report.task = task->name;
@@ -569,14 +550,14 @@ PlanReport Runtime::plan_json(const json::value& plan, const json::object* input
   auto prepared = runtime::prepare_plan(plan, inputs, impl_->registry, impl_->cfg);
   report.problems = std::move(prepared.problems);
   if (!report.problems.empty()) return report;
-  for (const auto& level : prepared.analysis.levels) report.levels.push_back(ids_of(prepared.plan, level));
-  report.critical_path = ids_of(prepared.plan, prepared.analysis.critical_path);
+  for (const auto& level : prepared.analysis.levels) report.levels.push_back(runtime::ids_of(prepared.plan, level));
+  report.critical_path = runtime::ids_of(prepared.plan, prepared.analysis.critical_path);
   return report;
 }
 
 RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& options) {
   auto task = config::find_task(task_arg, impl_->cfg);
-  if (!task) return RunOutcome{render(task.error()), {}};
+  if (!task) return RunOutcome{task.error().lines(), {}};
   auto workspace = task->workspace;
   if (workspace.empty()) workspace = (impl_->cfg.base_dir / impl_->cfg.tools.workspace).lexically_normal();
   if (!task->plan) return impl_->run_goal(std::move(*task), workspace, options, task_arg);
@@ -617,8 +598,8 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   result.run_id = new_run_id();
   result.task = run.task.name;
   result.plan = plan_json;
-  for (const auto& level : prepared.analysis.levels) result.levels.push_back(ids_of(prepared.plan, level));
-  result.critical_path = ids_of(prepared.plan, prepared.analysis.critical_path);
+  for (const auto& level : prepared.analysis.levels) result.levels.push_back(runtime::ids_of(prepared.plan, level));
+  result.critical_path = runtime::ids_of(prepared.plan, prepared.analysis.critical_path);
   run.workspace = std::move(*ws);
   run.result = &result;
   run.record_header(task_ref);
