@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(g++ cmake ninja-build ccache pkg-config openssl ca-certificates nginx-light
           libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev
-          libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev catch2)
+          libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev libvalijson-dev catch2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,6 +19,7 @@
 
 #include "memory/chunker.hpp"
 #include "net/sha256.hpp"
+#include "text/utf8.hpp"
 
 namespace dagent::memory {
 
@@ -53,35 +54,6 @@ auto on_pool(asio::any_io_executor pool, Fn fn) {
 MemoryError from_llm_error(const net::LlmError& e) {
   return memory_error(net::is_unreachable(e) ? MemoryErrc::unavailable : MemoryErrc::embedding_failed,
                       "embedding failed: " + e.message);
-}
-
-// `text` with every invalid UTF-8 sequence replaced by U+FFFD, so it can travel as JSON.
-std::string valid_utf8(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool ok = n > 0 && i + n <= text.size() && !(n == 2 && c < 0xC2);
-    for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(text[i + k]) >> 6) == 0x2;
-    if (ok && n == 3) {
-      const auto c1 = static_cast<unsigned char>(text[i + 1]);
-      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);  // overlong, surrogates
-    }
-    if (ok && n == 4) {
-      const auto c1 = static_cast<unsigned char>(text[i + 1]);
-      ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90) && c <= 0xF4;
-    }
-    if (ok) {
-      out.append(text.substr(i, n));
-      i += n;
-    } else {
-      out.append("\xEF\xBF\xBD");
-      ++i;
-    }
-  }
-  return out;
 }
 
 constexpr std::uintmax_t k_max_file_bytes = 64u << 20;
@@ -174,7 +146,7 @@ ReadFile read_for_ingest(const fs::path& path, std::size_t chunk_chars, std::siz
     return out;
   }
   out.hash = net::sha256_hex(bytes);
-  out.text = valid_utf8(bytes);
+  out.text = text::valid_utf8(bytes);
   out.chunks = chunk_text(out.text, chunk_chars, overlap);
   return out;
 }

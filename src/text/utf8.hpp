@@ -1,7 +1,9 @@
 #pragma once
-// UTF-8 helpers shared by every module that cuts text for a message, a prompt or a result.
+// UTF-8 helpers shared by every module that takes text in (files, tools, inputs, model replies)
+// or cuts text for a message, a prompt or a result.
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace dagent::text {
@@ -9,5 +11,16 @@ namespace dagent::text {
 /// The largest cut at or below `max` (and at most `text.size()`) that does not split a UTF-8
 /// sequence: `text.substr(0, cut)` keeps each multi-byte character whole or drops it whole.
 std::size_t utf8_cut(std::string_view text, std::size_t max) noexcept;
+
+/// Whether `text` is well-formed UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF).
+bool is_valid_utf8(std::string_view text) noexcept;
+
+/// `text` with each maximal ill-formed subpart replaced by U+FFFD, as the Unicode standard
+/// recommends (and as browsers decode): a Latin-1 byte, a truncated sequence, an overlong form or
+/// an encoded surrogate each become one replacement character. Valid text comes back unchanged.
+std::string valid_utf8(std::string_view text);
+
+/// The same repair in place; allocates nothing when `text` is already valid. True when it changed.
+bool make_valid_utf8(std::string& text);
 
 }  // namespace dagent::text

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <string>
 
 using dagent::text::utf8_cut;
@@ -18,4 +19,74 @@ TEST_CASE("utf8_cut never splits a character", "[text]") {
   CHECK(utf8_cut(s, 9) == 8);  // inside 😀
   CHECK(utf8_cut(s, 11) == 8);
   CHECK(utf8_cut("\x80\x80\x80", 2) == 0);  // continuation bytes only: nothing is kept
+}
+
+using dagent::text::is_valid_utf8;
+using dagent::text::make_valid_utf8;
+using dagent::text::valid_utf8;
+
+namespace {
+const std::string fffd = "\xEF\xBF\xBD";
+}
+
+TEST_CASE("valid_utf8 keeps valid text byte for byte", "[text]") {
+  const std::string s = "plain a\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80 \xF4\x8F\xBF\xBF end";
+  CHECK(is_valid_utf8(s));
+  CHECK(valid_utf8(s) == s);
+  std::string copy = s;
+  CHECK_FALSE(make_valid_utf8(copy));
+  CHECK(copy == s);
+  CHECK(valid_utf8("") == "");
+}
+
+TEST_CASE("valid_utf8 replaces each maximal ill-formed subpart by one U+FFFD", "[text]") {
+  // Latin-1: "café" with é as the single byte E9.
+  CHECK(valid_utf8("caf\xE9") == "caf" + fffd);
+  CHECK(valid_utf8("\xE9t\xE9") == fffd + "t" + fffd);
+  // Truncated sequences: the valid prefix of a sequence is one subpart.
+  CHECK(valid_utf8("a\xE2\x82") == "a" + fffd);
+  CHECK(valid_utf8("a\xE2\x82z") == "a" + fffd + "z");
+  CHECK(valid_utf8("\xF0\x9F\x98") == fffd);
+  CHECK(valid_utf8("\xC3") == fffd);
+  // Overlong forms: C0/C1 leads, E0 80..9F, F0 80..8F.
+  CHECK(valid_utf8("\xC0\xAF") == fffd + fffd);
+  CHECK(valid_utf8("\xE0\x80\xAF") == fffd + fffd + fffd);
+  CHECK(valid_utf8("\xF0\x80\x80\xAF") == fffd + fffd + fffd + fffd);
+  // Encoded surrogates (U+D800, U+DFFF) and code points past U+10FFFF.
+  CHECK(valid_utf8("\xED\xA0\x80") == fffd + fffd + fffd);
+  CHECK(valid_utf8("\xED\xBF\xBF") == fffd + fffd + fffd);
+  CHECK(valid_utf8("\xF4\x90\x80\x80") == fffd + fffd + fffd + fffd);
+  CHECK(valid_utf8("\xF5\x80") == fffd + fffd);
+  // Stray continuation bytes.
+  CHECK(valid_utf8("\x80\xBF") == fffd + fffd);
+  // The example of the Unicode standard (Table 3-8).
+  CHECK(valid_utf8("\x61\xF1\x80\x80\xE1\x80\xC2\x62\x80\x63\x80\xBF\x64") ==
+        "a" + fffd + fffd + fffd + "b" + fffd + "c" + fffd + fffd + "d");
+  std::string bad = "x\xFFy";
+  CHECK(make_valid_utf8(bad));
+  CHECK(bad == "x" + fffd + "y");
+}
+
+TEST_CASE("valid_utf8 always returns valid UTF-8 (every 1- and 2-byte input, seeded 3-6 byte inputs)",
+          "[text]") {
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; ++b) {
+      const std::string in{static_cast<char>(a), static_cast<char>(b)};
+      const std::string out = valid_utf8(in);
+      REQUIRE(is_valid_utf8(out));
+      if (is_valid_utf8(in)) REQUIRE(out == in);
+    }
+  }
+  std::uint32_t seed = 12345;
+  for (int round = 0; round < 200000; ++round) {
+    std::string in;
+    const int n = 3 + round % 4;
+    for (int k = 0; k < n; ++k) {
+      seed = seed * 1664525u + 1013904223u;
+      in.push_back(static_cast<char>(0x7F + (seed >> 24) % 0x81));  // mostly non-ASCII bytes
+    }
+    const std::string out = valid_utf8(in);
+    REQUIRE(is_valid_utf8(out));
+    if (is_valid_utf8(in)) REQUIRE(out == in);
+  }
 }
