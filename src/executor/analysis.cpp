@@ -55,12 +55,37 @@ const json::object* sub_schema(const json::object* schema, const PathSegment& se
   return next ? next->if_object() : nullptr;
 }
 
-void check_schema(const Step& step, const StepInfo& info, std::vector<PlanProblem>& problems) {
+// Whether a problem at `p.path` belongs to a parameter whose value is known only at run time
+// (the scheduler checks it again then): a whole reference may hold anything; text with a
+// reference inside is a string, so only its type is known now.
+bool hidden_by_reference(const tools::SchemaProblem& p, const std::vector<std::pair<std::string, bool>>& slots) {
+  for (const auto& [path, whole] : slots) {
+    const bool at = p.path == path;
+    const bool under = p.path.size() > path.size() && p.path.starts_with(path) &&
+                       (p.path[path.size()] == '.' || p.path[path.size()] == '[');
+    if (whole && (at || under)) return true;
+    if (!whole && at && p.keyword != "type") return true;
+  }
+  return false;
+}
+
+void check_parameter_schema(const Step& step, const StepInfo& info, std::vector<PlanProblem>& problems) {
+  const auto compiled = tools::compile_schema(info.tool->parameters_schema(), "schema");
+  if (!compiled.schema) {
+    for (const auto& p : compiled.problems)
+      problems.push_back({step.id, "the parameter schema of '" + step.action + "' is invalid: " + p});
+    return;
+  }
   json::object probe = step.parameters;
   const auto& schema = info.tool->parameters_schema();
+  std::vector<std::pair<std::string, bool>> slot_paths;  // (JSON path, whole reference)
   for (const auto& slot : info.params.slots) {
     json::value* target = find_param(probe, slot.where);
     if (!target) continue;
+    std::string path = "parameters";
+    for (const auto& seg : slot.where.path)
+      path = seg.is_index() ? tools::element_path(path, seg.index) : tools::member_path(path, seg.key);
+    slot_paths.emplace_back(std::move(path), slot.tmpl.is_whole_reference());
     if (slot.tmpl.is_whole_reference()) {
       const json::object* s = &schema;
       for (const auto& seg : slot.where.path) s = sub_schema(s, seg);
@@ -69,8 +94,28 @@ void check_schema(const Step& step, const StepInfo& info, std::vector<PlanProble
       *target = json::string("text");
     }
   }
-  for (auto& msg : tools::validate_json(probe, schema, "parameters"))
-    problems.push_back({step.id, std::move(msg)});
+  for (auto& p : compiled.schema->validate(probe, "parameters"))
+    if (!hidden_by_reference(p, slot_paths)) problems.push_back({step.id, p.to_string()});
+}
+
+// An `llm` step's json_schema is a schema the reply is checked against: it must be one.
+void check_llm_schema(const Step& step, const StepInfo& info, std::vector<PlanProblem>& problems) {
+  if (!info.tool || info.tool->name() != "llm") return;
+  json::object params = step.parameters;
+  // `$$` is a literal `$` (a pattern's end anchor): the schema is checked as the tool will see it.
+  for (const auto& slot : info.params.slots) {
+    const auto& path = slot.where.path;
+    if (path.empty() || path[0].is_index() || path[0].key != "json_schema") continue;
+    std::string text;
+    for (const auto& piece : slot.tmpl.pieces) {
+      if (piece.ref) return;  // built from references: the tool checks it before its request
+      text += piece.literal;
+    }
+    if (json::value* v = find_param(params, slot.where)) *v = json::string(text);
+  }
+  const auto* schema = params.if_contains("json_schema");
+  if (!schema || !schema->is_object()) return;
+  for (auto& p : tools::check_schema(schema->get_object(), "parameters.json_schema")) problems.push_back({step.id, p});
 }
 
 // The cycles among the steps `left` (those Kahn's algorithm could not order), each once: one
@@ -158,7 +203,10 @@ std::vector<DepId> inspect_step(const Step& step, const tools::Registry& registr
     }
     add_dep(ref.step_id, ref.text, options.dependency_analysis);
   }
-  if (info.tool && info.params.problems.empty()) check_schema(step, info, problems);
+  if (info.tool && info.params.problems.empty()) {
+    check_parameter_schema(step, info, problems);
+    check_llm_schema(step, info, problems);
+  }
   if (step.verify)
     for (auto& msg : check_criterion(*step.verify)) problems.push_back({step.id, "verify: " + msg});
   return deps;

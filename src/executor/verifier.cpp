@@ -39,6 +39,8 @@ void check_one(const json::value& c, std::string_view where, std::vector<std::st
       if (!ok) out.push_back(std::string(where) + "contains takes a string or a list of strings");
     } else if (key == "json_schema" && !kv.value().is_object()) {
       out.push_back(std::string(where) + "json_schema takes a JSON Schema object");
+    } else if (key == "json_schema") {
+      for (auto& p : tools::check_schema(kv.value().get_object(), "json_schema")) out.push_back(std::string(where) + p);
     } else if (key == "field" && !kv.value().is_string()) {
       out.push_back(std::string(where) + "field takes the name of an output field");
     }

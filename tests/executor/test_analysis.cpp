@@ -3,10 +3,14 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/json/parse.hpp>
 #include <catch2/catch.hpp>
 
 #include "dagent/tool.hpp"
+#include "net/openai_client.hpp"
+#include "net/url.hpp"
+#include "tools/llm_tool.hpp"
 #include "support/test_tools.hpp"
 
 namespace {
@@ -60,6 +64,22 @@ const dagent::executor::StepInfo& info(const Plan& plan, const Analysis& a, int 
 }
 
 std::vector<int> dep_ids(const Plan& plan, const Analysis& a, int id) { return ids(plan, info(plan, a, id).deps); }
+
+// A tool whose schema uses keywords beyond the old subset: pattern and anyOf of consts.
+class PatternTool final : public dagent::Tool {
+ public:
+  std::string_view name() const override { return "pattern"; }
+  std::string_view description() const override { return "test"; }
+  const json::object& parameters_schema() const override {
+    static const json::object schema = json::parse(R"({"type": "object", "required": ["code"],
+        "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]+$"},
+                       "mode": {"anyOf": [{"const": "fast"}, {"const": "exact"}]}}})").as_object();
+    return schema;
+  }
+  boost::asio::awaitable<dagent::ToolResult> invoke(json::object params, dagent::ToolContext) override {
+    co_return json::value(std::move(params));
+  }
+};
 
 }  // namespace
 
@@ -334,6 +354,48 @@ TEST_CASE("analyze rejects bad plans with the step id", "[executor]") {
     auto a = analyze(plan, tools.registry, options);
     REQUIRE(a.problems.size() == 1);
     CHECK(a.problems[0].to_string() == "step 1: reference $input.colour: the task has no input 'colour'");
+  }
+  SECTION("a verify json_schema that is not a valid schema names the step and the key") {
+    auto plan = plan_of(R"([{"id": 3, "action": "echo", "verify": {"json_schema": {"type": "nonsense"}}},
+                            {"id": 4, "action": "echo", "verify": [{"json_schema": {"required": "x"}}]}])");
+    auto a = analyze(plan, tools.registry);
+    INFO(all_problems(a.problems));
+    REQUIRE(a.problems.size() == 2);
+    CHECK_THAT(a.problems[0].to_string(), Catch::StartsWith("step 3: verify: json_schema.type: must be a type name"));
+    CHECK(a.problems[1].to_string() == "step 4: verify: [0] json_schema.required: expected array, got string");
+  }
+  SECTION("parameters are checked with every keyword, and references still pass where they may") {
+    dagent::tools::Registry registry;
+    REQUIRE(registry.add(std::make_shared<PatternTool>()).has_value());
+    auto plan = plan_of(R"([
+      {"id": 1, "action": "pattern", "parameters": {"code": "ABC-12", "mode": "fast"}},
+      {"id": 2, "action": "pattern", "parameters": {"code": "abc", "mode": "slow"}},
+      {"id": 3, "action": "pattern", "parameters": {"code": "$step1.code", "mode": "fast"}},
+      {"id": 4, "action": "pattern", "parameters": {"code": "ABC-$step1.n", "mode": "fast"}},
+      {"id": 5, "action": "pattern", "parameters": {"code": "ABC-1", "mode": "$step1.mode"}}
+    ])");
+    auto a = analyze(plan, registry);
+    INFO(all_problems(a.problems));
+    REQUIRE(a.problems.size() == 2);
+    CHECK(a.problems[0].to_string() == R"(step 2: parameters.code: must match the pattern "^[A-Z]{3}-[0-9]+$", got "abc")");
+    CHECK(a.problems[1].to_string() == "step 2: parameters.mode: matches none of the anyOf alternatives");
+  }
+  SECTION("an llm step's json_schema must be a valid schema") {
+    boost::asio::io_context io;
+    dagent::net::OpenAiOptions options;
+    options.base_url = *dagent::net::parse_base_url("http://127.0.0.1:9/v1");  // never called
+    dagent::net::OpenAiClient client(io.get_executor(), nullptr, options);
+    dagent::tools::Registry registry;
+    REQUIRE(registry.add(std::make_shared<dagent::tools::LlmTool>(client, "m")).has_value());
+    auto plan = plan_of(R"([
+      {"id": 1, "action": "llm", "parameters": {"prompt": "x", "json_schema": {"properties": {"n": {"type": "integr"}}}}},
+      {"id": 2, "action": "llm", "parameters": {"prompt": "x", "json_schema": {"properties": {"n": {"type": "integer"}}}}}
+    ])");
+    auto a = analyze(plan, registry);
+    INFO(all_problems(a.problems));
+    REQUIRE(a.problems.size() == 1);
+    CHECK_THAT(a.problems[0].to_string(),
+               Catch::StartsWith("step 1: parameters.json_schema.properties.n.type: must be a type name"));
   }
   SECTION("a malformed verify criterion") {
     auto plan = plan_of(R"([{"id": 4, "action": "echo", "verify": {"mentions": "x"}}])");
