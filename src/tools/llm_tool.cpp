@@ -3,10 +3,24 @@
 #include <boost/json/parse.hpp>
 
 #include "net/net_error.hpp"
+#include "tools/json_schema.hpp"
 
 namespace dagent::tools {
 
 namespace json = boost::json;
+
+namespace {
+
+// The first few problems, joined; a long list says no more than its head.
+std::string first_problems(const std::vector<std::string>& problems) {
+  constexpr std::size_t k_shown = 3;
+  std::string out;
+  for (std::size_t i = 0; i < problems.size() && i < k_shown; ++i) out += (i ? "; " : "") + problems[i];
+  if (problems.size() > k_shown) out += " (and " + std::to_string(problems.size() - k_shown) + " more)";
+  return out;
+}
+
+}  // namespace
 
 ToolError to_tool_error(const net::LlmError& e) {
   using net::NetErrc;
@@ -50,7 +64,15 @@ boost::asio::awaitable<ToolResult> LlmTool::invoke(json::object params, ToolCont
   request.messages.push_back({"user", std::string(params.at("prompt").as_string())});
   if (const auto* v = params.if_contains("max_tokens")) request.max_tokens = v->to_number<std::int64_t>();
   if (const auto* v = params.if_contains("temperature")) request.temperature = v->to_number<double>();
-  if (const auto* v = params.if_contains("json_schema")) request.json_schema = v->as_object();
+  std::shared_ptr<const CompiledSchema> schema;
+  if (const auto* v = params.if_contains("json_schema")) {
+    // Checked before the call: a schema no reply can be held to must not cost a request.
+    auto compiled = compile_schema(v->as_object(), "json_schema");
+    if (!compiled.schema)
+      co_return tool_error(ToolErrc::invalid_parameters, "json_schema is not a valid schema: " + first_problems(compiled.problems));
+    schema = std::move(compiled.schema);
+    request.json_schema = v->as_object();
+  }
 
   auto reply = co_await provider_.chat(std::move(request));
   if (!reply) co_return to_tool_error(reply.error());
@@ -61,6 +83,12 @@ boost::asio::awaitable<ToolResult> LlmTool::invoke(json::object params, ToolCont
     boost::system::error_code ec;
     auto parsed = json::parse(reply->content, ec);
     if (ec) co_return tool_error(ToolErrc::failed, "the reply is not the JSON the schema asks for: " + ec.message());
+    // Servers without structured output get the schema in the prompt only (and some with it
+    // ignore it): the reply is held to the schema here, whichever path produced it.
+    std::vector<std::string> problems;
+    for (const auto& p : schema->validate(parsed, "$")) problems.push_back(p.to_string());
+    if (!problems.empty())
+      co_return tool_error(ToolErrc::failed, "the reply does not match json_schema: " + first_problems(problems));
     out["json"] = std::move(parsed);
   }
   co_return json::value(std::move(out));
