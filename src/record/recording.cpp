@@ -53,6 +53,11 @@ json::value to_boost(simdjson::dom::element e) {
 
 // The line as an object, or why it is not one.
 boost::system::result<json::object, std::string> parse_line(simdjson::dom::parser& parser, std::string_view line) {
+  // Recordings made before text was repaired on the way in can hold bytes that are not UTF-8;
+  // they read back as U+FFFD, as the run that recorded them would now have seen them. Line by
+  // line, so offsets (a resume cuts the file at intact_bytes) stay those of the file.
+  std::string repaired;
+  if (!text::is_valid_utf8(line)) line = repaired = text::valid_utf8(line);
   simdjson::dom::element root;
   if (auto e = parser.parse(line.data(), line.size()).get(root)) return std::string(simdjson::error_message(e));
   if (root.type() != simdjson::dom::element_type::OBJECT) return std::string("a JSON value that is not an object");
@@ -178,9 +183,6 @@ void RecordWriter::write(const json::object& event) {
 boost::system::result<Recording, std::string> read_recording(const std::filesystem::path& path) {
   auto bytes = read_file(path);
   if (!bytes) return bytes.error();
-  // Recordings made before text was repaired on the way in can hold bytes that are not UTF-8;
-  // they read back as U+FFFD, as the run that recorded them would now have seen them.
-  text::make_valid_utf8(*bytes);
   const std::string_view text = *bytes;
   const std::string where = path.string() + ":";
 
@@ -228,7 +230,6 @@ boost::system::result<boost::json::object, std::string> read_header(const std::f
   std::string line;
   for (int c; (c = std::fgetc(file)) != EOF && c != '\n';) line.push_back(static_cast<char>(c));
   std::fclose(file);
-  text::make_valid_utf8(line);  // as read_recording
   const std::string where = path.string() + ":";
   simdjson::dom::parser parser;
   auto parsed = parse_line(parser, line);

@@ -252,6 +252,8 @@ TEST_CASE("invalid_utf8_recording: text that is not UTF-8 made a recording that 
     REQUIRE(rec.has_value());  // was "…:1: not a recording: the first line must be the header"
     CHECK(rec->header.at("goal") == k_bad_text_repaired.c_str());
     CHECK(rec->events.at(0).at("answer") == k_bad_text_repaired.c_str());
+    // Offsets are the file's (a resume cuts it there), not those of the repaired text.
+    CHECK(rec->intact_bytes == std::filesystem::file_size(path));
     CHECK(dagent::record::read_header(path).has_value());
   }
   SECTION("a corrupt header is called that, with file and line, not 'not a recording'") {
