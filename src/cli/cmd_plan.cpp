@@ -5,6 +5,7 @@
 #include "cli/commands.hpp"
 #include "cli/live_view.hpp"
 #include "dagent/runtime.hpp"
+#include "text/json_utf8.hpp"
 
 namespace dagent::cli {
 
@@ -55,7 +56,7 @@ int plan_command(const Options& options) {
                             {"plan", report.plan},
                             {"levels", std::move(levels)},
                             {"critical_path", to_array(report.critical_path)}};
-    std::printf("%s\n", boost::json::serialize(out).c_str());
+    std::printf("%s\n", text::serialize_valid(out).c_str());
     return 0;
   }
   const auto* steps = report.plan.if_array();

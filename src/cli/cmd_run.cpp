@@ -7,12 +7,11 @@
 #include <optional>
 #include <string>
 
-#include <boost/json/serialize.hpp>
-
 #include "cli/commands.hpp"
 #include "cli/live_view.hpp"
 #include "dagent/runtime.hpp"
 #include "record/recording.hpp"
+#include "text/json_utf8.hpp"
 
 namespace dagent::cli {
 
@@ -119,7 +118,7 @@ int run_command(const Options& options) {
   view.finish(outcome.result);
   if (!outcome.result.error.empty() && !outcome.result.interrupted)
     std::fprintf(stderr, "dagent: %s\n", outcome.result.error.c_str());
-  if (options.json) std::printf("%s\n", boost::json::serialize(to_json(outcome.result)).c_str());
+  if (options.json) std::printf("%s\n", text::serialize_valid(to_json(outcome.result)).c_str());
   int code = outcome.exit_code();
   errno = 0;
   if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0) {  // a full disk or closed pipe: the result is lost

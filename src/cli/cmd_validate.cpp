@@ -5,6 +5,7 @@
 #include "cli/commands.hpp"
 #include "dagent/runtime.hpp"
 #include "executor/plan.hpp"
+#include "text/utf8.hpp"
 
 namespace dagent::cli {
 
@@ -38,7 +39,8 @@ int validate_command(const Options& options) {
     if (!in) return report({arg + ": cannot read the file"}, arg);
     std::stringstream text;
     text << in.rdbuf();
-    auto plan = executor::parse_json_text(text.str());
+    // As a task's plan file: bytes that are not UTF-8 become U+FFFD, not an "invalid JSON" error.
+    auto plan = executor::parse_json_text(text::valid_utf8(text.str()));
     if (!plan) return report({arg + ": " + plan.error()}, arg);
     std::vector<std::string> problems;
     for (auto& p : runtime->plan_json(*plan).problems) problems.push_back(arg + ": " + p);

@@ -24,6 +24,8 @@
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
+#include "text/utf8.hpp"
+
 namespace dagent::config {
 namespace {
 
@@ -926,8 +928,12 @@ int line_at(std::string_view text, std::size_t offset) {
 
 // Parses YAML text into `root`; a syntax error becomes a problem with its line.
 bool parse_yaml(std::string_view text, YAML::Node& root, Reporter& out) {
+  // Task inputs, goals and every other string enter dagent here, and yaml-cpp passes bytes that
+  // are not UTF-8 through: they become U+FFFD (never a newline, so lines keep their numbers).
+  std::string valid(text);
+  text::make_valid_utf8(valid);
   try {
-    root = YAML::Load(std::string(text));
+    root = YAML::Load(valid);
     return true;
   } catch (const YAML::DeepRecursion& e) {
     // yaml-cpp's own guard (depth 500 in 0.7) says only "bad file".
@@ -960,13 +966,15 @@ std::optional<json::value> read_plan_file(const fs::path& path, const Place& at,
                                  : "cannot read plan file '" + path.string() + "': " + error);
     return std::nullopt;
   }
+  // As parse_yaml: bytes that are not UTF-8 become U+FFFD rather than an "invalid JSON" error.
+  const std::string valid = text::valid_utf8(*text);
   json::stream_parser parser;
   boost::system::error_code ec;
-  const std::size_t consumed = parser.write(text->data(), text->size(), ec);
+  const std::size_t consumed = parser.write(valid.data(), valid.size(), ec);
   if (!ec) parser.finish(ec);
   if (ec) {
     out.problems.push_back(
-        {path.string(), line_at(*text, consumed), "", "invalid JSON: " + ec.message()});
+        {path.string(), line_at(valid, consumed), "", "invalid JSON: " + ec.message()});
     return std::nullopt;
   }
   json::value plan = parser.release();
@@ -1242,7 +1250,10 @@ void read_section(const YAML::Node& map, std::string_view prefix, ConfigReading&
 }
 
 // Applies one KEY=VALUE to `cfg` without the cross-field rules.
-void apply_one(Config& cfg, std::string_view key_equals_value, Reporter& out) {
+void apply_one(Config& cfg, std::string_view given, Reporter& out) {
+  // A command-line argument need not be UTF-8; problems quote the key, values enter the config.
+  const std::string valid = text::valid_utf8(given);
+  const std::string_view key_equals_value = valid;
   const std::size_t equals = key_equals_value.find('=');
   if (equals == std::string_view::npos) {
     out.add(0, "", "expected KEY=VALUE, got " + shown(key_equals_value));
@@ -1360,7 +1371,8 @@ boost::system::result<Task, Problems> load_task_file(const std::filesystem::path
   if (!parse_yaml(*text, root, out)) return as_problems(std::move(out.problems));
   std::optional<Task> task;
   try {
-    const TaskOrigin origin{normal_absolute(path).parent_path(), "", path.stem().string(),
+    // The name goes into results and recordings; the file's name need not be UTF-8.
+    const TaskOrigin origin{normal_absolute(path).parent_path(), "", text::valid_utf8(path.stem().string()),
                             NameRule::free, {path.string(), 0}};
     task = read_task(root, root.IsNull() ? 0 : line_of(root), origin, out);
   } catch (const YAML::Exception& e) {

@@ -9,6 +9,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "text/json_utf8.hpp"
+#include "text/utf8.hpp"
 #include "tools/json_schema.hpp"
 
 namespace dagent::executor {
@@ -69,6 +71,18 @@ asio::steady_timer::duration saturated(std::chrono::milliseconds d) {
 bool retryable(const ToolError& e) {
   return e.code != ToolErrc::invalid_parameters && e.code != ToolErrc::outside_workspace &&
          e.code != ToolErrc::cancelled;
+}
+
+// Where a tool's output enters the run: whatever a tool returns (one registered by a program
+// included), results, prompts and recordings only ever see valid UTF-8. Free for valid text.
+ToolResult valid_text(ToolResult result) {
+  if (result) {
+    text::make_valid_utf8(*result);
+    return result;
+  }
+  ToolError error = result.error();  // error() is a copy
+  text::make_valid_utf8(error.message);
+  return error;
 }
 
 }  // namespace
@@ -347,7 +361,7 @@ asio::awaitable<ToolResult> Scheduler::invoke_tool(std::size_t index, json::obje
     // as_tuple: the losing timer's cancellation is a value, not an exception thrown per step.
     auto deadline = timer.async_wait(asio::as_tuple(asio::use_awaitable));
     auto winner = co_await (std::move(call) || std::move(deadline));
-    if (winner.index() == 0) co_return std::move(std::get<0>(winner));
+    if (winner.index() == 0) co_return valid_text(std::move(std::get<0>(winner)));
     flag->store(true);
     if (std::get<0>(std::get<1>(winner)))  // the timer was cancelled: the run is being interrupted
       co_return tool_error(ToolErrc::cancelled, "cancelled: the run was interrupted");
@@ -357,7 +371,7 @@ asio::awaitable<ToolResult> Scheduler::invoke_tool(std::size_t index, json::obje
     flag->store(true);
     if (interrupted_ || e.code() == asio::error::operation_aborted)
       co_return tool_error(ToolErrc::cancelled, "cancelled: the run was interrupted");
-    co_return tool_error(ToolErrc::failed, e.what());
+    co_return valid_text(tool_error(ToolErrc::failed, e.what()));
   }
 }
 

@@ -21,6 +21,7 @@
 #include "net/rate_limiter.hpp"
 #include "net/retry_budget.hpp"
 #include "net/retry_policy.hpp"
+#include "text/json_utf8.hpp"
 #include "text/utf8.hpp"
 #include "net/sse_parser.hpp"
 #include "net/tls_context.hpp"
@@ -74,9 +75,10 @@ simdjson::padded_string_view padded(std::string& body) {
   return simdjson::padded_string_view(body.data(), body.size(), body.capacity());
 }
 
+// A string field; an escaped lone surrogate ("\udc00") unescapes to bytes that are not UTF-8.
 std::string text_of(od::value v) {
   std::string_view s;
-  if (v.get_string().get(s) == simdjson::SUCCESS) return std::string(s);
+  if (v.get_string().get(s) == simdjson::SUCCESS) return text::valid_utf8(s);
   return {};
 }
 
@@ -95,15 +97,13 @@ void read_usage(od::object usage, Usage& out) {
   }
 }
 
-// Text from the provider, fit for a message: at most `limit` bytes, cut on a UTF-8 boundary,
-// control characters as spaces, invalid UTF-8 as '?'.
+// Text from the provider, fit for a message: at most `limit` bytes of it, cut on a UTF-8
+// boundary, control characters as spaces, invalid UTF-8 as U+FFFD.
 std::string excerpt(std::string_view text, std::size_t limit = 300) {
-  std::string out(text.substr(0, text::utf8_cut(text, limit)));
-  const bool utf8 = simdjson::validate_utf8(out.data(), out.size());
+  std::string out = text::valid_utf8(text.substr(0, text::utf8_cut(text, limit)));
   for (char& c : out) {
     const auto u = static_cast<unsigned char>(c);
     if (u < 0x20 || u == 0x7F) c = ' ';
-    else if (u >= 0x80 && !utf8) c = '?';
   }
   return out;
 }
@@ -142,6 +142,7 @@ LlmError api_error(int status, std::string& body, od::parser& parser, int attemp
   e.status = status;
   od::document doc;
   od::object error;
+  text::make_valid_utf8(body);  // simdjson refuses a document that is not UTF-8: the message would be lost
   if (!parser.iterate(padded(body)).get(doc) && !doc["error"].get_object().get(error)) read_error_object(error, e);
   const std::string said = redacted(excerpt(e.message.empty() ? std::string_view(body) : std::string_view(e.message)), api_key);
   std::string text = refused ? "provider refused the request (" + std::to_string(status) + ")"
@@ -201,6 +202,9 @@ LlmResult<ChatResponse> parse_chat(std::string& body, od::parser& parser) {
   ChatResponse out;
   od::document doc;
   od::object root;
+  // Model text enters dagent here: bytes that are not UTF-8 become U+FFFD (they are never ASCII,
+  // so the JSON around them stands) rather than failing a reply whose text is otherwise fine.
+  text::make_valid_utf8(body);
   if (parser.iterate(padded(body)).get(doc) || doc.get_object().get(root))
     return llm_error(NetErrc::protocol_error, "the chat response is not a JSON object");
   bool have_choice = false;
@@ -550,7 +554,7 @@ bool refused_structured_output(const LlmError& e) {
 }
 
 asio::awaitable<LlmResult<ChatResponse>> chat_once(OpenAiClient::Impl* impl, ChatRequest request) {
-  std::string body = json::serialize(to_json(request, false));
+  std::string body = text::serialize_valid(to_json(request, false));
   const auto request_bytes = body.size();
   const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
   auto sent = co_await post(impl, "/chat/completions", std::move(body), estimate);
@@ -599,7 +603,7 @@ asio::awaitable<LlmResult<EmbedResponse>> OpenAiClient::embed(EmbedRequest reque
   for (const auto& in : request.inputs) inputs.emplace_back(in);
   json::object payload{{"model", request.model}, {"input", std::move(inputs)}, {"encoding_format", "float"}};
   if (request.dimensions) payload["dimensions"] = *request.dimensions;
-  std::string body = json::serialize(payload);
+  std::string body = text::serialize_valid(payload);
   const auto request_bytes = body.size();
   const auto estimate = estimate_request_tokens(body, 0);
   auto sent = co_await post(impl, "/embeddings", std::move(body), estimate);
@@ -649,6 +653,9 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
       }
       od::document doc;
       od::object root;
+      // As parse_chat: each chunk is repaired whole, so a character split across two chunks (a
+      // server bug) becomes U+FFFD twice rather than failing the stream.
+      text::make_valid_utf8(ev.data);
       const bool is_object = !impl->parser.iterate(padded(ev.data)).get(doc) && !doc.get_object().get(root);
       // Some servers name the event instead: `event: error` with {"message": ...} or plain text.
       const bool error_event = ev.event == "error";
@@ -683,6 +690,8 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
                 if (df.unescaped_key().get(dk) || dk != "content") continue;
                 std::string_view piece;
                 if (df.value().get_string().get(piece) || piece.empty()) continue;
+                std::string repaired;  // see text_of; a valid piece is not copied
+                if (!text::is_valid_utf8(piece)) piece = repaired = text::valid_utf8(piece);
                 out.content.append(piece);
                 if (on_delta) on_delta(piece);
               }
@@ -700,7 +709,7 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
 
 asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* impl, ChatRequest request,
                                                           std::function<void(std::string_view)> on_delta) {
-  const std::string body = json::serialize(to_json(request, true));
+  const std::string body = text::serialize_valid(to_json(request, true));
   const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
   impl->budget.on_call();
   for (int retries = 0;; ++retries) {

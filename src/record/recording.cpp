@@ -13,6 +13,8 @@
 #include <boost/json/value.hpp>
 #include <simdjson.h>
 
+#include "text/utf8.hpp"
+
 namespace dagent::record {
 
 namespace json = boost::json;
@@ -51,6 +53,11 @@ json::value to_boost(simdjson::dom::element e) {
 
 // The line as an object, or why it is not one.
 boost::system::result<json::object, std::string> parse_line(simdjson::dom::parser& parser, std::string_view line) {
+  // Recordings made before text was repaired on the way in can hold bytes that are not UTF-8;
+  // they read back as U+FFFD, as the run that recorded them would now have seen them. Line by
+  // line, so offsets (a resume cuts the file at intact_bytes) stay those of the file.
+  std::string repaired;
+  if (!text::is_valid_utf8(line)) line = repaired = text::valid_utf8(line);
   simdjson::dom::element root;
   if (auto e = parser.parse(line.data(), line.size()).get(root)) return std::string(simdjson::error_message(e));
   if (root.type() != simdjson::dom::element_type::OBJECT) return std::string("a JSON value that is not an object");
@@ -59,7 +66,17 @@ boost::system::result<json::object, std::string> parse_line(simdjson::dom::parse
 
 std::string clip(std::string_view line) {
   constexpr std::size_t k_max = 60;
-  return line.size() <= k_max ? std::string(line) : std::string(line.substr(0, k_max)) + "…";
+  std::string out = text::valid_utf8(line.substr(0, text::utf8_cut(line, k_max)));
+  return line.size() <= k_max ? out : out + "…";
+}
+
+// Why the first line, which did not parse, is not a header: a line that starts as one is a
+// corrupt header (say so, with the parser's reason); anything else is not a recording at all.
+std::string first_line_problem(std::string_view line, const std::string& parse_error, const std::string& where) {
+  const std::size_t start = line.find_first_not_of(" \t");
+  if (start != std::string_view::npos && line.substr(start).starts_with(R"({"type":"header")"))
+    return where + ": the header line is corrupt (" + parse_error + "): " + clip(line);
+  return where + ": not a recording: the first line must be the header, got " + clip(line);
 }
 
 // The file's bytes; the error names it. Both alternatives are strings, hence the in_place tags.
@@ -143,6 +160,9 @@ RecordWriter::~RecordWriter() {
 void RecordWriter::write(const json::object& event) {
   if (error_ || !file_) return;
   std::string line = json::serialize(event);
+  // The last guard of what a replay and a resume read back: text is repaired where it enters
+  // dagent, and whatever was missed still makes a line that parses. Free when valid.
+  text::make_valid_utf8(line);
   line.push_back('\n');
   // One fwrite per line, then a flush: a crash cuts at most this line (read back as a torn tail).
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
@@ -186,6 +206,7 @@ boost::system::result<Recording, std::string> read_recording(const std::filesyst
         out.torn_tail = true;  // a cut-short last line that happened to end in a newline byte
         break;
       }
+      if (!have_header) return first_line_problem(line, parsed.error(), where + std::to_string(line_no));
       return where + std::to_string(line_no) + ": not a JSON object: " + parsed.error() + ": " + clip(line);
     }
     ++out.lines;
@@ -212,7 +233,7 @@ boost::system::result<boost::json::object, std::string> read_header(const std::f
   const std::string where = path.string() + ":";
   simdjson::dom::parser parser;
   auto parsed = parse_line(parser, line);
-  if (!parsed) return where + "1: not a recording: the first line must be the header, got " + clip(line);
+  if (!parsed) return first_line_problem(line, parsed.error(), where + "1");
   if (auto problem = header_problem(*parsed, line, where + "1")) return *problem;
   return std::move(*parsed);
 }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <optional>
 #include <random>
 
 #include <boost/asio/co_spawn.hpp>
@@ -25,6 +26,7 @@
 #include "runtime/lazy_provider.hpp"
 #include "runtime/run.hpp"
 #include "runtime/trace_writer.hpp"
+#include "text/json_utf8.hpp"
 #include "text/utf8.hpp"
 #include "tools/llm_tool.hpp"
 #include "tools/memory_add_tool.hpp"
@@ -473,10 +475,11 @@ MemoryOutcome Runtime::ingest(const std::vector<std::filesystem::path>& paths,
   return out;
 }
 
-MemoryOutcome Runtime::search_memory(const std::string& query, int k) {
+MemoryOutcome Runtime::search_memory(const std::string& given, int k) {
   auto out = impl_->memory_ready();
   if (!out.error.empty()) return out;
   if (k == 0) k = impl_->cfg.memory.recall_k;
+  const std::string query = text::valid_utf8(given);  // a command-line argument need not be UTF-8
   run_on_loop(impl_->io, search_memory_on_loop(SearchJob{impl_->memory.get(), query, k, &out}));
   return out;
 }
@@ -547,7 +550,10 @@ PlanReport Runtime::plan_json(const json::value& plan, const json::object* input
   PlanReport report;
   report.task = "plan";
   report.plan = plan;
-  auto prepared = runtime::prepare_plan(plan, inputs, impl_->registry, impl_->cfg);
+  text::make_valid_utf8(report.plan);  // as run_fixed: the report is printed as JSON
+  std::optional<json::object> valid_inputs;
+  if (inputs != nullptr) text::make_valid_utf8(valid_inputs.emplace(*inputs));
+  auto prepared = runtime::prepare_plan(report.plan, valid_inputs ? &*valid_inputs : nullptr, impl_->registry, impl_->cfg);
   report.problems = std::move(prepared.problems);
   if (!report.problems.empty()) return report;
   for (const auto& level : prepared.analysis.levels) report.levels.push_back(runtime::ids_of(prepared.plan, level));
@@ -578,9 +584,14 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   run.task.name = std::move(task_name);
   run.task.inputs = inputs;
   run.task.plan = plan_json;
+  // A program's inputs and plan enter here (a task file's were repaired by the loader): prompts,
+  // results and the recording's header must not carry bytes that are not UTF-8.
+  text::make_valid_utf8(run.task.name);
+  text::make_valid_utf8(run.task.inputs);
+  text::make_valid_utf8(*run.task.plan);
   outcome.problems = run.set_up(run.task);
   if (!outcome.problems.empty()) return outcome;
-  auto prepared = run.prepare(plan_json);
+  auto prepared = run.prepare(*run.task.plan);
   auto ws = Workspace::open(workspace);
   if (!ws) prepared.problems.push_back("workspace: " + ws.error().message);
   if (prepared.problems.empty() && memory && run.live() && uses_memory(prepared.plan)) {
@@ -597,7 +608,7 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   auto& result = outcome.result;
   result.run_id = new_run_id();
   result.task = run.task.name;
-  result.plan = plan_json;
+  result.plan = *run.task.plan;
   for (const auto& level : prepared.analysis.levels) result.levels.push_back(runtime::ids_of(prepared.plan, level));
   result.critical_path = runtime::ids_of(prepared.plan, prepared.analysis.critical_path);
   run.workspace = std::move(*ws);

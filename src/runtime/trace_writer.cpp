@@ -9,6 +9,8 @@
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "text/json_utf8.hpp"
+
 namespace dagent::runtime {
 
 namespace json = boost::json;
@@ -53,7 +55,8 @@ boost::system::result<void, std::string> write_trace(const RunResult& result, co
                                   {"args", std::move(args)}});
   }
   json::object doc{{"traceEvents", std::move(events)}, {"displayTimeUnit", "ms"}};
-  const std::string text = json::serialize(doc) + "\n";
+  // Step names and errors carry text from tools and models: valid UTF-8 whatever they held.
+  const std::string text = text::serialize_valid(doc) + "\n";
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
   // A device, pipe or terminal (/dev/stdout, /dev/full) is written in place: renaming a temporary

@@ -50,8 +50,16 @@ std::size_t sequence_at(std::string_view text, std::size_t i, bool& ok) noexcept
 
 std::size_t utf8_cut(std::string_view text, std::size_t max) noexcept {
   if (max >= text.size()) return text.size();
-  // Back up over continuation bytes (10xxxxxx): the cut then falls before a lead byte.
-  while (max > 0 && (static_cast<unsigned char>(text[max]) & 0xC0) == 0x80) --max;
+  const auto continues = [&](std::size_t i) { return (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80; };
+  if (!continues(max)) return max;  // the cut falls before a lead byte or ASCII: it splits nothing
+  // A sequence is at most 4 bytes, so its lead is at most 3 bytes back. Looking no further keeps
+  // the cut near `max` in binary or Latin-1 text, where a run of continuation bytes can be long.
+  for (std::size_t back = 1; back <= 3 && back <= max; ++back) {
+    if (continues(max - back)) continue;
+    const auto c = static_cast<unsigned char>(text[max - back]);
+    const std::size_t length = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return length > back ? max - back : max;
+  }
   return max;
 }
 

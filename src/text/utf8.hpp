@@ -9,7 +9,8 @@
 namespace dagent::text {
 
 /// The largest cut at or below `max` (and at most `text.size()`) that does not split a UTF-8
-/// sequence: `text.substr(0, cut)` keeps each multi-byte character whole or drops it whole.
+/// sequence: `text.substr(0, cut)` keeps each multi-byte character whole or drops it whole. It
+/// backs up at most 3 bytes, so bytes that are not UTF-8 are cut at `max` (repair them apart).
 std::size_t utf8_cut(std::string_view text, std::size_t max) noexcept;
 
 /// Whether `text` is well-formed UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF).

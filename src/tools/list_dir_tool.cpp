@@ -13,6 +13,7 @@
 #include <boost/json/parse.hpp>
 
 #include "dagent/workspace.hpp"
+#include "text/utf8.hpp"
 #include "tools/json_schema.hpp"
 
 namespace dagent::tools {
@@ -121,6 +122,9 @@ ToolResult ListDirTool::run(const json::object& params, const ToolContext& ctx) 
       } else {
         continue;
       }
+      // A name that is not UTF-8 is shown with U+FFFD: it names the entry for people, not for
+      // another call (a JSON result cannot hold the raw bytes).
+      text::make_valid_utf8(entry.path);
       entries.push_back(std::move(entry));
     }
     if (ec) return tool_error(ToolErrc::io_error, "cannot list '" + workspace.display(folder) + "': " + ec.message());

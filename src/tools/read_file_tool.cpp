@@ -12,6 +12,7 @@
 
 #include "dagent/workspace.hpp"
 #include "tools/file_handle.hpp"
+#include "text/utf8.hpp"
 #include "tools/json_schema.hpp"
 
 namespace dagent::tools {
@@ -82,11 +83,16 @@ ToolResult ReadFileTool::run(const json::object& params, const ToolContext& ctx)
     if (*n == 0) break;
   }
   const bool truncated = content.size() > limit;
-  if (truncated) content.resize(static_cast<std::size_t>(limit));
+  // A cut inside a character drops the whole character: the file's next byte, read above, tells
+  // whether the bytes before the limit end one.
+  if (truncated) content.resize(text::utf8_cut(content, static_cast<std::size_t>(limit)));
 
-  const std::size_t bytes = content.size();
+  const std::size_t bytes = content.size();  // of the file: the repair below may change the length
+  // The content enters JSON (results, prompts, recordings): bytes that are not UTF-8 (a Latin-1
+  // file, a binary one) become U+FFFD here. Valid text is not copied.
+  text::make_valid_utf8(content);
   json::object out;
-  out["path"] = shown;
+  out["path"] = text::valid_utf8(shown);
   out["content"] = std::move(content);
   out["bytes"] = bytes;
   if (truncated) out["truncated"] = true;

@@ -6,6 +6,9 @@
 #include <array>
 #include <utility>
 
+#include <boost/json/serialize.hpp>
+
+#include "text/utf8.hpp"
 #include "tools/list_dir_tool.hpp"
 #include "tools/read_file_tool.hpp"
 #include "tools/search_files_tool.hpp"
@@ -13,6 +16,8 @@
 
 namespace dagent::tools {
 namespace {
+
+namespace json = boost::json;
 
 // Sorted.
 constexpr std::array<std::string_view, 7> k_builtin_names = {"list_dir",  "llm",          "memory_add", "memory_search",
@@ -33,6 +38,16 @@ boost::system::result<void, ToolError> Registry::add(std::shared_ptr<Tool> tool)
   if (!tool) return ToolError{ToolErrc::invalid_parameters, "cannot register a null tool"};
   std::string name(tool->name());
   if (name.empty()) return ToolError{ToolErrc::invalid_parameters, "cannot register a tool without a name"};
+  // What a tool says about itself goes into every planning prompt as it is, and a plan names the
+  // tool byte for byte: refused here, where the program that registers it learns why.
+  const char* bad = !text::is_valid_utf8(name)                                           ? "name"
+                    : !text::is_valid_utf8(tool->description())                          ? "description"
+                    : !text::is_valid_utf8(json::serialize(tool->parameters_schema())) ? "parameters schema"
+                                                                                         : nullptr;
+  if (bad != nullptr) {
+    return ToolError{ToolErrc::invalid_parameters,
+                     "cannot register tool '" + text::valid_utf8(name) + "': its " + bad + " is not valid UTF-8"};
+  }
   if (tools_.contains(name)) {
     return ToolError{ToolErrc::invalid_parameters, "tool '" + name + "' is already registered"};
   }

@@ -19,7 +19,8 @@ namespace dagent::tools {
 /// The tools available to a run, keyed by Tool::name(). Filled before the run, then only read.
 class Registry {
  public:
-  /// Adds `tool`; fails (invalid_parameters) when it is null or its name is taken.
+  /// Adds `tool`; fails (invalid_parameters) when it is null, its name is taken, or its name,
+  /// description or parameters schema is not valid UTF-8.
   boost::system::result<void, ToolError> add(std::shared_ptr<Tool> tool);
 
   /// The tool called `name`, or nullptr.

@@ -17,6 +17,7 @@
 #include <boost/regex.hpp>
 
 #include "dagent/workspace.hpp"
+#include "text/utf8.hpp"
 #include "tools/file_handle.hpp"
 #include "tools/glob_pattern.hpp"
 #include "tools/json_schema.hpp"
@@ -74,6 +75,14 @@ struct Query {
 
 ToolError cancelled() { return ToolError{ToolErrc::cancelled, "search_files: cancelled"}; }
 
+// How `path` is shown: relative to the workspace, a name that is not UTF-8 with U+FFFD (it then
+// names the file for people, not for another call).
+std::string shown_name(const Workspace& workspace, const fs::path& path) {
+  std::string shown = workspace.display(path);
+  text::make_valid_utf8(shown);
+  return shown;
+}
+
 // Adds the matching files below `folder`, whose names below the pattern's base are `names`.
 // Unreadable folders are skipped.
 boost::system::result<void, ToolError> collect(const Workspace& workspace, const GlobPattern& glob,
@@ -92,12 +101,11 @@ boost::system::result<void, ToolError> collect(const Workspace& workspace, const
         if (auto below = collect(workspace, glob, path, names, found, ctx); !below) return below;
       }
     } else if (fs::is_regular_file(status)) {
-      if (glob.matches(names)) found.push_back({workspace.display(path), path});
+      if (glob.matches(names)) found.push_back({shown_name(workspace, path), path});
     } else if (fs::is_symlink(status) && glob.matches(names)) {
       // Symlinked files count when they lead to a regular file inside; symlinked folders are not entered.
-      std::string shown = workspace.display(path);
-      auto target = workspace.resolve_existing(shown);
-      if (target && fs::is_regular_file(*target, ec)) found.push_back({std::move(shown), std::move(*target)});
+      auto target = workspace.resolve_existing(workspace.display(path));
+      if (target && fs::is_regular_file(*target, ec)) found.push_back({shown_name(workspace, path), std::move(*target)});
     }
     names.pop_back();
   }
@@ -153,7 +161,8 @@ struct LineScan {
       json::object match;
       match["path"] = file.path;
       match["line"] = number;
-      match["text"] = text;
+      // Matched on the file's bytes, shown as valid UTF-8: a Latin-1 line keeps its ASCII.
+      match["text"] = text::valid_utf8(text);
       matches.push_back(std::move(match));
     }
     line.clear();

@@ -14,6 +14,9 @@
 #include <boost/json/serialize.hpp>
 #include <catch2/catch.hpp>
 
+#include "text/bad_utf8_samples.hpp"
+#include "text/utf8.hpp"
+
 namespace fs = std::filesystem;
 using dagent::config::Config;
 using dagent::config::IndexKind;
@@ -975,5 +978,46 @@ TEST_CASE("config bombs (issue 12): alias expansion, nesting depth and file size
     if (!result.has_value()) {
       CHECK(result.error().to_string().find("MiB limit") == std::string::npos);
     }
+  }
+}
+
+TEST_CASE("invalid_utf8_task_text: goal, inputs, plan parameters and names that are not UTF-8 were taken raw",
+          "[config][utf8]") {
+  using dagent::test::k_bad_text;
+  using dagent::test::k_bad_text_repaired;
+  using dagent::test::k_fffd;
+  namespace json = boost::json;
+  TempDir dir;
+  SECTION("a task file: goal, inputs (keys too), an inline plan, and the name taken from the file") {
+    const auto path = dir.write("t\xE9sk.yaml", "goal: \"Summarize " + k_bad_text + "\"\n"
+                                                "inputs:\n  who: " + k_bad_text + "\n  k\xE9y: [a, \"\xC0\xAF\"]\n"
+                                                "plan:\n  - {id: 1, action: read_file, parameters: {path: \"" +
+                                                k_bad_text + "\"}}\n");
+    auto task = dagent::config::load_task_file(path);
+    INFO((task ? std::string() : task.error().lines().front()));
+    REQUIRE(task.has_value());
+    CHECK(task->name == "t" + k_fffd + "sk");
+    CHECK(task->goal == "Summarize " + k_bad_text_repaired);
+    CHECK(task->inputs == json::object{{"who", k_bad_text_repaired}, {"k" + k_fffd + "y", json::array{"a", k_fffd + k_fffd}}});
+    REQUIRE(task->plan.has_value());
+    CHECK(task->plan->as_array().at(0).at("parameters").at("path") == k_bad_text_repaired.c_str());
+    CHECK(dagent::text::is_valid_utf8(json::serialize(*task->plan)));
+  }
+  SECTION("a plan file (JSON) was refused as 'invalid JSON'; it is repaired like YAML") {
+    dir.write("plan.json", R"([{"id": 1, "action": "read_file", "parameters": {"path": ")" + k_bad_text + R"("}}])");
+    const auto path = dir.write("task.yaml", "plan: plan.json\n");
+    auto task = dagent::config::load_task_file(path);
+    INFO((task ? std::string() : task.error().lines().front()));
+    REQUIRE(task.has_value());
+    CHECK(task->plan->as_array().at(0).at("parameters").at("path") == k_bad_text_repaired.c_str());
+  }
+  SECTION("--set values and keys") {
+    Config cfg;
+    CHECK(dagent::config::apply_override(cfg, "llm.model=gpt-" + k_bad_text).empty());
+    CHECK(cfg.llm.model == "gpt-" + k_bad_text_repaired);
+    const auto problems = dagent::config::apply_override(cfg, "llm.mod\xE9l=x");
+    REQUIRE(problems.size() == 1);
+    CHECK(problems[0].key == "llm.mod" + k_fffd + "l");
+    CHECK(dagent::text::is_valid_utf8(problems[0].message));
   }
 }

@@ -11,6 +11,8 @@
 #include "net/tls_context.hpp"
 #include "support/run_on.hpp"
 #include "support/test_server_process.hpp"
+#include "text/bad_utf8_samples.hpp"
+#include "text/utf8.hpp"
 
 namespace {
 
@@ -660,5 +662,57 @@ TEST_CASE("retries across a run are capped by the retry budget, and refusals are
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().attempts == 3);
     CHECK(requests(server) == before + 3);
+  }
+}
+
+
+TEST_CASE("model text that is not UTF-8 was refused as 'not a JSON object' (whole) or failed the stream; "
+          "it is repaired where it enters",
+          "[net][client][utf8]") {
+  using dagent::test::k_bad_text;
+  using dagent::test::k_bad_text_repaired;
+  using dagent::test::k_fffd;
+  SECTION("a whole reply") {
+    TestServer server(TestServerOptions{.script = json::object{{"rules", json::array{json::object{
+        {"path", "/v1/chat/completions"}, {"reply", dagent::test::script_bytes(k_bad_text)}, {"bytes", true}}}}}});
+    Client c(server, options_for(server));
+    auto r = c.chat();
+    REQUIRE(r.has_value());
+    CHECK(r->content == k_bad_text_repaired);
+  }
+  SECTION("a streamed reply: each delta is repaired, and the content is their concatenation") {
+    TestServer server(TestServerOptions{.script = json::object{{"rules", json::array{json::object{
+        {"path", "/v1/chat/completions"},
+        {"stream_chunks", json::array{dagent::test::script_bytes("caf\xE9 "), dagent::test::script_bytes("\xED\xA0\x80 and \xC0\xAF"),
+                                      dagent::test::script_bytes(" \xE0\x80\xAF \xE2\x82")}},
+        {"bytes", true}}}}}});
+    asio::io_context io;
+    OpenAiClient client(io.get_executor(), nullptr, options_for(server));
+    std::vector<std::string> deltas;
+    auto r = run_on(io, client.chat_stream(hello(), [&](std::string_view d) { deltas.emplace_back(d); }));
+    REQUIRE(r.has_value());
+    const std::vector<std::string> expected{"caf" + k_fffd + " ", k_fffd + k_fffd + k_fffd + " and " + k_fffd + k_fffd,
+                                            " " + k_fffd + k_fffd + k_fffd + " " + k_fffd};
+    CHECK(deltas == expected);
+    CHECK(r->content == expected[0] + expected[1] + expected[2]);
+  }
+  SECTION("a provider's error message") {
+    TestServer server(TestServerOptions{.script = json::object{{"rules", json::array{json::object{
+        {"path", "/v1/chat/completions"}, {"status", 400},
+        {"body", dagent::test::script_bytes(R"({"error": {"message": "bad caf)" "\xE9" R"(", "type": "invalid_request_error"}})")},
+        {"bytes", true}}}}}});
+    Client c(server, options_for(server));
+    auto r = c.chat();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message == "provider refused the request (400): bad caf" + k_fffd);
+  }
+  SECTION("a prompt that is not UTF-8 reaches the provider repaired") {
+    TestServer server;
+    Client c(server, options_for(server));
+    auto r = c.chat(hello(k_bad_text));
+    REQUIRE(r.has_value());
+    CHECK(r->content == "echo: " + k_bad_text_repaired);
+    for (const auto& request : recent(server))
+      CHECK(dagent::text::is_valid_utf8(request.at("body").as_string()));
   }
 }

@@ -5,6 +5,8 @@
 #include <boost/json.hpp>
 
 #include "support/process.hpp"
+#include "text/bad_utf8_samples.hpp"
+#include "text/utf8.hpp"
 
 namespace {
 
@@ -210,5 +212,63 @@ TEST_CASE("recording: --record empties an existing file even when nothing runs: 
     second.write(header());
     CHECK(read_text(path) == header_line());
     CHECK(entries() == 1);
+  }
+}
+
+TEST_CASE("invalid_utf8_recording: text that is not UTF-8 made a recording that could not be read back",
+          "[record][utf8]") {
+  using dagent::test::k_bad_text;
+  using dagent::test::k_bad_text_repaired;
+  using dagent::test::k_fffd;
+  TempDir dir;
+  const auto path = dir.path() / "run.jsonl";
+  SECTION("the writer repairs what it is given") {
+    {
+      auto writer = open_writer(path, false);
+      auto h = header();
+      h["goal"] = k_bad_text;
+      writer.write(h);
+      writer.write({{"type", "tool"}, {"step", 1}, {"output", json::object{{"k\xE9y", k_bad_text}}}});
+      CHECK_FALSE(writer.error());
+    }
+    CHECK(dagent::text::is_valid_utf8(read_text(path)));
+    auto rec = read_recording(path);
+    REQUIRE(rec.has_value());
+    CHECK(rec->header.at("goal") == k_bad_text_repaired.c_str());
+    REQUIRE(rec->events.size() == 1);
+    CHECK(rec->events[0].at("output") == json::value(json::object{{"k" + k_fffd + "y", k_bad_text_repaired}}));
+    auto h = dagent::record::read_header(path);
+    REQUIRE(h.has_value());
+    CHECK(h->at("goal") == k_bad_text_repaired.c_str());
+  }
+  SECTION("a recording written raw (before the repair) reads back repaired, header included") {
+    // What the old writer produced: JSON whose strings hold the bytes as they came.
+    auto h = header();
+    h["goal"] = k_bad_text;
+    const std::string event = json::serialize(json::object{{"type", "end"}, {"status", "ok"}, {"answer", k_bad_text}});
+    dir.write("run.jsonl", json::serialize(h) + "\n" + event + "\n");
+    auto rec = read_recording(path);
+    INFO((rec ? std::string() : rec.error()));
+    REQUIRE(rec.has_value());  // was "…:1: not a recording: the first line must be the header"
+    CHECK(rec->header.at("goal") == k_bad_text_repaired.c_str());
+    CHECK(rec->events.at(0).at("answer") == k_bad_text_repaired.c_str());
+    // Offsets are the file's (a resume cuts it there), not those of the repaired text.
+    CHECK(rec->intact_bytes == std::filesystem::file_size(path));
+    CHECK(dagent::record::read_header(path).has_value());
+  }
+  SECTION("a corrupt header is called that, with file and line, not 'not a recording'") {
+    const std::string event = json::serialize(json::object{{"type", "end"}, {"status", "ok"}});
+    dir.write("run.jsonl", R"({"type":"header","format":1,"task":"t",}")" "\n" + event + "\n");
+    auto rec = read_recording(path);
+    REQUIRE_FALSE(rec.has_value());
+    CHECK_THAT(rec.error(), Catch::StartsWith(path.string() + ":1: the header line is corrupt ("));
+    auto h = dagent::record::read_header(path);
+    REQUIRE_FALSE(h.has_value());
+    CHECK_THAT(h.error(), Catch::StartsWith(path.string() + ":1: the header line is corrupt ("));
+    // A file that is not a recording at all still says so.
+    dir.write("run.jsonl", "steps:\n  - id: 1\n");
+    auto yaml = dagent::record::read_header(path);
+    REQUIRE_FALSE(yaml.has_value());
+    CHECK_THAT(yaml.error(), Catch::StartsWith(path.string() + ":1: not a recording"));
   }
 }

@@ -13,9 +13,28 @@ namespace {
 
 using ParseError = std::string;
 
-constexpr std::array<std::string_view, 14> k_rule_keys = {
+constexpr std::array<std::string_view, 15> k_rule_keys = {
     "path",       "contains", "nth",           "times",              "status",        "headers", "body",
-    "latency_ms", "reply",    "stream_chunks", "stream_interval_ms", "stream_events", "fault",   "comment"};
+    "latency_ms", "reply",    "stream_chunks", "stream_interval_ms", "stream_events", "fault",   "comment",
+    "bytes"};
+
+// `text` (UTF-8) with each character U+0000..U+00FF as that one byte: how a script, itself JSON,
+// spells bytes that are not UTF-8. False when a character is above U+00FF.
+bool to_bytes(std::string& text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+    } else if ((c == 0xC2 || c == 0xC3) && i + 1 < text.size()) {
+      out.push_back(static_cast<char>(((c & 0x03) << 6) | (static_cast<unsigned char>(text[++i]) & 0x3F)));
+    } else {
+      return false;
+    }
+  }
+  text = std::move(out);
+  return true;
+}
 
 std::optional<ParseError> read_string(const json::object& rule, std::string_view key,
                                       std::optional<std::string>& out) {
@@ -83,6 +102,19 @@ std::optional<ParseError> read_action(const json::object& rule, RuleAction& acti
       pieces.emplace_back(piece.get_string());
     }
     *out = std::move(pieces);
+  }
+
+  if (const json::value* bytes = rule.if_contains("bytes")) {
+    if (!bytes->is_bool()) return ParseError("bytes must be true or false");
+    if (bytes->get_bool()) {
+      const ParseError error = "with bytes, reply, body, stream_chunks and stream_events hold only U+0000..U+00FF";
+      for (auto* text : {&action.reply, &action.body})
+        if (*text && !to_bytes(**text)) return error;
+      for (auto* list : {&action.stream_chunks, &action.stream_events})
+        if (*list)
+          for (auto& piece : **list)
+            if (!to_bytes(piece)) return error;
+    }
   }
 
   std::optional<std::string> fault;

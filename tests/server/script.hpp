@@ -15,6 +15,10 @@
 //     "stream_events": ["data: {...}\n\n", ": ping\n\n"],  raw SSE text sent as is, one chunk per
 //                                      element, instead of the generated events (streamed requests
 //                                      only; no [DONE] unless listed)
+//     "bytes": true,                   reply, body (a string), stream_chunks and stream_events are
+//                                      bytes: each character U+0000..U+00FF is sent as that one byte
+//                                      ("\u00e9" is the Latin-1 byte E9), so replies can hold bytes
+//                                      that are not UTF-8
 //     "fault": "reset" | "stall" | "truncate" | "close_after_response" | "ping",
 //     "comment": "free text"}]}
 //

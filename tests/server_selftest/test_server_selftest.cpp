@@ -386,3 +386,16 @@ TEST_CASE("test server serves TLS with the test CA's certificate", "[server]") {
                            certs.wrong_host_key(), certs.expired_cert(), certs.expired_key(), certs.other_ca()})
     CHECK(std::filesystem::file_size(path) > 0);
 }
+
+TEST_CASE("a script with \"bytes\" sends each character U+0000..U+00FF as one byte", "[server][utf8]") {
+  TestServer server;
+  // "caf\u00e9" is the Latin-1 byte E9 on the wire, inside the JSON reply as it is.
+  server.set_script(json::parse(R"({"rules": [{"path": "/v1/chat/completions", "reply": "caf\u00e9", "bytes": true}]})"));
+  HttpReply reply = server.request(chat_request("hello"));
+  CHECK(reply.status == 200);
+  CHECK(reply.body.find("\"caf\xE9\"") != std::string::npos);
+  HttpReply refused = server.request(post_json(
+      "/_script", json::parse(R"({"rules": [{"reply": "\u20ac", "bytes": true}]})")));
+  CHECK(refused.status == 400);
+  CHECK(refused.body.find("U+0000..U+00FF") != std::string::npos);
+}

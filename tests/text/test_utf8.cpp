@@ -18,7 +18,6 @@ TEST_CASE("utf8_cut never splits a character", "[text]") {
   CHECK(utf8_cut(s, 6) == 4);
   CHECK(utf8_cut(s, 9) == 8);  // inside 😀
   CHECK(utf8_cut(s, 11) == 8);
-  CHECK(utf8_cut("\x80\x80\x80", 2) == 0);  // continuation bytes only: nothing is kept
 }
 
 using dagent::text::is_valid_utf8;
@@ -89,4 +88,20 @@ TEST_CASE("valid_utf8 always returns valid UTF-8 (every 1- and 2-byte input, see
     REQUIRE(is_valid_utf8(out));
     if (is_valid_utf8(in)) REQUIRE(out == in);
   }
+}
+
+TEST_CASE("utf8_cut backs up at most 3 bytes: bytes that are not UTF-8 are cut where asked", "[text]") {
+  // Regression: it backed up over every continuation byte, so max_bytes 2 of "\x80\x80\x80"
+  // (or of a long run of them in a binary file) kept nothing.
+  CHECK(utf8_cut("\x80\x80\x80", 2) == 2);
+  CHECK(utf8_cut(std::string(100, '\x80'), 50) == 50);
+  // A whole character before the cut is kept even when a stray continuation byte follows it.
+  CHECK(utf8_cut("\xE2\x82\xAC\x80", 3) == 3);
+  // Latin-1: no byte continues another, so the cut is where asked (a truncated sequence before
+  // the cut is left to the repair).
+  CHECK(utf8_cut("caf\xE9\xE9\xE9", 5) == 5);
+  // A lead byte whose sequence would cross the cut is dropped with its continuation bytes.
+  CHECK(utf8_cut("ab\xF0\x9F\x98\x80", 5) == 2);
+  CHECK(utf8_cut("ab\xF0\x9F\x98\x80", 3) == 2);
+  CHECK(utf8_cut("a\xE2\x82z", 3) == 3);
 }

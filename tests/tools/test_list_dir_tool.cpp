@@ -7,6 +7,10 @@
 
 #include <sys/stat.h>
 
+#include <boost/json/serialize.hpp>
+
+#include "text/bad_utf8_samples.hpp"
+#include "text/utf8.hpp"
 #include "tool_test_support.hpp"
 
 namespace {
@@ -114,4 +118,20 @@ TEST_CASE("list_dir errors") {
   CHECK(error_of(R"({"recursive": 1})").message == "invalid parameters: $.recursive: expected boolean, got integer");
   fx.cancel();
   CHECK(error_of(R"({"path": "."})").code == ToolErrc::cancelled);
+}
+
+TEST_CASE("list_dir regression: names that are not UTF-8 were returned raw") {
+  WorkspaceFixture fx;
+  ListDirTool tool;
+  fx.write("caf\xE9/x\xED\xA0\x80.txt", "12");  // a Latin-1 folder holding a file named with a surrogate
+  fx.write("ok.txt", "1");
+  auto result = tool.run(object(R"({"recursive": true})"), fx.context());
+  REQUIRE(result.has_value());
+  CHECK(dagent::text::is_valid_utf8(json::serialize(*result)));
+  const std::string fffd = dagent::test::k_fffd;
+  const std::string folder = "caf" + fffd;
+  const std::string file = folder + "/x" + fffd + fffd + fffd + ".txt";
+  CHECK(*result == json::value(json::object{{"entries", json::array{json::object{{"path", folder}, {"type", "dir"}, {"size", 0}},
+                                                       json::object{{"path", file}, {"type", "file"}, {"size", 2}},
+                                                       json::object{{"path", "ok.txt"}, {"type", "file"}, {"size", 1}}}}}));
 }

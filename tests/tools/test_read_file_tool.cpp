@@ -4,11 +4,16 @@
 
 #include <filesystem>
 #include <string>
+#include <utility>
+
+#include <boost/json/serialize.hpp>
 
 #include "tools/registry.hpp"
 
 #include <sys/stat.h>
 
+#include "text/bad_utf8_samples.hpp"
+#include "text/utf8.hpp"
 #include "tool_test_support.hpp"
 
 namespace {
@@ -16,6 +21,9 @@ namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 using dagent::ToolErrc;
+using dagent::test::k_bad_text;
+using dagent::test::k_bad_text_repaired;
+using dagent::test::k_fffd;
 using dagent::tools::ReadFileTool;
 using dagent::tools::test::object;
 using dagent::tools::test::WorkspaceFixture;
@@ -62,12 +70,12 @@ TEST_CASE("read_file returns a file's content") {
     CHECK(result->at("content") == "");
     CHECK(result->at("bytes") == 0);
   }
-  SECTION("bytes pass through, NULs and invalid UTF-8 included") {
+  SECTION("NULs pass through; bytes that are not UTF-8 become U+FFFD; bytes counts the file's") {
     const std::string raw("a\0b\xff\xfe", 5);
     fx.write("raw.bin", raw);
     auto result = tool.run(object(R"({"path": "raw.bin"})"), fx.context());
     REQUIRE(result.has_value());
-    CHECK(std::string(result->at("content").as_string()) == raw);
+    CHECK(std::string(result->at("content").as_string()) == std::string("a\0b", 3) + k_fffd + k_fffd);
     CHECK(result->at("bytes") == 5);
   }
   SECTION("a file larger than one read chunk") {
@@ -187,4 +195,42 @@ TEST_CASE("read_file errors") {
     REQUIRE(result.has_error());
     CHECK(result.error().code == ToolErrc::failed);
   }
+}
+
+TEST_CASE("read_file regression: a Latin-1 file, truncated sequences, overlong forms and surrogates "
+          "were returned raw and made the result, prompts and recording invalid UTF-8") {
+  WorkspaceFixture fx;
+  ReadFileTool tool;
+  fx.write("latin1.txt", k_bad_text + "\n");
+  auto result = tool.run(object(R"({"path": "latin1.txt"})"), fx.context());
+  REQUIRE(result.has_value());
+  CHECK(std::string(result->at("content").as_string()) == k_bad_text_repaired + "\n");
+  CHECK(result->at("bytes") == k_bad_text.size() + 1);
+  CHECK(dagent::text::is_valid_utf8(json::serialize(*result)));
+}
+
+TEST_CASE("read_file regression: a max_bytes cut inside a character returned half of it") {
+  WorkspaceFixture fx;
+  ReadFileTool tool;
+  fx.write("euro.txt", "ab\xE2\x82\xAC" "cd\xF0\x9F\x98\x80");  // ab€cd😀: 2 + 3 + 2 + 4 bytes
+  auto read = [&](int max_bytes) {
+    auto result = tool.run(object(R"({"path": "euro.txt", "max_bytes": )" + std::to_string(max_bytes) + "}"),
+                           fx.context());
+    REQUIRE(result.has_value());
+    CHECK(result->at("truncated") == true);
+    CHECK(dagent::text::is_valid_utf8(result->at("content").as_string()));
+    return std::pair{std::string(result->at("content").as_string()), result->at("bytes").to_number<int>()};
+  };
+  // Inside €: the character is left out whole, not replaced.
+  CHECK(read(3) == std::pair{std::string("ab"), 2});
+  CHECK(read(4) == std::pair{std::string("ab"), 2});
+  CHECK(read(5) == std::pair{std::string("ab\xE2\x82\xAC"), 5});
+  // Inside 😀 at each of its 3 inner positions.
+  for (int cut = 8; cut <= 10; ++cut) CHECK(read(cut) == std::pair{std::string("ab\xE2\x82\xAC" "cd"), 7});
+  // A Latin-1 file is cut where asked: no byte of it continues another.
+  fx.write("latin1.txt", "\xE9\xE9\xE9\xE9");
+  auto result = tool.run(object(R"({"path": "latin1.txt", "max_bytes": 2})"), fx.context());
+  REQUIRE(result.has_value());
+  CHECK(std::string(result->at("content").as_string()) == k_fffd + k_fffd);
+  CHECK(result->at("bytes") == 2);
 }

@@ -118,3 +118,41 @@ TEST_CASE("the built-in tool names follow SPEC.md section 7") {
   CHECK_FALSE(dagent::tools::is_builtin_tool("shell"));
   CHECK_FALSE(dagent::tools::is_builtin_tool(""));
 }
+
+namespace {
+
+class DescribedTool final : public Tool {
+ public:
+  DescribedTool(std::string name, std::string description, json::object schema)
+      : name_(std::move(name)), description_(std::move(description)), schema_(std::move(schema)) {}
+  std::string_view name() const override { return name_; }
+  std::string_view description() const override { return description_; }
+  const json::object& parameters_schema() const override { return schema_; }
+  asio::awaitable<dagent::ToolResult> invoke(json::object, dagent::ToolContext) override { co_return json::value(); }
+
+ private:
+  std::string name_;
+  std::string description_;
+  json::object schema_;
+};
+
+}  // namespace
+
+TEST_CASE("Registry refuses a tool whose name, description or schema is not UTF-8 (they go into every prompt)") {
+  Registry registry;
+  const json::object schema{{"type", "object"}};
+  auto named = registry.add(std::make_shared<DescribedTool>("caf\xE9", "ok", schema));
+  REQUIRE_FALSE(named.has_value());
+  CHECK(named.error().code == ToolErrc::invalid_parameters);
+  CHECK(named.error().message == "cannot register tool 'caf\xEF\xBF\xBD': its name is not valid UTF-8");
+  auto described = registry.add(std::make_shared<DescribedTool>("t", "an overlong \xC0\xAF slash", schema));
+  REQUIRE_FALSE(described.has_value());
+  CHECK(described.error().message == "cannot register tool 't': its description is not valid UTF-8");
+  const json::object bad_key{{"type", "object"}, {"properties", json::object{{"\xED\xA0\x80", json::object{}}}}};
+  auto keyed = registry.add(std::make_shared<DescribedTool>("t", "ok", bad_key));
+  REQUIRE_FALSE(keyed.has_value());
+  CHECK(keyed.error().message == "cannot register tool 't': its parameters schema is not valid UTF-8");
+  CHECK(registry.size() == 0);
+  CHECK(registry.add(std::make_shared<DescribedTool>("caf\xC3\xA9", "d\xC3\xA9j\xC3\xA0", schema)).has_value());
+  CHECK(registry.size() == 1);
+}

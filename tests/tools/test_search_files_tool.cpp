@@ -7,6 +7,10 @@
 
 #include "tools/registry.hpp"
 
+#include <boost/json/serialize.hpp>
+
+#include "text/bad_utf8_samples.hpp"
+#include "text/utf8.hpp"
 #include "tool_test_support.hpp"
 
 namespace {
@@ -14,6 +18,9 @@ namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 using dagent::ToolErrc;
+using dagent::test::k_bad_text;
+using dagent::test::k_bad_text_repaired;
+using dagent::test::k_fffd;
 using dagent::tools::SearchFilesTool;
 using dagent::tools::test::object;
 using dagent::tools::test::WorkspaceFixture;
@@ -215,5 +222,34 @@ TEST_CASE("search_files errors") {
     fx.cancel();
     CHECK(error_of(R"({"pattern": "**"})").code == ToolErrc::cancelled);
     CHECK(error_of(R"({"pattern": "*", "query": "x"})").code == ToolErrc::cancelled);
+  }
+}
+
+TEST_CASE("search_files regression: matched lines and file names that are not UTF-8 were returned raw") {
+  WorkspaceFixture fx;
+  SearchFilesTool tool;
+  fx.write("notes.txt", "first\nneedle " + k_bad_text + "\nlast needle\n");
+  fx.write("caf\xE9.txt", "needle in a Latin-1 name\n");
+
+  auto result = search(tool, fx, R"({"pattern": "*.txt", "query": "needle"})");
+  CHECK(dagent::text::is_valid_utf8(json::serialize(result)));
+  const auto& matches = result.at("matches").as_array();
+  REQUIRE(matches.size() == 3);
+  CHECK(matches[0].at("path") == ("caf" + k_fffd + ".txt").c_str());
+  CHECK(matches[0].at("text") == "needle in a Latin-1 name");
+  CHECK(matches[1].at("path") == "notes.txt");
+  CHECK(matches[1].at("line") == 2);
+  CHECK(matches[1].at("text") == ("needle " + k_bad_text_repaired).c_str());
+  CHECK(matches[2].at("text") == "last needle");
+
+  SECTION("a regex matches the file's bytes; what it returns is repaired") {
+    auto found = search(tool, fx, R"({"pattern": "notes.txt", "query": "caf.", "regex": true})");
+    REQUIRE(found.at("count") == 1);
+    CHECK(found.at("matches").as_array()[0].at("text") == ("needle " + k_bad_text_repaired).c_str());
+  }
+  SECTION("without a query, names alone") {
+    auto named = search(tool, fx, R"({"pattern": "caf*"})");
+    REQUIRE(named.at("count") == 1);
+    CHECK(named.at("matches").as_array()[0].at("path") == ("caf" + k_fffd + ".txt").c_str());
   }
 }
