@@ -9,6 +9,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "text/utf8.hpp"
+#include "tools/json_schema.hpp"
 #include "tools/list_dir_tool.hpp"
 #include "tools/read_file_tool.hpp"
 #include "tools/search_files_tool.hpp"
@@ -50,6 +51,12 @@ boost::system::result<void, ToolError> Registry::add(std::shared_ptr<Tool> tool)
   }
   if (tools_.contains(name)) {
     return ToolError{ToolErrc::invalid_parameters, "tool '" + name + "' is already registered"};
+  }
+  // A schema valijson cannot compile (or that is not draft-07) would fail every step that uses
+  // the tool; the program that registers it is the one to tell.
+  if (auto problems = check_schema(tool->parameters_schema(), "$"); !problems.empty()) {
+    return ToolError{ToolErrc::invalid_parameters,
+                     "tool '" + name + "' declares an invalid parameter schema: " + problems.front()};
   }
   tools_.emplace(std::move(name), std::move(tool));
   return {};

@@ -156,3 +156,17 @@ TEST_CASE("Registry refuses a tool whose name, description or schema is not UTF-
   CHECK(registry.add(std::make_shared<DescribedTool>("caf\xC3\xA9", "d\xC3\xA9j\xC3\xA0", schema)).has_value());
   CHECK(registry.size() == 1);
 }
+
+TEST_CASE("Registry refuses a tool whose parameter schema is not a valid draft-07 schema, naming the tool") {
+  Registry registry;
+  const json::object nonsense{{"type", "nonsense"}};
+  auto refused = registry.add(std::make_shared<DescribedTool>("weird", "ok", nonsense));
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error().code == ToolErrc::invalid_parameters);
+  CHECK(refused.error().message.starts_with("tool 'weird' declares an invalid parameter schema: $.type"));
+  const json::object remote{{"$ref", "http://example.invalid/schema.json"}};
+  CHECK_FALSE(registry.add(std::make_shared<DescribedTool>("remote", "ok", remote)).has_value());
+  CHECK(registry.size() == 0);
+  const json::object fine{{"type", "object"}, {"properties", json::object{{"n", json::object{{"type", "integer"}}}}}};
+  CHECK(registry.add(std::make_shared<DescribedTool>("fine", "ok", fine)).has_value());
+}
