@@ -31,6 +31,7 @@ struct RunOptions {
   std::filesystem::path trace_file;                ///< Chrome trace-event JSON, when set
   bool stop_on_sigint = false;                     ///< SIGINT interrupts the run (the CLI sets it)
   std::filesystem::path record_file;  ///< write the run's recording (SPEC §6) here, event by event
+  bool record_replace = false;        ///< with record_file: replace an existing file (refused otherwise; CLI --force)
   std::filesystem::path replay_file;  ///< answer LLM and embedding calls from this recording; no network
   bool replay_tools = false;          ///< with replay_file: tool results come from the recording too
   bool replay_instant = false;        ///< with replay_file: streamed replies at once, not at their recorded pace

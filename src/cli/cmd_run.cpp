@@ -99,6 +99,7 @@ int run_command(const Options& options) {
   run_options.trace_file = options.trace_file;
   run_options.stop_on_sigint = true;
   run_options.record_file = given.record_file;
+  run_options.record_replace = given.force;
   run_options.replay_file = given.replay_file;
   run_options.replay_tools = given.replay_tools;
   run_options.replay_instant = given.replay_instant;

@@ -1,5 +1,7 @@
 #include "record/recording.hpp"
 
+#include <fcntl.h>  // AT_FDCWD
+#include <stdio.h>  // renameat2, RENAME_NOREPLACE (glibc, _GNU_SOURCE)
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -106,16 +108,29 @@ std::optional<std::string> header_problem(const json::object& parsed, std::strin
   return std::nullopt;
 }
 
+// Moves `from` to `to`: over an existing file when `replace`, else only if nothing is at `to`,
+// checked by the kernel in the same step (a file that appeared since the caller looked is kept).
+// 0 or an errno value.
+int move_into_place(const std::filesystem::path& from, const std::filesystem::path& to, bool replace) {
+  if (replace) return ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return errno;
+  // A file system without RENAME_NOREPLACE: a hard link fails the same way on an existing name.
+  if (::link(from.c_str(), to.c_str()) != 0) return errno;
+  ::unlink(from.c_str());
+  return 0;
+}
+
 }  // namespace
 
-boost::system::result<RecordWriter, std::string> RecordWriter::open(const std::filesystem::path& path, bool append) {
+boost::system::result<RecordWriter, std::string> RecordWriter::open(const std::filesystem::path& path, bool append, bool replace) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
   // A device or pipe (/dev/stdout) is written in place: a rename would replace the node itself.
   if (append || std::filesystem::is_character_file(status) || std::filesystem::is_fifo(status)) {
     std::FILE* file = std::fopen(path.c_str(), append ? "a" : "w");
     if (!file) return os_error("cannot open recording", path);
-    return RecordWriter(file, path, {});
+    return RecordWriter(file, path, {}, replace);
   }
   // In the target's folder, so the rename on the first event stays on one file system.
   auto pending = path;
@@ -131,14 +146,15 @@ boost::system::result<RecordWriter, std::string> RecordWriter::open(const std::f
     errno = saved;
     return os_error("cannot open recording", path);
   }
-  return RecordWriter(file, path, name);
+  return RecordWriter(file, path, name, replace);
 }
 
 RecordWriter::RecordWriter(RecordWriter&& other) noexcept
     : file_(std::exchange(other.file_, nullptr)),
       path_(std::move(other.path_)),
       pending_(std::exchange(other.pending_, {})),
-      error_(std::move(other.error_)) {}
+      error_(std::move(other.error_)),
+      replace_(other.replace_) {}
 
 RecordWriter& RecordWriter::operator=(RecordWriter&& other) noexcept {
   if (this != &other) {
@@ -148,6 +164,7 @@ RecordWriter& RecordWriter::operator=(RecordWriter&& other) noexcept {
     path_ = std::move(other.path_);
     pending_ = std::exchange(other.pending_, {});
     error_ = std::move(other.error_);
+    replace_ = other.replace_;
   }
   return *this;
 }
@@ -171,10 +188,9 @@ void RecordWriter::write(const json::object& event) {
   }
   if (pending_.empty()) return;
   // The first event is out: only now does the new recording replace whatever was at path_.
-  std::error_code ec;
-  std::filesystem::rename(pending_, path_, ec);
-  if (ec) {
-    error_ = "cannot write recording " + path_.string() + ": " + ec.message();
+  if (const int err = move_into_place(pending_, path_, replace_); err != 0) {
+    error_ = err == EEXIST ? path_.string() + " already exists (it appeared after the run was set up); give --force to replace it"
+                           : "cannot write recording " + path_.string() + ": " + std::generic_category().message(err);
     return;  // the destructor removes the temporary file
   }
   pending_.clear();

@@ -34,8 +34,11 @@ class RecordWriter {
   /// Appends to `path` when `append` (resume). Otherwise writes to a new temporary file in
   /// `path`'s folder that replaces `path` only once the first event (the header) is written, so a
   /// run that never starts leaves an existing file alone; the temporary file is removed if no
-  /// event is ever written. The error names the path.
-  static boost::system::result<RecordWriter, std::string> open(const std::filesystem::path& path, bool append);
+  /// event is ever written. Unless `replace`, the move refuses a file that exists at `path` by
+  /// then (atomically: renameat2 RENAME_NOREPLACE, else link), and error() says so. The error
+  /// names the path.
+  static boost::system::result<RecordWriter, std::string> open(const std::filesystem::path& path, bool append,
+                                                               bool replace = false);
   RecordWriter(RecordWriter&&) noexcept;
   RecordWriter& operator=(RecordWriter&&) noexcept;
   ~RecordWriter();
@@ -47,12 +50,13 @@ class RecordWriter {
   const std::filesystem::path& path() const noexcept { return path_; }
 
  private:
-  RecordWriter(std::FILE* file, std::filesystem::path path, std::filesystem::path pending)
-      : file_(file), path_(std::move(path)), pending_(std::move(pending)) {}
+  RecordWriter(std::FILE* file, std::filesystem::path path, std::filesystem::path pending, bool replace)
+      : file_(file), path_(std::move(path)), pending_(std::move(pending)), replace_(replace) {}
   std::FILE* file_ = nullptr;
   std::filesystem::path path_;
   std::filesystem::path pending_;  ///< the temporary file not yet moved to path_; empty once moved (or appending)
   std::optional<std::string> error_;
+  bool replace_ = false;
 };
 
 /// A recording read back.

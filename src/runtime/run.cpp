@@ -280,7 +280,7 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
   }
   if (!record_to.empty()) {
     const bool append = !options_->resume_file.empty() && record_to == options_->resume_file;
-    auto opened = record::RecordWriter::open(record_to, append);
+    auto opened = record::RecordWriter::open(record_to, append, options_->record_replace);
     if (!opened) return {"--record: " + opened.error()};
     writer_.emplace(std::move(*opened));
     recording_ = std::make_unique<record::RecordingProvider>(*provider_, *writer_);
@@ -325,13 +325,20 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
   return {};
 }
 
-void Run::record_header(std::string_view task_ref) {
-  if (!recorder_) return;
+std::optional<std::string> Run::record_header(std::string_view task_ref) {
+  if (!recorder_) return std::nullopt;
   const auto& run_id = result->run_id;
   if (resume_) {
     writer_->write(json::object{{"type", "resume"}, {"run_id", run_id}, {"kept", resume_->kept.size()}});
-    return;
+  } else {
+    write_header(task_ref);
   }
+  if (writer_->error()) return "--record: " + *writer_->error();
+  return std::nullopt;
+}
+
+void Run::write_header(std::string_view task_ref) {
+  const auto& run_id = result->run_id;
   // Files are named relative to the recording's folder, so a recording replays from anywhere.
   std::error_code ec;
   const auto folder = std::filesystem::absolute(writer_->path(), ec).parent_path();

@@ -97,8 +97,10 @@ class Run {
   std::vector<std::string> set_up(const config::Task& task);
 
   /// Writes the recording header (a resumed run: a "resume" event) once `result` has its run id.
-  /// `task_ref` is how the task was named (a file or a configured name).
-  void record_header(std::string_view task_ref);
+  /// `task_ref` is how the task was named (a file or a configured name). The problem when it
+  /// could not be written, e.g. a file that appeared at the --record path since the CLI looked:
+  /// nothing has run yet.
+  std::optional<std::string> record_header(std::string_view task_ref);
 
   /// Ctrl-C: cancels the planner call underway and interrupts the scheduler; idempotent.
   void interrupt();
@@ -136,6 +138,7 @@ class Run {
   std::string streamed_answer;               ///< the answer as streamed so far (kept if it is cut)
 
  private:
+  void write_header(std::string_view task_ref);
   std::vector<std::string> check_resumable(const record::Recording& recording, const config::Task& task) const;
 
   Shared shared_;

@@ -322,7 +322,10 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   run.workspace = std::move(*ws);
   run.task = std::move(task);
   run.result = &result;
-  run.record_header(task_ref);
+  if (auto refused = run.record_header(task_ref)) {
+    outcome.problems.push_back(std::move(*refused));
+    return outcome;
+  }
   run.epoch = std::chrono::steady_clock::now();
   run.planner().on_event(options.on_planning, run.epoch);  // the run's own planner
   drive(run, runtime::run_goal_loop(&run));
@@ -613,7 +616,10 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   result.critical_path = runtime::ids_of(prepared.plan, prepared.analysis.critical_path);
   run.workspace = std::move(*ws);
   run.result = &result;
-  run.record_header(task_ref);
+  if (auto refused = run.record_header(task_ref)) {
+    outcome.problems.push_back(std::move(*refused));
+    return outcome;
+  }
   run.epoch = std::chrono::steady_clock::now();
   if (options.on_start) options.on_start(result);
   drive(run, runtime::run_plan_loop(&run, &prepared));

@@ -21,8 +21,8 @@ json::object header() { return {{"type", "header"}, {"format", k_format_version}
 
 std::string header_line() { return json::serialize(header()) + "\n"; }
 
-RecordWriter open_writer(const std::filesystem::path& path, bool append) {
-  auto writer = RecordWriter::open(path, append);
+RecordWriter open_writer(const std::filesystem::path& path, bool append, bool replace = false) {
+  auto writer = RecordWriter::open(path, append, replace);
   REQUIRE(writer.has_value());
   return std::move(*writer);
 }
@@ -194,12 +194,12 @@ TEST_CASE("recording: --record empties an existing file even when nothing runs: 
     return n;
   };
   SECTION("no event written: the file is untouched and the temporary file is gone") {
-    { auto writer = open_writer(path, false); }
+    { auto writer = open_writer(path, false, true); }
     CHECK(read_text(path) == "previous\n");
     CHECK(entries() == 1);
   }
   SECTION("the first event replaces the file") {
-    auto writer = open_writer(path, false);
+    auto writer = open_writer(path, false, true);
     CHECK(read_text(path) == "previous\n");
     writer.write(header());
     CHECK_FALSE(writer.error());
@@ -207,11 +207,29 @@ TEST_CASE("recording: --record empties an existing file even when nothing runs: 
     CHECK(entries() == 1);
   }
   SECTION("a moved-from writer leaves the temporary file to its new owner") {
-    auto first = open_writer(path, false);
+    auto first = open_writer(path, false, true);
     auto second = std::move(first);
     second.write(header());
     CHECK(read_text(path) == header_line());
     CHECK(entries() == 1);
+  }
+  SECTION("without replace, a file that is there when the first event is written is kept, and the write fails") {
+    // The CLI refuses an existing --record FILE up front; this is the file another process made
+    // between that check and the run's first event. The kernel checks and moves in one step.
+    auto writer = open_writer(path, false, false);
+    writer.write(header());
+    REQUIRE(writer.error());
+    CHECK(*writer.error() == path.string() + " already exists (it appeared after the run was set up); give --force to replace it");
+    CHECK(read_text(path) == "previous\n");
+    writer.write(header());  // later events are skipped
+    CHECK(read_text(path) == "previous\n");
+  }
+  SECTION("without replace, a free path gets the recording") {
+    std::filesystem::remove(path);
+    auto writer = open_writer(path, false, false);
+    writer.write(header());
+    CHECK_FALSE(writer.error());
+    CHECK(read_text(path) == header_line());
   }
 }
 

@@ -147,3 +147,31 @@ TEST_CASE("Runtime::load reports config and override problems", "[runtime]") {
   REQUIRE(std::holds_alternative<std::vector<std::string>>(bad_set));
   CHECK_THAT(std::get<std::vector<std::string>>(bad_set)[0], Catch::StartsWith("--set: planner.max_steps"));
 }
+
+TEST_CASE("record_replace: a run never replaces an existing recording unless told to", "[runtime][record]") {
+  test::TempDir dir;
+  dir.write("a.txt", "alpha");
+  const auto recording = dir.write("run.jsonl", "previous recording\n");
+  Runtime runtime{config::Config{}};
+  const auto plan = json::parse(R"([{"id": 1, "action": "write_file", "parameters": {"path": "out.txt", "content": "x"}}])");
+  RunOptions options;
+  options.record_file = recording;
+  SECTION("by default: refused before any step runs, the file kept") {
+    auto outcome = runtime.run_plan(plan, {}, dir.path(), options);
+    CHECK(outcome.exit_code() == 2);
+    REQUIRE(outcome.problems.size() == 1);
+    CHECK_THAT(outcome.problems.front(), Catch::StartsWith("--record: " + recording.string() + " already exists"));
+    CHECK(test::read_text(recording) == "previous recording\n");
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "out.txt"));
+    std::size_t entries = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) ++entries;
+    CHECK(entries == 2);  // a.txt and run.jsonl: no temporary file left beside it
+  }
+  SECTION("with record_replace: the run's recording replaces it") {
+    options.record_replace = true;
+    auto outcome = runtime.run_plan(plan, {}, dir.path(), options);
+    REQUIRE(outcome.exit_code() == 0);
+    CHECK_THAT(test::read_text(recording), Catch::StartsWith(R"({"type":"header")"));
+    CHECK(std::filesystem::exists(dir.path() / "out.txt"));
+  }
+}
