@@ -14,7 +14,6 @@
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "memory/chunker.hpp"
@@ -162,15 +161,15 @@ BatcherOptions batcher_options(const config::Config& cfg) {
   return o;
 }
 
-MemoryHit to_hit(const Hit& hit) {
+MemoryHit to_hit(Hit hit) {
   MemoryHit out;
   out.id = hit.id;
   out.score = hit.score;
-  out.text = hit.entry->text;
-  out.metadata = hit.entry->metadata;
-  out.source = hit.entry->source;
-  out.begin = hit.entry->begin;
-  out.end = hit.entry->end;
+  out.text = std::move(hit.entry.text);
+  out.metadata = std::move(hit.entry.metadata);
+  out.source = std::move(hit.entry.source);
+  out.begin = hit.entry.begin;
+  out.end = hit.entry.end;
   return out;
 }
 
@@ -182,8 +181,7 @@ Memory::Memory(asio::any_io_executor loop, asio::any_io_executor pool, net::LlmP
       pool_(std::move(pool)),
       cfg_(cfg),
       folder_((cfg.base_dir / cfg.memory.path).lexically_normal()),
-      batcher_(loop, provider, batcher_options(cfg)),
-      save_done_(loop, asio::steady_timer::time_point::max()) {}
+      batcher_(loop, provider, batcher_options(cfg)) {}
 
 Memory::~Memory() = default;
 
@@ -195,13 +193,13 @@ MemoryResult<void> Memory::open() {
   opened_ = true;
   IndexOptions options;
   options.kind = cfg_.memory.index;
+  options.model = cfg_.llm.embedding_model;
   auto index = MemoryIndex::open(folder_, options);
   if (!index) {
     open_error_ = index.error();
     return *open_error_;
   }
   index_ = std::move(*index);
-  if (index_->dirty()) changes_ = 1;  // rebuilt as another kind: the next save writes it
   return {};
 }
 
@@ -209,7 +207,6 @@ void Memory::use_folder(fs::path folder) {
   index_.reset();
   open_error_.reset();
   opened_ = false;
-  changes_ = saved_ = 0;
   folder_ = std::move(folder);
 }
 
@@ -240,18 +237,17 @@ asio::awaitable<MemoryResult<std::int64_t>> Memory::add(std::string text, json::
 
 namespace {
 
-struct AddJob {
+// A read-modify-write of the saved index: it may wait for another process's lock, so it runs
+// on the pool, never on the loop.
+struct CommitJob {
   MemoryIndex* index;
-  std::vector<float> vectors;
-  std::size_t dimension;
-  std::vector<Entry> entries;
-  MemoryResult<std::vector<std::int64_t>> operator()() {
-    try {
-      return index->add(vectors, dimension, std::move(entries));
-    } catch (const std::exception& e) {
-      return memory_error(MemoryErrc::io_error, std::string("adding to the memory index failed: ") + e.what());
-    }
-  }
+  Change change;
+  MemoryResult<Committed> operator()() { return index->commit(std::move(change)); }
+};
+
+struct RefreshJob {
+  MemoryIndex* index;
+  MemoryResult<void> operator()() { return index->refresh(); }
 };
 
 }  // namespace
@@ -261,24 +257,26 @@ asio::awaitable<MemoryResult<std::vector<std::int64_t>>> Memory::add_many(std::v
   if (auto opened = open(); !opened) co_return opened.error();
   if (texts.empty() || texts.size() != metadata.size())
     co_return memory_error(MemoryErrc::invalid_argument, "add needs one metadata object per text");
-  std::vector<Entry> entries(texts.size());
+  Change change;
+  change.entries.resize(texts.size());
   for (std::size_t i = 0; i < texts.size(); ++i) {
     if (texts[i].empty()) co_return memory_error(MemoryErrc::invalid_argument, "cannot store an empty text");
-    entries[i].text = texts[i];
-    entries[i].metadata = std::move(metadata[i]);
+    if (auto storable = check_storable(metadata[i]); !storable) co_return storable.error();
+    change.entries[i].text = texts[i];
+    change.entries[i].metadata = std::move(metadata[i]);
   }
-  std::size_t dimension = 0;
-  auto vectors = co_await embed(std::move(texts), &dimension);
+  auto vectors = co_await embed(std::move(texts), &change.dimension);
   if (!vectors) co_return vectors.error();
-  if (index_->model().empty()) index_->set_model(cfg_.llm.embedding_model);
-  AddJob job{index_.get(), std::move(*vectors), dimension, std::move(entries)};
-  auto adding = on_pool(pool_, std::move(job));
-  auto ids = co_await std::move(adding);
-  if (!ids) co_return ids.error();
-  ++changes_;
-  auto saved = co_await save();
-  if (!saved) co_return saved.error();
-  co_return std::move(*ids);
+  change.vectors = std::move(*vectors);
+  auto committing = on_pool(pool_, CommitJob{index_.get(), std::move(change)});
+  auto committed = co_await std::move(committing);
+  if (!committed) co_return committed.error();
+  co_return std::move(committed->ids);
+}
+
+asio::awaitable<MemoryResult<void>> Memory::refresh() {
+  auto refreshing = on_pool(pool_, RefreshJob{index_.get()});
+  co_return co_await std::move(refreshing);
 }
 
 namespace {
@@ -293,7 +291,7 @@ struct SearchJob {
       if (!hits) return hits.error();
       std::vector<MemoryHit> out;
       out.reserve(hits->size());
-      for (const auto& h : *hits) out.push_back(to_hit(h));
+      for (auto& h : *hits) out.push_back(to_hit(std::move(h)));
       return out;
     } catch (const std::exception& e) {
       return memory_error(MemoryErrc::io_error, std::string("memory search failed: ") + e.what());
@@ -307,6 +305,7 @@ asio::awaitable<MemoryResult<std::vector<MemoryHit>>> Memory::search(std::string
   if (auto opened = open(); !opened) co_return opened.error();
   if (k < 1) co_return memory_error(MemoryErrc::invalid_argument, "k must be at least 1, got " + std::to_string(k));
   if (query.empty()) co_return memory_error(MemoryErrc::invalid_argument, "the query is empty");
+  if (auto fresh = co_await refresh(); !fresh) co_return fresh.error();
   if (index_->size() == 0) co_return std::vector<MemoryHit>{};  // nothing to find: no embedding call
   std::vector<std::string> texts;
   texts.push_back(std::move(query));
@@ -329,42 +328,6 @@ struct Memory::IngestFile {
   std::size_t remaining = 0;  ///< chunks not yet stored
   bool replaced = false;      ///< its old chunks were marked deleted
 };
-
-namespace {
-
-struct SaveJob {
-  MemoryIndex* index;
-  MemoryResult<void> operator()() {
-    try {
-      return index->save();
-    } catch (const std::exception& e) {
-      return memory_error(MemoryErrc::io_error, std::string("saving the memory index failed: ") + e.what());
-    }
-  }
-};
-
-}  // namespace
-
-asio::awaitable<MemoryResult<void>> Memory::save() {
-  // Every change made before this call is on disk when it returns. One write runs at a time; a
-  // caller arriving during a write waits for it, then writes again if it started too early.
-  const auto wanted = changes_;
-  while (saved_ < wanted) {
-    if (saving_) {
-      co_await save_done_.async_wait(asio::as_tuple(asio::use_awaitable));
-      continue;
-    }
-    saving_ = true;
-    const auto covering = changes_;
-    auto writing = on_pool(pool_, SaveJob{index_.get()});
-    auto written = co_await std::move(writing);
-    saving_ = false;
-    save_done_.cancel();  // wakes every waiter; each checks whether its changes are covered
-    if (!written) co_return written.error();
-    saved_ = covering;
-  }
-  co_return MemoryResult<void>{};
-}
 
 namespace {
 
@@ -397,54 +360,13 @@ struct ListJob {
   }
 };
 
-// Stores one embedded window: replaces changed files' old chunks, adds the new ones, and records
-// the hash of each file whose last chunk is in.
-struct StoreWindow {
-  MemoryIndex* index;
-  std::vector<Memory::IngestFile>* files;
-  std::vector<Memory::PendingChunk> chunks;
-  std::vector<float> vectors;
-  std::size_t dimension;
-  IngestReport* report;
-  std::size_t* files_done;
-  MemoryResult<std::vector<std::int64_t>> operator()() {
-    try {
-      std::vector<Entry> entries(chunks.size());
-      for (std::size_t i = 0; i < chunks.size(); ++i) {
-        auto& f = (*files)[chunks[i].file];
-        if (!f.replaced) {
-          f.replaced = true;
-          report->chunks_replaced += index->remove_source(f.read.source);
-        }
-        auto& e = entries[i];
-        e.text = f.read.text.substr(chunks[i].chunk.begin, chunks[i].chunk.end - chunks[i].chunk.begin);
-        e.source = f.read.source;
-        e.begin = static_cast<std::int64_t>(chunks[i].chunk.begin);
-        e.end = static_cast<std::int64_t>(chunks[i].chunk.end);
-      }
-      auto ids = index->add(vectors, dimension, std::move(entries));
-      if (!ids) return ids;
-      for (const auto& c : chunks) {
-        auto& f = (*files)[c.file];
-        if (--f.remaining == 0) {
-          ++*files_done;
-          index->set_source_hash(f.read.source, f.read.hash);
-          f.read.text.clear();
-          f.read.text.shrink_to_fit();
-        }
-      }
-      return ids;
-    } catch (const std::exception& e) {
-      return memory_error(MemoryErrc::io_error, std::string("adding to the memory index failed: ") + e.what());
-    }
-  }
-};
-
 }  // namespace
 
+// Adds one embedded window to `pending`: the removal of changed files' old chunks, the new chunks,
+// and the hash of each file whose last chunk is in.
 asio::awaitable<MemoryResult<void>> Memory::store_window(std::vector<IngestFile>* files,
-                                                         std::vector<PendingChunk>* window, IngestReport* report,
-                                                         std::size_t* files_done) {
+                                                         std::vector<PendingChunk>* window, Change* pending,
+                                                         IngestReport* report, std::size_t* files_done) {
   std::vector<std::string> texts;
   texts.reserve(window->size());
   for (const auto& c : *window) {
@@ -452,22 +374,56 @@ asio::awaitable<MemoryResult<void>> Memory::store_window(std::vector<IngestFile>
     texts.push_back(text.substr(c.chunk.begin, c.chunk.end - c.chunk.begin));
   }
   std::size_t dimension = 0;
-  auto vectors = co_await embed(std::move(texts), &dimension);
+  auto vectors = co_await embed(texts, &dimension);
   if (!vectors) co_return vectors.error();
-  if (index_->model().empty()) index_->set_model(cfg_.llm.embedding_model);
-  StoreWindow job{index_.get(), files, std::move(*window), std::move(*vectors), dimension, report, files_done};
+  if (pending->dimension != 0 && pending->dimension != dimension) {
+    co_return memory_error(MemoryErrc::dimension_mismatch, "the embedding model returned vectors of dimension " +
+                                                               std::to_string(dimension) + " after " +
+                                                               std::to_string(pending->dimension));
+  }
+  pending->dimension = dimension;
+  pending->vectors.insert(pending->vectors.end(), vectors->begin(), vectors->end());
+  for (std::size_t i = 0; i < window->size(); ++i) {
+    const auto& c = (*window)[i];
+    auto& f = (*files)[c.file];
+    if (!f.replaced) {
+      f.replaced = true;
+      pending->remove_sources.push_back(f.read.source);
+    }
+    Entry e;
+    e.text = std::move(texts[i]);
+    e.source = f.read.source;
+    e.begin = static_cast<std::int64_t>(c.chunk.begin);
+    e.end = static_cast<std::int64_t>(c.chunk.end);
+    pending->entries.push_back(std::move(e));
+    if (--f.remaining == 0) {
+      ++*files_done;
+      pending->source_hashes.emplace_back(f.read.source, f.read.hash);
+      f.read.text.clear();
+      f.read.text.shrink_to_fit();
+    }
+  }
+  report->chunks_added += window->size();
   window->clear();
-  auto adding = on_pool(pool_, std::move(job));
-  auto ids = co_await std::move(adding);
-  if (!ids) co_return ids.error();
-  report->chunks_added += ids->size();
-  ++changes_;
+  co_return MemoryResult<void>{};
+}
+
+asio::awaitable<MemoryResult<void>> Memory::commit(Change* pending, IngestReport* report) {
+  if (pending->entries.empty() && pending->remove_sources.empty() && pending->source_hashes.empty()) {
+    co_return MemoryResult<void>{};
+  }
+  auto committing = on_pool(pool_, CommitJob{index_.get(), std::move(*pending)});
+  *pending = Change{};
+  auto committed = co_await std::move(committing);
+  if (!committed) co_return committed.error();
+  report->chunks_replaced += committed->removed;
   co_return MemoryResult<void>{};
 }
 
 asio::awaitable<MemoryResult<IngestReport>> Memory::ingest(std::vector<fs::path> paths,
                                                            std::function<void(const IngestProgress&)> on_progress) {
   if (auto opened = open(); !opened) co_return opened.error();
+  if (auto fresh = co_await refresh(); !fresh) co_return fresh.error();  // the source hashes others saved
   auto listing = on_pool(pool_, ListJob{std::move(paths)});
   auto listed = co_await std::move(listing);
   if (listed.error) co_return *listed.error;
@@ -479,10 +435,16 @@ asio::awaitable<MemoryResult<IngestReport>> Memory::ingest(std::vector<fs::path>
   progress.files_total = listed.files.size();
   const auto batch = static_cast<std::size_t>(std::max(1, cfg_.performance.batch_embeddings.batch_size));
   const std::size_t window_size = 8 * batch;  // chunks embedded concurrently before they are stored
+  // Each commit rewrites the whole file: committing when the pending chunks are as many as the
+  // index holds keeps the bytes written within a small multiple of the final size.
+  const auto commit_due = [&](const Change& pending) {
+    return pending.entries.size() >= std::max(16 * window_size, index_->size());
+  };
 
   // Files whose chunks are all stored are dropped from `files` only at the end: indices stay valid.
   std::vector<IngestFile> files;
   std::vector<PendingChunk> window;
+  Change pending;
   std::optional<MemoryError> failure;
   for (const auto& path : listed.files) {
     ReadJob read{path, static_cast<std::size_t>(cfg_.memory.chunk_chars),
@@ -502,9 +464,8 @@ asio::awaitable<MemoryResult<IngestReport>> Memory::ingest(std::vector<fs::path>
     }
     ++report.files_ingested;
     if (file.chunks.empty()) {  // an empty (or whitespace) file: nothing to search, remember it
-      report.chunks_replaced += index_->remove_source(file.source);
-      index_->set_source_hash(file.source, file.hash);
-      ++changes_;
+      pending.remove_sources.push_back(file.source);
+      pending.source_hashes.emplace_back(file.source, file.hash);
       ++progress.files_done;
       continue;
     }
@@ -517,7 +478,8 @@ asio::awaitable<MemoryResult<IngestReport>> Memory::ingest(std::vector<fs::path>
     for (const auto& chunk : files[at].read.chunks) {
       window.push_back(PendingChunk{at, chunk});
       if (window.size() < window_size) continue;
-      auto stored = co_await store_window(&files, &window, &report, &progress.files_done);
+      auto stored = co_await store_window(&files, &window, &pending, &report, &progress.files_done);
+      if (stored && commit_due(pending)) stored = co_await commit(&pending, &report);
       if (!stored) {
         failure = stored.error();
         break;
@@ -529,16 +491,16 @@ asio::awaitable<MemoryResult<IngestReport>> Memory::ingest(std::vector<fs::path>
     files[at].read.chunks.clear();
   }
   if (!failure && !window.empty()) {
-    auto stored = co_await store_window(&files, &window, &report, &progress.files_done);
+    auto stored = co_await store_window(&files, &window, &pending, &report, &progress.files_done);
     if (!stored) failure = stored.error();
   }
   if (!failure) {
     progress.chunks_done = report.chunks_added;
     if (on_progress) on_progress(progress);
   }
-  // What was stored before a failure is kept: files whose chunks all made it are complete,
+  // What was embedded before a failure is kept: files whose chunks all made it are complete,
   // a file cut short has no hash recorded and is ingested again next time.
-  auto saved = co_await save();
+  auto saved = co_await commit(&pending, &report);
   if (failure) co_return *failure;
   if (!saved) co_return saved.error();
   co_return report;

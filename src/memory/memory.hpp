@@ -13,7 +13,6 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
 
 #include "config/config.hpp"
@@ -41,20 +40,19 @@ class Memory {
   /// Call between runs, with no operation underway.
   void use_folder(std::filesystem::path folder);
 
-  /// Embeds `text` and stores it; returns its id. Saves in the background (see save()).
+  /// Embeds `text` and stores it; returns its id once saved. Metadata the index could not read
+  /// back (check_storable) is invalid_argument, before anything is embedded.
   boost::asio::awaitable<MemoryResult<std::int64_t>> add(std::string text, boost::json::object metadata);
-  /// Embeds and stores several texts in one go (batched); returns their ids in order.
+  /// Embeds and stores several texts in one go (batched) and saves them; returns their ids in order.
   boost::asio::awaitable<MemoryResult<std::vector<std::int64_t>>> add_many(std::vector<std::string> texts,
                                                                            std::vector<boost::json::object> metadata);
-  /// The `k` entries closest to `query`, best first.
+  /// The `k` entries closest to `query`, best first, in the index as last saved by any process.
   boost::asio::awaitable<MemoryResult<std::vector<MemoryHit>>> search(std::string query, int k);
   /// Chunks, embeds and stores the text files under `paths` (folders recursively), skipping
-  /// files whose content hash is unchanged and replacing the chunks of changed ones; saves at the end.
+  /// files whose content hash is unchanged and replacing the chunks of changed ones. Saves at the
+  /// end, and on the way whenever what waits grew as large as the index (a commit rewrites it all).
   boost::asio::awaitable<MemoryResult<IngestReport>> ingest(std::vector<std::filesystem::path> paths,
                                                             std::function<void(const IngestProgress&)> on_progress);
-  /// Saves the index when it changed, on the pool; concurrent calls share one write and a call
-  /// during a write waits for it and writes again.
-  boost::asio::awaitable<MemoryResult<void>> save();
 
   struct IngestFile;    // a file being ingested (defined in the .cpp)
   struct PendingChunk;  // one of its chunks waiting to be embedded
@@ -62,10 +60,14 @@ class Memory {
  private:
   /// Embeds `texts` and checks the vectors fit the index; sets *dimension.
   boost::asio::awaitable<MemoryResult<std::vector<float>>> embed(std::vector<std::string> texts, std::size_t* dimension);
-  /// Embeds a window of chunks and stores them (on the pool); counts the files it completes.
+  /// Embeds a window of chunks into `pending`; counts the files it completes.
   boost::asio::awaitable<MemoryResult<void>> store_window(std::vector<IngestFile>* files,
-                                                          std::vector<PendingChunk>* window, IngestReport* report,
-                                                          std::size_t* files_done);
+                                                          std::vector<PendingChunk>* window, Change* pending,
+                                                          IngestReport* report, std::size_t* files_done);
+  /// Saves `pending` (on the pool, under the folder lock) and empties it.
+  boost::asio::awaitable<MemoryResult<void>> commit(Change* pending, IngestReport* report);
+  /// Picks up what other processes saved (on the pool).
+  boost::asio::awaitable<MemoryResult<void>> refresh();
 
   boost::asio::any_io_executor loop_;
   boost::asio::any_io_executor pool_;
@@ -75,10 +77,6 @@ class Memory {
   std::unique_ptr<MemoryIndex> index_;
   std::optional<MemoryError> open_error_;
   bool opened_ = false;
-  std::uint64_t changes_ = 0;  ///< modifications made through this object
-  std::uint64_t saved_ = 0;    ///< modifications covered by the last completed save
-  bool saving_ = false;
-  boost::asio::steady_timer save_done_;  ///< never expires; cancelled when a save finishes
 };
 
 }  // namespace dagent::memory

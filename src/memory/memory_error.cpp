@@ -21,6 +21,7 @@ class MemoryCategory final : public boost::system::error_category {
       case MemoryErrc::invalid_argument: return "invalid memory argument";
       case MemoryErrc::embedding_failed: return "embedding failed";
       case MemoryErrc::unavailable: return "embedding provider unavailable";
+      case MemoryErrc::model_mismatch: return "index built with another embedding model";
     }
     return "unknown memory error";
   }

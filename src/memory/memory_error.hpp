@@ -15,6 +15,7 @@ enum class MemoryErrc {
   invalid_argument,    ///< an empty text, k < 1, or vectors and entries that do not line up
   embedding_failed,    ///< the embedding call failed (the message carries the provider's reason)
   unavailable,         ///< the embedding provider could not be reached or refused us
+  model_mismatch,      ///< the saved index was built with another embedding model than the configured one
 };
 
 const boost::system::error_category& memory_category() noexcept;

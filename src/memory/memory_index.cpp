@@ -1,10 +1,12 @@
 #include "memory/memory_index.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <climits>
@@ -13,13 +15,17 @@
 #include <cstring>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 
+#include <boost/json/error.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
 #include <omp.h>
+
+#include <simdjson.h>
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
@@ -28,9 +34,12 @@
 
 // The saved file, in the machine's byte order (as FAISS writes its own section):
 //   header    "DAGENTMEM\n" | u32 version | u32 kind (0 flat, 1 hnsw) | u64 dimension | u64 count
+//             | u64 generation (version 2; version 1 files have none and read as generation 0)
 //   faiss     faiss::write_index bytes (absent while the dimension is 0)
 //   metadata  JSON lines: {"model","dimension","kind","count","source_hashes"}, then one entry a line
 //   footer    u64 faiss bytes | u64 metadata bytes | u64 checksum of every byte before it | "DGMEMEND"
+// Beside it, `memory.lock` (flock'ed by each read-modify-write) and, during a save, its temporary
+// file `memory.dgm.tmp.<pid>.<n>`, flock'ed by its writer until renamed.
 
 namespace dagent::memory {
 
@@ -44,8 +53,10 @@ using idx_t = faiss::Index::idx_t;
 
 constexpr std::string_view k_magic = "DAGENTMEM\n";
 constexpr std::string_view k_end_magic = "DGMEMEND";
-constexpr std::uint32_t k_version = 1;
-constexpr std::size_t k_header_size = k_magic.size() + 4 + 4 + 8 + 8;
+constexpr std::uint32_t k_version = 2;
+constexpr std::size_t k_header_size_v1 = k_magic.size() + 4 + 4 + 8 + 8;
+constexpr std::size_t k_header_size = k_header_size_v1 + 8;
+constexpr std::string_view k_temporary_prefix = "memory.dgm.tmp.";
 constexpr std::size_t k_checksum_at = 16;  // in the footer, after the two section sizes
 constexpr std::size_t k_end_magic_at = k_checksum_at + 8;
 constexpr std::size_t k_footer_size = k_end_magic_at + k_end_magic.size();
@@ -232,6 +243,7 @@ std::optional<Entry> entry_from_json(boost::json::value& line) {
 struct Contents {
   config::IndexKind kind;
   std::size_t dimension;
+  std::uint64_t generation;
   const faiss::Index* index;  ///< nullptr while the dimension is 0
   const std::string& model;
   const std::deque<Entry>& entries;
@@ -247,6 +259,7 @@ void write_contents(FileSink& sink, const Contents& contents) {
   put<std::uint32_t>(fields + 4, contents.kind == config::IndexKind::hnsw ? 1 : 0);
   put<std::uint64_t>(fields + 8, contents.dimension);
   put<std::uint64_t>(fields + 16, contents.entries.size());
+  put<std::uint64_t>(fields + 24, contents.generation);
   sink(header, 1, sizeof header);
   if (contents.index) faiss::write_index(contents.index, &sink);
   const auto faiss_bytes = sink.bytes() - k_header_size;
@@ -277,6 +290,8 @@ void write_contents(FileSink& sink, const Contents& contents) {
 
 // What a saved file holds, read and checked before it becomes a MemoryIndex.
 struct Saved {
+  std::size_t header_size = k_header_size;
+  std::uint64_t generation = 0;
   config::IndexKind kind = config::IndexKind::flat;
   std::size_t dimension = 0;
   std::uint64_t count = 0;
@@ -306,11 +321,11 @@ MemoryResult<void> seek(std::FILE* file, std::uint64_t offset, const std::filesy
 
 // Checks the footer and the checksum of the whole file, streaming it, before anything is parsed:
 // FAISS trusts the sizes it reads and may abort or allocate wildly on garbage.
-MemoryResult<Footer> verify(std::FILE* file, const std::filesystem::path& path) {
+MemoryResult<Footer> verify(std::FILE* file, std::size_t header_size, const std::filesystem::path& path) {
   struct stat status {};
   if (::fstat(::fileno(file), &status) != 0) return io_error("cannot stat", path, errno);
   const auto size = static_cast<std::uint64_t>(status.st_size);
-  if (size < k_header_size + k_footer_size) return corrupt(path, "it holds only " + std::to_string(size) + " bytes");
+  if (size < header_size + k_footer_size) return corrupt(path, "it holds only " + std::to_string(size) + " bytes");
 
   unsigned char footer[k_footer_size];
   if (auto r = seek(file, size - k_footer_size, path); !r) return r.error();
@@ -319,7 +334,7 @@ MemoryResult<Footer> verify(std::FILE* file, const std::filesystem::path& path) 
     return corrupt(path, "its end marker is missing (truncated or not a memory index)");
   }
   const Footer sections{get<std::uint64_t>(footer), get<std::uint64_t>(footer + 8)};
-  const auto body = size - k_header_size - k_footer_size;
+  const auto body = size - header_size - k_footer_size;
   if (sections.faiss_bytes > body || sections.metadata_bytes != body - sections.faiss_bytes) {
     return corrupt(path, "its section sizes do not add up to its size");
   }
@@ -337,16 +352,23 @@ MemoryResult<Footer> verify(std::FILE* file, const std::filesystem::path& path) 
   return sections;
 }
 
+// Its fields are trusted only once verify() has checked the checksum.
 MemoryResult<void> read_header(std::FILE* file, Saved& saved, const std::filesystem::path& path) {
   unsigned char header[k_header_size];
   if (auto r = seek(file, 0, path); !r) return r.error();
-  if (auto r = read_exactly(file, header, k_header_size, path); !r) return r.error();
+  if (auto r = read_exactly(file, header, k_header_size_v1, path); !r) return r.error();
   if (std::string_view(reinterpret_cast<const char*>(header), k_magic.size()) != k_magic) {
     return corrupt(path, "it does not start with the memory index marker");
   }
   const auto* fields = header + k_magic.size();
-  if (const auto version = get<std::uint32_t>(fields); version != k_version) {
-    return corrupt(path, "unsupported version " + std::to_string(version));
+  const auto version = get<std::uint32_t>(fields);
+  if (version != 1 && version != k_version) return corrupt(path, "unsupported version " + std::to_string(version));
+  saved.header_size = version == 1 ? k_header_size_v1 : k_header_size;
+  if (version != 1) {
+    if (auto r = read_exactly(file, header + k_header_size_v1, k_header_size - k_header_size_v1, path); !r) {
+      return r.error();
+    }
+    saved.generation = get<std::uint64_t>(fields + 24);
   }
   const auto kind = get<std::uint32_t>(fields + 4);
   if (kind > 1) return corrupt(path, "unknown index kind " + std::to_string(kind));
@@ -360,6 +382,7 @@ MemoryResult<void> read_header(std::FILE* file, Saved& saved, const std::filesys
 }
 
 MemoryResult<void> read_faiss(std::FILE* file, std::uint64_t bytes, Saved& saved, const std::filesystem::path& path) {
+  if (auto r = seek(file, saved.header_size, path); !r) return r.error();
   if (bytes == 0) {
     if (saved.dimension != 0 || saved.count != 0) return corrupt(path, "its FAISS section is missing");
     return {};
@@ -371,7 +394,7 @@ MemoryResult<void> read_faiss(std::FILE* file, std::uint64_t bytes, Saved& saved
   } catch (const std::exception& e) {  // faiss::FaissException, or bad_alloc on absurd sizes
     return corrupt(path, std::string("FAISS cannot read its index: ") + e.what());
   }
-  if (static_cast<std::uint64_t>(::ftello(file)) != k_header_size + bytes) {
+  if (static_cast<std::uint64_t>(::ftello(file)) != saved.header_size + bytes) {
     return corrupt(path, "its FAISS section has the wrong length");
   }
   const auto& index = *saved.index;
@@ -411,16 +434,55 @@ MemoryResult<void> read_summary(const boost::json::value& line, Saved& saved, co
   return {};
 }
 
+boost::json::value to_boost(simdjson::dom::element e) {
+  simdjson::dom::object object;
+  simdjson::dom::array array;
+  if (e.get(object) == simdjson::SUCCESS) {
+    boost::json::object out;
+    for (auto field : object) out.emplace(field.key, to_boost(field.value));
+    return out;
+  }
+  if (e.get(array) == simdjson::SUCCESS) {
+    boost::json::array out;
+    for (auto item : array) out.push_back(to_boost(item));
+    return out;
+  }
+  switch (e.type()) {
+    case simdjson::dom::element_type::STRING: return boost::json::string(e.get_string().value_unsafe());
+    case simdjson::dom::element_type::INT64: return e.get_int64().value_unsafe();
+    case simdjson::dom::element_type::UINT64: return e.get_uint64().value_unsafe();
+    case simdjson::dom::element_type::DOUBLE: return e.get_double().value_unsafe();
+    case simdjson::dom::element_type::BOOL: return e.get_bool().value_unsafe();
+    default: return nullptr;
+  }
+}
+
+// One metadata line. simdjson reads doubles exactly, where Boost 1.81's parser can be a unit in
+// the last place off (metadata must read back as it was added); a line holding bytes that are
+// not UTF-8 (texts stored as their files had them) goes to Boost.JSON, which lets them through.
+boost::json::value parse_line(simdjson::dom::parser& parser, const std::string& line, boost::system::error_code& ec) {
+  simdjson::dom::element root;
+  const auto error = parser.parse(line.data(), line.size()).get(root);
+  if (error == simdjson::SUCCESS) return to_boost(root);
+  if (error != simdjson::UTF8_ERROR) {
+    ec = boost::json::error::syntax;
+    return nullptr;
+  }
+  boost::json::parse_options options;
+  options.allow_invalid_utf8 = true;
+  options.max_depth = k_max_metadata_depth + 1;  // an entry's line wraps its metadata in one object
+  return boost::json::parse(line, ec, {}, options);
+}
+
 // Reads the metadata lines in 1 MiB pieces, so only one line is held beside the entries.
 MemoryResult<void> read_metadata(std::FILE* file, std::uint64_t bytes, Saved& saved, const std::filesystem::path& path) {
-  boost::json::parse_options options;
-  options.allow_invalid_utf8 = true;  // texts are stored as their files had them
+  simdjson::dom::parser parser;
   std::vector<char> buffer(k_read_size);
   std::string line;
   std::size_t line_number = 0;
   const auto take_line = [&]() -> MemoryResult<void> {
     boost::system::error_code ec;
-    auto value = boost::json::parse(line, ec, {}, options);
+    auto value = parse_line(parser, line, ec);
     if (ec) return corrupt(path, "metadata line " + std::to_string(line_number + 1) + " is not JSON: " + ec.message());
     if (line_number == 0) return read_summary(value, saved, path);
     if (saved.entries.size() == saved.count) return corrupt(path, "its metadata has more entries than its header");
@@ -452,28 +514,116 @@ MemoryResult<void> read_metadata(std::FILE* file, std::uint64_t bytes, Saved& sa
 }
 
 MemoryResult<Saved> read_saved(std::FILE* file, const std::filesystem::path& path) {
-  auto sections = verify(file, path);
-  if (!sections) return sections.error();
   Saved saved;
   if (auto r = read_header(file, saved, path); !r) return r.error();
+  auto sections = verify(file, saved.header_size, path);
+  if (!sections) return sections.error();
   if (auto r = read_faiss(file, sections->faiss_bytes, saved, path); !r) return r.error();
   if (auto r = read_metadata(file, sections->metadata_bytes, saved, path); !r) return r.error();
   return saved;
 }
 
-// A killed save leaves its temporary file behind; it never became the index, so it goes.
+// The identity of the file open as `file`: what the inode says, and the generation its header
+// counts (a rename can bring back an inode number, and sizes and coarse mtimes can repeat).
+MemoryResult<MemoryIndex::FileIdentity> identity_of(std::FILE* file, const std::filesystem::path& path) {
+  struct stat status {};
+  if (::fstat(::fileno(file), &status) != 0) return io_error("cannot stat", path, errno);
+  MemoryIndex::FileIdentity identity;
+  identity.exists = true;
+  identity.device = static_cast<std::uint64_t>(status.st_dev);
+  identity.inode = static_cast<std::uint64_t>(status.st_ino);
+  identity.size = static_cast<std::int64_t>(status.st_size);
+  identity.mtime_ns = static_cast<std::int64_t>(status.st_mtim.tv_sec) * 1'000'000'000 + status.st_mtim.tv_nsec;
+  unsigned char header[k_header_size];
+  if (::pread(::fileno(file), header, sizeof header, 0) == static_cast<ssize_t>(sizeof header) &&
+      std::string_view(reinterpret_cast<const char*>(header), k_magic.size()) == k_magic &&
+      get<std::uint32_t>(header + k_magic.size()) == k_version) {
+    identity.generation = get<std::uint64_t>(header + k_magic.size() + 24);
+  }
+  return identity;
+}
+
+// An open file with an advisory lock, released when closed. flock locks belong to the open file
+// description, so two opens lock each other out even in one process, and a child process does not
+// inherit them (O_CLOEXEC).
+class LockedFile {
+ public:
+  LockedFile() = default;
+  explicit LockedFile(int fd) : fd_(fd) {}
+  LockedFile(LockedFile&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  LockedFile& operator=(LockedFile&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    return *this;
+  }
+  ~LockedFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int fd() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_ = -1;
+};
+
+// Takes the folder's lock, polling so that waiting can end: flock itself waits without a limit.
+MemoryResult<LockedFile> lock_folder(const std::filesystem::path& folder, std::chrono::milliseconds timeout) {
+  const auto path = MemoryIndex::lock_file_in(folder);
+  LockedFile lock(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666));
+  if (lock.fd() < 0) return io_error("cannot open the lock file", path, errno);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::milliseconds(1);
+  while (::flock(lock.fd(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK) return io_error("cannot lock", path, errno);
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return memory_error(MemoryErrc::io_error,
+                          "timed out after " + std::to_string(timeout.count() / 1000.0).substr(0, 6) +
+                              " s waiting for the lock " + quoted(path) +
+                              ", held by another process writing this memory (an ingest or a run)");
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(50));
+  }
+  return lock;
+}
+
+// A temporary file for a save, locked by its writer until renamed or removed: cleanup in another
+// process removes only temporary files whose lock it can take.
+MemoryResult<std::pair<LockedFile, std::filesystem::path>> create_temporary(const std::filesystem::path& folder) {
+  static std::atomic<unsigned> counter = 0;
+  for (;;) {
+    auto path = folder / (std::string(k_temporary_prefix) + std::to_string(::getpid()) + "." + std::to_string(counter++));
+    LockedFile file(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
+    if (file.fd() < 0) {
+      if (errno == EEXIST) continue;  // left by a dead process that had this pid
+      return io_error("cannot create", path, errno);
+    }
+    int locked;
+    while ((locked = ::flock(file.fd(), LOCK_EX)) != 0 && errno == EINTR) {
+    }
+    if (locked != 0) return io_error("cannot lock", path, errno);
+    // A cleanup may have taken the lock between create and flock and removed the file.
+    struct stat status {};
+    if (::fstat(file.fd(), &status) != 0) return io_error("cannot stat", path, errno);
+    if (status.st_nlink > 0) return std::pair{std::move(file), std::move(path)};
+  }
+}
+
+// A killed save leaves its temporary file behind; it never became the index, so it goes. A save
+// in progress (its writer holds the file's lock) is left alone.
 void remove_leftovers(const std::filesystem::path& folder) {
   std::error_code ec;
   for (std::filesystem::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->path().filename().string().starts_with("memory.dgm.tmp.")) {
-      std::error_code ignored;
-      std::filesystem::remove(it->path(), ignored);
-    }
+    if (!it->path().filename().string().starts_with(k_temporary_prefix)) continue;
+    const LockedFile file(::open(it->path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (file.fd() < 0 || ::flock(file.fd(), LOCK_EX | LOCK_NB) != 0) continue;
+    std::error_code ignored;
+    std::filesystem::remove(it->path(), ignored);
   }
 }
 
 MemoryResult<void> sync_folder(const std::filesystem::path& folder) {
-  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY);
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return io_error("cannot open folder", folder, errno);
   const int synced = ::fsync(fd);
   const int error = errno;
@@ -482,44 +632,156 @@ MemoryResult<void> sync_folder(const std::filesystem::path& folder) {
   return {};
 }
 
+// The dotted path of the first value nested deeper than the limit, or holding a non-finite number.
+struct Unstorable {
+  std::string where;
+  bool too_deep = false;
+};
+
+std::optional<Unstorable> find_unstorable(const boost::json::value& value, int depth) {
+  const auto inside = [](std::string key, Unstorable found) {
+    found.where = found.where.empty() ? std::move(key) : key + "." + found.where;
+    return found;
+  };
+  if (const auto* object = value.if_object()) {
+    if (depth > k_max_metadata_depth) return Unstorable{"", true};
+    for (const auto& [key, item] : *object) {
+      if (auto found = find_unstorable(item, depth + 1)) return inside(std::string(key), std::move(*found));
+    }
+  } else if (const auto* array = value.if_array()) {
+    if (depth > k_max_metadata_depth) return Unstorable{"", true};
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      if (auto found = find_unstorable((*array)[i], depth + 1)) return inside(std::to_string(i), std::move(*found));
+    }
+  } else if (const auto* number = value.if_double(); number && !std::isfinite(*number)) {
+    return Unstorable{"", false};  // JSON has no NaN or infinity: it would read back as null
+  }
+  return std::nullopt;
+}
+
+MemoryError changing_model(const std::filesystem::path& path, const std::string& saved, const std::string& configured) {
+  return memory_error(MemoryErrc::model_mismatch,
+                      "the memory index " + quoted(path) + " was built with the embedding model '" + saved +
+                          "', but llm.embedding_model is '" + configured +
+                          "': vectors of two models cannot be compared. Use '" + saved +
+                          "', another memory.path for '" + configured + "', or remove " + quoted(path.parent_path()) +
+                          " and ingest again");
+}
+
 }  // namespace
 
+MemoryResult<void> check_storable(const boost::json::object& metadata) {
+  std::optional<Unstorable> found;
+  for (auto it = metadata.begin(); !found && it != metadata.end(); ++it) {
+    found = find_unstorable(it->value(), 2);
+    if (found) found->where = found->where.empty() ? std::string(it->key()) : std::string(it->key()) + "." + found->where;
+  }
+  if (!found) return {};
+  if (found->too_deep) {
+    return memory_error(MemoryErrc::invalid_argument,
+                        "metadata is nested more than " + std::to_string(k_max_metadata_depth) +
+                            " levels deep (at 'metadata." + found->where + "'); the memory stores at most " +
+                            std::to_string(k_max_metadata_depth));
+  }
+  return memory_error(MemoryErrc::invalid_argument,
+                      "metadata 'metadata." + found->where + "' is a number that is not finite, which JSON cannot hold");
+}
+
 std::filesystem::path MemoryIndex::file_in(const std::filesystem::path& folder) { return folder / "memory.dgm"; }
+std::filesystem::path MemoryIndex::lock_file_in(const std::filesystem::path& folder) { return folder / "memory.lock"; }
 
 MemoryIndex::MemoryIndex(std::filesystem::path folder, IndexOptions options)
-    : folder_(std::move(folder)), options_(options) {}
+    : folder_(std::move(folder)), options_(std::move(options)) {}
 
 MemoryIndex::~MemoryIndex() = default;
 
 MemoryResult<std::unique_ptr<MemoryIndex>> MemoryIndex::open(std::filesystem::path folder, IndexOptions options) {
-  std::unique_ptr<MemoryIndex> index(new MemoryIndex(std::move(folder), options));
+  std::unique_ptr<MemoryIndex> index(new MemoryIndex(std::move(folder), std::move(options)));
   remove_leftovers(index->folder_);
-  const auto path = file_in(index->folder_);
-  const File file(std::fopen(path.c_str(), "rb"));
+  const std::scoped_lock one_writer(index->write_mutex_);
+  if (auto loaded = index->reload_if_changed(); !loaded) return loaded.error();
+  return index;
+}
+
+MemoryResult<void> MemoryIndex::reload_if_changed() {
+  const auto path = file_in(folder_);
+  const File file(std::fopen(path.c_str(), "rbe"));
   if (!file) {
-    if (errno == ENOENT) return index;
-    return io_error("cannot open", path, errno);
+    if (errno != ENOENT) return io_error("cannot open", path, errno);
+    if (loaded_ && !loaded_->exists) return {};
+    // Never saved, or the folder was removed: what is on disk is an empty index.
+    std::unique_lock lock(mutex_);
+    faiss_.reset();
+    dimension_ = 0;
+    model_.clear();
+    entries_.clear();
+    deleted_ = 0;
+    source_hashes_.clear();
+    loaded_ = FileIdentity{};
+    return {};
   }
+  auto identity = identity_of(file.get(), path);
+  if (!identity) return identity.error();
+  if (loaded_ == *identity) return {};
   auto saved = read_saved(file.get(), path);
   if (!saved) return saved.error();
-
-  index->dimension_ = saved->dimension;
-  index->model_ = std::move(saved->model);
-  index->entries_ = std::move(saved->entries);
-  index->deleted_ = saved->deleted;
-  index->source_hashes_ = std::move(saved->source_hashes);
-  if (saved->index) {
-    if (saved->kind != options.kind) {
-      saved->index = rebuild(*saved->index, options);
-      index->dirty_ = true;
-    }
-    if (auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(saved->index.get())) {
-      hnsw->hnsw.efConstruction = options.hnsw_ef_construction;
-      hnsw->hnsw.efSearch = options.hnsw_ef_search;
-    }
-    index->faiss_ = std::make_unique<Faiss>(Faiss{std::move(saved->index)});
+  if (!options_.model.empty() && !saved->model.empty() && saved->model != options_.model) {
+    return changing_model(path, saved->model, options_.model);
   }
-  return index;
+  if (saved->index) {
+    if (saved->kind != options_.kind) saved->index = rebuild(*saved->index, options_);
+    if (auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(saved->index.get())) {
+      hnsw->hnsw.efConstruction = options_.hnsw_ef_construction;
+      hnsw->hnsw.efSearch = options_.hnsw_ef_search;
+    }
+  }
+  // A version 1 file has no generation; counting on from 0 makes our save differ from it anyway.
+  identity->generation = std::max(identity->generation, saved->generation);
+  std::unique_lock lock(mutex_);
+  dimension_ = saved->dimension;
+  model_ = std::move(saved->model);
+  entries_ = std::move(saved->entries);
+  deleted_ = saved->deleted;
+  source_hashes_ = std::move(saved->source_hashes);
+  if (saved->index) {
+    faiss_ = std::make_unique<Faiss>(Faiss{std::move(saved->index)});
+  } else {
+    faiss_.reset();
+  }
+  loaded_ = *identity;
+  return {};
+}
+
+MemoryResult<void> MemoryIndex::refresh() {
+  const std::unique_lock one_writer(write_mutex_, std::try_to_lock);
+  if (!one_writer.owns_lock()) return {};
+  try {
+    return reload_if_changed();
+  } catch (const std::exception& e) {  // FAISS, or bad_alloc
+    return memory_error(MemoryErrc::io_error, "reading the memory index " + quoted(file_in(folder_)) + " failed: " + e.what());
+  }
+}
+
+MemoryResult<Committed> MemoryIndex::commit(Change change) {
+  const std::scoped_lock one_writer(write_mutex_);
+  std::error_code ec;
+  std::filesystem::create_directories(folder_, ec);
+  if (ec) return io_error("cannot create folder", folder_, ec.value());
+  auto lock = lock_folder(folder_, options_.lock_timeout);
+  if (!lock) return lock.error();
+  try {
+    if (auto loaded = reload_if_changed(); !loaded) return loaded.error();
+    auto committed = apply(std::move(change));
+    if (!committed) return committed.error();
+    if (auto saved = save(); !saved) {
+      loaded_.reset();  // the contents hold a change the file does not: read the file again next time
+      return saved.error();
+    }
+    return committed;
+  } catch (const std::exception& e) {  // FAISS, or bad_alloc
+    loaded_.reset();
+    return memory_error(MemoryErrc::io_error, "updating the memory index " + quoted(file_in(folder_)) + " failed: " + e.what());
+  }
 }
 
 std::size_t MemoryIndex::dimension() const {
@@ -537,46 +799,77 @@ std::string MemoryIndex::model() const {
   return model_;
 }
 
-void MemoryIndex::set_model(std::string model) {
-  std::unique_lock lock(mutex_);
-  if (model == model_) return;
-  model_ = std::move(model);
-  dirty_ = true;
-}
+namespace {
 
-MemoryResult<std::vector<std::int64_t>> MemoryIndex::add(std::span<const float> vectors, std::size_t dimension,
-                                                         std::vector<Entry> entries) {
+MemoryResult<void> check_vectors(std::size_t count, std::size_t floats, std::size_t dimension) {
   if (dimension == 0 || dimension > INT_MAX) {
     return memory_error(MemoryErrc::invalid_argument, "invalid vector dimension " + std::to_string(dimension));
   }
-  if (vectors.size() != entries.size() * dimension) {
-    return memory_error(MemoryErrc::invalid_argument, std::to_string(vectors.size()) + " floats are not " +
-                                                          std::to_string(entries.size()) + " vectors of dimension " +
+  if (floats != count * dimension) {
+    return memory_error(MemoryErrc::invalid_argument, std::to_string(floats) + " floats are not " +
+                                                          std::to_string(count) + " vectors of dimension " +
                                                           std::to_string(dimension));
   }
-  if (entries.empty()) return std::vector<std::int64_t>{};
-  auto rows = normalized(vectors, dimension);
-  if (!rows) return rows.error();
+  return {};
+}
 
+MemoryError other_dimension(std::size_t given, std::size_t have) {
+  return memory_error(MemoryErrc::dimension_mismatch, "vectors of dimension " + std::to_string(given) +
+                                                          " do not fit the index's dimension " + std::to_string(have));
+}
+
+}  // namespace
+
+MemoryResult<std::vector<std::int64_t>> MemoryIndex::add(std::span<const float> vectors, std::size_t dimension,
+                                                         std::vector<Entry> entries) {
+  Change change;
+  change.vectors.assign(vectors.begin(), vectors.end());
+  change.dimension = dimension;
+  change.entries = std::move(entries);
+  auto applied = apply(std::move(change));
+  if (!applied) return applied.error();
+  return std::move(applied->ids);
+}
+
+MemoryResult<Committed> MemoryIndex::apply(Change change) {
+  // Everything is checked before anything changes, so a refused change leaves no trace.
+  std::optional<std::vector<float>> rows;
+  if (!change.entries.empty()) {
+    if (auto ok = check_vectors(change.entries.size(), change.vectors.size(), change.dimension); !ok) return ok.error();
+    for (const auto& e : change.entries)
+      if (auto ok = check_storable(e.metadata); !ok) return ok.error();
+    auto unit = normalized(change.vectors, change.dimension);
+    if (!unit) return unit.error();
+    rows = std::move(*unit);
+  }
   std::unique_lock lock(mutex_);
-  if (dimension_ != 0 && dimension != dimension_) {
-    return memory_error(MemoryErrc::dimension_mismatch, "vectors of dimension " + std::to_string(dimension) +
-                                                            " do not fit the index's dimension " +
-                                                            std::to_string(dimension_));
+  if (rows && dimension_ != 0 && change.dimension != dimension_) return other_dimension(change.dimension, dimension_);
+
+  Committed out;
+  for (const auto& source : change.remove_sources) {
+    if (source.empty()) continue;  // entries that were not ingested have no source
+    for (auto& e : entries_) {
+      if (!e.deleted && e.source == source) {
+        e.deleted = true;
+        ++out.removed;
+      }
+    }
   }
-  if (!faiss_) faiss_ = std::make_unique<Faiss>(Faiss{make_index(dimension, options_)});
-  dimension_ = dimension;
-  const auto first = static_cast<std::int64_t>(entries_.size());
-  faiss_->index->add(static_cast<idx_t>(entries.size()), rows->data());
-  std::vector<std::int64_t> ids;
-  ids.reserve(entries.size());
-  for (auto& e : entries) {
-    if (e.deleted) ++deleted_;
-    ids.push_back(first + static_cast<std::int64_t>(ids.size()));
-    entries_.push_back(std::move(e));
+  deleted_ += out.removed;
+  if (rows) {
+    if (!faiss_) faiss_ = std::make_unique<Faiss>(Faiss{make_index(change.dimension, options_)});
+    dimension_ = change.dimension;
+    const auto first = static_cast<std::int64_t>(entries_.size());
+    faiss_->index->add(static_cast<idx_t>(change.entries.size()), rows->data());
+    out.ids.reserve(change.entries.size());
+    for (auto& e : change.entries) {
+      if (e.deleted) ++deleted_;
+      out.ids.push_back(first + static_cast<std::int64_t>(out.ids.size()));
+      entries_.push_back(std::move(e));
+    }
   }
-  dirty_ = true;
-  return ids;
+  for (auto& [source, hash] : change.source_hashes) source_hashes_[source] = std::move(hash);
+  return out;
 }
 
 namespace {
@@ -630,30 +923,22 @@ MemoryResult<std::vector<Hit>> MemoryIndex::search(std::span<const float> query,
   for (std::size_t i = 0; i < ids.size() && hits.size() < static_cast<std::size_t>(k); ++i) {
     if (ids[i] < 0 || static_cast<std::size_t>(ids[i]) >= entries_.size()) continue;  // -1 pads when fewer found
     const Entry& e = entries_[static_cast<std::size_t>(ids[i])];
-    if (!e.deleted) hits.push_back({ids[i], scores[i], &e});
+    if (!e.deleted) hits.push_back({ids[i], scores[i], e});
   }
   return hits;
 }
 
-const Entry* MemoryIndex::entry(std::int64_t id) const {
+std::optional<Entry> MemoryIndex::entry(std::int64_t id) const {
   std::shared_lock lock(mutex_);
-  if (id < 0 || static_cast<std::size_t>(id) >= entries_.size()) return nullptr;
-  return &entries_[static_cast<std::size_t>(id)];
+  if (id < 0 || static_cast<std::size_t>(id) >= entries_.size()) return std::nullopt;
+  return entries_[static_cast<std::size_t>(id)];
 }
 
 std::size_t MemoryIndex::remove_source(const std::string& source) {
-  if (source.empty()) return 0;  // entries that were not ingested have no source
-  std::unique_lock lock(mutex_);
-  std::size_t removed = 0;
-  for (auto& e : entries_) {
-    if (!e.deleted && e.source == source) {
-      e.deleted = true;
-      ++removed;
-    }
-  }
-  deleted_ += removed;
-  if (removed > 0) dirty_ = true;
-  return removed;
+  Change change;
+  change.remove_sources.push_back(source);
+  auto applied = apply(std::move(change));
+  return applied ? applied->removed : 0;
 }
 
 std::optional<std::string> MemoryIndex::source_hash(const std::string& source) const {
@@ -665,51 +950,60 @@ std::optional<std::string> MemoryIndex::source_hash(const std::string& source) c
 
 void MemoryIndex::set_source_hash(const std::string& source, std::string hash) {
   std::unique_lock lock(mutex_);
-  auto& stored = source_hashes_[source];
-  if (stored == hash) return;
-  stored = std::move(hash);
-  dirty_ = true;
+  source_hashes_[source] = std::move(hash);
 }
 
-bool MemoryIndex::dirty() const { return dirty_; }
-
 MemoryResult<void> MemoryIndex::save() {
-  const std::scoped_lock one_save(save_mutex_);
+  // Called by commit() holding the folder lock, so no other save of this folder runs meanwhile.
+  {
+    std::unique_lock lock(mutex_);
+    if (model_.empty()) model_ = options_.model;  // an index that named no model adopts the configured one
+  }
   const std::shared_lock lock(mutex_);
-  std::error_code ec;
-  std::filesystem::create_directories(folder_, ec);
-  if (ec) return io_error("cannot create folder", folder_, ec.value());
-
   const auto path = file_in(folder_);
-  const auto temporary = folder_ / ("memory.dgm.tmp." + std::to_string(::getpid()));
-  File file(std::fopen(temporary.c_str(), "wb"));
-  if (!file) return io_error("cannot create", temporary, errno);
+  auto created = create_temporary(folder_);
+  if (!created) return created.error();
+  auto [locked, temporary] = std::move(*created);
+  const int fd = locked.fd();
+  File file(::fdopen(::dup(fd), "wb"));
+  if (!file) return io_error("cannot open", temporary, errno);
+  std::error_code ec;
   const auto failed = [&](MemoryError error) {
     file.reset();
-    std::filesystem::remove(temporary, ec);
+    std::filesystem::remove(temporary, ec);  // still locked by us: nobody else removes it meanwhile
     return error;
   };
 
   FileSink sink(file.get());
   sink.name = temporary.string();
+  const auto generation = (loaded_ ? loaded_->generation : 0) + 1;
   try {
-    write_contents(sink, {options_.kind, dimension_, faiss_ ? faiss_->index.get() : nullptr, model_, entries_,
-                          source_hashes_});
+    write_contents(sink, {options_.kind, dimension_, generation, faiss_ ? faiss_->index.get() : nullptr, model_,
+                          entries_, source_hashes_});
   } catch (const std::exception& e) {  // FAISS throws when a write fails
     if (sink.error() == 0) {
       return failed(memory_error(MemoryErrc::io_error, "cannot write " + quoted(temporary) + ": " + e.what()));
     }
   }
   if (sink.error() != 0) return failed(io_error("cannot write", temporary, sink.error()));
-  if (std::fflush(file.get()) != 0 || ::fsync(::fileno(file.get())) != 0) {
-    return failed(io_error("cannot flush", temporary, errno));
-  }
+  if (std::fflush(file.get()) != 0 || ::fsync(fd) != 0) return failed(io_error("cannot flush", temporary, errno));
   if (std::fclose(file.release()) != 0) return failed(io_error("cannot close", temporary, errno));
+  struct stat status {};
+  if (::fstat(fd, &status) != 0) return failed(io_error("cannot stat", temporary, errno));
+  // Renamed while its lock is held: until then a cleanup elsewhere must not take it for a leftover.
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
     return failed(io_error("cannot rename " + quoted(temporary) + " to", path, errno));
   }
+  locked = LockedFile();
+  FileIdentity identity;
+  identity.exists = true;
+  identity.device = static_cast<std::uint64_t>(status.st_dev);
+  identity.inode = static_cast<std::uint64_t>(status.st_ino);
+  identity.size = static_cast<std::int64_t>(status.st_size);
+  identity.mtime_ns = static_cast<std::int64_t>(status.st_mtim.tv_sec) * 1'000'000'000 + status.st_mtim.tv_nsec;
+  identity.generation = generation;
+  loaded_ = identity;
   if (auto synced = sync_folder(folder_); !synced) return synced.error();
-  dirty_ = false;
   return {};
 }
 

@@ -8,9 +8,14 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -272,4 +277,102 @@ TEST_CASE("concurrent memory_add steps are embedded in batches", "[cli][memory]"
   CHECK(hits[0].at("metadata").at("n") == 7);
   // Persisted: another process finds them.
   CHECK(search_json(dir, server, "topic3").at("hits").as_array()[0].at("text") == "note number 3 about topic3");
+}
+
+// Issue 12: two ingests of 200 files each both reported 200 chunks added and the index held 200;
+// an ingest beside a loop of `memory search` failed with "cannot rename …tmp… No such file",
+// because opening the index removed the other process's save in progress.
+TEST_CASE("ingests and memory_add runs and searches in several processes on one memory lose nothing", "[cli][memory]") {
+  TestServer server;
+  TempDir dir;
+  dir.write("config.yaml", "memory: {chunk_chars: 2000, chunk_overlap: 0}\n"
+                           "performance: {rate_limiting: {enabled: false}, batch_embeddings: {batch_size: 8}}\n");
+  constexpr int k_sets = 3, k_files = 60, k_runs = 2, k_adds = 6;
+  // One chunk per file; each ingest's window is 8 * batch_size = 64 chunks, so it stores in steps.
+  for (int s = 0; s < k_sets; ++s)
+    for (int f = 0; f < k_files; ++f)
+      dir.write("set" + std::to_string(s) + "/file" + std::to_string(f) + ".txt",
+                "set " + std::to_string(s) + " file " + std::to_string(f) + " shared words about ledgers");
+  for (int r = 0; r < k_runs; ++r) {
+    std::string plan = "plan:\n";
+    for (int i = 1; i <= k_adds; ++i)
+      plan += "  - {id: " + std::to_string(i) + ", action: memory_add, parameters: {text: \"run " + std::to_string(r) +
+              " note " + std::to_string(i) + " shared words about ledgers\", metadata: {run: " + std::to_string(r) +
+              "}}}\n";
+    dir.write("add" + std::to_string(r) + ".yaml", plan);
+  }
+
+  std::vector<std::unique_ptr<ChildProcess>> writers;
+  for (int s = 0; s < k_sets; ++s)
+    writers.push_back(std::make_unique<ChildProcess>(
+        std::vector<std::string>{DAGENT_BINARY, "ingest", "set" + std::to_string(s), "--json", "-q"}, dir.path(),
+        dagent_env(server)));
+  for (int r = 0; r < k_runs; ++r)
+    writers.push_back(std::make_unique<ChildProcess>(
+        std::vector<std::string>{DAGENT_BINARY, "run", "add" + std::to_string(r) + ".yaml", "--json", "-q"},
+        dir.path(), dagent_env(server)));
+  // Searches in new processes, one after another, until every writer has exited.
+  std::atomic<bool> writers_done = false;
+  std::vector<ProcessResult> searches;
+  std::thread searcher([&] {
+    do {
+      searches.push_back(run_dagent(dir, server, {"memory", "search", "shared words about ledgers", "--json"}));
+    } while (!writers_done);
+  });
+  std::vector<ProcessResult> results;
+  for (auto& w : writers) results.push_back(w->wait());
+  writers_done = true;
+  searcher.join();
+
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    INFO("writer " << i << ": " << results[i].err);
+    CHECK(results[i].exit_code == 0);
+  }
+  for (int s = 0; s < k_sets; ++s) {
+    if (results[static_cast<std::size_t>(s)].exit_code != 0) continue;
+    CHECK(json::parse(results[static_cast<std::size_t>(s)].out).at("chunks_added") == k_files);
+  }
+  for (const auto& s : searches) {
+    INFO(s.err);
+    CHECK(s.exit_code == 0);
+  }
+  // Every file's chunk and every note is in the index, once.
+  auto all = run_dagent(dir, server, {"memory", "search", "shared words about ledgers", "-k", "1000", "--json"});
+  INFO(all.err);
+  REQUIRE(all.exit_code == 0);
+  std::multiset<std::string> found;
+  const auto hits = json::parse(all.out);
+  for (const auto& h : hits.at("hits").as_array()) {
+    const auto* source = h.at("metadata").as_object().if_contains("source");
+    found.insert(source ? fs::path(std::string(source->as_string())).lexically_relative(dir.path()).string()
+                        : std::string(h.at("text").as_string()));
+  }
+  std::multiset<std::string> expected;
+  for (int s = 0; s < k_sets; ++s)
+    for (int f = 0; f < k_files; ++f) expected.insert("set" + std::to_string(s) + "/file" + std::to_string(f) + ".txt");
+  for (int r = 0; r < k_runs; ++r)
+    for (int i = 1; i <= k_adds; ++i)
+      expected.insert("run " + std::to_string(r) + " note " + std::to_string(i) + " shared words about ledgers");
+  CHECK(found.size() == expected.size());
+  CHECK(found == expected);
+}
+
+TEST_CASE("the embedding model is part of the memory index's identity", "[cli][memory]") {
+  TestServer server;
+  TempDir dir;
+  write_corpus(dir);
+  REQUIRE(run_dagent(dir, server, {"ingest", "docs"}).exit_code == 0);
+  // The scripted server's vectors have the same dimension whatever the model: only the name tells.
+  auto search = run_dagent(dir, server, {"memory", "search", "bread", "--set", "llm.embedding_model=other-embedder"});
+  CHECK(search.exit_code == 2);
+  CHECK_THAT(search.err, Catch::Contains("text-embedding-3-small") && Catch::Contains("other-embedder") &&
+                             Catch::Contains("memory.path") && Catch::Contains("memory.dgm"));
+  dir.write("more/new.md", "A new file to embed.");
+  const auto embedded = server.requests_to("/v1/embeddings");
+  auto ingest = run_dagent(dir, server, {"ingest", "more", "--set", "llm.embedding_model=other-embedder"});
+  CHECK(ingest.exit_code == 2);
+  CHECK_THAT(ingest.err, Catch::Contains("other-embedder"));
+  CHECK(server.requests_to("/v1/embeddings") == embedded);  // refused before anything was embedded
+  // The index is unchanged and still answers with its own model.
+  CHECK(top_source(search_json(dir, server, "sourdough bread flour and salt")) == "bread.md");
 }

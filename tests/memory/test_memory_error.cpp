@@ -12,7 +12,8 @@ using dagent::memory::MemoryErrc;
 TEST_CASE("memory_category names itself and every MemoryErrc value", "[memory]") {
   CHECK(std::string(dagent::memory::memory_category().name()) == "dagent.memory");
   const MemoryErrc all[] = {MemoryErrc::io_error,         MemoryErrc::corrupt,          MemoryErrc::dimension_mismatch,
-                            MemoryErrc::invalid_argument, MemoryErrc::embedding_failed, MemoryErrc::unavailable};
+                            MemoryErrc::invalid_argument, MemoryErrc::embedding_failed, MemoryErrc::unavailable,
+                            MemoryErrc::model_mismatch};
   std::set<std::string> messages;
   for (const auto e : all) {
     const boost::system::error_code code = e;

@@ -2,7 +2,15 @@
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <cstddef>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +23,7 @@
 #include "support/process.hpp"
 
 using dagent::config::IndexKind;
+using dagent::memory::Change;
 using dagent::memory::Entry;
 using dagent::memory::Hit;
 using dagent::memory::IndexOptions;
@@ -57,6 +66,17 @@ std::unique_ptr<MemoryIndex> filled_index(const std::filesystem::path& folder, I
   REQUIRE(index->add(vectors, dimension, make_entries(vectors.size() / dimension)).has_value());
   return index;
 }
+
+Change adding(std::span<const float> vectors, std::size_t dimension, std::vector<Entry> entries) {
+  Change change;
+  change.vectors.assign(vectors.begin(), vectors.end());
+  change.dimension = dimension;
+  change.entries = std::move(entries);
+  return change;
+}
+
+// Saves what the index holds by committing nothing.
+void save(MemoryIndex& index) { REQUIRE(index.commit(Change{}).has_value()); }
 
 std::vector<std::int64_t> ids_of(const std::vector<Hit>& hits) {
   std::vector<std::int64_t> ids;
@@ -109,8 +129,8 @@ TEST_CASE("MemoryIndex finds an added vector first with score about 1", "[memory
     REQUIRE(hits->size() == 5);
     CHECK(hits->front().id == static_cast<std::int64_t>(i));
     CHECK(hits->front().score == Approx(1.0f).epsilon(1e-4));
-    CHECK(hits->front().entry == index->entry(static_cast<std::int64_t>(i)));
-    CHECK(hits->front().entry->text == "text " + std::to_string(i));
+    CHECK(hits->front().entry.text == index->entry(static_cast<std::int64_t>(i))->text);
+    CHECK(hits->front().entry.text == "text " + std::to_string(i));
   }
 }
 
@@ -252,47 +272,51 @@ TEST_CASE("MemoryIndex opens a missing folder as an empty index", "[memory]") {
   CHECK(index->dimension() == 0);
   CHECK(index->size() == 0);
   CHECK(index->model().empty());
-  CHECK_FALSE(index->dirty());
-  CHECK(index->entry(0) == nullptr);
+  CHECK_FALSE(index->entry(0).has_value());
   const auto hits = index->search(random_vectors(1, 4, 15), 3);
   REQUIRE(hits.has_value());
   CHECK(hits->empty());
 }
 
-TEST_CASE("MemoryIndex save then open round-trips everything", "[memory]") {
+TEST_CASE("MemoryIndex commit then open round-trips everything", "[memory]") {
   const auto kind = GENERATE(IndexKind::flat, IndexKind::hnsw);
   TempDir dir;
   const auto folder = dir.path() / "nested" / "memory";
   const std::size_t dimension = 12;
   const auto vectors = random_vectors(60, dimension, 16);
-  auto index = open_index(folder, kind);
-  REQUIRE(index->add(std::span(vectors).first(20 * dimension), dimension, make_entries(20, "a.md")).has_value());
-  REQUIRE(index->add(std::span(vectors).subspan(20 * dimension), dimension, make_entries(40, "b.md", 20)).has_value());
+  auto opened = MemoryIndex::open(folder, IndexOptions{.kind = kind, .model = "text-embedding-3-small"});
+  REQUIRE(opened.has_value());
+  auto& index = **opened;
+  const auto first = index.commit(adding(std::span(vectors).first(20 * dimension), dimension, make_entries(20, "a.md")));
+  REQUIRE(first.has_value());
+  CHECK(first->ids.size() == 20);
+  CHECK(first->ids.back() == 19);
+  REQUIRE(index.commit(adding(std::span(vectors).subspan(20 * dimension), dimension, make_entries(40, "b.md", 20)))
+              .has_value());
   auto odd = make_entries(1, "", 60);
   odd[0].text = "line\nbreak \"quoted\" \xff\xfe not UTF-8";
   odd[0].metadata = {{"tags", boost::json::array{"x", "y"}}, {"nested", {{"k", 1.5}}}};
-  REQUIRE(index->add(random_vectors(1, dimension, 17), dimension, odd).has_value());
-  index->set_model("text-embedding-3-small");
-  index->set_source_hash("a.md", "hash-a");
-  index->set_source_hash("b.md", "hash-b");
-  CHECK(index->remove_source("a.md") == 20);
-  CHECK(index->dirty());
-  REQUIRE(index->save().has_value());
-  CHECK_FALSE(index->dirty());
+  auto last = adding(random_vectors(1, dimension, 17), dimension, odd);
+  last.source_hashes = {{"a.md", "hash-a"}, {"b.md", "hash-b"}};
+  last.remove_sources = {"a.md"};
+  const auto committed = index.commit(std::move(last));
+  REQUIRE(committed.has_value());
+  CHECK(committed->removed == 20);
+  CHECK(committed->ids == std::vector<std::int64_t>{60});
   CHECK(std::filesystem::exists(MemoryIndex::file_in(folder)));
+  CHECK(std::filesystem::exists(MemoryIndex::lock_file_in(folder)));
 
   const auto reopened = open_index(folder, kind);
-  CHECK_FALSE(reopened->dirty());
   CHECK(reopened->dimension() == dimension);
   CHECK(reopened->size() == 41);
-  CHECK(reopened->model() == "text-embedding-3-small");
+  CHECK(reopened->model() == "text-embedding-3-small");  // adopted from the options
   CHECK(reopened->source_hash("a.md") == "hash-a");
   CHECK(reopened->source_hash("b.md") == "hash-b");
   CHECK_FALSE(reopened->source_hash("c.md").has_value());
   for (std::int64_t id = 0; id < 61; ++id) {
-    const auto* before = index->entry(id);
-    const auto* after = reopened->entry(id);
-    REQUIRE(after != nullptr);
+    const auto before = index.entry(id);
+    const auto after = reopened->entry(id);
+    REQUIRE(after.has_value());
     CHECK(after->text == before->text);
     CHECK(after->metadata == before->metadata);
     CHECK(after->source == before->source);
@@ -300,9 +324,9 @@ TEST_CASE("MemoryIndex save then open round-trips everything", "[memory]") {
     CHECK(after->end == before->end);
     CHECK(after->deleted == before->deleted);
   }
-  CHECK(reopened->entry(61) == nullptr);
+  CHECK_FALSE(reopened->entry(61).has_value());
   for (const std::size_t q : {0u, 25u, 59u}) {
-    const auto expected = index->search(row(vectors, q, dimension), 10);
+    const auto expected = index.search(row(vectors, q, dimension), 10);
     const auto actual = reopened->search(row(vectors, q, dimension), 10);
     REQUIRE(expected.has_value());
     REQUIRE(actual.has_value());
@@ -313,9 +337,8 @@ TEST_CASE("MemoryIndex save then open round-trips everything", "[memory]") {
 
 TEST_CASE("MemoryIndex saves and opens an index without vectors", "[memory]") {
   TempDir dir;
-  auto index = open_index(dir.path());
-  index->set_model("m");
-  REQUIRE(index->save().has_value());
+  auto index = std::move(*MemoryIndex::open(dir.path(), IndexOptions{.model = "m"}));
+  save(*index);
   const auto reopened = open_index(dir.path());
   CHECK(reopened->model() == "m");
   CHECK(reopened->dimension() == 0);
@@ -327,10 +350,9 @@ TEST_CASE("MemoryIndex opens a saved flat index as hnsw", "[memory]") {
   const std::size_t dimension = 16;
   const auto vectors = random_vectors(200, dimension, 19);
   const auto flat = filled_index(dir.path(), IndexKind::flat, vectors, dimension);
-  REQUIRE(flat->save().has_value());
+  save(*flat);
 
   const auto hnsw = open_index(dir.path(), IndexKind::hnsw);
-  CHECK(hnsw->dirty());
   CHECK(hnsw->size() == 200);
   for (const std::size_t q : {0u, 77u, 199u}) {
     const auto hits = hnsw->search(row(vectors, q, dimension), 3);
@@ -339,10 +361,9 @@ TEST_CASE("MemoryIndex opens a saved flat index as hnsw", "[memory]") {
     CHECK(hits->front().id == static_cast<std::int64_t>(q));
     CHECK(hits->front().score == Approx(1.0f).epsilon(1e-4));
   }
-  REQUIRE(hnsw->save().has_value());
-  CHECK_FALSE(open_index(dir.path(), IndexKind::hnsw)->dirty());
+  save(*hnsw);  // the next commit saves it as the kind it was opened as
+  CHECK(read_bytes(MemoryIndex::file_in(dir.path())).find("\"kind\":\"hnsw\"") != std::string::npos);
   const auto back = open_index(dir.path(), IndexKind::flat);
-  CHECK(back->dirty());
   const auto hits = back->search(row(vectors, 5, dimension), 1);
   REQUIRE(hits.has_value());
   CHECK(hits->front().id == 5);
@@ -353,7 +374,7 @@ TEST_CASE("MemoryIndex open reports a corrupt file", "[memory]") {
   const auto vectors = random_vectors(5, 4, 20);
   auto index = filled_index(dir.path(), IndexKind::flat, vectors, 4);
   index->set_source_hash("a.md", "h");
-  REQUIRE(index->save().has_value());
+  save(*index);
   const auto file = MemoryIndex::file_in(dir.path());
   const auto saved = read_bytes(file);
   REQUIRE(saved.size() > 100);
@@ -404,13 +425,32 @@ TEST_CASE("MemoryIndex open reports a corrupt file", "[memory]") {
 TEST_CASE("MemoryIndex open removes leftover temporary files", "[memory]") {
   TempDir dir;
   const auto vectors = random_vectors(3, 4, 22);
-  REQUIRE(filled_index(dir.path(), IndexKind::flat, vectors, 4)->save().has_value());
+  save(*filled_index(dir.path(), IndexKind::flat, vectors, 4));
   const auto leftover = dir.write("memory.dgm.tmp.12345", "half a save");
   const auto other = dir.write("notes.txt", "kept");
   const auto index = open_index(dir.path());
   CHECK(index->size() == 3);
   CHECK_FALSE(std::filesystem::exists(leftover));
   CHECK(std::filesystem::exists(other));
+}
+
+// Issue 12: opening the index removed every memory.dgm.tmp.*, including another process's save
+// in progress, whose rename then failed. A writer holds a lock on its temporary file while it lives.
+TEST_CASE("MemoryIndex open removes only temporary files whose writer is gone", "[memory]") {
+  TempDir dir;
+  save(*filled_index(dir.path(), IndexKind::flat, random_vectors(3, 4, 22), 4));
+  const auto dead = dir.write("memory.dgm.tmp.dead01", "half a save");
+  const auto live = dir.write("memory.dgm.tmp.live01", "a save underway");
+  // Another open file description locks like another process would.
+  const int writer = ::open(live.c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(writer >= 0);
+  REQUIRE(::flock(writer, LOCK_EX | LOCK_NB) == 0);
+  CHECK(open_index(dir.path())->size() == 3);
+  CHECK_FALSE(std::filesystem::exists(dead));
+  CHECK(std::filesystem::exists(live));
+  ::close(writer);
+  CHECK(open_index(dir.path())->size() == 3);
+  CHECK_FALSE(std::filesystem::exists(live));
 }
 
 TEST_CASE("MemoryIndex remove_source hides entries from search", "[memory]") {
@@ -421,14 +461,13 @@ TEST_CASE("MemoryIndex remove_source hides entries from search", "[memory]") {
   auto index = open_index(dir.path(), kind);
   REQUIRE(index->add(std::span(vectors).first(10 * dimension), dimension, make_entries(10, "old.md")).has_value());
   REQUIRE(index->add(std::span(vectors).subspan(10 * dimension), dimension, make_entries(20, "new.md", 10)).has_value());
-  REQUIRE(index->save().has_value());
+  save(*index);
 
   CHECK(index->remove_source("old.md") == 10);
-  CHECK(index->dirty());
   CHECK(index->size() == 20);
   CHECK(index->remove_source("old.md") == 0);
   CHECK(index->remove_source("missing.md") == 0);
-  REQUIRE(index->entry(3) != nullptr);
+  REQUIRE(index->entry(3).has_value());
   CHECK(index->entry(3)->deleted);
   const auto hits = index->search(row(vectors, 3, dimension), 30);
   REQUIRE(hits.has_value());
@@ -449,11 +488,10 @@ TEST_CASE("MemoryIndex save to an unwritable folder is an io_error", "[memory]")
   auto index = open_index(dir.path() / "a-file" / "memory");
   REQUIRE(index->add(random_vectors(1, 4, 24), 4, make_entries(1)).has_value());
   const auto blocker = dir.write("a-file", "not a folder");
-  const auto saved = index->save();
+  const auto saved = index->commit(Change{});
   REQUIRE(saved.has_error());
   CHECK(saved.error().code == MemoryErrc::io_error);
   CHECK_THAT(saved.error().message, Catch::Contains(blocker.string()));
-  CHECK(index->dirty());
 
   SECTION("and opening below a file is one too") {
     const auto opened = MemoryIndex::open(blocker);
@@ -466,12 +504,12 @@ TEST_CASE("MemoryIndex serves searches while another thread adds", "[memory]") {
   TempDir dir;
   const std::size_t dimension = 8;
   auto index = open_index(dir.path(), IndexKind::hnsw);
-  REQUIRE(index->add(random_vectors(10, dimension, 25), dimension, make_entries(10)).has_value());
+  REQUIRE(index->commit(adding(random_vectors(10, dimension, 25), dimension, make_entries(10))).has_value());
   std::atomic<bool> failed = false;
   std::thread writer([&] {
     for (unsigned batch = 0; batch < 20; ++batch) {
-      if (!index->add(random_vectors(10, dimension, 100 + batch), dimension, make_entries(10)).has_value()) failed = true;
-      if (!index->save().has_value()) failed = true;
+      if (!index->commit(adding(random_vectors(10, dimension, 100 + batch), dimension, make_entries(10))).has_value())
+        failed = true;
     }
   });
   for (unsigned q = 0; q < 200; ++q) {
@@ -482,4 +520,218 @@ TEST_CASE("MemoryIndex serves searches while another thread adds", "[memory]") {
   CHECK_FALSE(failed);
   CHECK(index->size() == 210);
   CHECK(open_index(dir.path(), IndexKind::hnsw)->size() == 210);
+}
+
+namespace {
+
+std::unique_ptr<MemoryIndex> open_with_model(const std::filesystem::path& folder, std::string model) {
+  auto index = MemoryIndex::open(folder, IndexOptions{.model = std::move(model)});
+  REQUIRE(index.has_value());
+  return std::move(*index);
+}
+
+std::set<std::string> texts_of(const MemoryIndex& index) {
+  std::set<std::string> out;
+  for (std::int64_t id = 0; auto e = index.entry(id); ++id)
+    if (!e->deleted) out.insert(e->text);
+  return out;
+}
+
+boost::json::value nested(int depth) {
+  boost::json::value v = "bottom";
+  for (int i = 0; i < depth; ++i) v = boost::json::object{{"d", std::move(v)}};
+  return v;
+}
+
+// A copy of a fixture folder written by the previous format version (1).
+std::filesystem::path copy_fixture(const TempDir& dir, const std::string& name) {
+  const auto to = dir.path() / name;
+  std::filesystem::create_directories(to);
+  std::filesystem::copy_file(std::filesystem::path(DAGENT_SOURCE_DIR) / "tests/memory/fixtures" / name / "memory.dgm",
+                             to / "memory.dgm");
+  return to;
+}
+
+}  // namespace
+
+// Two objects on one folder stand for two processes: flock locks and file identities are per
+// open file, not per process.
+TEST_CASE("MemoryIndex commits of two processes on one folder keep both", "[memory]") {
+  TempDir dir;
+  const auto a = open_index(dir.path());
+  const auto b = open_index(dir.path());
+  const auto first = a->commit(adding(random_vectors(3, 4, 30), 4, make_entries(3, "a.md")));
+  REQUIRE(first.has_value());
+  // b has not read a's save: its commit reads it first and adds after it.
+  const auto second = b->commit(adding(random_vectors(2, 4, 31), 4, make_entries(2, "b.md", 3)));
+  REQUIRE(second.has_value());
+  CHECK(second->ids == std::vector<std::int64_t>{3, 4});
+  CHECK(b->size() == 5);
+  CHECK(open_index(dir.path())->size() == 5);
+
+  SECTION("refresh picks up another's save, and only then") {
+    CHECK(a->size() == 3);
+    REQUIRE(a->refresh().has_value());
+    CHECK(a->size() == 5);
+    CHECK(texts_of(*a) == texts_of(*b));
+    const auto added = random_vectors(2, 4, 31);
+    const auto hits = a->search(row(added, 1, 4), 1);
+    REQUIRE(hits.has_value());
+    CHECK(hits->front().id == 4);
+  }
+  SECTION("a removal by one applies to what the other added") {
+    Change change;
+    change.remove_sources = {"a.md"};
+    const auto removed = b->commit(change);
+    REQUIRE(removed.has_value());
+    CHECK(removed->removed == 3);
+    REQUIRE(a->commit(adding(random_vectors(1, 4, 32), 4, make_entries(1, "c.md", 5))).has_value());
+    CHECK(a->size() == 3);
+    CHECK(texts_of(*a) == std::set<std::string>{"text 3", "text 4", "text 5"});
+  }
+}
+
+TEST_CASE("MemoryIndex commits from many threads on separate objects lose nothing", "[memory]") {
+  TempDir dir;
+  constexpr int k_writers = 4, k_commits = 10;
+  std::vector<std::unique_ptr<MemoryIndex>> indexes;
+  for (int w = 0; w < k_writers; ++w) indexes.push_back(open_index(dir.path(), IndexKind::hnsw));
+  std::atomic<int> failures = 0;
+  std::vector<std::thread> writers;
+  for (int w = 0; w < k_writers; ++w) {
+    writers.emplace_back([&, w] {
+      for (int c = 0; c < k_commits; ++c) {
+        const auto n = static_cast<std::size_t>(w * k_commits + c);
+        if (!indexes[static_cast<std::size_t>(w)]->commit(adding(random_vectors(2, 8, 40 + static_cast<unsigned>(n)), 8,
+                                                                 make_entries(2, "", 2 * n)))) {
+          ++failures;
+        }
+        if (!indexes[static_cast<std::size_t>((w + 1) % k_writers)]->refresh()) ++failures;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  CHECK(failures == 0);
+  const auto reopened = open_index(dir.path(), IndexKind::hnsw);
+  CHECK(reopened->size() == 2 * k_writers * k_commits);
+  std::set<std::string> expected;
+  for (std::size_t i = 0; i < 2 * k_writers * k_commits; ++i) expected.insert("text " + std::to_string(i));
+  CHECK(texts_of(*reopened) == expected);
+}
+
+TEST_CASE("MemoryIndex commit waiting for the folder lock fails naming the lock file", "[memory]") {
+  TempDir dir;
+  auto index = std::move(*MemoryIndex::open(dir.path(), IndexOptions{.lock_timeout = std::chrono::milliseconds(50)}));
+  save(*index);
+  const auto lock_path = MemoryIndex::lock_file_in(dir.path());
+  const int holder = ::open(lock_path.c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(holder >= 0);
+  REQUIRE(::flock(holder, LOCK_EX | LOCK_NB) == 0);
+  const auto committed = index->commit(adding(random_vectors(1, 4, 50), 4, make_entries(1)));
+  REQUIRE(committed.has_error());
+  CHECK(committed.error().code == MemoryErrc::io_error);
+  CHECK_THAT(committed.error().message, Catch::Contains(lock_path.string()) && Catch::Contains("timed out"));
+  CHECK(open_index(dir.path())->size() == 0);
+  ::close(holder);
+  REQUIRE(index->commit(adding(random_vectors(1, 4, 50), 4, make_entries(1))).has_value());
+  CHECK(open_index(dir.path())->size() == 1);
+}
+
+TEST_CASE("MemoryIndex refuses an index built with another embedding model", "[memory]") {
+  TempDir dir;
+  save(*open_with_model(dir.path(), "model-a"));
+  const auto other = MemoryIndex::open(dir.path(), IndexOptions{.model = "model-b"});
+  REQUIRE(other.has_error());
+  CHECK(other.error().code == MemoryErrc::model_mismatch);
+  CHECK_THAT(other.error().message, Catch::Contains("model-a") && Catch::Contains("model-b") &&
+                                        Catch::Contains("memory.path") && Catch::Contains("memory.dgm"));
+  CHECK(open_with_model(dir.path(), "model-a")->model() == "model-a");
+  CHECK(open_index(dir.path())->model() == "model-a");  // no model configured: not checked
+
+  SECTION("also when another process created the index after this one opened the folder") {
+    TempDir fresh;
+    const auto b = open_with_model(fresh.path(), "model-b");
+    save(*open_with_model(fresh.path(), "model-a"));
+    const auto refreshed = b->refresh();
+    REQUIRE(refreshed.has_error());
+    CHECK(refreshed.error().code == MemoryErrc::model_mismatch);
+    const auto committed = b->commit(adding(random_vectors(1, 4, 51), 4, make_entries(1)));
+    REQUIRE(committed.has_error());
+    CHECK(committed.error().code == MemoryErrc::model_mismatch);
+    CHECK(open_index(fresh.path())->size() == 0);
+  }
+}
+
+TEST_CASE("MemoryIndex opens files of format version 1", "[memory]") {
+  TempDir dir;
+  SECTION("one that names no model adopts the configured one at its next commit") {
+    const auto folder = copy_fixture(dir, "v1-no-model");
+    const auto index = open_with_model(folder, "model-x");
+    CHECK(index->model().empty());
+    CHECK(index->size() == 3);
+    CHECK(index->dimension() == 4);
+    CHECK(index->entry(1)->text == "second entry");
+    CHECK(index->entry(1)->metadata == boost::json::object{{"tags", boost::json::array{"x", "y"}}});
+    CHECK(index->entry(2)->source == "notes/b.md");
+    CHECK(index->source_hash("notes/a.md") == "hash-a");
+    const std::vector<float> query = {0, 0, 2, 0};
+    const auto hits = index->search(query, 1);
+    REQUIRE(hits.has_value());
+    CHECK(hits->front().entry.text == "third entry");
+    const auto committed = index->commit(adding(std::vector<float>{0, 0, 0, 1}, 4, make_entries(1)));
+    REQUIRE(committed.has_value());
+    CHECK(committed->ids == std::vector<std::int64_t>{3});
+    const auto reopened = open_with_model(folder, "model-x");
+    CHECK(reopened->model() == "model-x");
+    CHECK(reopened->size() == 4);
+    CHECK(reopened->entry(0)->text == "first entry");
+    CHECK(MemoryIndex::open(folder, IndexOptions{.model = "model-y"}).has_error());
+  }
+  SECTION("one that names its model is checked against it") {
+    const auto folder = copy_fixture(dir, "v1-model-a");
+    CHECK(open_with_model(folder, "model-a")->size() == 3);
+    const auto other = MemoryIndex::open(folder, IndexOptions{.model = "model-b"});
+    REQUIRE(other.has_error());
+    CHECK(other.error().code == MemoryErrc::model_mismatch);
+  }
+}
+
+TEST_CASE("MemoryIndex refuses metadata it could not read back and reads back all it accepts", "[memory]") {
+  using dagent::memory::check_storable;
+  using dagent::memory::k_max_metadata_depth;
+  CHECK(check_storable(nested(k_max_metadata_depth).as_object()).has_value());
+  const auto deep = check_storable(nested(k_max_metadata_depth + 1).as_object());
+  REQUIRE(deep.has_error());
+  CHECK(deep.error().code == MemoryErrc::invalid_argument);
+  CHECK_THAT(deep.error().message, Catch::Contains(std::to_string(k_max_metadata_depth)) && Catch::Contains("metadata.d.d"));
+  const auto nan = check_storable({{"scores", boost::json::array{1.0, std::nan("")}}});
+  REQUIRE(nan.has_error());
+  CHECK_THAT(nan.error().message, Catch::Contains("metadata.scores.1") && Catch::Contains("not finite"));
+  CHECK(check_storable({{"x", std::numeric_limits<double>::infinity()}}).has_error());
+
+  TempDir dir;
+  auto index = open_index(dir.path());
+  save(*index);
+  auto refused = make_entries(2);
+  refused[1].metadata = nested(k_max_metadata_depth + 1).as_object();
+  Change change = adding(random_vectors(2, 4, 60), 4, refused);
+  change.remove_sources = {"kept.md"};
+  const auto committed = index->commit(change);
+  REQUIRE(committed.has_error());
+  CHECK(committed.error().code == MemoryErrc::invalid_argument);
+  CHECK(index->size() == 0);
+  CHECK(index->dimension() == 0);
+  CHECK(index->add(random_vectors(2, 4, 60), 4, refused).has_error());
+
+  boost::json::value arrays = boost::json::array{1, 2};
+  for (int i = 2; i < k_max_metadata_depth; ++i) arrays = boost::json::array{std::move(arrays)};
+  auto accepted = make_entries(1);
+  accepted[0].metadata = {{"deep", nested(k_max_metadata_depth - 1)},
+                          {"arrays", std::move(arrays)},
+                          {"numbers", boost::json::array{INT64_MIN, UINT64_MAX, 0.1, -0.0, 1e300, 5e-324}},
+                          {"text \xc3\xa9", "\x01\"\\\n\xff"}};
+  REQUIRE(index->commit(adding(random_vectors(1, 4, 61), 4, accepted)).has_value());
+  const auto reopened = open_index(dir.path());
+  REQUIRE(reopened->entry(0).has_value());
+  CHECK(reopened->entry(0)->metadata == accepted[0].metadata);
 }

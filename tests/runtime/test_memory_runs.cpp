@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,7 @@
 
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "dagent/tool.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
 
@@ -166,4 +169,79 @@ TEST_CASE("memory recall runs beside the intent call in the planner's parallel p
   const auto plans = plan_bodies(server);
   REQUIRE(plans.size() == 1);
   CHECK(plans[0].find("river Fnord") != std::string::npos);
+}
+
+namespace {
+
+// `{"d": {"d": ... "bottom"}}` with `depth` objects.
+json::value nested(int depth) {
+  json::value v = "bottom";
+  for (int i = 0; i < depth; ++i) v = json::object{{"d", std::move(v)}};
+  return v;
+}
+
+json::value add_plan(std::string text, json::value metadata) {
+  return json::array{json::object{{"id", 1},
+                                  {"action", "memory_add"},
+                                  {"parameters", json::object{{"text", std::move(text)}, {"metadata", std::move(metadata)}}}}};
+}
+
+}  // namespace
+
+// Issue 12: memory_add saved metadata nested 32 levels deep, and every later open failed with
+// "metadata line 2 is not JSON: too deep": one entry made the whole index unreadable.
+TEST_CASE("memory_add refuses what the index could not read back and reads back what it accepts", "[runtime][memory]") {
+  TestServer server;
+  TempDir dir;
+  auto cfg = config_for(server, dir);
+  cfg.performance.background_tasks.memory_updates = false;
+  std::filesystem::create_directories(dir.path() / "ws");
+  {
+    Runtime runtime(cfg);
+    auto refused = runtime.run_plan(add_plan("a deeply nested note", nested(65)), {}, dir.path() / "ws");
+    INFO((refused.problems.empty() ? std::string() : refused.problems.front()));
+    REQUIRE(refused.problems.empty());
+    CHECK(refused.exit_code() == 1);
+    REQUIRE(refused.result.steps.size() == 1);
+    const auto& step = refused.result.steps[0];
+    CHECK(step.status == dagent::StepStatus::failed);
+    CHECK(step.error_code == dagent::ToolErrc::invalid_parameters);
+    CHECK_THAT(step.error, Catch::Contains("metadata") && Catch::Contains("64"));
+  }
+  // Refused before anything was stored: the index still opens and holds nothing of it.
+  {
+    Runtime reopened(cfg);
+    auto found = reopened.search_memory("a deeply nested note", 5);
+    INFO(found.error);
+    CHECK(found.error.empty());
+    CHECK(found.hits.empty());
+  }
+
+  // At the limit, and the other values JSON can carry: all read back as they were given.
+  json::value inner = json::array{1, 2};
+  for (int i = 0; i < 62; ++i) inner = json::array{std::move(inner)};
+  json::object metadata{{"deep", nested(63)},
+                        {"arrays", std::move(inner)},
+                        {"unicode \u00e9\u4e2d\U0001f600", "\"quoted\" \\ line\nbreak\ttab \x01 control"},
+                        {"numbers", json::array{0, -1, INT64_MIN, INT64_MAX, UINT64_MAX, 0.1, -2.5e-300, 1e300, -0.0}},
+                        {"empty", json::object{}},
+                        {"none", json::array{}},
+                        {"flags", json::array{true, false, nullptr}},
+                        {"long", std::string(100000, 'x')}};
+  std::int64_t id = -1;
+  {
+    Runtime runtime(cfg);
+    auto accepted = runtime.run_plan(add_plan("a note at the nesting limit", metadata), {}, dir.path() / "ws");
+    INFO((accepted.problems.empty() ? accepted.result.error : accepted.problems.front()));
+    REQUIRE(accepted.exit_code() == 0);
+    id = accepted.result.steps[0].output.at("id").to_number<std::int64_t>();
+  }
+  Runtime reopened(cfg);
+  auto found = reopened.search_memory("a note at the nesting limit", 1);
+  INFO(found.error);
+  REQUIRE(found.error.empty());
+  REQUIRE(found.hits.size() == 1);
+  CHECK(found.hits[0].id == id);
+  CHECK(found.hits[0].text == "a note at the nesting limit");
+  CHECK(found.hits[0].metadata == metadata);
 }
