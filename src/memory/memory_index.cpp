@@ -32,6 +32,8 @@
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 
+#include "text/simdjson_boost.hpp"
+
 // The saved file, in the machine's byte order (as FAISS writes its own section):
 //   header    "DAGENTMEM\n" | u32 version | u32 kind (0 flat, 1 hnsw) | u64 dimension | u64 count
 //             | u64 generation (version 2; version 1 files have none and read as generation 0)
@@ -434,28 +436,6 @@ MemoryResult<void> read_summary(const boost::json::value& line, Saved& saved, co
   return {};
 }
 
-boost::json::value to_boost(simdjson::dom::element e) {
-  simdjson::dom::object object;
-  simdjson::dom::array array;
-  if (e.get(object) == simdjson::SUCCESS) {
-    boost::json::object out;
-    for (auto field : object) out.emplace(field.key, to_boost(field.value));
-    return out;
-  }
-  if (e.get(array) == simdjson::SUCCESS) {
-    boost::json::array out;
-    for (auto item : array) out.push_back(to_boost(item));
-    return out;
-  }
-  switch (e.type()) {
-    case simdjson::dom::element_type::STRING: return boost::json::string(e.get_string().value_unsafe());
-    case simdjson::dom::element_type::INT64: return e.get_int64().value_unsafe();
-    case simdjson::dom::element_type::UINT64: return e.get_uint64().value_unsafe();
-    case simdjson::dom::element_type::DOUBLE: return e.get_double().value_unsafe();
-    case simdjson::dom::element_type::BOOL: return e.get_bool().value_unsafe();
-    default: return nullptr;
-  }
-}
 
 // One metadata line. simdjson reads doubles exactly, where Boost 1.81's parser can be a unit in
 // the last place off (metadata must read back as it was added); a line holding bytes that are
@@ -463,7 +443,7 @@ boost::json::value to_boost(simdjson::dom::element e) {
 boost::json::value parse_line(simdjson::dom::parser& parser, const std::string& line, boost::system::error_code& ec) {
   simdjson::dom::element root;
   const auto error = parser.parse(line.data(), line.size()).get(root);
-  if (error == simdjson::SUCCESS) return to_boost(root);
+  if (error == simdjson::SUCCESS) return text::to_boost_json(root);
   if (error != simdjson::UTF8_ERROR) {
     ec = boost::json::error::syntax;
     return nullptr;

@@ -15,6 +15,7 @@
 #include <boost/json/value.hpp>
 #include <simdjson.h>
 
+#include "text/simdjson_boost.hpp"
 #include "text/utf8.hpp"
 
 namespace dagent::record {
@@ -30,29 +31,6 @@ std::string os_error(std::string_view what, const std::filesystem::path& path) {
 // Lines are parsed with simdjson, not Boost.JSON: Boost 1.81's parser can be one unit in the last
 // place off on doubles, and a recorded temperature or vector must come back bit for bit (a
 // temperature that drifted would change the request's fingerprint).
-json::value to_boost(simdjson::dom::element e) {
-  simdjson::dom::object object;
-  simdjson::dom::array array;
-  if (e.get(object) == simdjson::SUCCESS) {
-    json::object out;
-    for (auto field : object) out.emplace(field.key, to_boost(field.value));
-    return out;
-  }
-  if (e.get(array) == simdjson::SUCCESS) {
-    json::array out;
-    for (auto item : array) out.push_back(to_boost(item));
-    return out;
-  }
-  switch (e.type()) {
-    case simdjson::dom::element_type::STRING: return json::string(e.get_string().value_unsafe());
-    case simdjson::dom::element_type::INT64: return e.get_int64().value_unsafe();
-    case simdjson::dom::element_type::UINT64: return e.get_uint64().value_unsafe();
-    case simdjson::dom::element_type::DOUBLE: return e.get_double().value_unsafe();
-    case simdjson::dom::element_type::BOOL: return e.get_bool().value_unsafe();
-    default: return nullptr;
-  }
-}
-
 // The line as an object, or why it is not one.
 boost::system::result<json::object, std::string> parse_line(simdjson::dom::parser& parser, std::string_view line) {
   // Recordings made before text was repaired on the way in can hold bytes that are not UTF-8;
@@ -63,7 +41,7 @@ boost::system::result<json::object, std::string> parse_line(simdjson::dom::parse
   simdjson::dom::element root;
   if (auto e = parser.parse(line.data(), line.size()).get(root)) return std::string(simdjson::error_message(e));
   if (root.type() != simdjson::dom::element_type::OBJECT) return std::string("a JSON value that is not an object");
-  return std::move(to_boost(root).as_object());
+  return std::move(text::to_boost_json(root).as_object());
 }
 
 std::string clip(std::string_view line) {

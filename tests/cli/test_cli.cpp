@@ -364,8 +364,10 @@ TEST_CASE("failed output writes are silent", "[cli][record]") {
     CHECK(fs::is_character_file("/dev/full"));  // written in place, never replaced
   }
   SECTION("--record to a full device") {
+    // The header is the first write: a recording that cannot be written stops the run before
+    // any step, as an unusable --record FILE (exit 2).
     auto r = dagent_cli(dir, {"run", "task.yaml", "--record", "/dev/full", "-q"});
-    CHECK(r.exit_code == 1);
+    CHECK(r.exit_code == 2);
     CHECK(r.err.find("--record: cannot write recording /dev/full: No space left on device") != std::string::npos);
     CHECK(fs::is_character_file("/dev/full"));
   }

@@ -63,7 +63,7 @@ TEST_CASE("a recording reads back what was written", "[record]") {
     REQUIRE(appended->events.size() == 3);
     CHECK(appended->events.back().at("status") == "resumed");
     {
-      auto writer = open_writer(path, false);
+      auto writer = open_writer(path, false, true);
       writer.write(header());
     }
     auto truncated = read_recording(path);
