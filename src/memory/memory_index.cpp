@@ -742,26 +742,61 @@ MemoryResult<void> MemoryIndex::refresh() {
   }
 }
 
+struct MemoryIndex::Queued {
+  Change change;
+  std::optional<MemoryResult<Committed>> result;  ///< set, under write_mutex_, by the commit that took it
+};
+
+std::size_t MemoryIndex::queued() const {
+  const std::scoped_lock queue(queue_mutex_);
+  return queued_.size();
+}
+
 MemoryResult<Committed> MemoryIndex::commit(Change change) {
+  auto mine = std::make_shared<Queued>(Queued{std::move(change), std::nullopt});
+  {
+    const std::scoped_lock queue(queue_mutex_);
+    queued_.push_back(mine);
+  }
   const std::scoped_lock one_writer(write_mutex_);
+  if (mine->result) return std::move(*mine->result);  // a commit that ran while this one waited took it
+  // Taken once the folder lock is held: every change that arrived while this commit waited for
+  // it goes into the same save.
+  std::vector<std::shared_ptr<Queued>> batch;
+  const auto take_queued = [&] {
+    const std::scoped_lock queue(queue_mutex_);
+    batch.swap(queued_);
+  };
+  const auto fail_all = [&](const MemoryError& error) {
+    if (batch.empty()) take_queued();
+    for (auto& q : batch) q->result = error;
+    return std::move(*mine->result);
+  };
   std::error_code ec;
   std::filesystem::create_directories(folder_, ec);
-  if (ec) return io_error("cannot create folder", folder_, ec.value());
+  if (ec) return fail_all(io_error("cannot create folder", folder_, ec.value()));
   auto lock = lock_folder(folder_, options_.lock_timeout);
-  if (!lock) return lock.error();
+  if (!lock) return fail_all(lock.error());
   try {
-    if (auto loaded = reload_if_changed(); !loaded) return loaded.error();
-    auto committed = apply(std::move(change));
-    if (!committed) return committed.error();
-    if (auto saved = save(); !saved) {
-      loaded_.reset();  // the contents hold a change the file does not: read the file again next time
-      return saved.error();
+    if (auto loaded = reload_if_changed(); !loaded) return fail_all(loaded.error());
+    take_queued();
+    bool changed = false;
+    for (auto& q : batch) {  // in arrival order; a refused change leaves no trace and fails alone
+      q->result = apply(std::move(q->change));
+      changed = changed || q->result->has_value();
     }
-    return committed;
+    if (changed) {
+      if (auto saved = save(); !saved) {
+        loaded_.reset();  // the contents hold changes the file does not: read the file again next time
+        return fail_all(saved.error());
+      }
+    }
   } catch (const std::exception& e) {  // FAISS, or bad_alloc
     loaded_.reset();
-    return memory_error(MemoryErrc::io_error, "updating the memory index " + quoted(file_in(folder_)) + " failed: " + e.what());
+    return fail_all(memory_error(MemoryErrc::io_error,
+                                 "updating the memory index " + quoted(file_in(folder_)) + " failed: " + e.what()));
   }
+  return std::move(*mine->result);
 }
 
 std::size_t MemoryIndex::dimension() const {

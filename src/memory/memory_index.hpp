@@ -113,7 +113,12 @@ class MemoryIndex {
   /// Under the folder lock (waiting at most options.lock_timeout, then io_error naming the lock
   /// file): re-reads the saved index if another process saved since, applies `change` and saves.
   /// Errors leave the saved index as it was; an invalid change (see add) is refused before anything changes.
+  /// Commits from several threads that arrive while one is underway are applied together by the
+  /// next one, under one lock and with one save (a group commit): parallel memory_add steps do
+  /// not rewrite the file once each. Each caller still gets its own result.
   MemoryResult<Committed> commit(Change change);
+  /// Changes waiting for a commit to take them (for tests and diagnostics).
+  std::size_t queued() const;
 
   /// In memory only (commit() saves): adds `entries.size()` vectors, row-major in `vectors` (each
   /// `dimension` floats; normalized here, zero vectors refused); returns their ids. The first add
@@ -149,6 +154,7 @@ class MemoryIndex {
 
  private:
   struct Faiss;  // the FAISS index, defined in the .cpp
+  struct Queued;  // a change waiting for a group commit, defined in the .cpp
   MemoryIndex(std::filesystem::path folder, IndexOptions options);
 
   /// Reads the saved file when its identity differs from loaded_ (or loaded_ is unknown).
@@ -168,6 +174,8 @@ class MemoryIndex {
   std::size_t deleted_ = 0;
   std::map<std::string, std::string, std::less<>> source_hashes_;
   std::mutex write_mutex_;         ///< one commit or reload at a time in this process
+  mutable std::mutex queue_mutex_;  ///< guards queued_
+  std::vector<std::shared_ptr<Queued>> queued_;  ///< changes not yet taken by a commit
   std::optional<FileIdentity> loaded_;  ///< the save the contents match; unknown after a failed commit
 };
 

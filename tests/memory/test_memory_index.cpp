@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <cstring>
 #include <set>
 #include <string>
 #include <thread>
@@ -734,4 +735,51 @@ TEST_CASE("MemoryIndex refuses metadata it could not read back and reads back al
   const auto reopened = open_index(dir.path());
   REQUIRE(reopened->entry(0).has_value());
   CHECK(reopened->entry(0)->metadata == accepted[0].metadata);
+}
+
+TEST_CASE("MemoryIndex commits that wait together are saved together; a refused one fails alone", "[memory]") {
+  TempDir dir;
+  auto index = open_index(dir.path());
+  save(*index);  // generation 1
+  const auto generation = [&] {
+    const std::string bytes = read_bytes(MemoryIndex::file_in(dir.path()));
+    std::uint64_t value = 0;
+    std::memcpy(&value, bytes.data() + 10 + 24, sizeof value);  // magic, then version|kind|dimension|count|generation
+    return value;
+  };
+  REQUIRE(generation() == 1);
+  // Another process holds the folder lock, so every commit below waits for it.
+  const auto lock_path = MemoryIndex::lock_file_in(dir.path());
+  const int holder = ::open(lock_path.c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(holder >= 0);
+  REQUIRE(::flock(holder, LOCK_EX | LOCK_NB) == 0);
+  constexpr int k_threads = 6;
+  constexpr int k_refused = 3;  // its vector is all zeros: refused by apply()
+  std::vector<dagent::memory::MemoryResult<dagent::memory::Committed>> results(k_threads, dagent::memory::Committed{});
+  std::vector<std::thread> threads;
+  for (int t = 0; t < k_threads; ++t) {
+    threads.emplace_back([&, t] {
+      auto vectors = t == k_refused ? std::vector<float>(4, 0.0f) : random_vectors(1, 4, 60 + static_cast<unsigned>(t));
+      results[static_cast<std::size_t>(t)] = index->commit(adding(vectors, 4, make_entries(1, "", static_cast<std::size_t>(t))));
+    });
+  }
+  while (index->queued() < k_threads) std::this_thread::yield();  // all queued: none can have been applied
+  ::close(holder);
+  for (auto& t : threads) t.join();
+  std::set<std::int64_t> ids;
+  for (int t = 0; t < k_threads; ++t) {
+    const auto& r = results[static_cast<std::size_t>(t)];
+    if (t == k_refused) {
+      REQUIRE(r.has_error());
+      CHECK(r.error().code == MemoryErrc::invalid_argument);
+      continue;
+    }
+    REQUIRE(r.has_value());
+    REQUIRE(r->ids.size() == 1);
+    ids.insert(r->ids.front());
+  }
+  CHECK(ids.size() == k_threads - 1);
+  CHECK(generation() == 2);  // five commits, one save
+  const auto reopened = open_index(dir.path());
+  CHECK(reopened->size() == k_threads - 1);
 }
