@@ -15,12 +15,6 @@ namespace {
 namespace json = boost::json;
 using namespace dagent;
 
-const StepResult& step(const RunResult& r, int id) {
-  for (const auto& s : r.steps)
-    if (s.id == id) return s;
-  FAIL("no step " << id);
-  return r.steps.front();
-}
 
 }  // namespace
 
@@ -53,7 +47,7 @@ TEST_CASE("Runtime runs a plan with a registered tool and reports step events", 
     CHECK(r.task == "demo");
     CHECK(r.status == RunStatus::succeeded);
     CHECK(r.run_id.size() == 16);
-    CHECK(step(r, 2).output == json::parse(R"({"got": "alpha", "who": "me"})"));
+    CHECK(test::step_of(r, 2).output == json::parse(R"({"got": "alpha", "who": "me"})"));
     using P = std::pair<int, StepStatus>;
     CHECK(events == std::vector<P>{P{1, StepStatus::running}, P{1, StepStatus::succeeded}, P{2, StepStatus::running},
                                    P{2, StepStatus::succeeded}});
@@ -102,9 +96,9 @@ TEST_CASE("SIGINT interrupts a run: running steps are cancelled, the rest skippe
   CHECK(outcome.exit_code() == 1);
   CHECK(r.interrupted);
   CHECK(r.error == "interrupted");
-  CHECK(step(r, 1).status == StepStatus::failed);
-  CHECK_THAT(step(r, 1).error, Catch::Contains("cancelled"));
-  CHECK(step(r, 2).status == StepStatus::skipped);
+  CHECK(test::step_of(r, 1).status == StepStatus::failed);
+  CHECK_THAT(test::step_of(r, 1).error, Catch::Contains("cancelled"));
+  CHECK(test::step_of(r, 2).status == StepStatus::skipped);
   CHECK(r.metrics.wall_ms < 10000);
 }
 
@@ -131,7 +125,7 @@ TEST_CASE("tools.read_max_bytes reaches read_file through the runtime's registry
   auto outcome = runtime.run_plan(plan, {}, dir.path());
   REQUIRE(outcome.exit_code() == 0);
   for (int id : {1, 2}) {
-    const auto& out = step(outcome.result, id).output;
+    const auto& out = test::step_of(outcome.result, id).output;
     CHECK(out.at("content").as_string().size() == 100);
     CHECK(out.at("truncated") == true);
   }

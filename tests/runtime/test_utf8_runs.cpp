@@ -56,12 +56,6 @@ class Latin1FailTool final : public BlockingTool {
   json::object schema_{{"type", "object"}};
 };
 
-const StepResult& step(const RunResult& r, int id) {
-  for (const auto& s : r.steps)
-    if (s.id == id) return s;
-  FAIL("no step " << id);
-  return r.steps.front();
-}
 
 }  // namespace
 
@@ -87,14 +81,14 @@ TEST_CASE("tools_return_invalid_utf8: a program's tool output and error, and API
   const auto& r = outcome.result;
   CHECK(r.task == "t" + k_fffd + "st");
 
-  CHECK(step(r, 1).status == StepStatus::succeeded);
-  CHECK(step(r, 1).output ==
+  CHECK(test::step_of(r, 1).status == StepStatus::succeeded);
+  CHECK(test::step_of(r, 1).output ==
         json::value(json::object{{"text", k_bad_text_repaired}, {"k" + k_fffd + "y", json::array{k_bad_text_repaired}}}));
   // The next step's reference resolved to the repaired text.
-  CHECK(step(r, 2).output ==
+  CHECK(test::step_of(r, 2).output ==
         json::value(json::object{{"got", k_bad_text_repaired}, {"who", "J" + k_fffd + "r" + k_fffd + "me"}}));
-  CHECK(step(r, 3).status == StepStatus::failed);
-  CHECK(step(r, 3).error == "cannot open " + k_bad_text_repaired);
+  CHECK(test::step_of(r, 3).status == StepStatus::failed);
+  CHECK(test::step_of(r, 3).error == "cannot open " + k_bad_text_repaired);
 
   CHECK(text::is_valid_utf8(json::serialize(to_json(r))));
   const std::string trace = test::read_text(dir.path() / "trace.json");

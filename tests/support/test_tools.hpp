@@ -9,6 +9,7 @@
 
 #include <boost/json/object.hpp>
 
+#include "dagent/run_result.hpp"
 #include "dagent/tool.hpp"
 #include "tools/registry.hpp"
 
@@ -85,5 +86,8 @@ struct TestTools {
   std::shared_ptr<FlakyTool> flaky;
   std::shared_ptr<BlockTool> block;
 };
+
+/// The result of step `id` in `r`; fails the test when there is none.
+const StepResult& step_of(const RunResult& r, int id);
 
 }  // namespace dagent::test
