@@ -87,6 +87,14 @@ boost::system::result<Walked, ToolError> walk(const fs::path& root, const std::v
       pending.pop_front();
       if (name.empty() || name == ".") continue;
       if (name == "..") {
+        // As realpath(3): `missing/..` and `file.txt/..` name nothing, so they cannot be climbed
+        // out of to reach a file that does exist.
+        std::error_code dir_ec;
+        if (!fs::is_directory(current, dir_ec)) {
+          return ToolError{ToolErrc::not_found, "path " + in_quotes(user_path) + " goes through " +
+                                                    in_quotes(current.filename().string()) +
+                                                    ", which is not an existing folder"};
+        }
         current = current.parent_path();
         continue;
       }
