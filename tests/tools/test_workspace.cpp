@@ -203,8 +203,8 @@ TEST_CASE("Workspace resolves paths inside it") {
   }
 }
 
-TEST_CASE("Workspace regression: `..` after a missing folder or a file names nothing, as for realpath "
-          "(fuzz_workspace)") {
+TEST_CASE("Workspace regression: `..` after a missing folder or a file names nothing, and a trailing `/` names a "
+          "folder, as for realpath (fuzz_workspace)") {
   WorkspaceFixture fx;
   const Workspace& ws = fx.workspace();
   fx.write("docs/a.md", "a");
@@ -219,6 +219,13 @@ TEST_CASE("Workspace regression: `..` after a missing folder or a file names not
   CHECK_FALSE(fs::exists(fx.root() / "missing"));
   // `..` out of folders that exist still resolves.
   CHECK(ws.resolve_existing("d/../docs/a.md").value() == fx.root() / "docs" / "a.md");
+
+  SECTION("a trailing `/` or `/.` names a folder: `./a.txt/` is not the file") {
+    require_error(ws.resolve_existing("docs/a.md/"), ToolErrc::invalid_parameters, "'docs/a.md' is not a folder");
+    require_error(ws.resolve_existing("d/a.md/."), ToolErrc::invalid_parameters, "'docs/a.md' is not a folder");
+    CHECK(ws.resolve_existing("d/").value() == fx.root() / "docs");
+    CHECK(ws.resolve_existing("docs/.").value() == fx.root() / "docs");
+  }
 }
 
 TEST_CASE("Workspace::display gives root-relative generic paths") {
