@@ -340,9 +340,12 @@ std::vector<std::size_t> IncrementalAnalysis::add(Step step) {
   // Past max_steps nothing more runs: the final analysis rejects the plan.
   if (options_.max_steps > 0 && plan_.steps.size() + waiting_.size() >= static_cast<std::size_t>(options_.max_steps))
     return admitted;
+  // Only ordering dependencies wait: with dependency_analysis off, waiting on a reference would
+  // order steps that analyze() leaves unordered, and two steps referring to each other (or one
+  // referring to a later step that depends on it) would wait forever.
   std::unordered_set<int> missing;
   for (const auto& [id, orders] : p.deps)
-    if (!analysis_.index_of.contains(id)) missing.insert(id);
+    if (orders && !analysis_.index_of.contains(id)) missing.insert(id);
   if (!missing.empty()) {
     const int id = p.step.id;
     p.missing = missing.size();

@@ -70,6 +70,11 @@ boost::system::result<std::vector<std::string>, ToolError> split_user_path(std::
   return components;
 }
 
+// Whether the path ends in `/` or `/.`, which makes its last component a folder for the OS.
+bool names_folder(std::string_view user_path) {
+  return user_path.ends_with('/') || user_path.ends_with("/.") || user_path == ".";
+}
+
 struct Walked {
   fs::path real;  // symlinks resolved; the missing tail, if any, appended as written
   bool exists = false;
@@ -87,6 +92,14 @@ boost::system::result<Walked, ToolError> walk(const fs::path& root, const std::v
       pending.pop_front();
       if (name.empty() || name == ".") continue;
       if (name == "..") {
+        // As realpath(3): `missing/..` and `file.txt/..` name nothing, so they cannot be climbed
+        // out of to reach a file that does exist.
+        std::error_code dir_ec;
+        if (!fs::is_directory(current, dir_ec)) {
+          return ToolError{ToolErrc::not_found, "path " + in_quotes(user_path) + " goes through " +
+                                                    in_quotes(current.filename().string()) +
+                                                    ", which is not an existing folder"};
+        }
         current = current.parent_path();
         continue;
       }
@@ -150,6 +163,10 @@ boost::system::result<std::filesystem::path, ToolError> Workspace::resolve_exist
   auto walked = walk(root_, *components, user_path);
   if (!walked) return walked.error();
   if (!walked->exists) return ToolError{ToolErrc::not_found, in_quotes(user_path) + " does not exist"};
+  std::error_code ec;
+  if (names_folder(user_path) && !fs::is_directory(walked->real, ec)) {
+    return ToolError{ToolErrc::invalid_parameters, in_quotes(display(walked->real)) + " is not a folder"};
+  }
   return std::move(walked->real);
 }
 

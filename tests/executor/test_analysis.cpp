@@ -569,3 +569,25 @@ TEST_CASE("IncrementalAnalysis regression: 100 000 streamed steps arriving befor
     CHECK(small.waiting() == 0);
   }
 }
+
+TEST_CASE("IncrementalAnalysis regression: with dependency_analysis off, a reference to a later step that depends "
+          "on it does not keep both waiting (fuzz_plan)",
+          "[executor]") {
+  auto registry = dagent::tools::make_builtin_registry({"read_file", "list_dir"});
+  AnalysisOptions options;
+  options.dependency_analysis = false;
+  // Step 1 waits for step 2; step 2 only refers to step 1, which does not order it.
+  const auto plan = plan_of(R"([
+    {"id": 1, "action": "list_dir", "parameters": {"path": "."}, "dependencies": [2]},
+    {"id": 2, "action": "read_file", "parameters": {"path": "$step1.entries[0].path"}}
+  ])");
+  const auto whole = analyze(plan, registry, options);
+  REQUIRE(whole.ok());
+  dagent::executor::IncrementalAnalysis inc(registry, options);
+  CHECK(inc.add(plan.steps[0]).empty());
+  const auto admitted = inc.add(plan.steps[1]);
+  CHECK(ids(inc.plan(), admitted) == std::vector<int>{2, 1});
+  CHECK(inc.waiting() == 0);
+  CHECK(inc.analysis().steps[0].level == whole.steps[whole.index_of.at(2)].level);
+  CHECK(inc.analysis().steps[1].level == whole.steps[whole.index_of.at(1)].level);
+}

@@ -203,6 +203,31 @@ TEST_CASE("Workspace resolves paths inside it") {
   }
 }
 
+TEST_CASE("Workspace regression: `..` after a missing folder or a file names nothing, and a trailing `/` names a "
+          "folder, as for realpath (fuzz_workspace)") {
+  WorkspaceFixture fx;
+  const Workspace& ws = fx.workspace();
+  fx.write("docs/a.md", "a");
+  fs::create_directory_symlink(fx.root() / "docs", fx.root() / "d");
+  // The fuzzer's input was `d//ub/../a.md`: `docs/ub` does not exist, yet docs/a.md was returned.
+  require_error(ws.resolve_existing("d//ub/../a.md"), ToolErrc::not_found,
+                "path 'd//ub/../a.md' goes through 'ub', which is not an existing folder");
+  require_error(ws.resolve_existing("docs/a.md/../a.md"), ToolErrc::not_found,
+                "path 'docs/a.md/../a.md' goes through 'a.md', which is not an existing folder");
+  require_error(ws.resolve_for_write("missing/../b.md", false), ToolErrc::not_found,
+                "path 'missing/../b.md' goes through 'missing', which is not an existing folder");
+  CHECK_FALSE(fs::exists(fx.root() / "missing"));
+  // `..` out of folders that exist still resolves.
+  CHECK(ws.resolve_existing("d/../docs/a.md").value() == fx.root() / "docs" / "a.md");
+
+  SECTION("a trailing `/` or `/.` names a folder: `./a.txt/` is not the file") {
+    require_error(ws.resolve_existing("docs/a.md/"), ToolErrc::invalid_parameters, "'docs/a.md' is not a folder");
+    require_error(ws.resolve_existing("d/a.md/."), ToolErrc::invalid_parameters, "'docs/a.md' is not a folder");
+    CHECK(ws.resolve_existing("d/").value() == fx.root() / "docs");
+    CHECK(ws.resolve_existing("docs/.").value() == fx.root() / "docs");
+  }
+}
+
 TEST_CASE("Workspace::display gives root-relative generic paths") {
   WorkspaceFixture fx;
   CHECK(fx.workspace().display(fx.root()) == ".");

@@ -1,0 +1,125 @@
+// Workspace path checks (src/tools/workspace): a fixed tree is built once per process, with
+// symlinks that stay inside, lead outside (relative, absolute, dangling, through `..`) and loop;
+// the fuzzer supplies the relative path. Checks that no resolution lands outside the root, that
+// resolve_existing returns the real path (realpath(3) of the same path), that resolve_for_write
+// never returns a symlink or the root, and that creating parent folders creates nothing outside.
+
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "check.hpp"
+#include "dagent/workspace.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using dagent::Workspace;
+using dagent::fuzz::check;
+
+struct Tree {
+  fs::path base;     // holds root/ and outside/
+  fs::path root;     // the workspace, canonical
+  fs::path outside;  // canonical
+  std::set<fs::path> original;  // every path under root, symlinks not followed
+};
+
+std::set<fs::path> listing(const fs::path& dir) {
+  std::set<fs::path> out;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec), end; !ec && it != end;
+       it.increment(ec))
+    out.insert(it->path());
+  return out;
+}
+
+const Tree& tree() {
+  static const Tree t = [] {
+    Tree t;
+    std::string tmpl = (dagent::fuzz::scratch_base() / "dagent-fuzz-workspace-XXXXXX").string();
+    check(::mkdtemp(tmpl.data()) != nullptr, "cannot create a scratch folder");
+    t.base = fs::canonical(tmpl);
+    t.root = t.base / "root";
+    t.outside = t.base / "outside";
+    fs::create_directories(t.root / "dir" / "sub");
+    fs::create_directories(t.outside / "deep");
+    std::ofstream(t.root / "a.txt") << "a";
+    std::ofstream(t.root / "dir" / "b.txt") << "b";
+    std::ofstream(t.outside / "secret.txt") << "secret";
+    fs::create_directory_symlink("dir", t.root / "in");                       // inside, relative
+    fs::create_directory_symlink(t.root / "dir", t.root / "in_abs");          // inside, absolute
+    fs::create_directory_symlink("..", t.root / "dir" / "up");                // the root itself
+    fs::create_directory_symlink("../..", t.root / "dir" / "upup");           // out through ..
+    fs::create_directory_symlink("../outside", t.root / "out");               // outside, relative
+    fs::create_directory_symlink(t.outside, t.root / "out_abs");              // outside, absolute
+    fs::create_symlink("../outside/secret.txt", t.root / "secret");           // an outside file
+    fs::create_symlink("../outside/new.txt", t.root / "dangling_out");        // a file to be created outside
+    fs::create_symlink("missing.txt", t.root / "dangling_in");                // a file to be created inside
+    fs::create_symlink("/", t.root / "slash");
+    fs::create_symlink("loop2", t.root / "loop1");
+    fs::create_symlink("loop1", t.root / "loop2");
+    fs::create_directory_symlink("../out", t.root / "dir" / "chain");         // via another symlink
+    t.original = listing(t.root);
+    std::atexit([] { std::error_code ec; fs::remove_all(tree().base, ec); });
+    return t;
+  }();
+  return t;
+}
+
+bool within(const fs::path& path, const fs::path& root) {
+  auto r = root.begin();
+  auto p = path.begin();
+  for (; r != root.end(); ++r, ++p)
+    if (p == path.end() || *p != *r) return false;
+  return true;
+}
+
+// Removes what a create_parents call added, so each run starts from the same tree.
+void restore(const Tree& t) {
+  for (const auto& path : listing(t.root)) {
+    if (t.original.contains(path)) continue;
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const Tree& t = tree();
+  static const Workspace ws = Workspace::open(t.root).value();
+  const std::string_view user_path(reinterpret_cast<const char*>(data), size);
+
+  if (auto r = ws.resolve_existing(user_path)) {
+    check(within(*r, t.root), "resolve_existing landed outside the root");
+    std::error_code ec;
+    const fs::path real = fs::canonical(t.root / fs::path(std::string(user_path)), ec);
+    check(!ec && real == *r, "resolve_existing is not the real path");
+    const std::string shown = ws.display(*r);
+    check(!shown.empty() && shown.front() != '/' && !shown.starts_with("..") &&
+              shown.find("/../") == std::string::npos,
+          "display of an inside path leaves the root");
+  }
+
+  for (bool create : {false, true}) {
+    const auto before_outside = listing(t.outside);
+    if (auto r = ws.resolve_for_write(user_path, create)) {
+      check(within(*r, t.root) && *r != t.root, "resolve_for_write landed outside the root or on it");
+      std::error_code ec;
+      check(!fs::is_symlink(fs::symlink_status(*r, ec)), "resolve_for_write returned a symlink");
+      const fs::path parent = fs::canonical(r->parent_path(), ec);
+      check(!ec && parent == r->parent_path() && within(parent, t.root),
+            "the folder resolve_for_write returned is not real and inside");
+    }
+    check(listing(t.outside) == before_outside, "resolve_for_write created something outside the root");
+    if (create) restore(t);
+  }
+  return 0;
+}
