@@ -383,24 +383,137 @@ MemoryResult<void> read_header(std::FILE* file, Saved& saved, const std::filesys
   return {};
 }
 
+// Walks FAISS's serialization of the two index kinds dagent writes (IndexFlatIP, and
+// IndexHNSWFlat over one) without allocating: FAISS sizes its vectors from the length fields of
+// the bytes before reading them, so a crafted file (the checksum catches accidents, not intent)
+// could make it allocate terabytes, and an invalid metric would be loaded into an enum. Every
+// length must fit in what is left of the section, and the section must end where the index does.
+class FaissLayout {
+ public:
+  explicit FaissLayout(std::span<const std::uint8_t> bytes) : left_(bytes) {}
+
+  // Why the bytes are not an index of `kind` with `dimension` and `count`, or nothing.
+  std::optional<std::string> check(config::IndexKind kind, std::uint64_t dimension, std::uint64_t count) {
+    if (kind == config::IndexKind::hnsw) {
+      if (auto p = header("IHNf", dimension, count)) return p;
+      // assign_probas (double), cum_nneighbor_per_level (int), levels (int), offsets (size_t),
+      // neighbors (int32), then entry_point, max_level, efConstruction, efSearch, upper_beam.
+      for (const std::size_t element : {8u, 4u, 4u, 8u, 4u}) {
+        if (!vector(element)) return "an HNSW graph array is longer than the file";
+      }
+      if (!skip(5 * 4)) return "the HNSW graph is truncated";
+    }
+    if (auto p = header("IxFI", dimension, count)) return p;
+    std::uint64_t floats = 0;
+    if (!take(floats) || floats / dimension != count || floats % dimension != 0 || !skip_elements(floats, 4)) {
+      return "its vectors do not match its dimension and count";
+    }
+    if (!left_.empty()) return "it has bytes after the index";
+    return std::nullopt;
+  }
+
+ private:
+  std::optional<std::string> header(std::string_view fourcc, std::uint64_t dimension, std::uint64_t count) {
+    std::int32_t d = 0, metric = 0;
+    std::int64_t ntotal = 0, unused = 0;
+    std::uint8_t trained = 0;
+    if (left_.size() < 4 || std::memcmp(left_.data(), fourcc.data(), 4) != 0) {
+      return "it is not a FAISS index of the expected type";
+    }
+    left_ = left_.subspan(4);
+    if (!take(d) || !take(ntotal) || !take(unused) || !take(unused) || !take(trained) || !take(metric)) {
+      return "its FAISS header is truncated";
+    }
+    if (static_cast<std::uint64_t>(d) != dimension || static_cast<std::uint64_t>(ntotal) != count || d <= 0 ||
+        ntotal < 0) {
+      return "its FAISS header disagrees with the file's header";
+    }
+    if (metric != faiss::METRIC_INNER_PRODUCT) return "its FAISS index uses another metric";
+    return std::nullopt;
+  }
+  template <class T>
+  bool take(T& out) {
+    if (left_.size() < sizeof(T)) return false;
+    std::memcpy(&out, left_.data(), sizeof(T));
+    left_ = left_.subspan(sizeof(T));
+    return true;
+  }
+  bool skip(std::size_t n) {
+    if (left_.size() < n) return false;
+    left_ = left_.subspan(n);
+    return true;
+  }
+  bool skip_elements(std::uint64_t n, std::size_t element) {
+    return n <= left_.size() / element && skip(static_cast<std::size_t>(n) * element);
+  }
+  bool vector(std::size_t element) {
+    std::uint64_t n = 0;
+    return take(n) && skip_elements(n, element);
+  }
+  std::span<const std::uint8_t> left_;
+};
+
+// Why the graph FAISS read cannot be searched safely (a search follows neighbor ids and level
+// ranges without checking them), or nothing.
+std::optional<std::string> graph_problem(const faiss::HNSW& graph, idx_t ntotal) {
+  const auto n = static_cast<std::size_t>(ntotal);
+  const auto& cum = graph.cum_nneighbor_per_level;
+  if (graph.levels.size() != n || graph.offsets.size() != n + 1 || graph.offsets.front() != 0 ||
+      graph.offsets.back() != graph.neighbors.size()) {
+    return "its arrays disagree with the vector count";
+  }
+  if (cum.empty() || cum.front() != 0) return "its neighbor counts per level are invalid";
+  for (std::size_t l = 1; l < cum.size(); ++l)
+    if (cum[l] < cum[l - 1]) return "its neighbor counts per level are invalid";
+  int top = -1;
+  for (std::size_t i = 0; i < n; ++i) {
+    const int level = graph.levels[i];  // a node's level plus one
+    if (level < 1 || static_cast<std::size_t>(level) >= cum.size() ||
+        graph.offsets[i + 1] < graph.offsets[i] ||
+        graph.offsets[i + 1] - graph.offsets[i] != static_cast<std::size_t>(cum[static_cast<std::size_t>(level)])) {
+      return "node " + std::to_string(i) + " has an invalid level or neighbor range";
+    }
+    top = std::max(top, level - 1);
+  }
+  for (const auto neighbor : graph.neighbors)
+    if (neighbor < -1 || neighbor >= static_cast<faiss::HNSW::storage_idx_t>(ntotal)) return "a neighbor id is out of range";
+  if (graph.max_level != top) return "its top level disagrees with its nodes";
+  if (n == 0 ? graph.entry_point != -1
+             : graph.entry_point < 0 || static_cast<std::size_t>(graph.entry_point) >= n ||
+                   graph.levels[static_cast<std::size_t>(graph.entry_point)] - 1 != top) {
+    return "its entry point is invalid";
+  }
+  return std::nullopt;
+}
+
 MemoryResult<void> read_faiss(std::FILE* file, std::uint64_t bytes, Saved& saved, const std::filesystem::path& path) {
   if (auto r = seek(file, saved.header_size, path); !r) return r.error();
   if (bytes == 0) {
     if (saved.dimension != 0 || saved.count != 0) return corrupt(path, "its FAISS section is missing");
     return {};
   }
+  if (saved.dimension == 0) return corrupt(path, "its header gives dimension 0 but it has a FAISS section");
+  faiss::VectorIOReader reader;
   try {
-    faiss::FileIOReader reader(file);
-    reader.name = path.string();
+    reader.data.resize(static_cast<std::size_t>(bytes));  // bytes fit in the file: verify() checked the sizes
+  } catch (const std::bad_alloc&) {
+    return corrupt(path, "its FAISS section is too large to read");
+  }
+  if (auto r = read_exactly(file, reader.data.data(), reader.data.size(), path); !r) return r.error();
+  if (auto problem = FaissLayout(reader.data).check(saved.kind, saved.dimension, saved.count)) {
+    return corrupt(path, "its FAISS section is invalid: " + *problem);
+  }
+  try {
     saved.index.reset(faiss::read_index(&reader));
-  } catch (const std::exception& e) {  // faiss::FaissException, or bad_alloc on absurd sizes
+  } catch (const std::exception& e) {  // faiss::FaissException, or bad_alloc
     return corrupt(path, std::string("FAISS cannot read its index: ") + e.what());
   }
-  if (static_cast<std::uint64_t>(::ftello(file)) != saved.header_size + bytes) {
-    return corrupt(path, "its FAISS section has the wrong length");
-  }
+  if (reader.rp != reader.data.size()) return corrupt(path, "its FAISS section has the wrong length");
   const auto& index = *saved.index;
   if (kind_of(index) != saved.kind) return corrupt(path, "its FAISS index is not of the kind its header names");
+  if (const auto* hnsw = dynamic_cast<const faiss::IndexHNSWFlat*>(&index)) {
+    if (auto problem = graph_problem(hnsw->hnsw, hnsw->ntotal)) return corrupt(path, "its HNSW graph is invalid: " + *problem);
+  }
   if (static_cast<std::size_t>(index.d) != saved.dimension) {
     return corrupt(path, "its FAISS index has dimension " + std::to_string(index.d) + ", its header " +
                              std::to_string(saved.dimension));

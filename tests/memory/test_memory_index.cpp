@@ -783,3 +783,21 @@ TEST_CASE("MemoryIndex commits that wait together are saved together; a refused 
   const auto reopened = open_index(dir.path());
   CHECK(reopened->size() == k_threads - 1);
 }
+
+TEST_CASE("MemoryIndex refuses crafted FAISS sections whose checksum is valid (fuzz_memory findings)", "[memory]") {
+  // Each file's checksum matches, so only the FAISS section's own checks stand between it and
+  // FAISS: one made FAISS allocate 16 GiB, one leaked what FAISS had read when it threw, one loaded
+  // an invalid metric into an enum (undefined behaviour).
+  for (const char* name : {"regression-memory-faiss-16gib-allocation.dgm", "regression-memory-faiss-read-index-leak.dgm",
+                           "regression-memory-invalid-metric-type-ub.dgm"}) {
+    INFO(name);
+    TempDir dir;
+    std::filesystem::copy_file(std::filesystem::path(DAGENT_SOURCE_DIR) / "fuzz" / "corpus" / "memory" / name,
+                               MemoryIndex::file_in(dir.path()));
+    const auto opened = MemoryIndex::open(dir.path());
+    REQUIRE(opened.has_error());
+    CHECK(opened.error().code == MemoryErrc::corrupt);
+    CHECK_THAT(opened.error().message, Catch::Contains("FAISS section is invalid") || Catch::Contains("HNSW graph is invalid"));
+    UNSCOPED_INFO(opened.error().message);
+  }
+}
