@@ -22,7 +22,7 @@ else
 fi
 
 packages=(clang libclang-rt-14-dev cmake ninja-build ccache pkg-config libboost1.81-dev libboost-json1.81-dev
-          libboost-url1.81-dev libssl-dev libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev)
+          libboost-url1.81-dev libssl-dev libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev libvalijson-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
