@@ -1091,7 +1091,9 @@ MemoryResult<void> MemoryIndex::save() {
   const auto path = file_in(folder_);
   auto created = create_temporary(folder_);
   if (!created) return created.error();
-  auto [locked, temporary] = std::move(*created);
+  // Named members, not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+  LockedFile locked = std::move(created->first);
+  const std::filesystem::path temporary = std::move(created->second);
   const int fd = locked.fd();
   File file(::fdopen(::dup(fd), "wb"));
   if (!file) return io_error("cannot open", temporary, errno);
