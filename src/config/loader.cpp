@@ -223,6 +223,15 @@ bool parse_float(std::string_view text, double& value) {
   return true;
 }
 
+// A scalar's text as dagent keeps it. The YAML text was repaired before parsing, yet yaml-cpp can
+// still hand back bytes that are not UTF-8 (a NUL inside an aliased plain scalar did, found by
+// fuzz_config); repairing each scalar and key is free when it is valid.
+std::string text_of(const YAML::Node& node) {
+  std::string text = node.Scalar();
+  text::make_valid_utf8(text);
+  return text;
+}
+
 bool is_plain(const YAML::Node& node) {
   const std::string& tag = node.Tag();
   return tag != "!" && tag != "tag:yaml.org,2002:str";
@@ -230,7 +239,7 @@ bool is_plain(const YAML::Node& node) {
 
 Scalar resolve(const YAML::Node& node) {
   if (node.IsNull()) return nullptr;
-  const std::string& text = node.Scalar();
+  const std::string text = text_of(node);
   if (!is_plain(node)) return text;
   if (text == "true" || text == "True" || text == "TRUE") return true;
   if (text == "false" || text == "False" || text == "FALSE") return false;
@@ -609,7 +618,7 @@ std::optional<std::string> read_text(const Field& field, const YAML::Node& value
     out.add(at.line, std::string(at.key), "must not be empty");
     return std::nullopt;
   }
-  return value.Scalar();
+  return text_of(value);
 }
 
 std::optional<std::size_t> read_choice(const Field& field, const YAML::Node& value,
@@ -748,7 +757,7 @@ void for_each_entry(const YAML::Node& map, std::string_view prefix, Reporter& ou
       out.add(line_of(key), std::string(prefix), "a key must be a name, got " + describe(key));
       continue;
     }
-    const std::string& name = key.Scalar();
+    const std::string name = text_of(key);
     std::string dotted = join_key(prefix, name);
     if (const auto [it, fresh] = seen.emplace(name, line_of(key)); !fresh) {
       out.add(line_of(key), dotted,
@@ -766,7 +775,7 @@ json::value scalar_json(const YAML::Node& node) {
   if (const auto* i = std::get_if<std::int64_t>(&scalar)) return *i;
   if (const auto* d = std::get_if<double>(&scalar)) {
     // JSON has no infinity or NaN: keep what was written.
-    if (!std::isfinite(*d)) return json::string(node.Scalar());
+    if (!std::isfinite(*d)) return json::string(text_of(node));
     return *d;
   }
   return json::string(std::get<std::string>(scalar));
@@ -1004,7 +1013,7 @@ std::optional<std::string> read_task_text(const YAML::Node& value, const Place& 
     out.add(at.line, std::string(at.key), "expected a string, got " + describe(value));
     return std::nullopt;
   }
-  return value.Scalar();
+  return text_of(value);
 }
 
 struct TaskReading {

@@ -1011,6 +1011,16 @@ TEST_CASE("invalid_utf8_task_text: goal, inputs, plan parameters and names that 
     REQUIRE(task.has_value());
     CHECK(task->plan->as_array().at(0).at("parameters").at("path") == k_bad_text_repaired.c_str());
   }
+  SECTION("a NUL byte in an aliased plain scalar (found by fuzz_config): every input string is UTF-8") {
+    const auto path = dir.path() / "task.yaml";
+    fs::copy_file(fs::path(DAGENT_SOURCE_DIR) / "fuzz" / "corpus" / "config" / "regression-config-nul-in-aliased-scalar.yaml", path);
+    auto task = dagent::config::load_task_file(path);
+    INFO((task ? std::string() : task.error().lines().front()));
+    REQUIRE(task.has_value());
+    const std::string inputs = json::serialize(task->inputs);
+    INFO(inputs);
+    CHECK(dagent::text::is_valid_utf8(inputs));
+  }
   SECTION("--set values and keys") {
     Config cfg;
     CHECK(dagent::config::apply_override(cfg, "llm.model=gpt-" + k_bad_text).empty());
