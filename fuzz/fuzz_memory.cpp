@@ -103,9 +103,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t dim = index.dimension();
   std::vector<Entry> entries;
   std::size_t live = 0;
-  for (std::int64_t id = 0; const Entry* e = index.entry(id); ++id) {
-    entries.push_back(*e);
+  for (std::int64_t id = 0;; ++id) {
+    auto e = index.entry(id);
+    if (!e) break;
     if (!e->deleted) ++live;
+    entries.push_back(std::move(*e));
   }
   check(index.size() == live, "size() does not count the live entries");
 
@@ -116,13 +118,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(hits.has_value(), "a search of an opened index failed");
     check(hits->size() <= 3 && hits->size() <= live, "too many hits");
     for (const auto& hit : *hits) {
-      check(hit.entry && hit.entry == index.entry(hit.id) && !hit.entry->deleted, "a hit that is not a live entry");
+      const auto stored = index.entry(hit.id);
+      check(stored && !stored->deleted && !hit.entry.deleted && stored->text == hit.entry.text &&
+                stored->metadata == hit.entry.metadata,
+            "a hit that is not a live entry");
     }
   }
 
   // Saved again and reopened, the index holds the same entries: what it writes, it reads.
-  index.set_model(index.model());
-  auto saved = index.save();
+  auto saved = index.commit(dagent::memory::Change{});  // an empty change: a save of what is there
   check(saved.has_value(), "an opened index cannot be saved");
   const std::string model = index.model();
   opened->reset();
@@ -132,7 +136,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check((*again)->dimension() == dim && (*again)->model() == model && (*again)->size() == live,
         "the reopened index differs");
   for (std::size_t id = 0; id < entries.size(); ++id) {
-    const Entry* e = (*again)->entry(static_cast<std::int64_t>(id));
+    const auto e = (*again)->entry(static_cast<std::int64_t>(id));
     check(e && same_entry(*e, entries[id]), "an entry changed across save and open");
   }
   check(!(*again)->entry(static_cast<std::int64_t>(entries.size())), "the reopened index has more entries");
