@@ -2,9 +2,13 @@
 // The fuzz targets' assertion: an invariant that does not hold aborts, which libFuzzer reports
 // as a crash with the input that caused it.
 
+#include <stdlib.h>  // mkdtemp
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <string>
+#include <string_view>
 
 namespace dagent::fuzz {
 
@@ -31,6 +35,21 @@ inline std::filesystem::path scratch_base() {
   std::error_code ec;
   if (std::filesystem::is_directory("/dev/shm", ec)) return "/dev/shm";
   return std::filesystem::temp_directory_path();
+}
+
+/// A folder of this process's own under scratch_base(), named after `target`, created at the first
+/// call and removed at exit (a target that crashes leaves it behind).
+inline const std::filesystem::path& scratch_dir(std::string_view target) {
+  static const std::filesystem::path dir = [&] {
+    std::string tmpl = (scratch_base() / ("dagent-fuzz-" + std::string(target) + "-XXXXXX")).string();
+    check(::mkdtemp(tmpl.data()) != nullptr, "cannot create a scratch folder");
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(scratch_dir({}), ec);
+    });
+    return std::filesystem::path(tmpl);
+  }();
+  return dir;
 }
 
 }  // namespace dagent::fuzz

@@ -30,31 +30,11 @@ using namespace dagent::config;
 using dagent::fuzz::check;
 using dagent::fuzz::check_utf8;
 
-// A folder of this process's own, created once and removed at exit.
-const fs::path& scratch() {
-  static const fs::path dir = [] {
-    std::string tmpl = (dagent::fuzz::scratch_base() / "dagent-fuzz-config-XXXXXX").string();
-    check(::mkdtemp(tmpl.data()) != nullptr, "cannot create a scratch folder");
-    std::atexit([] { std::error_code ec; fs::remove_all(scratch(), ec); });
-    return fs::path(tmpl);
-  }();
-  return dir;
-}
+const fs::path& scratch() { return dagent::fuzz::scratch_dir("config"); }
 
-bool valid_json_text(const json::value& v) {
-  switch (v.kind()) {
-    case json::kind::string: return dagent::text::is_valid_utf8(v.get_string());
-    case json::kind::array:
-      for (const auto& e : v.get_array())
-        if (!valid_json_text(e)) return false;
-      return true;
-    case json::kind::object:
-      for (const auto& kv : v.get_object())
-        if (!dagent::text::is_valid_utf8(kv.key()) || !valid_json_text(kv.value())) return false;
-      return true;
-    default: return true;
-  }
-}
+// Serialization copies string and key bytes as they are (only ASCII is escaped), so the text is
+// valid UTF-8 exactly when every string and key is.
+bool valid_json_text(const json::value& v) { return dagent::text::is_valid_utf8(json::serialize(v)); }
 
 void check_problems(const Problems& problems, std::string_view file) {
   check(!problems.items.empty(), "a failed load without a problem");

@@ -58,15 +58,7 @@ std::uint64_t checksum(std::string_view bytes) {
   return state ^ (state >> 33);
 }
 
-const fs::path& scratch() {
-  static const fs::path dir = [] {
-    std::string tmpl = (dagent::fuzz::scratch_base() / "dagent-fuzz-memory-XXXXXX").string();
-    check(::mkdtemp(tmpl.data()) != nullptr, "cannot create a scratch folder");
-    std::atexit([] { std::error_code ec; fs::remove_all(scratch(), ec); });
-    return fs::path(tmpl);
-  }();
-  return dir;
-}
+const fs::path& scratch() { return dagent::fuzz::scratch_dir("memory"); }
 
 bool same_entry(const Entry& a, const Entry& b) {
   return a.text == b.text && a.metadata == b.metadata && a.source == b.source && a.begin == b.begin &&

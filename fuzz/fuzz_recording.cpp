@@ -25,15 +25,7 @@ using namespace dagent::record;
 using dagent::fuzz::check;
 using dagent::fuzz::check_utf8;
 
-const fs::path& scratch() {
-  static const fs::path dir = [] {
-    std::string tmpl = (dagent::fuzz::scratch_base() / "dagent-fuzz-recording-XXXXXX").string();
-    check(::mkdtemp(tmpl.data()) != nullptr, "cannot create a scratch folder");
-    std::atexit([] { std::error_code ec; fs::remove_all(scratch(), ec); });
-    return fs::path(tmpl);
-  }();
-  return dir;
-}
+const fs::path& scratch() { return dagent::fuzz::scratch_dir("recording"); }
 
 void write_bytes(const fs::path& file, std::string_view bytes) {
   std::ofstream out(file, std::ios::binary | std::ios::trunc);

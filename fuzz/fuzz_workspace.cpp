@@ -43,9 +43,7 @@ std::set<fs::path> listing(const fs::path& dir) {
 const Tree& tree() {
   static const Tree t = [] {
     Tree t;
-    std::string tmpl = (dagent::fuzz::scratch_base() / "dagent-fuzz-workspace-XXXXXX").string();
-    check(::mkdtemp(tmpl.data()) != nullptr, "cannot create a scratch folder");
-    t.base = fs::canonical(tmpl);
+    t.base = fs::canonical(dagent::fuzz::scratch_dir("workspace"));
     t.root = t.base / "root";
     t.outside = t.base / "outside";
     fs::create_directories(t.root / "dir" / "sub");
@@ -67,7 +65,6 @@ const Tree& tree() {
     fs::create_symlink("loop1", t.root / "loop2");
     fs::create_directory_symlink("../out", t.root / "dir" / "chain");         // via another symlink
     t.original = listing(t.root);
-    std::atexit([] { std::error_code ec; fs::remove_all(tree().base, ec); });
     return t;
   }();
   return t;

@@ -23,17 +23,7 @@ fi
 
 packages=(clang libclang-rt-14-dev cmake ninja-build ccache pkg-config libboost1.81-dev libboost-json1.81-dev
           libboost-url1.81-dev libssl-dev libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev libvalijson-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "fuzz: installing ${missing[*]}" >&2
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+scripts/install-packages.sh "${packages[@]}"
 
 build=build-fuzz
 CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DDAGENT_FUZZ=ON -DDAGENT_BUILD_TESTS=OFF \

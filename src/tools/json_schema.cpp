@@ -34,6 +34,8 @@
 #include <valijson/validation_results.hpp>
 #include <valijson/validator.hpp>
 
+#include "text/utf8.hpp"
+
 namespace dagent::tools {
 
 
@@ -145,9 +147,7 @@ std::string show(const json::value& v) {
   }
   out = json::serialize(v);
   if (out.size() > k_max_shown) {
-    std::size_t cut = k_max_shown;
-    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
-    out.resize(cut);
+    out.resize(text::utf8_cut(out, k_max_shown));
     out += "...";
   }
   return out;
