@@ -10,6 +10,7 @@
 #include <string>
 
 #include "dagent/run_result.hpp"
+#include "text/terminal.hpp"
 
 namespace dagent::cli {
 
@@ -43,6 +44,8 @@ class LiveView {
   std::FILE* out_;
   std::FILE* answer_out_;
   bool answering_ = false;
+  text::TerminalFilter answer_filter_;  // the answer streams in pieces; a sequence may span two
+  std::string answer_safe_;
   std::set<int> seen_;  // steps of a streamed plan are counted as they appear
   std::size_t total_ = 0;
   std::size_t done_ = 0, failed_ = 0, skipped_ = 0;
