@@ -111,7 +111,7 @@ int ingest_command(const Options& options) {
                  r.files_ingested, r.files_ingested == 1 ? "" : "s", r.chunks_added, r.chunks_replaced,
                  r.files_unchanged, r.files_skipped, seconds);
   }
-  if (options.json) std::printf("%s\n", text::serialize_valid(to_json(r, seconds)).c_str());
+  if (options.json) std::printf("%s\n", json_for_terminal(text::serialize_valid(to_json(r, seconds))).c_str());
   return 0;
 }
 
@@ -130,7 +130,7 @@ int memory_command(const Options& options) {
   if (options.json) {
     json::array hits;
     for (const auto& hit : outcome.hits) hits.push_back(tools::to_json(hit));
-    std::printf("%s\n", text::serialize_valid(json::object{{"query", options.args[1]}, {"hits", std::move(hits)}}).c_str());
+    std::printf("%s\n", json_for_terminal(text::serialize_valid(json::object{{"query", options.args[1]}, {"hits", std::move(hits)}})).c_str());
     return 0;
   }
   if (outcome.hits.empty()) print_safe(stderr, "no memories match (the memory is empty)\n");

@@ -57,7 +57,7 @@ int plan_command(const Options& options) {
                             {"plan", report.plan},
                             {"levels", std::move(levels)},
                             {"critical_path", to_array(report.critical_path)}};
-    std::printf("%s\n", text::serialize_valid(out).c_str());
+    std::printf("%s\n", json_for_terminal(text::serialize_valid(out)).c_str());
     return 0;
   }
   const auto* steps = report.plan.if_array();

@@ -120,7 +120,7 @@ int run_command(const Options& options) {
   view.finish(outcome.result);
   if (!outcome.result.error.empty() && !outcome.result.interrupted)
     print_safe(stderr, "dagent: %s\n", outcome.result.error.c_str());
-  if (options.json) std::printf("%s\n", text::serialize_valid(to_json(outcome.result)).c_str());
+  if (options.json) std::printf("%s\n", json_for_terminal(text::serialize_valid(to_json(outcome.result))).c_str());
   int code = outcome.exit_code();
   errno = 0;
   if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0) {  // a full disk or closed pipe: the result is lost
