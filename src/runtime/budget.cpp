@@ -127,7 +127,9 @@ asio::awaitable<net::LlmResult<net::ChatResponse>> Budget::chat_stream(net::Chat
   std::int64_t reserved = 0;
   if (auto refused = admit(request, reserved)) co_return std::move(*refused);
   Ticket ticket(this, reserved, prompt_estimate(request));
-  auto reply = co_await inner_.chat_stream(std::move(request), StreamTap{std::move(on_delta), &ticket.streamed});
+  // Why named: g++ 12 destroys a temporary with a destructor inside a co_await expression twice.
+  std::function<void(std::string_view)> tap = StreamTap{std::move(on_delta), &ticket.streamed};
+  auto reply = co_await inner_.chat_stream(std::move(request), std::move(tap));
   if (reply) ticket.settle(*reply);
   co_return reply;
 }
