@@ -288,6 +288,8 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
     recorder_ = std::make_unique<RunRecorder>(*writer_);
     observer_ = recorder_.get();
   }
+  budget_ = std::make_unique<Budget>(*provider_, cfg.limits);  // every chat call of the run passes it
+  provider_ = budget_.get();
   if (source_) {  // memory tools always come from the recording: the replay's memory is a scratch folder
     tool_replay_ = std::make_unique<ToolReplay>(*source_, recorder_.get(), !options_->replay_tools);
     observer_ = tool_replay_.get();
@@ -304,7 +306,7 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
   for (const Tool* tool : shared_.registry->tools()) {
     std::shared_ptr<Tool> mine;
     if (tool == shared_.llm_tool) {
-      mine = std::make_shared<tools::LlmTool>(*provider_, cfg.llm.model);
+      mine = std::make_shared<tools::LlmTool>(*provider_, tools::LlmTool::options_of(cfg));
     } else if (replay_memory_ && tool == shared_.memory_add_tool) {
       mine = std::make_shared<tools::MemoryAddTool>(*replay_memory_);
     } else if (replay_memory_ && tool == shared_.memory_search_tool) {

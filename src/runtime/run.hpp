@@ -28,6 +28,7 @@
 #include "record/recording.hpp"
 #include "record/recording_provider.hpp"
 #include "record/replay_provider.hpp"
+#include "runtime/budget.hpp"
 #include "runtime/resume.hpp"
 #include "runtime/run_recorder.hpp"
 #include "runtime/tool_replay.hpp"
@@ -115,6 +116,7 @@ class Run {
   const Shared& shared() const noexcept { return shared_; }
   const RunOptions& options() const noexcept { return *options_; }
   net::LlmProvider& provider() noexcept { return *provider_; }
+  Budget& budget() noexcept { return *budget_; }  ///< the head of the provider chain (limits.*)
   planner::Planner& planner() noexcept { return *planner_; }
   const tools::Registry& registry() const noexcept { return registry_; }
   executor::Verifier& verifier() noexcept { return *verifier_; }
@@ -147,6 +149,7 @@ class Run {
   std::unique_ptr<record::ReplayProvider> replay_;
   std::optional<record::RecordWriter> writer_;
   std::unique_ptr<record::RecordingProvider> recording_;
+  std::unique_ptr<Budget> budget_;  ///< wraps the chain above: a refused call is neither sent nor recorded
   std::unique_ptr<RunRecorder> recorder_;
   std::unique_ptr<ToolReplay> tool_replay_;
   std::optional<ResumePoint> resume_;
