@@ -157,6 +157,9 @@ struct ToolsConfig {
   std::int64_t search_max_line_bytes = 64 << 10;  ///< search_files looks at this much of a line
   std::vector<std::string> enabled = {"read_file", "write_file", "list_dir", "search_files",
                                       "llm",       "memory_search", "memory_add"};
+  /// Tools that need the user's consent before each call: names or globs (`*`, `?`, `[...]`,
+  /// e.g. `write_*`). Empty: none, so non-interactive runs behave as before.
+  std::vector<std::string> approval;
 };
 
 /// Where a task came from, for messages.

@@ -506,6 +506,8 @@ constexpr std::array k_fields = {
             [](Config& c) -> auto& { return c.tools.search_max_line_bytes; }, 64, 16 << 20),
     name_list("tools.enabled", [](Config& c) -> auto& { return c.tools.enabled; },
               k_tool_names),
+    // Tool names or globs; any name, since programs register tools of their own.
+    name_list("tools.approval", [](Config& c) -> auto& { return c.tools.approval; }, {}),
 
     integer("limits.max_llm_calls", [](Config& c) -> auto& { return c.limits.max_llm_calls; }, 0),
     integer("limits.max_tokens", [](Config& c) -> auto& { return c.limits.max_tokens; }, 0),

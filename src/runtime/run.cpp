@@ -294,6 +294,23 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
     tool_replay_ = std::make_unique<ToolReplay>(*source_, recorder_.get(), !options_->replay_tools);
     observer_ = tool_replay_.get();
   }
+  if (!cfg.tools.approval.empty()) {
+    executor::ApprovalGateOptions gate;
+    gate.patterns = cfg.tools.approval;
+    gate.approved = options_->approve_tools;
+    gate.approve_all = options_->approve_all;
+    if (source_) {  // a replay: the recorded decisions answer, never the callback
+      approval_replay_ = std::make_unique<ApprovalReplay>(*source_);
+      gate.recorded = [replay = approval_replay_.get()](int step, std::string_view tool, const json::object& params) {
+        return replay->find(step, tool, params);
+      };
+    } else {
+      gate.ask = options_->approve;
+    }
+    if (recorder_)
+      gate.on_decision = [recorder = recorder_.get()](const executor::ApprovalRecord& r) { recorder->approval(r); };
+    approval_ = std::make_unique<executor::ApprovalGate>(std::move(gate));
+  }
   planner::Recall* recall = replay_ ? nullptr : shared_.recall;
   if (recorder_ || source_) {
     recall_tap_ = std::make_unique<RecallTap>(recall, recorder_.get(),

@@ -28,6 +28,8 @@
 #include "record/recording.hpp"
 #include "record/recording_provider.hpp"
 #include "record/replay_provider.hpp"
+#include "executor/approval_gate.hpp"
+#include "runtime/approval_replay.hpp"
 #include "runtime/budget.hpp"
 #include "runtime/resume.hpp"
 #include "runtime/run_recorder.hpp"
@@ -122,6 +124,7 @@ class Run {
   executor::Verifier& verifier() noexcept { return *verifier_; }
   executor::ToolObserver* observer() const noexcept { return observer_; }
   RunRecorder* recorder() const noexcept { return recorder_.get(); }
+  executor::ApprovalGate* approval() const noexcept { return approval_.get(); }  ///< null: tools.approval is empty
   record::RecordWriter* writer() noexcept { return writer_ ? &*writer_ : nullptr; }
   const std::optional<ResumePoint>& resume() const noexcept { return resume_; }
   ToolContext tool_context() const;
@@ -152,6 +155,8 @@ class Run {
   std::unique_ptr<Budget> budget_;  ///< wraps the chain above: a refused call is neither sent nor recorded
   std::unique_ptr<RunRecorder> recorder_;
   std::unique_ptr<ToolReplay> tool_replay_;
+  std::unique_ptr<ApprovalReplay> approval_replay_;
+  std::unique_ptr<executor::ApprovalGate> approval_;
   std::optional<ResumePoint> resume_;
   std::unique_ptr<planner::Recall> recall_tap_;
   std::filesystem::path scratch_memory_;      ///< a replay's own memory folder, removed afterwards
