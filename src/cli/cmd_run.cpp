@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "cli/approval_prompt.hpp"
 #include "cli/terminal_out.hpp"
 #include "cli/commands.hpp"
 #include "cli/live_view.hpp"
@@ -105,6 +106,15 @@ int run_command(const Options& options) {
   run_options.replay_tools = given.replay_tools;
   run_options.replay_instant = given.replay_instant;
   run_options.resume_file = given.resume_file;
+  // tools.approval: consent given in advance, else asked on the terminal when there is one (a
+  // replay answers from its recording and never asks).
+  run_options.approve_tools = given.approve;
+  run_options.approve_all = given.yes;
+  std::optional<ApprovalPrompt> prompt;
+  if (given.replay_file.empty() && ApprovalPrompt::available()) {
+    prompt.emplace(view, stderr);
+    run_options.approve = ApprovalPromptHook{&*prompt};
+  }
 
   auto outcome = runtime->run_task(given.args[0], run_options);
   if (!outcome.problems.empty()) {

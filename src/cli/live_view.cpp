@@ -1,6 +1,8 @@
 #include "cli/live_view.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "cli/terminal_out.hpp"
 #include "text/terminal.hpp"
@@ -118,13 +120,13 @@ void LiveView::on_event(const StepEvent& ev) {
 }
 
 void LiveView::clear_block() {
-  if (mode_ != Mode::terminal || drawn_lines_ == 0) return;
+  if (mode_ != Mode::terminal || drawn_lines_ == 0 || held_) return;
   std::fprintf(out_, "\x1b[%dF\x1b[J", drawn_lines_);
   drawn_lines_ = 0;
 }
 
 void LiveView::redraw(double now_ms, bool force) {
-  if (mode_ != Mode::terminal) {
+  if (mode_ != Mode::terminal || held_) {  // paused: no cursor movement among held lines
     std::fflush(out_);
     return;
   }
@@ -172,6 +174,31 @@ void LiveView::finish(const RunResult& r) {
   if (unverified) std::fprintf(out_, ", %zu failed verification", unverified);
   std::fprintf(out_, " in %.1f ms (at most %d steps at once)\n", r.metrics.wall_ms, r.metrics.max_concurrent_steps);
   std::fflush(out_);
+}
+
+void LiveView::pause() {
+  if (held_) return;
+  clear_block();
+  std::fflush(out_);
+  std::FILE* memory = ::open_memstream(&held_text_, &held_size_);
+  if (!memory) return;  // nothing held: progress goes on printing
+  held_ = out_;
+  out_ = memory;
+  if (answer_out_ == held_) answer_out_ = memory;
+}
+
+void LiveView::resume() {
+  if (!held_) return;
+  std::FILE* memory = out_;
+  out_ = held_;
+  if (answer_out_ == memory) answer_out_ = held_;
+  held_ = nullptr;
+  std::fclose(memory);
+  if (held_size_ > 0) std::fwrite(held_text_, 1, held_size_, out_);
+  std::free(held_text_);
+  held_text_ = nullptr;
+  held_size_ = 0;
+  std::fflush(out_);  // the block comes back with the next event
 }
 
 }  // namespace dagent::cli

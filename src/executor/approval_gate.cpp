@@ -83,27 +83,33 @@ ApprovalVerdict ApprovalGate::settle(int step_id, const std::string& tool, const
   return verdict;
 }
 
-asio::awaitable<ApprovalVerdict> ApprovalGate::decide(int step_id, std::string tool, json::object params) {
+std::optional<ApprovalVerdict> ApprovalGate::decide_now(int step_id, const std::string& tool,
+                                                        const json::object& params) {
   const auto* matched = pattern_for(tool);
   const std::string pattern = matched ? *matched : tool;
   if (options_.recorded) {  // a replay: the recording answers, or the flags, never the callback
     if (auto replayed = options_.recorded(step_id, tool, params)) {
       replayed->given_by = "recording";
-      co_return settle(step_id, tool, params, pattern, *replayed);
+      return settle(step_id, tool, params, pattern, *replayed);
     }
   } else if (always_.contains(tool)) {
-    co_return settle(step_id, tool, params, pattern, ApprovalDecision{ApprovalAnswer::allow, {}, "always"});
+    return settle(step_id, tool, params, pattern, ApprovalDecision{ApprovalAnswer::allow, {}, "always"});
   }
   if (options_.approve_all || matches_any(options_.approved, tool))
-    co_return settle(step_id, tool, params, pattern, ApprovalDecision{ApprovalAnswer::allow, {}, "flag"});
+    return settle(step_id, tool, params, pattern, ApprovalDecision{ApprovalAnswer::allow, {}, "flag"});
   if (options_.recorded || !options_.ask) {
     ApprovalVerdict refused;
     refused.allowed = false;
     refused.error = "needs approval (tools.approval: " + pattern + "); give --approve " + tool + " or --yes";
     if (options_.recorded) refused.error += " (the recording holds no decision for this call)";
-    co_return refused;
+    return refused;
   }
+  return std::nullopt;
+}
 
+asio::awaitable<ApprovalVerdict> ApprovalGate::ask(int step_id, std::string tool, json::object params) {
+  const auto* matched = pattern_for(tool);
+  const std::string pattern = matched ? *matched : tool;
   // One request is asked at a time, in arrival order; the others wait on their own timer, which
   // the departing head cancels.
   Queued queued(this, co_await asio::this_coro::executor);
@@ -115,10 +121,10 @@ asio::awaitable<ApprovalVerdict> ApprovalGate::decide(int step_id, std::string t
   }
   if (always_.contains(tool))  // answered "always" while this request waited
     co_return settle(step_id, tool, params, pattern, ApprovalDecision{ApprovalAnswer::allow, {}, "always"});
-  const ApprovalRequest request{run_id_, step_id, tool, params, pattern};
+  const ApprovalRequest request{run_id_, step_id, tool, std::move(params), pattern};
   ApprovalDecision decision = co_await options_.ask(request);
   if (decision.given_by.empty()) decision.given_by = "callback";
-  co_return settle(step_id, tool, params, pattern, decision);
+  co_return settle(step_id, tool, request.parameters, pattern, decision);
 }
 
 }  // namespace dagent::executor

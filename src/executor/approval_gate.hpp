@@ -63,10 +63,13 @@ class ApprovalGate {
   /// The tools.approval entry that `tool` matches, or nullptr: no approval needed. Cheap.
   const std::string* pattern_for(std::string_view tool) const;
 
-  /// Decides on one call of `tool` by step `step_id` (pattern_for(tool) must be non-null). Waits
-  /// for the callback (and for the requests before this one); cancellable: a cancelled wait
-  /// throws and leaves the queue. Time spent here is not part of a step's timeout.
-  boost::asio::awaitable<ApprovalVerdict> decide(int step_id, std::string tool, boost::json::object params);
+  /// Decides at once on one call of `tool` (pattern_for(tool) non-null) when no one needs to be
+  /// asked: a replayed decision, --approve / --yes, an earlier "always", or no callback to ask
+  /// (then "needs approval"). nullopt: ask().
+  std::optional<ApprovalVerdict> decide_now(int step_id, const std::string& tool, const boost::json::object& params);
+  /// Asks the callback about one call, after the requests before it; cancellable (a cancelled
+  /// wait throws and leaves the queue). Time spent here is not part of a step's timeout.
+  boost::asio::awaitable<ApprovalVerdict> ask(int step_id, std::string tool, boost::json::object params);
 
  private:
   struct Waiter;
