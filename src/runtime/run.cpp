@@ -232,6 +232,11 @@ std::vector<std::string> Run::check_resumable(const record::Recording& recording
 
 std::vector<std::string> Run::set_up(const config::Task& task) {
   const auto& cfg = *shared_.cfg;
+  // A misspelt tools.approval entry would leave the tool it meant unguarded: an exact name must
+  // name a tool (a glob may match tools registered later, or none).
+  for (const auto& p : cfg.tools.approval)
+    if (p.find_first_of("*?[") == std::string::npos && !tools::is_builtin_tool(p) && !shared_.registry->get(p))
+      return {"tools.approval: '" + p + "' names no tool (write a glob to guard tools that may not be registered)"};
   header_task_ = task;
   std::filesystem::path record_to = options_->record_file;
   if (!options_->resume_file.empty()) {

@@ -159,7 +159,7 @@ TEST_CASE("the approval callback is a coroutine asked with resolved parameters: 
     CHECK(test::read_text(dir.path() / "more.txt") == "more");
   }
   SECTION("a pattern that matches nothing asks nothing") {
-    Runtime other{approval_config({"memory_*", "shell"})};
+    Runtime other{approval_config({"memory_*", "she?l", "[x]*"})};
     auto outcome = other.run_plan(k_plan, {}, dir.path(), options);
     CHECK(outcome.exit_code() == 0);
     CHECK(asker.seen.empty());
@@ -375,4 +375,20 @@ TEST_CASE("a resumed run asks again only for the steps it runs again", "[runtime
   REQUIRE(events.size() == 3);
   CHECK(events[2].at("step") == 3);
   CHECK(events[2].at("decision") == "allow");
+}
+
+TEST_CASE("a tools.approval name that names no tool is refused before anything runs", "[runtime][approval]") {
+  test::TempDir dir;
+  dir.write("src.txt", "alpha");
+  Runtime typo{approval_config({"write-file"})};
+  auto outcome = typo.run_plan(k_plan, {}, dir.path());
+  CHECK(outcome.exit_code() == 2);
+  REQUIRE(outcome.problems.size() == 1);
+  CHECK_THAT(outcome.problems[0], Catch::StartsWith("tools.approval: 'write-file' names no tool"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "out.txt"));
+  // A built-in tool left out of tools.enabled, a registered tool and any glob are fine.
+  auto cfg = approval_config({"memory_add", "echo", "nothing_*"});
+  Runtime fine{cfg};
+  REQUIRE(fine.register_tool(std::make_shared<test::EchoTool>()).has_value());
+  CHECK(fine.run_plan(k_plan, {}, dir.path()).exit_code() == 0);
 }
