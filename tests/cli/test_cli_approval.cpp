@@ -153,6 +153,18 @@ TEST_CASE("without a terminal a step that needs approval fails unless --approve 
     CHECK(r.out.find("--approve TOOL") != std::string::npos);
     CHECK(r.out.find("--yes") != std::string::npos);
   }
+  SECTION("--set tools.approval=[...] works like the file; a name that names no tool is refused (exit 2)") {
+    dir.write("config.yaml", "memory: {enabled: false}\n");
+    CHECK(dagent_cli(dir, {"run", "task.yaml"}).exit_code == 0);
+    std::filesystem::remove(dir.path() / "a.txt");
+    auto set = dagent_cli(dir, {"run", "task.yaml", "--set", "tools.approval=[write_file]"});
+    CHECK(set.exit_code == 1);
+    CHECK(set.err.find("needs approval (tools.approval: write_file)") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "a.txt"));
+    auto typo = dagent_cli(dir, {"run", "task.yaml", "--set", "tools.approval=[write-file]"});
+    CHECK(typo.exit_code == 2);
+    CHECK(typo.err.find("tools.approval: 'write-file' names no tool") != std::string::npos);
+  }
   SECTION("tools.approval is checked like every key") {
     dir.write("config.yaml", "tools: {approval: [\"\"]}\n");
     auto r = dagent_cli(dir, {"run", "task.yaml"});
