@@ -148,6 +148,11 @@ struct ToolsConfig {
   std::int64_t search_max_line_bytes = 64 << 10;  ///< search_files looks at this much of a line
   std::vector<std::string> enabled = {"read_file", "write_file", "list_dir", "search_files",
                                       "llm",       "memory_search", "memory_add"};
+  /// tools.protected: what tools never write. `name/` (one name ending in `/`): any file or folder
+  /// of that name at any depth; anything else: a path (relative to the config file's folder, or
+  /// absolute) with everything below it. The config file, prompt files, memory folder and the
+  /// recording in use are protected besides, whatever this says.
+  std::vector<std::string> protected_paths = {".git/", ".dagent/"};
 };
 
 /// Where a task came from, for messages.

@@ -505,6 +505,8 @@ constexpr std::array k_fields = {
             [](Config& c) -> auto& { return c.tools.search_max_line_bytes; }, 64, 16 << 20),
     name_list("tools.enabled", [](Config& c) -> auto& { return c.tools.enabled; },
               k_tool_names),
+    // Any names (no allowed list): see ToolsConfig::protected_paths.
+    name_list("tools.protected", [](Config& c) -> auto& { return c.tools.protected_paths; }, {}),
 };
 
 const Field* find_field(std::string_view key) {
@@ -646,8 +648,13 @@ std::optional<std::vector<std::string>> read_names(const Field& field, const YAM
       out.add(line, std::string(at.key), "expected a name, got " + describe(element));
       continue;
     }
-    const std::string& name = element.Scalar();
-    if (std::find(field.names.begin(), field.names.end(), name) == field.names.end()) {
+    const std::string name = text_of(element);
+    if (field.names.empty()) {  // a free list (tools.protected): any text but an empty one
+      if (name.empty()) {
+        out.add(line, std::string(at.key), "expected a non-empty path or name, got an empty string");
+        continue;
+      }
+    } else if (std::find(field.names.begin(), field.names.end(), name) == field.names.end()) {
       out.add(line, std::string(at.key),
               unknown_message("unknown name " + shown(name), name, field.names));
       continue;
