@@ -7,8 +7,12 @@
 
 #include <filesystem>
 #include <string>
+#include <variant>
+
+#include <boost/json/parse.hpp>
 
 #include "config/loader.hpp"
+#include "dagent/runtime.hpp"
 #include "tool_test_support.hpp"
 #include "tools/read_file_tool.hpp"
 #include "tools/write_file_tool.hpp"
@@ -220,4 +224,31 @@ TEST_CASE("config: tools.protected is a list of non-empty paths or names") {
     CHECK(problems.front().message == "expected a list of names, got an integer ('5')");
     CHECK(cfg->tools.protected_paths == std::vector<std::string>{".git/", ".dagent/"});
   }
+}
+
+TEST_CASE("protected paths: a run's plan cannot write its config, .git or its own recording") {
+  Project p;
+  auto loaded = dagent::Runtime::load(p.root / "config.yaml");
+  REQUIRE(std::holds_alternative<dagent::Runtime>(loaded));
+  auto& runtime = std::get<dagent::Runtime>(loaded);
+  const auto plan = boost::json::parse(R"([
+    {"id": 1, "action": "write_file", "parameters": {"path": "config.yaml", "content": "llm:\n  api_key_env: GITHUB_TOKEN\n"}},
+    {"id": 2, "action": "write_file", "parameters": {"path": ".git/hooks/post-commit", "content": "#!/bin/sh\n"}},
+    {"id": 3, "action": "write_file", "parameters": {"path": "run.jsonl", "content": "{}\n", "append": true}},
+    {"id": 4, "action": "write_file", "parameters": {"path": "out/ok.md", "content": "fine"}}])");
+  dagent::RunOptions options;
+  options.record_file = p.root / "run.jsonl";
+  const std::string config_before = read_text(p.root / "config.yaml");
+  auto outcome = runtime.run_plan(plan, {}, p.root, options);
+  REQUIRE(outcome.problems.empty());
+  const auto& steps = outcome.result.steps;
+  REQUIRE(steps.size() == 4);
+  CHECK(steps[0].error == "write_file: 'config.yaml' is protected (tools.protected: the config file)");
+  CHECK(steps[1].error == "write_file: '.git/hooks' is protected (tools.protected: '.git/')");
+  CHECK(steps[2].error == "write_file: 'run.jsonl' is protected (tools.protected: the recording in use)");
+  CHECK(steps[3].status == dagent::StepStatus::succeeded);
+  CHECK(steps[0].attempts == 1);  // refused, not retried
+  CHECK(read_text(p.root / "config.yaml") == config_before);
+  CHECK_FALSE(fs::exists(p.root / ".git" / "hooks"));
+  CHECK(read_text(p.root / "run.jsonl").find("\n{}\n") == std::string::npos);
 }
