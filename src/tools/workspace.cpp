@@ -180,7 +180,9 @@ bool detect_openat2() noexcept {
     ::close(static_cast<int>(fd));
     return true;
   }
-  return errno != ENOSYS;
+  // ENOSYS: a kernel before 5.6; EPERM: a seccomp filter (older container runtimes) that refuses
+  // system calls it does not know. Opening "/" cannot fail otherwise.
+  return errno != ENOSYS && errno != EPERM;
 }
 
 bool use_kernel() noexcept {
@@ -283,7 +285,9 @@ FdOrErrno open_beneath(const fs::path& root, int root_fd, std::string_view relat
   if (!components) return errno_of(components.error());
   auto walked = walk(root, *components, text);
   if (!walked) return errno_of(walked.error());
-  UniqueFd fd(retry_open(AT_FDCWD, walked->real.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode));
+  // The walk drops a trailing `/`; the open must still require a folder then, as the kernel does.
+  const int folder = names_folder(text) ? O_DIRECTORY : 0;
+  UniqueFd fd(retry_open(AT_FDCWD, walked->real.c_str(), flags | folder | O_NOFOLLOW | O_CLOEXEC, mode));
   if (!fd) return errno;
   return fd;
 }

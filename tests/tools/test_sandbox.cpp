@@ -235,6 +235,10 @@ TEST_CASE("sandbox: the fallback walk (kernels without openat2) refuses what the
   auto listed = ListDirTool().run(object(R"({"path": "out"})"), ctx);
   REQUIRE_FALSE(listed.has_value());
   CHECK(listed.error().code == ToolErrc::outside_workspace);
+  // A trailing `/` still names a folder (fuzz_workspace found the walk dropping it).
+  auto slash = ReadFileTool().run(object(R"({"path": "docs/a.md/"})"), ctx);
+  REQUIRE_FALSE(slash.has_value());
+  CHECK(slash.error().message == "'docs/a.md' is not a folder");
   auto inside = ReadFileTool().run(object(R"({"path": "docs/a.md"})"), ctx);
   REQUIRE(inside.has_value());
   CHECK(inside->at("content") == "a");
