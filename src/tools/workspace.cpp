@@ -528,7 +528,6 @@ boost::system::result<Workspace::WriteTarget, ToolError> Workspace::open_for_wri
       const std::string_view link(target.data(), static_cast<std::size_t>(n));
       if (link.empty() || link.front() == '/') return outside();
       current = joined(parent, link);
-      if (link.find('\0') != std::string_view::npos) return outside();
       continue;
     }
     const fs::path real = dir_real / name;
