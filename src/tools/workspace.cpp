@@ -346,8 +346,10 @@ boost::system::result<Workspace, ToolError> Workspace::open(const std::filesyste
   for (auto& entry : protection.paths) {
     if (entry.path.empty()) continue;
     State::Guarded guarded;
-    guarded.path = fs::weakly_canonical(fs::absolute(entry.path, ec), ec);
-    if (ec) guarded.path = fs::absolute(entry.path).lexically_normal();
+    // Real as far as it exists, so that an alias of it (a symlink, `..`) compares equal.
+    const fs::path absolute = fs::absolute(entry.path, ec).lexically_normal();
+    guarded.path = fs::weakly_canonical(absolute, ec);
+    if (ec) guarded.path = absolute;
     guarded.rule = std::move(entry.rule);
     struct stat info {};
     if (::stat(guarded.path.c_str(), &info) == 0) {
