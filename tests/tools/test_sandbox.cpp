@@ -87,6 +87,8 @@ TEST_CASE("sandbox race: a folder swapped for a symlink to outside while the too
     }
   });
 
+  while (swaps.load() == 0) std::this_thread::yield();  // the swapping has begun
+
   ReadFileTool read;
   WriteFileTool write;
   ListDirTool list;
