@@ -4,7 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -79,15 +81,24 @@ TEST_CASE("sandbox race: a folder swapped for a symlink to outside while the too
   // Exchanges sw (a folder) and swl (a symlink to outside) as fast as it can until told to stop.
   std::atomic<bool> stop{false};
   std::atomic<long> swaps{0};
+  std::atomic<int> swap_error{0};
   const std::string a = (fx.root() / "sw").string();
   const std::string b = (fx.root() / "swl").string();
   std::thread swapper([&] {
     while (!stop.load(std::memory_order_relaxed)) {
-      if (::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0) swaps.fetch_add(1);
+      if (::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0) {
+        swaps.fetch_add(1);
+      } else {
+        swap_error = errno;  // e.g. a temp file system without RENAME_EXCHANGE
+        break;
+      }
     }
   });
-
-  while (swaps.load() == 0) std::this_thread::yield();  // the swapping has begun
+  while (swaps.load() == 0 && swap_error.load() == 0) std::this_thread::yield();  // the swapping has begun
+  if (swap_error.load() != 0) {
+    swapper.join();
+    FAIL("renameat2(RENAME_EXCHANGE) failed: " << std::strerror(swap_error.load()));
+  }
 
   ReadFileTool read;
   WriteFileTool write;
