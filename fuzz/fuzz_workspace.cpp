@@ -1,9 +1,13 @@
 // Workspace path checks (src/tools/workspace): a fixed tree is built once per process, with
 // symlinks that stay inside, lead outside (relative, absolute, dangling, through `..`) and loop;
-// the fuzzer supplies the relative path. Checks that no resolution lands outside the root, that
-// resolve_existing returns the real path (realpath(3) of the same path), that resolve_for_write
-// never returns a symlink or the root, and that creating parent folders creates nothing outside.
+// the fuzzer supplies the relative path. Checks that nothing opened lands outside the root, that
+// open_existing reaches the real path (realpath(3) of the same path: the kernel's RESOLVE_BENEATH
+// is stricter, never looser), that open_for_write's folder is real, inside, and never names a
+// symlink or the root, that protected names are refused, and that creating parent folders
+// creates nothing outside. Both the kernel's openat2 and the userspace fallback are run.
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -17,6 +21,7 @@
 
 #include "check.hpp"
 #include "dagent/workspace.hpp"
+#include "tools/file_handle.hpp"
 
 namespace {
 
@@ -91,32 +96,42 @@ void restore(const Tree& t) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const Tree& t = tree();
-  static const Workspace ws = Workspace::open(t.root).value();
+  static const Workspace ws = Workspace::open(t.root, dagent::Protection{{"guarded"}, {}}).value();
   const std::string_view user_path(reinterpret_cast<const char*>(data), size);
 
-  if (auto r = ws.resolve_existing(user_path)) {
-    check(within(*r, t.root), "resolve_existing landed outside the root");
-    std::error_code ec;
-    const fs::path real = fs::canonical(t.root / fs::path(std::string(user_path)), ec);
-    check(!ec && real == *r, "resolve_existing is not the real path");
-    const std::string shown = ws.display(*r);
-    check(!shown.empty() && shown.front() != '/' && !shown.starts_with("..") &&
-              shown.find("/../") == std::string::npos,
-          "display of an inside path leaves the root");
-  }
-
-  for (bool create : {false, true}) {
-    const auto before_outside = listing(t.outside);
-    if (auto r = ws.resolve_for_write(user_path, create)) {
-      check(within(*r, t.root) && *r != t.root, "resolve_for_write landed outside the root or on it");
+  for (bool fallback : {false, true}) {
+    dagent::tools::force_workspace_fallback(fallback);
+    if (auto r = ws.open_existing(user_path, O_PATH)) {
+      check(within(r->real, t.root), "open_existing landed outside the root");
       std::error_code ec;
-      check(!fs::is_symlink(fs::symlink_status(*r, ec)), "resolve_for_write returned a symlink");
-      const fs::path parent = fs::canonical(r->parent_path(), ec);
-      check(!ec && parent == r->parent_path() && within(parent, t.root),
-            "the folder resolve_for_write returned is not real and inside");
+      const fs::path real = fs::canonical(t.root / fs::path(std::string(user_path)), ec);
+      check(!ec && real == r->real, "open_existing did not reach the real path");
+      const std::string shown = ws.display(r->real);
+      check(!shown.empty() && shown.front() != '/' && !shown.starts_with("..") &&
+                shown.find("/../") == std::string::npos,
+            "display of an inside path leaves the root");
     }
-    check(listing(t.outside) == before_outside, "resolve_for_write created something outside the root");
-    if (create) restore(t);
+
+    for (bool create : {false, true}) {
+      const auto before_outside = listing(t.outside);
+      if (auto r = ws.open_for_write(user_path, create)) {
+        check(within(r->real, t.root) && r->real != t.root, "open_for_write landed outside the root or on it");
+        check(!r->name.empty() && r->name.find('/') == std::string::npos, "open_for_write's name is not one name");
+        struct stat info {};
+        check(::fstatat(r->dir.get(), r->name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISLNK(info.st_mode),
+              "open_for_write named a symlink");
+        std::error_code ec;
+        const fs::path parent = fs::canonical(r->real.parent_path(), ec);
+        check(!ec && parent == r->real.parent_path() && within(parent, t.root),
+              "the folder open_for_write returned is not real and inside");
+        bool guarded = false;
+        for (const auto& element : r->real) guarded = guarded || element == "guarded";
+        check(!guarded, "open_for_write allowed a protected name");
+      }
+      check(listing(t.outside) == before_outside, "open_for_write created something outside the root");
+      if (create) restore(t);
+    }
   }
+  dagent::tools::force_workspace_fallback(false);
   return 0;
 }

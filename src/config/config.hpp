@@ -160,6 +160,11 @@ struct ToolsConfig {
   /// Tools that need the user's consent before each call: names or globs (`*`, `?`, `[...]`,
   /// e.g. `write_*`). Empty: none, so non-interactive runs behave as before.
   std::vector<std::string> approval;
+  /// tools.protected: what tools never write. `name/` (one name ending in `/`): any file or folder
+  /// of that name at any depth; anything else: a path (relative to the config file's folder, or
+  /// absolute) with everything below it. The config file, prompt files, memory folder and the
+  /// recording in use are protected besides, whatever this says.
+  std::vector<std::string> protected_paths = {".git/", ".dagent/"};
 };
 
 /// Where a task came from, for messages.

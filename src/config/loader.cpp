@@ -508,6 +508,8 @@ constexpr std::array k_fields = {
               k_tool_names),
     // Tool names or globs; any name, since programs register tools of their own.
     name_list("tools.approval", [](Config& c) -> auto& { return c.tools.approval; }, {}),
+    // Any names (no allowed list): see ToolsConfig::protected_paths.
+    name_list("tools.protected", [](Config& c) -> auto& { return c.tools.protected_paths; }, {}),
 
     integer("limits.max_llm_calls", [](Config& c) -> auto& { return c.limits.max_llm_calls; }, 0),
     integer("limits.max_tokens", [](Config& c) -> auto& { return c.limits.max_tokens; }, 0),
@@ -657,10 +659,11 @@ std::optional<std::vector<std::string>> read_names(const Field& field, const YAM
     }
     const std::string name = text_of(element);
     if (name.empty()) {
-      out.add(line, std::string(at.key), "a name must not be empty");
+      out.add(line, std::string(at.key), field.names.empty() ? "expected a non-empty path or name, got an empty string"
+                                                             : "a name must not be empty");
       continue;
     }
-    if (!field.names.empty() &&  // an empty span: any name (e.g. llm.models)
+    if (!field.names.empty() &&  // an empty span: any name (llm.models, tools.approval, tools.protected)
         std::find(field.names.begin(), field.names.end(), name) == field.names.end()) {
       out.add(line, std::string(at.key),
               unknown_message("unknown name " + shown(name), name, field.names));

@@ -18,6 +18,7 @@
 
 #include "config/loader.hpp"
 #include "dagent/workspace.hpp"
+#include "tools/protection.hpp"
 #include "executor/analysis.hpp"
 #include "executor/plan.hpp"
 #include "memory/memory.hpp"
@@ -330,7 +331,7 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   runtime::Run run(shared(), options);
   outcome.problems = run.set_up(task);
   if (!outcome.problems.empty()) return outcome;
-  auto ws = Workspace::open(workspace);
+  auto ws = Workspace::open(workspace, tools::protection_for(cfg, options.record_file, options.resume_file));
   if (!ws) outcome.problems.push_back("workspace: " + ws.error().message);
   if (run.live()) {
     if (auto why = provider.prepare()) outcome.problems.push_back("llm: " + *why + " (planning a goal needs the model)");
@@ -619,7 +620,7 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   outcome.problems = run.set_up(run.task);
   if (!outcome.problems.empty()) return outcome;
   auto prepared = run.prepare(*run.task.plan);
-  auto ws = Workspace::open(workspace);
+  auto ws = Workspace::open(workspace, tools::protection_for(cfg, options.record_file, options.resume_file));
   if (!ws) prepared.problems.push_back("workspace: " + ws.error().message);
   if (prepared.problems.empty() && memory && run.live() && uses_memory(prepared.plan)) {
     if (auto opened = memory->open(); !opened) prepared.problems.push_back("memory: " + opened.error().message);

@@ -7,6 +7,7 @@
 #include <system_error>
 #include <utility>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,22 +30,25 @@ FileHandle::~FileHandle() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-boost::system::result<FileHandle, ToolError> FileHandle::open_regular(const std::filesystem::path& path,
-                                                                      std::string_view shown) {
-  // O_NONBLOCK so that opening a FIFO does not wait for a writer; it is refused just below.
-  int fd = -1;
-  do {
-    fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return file_error(errno, "open", shown);
-  FileHandle file(fd);
+boost::system::result<FileHandle, ToolError> FileHandle::regular(UniqueFd fd, std::string_view shown) {
+  FileHandle file(fd.release());
   struct stat info {};
-  if (::fstat(fd, &info) != 0) return file_error(errno, "inspect", shown);
+  if (::fstat(file.fd_, &info) != 0) return file_error(errno, "inspect", shown);
   if (!S_ISREG(info.st_mode)) {
     return ToolError{ToolErrc::invalid_parameters, "'" + std::string(shown) + "' is not a regular file"};
   }
+  if (info.st_nlink > 1) return hard_link_error(shown, static_cast<std::uint64_t>(info.st_nlink));
   file.size_ = static_cast<std::uint64_t>(info.st_size);
   return file;
+}
+
+boost::system::result<FileHandle, ToolError> FileHandle::open_regular(const Workspace& workspace,
+                                                                      std::string_view user_path, std::string& shown) {
+  // O_NONBLOCK so that opening a FIFO does not wait for a writer; regular() refuses it.
+  auto opened = workspace.open_existing(user_path, O_RDONLY | O_NONBLOCK);
+  if (!opened) return opened.error();
+  shown = workspace.display(opened->real);
+  return regular(std::move(opened->fd), shown);
 }
 
 boost::system::result<std::size_t, ToolError> FileHandle::read_some(std::span<char> buffer,
@@ -73,6 +77,51 @@ boost::system::result<void, ToolError> FileHandle::close(std::string_view shown)
   // Linux closes the descriptor even when close(2) fails, so it is never retried.
   if (fd >= 0 && ::close(fd) != 0 && errno != EINTR) return file_error(errno, "write", shown);
   return {};
+}
+
+boost::system::result<DirReader, ToolError> DirReader::open(const UniqueFd& folder, std::string_view shown) {
+  int fd = -1;
+  do {
+    fd = ::openat(folder.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return file_error(errno, "list", shown);
+  DIR* dir = ::fdopendir(fd);
+  if (dir == nullptr) {
+    const int err = errno;
+    ::close(fd);
+    return file_error(err, "list", shown);
+  }
+  return DirReader(dir);
+}
+
+DirReader::DirReader(DirReader&& other) noexcept : dir_(std::exchange(other.dir_, nullptr)) {}
+
+DirReader::~DirReader() {
+  if (dir_ != nullptr) ::closedir(static_cast<DIR*>(dir_));
+}
+
+int DirReader::fd() const noexcept { return ::dirfd(static_cast<DIR*>(dir_)); }
+
+const char* DirReader::next(int& err) {
+  for (;;) {
+    errno = 0;
+    const dirent* entry = ::readdir(static_cast<DIR*>(dir_));
+    if (entry == nullptr) {
+      err = errno;
+      return nullptr;
+    }
+    const char* name = entry->d_name;
+    if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
+    err = 0;
+    return name;
+  }
+}
+
+ToolError hard_link_error(std::string_view shown, std::uint64_t links) {
+  return ToolError{ToolErrc::outside_workspace,
+                   "'" + std::string(shown) + "' has " + std::to_string(links) +
+                       " hard links; files with more than one are neither read nor written (another link "
+                       "may be outside the workspace)"};
 }
 
 ToolError file_error(int err, std::string_view action, std::string_view shown) {

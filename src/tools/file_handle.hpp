@@ -1,5 +1,5 @@
 #pragma once
-// An owned POSIX file descriptor, for the file tools that open what the Workspace resolved.
+// An owned POSIX file descriptor, for the file tools that open files beneath the Workspace.
 
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include <boost/system/result.hpp>
 
 #include "dagent/tool.hpp"
+#include "dagent/workspace.hpp"
 
 namespace dagent::tools {
 
@@ -24,11 +25,15 @@ class FileHandle {
   FileHandle& operator=(const FileHandle&) = delete;
   ~FileHandle();
 
-  /// Opens the regular file at the real path `path` for reading. The last component is opened
-  /// with O_NOFOLLOW, so a symlink swapped in after the workspace check is refused; anything but
-  /// a regular file (folder, FIFO, device) is refused too. `shown` names the file in errors.
-  static boost::system::result<FileHandle, ToolError> open_regular(const std::filesystem::path& path,
-                                                                   std::string_view shown);
+  /// Takes `fd` (opened beneath the workspace) if it is a regular file with one hard link:
+  /// anything else (folder, FIFO, device) is refused, and so is a file with more than one hard
+  /// link, which may be a file outside the workspace under a name inside. `shown` names it in errors.
+  static boost::system::result<FileHandle, ToolError> regular(UniqueFd fd, std::string_view shown);
+
+  /// Opens the existing regular file `user_path` beneath `workspace` for reading, as regular()
+  /// takes it; `shown` receives its workspace-relative name.
+  static boost::system::result<FileHandle, ToolError> open_regular(const Workspace& workspace,
+                                                                   std::string_view user_path, std::string& shown);
 
   int get() const noexcept { return fd_; }
   /// The size fstat(2) reported when open_regular opened the file; 0 otherwise.
@@ -46,9 +51,36 @@ class FileHandle {
   std::uint64_t size_ = 0;
 };
 
+/// The entries of a folder read through its descriptor (fdopendir), `.` and `..` left out.
+class DirReader {
+ public:
+  /// Takes `folder` (any descriptor of the folder, O_PATH included: it is reopened for reading).
+  static boost::system::result<DirReader, ToolError> open(const UniqueFd& folder, std::string_view shown);
+  DirReader(DirReader&& other) noexcept;
+  DirReader& operator=(DirReader&&) = delete;
+  DirReader(const DirReader&) = delete;
+  DirReader& operator=(const DirReader&) = delete;
+  ~DirReader();
+
+  /// The folder's descriptor, for fstatat(2) and openat(2) relative to it.
+  int fd() const noexcept;
+  /// The next entry's name; nullptr at the end or on an error (then `err` is set, else 0).
+  const char* next(int& err);
+
+ private:
+  explicit DirReader(void* dir) noexcept : dir_(dir) {}
+  void* dir_ = nullptr;  // DIR*
+};
+
 /// The error for a system call on `shown` that failed with errno `err`:
 /// "cannot <action> '<shown>': <reason>". ELOOP (a symlink met under O_NOFOLLOW) is
 /// outside_workspace, ENOENT/ENOTDIR not_found, anything else io_error.
 ToolError file_error(int err, std::string_view action, std::string_view shown);
+
+/// The error for a file with more than one hard link: "'<shown>' has <n> hard links; ...".
+ToolError hard_link_error(std::string_view shown, std::uint64_t links);
+
+/// Tests only: makes every Workspace use the userspace walk as on kernels without openat2.
+void force_workspace_fallback(bool on) noexcept;
 
 }  // namespace dagent::tools

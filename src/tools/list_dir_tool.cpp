@@ -12,14 +12,17 @@
 
 #include <boost/json/parse.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include "dagent/workspace.hpp"
 #include "text/utf8.hpp"
+#include "tools/file_handle.hpp"
 #include "tools/json_schema.hpp"
 
 namespace dagent::tools {
 namespace {
 
-namespace fs = std::filesystem;
 namespace json = boost::json;
 
 constexpr std::string_view k_name = "list_dir";
@@ -45,21 +48,22 @@ struct Entry {
   std::uint64_t size = 0;
 };
 
-// Where a symlink in the workspace leads: its target's status, or nothing when it is dangling or
-// leads outside (the Workspace decides).
-std::optional<fs::file_status> symlink_target_status(const Workspace& workspace, const std::string& shown) {
-  auto target = workspace.resolve_existing(shown);
+// What the symlink `relative` leads to: nothing when it is dangling or leads outside (the
+// kernel decides, beneath the workspace).
+std::optional<struct stat> symlink_target(const Workspace& workspace, const std::string& relative) {
+  auto target = workspace.open_existing(relative, O_PATH);
   if (!target) return std::nullopt;
-  std::error_code ec;
-  const fs::file_status status = fs::status(*target, ec);
-  if (ec) return std::nullopt;
-  return status;
+  struct stat info {};
+  if (::fstat(target->fd.get(), &info) != 0) return std::nullopt;
+  return info;
 }
 
-std::uint64_t size_of(const fs::path& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  return ec ? 0 : static_cast<std::uint64_t>(size);
+std::string joined(const std::string& folder, std::string_view name) {
+  if (folder == ".") return std::string(name);
+  std::string out = folder;
+  out += '/';
+  out += name;
+  return out;
 }
 
 }  // namespace
@@ -82,43 +86,59 @@ ToolResult ListDirTool::run(const json::object& params, const ToolContext& ctx) 
   const auto* recursive_param = params.if_contains("recursive");
   const bool recursive = recursive_param != nullptr && recursive_param->get_bool();
 
-  auto real = workspace.resolve_existing(user_path);
-  if (!real) return real.error();
-  std::error_code ec;
-  if (!fs::is_directory(*real, ec)) {
+  // Every folder is read through a descriptor opened beneath the workspace: the one asked for
+  // following symlinks inside, the ones below by their names without following any, so a folder
+  // swapped for a symlink while the walk runs is skipped, never followed.
+  auto top = workspace.open_existing(user_path, O_PATH);
+  if (!top) return top.error();
+  struct stat top_info {};
+  if (::fstat(top->fd.get(), &top_info) != 0 || !S_ISDIR(top_info.st_mode)) {
     return tool_error(ToolErrc::invalid_parameters, "'" + std::string(user_path) + "' is not a folder");
   }
 
   std::vector<Entry> entries;
-  std::vector<fs::path> folders{*real};
-  bool top = true;
+  struct Pending {
+    UniqueFd fd;
+    std::string relative;  // as shown, "." for the root
+  };
+  std::vector<Pending> folders;
+  folders.push_back({std::move(top->fd), workspace.display(top->real)});
+  bool first = true;
   while (!folders.empty()) {
-    const fs::path folder = std::move(folders.back());
+    Pending folder = std::move(folders.back());
     folders.pop_back();
-    fs::directory_iterator it(folder, ec);
-    if (ec) {
+    if (!folder.fd) {
+      auto opened = workspace.open_folder_nofollow(folder.relative);
+      if (!opened) continue;  // gone or swapped since it was listed
+      folder.fd = std::move(*opened);
+    }
+    auto reader = DirReader::open(folder.fd, first ? user_path : std::string_view(folder.relative));
+    if (!reader) {
       // The folder asked for must be readable; an unreadable subfolder is left unexplored.
-      if (top) return tool_error(ToolErrc::io_error, "cannot list '" + std::string(user_path) + "': " + ec.message());
+      if (first) return tool_error(ToolErrc::io_error, reader.error().message);
       continue;
     }
-    top = false;
-    for (; it != fs::directory_iterator(); it.increment(ec)) {
+    first = false;
+    int err = 0;
+    while (const char* name = reader->next(err)) {
       if (ctx.is_cancelled()) return tool_error(ToolErrc::cancelled, "list_dir: cancelled");
-      const fs::path& path = it->path();
-      Entry entry{workspace.display(path)};
-      fs::file_status status = it->symlink_status(ec);
+      Entry entry{joined(folder.relative, name)};
+      struct stat info {};
+      if (::fstatat(reader->fd(), name, &info, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      mode_t type = info.st_mode & S_IFMT;
       bool descend = recursive;
-      if (fs::is_symlink(status)) {
-        auto target = symlink_target_status(workspace, entry.path);
+      if (type == S_IFLNK) {
+        auto target = symlink_target(workspace, entry.path);
         if (!target) continue;
-        status = *target;
+        info = *target;
+        type = info.st_mode & S_IFMT;
         descend = false;
       }
-      if (fs::is_directory(status)) {
+      if (type == S_IFDIR) {
         entry.is_dir = true;
-        if (descend) folders.push_back(path);
-      } else if (fs::is_regular_file(status)) {
-        entry.size = size_of(path);
+        if (descend) folders.push_back({UniqueFd(), entry.path});
+      } else if (type == S_IFREG) {
+        entry.size = static_cast<std::uint64_t>(info.st_size);
       } else {
         continue;
       }
@@ -127,7 +147,10 @@ ToolResult ListDirTool::run(const json::object& params, const ToolContext& ctx) 
       text::make_valid_utf8(entry.path);
       entries.push_back(std::move(entry));
     }
-    if (ec) return tool_error(ToolErrc::io_error, "cannot list '" + workspace.display(folder) + "': " + ec.message());
+    if (err != 0) {
+      return tool_error(ToolErrc::io_error,
+                        "cannot list '" + folder.relative + "': " + std::system_category().message(err));
+    }
   }
 
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.path < b.path; });

@@ -62,10 +62,9 @@ ToolResult ReadFileTool::run(const json::object& params, const ToolContext& ctx)
   if (const auto* max_bytes = params.if_contains("max_bytes"))
     limit = std::min(limit, max_bytes->to_number<std::uint64_t>());
 
-  auto real = ctx.workspace->resolve_existing(params.at("path").get_string());
-  if (!real) return real.error();
-  const std::string shown = ctx.workspace->display(*real);
-  auto file = FileHandle::open_regular(*real, shown);
+  // Opened beneath the workspace's descriptor: nothing swapped into the path can lead outside.
+  std::string shown;
+  auto file = FileHandle::open_regular(*ctx.workspace, params.at("path").get_string(), shown);
   if (!file) return file.error();
 
   // Read one byte past the limit to learn whether the file is longer.

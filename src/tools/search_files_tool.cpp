@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -16,6 +15,9 @@
 #include <boost/json/parse.hpp>
 #include <boost/regex.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include "dagent/workspace.hpp"
 #include "text/utf8.hpp"
 #include "tools/file_handle.hpp"
@@ -25,7 +27,6 @@
 namespace dagent::tools {
 namespace {
 
-namespace fs = std::filesystem;
 namespace json = boost::json;
 
 constexpr std::string_view k_name = "search_files";
@@ -55,8 +56,8 @@ constexpr std::string_view k_schema = R"({
 })";
 
 struct Candidate {
-  std::string path;  // as shown: relative to the workspace
-  fs::path real;     // what to open
+  std::string path;      // as shown: relative to the workspace, valid UTF-8
+  std::string relative;  // what to open beneath the workspace: the raw names
 };
 
 // Boost.Regex rather than std::regex: libstdc++'s matcher recurses once per character and
@@ -75,37 +76,53 @@ struct Query {
 
 ToolError cancelled() { return ToolError{ToolErrc::cancelled, "search_files: cancelled"}; }
 
-// How `path` is shown: relative to the workspace, a name that is not UTF-8 with U+FFFD (it then
-// names the file for people, not for another call).
-std::string shown_name(const Workspace& workspace, const fs::path& path) {
-  std::string shown = workspace.display(path);
+// How `relative` is shown: a name that is not UTF-8 with U+FFFD (it then names the file for
+// people, not for another call).
+std::string shown_name(std::string_view relative) {
+  std::string shown(relative);
   text::make_valid_utf8(shown);
   return shown;
 }
 
-// Adds the matching files below `folder`, whose names below the pattern's base are `names`.
-// Unreadable folders are skipped.
+std::string joined(const std::string& folder, std::string_view name) {
+  if (folder == ".") return std::string(name);
+  std::string out = folder;
+  out += '/';
+  out += name;
+  return out;
+}
+
+// Adds the matching files below `folder` (open beneath the workspace; `relative` from the root),
+// whose names below the pattern's base are `names`. Subfolders are opened by name beneath the
+// workspace without following symlinks, so one swapped for a symlink is skipped. Unreadable
+// folders are skipped.
 boost::system::result<void, ToolError> collect(const Workspace& workspace, const GlobPattern& glob,
-                                               const fs::path& folder, std::vector<std::string>& names,
-                                               std::vector<Candidate>& found, const ToolContext& ctx) {
-  std::error_code ec;
-  fs::directory_iterator it(folder, ec);
-  if (ec) return {};
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
+                                               const UniqueFd& folder, const std::string& relative,
+                                               std::vector<std::string>& names, std::vector<Candidate>& found,
+                                               const ToolContext& ctx) {
+  auto reader = DirReader::open(folder, relative);
+  if (!reader) return {};
+  int err = 0;
+  while (const char* name = reader->next(err)) {
     if (ctx.is_cancelled()) return cancelled();
-    const fs::path& path = it->path();
-    names.push_back(path.filename().string());
-    const fs::file_status status = it->symlink_status(ec);
-    if (fs::is_directory(status)) {
+    struct stat info {};
+    if (::fstatat(reader->fd(), name, &info, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    names.emplace_back(name);
+    std::string path = joined(relative, name);
+    if (S_ISDIR(info.st_mode)) {
       if (glob.may_match_below(names)) {
-        if (auto below = collect(workspace, glob, path, names, found, ctx); !below) return below;
+        if (auto below = workspace.open_folder_nofollow(path)) {
+          if (auto more = collect(workspace, glob, *below, path, names, found, ctx); !more) return more;
+        }
       }
-    } else if (fs::is_regular_file(status)) {
-      if (glob.matches(names)) found.push_back({shown_name(workspace, path), path});
-    } else if (fs::is_symlink(status) && glob.matches(names)) {
+    } else if (S_ISREG(info.st_mode)) {
+      if (glob.matches(names)) found.push_back({shown_name(path), std::move(path)});
+    } else if (S_ISLNK(info.st_mode) && glob.matches(names)) {
       // Symlinked files count when they lead to a regular file inside; symlinked folders are not entered.
-      auto target = workspace.resolve_existing(workspace.display(path));
-      if (target && fs::is_regular_file(*target, ec)) found.push_back({shown_name(workspace, path), std::move(*target)});
+      auto target = workspace.open_existing(path, O_PATH);
+      struct stat target_info {};
+      if (target && ::fstat(target->fd.get(), &target_info) == 0 && S_ISREG(target_info.st_mode))
+        found.push_back({shown_name(path), std::move(path)});
     }
     names.pop_back();
   }
@@ -173,9 +190,12 @@ struct LineScan {
 
 // Appends the lines of `file` that match `query` until `matches` holds `limit` entries. Binary
 // and unreadable files add nothing. Holds one block and at most `max_line` bytes of a line.
-boost::system::result<void, ToolError> scan_file(const Candidate& file, const Query& query, std::size_t limit,
+boost::system::result<void, ToolError> scan_file(const Workspace& workspace, const Candidate& file, const Query& query, std::size_t limit,
                                                  std::size_t max_line, json::array& matches, const ToolContext& ctx) {
-  auto handle = FileHandle::open_regular(file.real, file.path);
+  // Opened again beneath the workspace: a file swapped for a symlink since the walk can only lead
+  // inside. Files with more than one hard link are skipped like unreadable ones.
+  std::string shown;
+  auto handle = FileHandle::open_regular(workspace, file.relative, shown);
   if (!handle) return {};
   LineScan scan{file, query, limit, max_line, matches, {}, false, 0};
   std::string block(k_chunk_bytes, '\0');
@@ -249,11 +269,13 @@ ToolResult SearchFilesTool::run(const json::object& params, const ToolContext& c
   bool truncated = false;
   std::vector<Candidate> found;
   // A missing base folder means no match; one that leads outside is an error.
-  if (auto base = workspace.resolve_existing(glob->base())) {
-    std::error_code ec;
-    if (fs::is_directory(*base, ec)) {
+  if (auto base = workspace.open_existing(glob->base(), O_PATH)) {
+    struct stat info {};
+    if (::fstat(base->fd.get(), &info) == 0 && S_ISDIR(info.st_mode)) {
       std::vector<std::string> names;
-      if (auto collected = collect(workspace, *glob, *base, names, found, ctx); !collected) return collected.error();
+      if (auto collected = collect(workspace, *glob, base->fd, workspace.display(base->real), names, found, ctx);
+          !collected)
+        return collected.error();
     }
   } else if (base.error().code != ToolErrc::not_found) {
     return ToolError{base.error().code,
@@ -265,7 +287,7 @@ ToolResult SearchFilesTool::run(const json::object& params, const ToolContext& c
   const std::size_t limit = static_cast<std::size_t>(std::min<std::uint64_t>(max_results, std::uint64_t{1} << 32)) + 1;
   if (query) {
     for (const auto& file : found) {
-      if (auto scanned = scan_file(file, *query, limit, max_line_bytes_, matches, ctx); !scanned)
+      if (auto scanned = scan_file(workspace, file, *query, limit, max_line_bytes_, matches, ctx); !scanned)
         return scanned.error();
       if (matches.size() >= limit) break;
     }

@@ -60,8 +60,9 @@ boost::system::result<FileHandle, ToolError> create_temp(int dir_fd, const std::
 boost::system::result<void, ToolError> commit(int dir_fd, FileHandle temp, const std::string& temp_name,
                                               const std::string& name, std::string_view content,
                                               const struct stat* existing, std::string_view shown) {
-  // Keep the permissions of the file being replaced.
-  if (existing != nullptr && ::fchmod(temp.get(), existing->st_mode & 07777) != 0) {
+  // Keep the read and write permissions of the file being replaced, never an executable,
+  // set-id or sticky bit: a plan must not be able to plant a program.
+  if (existing != nullptr && ::fchmod(temp.get(), existing->st_mode & 0666) != 0) {
     return file_error(errno, "set the permissions of", shown);
   }
   if (auto w = temp.write_all(content, shown); !w) return w;
@@ -88,6 +89,16 @@ boost::system::result<void, ToolError> append_file(int dir_fd, const std::string
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return file_error(errno, "open", shown);
   FileHandle file(fd);
+  // Checked again on the file opened: it may have been swapped since the folder was read.
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) return file_error(errno, "inspect", shown);
+  if (!S_ISREG(info.st_mode)) {
+    return ToolError{ToolErrc::invalid_parameters, "'" + std::string(shown) + "' is not a regular file"};
+  }
+  if (info.st_nlink > 1) return hard_link_error(shown, static_cast<std::uint64_t>(info.st_nlink));
+  if ((info.st_mode & 07111) != 0 && ::fchmod(fd, info.st_mode & 0666) != 0) {
+    return file_error(errno, "set the permissions of", shown);
+  }
   if (auto w = file.write_all(content, shown); !w) return w;
   return file.close(shown);
 }
@@ -110,19 +121,19 @@ ToolResult WriteFileTool::run(const json::object& params, const ToolContext& ctx
   const auto* append = params.if_contains("append");
   const bool appending = append != nullptr && append->get_bool();
 
-  auto real = ctx.workspace->resolve_for_write(params.at("path").get_string(), true);
-  if (!real) return real.error();
-  const std::string shown = ctx.workspace->display(*real);
+  // The folder is opened beneath the workspace's descriptor (missing ones made there one at a
+  // time) and the file is written relative to it, so nothing swapped into the path leads outside.
+  auto target = ctx.workspace->open_for_write(params.at("path").get_string(), true);
+  if (!target) {
+    // A refusal by tools.protected names the tool, as the users read it in a step error.
+    if (target.error().message.find(" is protected (tools.protected: ") != std::string::npos)
+      return ToolError{target.error().code, "write_file: " + target.error().message};
+    return target.error();
+  }
+  const std::string shown = ctx.workspace->display(target->real);
   if (ctx.is_cancelled()) return tool_error(ToolErrc::cancelled, "write_file: cancelled");
-
-  // Work relative to the checked folder so that only its own path is looked up again.
-  int dir_fd = -1;
-  do {
-    dir_fd = ::open(real->parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  } while (dir_fd < 0 && errno == EINTR);
-  if (dir_fd < 0) return file_error(errno, "open the folder of", shown);
-  const FileHandle dir(dir_fd);
-  const std::string name = real->filename().string();
+  const int dir_fd = target->dir.get();
+  const std::string& name = target->name;
 
   struct stat existing {};
   const bool exists = ::fstatat(dir_fd, name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0;
@@ -132,6 +143,8 @@ ToolResult WriteFileTool::run(const json::object& params, const ToolContext& ctx
   if (exists && !S_ISREG(existing.st_mode)) {
     return tool_error(ToolErrc::invalid_parameters, "'" + shown + "' is not a regular file");
   }
+  // Appending would change the other names' file; replacing would silently split them.
+  if (exists && existing.st_nlink > 1) return hard_link_error(shown, static_cast<std::uint64_t>(existing.st_nlink));
 
   const std::string_view text(content.data(), content.size());
   auto written = appending ? append_file(dir_fd, name, text, shown)

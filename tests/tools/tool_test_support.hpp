@@ -61,7 +61,9 @@ inline std::string read_text(const fs::path& path) {
 /// A workspace at <temp>/ws, with <temp>/outside/secret.txt and <temp>/ws2/secret.txt beside it.
 class WorkspaceFixture {
  public:
-  WorkspaceFixture() : root_(make_root(temp_)), workspace_(open(root_)) {
+  /// `protection` as Workspace::open takes it; relative paths are relative to the workspace here.
+  explicit WorkspaceFixture(Protection protection = {})
+      : root_(make_root(temp_)), workspace_(open(root_, absolute_in(root_, std::move(protection)))) {
     write_text(temp_.path() / "outside" / "secret.txt", "outside secret\n");
     write_text(temp_.path() / "ws2" / "secret.txt", "ws2 secret\n");
   }
@@ -91,8 +93,14 @@ class WorkspaceFixture {
     fs::create_directory(temp.path() / "ws");
     return temp.path() / "ws";
   }
-  static Workspace open(const fs::path& root) {
-    auto ws = Workspace::open(root);
+  static Protection absolute_in(const fs::path& root, Protection protection) {
+    for (auto& entry : protection.paths) {
+      if (entry.path.is_relative()) entry.path = root / entry.path;
+    }
+    return protection;
+  }
+  static Workspace open(const fs::path& root, Protection protection) {
+    auto ws = Workspace::open(root, std::move(protection));
     if (!ws) throw std::runtime_error(ws.error().message);
     return std::move(*ws);
   }
