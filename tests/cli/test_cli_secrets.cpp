@@ -292,3 +292,26 @@ TEST_CASE("a replay refuses a task or config outside its recording's folder unle
     CHECK_THAT(r.err, Catch::Contains("the recording's task_ref '" + (dir.path() / "task.yaml").string() + "' is outside"));
   }
 }
+
+TEST_CASE("a memory that holds the key is recalled into the planning prompt masked", "[cli][secrets]") {
+  const char* plan = R"({"steps": [{"id": 1, "action": "list_dir", "parameters": {"path": "."}}]})";
+  json::array rules{
+      json::object{{"path", "/v1/chat/completions"}, {"contains", "intent analyser"},
+                   {"reply", R"({"intent": "list the folder", "tools": []})"}},
+      json::object{{"path", "/v1/chat/completions"}, {"contains", "Write a plan for the goal"}, {"reply", plan}}};
+  TestServer server(TestServerOptions{.script = script(std::move(rules))});
+  TempDir dir;
+  dir.write("docs/deploy.md", std::string("Deploy notes: the folder listing uses key ") + k_key + " for the folder.\n");
+  dir.write("task.yaml", "goal: List the folder with the deploy notes\nworkspace: ws\n");
+  dir.write("ws/a.txt", "alpha");
+  auto ingest = run_dagent(dir, server.base_url(), {"ingest", "docs"});
+  INFO(ingest.err);
+  REQUIRE(ingest.exit_code == 0);
+  auto r = run_dagent(dir, server.base_url(), {"run", "task.yaml", "--json", "--record", "run.jsonl"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const std::string bodies = request_bodies(server);
+  CHECK_THAT(bodies, Catch::Contains("Deploy notes") && Catch::Contains("[redacted API key]"));  // it was recalled
+  CHECK_FALSE(has_key(bodies.substr(bodies.find("intent analyser"))));  // no chat request carried it
+  check_no_key(r, dir, {"run.jsonl"});
+}

@@ -42,7 +42,7 @@ TEST_CASE("llm.base_url: plain http only to loopback hosts, named with file and 
              Catch::StartsWith("config.yaml:2: llm.base_url: invalid base URL"));
 }
 
-TEST_CASE("--set llm.base_url is checked the same way and leaves the config unchanged", "[config][secrets]") {
+TEST_CASE("an llm.base_url given with --set is checked the same way and leaves the config unchanged", "[config][secrets]") {
   Config cfg;
   auto problems = dagent::config::apply_override(cfg, "llm.base_url=http://evil.example/v1");
   REQUIRE(problems.size() == 1);
