@@ -36,6 +36,10 @@ struct StepResult {
   boost::system::error_code error_code;  ///< the tool's ToolErrc when it failed (ToolErrc::unavailable: exit 3)
   VerificationStatus verification = VerificationStatus::not_requested;
   std::string verification_reason;
+  /// tools.approval: "allow", "deny" or "allow_always" and how it was given ("terminal", "flag",
+  /// "callback", "always", "recording"); empty when the step needed no approval or none was given.
+  std::string approval;
+  std::string approval_by;
 };
 
 /// Counters of SPEC §5 `metrics`.

@@ -12,6 +12,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include "dagent/approval.hpp"
 #include "dagent/memory.hpp"
 #include "dagent/run_result.hpp"
 #include "dagent/tool.hpp"
@@ -36,6 +37,12 @@ struct RunOptions {
   bool replay_tools = false;          ///< with replay_file: tool results come from the recording too
   bool replay_instant = false;        ///< with replay_file: streamed replies at once, not at their recorded pace
   std::filesystem::path resume_file;  ///< continue this interrupted recorded run, recording into it
+  /// Asked before each call of a tool that `tools.approval` names (see ApprovalCallback); without
+  /// it (and without approve_tools / approve_all) such steps fail "needs approval". Never asked in
+  /// a replay: the recorded decisions answer.
+  ApprovalCallback approve;
+  std::vector<std::string> approve_tools;  ///< tools (or patterns) approved in advance (CLI --approve)
+  bool approve_all = false;                ///< every call approved in advance (CLI --yes)
 };
 
 /// A validated plan and its DAG, without running it.

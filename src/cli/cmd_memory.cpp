@@ -8,6 +8,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include "cli/terminal_out.hpp"
 #include "cli/commands.hpp"
 #include "dagent/runtime.hpp"
 #include "text/json_utf8.hpp"
@@ -33,14 +34,14 @@ struct ProgressBar {
     if (terminal) {
       constexpr int k_width = 30;
       const int filled = static_cast<int>(k_width * p.chunks_done / p.chunks_total);
-      std::fprintf(stderr, "\r[%.*s%*s] %zu/%zu chunks, %zu/%zu files, %.0f chunks/s ", filled,
+      std::fprintf(stderr, "\r[%.*s%*s] %zu/%zu chunks, %zu/%zu files, %.0f chunks/s ", filled,  // only numbers
                    "##############################", k_width - filled, "", p.chunks_done, p.chunks_total,
                    p.files_done, p.files_total, rate);
     } else {
       const std::size_t tenth = 10 * p.chunks_done / p.chunks_total;
       if (tenth == last_tenth && p.chunks_done != p.chunks_total) return;
       last_tenth = tenth;
-      std::fprintf(stderr, "ingest: %zu chunks embedded (%zu/%zu files), %.0f chunks/s\n", p.chunks_done, p.files_done,
+      print_safe(stderr, "ingest: %zu chunks embedded (%zu/%zu files), %.0f chunks/s\n", p.chunks_done, p.files_done,
                    p.files_total, rate);
     }
     std::fflush(stderr);
@@ -85,7 +86,7 @@ json::object to_json(const IngestReport& r, double seconds) {
 
 int ingest_command(const Options& options) {
   if (options.args.empty()) {
-    std::fprintf(stderr, "dagent: ingest takes one or more files or folders\n");
+    print_safe(stderr, "dagent: ingest takes one or more files or folders\n");
     return 2;
   }
   auto runtime = load_runtime(options);
@@ -99,46 +100,46 @@ int ingest_command(const Options& options) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (bar.terminal && !bar.quiet) std::fputc('\n', stderr);
   const auto& r = outcome.ingest;
-  for (const auto& w : r.warnings) std::fprintf(stderr, "dagent: %s\n", w.c_str());
+  for (const auto& w : r.warnings) print_safe(stderr, "dagent: %s\n", w.c_str());
   if (!outcome.error.empty()) {
-    std::fprintf(stderr, "dagent: ingest failed: %s\n", outcome.error.c_str());
+    print_safe(stderr, "dagent: ingest failed: %s\n", outcome.error.c_str());
     return outcome.exit_code;
   }
   if (options.verbosity >= 0) {
-    std::fprintf(stderr,
+    print_safe(stderr,
                  "ingested %zu file%s (%zu chunks added, %zu replaced), %zu unchanged, %zu skipped, in %.2f s\n",
                  r.files_ingested, r.files_ingested == 1 ? "" : "s", r.chunks_added, r.chunks_replaced,
                  r.files_unchanged, r.files_skipped, seconds);
   }
-  if (options.json) std::printf("%s\n", text::serialize_valid(to_json(r, seconds)).c_str());
+  if (options.json) std::printf("%s\n", json_for_terminal(text::serialize_valid(to_json(r, seconds))).c_str());
   return 0;
 }
 
 int memory_command(const Options& options) {
   if (options.args.size() != 2 || options.args[0] != "search") {
-    std::fprintf(stderr, "dagent: usage: dagent memory search QUERY [-k N] [--json]\n");
+    print_safe(stderr, "dagent: usage: dagent memory search QUERY [-k N] [--json]\n");
     return 2;
   }
   auto runtime = load_runtime(options);
   if (!runtime) return 2;
   auto outcome = runtime->search_memory(options.args[1], options.k);
   if (!outcome.error.empty()) {
-    std::fprintf(stderr, "dagent: memory search failed: %s\n", outcome.error.c_str());
+    print_safe(stderr, "dagent: memory search failed: %s\n", outcome.error.c_str());
     return outcome.exit_code;
   }
   if (options.json) {
     json::array hits;
     for (const auto& hit : outcome.hits) hits.push_back(tools::to_json(hit));
-    std::printf("%s\n", text::serialize_valid(json::object{{"query", options.args[1]}, {"hits", std::move(hits)}}).c_str());
+    std::printf("%s\n", json_for_terminal(text::serialize_valid(json::object{{"query", options.args[1]}, {"hits", std::move(hits)}})).c_str());
     return 0;
   }
-  if (outcome.hits.empty()) std::fprintf(stderr, "no memories match (the memory is empty)\n");
+  if (outcome.hits.empty()) print_safe(stderr, "no memories match (the memory is empty)\n");
   int rank = 0;
   for (const auto& hit : outcome.hits) {
     std::string where = hit.source.empty() ? "memory #" + std::to_string(hit.id)
                                            : shown_path(hit.source) + ":" + std::to_string(hit.begin) + "-" +
                                                  std::to_string(hit.end);
-    std::printf("%2d. %.3f  %s\n    %s\n", ++rank, hit.score, where.c_str(), one_line(hit.text, 240).c_str());
+    print_safe(stdout, "%2d. %.3f  %s\n    %s\n", ++rank, hit.score, where.c_str(), one_line(hit.text, 240).c_str());
   }
   return 0;
 }

@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "cli/approval_prompt.hpp"
+#include "cli/terminal_out.hpp"
 #include "cli/commands.hpp"
 #include "cli/live_view.hpp"
 #include "dagent/runtime.hpp"
@@ -43,7 +45,7 @@ std::string task_of_recording(const std::filesystem::path& recording, std::strin
 
 int replay_command(const Options& options) {
   if (options.args.size() != 1) {
-    std::fprintf(stderr, "dagent: replay takes one RECORDING (a file written with --record)\n");
+    print_safe(stderr, "dagent: replay takes one RECORDING (a file written with --record)\n");
     return 2;
   }
   Options run = options;
@@ -51,7 +53,7 @@ int replay_command(const Options& options) {
   std::string error;
   auto task = task_of_recording(run.replay_file, &error);  // its config: see load_runtime()
   if (task.empty()) {
-    std::fprintf(stderr, "dagent: %s\n", error.c_str());
+    print_safe(stderr, "dagent: %s\n", error.c_str());
     return 2;
   }
   run.args = {task};
@@ -64,13 +66,13 @@ int run_command(const Options& options) {
     std::string error;
     auto task = task_of_recording(given.resume_file, &error);
     if (task.empty()) {
-      std::fprintf(stderr, "dagent: %s\n", error.c_str());
+      print_safe(stderr, "dagent: %s\n", error.c_str());
       return 2;
     }
     given.args = {task};
   }
   if (given.args.size() != 1) {
-    std::fprintf(stderr, "dagent: run takes one TASK (a task file or a task name from config.yaml)\n");
+    print_safe(stderr, "dagent: run takes one TASK (a task file or a task name from config.yaml)\n");
     return 2;
   }
   // A resumed recording is appended to, not replaced; any other file at the path is a previous
@@ -81,7 +83,7 @@ int run_command(const Options& options) {
   if (!given.record_file.empty() && !given.force && given.record_file != given.resume_file &&
       std::filesystem::exists(std::filesystem::symlink_status(given.record_file, fs_ec)) &&
       !std::filesystem::is_character_file(target) && !std::filesystem::is_fifo(target)) {
-    std::fprintf(stderr, "dagent: --record: %s already exists; give --force to replace it\n",
+    print_safe(stderr, "dagent: --record: %s already exists; give --force to replace it\n",
                  given.record_file.c_str());
     return 2;
   }
@@ -106,31 +108,40 @@ int run_command(const Options& options) {
   run_options.replay_tools = given.replay_tools;
   run_options.replay_instant = given.replay_instant;
   run_options.resume_file = given.resume_file;
+  // tools.approval: consent given in advance, else asked on the terminal when there is one (a
+  // replay answers from its recording and never asks).
+  run_options.approve_tools = given.approve;
+  run_options.approve_all = given.yes;
+  std::optional<ApprovalPrompt> prompt;
+  if (given.replay_file.empty() && ApprovalPrompt::available()) {
+    prompt.emplace(view, stderr);
+    run_options.approve = ApprovalPromptHook{&*prompt};
+  }
 
   auto outcome = runtime->run_task(given.args[0], run_options);
   if (!outcome.problems.empty()) {
-    for (const auto& p : outcome.problems) std::fprintf(stderr, "%s\n", p.c_str());
+    for (const auto& p : outcome.problems) print_safe(stderr, "%s\n", p.c_str());
     if (outcome.unreachable) {
-      std::fprintf(stderr, "dagent: the model could not be reached, nothing was run\n");
+      print_safe(stderr, "dagent: the model could not be reached, nothing was run\n");
     } else {
-      std::fprintf(stderr, "dagent: invalid input, nothing was run (%zu problem%s)\n", outcome.problems.size(),
+      print_safe(stderr, "dagent: invalid input, nothing was run (%zu problem%s)\n", outcome.problems.size(),
                    outcome.problems.size() == 1 ? "" : "s");
     }
     return outcome.exit_code();
   }
   view.finish(outcome.result);
   if (!outcome.result.error.empty() && !outcome.result.interrupted)
-    std::fprintf(stderr, "dagent: %s\n", outcome.result.error.c_str());
-  if (options.json) std::printf("%s\n", text::serialize_valid(to_json(outcome.result)).c_str());
+    print_safe(stderr, "dagent: %s\n", outcome.result.error.c_str());
+  if (options.json) std::printf("%s\n", json_for_terminal(text::serialize_valid(to_json(outcome.result))).c_str());
   int code = outcome.exit_code();
   errno = 0;
   if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0) {  // a full disk or closed pipe: the result is lost
-    std::fprintf(stderr, "dagent: cannot write the %s to stdout: %s\n", options.json ? "result JSON" : "answer",
+    print_safe(stderr, "dagent: cannot write the %s to stdout: %s\n", options.json ? "result JSON" : "answer",
                  errno != 0 ? std::strerror(errno) : "write error");
     if (code == 0) code = 1;
   }
   // The run's memory update is stored after its result is out (background_tasks.memory_updates).
-  for (const auto& p : runtime->finish_background()) std::fprintf(stderr, "dagent: %s\n", p.c_str());
+  for (const auto& p : runtime->finish_background()) print_safe(stderr, "dagent: %s\n", p.c_str());
   return code;
 }
 

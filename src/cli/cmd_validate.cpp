@@ -2,6 +2,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli/terminal_out.hpp"
 #include "cli/commands.hpp"
 #include "dagent/runtime.hpp"
 #include "executor/plan.hpp"
@@ -12,12 +13,12 @@ namespace dagent::cli {
 namespace {
 
 int report(const std::vector<std::string>& problems, const std::string& what) {
-  for (const auto& p : problems) std::fprintf(stderr, "%s\n", p.c_str());
+  for (const auto& p : problems) print_safe(stderr, "%s\n", p.c_str());
   if (problems.empty()) {
-    std::printf("%s: ok\n", what.c_str());
+    print_safe(stdout, "%s: ok\n", what.c_str());
     return 0;
   }
-  std::fprintf(stderr, "dagent: %s: %zu problem%s\n", what.c_str(), problems.size(), problems.size() == 1 ? "" : "s");
+  print_safe(stderr, "dagent: %s: %zu problem%s\n", what.c_str(), problems.size(), problems.size() == 1 ? "" : "s");
   return 2;
 }
 
@@ -25,7 +26,7 @@ int report(const std::vector<std::string>& problems, const std::string& what) {
 
 int validate_command(const Options& options) {
   if (options.args.size() > 1) {
-    std::fprintf(stderr, "dagent: validate takes at most one TASK or PLAN.json\n");
+    print_safe(stderr, "dagent: validate takes at most one TASK or PLAN.json\n");
     return 2;
   }
   auto runtime = load_runtime(options);

@@ -1,6 +1,11 @@
 #include "cli/live_view.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "cli/terminal_out.hpp"
+#include "text/terminal.hpp"
 
 namespace dagent::cli {
 
@@ -31,10 +36,10 @@ void LiveView::start(const RunResult& skeleton) {
   if (mode_ == Mode::quiet) return;
   clear_block();  // the planning phase's progress line, drawn before the plan was known
   if (skeleton.levels.empty()) {
-    std::fprintf(out_, "run %s: task %s, steps start as the plan streams in\n", skeleton.run_id.c_str(),
+    print_safe(out_, "run %s: task %s, steps start as the plan streams in\n", skeleton.run_id.c_str(),
                  skeleton.task.c_str());
   } else {
-    std::fprintf(out_, "run %s: task %s, %zu steps in %zu levels\n", skeleton.run_id.c_str(), skeleton.task.c_str(),
+    print_safe(out_, "run %s: task %s, %zu steps in %zu levels\n", skeleton.run_id.c_str(), skeleton.task.c_str(),
                  total_, skeleton.levels.size());
   }
   std::fflush(out_);
@@ -46,7 +51,10 @@ void LiveView::on_planning(const PlanningEvent& ev) {
     return;
   }
   if (ev.phase == PlanningPhase::synthesis && ev.finished && answering_) {
-    std::fputc('\n', answer_out_);
+    answer_safe_.clear();
+    answer_filter_.finish(answer_safe_);
+    answer_safe_ += '\n';
+    std::fwrite(answer_safe_.data(), 1, answer_safe_.size(), answer_out_);
     std::fflush(answer_out_);
     answering_ = false;
   }
@@ -56,7 +64,7 @@ void LiveView::on_planning(const PlanningEvent& ev) {
     return;  // the start of a short phase says nothing its end does not
   clear_block();
   std::string name(to_string(ev.phase));
-  std::fprintf(out_, "[%9.1f ms] plan %s %s%s%.*s\n", ev.at_ms, name.c_str(), ev.finished ? "done" : "started",
+  print_safe(out_, "[%9.1f ms] plan %s %s%s%.*s\n", ev.at_ms, name.c_str(), ev.finished ? "done" : "started",
                ev.detail.empty() ? "" : ": ", static_cast<int>(ev.detail.size()), ev.detail.data());
   redraw(ev.at_ms, true);
 }
@@ -68,7 +76,9 @@ void LiveView::on_answer(std::string_view piece) {
     std::fflush(out_);
     answering_ = true;
   }
-  std::fwrite(piece.data(), 1, piece.size(), answer_out_);
+  answer_safe_.clear();
+  answer_filter_.feed(piece, answer_safe_);
+  std::fwrite(answer_safe_.data(), 1, answer_safe_.size(), answer_out_);
   std::fflush(answer_out_);
 }
 
@@ -79,7 +89,7 @@ void LiveView::on_event(const StepEvent& ev) {
                             ev.verification != VerificationStatus::pending;
   if (seen_.insert(ev.step_id).second && seen_.size() > total_) total_ = seen_.size();
   if (ev.status == StepStatus::running) {
-    running_[ev.step_id] = Running{std::string(ev.action), ev.at_ms};
+    running_[ev.step_id] = Running{text::for_terminal(ev.action), ev.at_ms};  // redraw() prints it raw
   } else if (terminal && !verdict_only) {
     running_.erase(ev.step_id);
     ++done_;
@@ -101,7 +111,7 @@ void LiveView::on_event(const StepEvent& ev) {
       if (ev.attempt > 1) detail += " (attempt " + std::to_string(ev.attempt) + ")";
     }
     if (!ev.message.empty()) detail += ": " + std::string(ev.message);
-    std::fprintf(out_, "[%9.1f ms] %s step %d %.*s: %s\n", ev.at_ms, verdict_only ? "    " : mark(ev.status),
+    print_safe(out_, "[%9.1f ms] %s step %d %.*s: %s\n", ev.at_ms, verdict_only ? "    " : mark(ev.status),
                  ev.step_id, static_cast<int>(ev.action.size()), ev.action.data(), detail.c_str());
     redraw(ev.at_ms, true);
   } else {
@@ -110,13 +120,13 @@ void LiveView::on_event(const StepEvent& ev) {
 }
 
 void LiveView::clear_block() {
-  if (mode_ != Mode::terminal || drawn_lines_ == 0) return;
+  if (mode_ != Mode::terminal || drawn_lines_ == 0 || held_) return;
   std::fprintf(out_, "\x1b[%dF\x1b[J", drawn_lines_);
   drawn_lines_ = 0;
 }
 
 void LiveView::redraw(double now_ms, bool force) {
-  if (mode_ != Mode::terminal) {
+  if (mode_ != Mode::terminal || held_) {  // paused: no cursor movement among held lines
     std::fflush(out_);
     return;
   }
@@ -152,18 +162,43 @@ void LiveView::finish(const RunResult& r) {
   if (mode_ != Mode::quiet || r.status != RunStatus::succeeded) {
     for (const auto& s : r.steps) {
       if (s.status == StepStatus::failed)
-        std::fprintf(out_, "  step %d %s failed: %s\n", s.id, s.action.c_str(), s.error.c_str());
+        print_safe(out_, "  step %d %s failed: %s\n", s.id, s.action.c_str(), s.error.c_str());
       else if (s.verification == VerificationStatus::failed)
-        std::fprintf(out_, "  step %d %s failed verification: %s\n", s.id, s.action.c_str(),
+        print_safe(out_, "  step %d %s failed verification: %s\n", s.id, s.action.c_str(),
                      s.verification_reason.c_str());
     }
   }
-  std::fprintf(out_, "%s %s: %zu succeeded, %zu failed, %zu skipped", r.task.c_str(),
+  print_safe(out_, "%s %s: %zu succeeded, %zu failed, %zu skipped", r.task.c_str(),
                r.status == RunStatus::succeeded ? "succeeded" : (r.interrupted ? "interrupted" : "failed"), ok, failed,
                skipped);
   if (unverified) std::fprintf(out_, ", %zu failed verification", unverified);
   std::fprintf(out_, " in %.1f ms (at most %d steps at once)\n", r.metrics.wall_ms, r.metrics.max_concurrent_steps);
   std::fflush(out_);
+}
+
+void LiveView::pause() {
+  if (held_) return;
+  clear_block();
+  std::fflush(out_);
+  std::FILE* memory = ::open_memstream(&held_text_, &held_size_);
+  if (!memory) return;  // nothing held: progress goes on printing
+  held_ = out_;
+  out_ = memory;
+  if (answer_out_ == held_) answer_out_ = memory;
+}
+
+void LiveView::resume() {
+  if (!held_) return;
+  std::FILE* memory = out_;
+  out_ = held_;
+  if (answer_out_ == memory) answer_out_ = held_;
+  held_ = nullptr;
+  std::fclose(memory);
+  if (held_size_ > 0) std::fwrite(held_text_, 1, held_size_, out_);
+  std::free(held_text_);
+  held_text_ = nullptr;
+  held_size_ = 0;
+  std::fflush(out_);  // the block comes back with the next event
 }
 
 }  // namespace dagent::cli

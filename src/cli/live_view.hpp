@@ -10,6 +10,7 @@
 #include <string>
 
 #include "dagent/run_result.hpp"
+#include "text/terminal.hpp"
 
 namespace dagent::cli {
 
@@ -30,6 +31,10 @@ class LiveView {
   void on_answer(std::string_view piece);
   /// Clears the live block and prints the summary of `result`.
   void finish(const RunResult& result);
+  /// The terminal asks the user something (tools.approval): the live block is cleared and what
+  /// the view prints meanwhile is held; resume() writes it out and redraws.
+  void pause();
+  void resume();
 
  private:
   struct Running {
@@ -43,12 +48,17 @@ class LiveView {
   std::FILE* out_;
   std::FILE* answer_out_;
   bool answering_ = false;
+  text::TerminalFilter answer_filter_;  // the answer streams in pieces; a sequence may span two
+  std::string answer_safe_;
   std::set<int> seen_;  // steps of a streamed plan are counted as they appear
   std::size_t total_ = 0;
   std::size_t done_ = 0, failed_ = 0, skipped_ = 0;
   std::map<int, Running> running_;
   int drawn_lines_ = 0;
   std::chrono::steady_clock::time_point last_draw_{};
+  std::FILE* held_ = nullptr;  // while paused: out_ is this memory stream, the real stream is here
+  char* held_text_ = nullptr;
+  std::size_t held_size_ = 0;
 };
 
 /// RunOptions hooks that forward to a view (named types: no capturing lambdas needed).

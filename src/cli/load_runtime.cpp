@@ -7,6 +7,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include "cli/terminal_out.hpp"
 #include "cli/commands.hpp"
 #include "config/loader.hpp"
 #include "dagent/runtime.hpp"
@@ -18,8 +19,8 @@ namespace dagent::cli {
 namespace {
 
 void print(const std::vector<std::string>& problems) {
-  for (const auto& p : problems) std::fprintf(stderr, "%s\n", p.c_str());
-  std::fprintf(stderr, "dagent: %zu configuration problem%s\n", problems.size(), problems.size() == 1 ? "" : "s");
+  for (const auto& p : problems) print_safe(stderr, "%s\n", p.c_str());
+  print_safe(stderr, "dagent: %zu configuration problem%s\n", problems.size(), problems.size() == 1 ? "" : "s");
 }
 
 // A replay runs with the configuration its recording was made with (the config file as it was,
@@ -85,7 +86,7 @@ std::unique_ptr<Runtime> load_runtime(const Options& options) {
   }
   auto path = config_path(given);
   if (auto* error = std::get_if<std::string>(&path)) {
-    std::fprintf(stderr, "dagent: %s\n", error->c_str());
+    print_safe(stderr, "dagent: %s\n", error->c_str());
     return nullptr;
   }
   auto loaded = Runtime::load(std::get<std::filesystem::path>(path), given.overrides);

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "cli/terminal_out.hpp"
 #include "cli/commands.hpp"
 
 int main(int argc, char** argv) {
@@ -10,7 +11,7 @@ int main(int argc, char** argv) {
   try {
     auto parsed = parse_options(argc, argv);
     if (auto* error = std::get_if<std::string>(&parsed)) {
-      std::fprintf(stderr, "dagent: %s\n\n%s", error->c_str(), usage().c_str());
+      print_safe(stderr, "dagent: %s\n\n%s", error->c_str(), usage().c_str());
       return 2;
     }
     const auto& options = std::get<Options>(parsed);
@@ -29,7 +30,7 @@ int main(int argc, char** argv) {
     if (options.command == "memory") return memory_command(options);
     return validate_command(options);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dagent: internal error: %s\n", e.what());
+    print_safe(stderr, "dagent: internal error: %s\n", e.what());
     return 1;
   }
 }

@@ -35,6 +35,8 @@ std::string usage() {
          "  --replay-tools           with --replay: tool results from the recording too\n"
          "  --replay-timing MODE     recorded (default): streamed replies at their recorded pace; instant\n"
          "  --resume FILE            finish an interrupted recorded run; finished steps are not run again\n"
+         "  --approve TOOL           approve every call of TOOL (a name or glob) that tools.approval names; repeatable\n"
+         "  --yes                    approve every call that tools.approval names (no question asked)\n"
          "  -k N                     memory search: number of hits (default memory.recall_k)\n"
          "  -q / -v                  quieter / more verbose progress on stderr\n"
          "\n"
@@ -86,6 +88,12 @@ std::variant<Options, std::string> parse_options(int argc, char** argv) {
       auto v = value_of(i, flag);
       if (!v || v->empty()) return flag + " needs a file";
       (flag == "--record" ? o.record_file : flag == "--replay" ? o.replay_file : o.resume_file) = *v;
+    } else if (is("--approve")) {
+      auto v = value_of(i, "--approve");
+      if (!v || v->empty()) return std::string("--approve needs a tool name (or a glob such as write_*)");
+      o.approve.push_back(*v);
+    } else if (arg == "--yes") {
+      o.yes = true;
     } else if (arg == "--force") {
       o.force = true;
     } else if (arg == "--replay-tools") {

@@ -24,6 +24,8 @@ struct Options {
   bool replay_tools = false;                    ///< --replay-tools
   bool replay_instant = false;                  ///< --replay-timing instant
   std::filesystem::path resume_file;            ///< --resume FILE
+  std::vector<std::string> approve;             ///< --approve TOOL, repeatable: tools.approval consent given in advance
+  bool yes = false;                             ///< --yes: every tools.approval call approved
 };
 
 /// Parses argv; an error message (usage problem) when it cannot.

@@ -27,6 +27,7 @@ struct LlmConfig {
   std::int64_t stream_max_bytes = 16 << 20;    ///< a streamed reply's body at most
   double retry_budget = 0.2;                   ///< retries at most this fraction of the calls made...
   int retry_budget_min = 5;                    ///< ...but always this many
+  std::vector<std::string> models;             ///< more models the `llm` tool may name, besides `model`
 };
 
 struct ConnectionPoolingConfig {
@@ -142,12 +143,23 @@ struct MemoryConfig {
   int dimensions = 0;  ///< asks the embedding model for vectors this long; 0: the model's default
 };
 
+/// Per-run budgets (README "Budgets"); 0 is unlimited.
+struct LimitsConfig {
+  std::int64_t max_llm_calls = 0;          ///< chat calls a run may start (planner, llm steps, judge)
+  std::int64_t max_tokens = 0;             ///< prompt + completion tokens of those calls together
+  std::int64_t max_wall_ms = 0;            ///< a run's wall time; then it is cancelled
+  std::int64_t max_tokens_per_call = 4096; ///< an llm step's max_tokens at most, and its default
+};
+
 struct ToolsConfig {
   std::string workspace = ".";
   std::int64_t read_max_bytes = 1 << 20;        ///< read_file's default and largest max_bytes
   std::int64_t search_max_line_bytes = 64 << 10;  ///< search_files looks at this much of a line
   std::vector<std::string> enabled = {"read_file", "write_file", "list_dir", "search_files",
                                       "llm",       "memory_search", "memory_add"};
+  /// Tools that need the user's consent before each call: names or globs (`*`, `?`, `[...]`,
+  /// e.g. `write_*`). Empty: none, so non-interactive runs behave as before.
+  std::vector<std::string> approval;
 };
 
 /// Where a task came from, for messages.
@@ -175,6 +187,7 @@ struct Config {
   VerificationConfig verification;
   MemoryConfig memory;
   ToolsConfig tools;
+  LimitsConfig limits;
   std::map<std::string, Task> tasks;
   std::filesystem::path base_dir = ".";  ///< folder of the config file; relative paths resolve here
   std::string source = "<defaults>";      ///< the config file's path, or "<defaults>"

@@ -378,6 +378,7 @@ constexpr std::array k_fields = {
            LowerBound::inclusive, 10.0),
     integer("llm.retry_budget_min", [](Config& c) -> auto& { return c.llm.retry_budget_min; }, 0,
             1000),
+    name_list("llm.models", [](Config& c) -> auto& { return c.llm.models; }, {}),  // any model names
 
     flag("performance.connection_pooling.enabled",
          [](Config& c) -> auto& { return c.performance.connection_pooling.enabled; }),
@@ -507,6 +508,14 @@ constexpr std::array k_fields = {
             [](Config& c) -> auto& { return c.tools.search_max_line_bytes; }, 64, 16 << 20),
     name_list("tools.enabled", [](Config& c) -> auto& { return c.tools.enabled; },
               k_tool_names),
+    // Tool names or globs; any name, since programs register tools of their own.
+    name_list("tools.approval", [](Config& c) -> auto& { return c.tools.approval; }, {}),
+
+    integer("limits.max_llm_calls", [](Config& c) -> auto& { return c.limits.max_llm_calls; }, 0),
+    integer("limits.max_tokens", [](Config& c) -> auto& { return c.limits.max_tokens; }, 0),
+    integer("limits.max_wall_ms", [](Config& c) -> auto& { return c.limits.max_wall_ms; }, 0, k_max_ms),
+    integer("limits.max_tokens_per_call",
+            [](Config& c) -> auto& { return c.limits.max_tokens_per_call; }, 0, 1 << 20),
 };
 
 const Field* find_field(std::string_view key) {
@@ -648,8 +657,13 @@ std::optional<std::vector<std::string>> read_names(const Field& field, const YAM
       out.add(line, std::string(at.key), "expected a name, got " + describe(element));
       continue;
     }
-    const std::string& name = element.Scalar();
-    if (std::find(field.names.begin(), field.names.end(), name) == field.names.end()) {
+    const std::string name = text_of(element);
+    if (name.empty()) {
+      out.add(line, std::string(at.key), "a name must not be empty");
+      continue;
+    }
+    if (!field.names.empty() &&  // an empty span: any name (e.g. llm.models)
+        std::find(field.names.begin(), field.names.end(), name) == field.names.end()) {
       out.add(line, std::string(at.key),
               unknown_message("unknown name " + shown(name), name, field.names));
       continue;

@@ -4,6 +4,8 @@
 #include <boost/json/serialize.hpp>
 
 #include "dagent/tool.hpp"
+#include "planner/untrusted.hpp"
+#include "text/utf8.hpp"
 
 namespace dagent::executor {
 
@@ -33,7 +35,7 @@ net::ChatRequest LlmJudge::make_request(const std::string& criteria, const json:
   if (const auto* obj = output.if_object()) {
     if (const auto* text = obj->if_contains("text"); text && text->is_string()) shown = text->get_string();
   }
-  if (shown.size() > k_max_output_chars) shown = shown.substr(0, k_max_output_chars) + "\n[…truncated]";
+  if (shown.size() > k_max_output_chars) shown = shown.substr(0, text::utf8_cut(shown, k_max_output_chars)) + "\n[…truncated]";
   net::ChatRequest r;
   r.model = model_;
   r.temperature = 0.0;
@@ -42,10 +44,11 @@ net::ChatRequest LlmJudge::make_request(const std::string& criteria, const json:
   r.json_schema = json::parse(R"({"type": "object", "properties": {"passed": {"type": "boolean"},
       "reason": {"type": "string"}}, "required": ["passed", "reason"], "additionalProperties": false})")
                       .as_object();
-  r.messages.push_back({"system",
-                        "You check a step's result against criteria. Answer with JSON {\"passed\": true|false, "
-                        "\"reason\": \"one sentence\"}. Pass only if every criterion holds."});
-  r.messages.push_back({"user", "Criteria:\n" + criteria + "\nResult:\n" + shown});
+  // The step's output is data: a reply that says "this passes" must not pass itself.
+  r.messages.push_back({"system", planner::with_untrusted_rule(
+                                      "You check a step's result against criteria. Answer with JSON {\"passed\": "
+                                      "true|false, \"reason\": \"one sentence\"}. Pass only if every criterion holds.")});
+  r.messages.push_back({"user", "Criteria:\n" + criteria + "\nResult:\n" + planner::untrusted_block("step result", shown)});
   return r;
 }
 

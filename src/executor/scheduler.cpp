@@ -404,6 +404,23 @@ asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
       }
       params = std::move(*resolved);
     }
+    if (rerun == 0 && options_.approval && options_.approval->pattern_for(step.action)) {
+      const int id = step.id;
+      std::string action = step.action;  // copies: the plan may grow while the user decides
+      auto verdict = options_.approval->decide_now(id, action, params);
+      if (!verdict) {
+        emit(index, "waiting for approval (tools.approval)");
+        auto asking = options_.approval->ask(id, std::move(action), params);
+        verdict = co_await std::move(asking);
+      }
+      steps_[index].result.approval = std::move(verdict->decision);
+      steps_[index].result.approval_by = std::move(verdict->given_by);
+      if (!verdict->allowed) {
+        out.error = std::move(verdict->error);
+        out.error_code = make_error_code(ToolErrc::failed);
+        co_return out;
+      }
+    }
 
     ToolResult result = tool_error(ToolErrc::failed, "not run");
     for (int attempt = 0; attempt <= options_.step_retries; ++attempt) {

@@ -20,6 +20,7 @@
 #include "dagent/run_result.hpp"
 #include "dagent/tool.hpp"
 #include "executor/analysis.hpp"
+#include "executor/approval_gate.hpp"
 #include "executor/plan.hpp"
 #include "executor/tool_observer.hpp"
 #include "executor/verifier.hpp"
@@ -42,6 +43,9 @@ struct SchedulerOptions {
   std::optional<std::chrono::steady_clock::time_point> epoch;
   /// Sees every tool call and may answer it instead of the tool (recording, replay); must outlive run().
   ToolObserver* observer = nullptr;
+  /// tools.approval: asked after a step's references are resolved, before its first attempt; the
+  /// wait is not part of step_timeout. Null: no approval. Must outlive run().
+  ApprovalGate* approval = nullptr;
 
   /// The options of a Config (performance.parallel_execution, executor, verification, background_tasks).
   static SchedulerOptions from(const config::Config& cfg);

@@ -28,6 +28,7 @@ class NetCategory final : public boost::system::error_category {
       case NetErrc::replay_mismatch: return "no recorded request matches";
       case NetErrc::provider_refused: return "the provider refused the request";
       case NetErrc::too_large: return "response too large";
+      case NetErrc::budget_exceeded: return "the run's budget is spent";
     }
     return "unknown network error";
   }

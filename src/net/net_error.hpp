@@ -24,6 +24,7 @@ enum class NetErrc {
   replay_mismatch,        ///< replay: the recording holds no request matching this one
   provider_refused,       ///< the provider answered 4xx: it refused this request (see LlmError)
   too_large,              ///< a response or stream exceeded its size cap
+  budget_exceeded,        ///< a run's budget (limits.*) refused the call; nothing was sent
 };
 
 const boost::system::error_category& net_category() noexcept;

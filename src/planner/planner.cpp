@@ -16,6 +16,7 @@
 #include "planner/json_extract.hpp"
 #include "planner/results_digest.hpp"
 #include "planner/step_stream.hpp"
+#include "planner/untrusted.hpp"
 #include "tools/registry.hpp"
 
 namespace dagent::planner {
@@ -183,6 +184,12 @@ void Planner::emit(PlanningPhase phase, bool finished, std::string_view detail) 
   on_event_(ev);
 }
 
+boost::system::result<Prompt, std::string> Planner::render_with_data(PromptKind kind, PromptVars vars) {
+  auto prompt = prompts_.render(kind, vars);
+  if (prompt) prompt->system = with_untrusted_rule(std::move(prompt->system));  // custom templates too
+  return prompt;
+}
+
 asio::awaitable<void> Planner::analyse_intent(Parallel* p) {
   if (!p->ctx.intent.empty() || !cfg_.planner.intent_analysis) co_return;  // routed, or off
   emit(PlanningPhase::intent, false);
@@ -249,7 +256,9 @@ asio::awaitable<boost::system::result<PlanningContext, std::vector<std::string>>
     const auto& route = cfg_.planner.routes[hit->route];
     std::string at = "planner.routes[" + std::to_string(hit->route) + "] (" + route.name + ")";
     for (const auto& tool : route.tools) {
-      if (!registry_.find(tool)) p.problems.push_back(at + ": unknown tool '" + tool + "'");
+      if (!registry_.find(tool) && tools::is_builtin_tool(tool))  // a route cannot reach past tools.enabled
+        p.problems.push_back(at + ": \"" + tool + "\" is disabled (tools.enabled)");
+      else if (!registry_.find(tool)) p.problems.push_back(at + ": unknown tool '" + tool + "'");
       else p.ctx.tools.push_back(tool);
     }
     p.ctx.route = route.name;
@@ -358,14 +367,16 @@ asio::awaitable<PlanDraft> Planner::call_for_plan(Prompt prompt, StepSink on_ste
 
 asio::awaitable<PlanDraft> Planner::draft(PlanningContext ctx, StepSink on_step) {
   const std::string max_steps = std::to_string(cfg_.planner.max_steps);
-  const std::string inputs = ctx.inputs.empty() ? "(none)" : json::serialize(ctx.inputs);
-  const std::string memories = ctx.memories.empty() ? "(none)" : "- " + join(ctx.memories, "\n- ");
+  // Task inputs and recalled memories are data: each set in its own untrusted-data block.
+  const std::string inputs = ctx.inputs.empty() ? "(none)" : untrusted_block("task inputs", json::serialize(ctx.inputs));
+  const std::string memories =
+      ctx.memories.empty() ? "(none)" : untrusted_block("recalled memories", "- " + join(ctx.memories, "\n- "));
   const std::string format = format_rule();
   const std::string intent = ctx.intent.empty() ? "(not analysed)" : ctx.intent;
   const std::pair<std::string_view, std::string_view> vars[] = {
       {"goal", ctx.goal},         {"intent", intent}, {"tools", ctx.catalog}, {"memories", memories},
       {"inputs", inputs},         {"format", format}, {"max_steps", max_steps}};
-  auto prompt = prompts_.render(PromptKind::plan, vars);
+  auto prompt = render_with_data(PromptKind::plan, vars);
   if (!prompt) co_return template_failure(prompt.error());
   if (!ctx.deadline) ctx.deadline = after(cfg_.planner.planning_timeout_ms);
   const auto deadline = *ctx.deadline;
@@ -375,12 +386,14 @@ asio::awaitable<PlanDraft> Planner::draft(PlanningContext ctx, StepSink on_step)
 
 asio::awaitable<PlanDraft> Planner::repair(PlanningContext ctx, PlanDraft bad) {
   // Both quote the model's reply (the problems name its keys and values): each within the budget.
-  const std::string problems = quote_within("- " + join(bad.problems, "\n- "), cfg_.planner.quote_budget_tokens);
-  const std::string plan = quote_within(bad.reply, cfg_.planner.quote_budget_tokens);
+  // The model's earlier reply is data now, and so are the problems that quote it.
+  const std::string problems = untrusted_block(
+      "problems found in the plan", quote_within("- " + join(bad.problems, "\n- "), cfg_.planner.quote_budget_tokens));
+  const std::string plan = untrusted_block("the plan you wrote", quote_within(bad.reply, cfg_.planner.quote_budget_tokens));
   const std::string format = format_rule();
   const std::pair<std::string_view, std::string_view> vars[] = {
       {"goal", ctx.goal}, {"plan", plan}, {"problems", problems}, {"tools", ctx.catalog}, {"format", format}};
-  auto prompt = prompts_.render(PromptKind::repair, vars);
+  auto prompt = render_with_data(PromptKind::repair, vars);
   if (!prompt) co_return template_failure(prompt.error());
   if (!ctx.deadline) ctx.deadline = after(cfg_.planner.planning_timeout_ms);
   const auto deadline = *ctx.deadline;
@@ -404,11 +417,13 @@ asio::awaitable<PlanDraft> Planner::replan(PlanningContext ctx, json::array kept
                                            std::string reason, int next_id) {
   const std::string next = std::to_string(next_id);
   const std::string format = format_rule();
-  const std::string why = quote_within(reason, cfg_.planner.quote_budget_tokens);  // the model's words
+  // The model's words (after reading the results) and the step outputs: both data.
+  const std::string why = untrusted_block("the reason to replan", quote_within(reason, cfg_.planner.quote_budget_tokens));
+  const std::string shown = untrusted_block("step results", results);
   const std::pair<std::string_view, std::string_view> vars[] = {
-      {"goal", ctx.goal},   {"results", results}, {"reason", why},
+      {"goal", ctx.goal},   {"results", shown}, {"reason", why},
       {"next_id", next},    {"tools", ctx.catalog}, {"format", format}};
-  auto prompt = prompts_.render(PromptKind::replan, vars);
+  auto prompt = render_with_data(PromptKind::replan, vars);
   if (!prompt) co_return template_failure(prompt.error());
   auto more = co_await call_for_plan(std::move(*prompt), {}, PlanningPhase::replan, ctx, &kept,
                                      after(cfg_.planner.answer_timeout_ms),
@@ -421,14 +436,14 @@ asio::awaitable<PlanDraft> Planner::replan(PlanningContext ctx, json::array kept
 asio::awaitable<Answer> Planner::synthesize(std::string goal, std::vector<StepResult> steps, bool allow_replan,
                                             std::function<void(std::string_view)> on_delta) {
   Answer answer;
-  const std::string results = digest_results(steps, cfg_.planner.answer_budget_tokens);
+  const std::string results = untrusted_block("step results", digest_results(steps, cfg_.planner.answer_budget_tokens));
   const std::string replan_rule =
       allow_replan ? "If the results are not enough to answer and more tool calls would fix that, reply instead "
                      "with one line: REPLAN: <what is missing>"
                    : "";
   const std::pair<std::string_view, std::string_view> vars[] = {
       {"goal", goal}, {"results", results}, {"replan_rule", replan_rule}};
-  auto prompt = prompts_.render(PromptKind::answer, vars);
+  auto prompt = render_with_data(PromptKind::answer, vars);
   if (!prompt) {
     answer.error = internal_error(prompt.error());
     co_return answer;

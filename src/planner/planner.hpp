@@ -103,7 +103,7 @@ class Planner {
   boost::asio::awaitable<PlanDraft> create_plan(std::string goal, boost::json::object inputs);
 
   /// New steps after a run whose results were not enough: `kept` are the steps that keep their
-  /// results, `results` their digest; new steps are numbered from `next_id`. The draft holds only
+  /// results, `results` their digest (quoted in an untrusted-data block, as is the reason); new steps are numbered from `next_id`. The draft holds only
   /// the new steps; it is validated together with `kept`, and a reply without new steps is a
   /// problem. Bounded by planner.answer_timeout_ms.
   boost::asio::awaitable<PlanDraft> replan(PlanningContext ctx, boost::json::array kept, std::string results,
@@ -125,6 +125,9 @@ class Planner {
                                                   std::chrono::steady_clock::time_point deadline,
                                                   std::string timeout_message);
   net::ChatRequest plan_request(Prompt prompt, const PlanningContext& ctx) const;
+  /// prompts_.render(kind, vars) for a prompt that carries untrusted data: its system part ends
+  /// with k_untrusted_rule, whatever the template (built-in or a file) says.
+  boost::system::result<Prompt, std::string> render_with_data(PromptKind kind, PromptVars vars);
   std::string format_rule() const;
   void validate(PlanDraft& draft, const PlanningContext& ctx, const boost::json::array* kept) const;
   void emit(PlanningPhase phase, bool finished, std::string_view detail = {}) const;

@@ -114,7 +114,12 @@ boost::system::result<std::string, std::string> PromptLibrary::text(PromptKind k
 boost::system::result<Prompt, std::string> PromptLibrary::render(PromptKind kind, PromptVars vars) {
   auto tmpl = text(kind);
   if (!tmpl) return {boost::system::in_place_error, tmpl.error()};
-  return split_prompt(render_template(*tmpl, vars));
+  // Split before the values go in: a value holding a line "@@user" (a tool's output, a memory)
+  // must not move the boundary between the system and the user part.
+  Prompt parts = split_prompt(std::move(*tmpl));
+  parts.system = render_template(parts.system, vars);
+  parts.user = render_template(parts.user, vars);
+  return parts;
 }
 
 }  // namespace dagent::planner

@@ -51,7 +51,8 @@ class PromptLibrary {
   /// The template text of `kind`; an error names the file that could not be read.
   boost::system::result<std::string, std::string> text(PromptKind kind);
 
-  /// text(kind) rendered with `vars` and split into system and user parts.
+  /// text(kind) split into system and user parts, each then rendered with `vars` (so no value
+  /// can move the split).
   boost::system::result<Prompt, std::string> render(PromptKind kind, PromptVars vars);
 
   /// Template files read from disk so far (cache effectiveness, for tests).

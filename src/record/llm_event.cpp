@@ -67,6 +67,7 @@ std::string_view errc_name(NetErrc code) noexcept {
     case NetErrc::replay_mismatch: return "replay_mismatch";
     case NetErrc::provider_refused: return "provider_refused";
     case NetErrc::too_large: return "too_large";
+    case NetErrc::budget_exceeded: return "budget_exceeded";
   }
   return "unknown";
 }

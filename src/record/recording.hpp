@@ -11,6 +11,8 @@
 //   plan    {"type":"plan","steps":[…]}                (the validated plan a goal run executes)
 //   tool    {"type":"tool","step","action","params","output" | "error":{"code","message"}}
 //   step    {"type":"step","step","status","attempt","at_ms","output"?,"error"?}
+//   approval {"type":"approval","step","action","params_sha256","pattern","decision":"allow"|"deny"|"allow_always",
+//            "by":"terminal"|"flag"|"callback"|"always"|"recording","reason"?}   (tools.approval)
 //   end     {"type":"end","status","answer"?}
 // No API key or authorization header is ever part of an event.
 

@@ -235,6 +235,11 @@ std::vector<std::string> Run::check_resumable(const record::Recording& recording
 
 std::vector<std::string> Run::set_up(const config::Task& task) {
   const auto& cfg = *shared_.cfg;
+  // A misspelt tools.approval entry would leave the tool it meant unguarded: an exact name must
+  // name a tool (a glob may match tools registered later, or none).
+  for (const auto& p : cfg.tools.approval)
+    if (p.find_first_of("*?[") == std::string::npos && !tools::is_builtin_tool(p) && !shared_.registry->get(p))
+      return {"tools.approval: '" + p + "' names no tool (write a glob to guard tools that may not be registered)"};
   header_task_ = task;
   std::filesystem::path record_to = options_->record_file;
   if (!options_->resume_file.empty()) {
@@ -295,9 +300,28 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
     recorder_ = std::make_unique<RunRecorder>(*writer_);
     observer_ = recorder_.get();
   }
+  budget_ = std::make_unique<Budget>(*provider_, cfg.limits);  // every chat call of the run passes it
+  provider_ = budget_.get();
   if (source_) {  // memory tools always come from the recording: the replay's memory is a scratch folder
     tool_replay_ = std::make_unique<ToolReplay>(*source_, recorder_.get(), !options_->replay_tools);
     observer_ = tool_replay_.get();
+  }
+  if (!cfg.tools.approval.empty()) {
+    executor::ApprovalGateOptions gate;
+    gate.patterns = cfg.tools.approval;
+    gate.approved = options_->approve_tools;
+    gate.approve_all = options_->approve_all;
+    if (source_) {  // a replay: the recorded decisions answer, never the callback
+      approval_replay_ = std::make_unique<ApprovalReplay>(*source_);
+      gate.recorded = [replay = approval_replay_.get()](int step, std::string_view tool, const json::object& params) {
+        return replay->find(step, tool, params);
+      };
+    } else {
+      gate.ask = options_->approve;
+    }
+    if (recorder_)
+      gate.on_decision = [recorder = recorder_.get()](const executor::ApprovalRecord& r) { recorder->approval(r); };
+    approval_ = std::make_unique<executor::ApprovalGate>(std::move(gate));
   }
   planner::Recall* recall = replay_ ? nullptr : shared_.recall;
   if (recorder_ || source_) {
@@ -311,7 +335,7 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
   for (const Tool* tool : shared_.registry->tools()) {
     std::shared_ptr<Tool> mine;
     if (tool == shared_.llm_tool) {
-      mine = std::make_shared<tools::LlmTool>(*provider_, cfg.llm.model);
+      mine = std::make_shared<tools::LlmTool>(*provider_, tools::LlmTool::options_of(cfg));
     } else if (replay_memory_ && tool == shared_.memory_add_tool) {
       mine = std::make_shared<tools::MemoryAddTool>(*replay_memory_);
     } else if (replay_memory_ && tool == shared_.memory_search_tool) {

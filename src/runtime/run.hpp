@@ -28,6 +28,9 @@
 #include "record/recording.hpp"
 #include "record/recording_provider.hpp"
 #include "record/replay_provider.hpp"
+#include "executor/approval_gate.hpp"
+#include "runtime/approval_replay.hpp"
+#include "runtime/budget.hpp"
 #include "runtime/resume.hpp"
 #include "runtime/run_recorder.hpp"
 #include "runtime/tool_replay.hpp"
@@ -115,11 +118,13 @@ class Run {
   const Shared& shared() const noexcept { return shared_; }
   const RunOptions& options() const noexcept { return *options_; }
   net::LlmProvider& provider() noexcept { return *provider_; }
+  Budget& budget() noexcept { return *budget_; }  ///< the head of the provider chain (limits.*)
   planner::Planner& planner() noexcept { return *planner_; }
   const tools::Registry& registry() const noexcept { return registry_; }
   executor::Verifier& verifier() noexcept { return *verifier_; }
   executor::ToolObserver* observer() const noexcept { return observer_; }
   RunRecorder* recorder() const noexcept { return recorder_.get(); }
+  executor::ApprovalGate* approval() const noexcept { return approval_.get(); }  ///< null: tools.approval is empty
   record::RecordWriter* writer() noexcept { return writer_ ? &*writer_ : nullptr; }
   const std::optional<ResumePoint>& resume() const noexcept { return resume_; }
   ToolContext tool_context() const;
@@ -147,8 +152,11 @@ class Run {
   std::unique_ptr<record::ReplayProvider> replay_;
   std::optional<record::RecordWriter> writer_;
   std::unique_ptr<record::RecordingProvider> recording_;
+  std::unique_ptr<Budget> budget_;  ///< wraps the chain above: a refused call is neither sent nor recorded
   std::unique_ptr<RunRecorder> recorder_;
   std::unique_ptr<ToolReplay> tool_replay_;
+  std::unique_ptr<ApprovalReplay> approval_replay_;
+  std::unique_ptr<executor::ApprovalGate> approval_;
   std::optional<ResumePoint> resume_;
   std::unique_ptr<planner::Recall> recall_tap_;
   std::filesystem::path scratch_memory_;      ///< a replay's own memory folder, removed afterwards

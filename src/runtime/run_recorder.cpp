@@ -2,6 +2,8 @@
 
 #include <boost/json/value_from.hpp>
 
+#include "runtime/approval_replay.hpp"
+
 namespace dagent::runtime {
 
 namespace json = boost::json;
@@ -62,6 +64,18 @@ void RunRecorder::called(int step_id, std::string_view action, const json::objec
   } else {
     event["error"] = to_json(result.error());
   }
+  writer_.write(event);
+}
+
+void RunRecorder::approval(const executor::ApprovalRecord& r) {
+  json::object event{{"type", "approval"},
+                     {"step", r.step_id},
+                     {"action", r.tool},
+                     {"params_sha256", r.parameters ? params_digest(*r.parameters) : std::string()},
+                     {"pattern", r.pattern},
+                     {"decision", to_string(r.answer)},
+                     {"by", r.given_by}};
+  if (!r.reason.empty()) event["reason"] = r.reason;
   writer_.write(event);
 }
 

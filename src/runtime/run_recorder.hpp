@@ -10,6 +10,7 @@
 #include <boost/json/object.hpp>
 
 #include "dagent/run_result.hpp"
+#include "executor/approval_gate.hpp"
 #include "executor/tool_observer.hpp"
 #include "record/recording.hpp"
 
@@ -25,6 +26,8 @@ class RunRecorder final : public executor::ToolObserver {
   void recall(const std::vector<std::string>& memories);
   void step(const StepEvent& event);
   void end(const RunResult& result);
+  /// tools.approval: one decision (which call, what, how it was given).
+  void approval(const executor::ApprovalRecord& record);
   void called(int step_id, std::string_view action, const boost::json::object& params,
               const ToolResult& result) override;
 

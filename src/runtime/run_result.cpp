@@ -89,6 +89,7 @@ json::object to_json(const RunResult& r) {
     v["status"] = to_string(s.verification);
     v["reason"] = s.verification_reason;
     j["verification"] = std::move(v);
+    if (!s.approval.empty()) j["approval"] = json::object{{"decision", s.approval}, {"by", s.approval_by}};
     steps.emplace_back(std::move(j));
   }
   o["steps"] = std::move(steps);

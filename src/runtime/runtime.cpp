@@ -13,6 +13,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include "config/loader.hpp"
@@ -65,9 +66,20 @@ struct OnSignal {
 struct RunDone {
   std::exception_ptr* error;
   asio::signal_set* signals;
+  asio::steady_timer* wall = nullptr;
   void operator()(std::exception_ptr e) const {
     *error = e;
     if (signals) signals->cancel();
+    if (wall) wall->cancel();
+  }
+};
+
+// limits.max_wall_ms ran out: the run is cancelled as by Ctrl-C, and ends with the budget error.
+struct WallExpired {
+  runtime::Run* run;
+  void operator()(const boost::system::error_code& ec) const {
+    if (ec || run->interrupted) return;  // the run ended first, or the user interrupted it
+    if (run->budget().stop_wall()) run->interrupt();
   }
 };
 
@@ -180,7 +192,7 @@ struct Runtime::Impl {
     }
     net::LlmProvider& llm = live();
     if (enabled("llm")) {
-      llm_tool = std::make_shared<tools::LlmTool>(llm, cfg.llm.model);
+      llm_tool = std::make_shared<tools::LlmTool>(llm, tools::LlmTool::options_of(cfg));
       (void)registry.add(llm_tool);
     }
     if (cfg.memory.enabled) {
@@ -276,13 +288,25 @@ void Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
     signals = std::make_unique<asio::signal_set>(io, SIGINT);
     signals->async_wait(OnSignal{&run, signals.get()});
   }
+  run.budget().start(run.epoch);
+  asio::steady_timer wall(io);
+  if (const auto ms = cfg.limits.max_wall_ms; ms > 0) {
+    wall.expires_at(run.epoch + std::chrono::milliseconds(ms));
+    wall.async_wait(WallExpired{&run});
+  }
   std::exception_ptr error;
-  asio::co_spawn(io, guarded(&run, std::move(flow)), RunDone{&error, signals.get()});
+  asio::co_spawn(io, guarded(&run, std::move(flow)), RunDone{&error, signals.get(), &wall});
   io.run();
   result.metrics.wall_ms = runtime::ms_since(run.epoch);
   if (error) std::rethrow_exception(error);
+  const auto& budget_error = run.budget().exceeded();
+  if (budget_error) run.problems.clear();  // planning stopped by the budget: a failed run, not invalid input
   if (!run.problems.empty()) return;
-  result.interrupted = run.interrupted;
+  result.interrupted = run.interrupted && !run.budget().wall_stopped();
+  if (budget_error) {  // the cause leads; errors that only repeat it go
+    const bool repeated = result.error.find("budget exceeded: ") != std::string::npos;
+    result.error = *budget_error + (result.error.empty() || repeated ? "" : "; " + result.error);
+  }
   result.metrics.max_concurrent_steps = run.max_concurrent;
   fill_metrics(result, before, run.provider().metrics(), run.retries);
   runtime::finish_status(result);

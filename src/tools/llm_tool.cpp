@@ -1,8 +1,11 @@
 #include "tools/llm_tool.hpp"
 
+#include <algorithm>
+
 #include <boost/json/parse.hpp>
 
 #include "net/net_error.hpp"
+#include "text/utf8.hpp"
 #include "tools/json_schema.hpp"
 
 namespace dagent::tools {
@@ -55,14 +58,32 @@ const json::object& LlmTool::parameters_schema() const {
   return schema;
 }
 
+LlmToolOptions LlmTool::options_of(const config::Config& cfg) {
+  return LlmToolOptions{
+      .default_model = cfg.llm.model, .models = cfg.llm.models, .max_tokens_per_call = cfg.limits.max_tokens_per_call};
+}
+
 boost::asio::awaitable<ToolResult> LlmTool::invoke(json::object params, ToolContext) {
   net::ChatRequest request;
   const auto* model = params.if_contains("model");
-  request.model = model ? std::string(model->as_string()) : default_model_;
+  request.model = model ? std::string(model->as_string()) : options_.default_model;
+  // A plan is the model's text: it must not pick a model the user did not configure (a dearer one,
+  // or one another key pays for). Refused before any request.
+  if (request.model != options_.default_model &&
+      std::find(options_.models.begin(), options_.models.end(), request.model) == options_.models.end()) {
+    std::string allowed = "'" + options_.default_model + "' (llm.model)";
+    for (const auto& m : options_.models) allowed += ", '" + m + "'";
+    if (!options_.models.empty()) allowed += " (llm.models)";
+    co_return tool_error(ToolErrc::invalid_parameters, "model: '" + request.model.substr(0, text::utf8_cut(request.model, 80)) +
+                                                           "' is not a configured model; allowed: " + allowed);
+  }
   if (const auto* system = params.if_contains("system"))
     request.messages.push_back({"system", std::string(system->as_string())});
   request.messages.push_back({"user", std::string(params.at("prompt").as_string())});
   if (const auto* v = params.if_contains("max_tokens")) request.max_tokens = v->to_number<std::int64_t>();
+  // limits.max_tokens_per_call: a larger request is clamped (the step still runs), none asks for it.
+  if (const auto cap = options_.max_tokens_per_call; cap > 0 && (!request.max_tokens || *request.max_tokens > cap))
+    request.max_tokens = cap;
   if (const auto* v = params.if_contains("temperature")) request.temperature = v->to_number<double>();
   std::shared_ptr<const CompiledSchema> schema;
   if (const auto* v = params.if_contains("json_schema")) {

@@ -80,3 +80,51 @@ TEST_CASE("live_view_stale_progress_line: the plan's arrival clears the planning
   REQUIRE_FALSE(lines.empty());
   CHECK(lines.back().find("[1/1] 0 running") != std::string::npos);
 }
+
+TEST_CASE("live_view_untrusted_text: escape sequences in step text, errors and the streamed answer never reach the terminal",
+          "[cli][live_view]") {
+  Captured out;
+  REQUIRE(out.file);
+  LiveView view(LiveView::Mode::terminal, out.file, out.file);
+  RunResult skeleton;
+  skeleton.run_id = "r1";
+  skeleton.task = "goal\x1b]0;owned\x07";
+  skeleton.levels = {{1, 2}};
+  view.start(skeleton);
+  view.on_planning(PlanningEvent{PlanningPhase::intent, true, 1.0, "intent \x1b[2J"});
+  view.on_event(StepEvent{1, "tool\x1b[31m", StepStatus::running, VerificationStatus::not_requested, 1, 0, 3.0, {}});
+  view.on_event(StepEvent{1, "tool\x1b[31m", StepStatus::failed, VerificationStatus::not_requested, 1, 0, 4.0,
+                          "boom\r\x1b]52;c;cm0gLXJm\x07"});
+  // The answer streams in pieces that cut the sequences in two.
+  view.on_answer("The answer \x1b]0;ti");
+  view.on_answer("tle\x07is \x1b[");
+  view.on_answer("1mbold\x1b[0m.");
+  view.on_planning(PlanningEvent{PlanningPhase::synthesis, true, 5.0, {}});
+  RunResult result = skeleton;
+  result.steps.resize(1);
+  result.steps[0].id = 1;
+  result.steps[0].action = "tool\x1b[31m";
+  result.steps[0].status = StepStatus::failed;
+  result.steps[0].error = "boom\x1b[8m";
+  view.finish(result);
+  const std::string bytes = out.text();
+  INFO(bytes);
+  // Only the view's own cursor (ESC[nF, ESC[J) and colour (ESC[36m, ESC[0m) codes remain.
+  std::string stripped = bytes;
+  for (const char* own : {"\x1b[J", "\x1b[36m", "\x1b[0m"}) {
+    for (auto at = stripped.find(own); at != std::string::npos; at = stripped.find(own)) stripped.erase(at, std::string(own).size());
+  }
+  for (auto at = stripped.find("\x1b["); at != std::string::npos; at = stripped.find("\x1b[", at)) {
+    auto end = at + 2;
+    while (end < stripped.size() && std::isdigit(static_cast<unsigned char>(stripped[end]))) ++end;
+    REQUIRE(end < stripped.size());
+    CHECK(stripped[end] == 'F');
+    stripped.erase(at, end + 1 - at);
+  }
+  CHECK(stripped.find('\x1b') == std::string::npos);
+  CHECK(stripped.find('\x07') == std::string::npos);
+  CHECK(stripped.find('\r') == std::string::npos);
+  CHECK(stripped.find("The answer is bold.") != std::string::npos);
+  CHECK(stripped.find("step 1 tool failed: boom\n") != std::string::npos);
+  CHECK(stripped.find("run r1: task goal,") != std::string::npos);
+}

@@ -1031,3 +1031,58 @@ TEST_CASE("invalid_utf8_task_text: goal, inputs, plan parameters and names that 
     CHECK(dagent::text::is_valid_utf8(problems[0].message));
   }
 }
+
+TEST_CASE("limits: budgets and the llm tool's models are read, overridden and checked") {
+  SECTION("defaults: no budget, a 4096-token cap per llm step, no extra models") {
+    const Config cfg;
+    CHECK(cfg.limits.max_llm_calls == 0);
+    CHECK(cfg.limits.max_tokens == 0);
+    CHECK(cfg.limits.max_wall_ms == 0);
+    CHECK(cfg.limits.max_tokens_per_call == 4096);
+    CHECK(cfg.llm.models.empty());
+    const boost::json::object json = dagent::config::to_json(cfg);
+    CHECK(json.at("limits").at("max_tokens_per_call").as_int64() == 4096);
+    CHECK(json.at("llm").at("models").as_array().empty());
+  }
+  SECTION("read from a file") {
+    const auto result = load(R"(
+llm:
+  models: [gpt-4o, "o3-mini"]
+limits:
+  max_llm_calls: 20
+  max_tokens: 100000
+  max_wall_ms: 600000
+  max_tokens_per_call: 2048
+)");
+    INFO((result.has_value() ? std::string() : result.error().to_string()));
+    REQUIRE(result.has_value());
+    CHECK(result->llm.models == std::vector<std::string>{"gpt-4o", "o3-mini"});
+    CHECK(result->limits.max_llm_calls == 20);
+    CHECK(result->limits.max_tokens == 100000);
+    CHECK(result->limits.max_wall_ms == 600000);
+    CHECK(result->limits.max_tokens_per_call == 2048);
+  }
+  SECTION("set with --set") {
+    Config cfg;
+    CHECK(dagent::config::apply_override(cfg, "limits.max_tokens=5000").empty());
+    CHECK(dagent::config::apply_override(cfg, "llm.models=[a, b]").empty());
+    CHECK(cfg.limits.max_tokens == 5000);
+    CHECK(cfg.llm.models == std::vector<std::string>{"a", "b"});
+  }
+  SECTION("a negative budget names file, line and key") {
+    const auto problem = single_problem(load("limits:\n  max_llm_calls: -1\n"));
+    CHECK(problem.line == 2);
+    CHECK(problem.key == "limits.max_llm_calls");
+  }
+  SECTION("an unknown limit is refused with the known ones") {
+    const auto problem = single_problem(load("limits:\n  max_calls: 3\n"));
+    CHECK(problem.key == "limits.max_calls");
+    CHECK(contains(problem.message, "max_llm_calls"));
+  }
+  SECTION("llm.models: an empty or repeated name is refused") {
+    CHECK(single_problem(load("llm:\n  models: [\"\"]\n")).key == "llm.models");
+    const auto repeated = single_problem(load("llm:\n  models: [a, a]\n"));
+    CHECK(repeated.line == 2);
+    CHECK(contains(repeated.message, "more than once"));
+  }
+}
