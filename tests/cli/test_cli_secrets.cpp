@@ -315,3 +315,23 @@ TEST_CASE("a memory that holds the key is recalled into the planning prompt mask
   CHECK_FALSE(has_key(bodies.substr(bodies.find("intent analyser"))));  // no chat request carried it
   check_no_key(r, dir, {"run.jsonl"});
 }
+
+TEST_CASE("a replay's scratch memory folder comes from mkdtemp in TMPDIR and is removed", "[cli][secrets][record]") {
+  TempDir dir;
+  record_in_subfolder(dir);
+  const std::vector<std::string> args{"run", "task.yaml", "--replay", "rec/run.jsonl", "--config", "config.yaml",
+                                      "--replay-timing", "instant"};
+  SECTION("made and removed") {
+    fs::create_directories(dir.path() / "tmp");
+    auto r = run_dagent(dir, "http://127.0.0.1:9/v1", args, {"TMPDIR=" + (dir.path() / "tmp").string()});
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(fs::is_empty(dir.path() / "tmp"));
+  }
+  SECTION("a TMPDIR where no folder can be made is an error naming it") {
+    dir.write("not-a-folder", "x");
+    auto r = run_dagent(dir, "http://127.0.0.1:9/v1", args, {"TMPDIR=" + (dir.path() / "not-a-folder").string()});
+    CHECK(r.exit_code != 0);
+    CHECK_THAT(r.err, Catch::Contains("--replay: cannot create a scratch memory folder"));
+  }
+}
