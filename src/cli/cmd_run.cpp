@@ -13,6 +13,7 @@
 #include "cli/live_view.hpp"
 #include "dagent/runtime.hpp"
 #include "record/recording.hpp"
+#include "runtime/resume.hpp"
 #include "text/json_utf8.hpp"
 
 namespace dagent::cli {
@@ -34,9 +35,10 @@ std::string task_of_recording(const std::filesystem::path& recording, std::strin
     *error = recording.string() + ":1: the recording names no task; give it: dagent run TASK --replay " + recording.string();
     return {};
   }
-  std::error_code fs_ec;
-  const auto beside = recording.parent_path() / ref;
-  return std::filesystem::is_regular_file(beside, fs_ec) ? beside.lexically_normal().string() : ref;
+  // Never a file outside the recording's folder unless given on the command line (issue 13).
+  auto beside = runtime::recorded_file(recording, "task_ref", ref, error);
+  if (!error->empty()) return {};
+  return beside ? beside->string() : ref;
 }
 
 }  // namespace

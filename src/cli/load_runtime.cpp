@@ -12,6 +12,7 @@
 #include "config/loader.hpp"
 #include "dagent/runtime.hpp"
 #include "record/recording.hpp"
+#include "runtime/resume.hpp"
 
 namespace dagent::cli {
 
@@ -50,16 +51,14 @@ std::optional<std::variant<config::Config, std::vector<std::string>>> recorded_c
   return std::move(*cfg);
 }
 
-// The config file a recording names (relative to the recording's folder), when it exists.
-std::optional<std::filesystem::path> recorded_config_file(const std::filesystem::path& recording) {
+// The config file a recording names (relative to the recording's folder), when it exists; a file
+// outside that folder is refused (*refused set): only --config may name one (issue 13).
+std::optional<std::filesystem::path> recorded_config_file(const std::filesystem::path& recording, std::string* refused) {
   auto header = record::read_header(recording);
   if (!header) return std::nullopt;
   const auto* c = header->if_contains("config");
   if (!c || !c->is_string()) return std::nullopt;
-  const auto file = (recording.parent_path() / std::string(c->get_string())).lexically_normal();
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) return std::nullopt;
-  return file;
+  return runtime::recorded_file(recording, "config", std::string_view(c->get_string()), refused);
 }
 
 }  // namespace
@@ -67,7 +66,12 @@ std::optional<std::filesystem::path> recorded_config_file(const std::filesystem:
 std::unique_ptr<Runtime> load_runtime(const Options& options) {
   auto given = options;
   if (!options.replay_file.empty() && !options.config) {  // the recorded run's config, unless --config says otherwise
-    auto file = recorded_config_file(options.replay_file);
+    std::string refused;
+    auto file = recorded_config_file(options.replay_file, &refused);
+    if (!refused.empty()) {
+      std::fprintf(stderr, "dagent: %s\n", refused.c_str());
+      return nullptr;
+    }
     if (file) given.config = file;
     std::filesystem::path base_file;
     if (auto path = config_path(given); std::holds_alternative<std::filesystem::path>(path))

@@ -24,6 +24,8 @@
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
+#include "net/secret.hpp"
+#include "net/url.hpp"
 #include "text/utf8.hpp"
 
 namespace dagent::config {
@@ -742,6 +744,19 @@ constexpr std::string_view k_prompts_prefix = "planner.prompts.";
 // planning that `validate` passed.
 void check_prompt_file(const Config& cfg, std::string_view key, int line, Reporter& out);
 
+// Where the API key goes and where it comes from (issue 13): llm.base_url must parse and may be
+// plain http only for a loopback host; llm.api_key_env must look like an API key variable.
+void check_llm_key(const Config& cfg, std::string_view key, int line, Reporter& out) {
+  if (out.has_problem_with(key)) return;
+  if (key == "llm.base_url") {
+    auto url = net::parse_base_url(cfg.llm.base_url);
+    if (!url) out.add(line, std::string(key), url.error());
+    else if (auto problem = net::plain_http_problem(*url)) out.add(line, std::string(key), *problem);
+  } else if (key == "llm.api_key_env") {
+    if (auto problem = net::api_key_env_problem(cfg.llm.api_key_env)) out.add(line, std::string(key), *problem);
+  }
+}
+
 struct ChunkLines {
   int chars = 0;
   int overlap = 0;
@@ -1258,6 +1273,7 @@ void read_section(const YAML::Node& map, std::string_view prefix, ConfigReading&
                      if (dotted == "memory.chunk_overlap") reading.chunk_lines.overlap = line;
                      assign(*field, value, line, reading.cfg, reading.out);
                      if (dotted.starts_with(k_prompts_prefix)) check_prompt_file(reading.cfg, dotted, line, reading.out);
+                     if (dotted.starts_with("llm.")) check_llm_key(reading.cfg, dotted, line, reading.out);
                      return;
                    }
                    if (is_section(dotted)) {
@@ -1322,6 +1338,7 @@ void apply_one(Config& cfg, std::string_view given, Reporter& out) {
   }
   assign(*field, value, 0, cfg, out);
   if (key.starts_with(k_prompts_prefix)) check_prompt_file(cfg, key, 0, out);
+  if (key.starts_with("llm.")) check_llm_key(cfg, key, 0, out);
 }
 
 Problems as_problems(std::vector<Problem> items) { return Problems{std::move(items)}; }

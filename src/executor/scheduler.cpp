@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "text/json_utf8.hpp"
+#include "text/redact.hpp"
 #include "text/utf8.hpp"
 #include "tools/json_schema.hpp"
 
@@ -75,13 +76,17 @@ bool retryable(const ToolError& e) {
 
 // Where a tool's output enters the run: whatever a tool returns (one registered by a program
 // included), results, prompts and recordings only ever see valid UTF-8. Free for valid text.
+// The API key is masked in it too (issue 13: a workspace file or a server may hold it).
 ToolResult valid_text(ToolResult result) {
+  const auto secrets = text::secrets();
   if (result) {
     text::make_valid_utf8(*result);
+    secrets->mask(*result);
     return result;
   }
   ToolError error = result.error();  // error() is a copy
   text::make_valid_utf8(error.message);
+  secrets->mask(error.message);
   return error;
 }
 

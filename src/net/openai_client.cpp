@@ -14,6 +14,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
 #include <simdjson.h>
 
 #include "net/circuit_breaker.hpp"
@@ -22,6 +23,7 @@
 #include "net/retry_budget.hpp"
 #include "net/retry_policy.hpp"
 #include "text/json_utf8.hpp"
+#include "text/redact.hpp"
 #include "text/utf8.hpp"
 #include "net/sse_parser.hpp"
 #include "net/tls_context.hpp"
@@ -109,11 +111,8 @@ std::string excerpt(std::string_view text, std::size_t limit = 300) {
 }
 
 // `text` with every occurrence of the API key masked, should a provider echo it.
-std::string redacted(std::string text, const std::string& api_key) {
-  constexpr std::string_view k_mask = "[redacted]";
-  if (api_key.empty()) return text;
-  for (auto at = text.find(api_key); at != std::string::npos; at = text.find(api_key, at + k_mask.size()))
-    text.replace(at, api_key.size(), k_mask);
+std::string redacted(std::string text, const text::Redactor& secrets) {
+  secrets.mask(text);
   return text;
 }
 
@@ -136,7 +135,7 @@ void read_error_object(od::object error, LlmError& e) {
 
 // OpenAI's error body {"error": {...}} into an LlmError: a 4xx is the provider's refusal of this
 // request, a 5xx its failure. The key is masked should the provider echo it.
-LlmError api_error(int status, std::string& body, od::parser& parser, int attempts, const std::string& api_key) {
+LlmError api_error(int status, std::string& body, od::parser& parser, int attempts, const text::Redactor& api_key) {
   const bool refused = status >= 400 && status < 500;
   LlmError e = llm_error(refused ? NetErrc::provider_refused : NetErrc::api_error, "", attempts);
   e.status = status;
@@ -144,7 +143,7 @@ LlmError api_error(int status, std::string& body, od::parser& parser, int attemp
   od::object error;
   text::make_valid_utf8(body);  // simdjson refuses a document that is not UTF-8: the message would be lost
   if (!parser.iterate(padded(body)).get(doc) && !doc["error"].get_object().get(error)) read_error_object(error, e);
-  const std::string said = redacted(excerpt(e.message.empty() ? std::string_view(body) : std::string_view(e.message)), api_key);
+  const std::string said = excerpt(redacted(e.message.empty() ? body : e.message, api_key));
   std::string text = refused ? "provider refused the request (" + std::to_string(status) + ")"
                              : "API error " + std::to_string(status) +
                                    (e.type.empty() ? "" : " (" + e.type + (e.api_code.empty() ? "" : ", " + e.api_code) + ")");
@@ -152,13 +151,28 @@ LlmError api_error(int status, std::string& body, od::parser& parser, int attemp
   return e;
 }
 
-// A status below 400 that is not a reply to parse: informational, a redirect, no content.
-std::optional<LlmError> unexpected_status(int status, const std::vector<Header>& headers, int attempts) {
+// Where a redirect's Location points: its origin (scheme://host:port), or the same origin for a
+// relative reference. Never the path or query, which may carry anything.
+std::string location_origin(const std::string& location, const Origin& ours) {
+  auto ref = boost::urls::parse_uri_reference(location);
+  if (!ref) return "an unreadable location";
+  if (!ref->has_scheme() && !ref->has_authority()) return ours.key() + " (a relative location)";
+  std::string scheme = ref->has_scheme() ? std::string(ref->scheme()) : (ours.tls ? "https" : "http");
+  std::string host = ref->encoded_host().decode();
+  std::string port = ref->has_port() ? std::string(ref->port()) : scheme == "https" ? "443" : scheme == "http" ? "80" : "";
+  return excerpt(scheme + "://" + host + (port.empty() ? "" : ":" + port), 200);
+}
+
+// A status below 400 that is not a reply to parse: informational, a redirect, no content. A
+// redirect is never followed: the API key goes only to the configured origin.
+std::optional<LlmError> unexpected_status(int status, const std::vector<Header>& headers, int attempts,
+                                          const Origin& ours) {
   if (status >= 300 && status < 400) {
     const auto* to = find_header(headers, "location");
     return llm_error(NetErrc::protocol_error,
-                     "unexpected HTTP status " + std::to_string(status) +
-                         (to ? " (redirect to " + excerpt(*to, 200) + ")" : std::string(" (a redirect without a location)")),
+                     "the server answered HTTP " + std::to_string(status) +
+                         (to ? " redirecting to " + location_origin(*to, ours) : std::string(" (a redirect without a location)")) +
+                         "; redirects are not followed (the API key is sent only to " + ours.key() + ")",
                      attempts);
   }
   if (status < 200) return llm_error(NetErrc::protocol_error, "unexpected HTTP status " + std::to_string(status), attempts);
@@ -331,6 +345,12 @@ struct OpenAiClient::Impl {
         budget(options.retry_budget, options.retry_budget_min),
         breaker(options.failure_threshold, options.open_for) {}
 
+  static std::shared_ptr<const text::Redactor> make_secrets(const std::string& api_key) {
+    auto all = text::secrets()->secrets();
+    all.push_back(api_key);
+    return std::make_shared<const text::Redactor>(std::move(all));
+  }
+
   std::function<double()> make_random() {
     auto engine = std::make_shared<std::mt19937_64>(std::random_device{}());
     return [engine] { return std::uniform_real_distribution<double>(0.0, 1.0)(*engine); };
@@ -386,6 +406,8 @@ struct OpenAiClient::Impl {
   std::string origin_text() const { return options.base_url.origin.key(); }
 
   OpenAiOptions options;
+  // The key (and the process's other known secrets), masked in all text that comes back.
+  std::shared_ptr<const text::Redactor> secrets = make_secrets(options.api_key);
   HttpClient http;
   RateLimiter limiter;
   RetryPolicy retry;
@@ -514,7 +536,8 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
       impl->observe(sent->headers);
       if (sent->status < 400) {
         ticket.success();
-        if (auto odd = unexpected_status(sent->status, sent->headers, retries + 1)) co_return *odd;
+        if (auto odd = unexpected_status(sent->status, sent->headers, retries + 1, impl->options.base_url.origin))
+          co_return *odd;
         if (sent->body.empty())
           co_return llm_error(NetErrc::protocol_error, "empty reply (" + std::to_string(sent->status) + ")", retries + 1);
         co_return Sent{std::move(*sent), std::move(reservation), retries + 1};
@@ -524,7 +547,7 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
     bool refused = false;
     if (co_await retry_after_pause(impl, retries, outcome, &refused)) continue;
     LlmError error = !sent ? transport_error(sent.error(), retries + 1)
-                           : api_error(sent->status, sent->body, impl->parser, retries + 1, impl->options.api_key);
+                           : api_error(sent->status, sent->body, impl->parser, retries + 1, *impl->secrets);
     if (refused) error.message += " (not retried: retry budget exhausted)";
     co_return error;
   }
@@ -551,6 +574,21 @@ ChatRequest schema_in_prompt(ChatRequest request) {
 // sampler cannot take the schema), worth asking again in the prompt form.
 bool refused_structured_output(const LlmError& e) {
   return e.code == NetErrc::provider_refused && (e.status == 400 || e.status == 422);
+}
+
+// The last line of defence: every text of a reply or an error that the server could have filled,
+// with the key masked (the content may have been streamed: its deltas were masked as they went).
+template <class T>
+LlmResult<T> masked(LlmResult<T> r, const text::Redactor& secrets) {
+  if (secrets.empty()) return r;
+  if (!r) {
+    LlmError e = r.error();
+    for (auto* field : {&e.message, &e.type, &e.api_code}) secrets.mask(*field);
+    return e;
+  }
+  if constexpr (std::is_same_v<T, ChatResponse>)
+    for (auto* field : {&r->content, &r->id, &r->model, &r->finish_reason}) secrets.mask(*field);
+  return r;
 }
 
 asio::awaitable<LlmResult<ChatResponse>> chat_once(OpenAiClient::Impl* impl, ChatRequest request) {
@@ -586,6 +624,11 @@ ProviderMetrics OpenAiClient::metrics() const {
 void OpenAiClient::reset_retry_budget() { impl_->budget.reset(); }
 
 asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat(ChatRequest request) {
+  auto result = co_await chat_unmasked(std::move(request));
+  co_return masked(std::move(result), *impl_->secrets);
+}
+
+asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_unmasked(ChatRequest request) {
   auto* impl = impl_.get();
   if (impl->schema_in_prompt) co_return co_await chat_once(impl, schema_in_prompt(std::move(request)));
   auto result = co_await chat_once(impl, request);
@@ -598,6 +641,11 @@ asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat(ChatRequest request)
 }
 
 asio::awaitable<LlmResult<EmbedResponse>> OpenAiClient::embed(EmbedRequest request) {
+  auto result = co_await embed_unmasked(std::move(request));
+  co_return masked(std::move(result), *impl_->secrets);
+}
+
+asio::awaitable<LlmResult<EmbedResponse>> OpenAiClient::embed_unmasked(EmbedRequest request) {
   auto* impl = impl_.get();
   json::array inputs;
   for (const auto& in : request.inputs) inputs.emplace_back(in);
@@ -621,10 +669,10 @@ namespace {
 
 // An `error` inside a stream (a JSON `{"error": {...}}` chunk, or an `event: error`) with the
 // provider's message.
-LlmError stream_error(LlmError e, const std::string& data, int attempts, const std::string& api_key) {
+LlmError stream_error(LlmError e, const std::string& data, int attempts, const text::Redactor& api_key) {
   e.code = make_error_code(NetErrc::api_error);
   e.attempts = attempts;
-  const std::string said = redacted(excerpt(e.message.empty() ? std::string_view(data) : std::string_view(e.message)), api_key);
+  const std::string said = excerpt(redacted(e.message.empty() ? data : e.message, api_key));
   e.message = "the provider reported an error inside the stream: " + (said.empty() ? "no message" : said);
   return e;
 }
@@ -634,6 +682,7 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
                                                           std::function<void(std::string_view)> on_delta,
                                                           int attempts) {
   SseParser sse;
+  text::StreamRedactor masker(impl->secrets);  // a key split across two deltas is masked too
   std::vector<SseEvent> events;
   std::string bytes;
   ChatResponse out;
@@ -659,7 +708,7 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
       const bool is_object = !impl->parser.iterate(padded(ev.data)).get(doc) && !doc.get_object().get(root);
       // Some servers name the event instead: `event: error` with {"message": ...} or plain text.
       const bool error_event = ev.event == "error";
-      if (error_event && !is_object) co_return stream_error(LlmError{}, ev.data, attempts, impl->options.api_key);
+      if (error_event && !is_object) co_return stream_error(LlmError{}, ev.data, attempts, *impl->secrets);
       if (!is_object) co_return llm_error(NetErrc::protocol_error, "a stream chunk is not a JSON object", attempts);
       LlmError named;
       for (auto field : root) {
@@ -676,7 +725,7 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
           od::object error;
           if (!field.value().get_object().get(error)) read_error_object(error, e);
           else e.message = text_of(field.value());
-          co_return stream_error(std::move(e), ev.data, attempts, impl->options.api_key);
+          co_return stream_error(std::move(e), ev.data, attempts, *impl->secrets);
         } else if (key == "choices") {
           for_first_choice(field.value(), [&](std::string_view ck, od::value v) {
             if (ck == "finish_reason") {
@@ -693,17 +742,20 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
                 std::string repaired;  // see text_of; a valid piece is not copied
                 if (!text::is_valid_utf8(piece)) piece = repaired = text::valid_utf8(piece);
                 out.content.append(piece);
-                if (on_delta) on_delta(piece);
+                if (on_delta)
+                  if (const auto shown = masker.feed(piece); !shown.empty()) on_delta(shown);
               }
             }
           });
         }
       }
-      if (error_event) co_return stream_error(std::move(named), ev.data, attempts, impl->options.api_key);
+      if (error_event) co_return stream_error(std::move(named), ev.data, attempts, *impl->secrets);
     }
   }
   // Why: a stream cut short must never pass for a complete answer.
   if (!done) co_return llm_error(NetErrc::truncated, "the stream ended before [DONE]", attempts);
+  if (on_delta)
+    if (const auto rest = masker.finish(); !rest.empty()) on_delta(rest);
   co_return out;
 }
 
@@ -731,7 +783,8 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
       impl->observe(opened->headers());
       if (opened->status() < 400) {
         ticket.success();
-        if (auto odd = unexpected_status(opened->status(), opened->headers(), retries + 1)) co_return *odd;
+        if (auto odd = unexpected_status(opened->status(), opened->headers(), retries + 1, impl->options.base_url.origin))
+          co_return *odd;
         ++impl->metrics.llm_calls;
         // From here on the stream has started: it is never retried.
         auto result = co_await read_chat_stream(impl, *opened, std::move(on_delta), retries + 1);
@@ -750,7 +803,7 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
     bool refused = false;
     if (co_await retry_after_pause(impl, retries, outcome, &refused)) continue;
     LlmError error = !opened ? transport_error(opened.error(), retries + 1)
-                             : api_error(opened->status(), error_body, impl->parser, retries + 1, impl->options.api_key);
+                             : api_error(opened->status(), error_body, impl->parser, retries + 1, *impl->secrets);
     if (refused) error.message += " (not retried: retry budget exhausted)";
     co_return error;
   }
@@ -760,6 +813,12 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
 
 asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream(ChatRequest request,
                                                                    std::function<void(std::string_view)> on_delta) {
+  auto result = co_await chat_stream_unmasked(std::move(request), std::move(on_delta));
+  co_return masked(std::move(result), *impl_->secrets);
+}
+
+asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat_stream_unmasked(ChatRequest request,
+                                                                            std::function<void(std::string_view)> on_delta) {
   auto* impl = impl_.get();
   if (impl->schema_in_prompt)
     co_return co_await chat_stream_once(impl, schema_in_prompt(std::move(request)), std::move(on_delta));

@@ -21,7 +21,8 @@ class TlsContext;
 
 struct OpenAiOptions {
   BaseUrl base_url;
-  std::string api_key;                           ///< sent as a bearer token; never logged
+  std::string api_key;                           ///< sent as a bearer token to base_url's origin only; masked in all
+                                                 ///< text that comes back (see text/redact.hpp)
   HttpOptions http;
   int max_retries = 2;
   bool rate_limiting = true;
@@ -53,6 +54,11 @@ class OpenAiClient final : public LlmProvider {
   struct Impl;
 
  private:
+  boost::asio::awaitable<LlmResult<ChatResponse>> chat_unmasked(ChatRequest request);
+  boost::asio::awaitable<LlmResult<ChatResponse>> chat_stream_unmasked(ChatRequest request,
+                                                                       std::function<void(std::string_view)> on_delta);
+  boost::asio::awaitable<LlmResult<EmbedResponse>> embed_unmasked(EmbedRequest request);
+
   std::unique_ptr<Impl> impl_;
 };
 

@@ -38,9 +38,13 @@ boost::system::result<BaseUrl, std::string> parse_base_url(std::string_view text
   } else {
     out.origin.port = out.origin.tls ? "443" : "80";
   }
-  // Why: Boost.URL reads "host:18850x/v1" as port 18850 and path "x/v1".
+  // Why: Boost.URL reads "host:18850x/v1" as port 18850 and path "x/v1", and (1.81)
+  // "127.0.0.1.nip.io" as the address 127.0.0.1 and the path ".nip.io": neither is that host.
   if (!u.encoded_path().empty() && !u.encoded_path().starts_with("/"))
-    return "invalid base URL '" + std::string(text) + "': the port must be a number in 1..65535";
+    return "invalid base URL '" + std::string(text) + "': " +
+           (u.has_port() ? "the port must be a number in 1..65535"
+                         : "the host is not a valid name or address (names that start with an IPv4 address, such as "
+                           "127.0.0.1.nip.io, are not supported)");
   out.path = u.encoded_path().decode();
   while (!out.path.empty() && out.path.back() == '/') out.path.pop_back();
   return out;

@@ -4,16 +4,14 @@
 
 #include "net/net_error.hpp"
 #include "net/openai_client.hpp"
+#include "net/secret.hpp"
 #include "net/tls_context.hpp"
 #include "net/url.hpp"
+#include "text/redact.hpp"
 
 namespace dagent::runtime {
 
 namespace {
-
-bool is_loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.starts_with("127.");
-}
 
 net::LlmError unavailable(const std::string& why) {
   return net::LlmError{make_error_code(net::NetErrc::invalid_url), why, 0, {}, {}, 0};
@@ -22,7 +20,12 @@ net::LlmError unavailable(const std::string& why) {
 }  // namespace
 
 LazyProvider::LazyProvider(boost::asio::any_io_executor executor, const config::Config& cfg)
-    : executor_(std::move(executor)), cfg_(cfg) {}
+    : executor_(std::move(executor)), cfg_(cfg) {
+  // The key is masked in every tool output and server text from the start, whether or not the
+  // model is ever called (a workspace file may hold it).
+  if (!net::api_key_env_problem(cfg_.llm.api_key_env))
+    if (const char* key = std::getenv(cfg_.llm.api_key_env.c_str())) text::register_secret(key);
+}
 
 LazyProvider::~LazyProvider() = default;
 
@@ -32,13 +35,17 @@ std::optional<std::string> LazyProvider::prepare() {
   const std::string url_text = env_url && *env_url ? env_url : cfg_.llm.base_url;
   auto url = net::parse_base_url(url_text);
   if (!url) return failure_ = url.error();
+  const char* from = env_url && *env_url ? "OPENAI_BASE_URL" : "llm.base_url";
+  if (auto problem = net::plain_http_problem(*url)) return failure_ = std::string(from) + ": " + *problem;
+  if (auto problem = net::api_key_env_problem(cfg_.llm.api_key_env)) return failure_ = "llm.api_key_env: " + *problem;
   const char* key = std::getenv(cfg_.llm.api_key_env.c_str());
   std::string api_key = key ? key : "";
-  if (api_key.empty() && !is_loopback(url->origin.host))
+  if (api_key.empty() && !net::is_loopback_host(url->origin.host))
     return failure_ = cfg_.llm.api_key_env + " is not set: the LLM provider at " + url->origin.key() + " needs an API key";
 
   if (api_key.find_first_of("\r\n") != std::string::npos)
     return failure_ = cfg_.llm.api_key_env + " contains a line break; it cannot be sent as a header";
+  text::register_secret(api_key);
   std::shared_ptr<net::TlsContext> tls;
   if (url->origin.tls) {
     auto made = net::TlsContext::create(cfg_.llm.ca_file.empty() ? "" : (cfg_.base_dir / cfg_.llm.ca_file).string());

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <string>
+#include <system_error>
 
 namespace dagent::runtime {
 
@@ -62,6 +63,39 @@ ResumePoint resume_point(const record::Recording& recording) {
     point.kept.push_back(std::move(r));
   }
   return point;
+}
+
+namespace {
+
+// Whether `inner` is `folder` or beneath it; both canonical.
+bool beneath(const std::filesystem::path& folder, const std::filesystem::path& inner) {
+  auto f = folder.begin(), i = inner.begin();
+  for (; f != folder.end(); ++f, ++i)
+    if (i == inner.end() || *f != *i) return false;
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::filesystem::path> recorded_file(const std::filesystem::path& recording, std::string_view field,
+                                                   std::string_view ref, std::string* refused) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path given{std::string(ref)};
+  const fs::path file = (recording.parent_path() / given).lexically_normal();
+  const bool beside = fs::is_regular_file(file, ec);
+  // A name that is no file beside the recording is a configured task's name, unless it is a file
+  // from where dagent runs (what find_task would load): that file is outside the folder too.
+  const bool elsewhere = !beside && field == "task_ref" && !ref.empty() && fs::is_regular_file(given, ec);
+  if (!beside && !elsewhere) return std::nullopt;
+  const fs::path folder = fs::weakly_canonical(fs::absolute(recording, ec).parent_path(), ec);
+  const fs::path real = fs::weakly_canonical(fs::absolute(beside ? file : given, ec), ec);
+  if (beside && !ec && beneath(folder, real)) return file;
+  *refused = recording.string() + ": the recording's " + std::string(field) + " '" + std::string(ref) +
+             "' is outside the recording's folder (" + real.string() +
+             "); a recording is code: give that " + (field == "config" ? "config with --config" : "task on the command line") +
+             " to use it";
+  return std::nullopt;
 }
 
 }  // namespace dagent::runtime

@@ -1,7 +1,10 @@
 #pragma once
 // --resume: what an interrupted recorded run had finished, read from its recording.
 
+#include <filesystem>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/json/array.hpp>
@@ -20,5 +23,13 @@ struct ResumePoint {
 /// Steps recorded as succeeded (and not failed by verification) with the output of their last
 /// successful tool call; a step whose output is missing (torn away) is run again.
 ResumePoint resume_point(const record::Recording& recording);
+
+/// A file a recording's header names (`field`: "task_ref" or "config"), relative to the
+/// recording's folder. A recording is code (issue 13): the file is used only when it stays inside
+/// that folder once symlinks and `..` are resolved. Returns the file (lexically normal, as joined),
+/// std::nullopt when `ref` names no regular file there, or sets *refused to the error naming the
+/// recording, the field and the path.
+std::optional<std::filesystem::path> recorded_file(const std::filesystem::path& recording, std::string_view field,
+                                                   std::string_view ref, std::string* refused);
 
 }  // namespace dagent::runtime

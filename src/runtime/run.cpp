@@ -3,6 +3,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -274,9 +277,13 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
         options_->replay_instant ? record::StreamTiming::instant : record::StreamTiming::recorded);
     provider_ = replay_.get();
     if (cfg.memory.enabled) {  // a replay never reads or writes the user's memory: it has a folder of its own
-      static std::atomic<int> counter{0};
-      scratch_memory_ = std::filesystem::temp_directory_path() /
-                        ("dagent-replay-memory-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+      // mkdtemp: mode 0700 and an unpredictable name, so no other user can plant or read it.
+      std::error_code tmp_ec;
+      std::string scratch = (std::filesystem::temp_directory_path(tmp_ec) / "dagent-replay-memory-XXXXXX").string();
+      if (tmp_ec || ::mkdtemp(scratch.data()) == nullptr)
+        return {"--replay: cannot create a scratch memory folder in " + std::filesystem::path(scratch).parent_path().string() +
+                ": " + (tmp_ec ? tmp_ec.message() : std::string(std::strerror(errno)))};
+      scratch_memory_ = scratch;
       replay_memory_ = std::make_unique<memory::Memory>(shared_.loop, shared_.pool, *provider_, cfg);
       replay_memory_->use_folder(scratch_memory_);
     }

@@ -29,6 +29,7 @@
 #include "runtime/run.hpp"
 #include "runtime/trace_writer.hpp"
 #include "text/json_utf8.hpp"
+#include "text/redact.hpp"
 #include "text/utf8.hpp"
 #include "tools/llm_tool.hpp"
 #include "tools/memory_add_tool.hpp"
@@ -129,8 +130,10 @@ class MemoryRecall final : public planner::Recall {
     std::vector<std::string> out;
     auto hits = co_await memory_.search(std::move(goal), k);
     if (!hits) co_return out;  // planning goes on without memories
+    const auto secrets = text::secrets();  // an ingested file may hold the API key: masked before the cut
     for (const auto& hit : *hits)
-      out.push_back((hit.source.empty() ? "" : "[" + hit.source + "] ") + clipped(hit.text, k_recalled_bytes));
+      out.push_back((hit.source.empty() ? "" : "[" + hit.source + "] ") +
+                    clipped(secrets->masked(hit.text), k_recalled_bytes));
     co_return out;
   }
 

@@ -432,7 +432,7 @@ TEST_CASE("the provider's message in a stream error event is dropped; a stream c
                         Case{"an error event", R"(event: error\ndata: {"message": "quota gone"}\n\n)", NetErrc::api_error,
                              "the provider reported an error inside the stream: quota gone"},
                         Case{"an error event in plain text, echoing the key", R"(event: error\ndata: upstream died for sk-test-key\n\n)",
-                             NetErrc::api_error, "the provider reported an error inside the stream: upstream died for [redacted]"},
+                             NetErrc::api_error, "the provider reported an error inside the stream: upstream died for [redacted API key]"},
                         Case{"a clean end without [DONE]", R"(data: {"choices": [{"index": 0, "delta": {"content": "tial"}}]}\n\n)",
                              NetErrc::truncated, "the stream ended before [DONE]"}}) {
     DYNAMIC_SECTION(c.name) {
@@ -542,7 +542,7 @@ TEST_CASE("a provider's 4xx is reported as the provider's refusal; 302/204 repli
     auto r = c.chat();
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().code == NetErrc::provider_refused);
-    CHECK(r.error().message == "provider refused the request (401): Incorrect API key provided: [redacted].");
+    CHECK(r.error().message == "provider refused the request (401): Incorrect API key provided: [redacted API key].");
     CHECK(r.error().api_code == "invalid_api_key");
     CHECK(is_unreachable(r.error()));
   }
@@ -568,7 +568,8 @@ TEST_CASE("a provider's 4xx is reported as the provider's refusal; 302/204 repli
     auto r = c.chat();
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().code == NetErrc::protocol_error);
-    CHECK(r.error().message == "unexpected HTTP status 302 (redirect to https://elsewhere.example/v1/chat/completions)");
+    CHECK(r.error().message == "the server answered HTTP 302 redirecting to https://elsewhere.example:443; redirects are not "
+                               "followed (the API key is sent only to " + parse_base_url(server.base_url())->origin.key() + ")");
     CHECK(requests(server) == 1);
   }
   SECTION("204 and an empty 200") {
