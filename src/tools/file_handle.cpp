@@ -137,4 +137,12 @@ ToolError file_error(int err, std::string_view action, std::string_view shown) {
   return ToolError{code, std::move(message)};
 }
 
+std::string join_relative(std::string_view folder, std::string_view name) {
+  if (folder.empty() || folder == ".") return std::string(name);
+  std::string out(folder);
+  if (!out.ends_with('/')) out += '/';
+  out += name;
+  return out;
+}
+
 }  // namespace dagent::tools

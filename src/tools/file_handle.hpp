@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include <boost/system/result.hpp>
@@ -79,6 +80,10 @@ ToolError file_error(int err, std::string_view action, std::string_view shown);
 
 /// The error for a file with more than one hard link: "'<shown>' has <n> hard links; ...".
 ToolError hard_link_error(std::string_view shown, std::uint64_t links);
+
+/// `folder/name` for names relative to the workspace root: just `name` when `folder` is empty
+/// or ".", one `/` between them otherwise.
+std::string join_relative(std::string_view folder, std::string_view name);
 
 /// Tests only: makes every Workspace use the userspace walk as on kernels without openat2.
 void force_workspace_fallback(bool on) noexcept;

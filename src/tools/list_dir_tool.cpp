@@ -58,14 +58,6 @@ std::optional<struct stat> symlink_target(const Workspace& workspace, const std:
   return info;
 }
 
-std::string joined(const std::string& folder, std::string_view name) {
-  if (folder == ".") return std::string(name);
-  std::string out = folder;
-  out += '/';
-  out += name;
-  return out;
-}
-
 }  // namespace
 
 std::string_view ListDirTool::name() const { return k_name; }
@@ -122,7 +114,7 @@ ToolResult ListDirTool::run(const json::object& params, const ToolContext& ctx) 
     int err = 0;
     while (const char* name = reader->next(err)) {
       if (ctx.is_cancelled()) return tool_error(ToolErrc::cancelled, "list_dir: cancelled");
-      Entry entry{joined(folder.relative, name)};
+      Entry entry{join_relative(folder.relative, name)};
       struct stat info {};
       if (::fstatat(reader->fd(), name, &info, AT_SYMLINK_NOFOLLOW) != 0) continue;
       mode_t type = info.st_mode & S_IFMT;

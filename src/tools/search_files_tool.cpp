@@ -84,14 +84,6 @@ std::string shown_name(std::string_view relative) {
   return shown;
 }
 
-std::string joined(const std::string& folder, std::string_view name) {
-  if (folder == ".") return std::string(name);
-  std::string out = folder;
-  out += '/';
-  out += name;
-  return out;
-}
-
 // Adds the matching files below `folder` (open beneath the workspace; `relative` from the root),
 // whose names below the pattern's base are `names`. Subfolders are opened by name beneath the
 // workspace without following symlinks, so one swapped for a symlink is skipped. Unreadable
@@ -108,7 +100,7 @@ boost::system::result<void, ToolError> collect(const Workspace& workspace, const
     struct stat info {};
     if (::fstatat(reader->fd(), name, &info, AT_SYMLINK_NOFOLLOW) != 0) continue;
     names.emplace_back(name);
-    std::string path = joined(relative, name);
+    std::string path = join_relative(relative, name);
     if (S_ISDIR(info.st_mode)) {
       if (glob.may_match_below(names)) {
         if (auto below = workspace.open_folder_nofollow(path)) {

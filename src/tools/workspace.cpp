@@ -302,14 +302,6 @@ fs::path fd_path(int fd, const fs::path& fallback) {
   return real;
 }
 
-std::string joined(std::string_view a, std::string_view b) {
-  if (a.empty() || a == ".") return std::string(b);
-  std::string out(a);
-  if (!out.ends_with('/')) out += '/';
-  out += b;
-  return out;
-}
-
 }  // namespace
 
 namespace tools {
@@ -473,7 +465,7 @@ boost::system::result<Workspace::WriteTarget, ToolError> Workspace::open_for_wri
       for (const auto& element : fs::path(parent)) {
         const std::string& part = element.native();
         if (part.empty() || part == ".") continue;
-        const std::string next_text = joined(so_far, part);
+        const std::string next_text = tools::join_relative(so_far, part);
         auto next = open_beneath(state_->root, root_fd, next_text, O_PATH | O_DIRECTORY, 0);
         if (!next && next.error() == ENOENT && part != "..") {
           const fs::path would_be = fd_path(folder.get(), state_->root) / part;
@@ -529,7 +521,7 @@ boost::system::result<Workspace::WriteTarget, ToolError> Workspace::open_for_wri
       if (n < 0) return tools::file_error(errno, "read the symlink", original);
       const std::string_view link(target.data(), static_cast<std::size_t>(n));
       if (link.empty() || link.front() == '/') return outside();
-      current = joined(parent, link);
+      current = tools::join_relative(parent, link);
       continue;
     }
     const fs::path real = dir_real / name;

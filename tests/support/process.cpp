@@ -34,14 +34,7 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::file
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  std::vector<std::string> env_strings(env);
-  for (char** e = environ; *e; ++e) {
-    std::string_view entry(*e);
-    auto name = entry.substr(0, entry.find('=') + 1);
-    bool overridden = false;
-    for (const auto& mine : env) overridden = overridden || std::string_view(mine).starts_with(name);
-    if (!overridden) env_strings.emplace_back(entry);
-  }
+  std::vector<std::string> env_strings = environment_with(env);
   std::vector<char*> envp;
   for (auto& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -71,6 +64,18 @@ ProcessResult ChildProcess::wait() {
   r.out = read_text(io_.path() / "stdout");
   r.err = read_text(io_.path() / "stderr");
   return r;
+}
+
+std::vector<std::string> environment_with(const std::vector<std::string>& env) {
+  std::vector<std::string> out(env);
+  for (char** e = environ; *e; ++e) {
+    std::string_view entry(*e);
+    auto name = entry.substr(0, entry.find('=') + 1);
+    bool overridden = false;
+    for (const auto& mine : env) overridden = overridden || std::string_view(mine).starts_with(name);
+    if (!overridden) out.emplace_back(entry);
+  }
+  return out;
 }
 
 ProcessResult run_process(const std::vector<std::string>& argv, const std::filesystem::path& cwd,

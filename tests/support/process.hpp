@@ -13,6 +13,10 @@ struct ProcessResult {
   std::string err;
 };
 
+/// This process's environment ("NAME=value" entries) with `env`'s entries added; they win over
+/// the ones of the same name.
+std::vector<std::string> environment_with(const std::vector<std::string>& env);
+
 /// Runs `argv` in `cwd` with no stdin and this process's environment plus `env` ("NAME=value"
 /// entries, which win); returns its exit code, stdout and stderr.
 ProcessResult run_process(const std::vector<std::string>& argv, const std::filesystem::path& cwd,

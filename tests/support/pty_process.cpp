@@ -1,4 +1,5 @@
 #include "support/pty_process.hpp"
+#include "support/process.hpp"
 
 #include <pty.h>
 #include <sys/wait.h>
@@ -19,14 +20,7 @@ PtyResult run_on_pty(const std::vector<std::string>& argv, const std::filesystem
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  std::vector<std::string> env_strings(env);
-  for (char** e = environ; *e; ++e) {
-    std::string_view entry(*e);
-    auto name = entry.substr(0, entry.find('=') + 1);
-    bool overridden = false;
-    for (const auto& mine : env) overridden = overridden || std::string_view(mine).starts_with(name);
-    if (!overridden) env_strings.emplace_back(entry);
-  }
+  std::vector<std::string> env_strings = environment_with(env);
   std::vector<char*> envp;
   for (auto& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
