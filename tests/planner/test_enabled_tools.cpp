@@ -187,7 +187,8 @@ TEST_CASE("a replan calling a tool outside tools.enabled is refused and runs not
                                        Catch::Contains("\"llm\" is disabled (tools.enabled)"));
   CHECK(started == std::map<int, std::string>{{1, "ran"}});  // only the first plan's step
   CHECK(dagent::test::read_text(dir.path() / "ws/config.yaml") == "original\n");
-  const auto* replan = body_with(bodies(server), k_replan);
+  const auto all = bodies(server);  // named: body_with points into it
+  const auto* replan = body_with(all, k_replan);
   REQUIRE(replan != nullptr);
   CHECK(replan->find("- write_file:") == std::string::npos);
   CHECK(replan->find("- llm:") == std::string::npos);

@@ -12,13 +12,17 @@
 #include <sstream>
 #include <string_view>
 
+#include <sys/prctl.h>
+#include <unistd.h>
+
 namespace {
 
 using dagent::test_server::ServerOptions;
 
 constexpr std::string_view k_usage =
     "usage: openai_test_server [--port N] [--tls CERT KEY] [--script FILE] [--rpm N] [--tpm N]\n"
-    "                          [--latency-ms N] [--threads N] [--handshake-fault reset|stall N]\n";
+    "                          [--latency-ms N] [--threads N] [--handshake-fault reset|stall N]\n"
+    "                          [--parent PID]   (exit when PID exits)\n";
 
 bool read_number(std::string_view text, std::int64_t& out) {
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
@@ -65,6 +69,13 @@ std::string parse_arguments(int argc, char** argv, ServerOptions& options) {
     else if (arg == "--tpm") options.config.limits.tokens_per_minute = number;
     else if (arg == "--latency-ms") options.config.latency = std::chrono::milliseconds(number);
     else if (arg == "--threads" && number >= 1 && number <= 256) options.threads = static_cast<int>(number);
+    else if (arg == "--parent") {
+      // Die with the test that started us, even when it is killed or aborts (a sanitizer's
+      // abort_on_error skips the destructor that would stop us, and an orphaned server keeps
+      // ctest's output pipe open, so ctest would wait for it).
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != static_cast<pid_t>(number)) return "the parent process is gone";
+    }
     else return "unknown or out-of-range option " + std::string(arg);
     ++i;
   }
