@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh "$@"
+scripts/install-mcp-servers.sh   # the real MCP servers the tests run (pinned, tests/mcp)
 build=build
 [ "${1:-}" = "--sanitize" ] && build=build-asan
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
