@@ -26,7 +26,9 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/json.hpp>
 
+#include "support/nginx_process.hpp"
 #include "support/node_server_process.hpp"
+#include "support/test_server_process.hpp"
 #include "support/run_on.hpp"
 #include "text/redact.hpp"
 
@@ -94,11 +96,13 @@ TransportHandler recorder(Seen* seen) {
 }
 
 std::unique_ptr<Transport> make(asio::io_context& io, std::string url, Seen* seen,
-                                std::vector<std::pair<std::string, std::string>> headers = {}) {
+                                std::vector<std::pair<std::string, std::string>> headers = {},
+                                std::string ca_file = {}) {
   HttpEndpoint endpoint;
   endpoint.server = "everything";
   endpoint.url = std::move(url);
   endpoint.headers = std::move(headers);
+  endpoint.ca_file = std::move(ca_file);
   endpoint.timeout = std::chrono::seconds(30);
   auto t = dagent::mcp::make_http_transport(io.get_executor(), std::move(endpoint));
   t->set_handler(recorder(seen));
@@ -267,6 +271,37 @@ TEST_CASE("HTTP transport: a server that is gone is an error naming it, and the 
   // Reported once while the server stays away.
   CHECK_FALSE(send(e.io, *e.transport, echo(10, "anyone?")));
   CHECK(e.seen.closed.size() == 1);
+}
+
+TEST_CASE("HTTP transport over verified TLS: server-everything behind nginx", "[mcp][http]") {
+  dagent::test::NodeServer server(dagent::test::server_everything_script(), {"streamableHttp"});
+  dagent::test::NginxFront nginx(server.port());
+  const std::string url = "https://localhost:" + std::to_string(nginx.port()) + "/mcp";
+  asio::io_context io;
+  Seen seen;
+
+  SECTION("trusted through the test CA: initialize and a call, one TLS connection") {
+    auto t = make(io, url, &seen, {}, dagent::test::TestCerts::get().ca().string());
+    REQUIRE(run_on(io, t->open()));
+    REQUIRE(send(io, *t, initialize(1)));
+    REQUIRE(send(io, *t, initialized()));
+    REQUIRE(send(io, *t, echo(2, "over TLS")));
+    REQUIRE(seen.messages.size() == 2);
+    CHECK(text_of(seen.messages[1]) == "Echo: over TLS");
+    close(io, *t);
+    CHECK(server.log().find("Received session termination request for session") != std::string::npos);
+  }
+  SECTION("a certificate the trust store does not know is refused, and the channel closed") {
+    auto t = make(io, url, &seen, {}, dagent::test::TestCerts::get().other_ca().string());
+    REQUIRE(run_on(io, t->open()));
+    const Result r = send(io, *t, initialize(1));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().starts_with("MCP server 'everything' (http: " + url + "): TLS handshake with https://localhost:"));
+    CHECK(r.error().find("failed") != std::string::npos);
+    CHECK(seen.messages.empty());
+    REQUIRE(seen.closed.size() == 1);
+    CHECK(seen.closed[0] == r.error());
+  }
 }
 
 // ---- against a scripted loopback server: JSON answers, expiry, errors ---------------------------
