@@ -258,6 +258,26 @@ TEST_CASE("HTTP transport: cancelling a send abandons the exchange; later sends 
   CHECK(text_of(e.seen.messages[0]) == "Echo: still here");
 }
 
+TEST_CASE("HTTP transport: sixteen calls in flight at once, each answered on its own stream", "[mcp][http]") {
+  Everything e;
+  e.start();
+  std::vector<Outcome> outcomes(16);
+  for (int i = 0; i < 16; ++i)
+    asio::co_spawn(e.io, e.transport->send(echo(100 + i, "n" + std::to_string(i))), RecordOutcome{&outcomes[i]});
+  e.io.restart();
+  e.io.run();
+  for (const auto& o : outcomes) {
+    REQUIRE(o.done);
+    CHECK_FALSE(o.threw);
+    CHECK((o.result && *o.result));
+  }
+  REQUIRE(e.seen.messages.size() == 16);
+  std::map<std::int64_t, std::string> answers;
+  for (const auto& m : e.seen.messages) answers[m.at("id").as_int64()] = text_of(m);
+  REQUIRE(answers.size() == 16);
+  for (int i = 0; i < 16; ++i) CHECK(answers[100 + i] == "Echo: n" + std::to_string(i));
+}
+
 TEST_CASE("HTTP transport: a server that is gone is an error naming it, and the channel is closed", "[mcp][http]") {
   Everything e;
   e.start();
