@@ -4,7 +4,9 @@
 // response to the request. The session ID the server gives with the initialize result and the
 // negotiated protocol version go with every later request; a 404 to a request that carried the
 // session ID means the session expired. close() DELETEs the session. The GET stream for messages
-// the server sends on its own is not opened.
+// the server sends on its own is not opened, and a stream the server ends before the response is
+// not resumed (Last-Event-ID): that send fails. Used from one loop, that of `executor` (the HTTP
+// client is single-threaded); the handler is called from the send() that read the message.
 
 #include "mcp/transport.hpp"
 
@@ -131,7 +133,7 @@ class HttpTransport final : public Transport {
  private:
   asio::awaitable<Result> read_answer(net::HttpStream stream, Outgoing outgoing, std::string sent_session);
   asio::awaitable<Result> read_messages(net::HttpStream stream, HttpBodyKind kind, Outgoing outgoing);
-  asio::awaitable<void> drain(net::HttpStream stream, HttpTransportReader reader, bool initialize);
+  asio::awaitable<void> drain(net::HttpStream stream, HttpTransportReader reader);
   asio::awaitable<std::string> error_text(net::HttpStream stream);
 
   net::HttpRequest request(std::string method, std::string body) const;
@@ -261,7 +263,7 @@ asio::awaitable<Result> HttpTransport::read_answer(net::HttpStream stream, Outgo
       co_return failure(status == 202 ? "the server answered a request with 202 Accepted: its response would come on "
                                         "the GET stream, which dagent does not open"
                                       : "the answer to a request has no Content-Type");
-    co_await drain(std::move(stream), HttpTransportReader(HttpBodyKind::json, std::nullopt, 0), false);
+    co_await drain(std::move(stream), HttpTransportReader(HttpBodyKind::json, std::nullopt, 0));
     co_return Result{};
   }
   auto kind = http_body_kind(*content_type);
@@ -292,18 +294,17 @@ asio::awaitable<Result> HttpTransport::read_messages(net::HttpStream stream, Htt
       co_return Result{};
     }
   }
-  co_await drain(std::move(stream), std::move(reader), outgoing.initialize);
+  co_await drain(std::move(stream), std::move(reader));
   co_return Result{};
 }
 
 // Reads on after the response for the end of the body, so the connection goes back to the pool;
 // what still arrives is delivered. Gives up after k_drain_grace (dropping the stream closes its
 // connection).
-asio::awaitable<void> HttpTransport::drain(net::HttpStream stream, HttpTransportReader reader, bool initialize) {
+asio::awaitable<void> HttpTransport::drain(net::HttpStream stream, HttpTransportReader reader) {
   using namespace asio::experimental::awaitable_operators;
   asio::steady_timer grace(co_await asio::this_coro::executor, k_drain_grace);
-  Outgoing outgoing;
-  outgoing.initialize = initialize;
+  const Outgoing after_response;  // the initialize result, if it was one, was seen already
   std::vector<json::object> messages;
   std::string bytes;
   for (;;) {
@@ -314,7 +315,7 @@ asio::awaitable<void> HttpTransport::drain(net::HttpStream stream, HttpTransport
     if (!got || *got == 0) co_return;
     messages.clear();
     const auto parsed = reader.feed(bytes, messages);
-    deliver(messages, outgoing);
+    deliver(messages, after_response);
     if (!parsed) co_return;
   }
 }

@@ -125,15 +125,16 @@ struct Outcome {
   asio::steady_timer* wake = nullptr;
 };
 
-struct RecordOutcome {
-  Outcome* out;
-  void operator()(std::exception_ptr e, Result r) const {
-    out->done = true;
-    out->threw = e != nullptr;
-    if (!e) out->result = std::move(r);
-    if (out->wake) out->wake->cancel();
+// Sends `message`, recording how it ended in `out` (and waking `out->wake`).
+asio::awaitable<void> send_recording(Transport* t, json::object message, Outcome* out) {
+  try {
+    out->result = co_await t->send(std::move(message));
+  } catch (const boost::system::system_error&) {
+    out->threw = true;  // cancelled at a co_await
   }
-};
+  out->done = true;
+  if (out->wake) out->wake->cancel();
+}
 
 struct Everything {
   dagent::test::NodeServer server{dagent::test::server_everything_script(), {"streamableHttp"}};
@@ -240,8 +241,8 @@ TEST_CASE("HTTP transport: cancelling a send abandons the exchange; later sends 
     if (m.contains("method")) asio::post(e.io, [&cancel] { cancel.emit(asio::cancellation_type::terminal); });
   };
   Outcome outcome;
-  asio::co_spawn(e.io, e.transport->send(long_running(7, 60, 600, "tok-7")),
-                 asio::bind_cancellation_slot(cancel.slot(), RecordOutcome{&outcome}));
+  asio::co_spawn(e.io, send_recording(e.transport.get(), long_running(7, 60, 600, "tok-7"), &outcome),
+                 asio::bind_cancellation_slot(cancel.slot(), asio::detached));
   e.io.restart();
   e.io.run();
   REQUIRE(outcome.done);
@@ -263,7 +264,8 @@ TEST_CASE("HTTP transport: sixteen calls in flight at once, each answered on its
   e.start();
   std::vector<Outcome> outcomes(16);
   for (int i = 0; i < 16; ++i)
-    asio::co_spawn(e.io, e.transport->send(echo(100 + i, "n" + std::to_string(i))), RecordOutcome{&outcomes[i]});
+    asio::co_spawn(e.io, send_recording(e.transport.get(), echo(100 + i, "n" + std::to_string(i)), &outcomes[i]),
+                   asio::detached);
   e.io.restart();
   e.io.run();
   for (const auto& o : outcomes) {
@@ -322,6 +324,38 @@ TEST_CASE("HTTP transport over verified TLS: server-everything behind nginx", "[
     REQUIRE(seen.closed.size() == 1);
     CHECK(seen.closed[0] == r.error());
   }
+}
+
+TEST_CASE("HTTP transport: open() checks the URL; send() needs open()", "[mcp][http]") {
+  asio::io_context io;
+  Seen seen;
+  SECTION("not open yet") {
+    auto t = make(io, "http://127.0.0.1:9/mcp", &seen);
+    const Result r = send(io, *t, request(1, "ping"));
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == "MCP server 'everything' (http: http://127.0.0.1:9/mcp): the transport is not open");
+  }
+  SECTION("a URL with a query is refused") {
+    auto t = make(io, "https://example.com/mcp?key=1", &seen);
+    const Result r = run_on(io, t->open());
+    REQUIRE_FALSE(r);
+    CHECK(r.error().starts_with("MCP server 'everything' (http: https://example.com/mcp?key=1): invalid url: "));
+  }
+  SECTION("plain http to a host that is not loopback") {
+    auto t = make(io, "http://example.com/mcp", &seen);
+    const Result r = run_on(io, t->open());
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == "MCP server 'everything' (http: http://example.com/mcp): http:// sends the messages and headers "
+                       "in clear text to example.com; use https:// (plain http is allowed only for loopback hosts: "
+                       "localhost, 127.0.0.0/8, ::1)");
+  }
+  SECTION("after close(), open() refuses too") {
+    auto t = make(io, "http://localhost:9/mcp", &seen);
+    REQUIRE(run_on(io, t->open()));
+    close(io, *t);  // no session yet: nothing to DELETE
+    CHECK_FALSE(run_on(io, t->open()));
+  }
+  CHECK(seen.closed.empty());
 }
 
 // ---- against a scripted loopback server: JSON answers, expiry, errors ---------------------------
@@ -660,16 +694,6 @@ TEST_CASE("HTTP transport: what a server answers wrongly is an error naming the 
     CHECK(r[0].error() == prefix + "the answer ended before the response to request 1");
     CHECK(s.seen.messages.size() == 1);  // the notification was still delivered
   }
-  SECTION("plain http to a host that is not loopback is refused at open()") {
-    asio::io_context io;
-    Seen seen;
-    auto t = make(io, "http://example.com/mcp", &seen);
-    const Result r = run_on(io, t->open());
-    REQUIRE_FALSE(r);
-    CHECK(r.error().starts_with("MCP server 'everything' (http: http://example.com/mcp): http:// sends the messages "
-                                "and headers in clear text to example.com"));
-    s.server.stop();
-  }
 }
 
 TEST_CASE("HTTP transport: event-stream answers end the exchange and keep the connection", "[mcp][http]") {
@@ -703,8 +727,8 @@ asio::awaitable<std::optional<Result>> cancel_mid_stream(Transport* t, ScriptedS
   REQUIRE(co_await t->open());
   asio::cancellation_signal cancel;
   outcome->wake = server->change_timer();
-  asio::co_spawn(co_await asio::this_coro::executor, t->send(request(1, "slow")),
-                 asio::bind_cancellation_slot(cancel.slot(), RecordOutcome{outcome}));
+  asio::co_spawn(co_await asio::this_coro::executor, send_recording(t, request(1, "slow"), outcome),
+                 asio::bind_cancellation_slot(cancel.slot(), asio::detached));
   co_await server->until([server] { return !server->requests.empty(); });
   // The head and the first event are on their way; the cancellation may meet the send anywhere after.
   cancel.emit(asio::cancellation_type::terminal);
