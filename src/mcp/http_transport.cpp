@@ -4,8 +4,8 @@
 // response to the request. The session ID the server gives with the initialize result and the
 // negotiated protocol version go with every later request; a 404 to a request that carried the
 // session ID means the session expired. close() DELETEs the session. The GET stream for messages
-// the server sends on its own is not opened, and a stream the server ends before the response is
-// not resumed (Last-Event-ID): that send fails. Used from one loop, that of `executor` (the HTTP
+// the server sends on its own is not opened; a stream the server ends before the response is
+// resumed with a GET carrying Last-Event-ID when its events had IDs. Used from one loop, that of `executor` (the HTTP
 // client is single-threaded); the handler is called from the send() that read the message.
 
 #include "mcp/transport.hpp"
@@ -51,6 +51,12 @@ constexpr auto k_drain_grace = std::chrono::milliseconds(200);
 // Why below 5 s: Node's HTTP server (most MCP servers) closes idle keep-alive connections after
 // 5 s, and a request racing that close is the one case the client must retry.
 constexpr auto k_pool_idle = std::chrono::milliseconds(4000);
+// Resuming a stream the server ended before the response: at most this many times per request,
+// and giving up after this many streams in a row without a message; the server's `retry` wait is
+// capped.
+constexpr int k_max_resumes = 100;
+constexpr int k_max_fruitless_resumes = 3;
+constexpr auto k_max_retry = std::chrono::milliseconds(10000);
 
 // Headers the transport sets itself; a configured header of the same name is not sent.
 constexpr std::string_view k_own_headers[] = {"accept",         "content-type",      "content-length",
@@ -132,8 +138,19 @@ class HttpTransport final : public Transport {
 
  private:
   asio::awaitable<Result> read_answer(net::HttpStream stream, Outgoing outgoing, std::string sent_session);
+  // How one stream of an answer ended: answered; failed (`error`: bad content, a timeout, never
+  // resumed); or ended or broke before the response (`cut`).
+  struct StreamEnd {
+    bool answered = false;
+    std::string error;
+    std::string cut;
+  };
   asio::awaitable<Result> read_messages(net::HttpStream stream, HttpBodyKind kind, Outgoing outgoing);
-  asio::awaitable<void> drain(net::HttpStream stream, HttpTransportReader reader);
+  asio::awaitable<StreamEnd> read_stream(net::HttpStream stream, HttpTransportReader* reader, Outgoing outgoing);
+  asio::awaitable<boost::system::result<net::HttpStream, std::string>> resume(std::string last_event_id,
+                                                                              std::optional<std::int64_t> retry_ms);
+  asio::awaitable<void> drain(net::HttpStream stream, HttpTransportReader* reader);
+  net::StreamLimits stream_limits() const;
   asio::awaitable<std::string> error_text(net::HttpStream stream);
 
   net::HttpRequest request(std::string method, std::string body) const;
@@ -181,6 +198,14 @@ net::HttpRequest HttpTransport::request(std::string method, std::string body) co
   return r;
 }
 
+net::StreamLimits HttpTransport::stream_limits() const {
+  net::StreamLimits limits;
+  limits.idle_timeout = endpoint_.timeout;
+  limits.total_timeout = std::max<std::chrono::milliseconds>(endpoint_.timeout, k_max_stream_time);
+  limits.max_bytes = k_max_stream_bytes;
+  return limits;
+}
+
 asio::awaitable<Result> HttpTransport::open() {
   if (closed_) co_return failure("the transport is closed");
   if (http_) co_return Result{};
@@ -221,11 +246,7 @@ asio::awaitable<Result> HttpTransport::send(json::object message) {
     protocol_version_.clear();
   }
   std::string sent_session = session_id_;
-  net::StreamLimits limits;
-  limits.idle_timeout = endpoint_.timeout;
-  limits.total_timeout = std::max<std::chrono::milliseconds>(endpoint_.timeout, k_max_stream_time);
-  limits.max_bytes = k_max_stream_bytes;
-  auto opened = co_await http_->open_stream(url_->origin, request("POST", text::serialize_valid(message)), limits);
+  auto opened = co_await http_->open_stream(url_->origin, request("POST", text::serialize_valid(message)), stream_limits());
   if (!opened) {
     std::string why = failure(opened.error().message);
     if (unreachable(opened.error())) report_closed(why);
@@ -263,7 +284,8 @@ asio::awaitable<Result> HttpTransport::read_answer(net::HttpStream stream, Outgo
       co_return failure(status == 202 ? "the server answered a request with 202 Accepted: its response would come on "
                                         "the GET stream, which dagent does not open"
                                       : "the answer to a request has no Content-Type");
-    co_await drain(std::move(stream), HttpTransportReader(HttpBodyKind::json, std::nullopt, 0));
+    HttpTransportReader nothing(HttpBodyKind::json, std::nullopt, 0);  // any byte fails it: the stream is dropped
+    co_await drain(std::move(stream), &nothing);
     co_return Result{};
   }
   auto kind = http_body_kind(*content_type);
@@ -276,32 +298,86 @@ asio::awaitable<Result> HttpTransport::read_answer(net::HttpStream stream, Outgo
 
 asio::awaitable<Result> HttpTransport::read_messages(net::HttpStream stream, HttpBodyKind kind, Outgoing outgoing) {
   HttpTransportReader reader(kind, outgoing.request_id, k_max_message_bytes);
+  int resumes = 0, fruitless = 0;
+  for (;;) {
+    const std::size_t before = reader.messages_read();
+    StreamEnd end = co_await read_stream(std::move(stream), &reader, outgoing);
+    if (end.answered) co_return Result{};
+    if (!end.error.empty()) co_return failure(end.error);
+    if (!outgoing.request_id) co_return Result{};  // nothing more was expected
+    // Protocol 2025-11-25: a server may end the stream before the response (after events with
+    // IDs) and the client resumes it with a GET carrying Last-Event-ID. A stream without IDs
+    // cannot be resumed.
+    if (kind != HttpBodyKind::event_stream || reader.last_event_id().empty()) co_return failure(end.cut);
+    fruitless = reader.messages_read() == before ? fruitless + 1 : 0;
+    if (fruitless > k_max_fruitless_resumes || resumes == k_max_resumes)
+      co_return failure(end.cut + " (after " + std::to_string(resumes) + " resumed streams)");
+    ++resumes;
+    auto resumed = co_await resume(reader.last_event_id(), reader.retry_ms());
+    if (!resumed) co_return failure(end.cut + ", and resuming it failed: " + resumed.error());
+    stream = std::move(*resumed);
+    reader.resume();
+  }
+}
+
+asio::awaitable<HttpTransport::StreamEnd> HttpTransport::read_stream(net::HttpStream stream, HttpTransportReader* reader,
+                                                                     Outgoing outgoing) {
   std::vector<json::object> messages;
   std::string bytes;
+  const std::string unanswered =
+      outgoing.request_id ? "the answer ended before the response to request " + json::serialize(*outgoing.request_id)
+                          : std::string("the answer ended");
   for (;;) {
     bytes.clear();
     messages.clear();
     auto got = co_await stream.read_some(bytes);
-    if (!got) co_return failure(got.error().message);
+    if (!got) {
+      const bool cut = got.error().code == net::NetErrc::truncated || got.error().code == net::NetErrc::connection_closed;
+      if (cut) co_return StreamEnd{false, {}, unanswered + ": " + got.error().message};
+      co_return StreamEnd{false, got.error().message, {}};
+    }
     const bool ended = *got == 0;
-    auto parsed = ended ? reader.finish(messages) : reader.feed(bytes, messages);
+    auto parsed = ended ? reader->finish(messages) : reader->feed(bytes, messages);
     deliver(messages, outgoing);  // what came before a bad message is still the server's word
-    if (!parsed) co_return failure(parsed.error());
-    if (reader.answered()) break;
-    if (ended) {
-      if (outgoing.request_id)
-        co_return failure("the answer ended before the response to request " + json::serialize(*outgoing.request_id));
-      co_return Result{};
+    if (ended && reader->answered()) co_return StreamEnd{true, {}, {}};
+    if (!parsed) {
+      // An event stream that ended mid-event was cut (resumable); a JSON body that does not parse is bad.
+      if (ended && reader->kind() == HttpBodyKind::event_stream)
+        co_return StreamEnd{false, {}, unanswered + ": " + parsed.error()};
+      co_return StreamEnd{false, parsed.error(), {}};
+    }
+    if (ended) co_return StreamEnd{false, {}, unanswered};
+    if (reader->answered()) {
+      co_await drain(std::move(stream), reader);
+      co_return StreamEnd{true, {}, {}};
     }
   }
-  co_await drain(std::move(stream), std::move(reader));
-  co_return Result{};
+}
+
+asio::awaitable<boost::system::result<net::HttpStream, std::string>> HttpTransport::resume(
+    std::string last_event_id, std::optional<std::int64_t> retry_ms) {
+  if (std::any_of(last_event_id.begin(), last_event_id.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+    co_return std::string("the last event ID holds control characters");
+  if (retry_ms && *retry_ms > 0) {
+    asio::steady_timer wait(co_await asio::this_coro::executor,
+                            std::chrono::milliseconds(std::min<std::int64_t>(*retry_ms, k_max_retry.count())));
+    co_await wait.async_wait(k_token);
+  }
+  net::HttpRequest get = request("GET", "");
+  get.headers.push_back({"Last-Event-ID", std::move(last_event_id)});
+  auto opened = co_await http_->open_stream(url_->origin, std::move(get), stream_limits());
+  if (!opened) co_return opened.error().message;
+  if (opened->status() != 200) co_return "HTTP " + std::to_string(opened->status());
+  const std::string* content_type = opened->header("content-type");
+  const auto kind = content_type ? http_body_kind(*content_type) : http_body_kind("");
+  if (!kind || *kind != HttpBodyKind::event_stream) co_return std::string("the answer is not an event stream");
+  co_return std::move(*opened);
 }
 
 // Reads on after the response for the end of the body, so the connection goes back to the pool;
 // what still arrives is delivered. Gives up after k_drain_grace (dropping the stream closes its
 // connection).
-asio::awaitable<void> HttpTransport::drain(net::HttpStream stream, HttpTransportReader reader) {
+asio::awaitable<void> HttpTransport::drain(net::HttpStream stream, HttpTransportReader* reader) {
   using namespace asio::experimental::awaitable_operators;
   asio::steady_timer grace(co_await asio::this_coro::executor, k_drain_grace);
   const Outgoing after_response;  // the initialize result, if it was one, was seen already
@@ -314,7 +390,7 @@ asio::awaitable<void> HttpTransport::drain(net::HttpStream stream, HttpTransport
     const auto& got = std::get<0>(first);
     if (!got || *got == 0) co_return;
     messages.clear();
-    const auto parsed = reader.feed(bytes, messages);
+    const auto parsed = reader->feed(bytes, messages);
     deliver(messages, after_response);
     if (!parsed) co_return;
   }

@@ -59,6 +59,7 @@ boost::system::result<void, std::string> HttpTransportReader::fail(std::string w
 }
 
 void HttpTransportReader::note(const json::object& message) {
+  ++messages_read_;
   if (!request_id_ || message.contains("method")) return;
   if (const auto* id = message.if_contains("id"); id && *id == *request_id_) answered_ = true;
 }
@@ -96,11 +97,19 @@ boost::system::result<void, std::string> HttpTransportReader::feed(std::string_v
   events_.clear();
   const auto fed = sse_.feed(bytes, events_);
   for (auto& event : events_) {
+    if (!event.id.empty()) last_event_id_ = event.id;  // kept across a resumed stream, as EventSource does
+    if (event.retry_ms) retry_ms_ = event.retry_ms;
     if (event.event != "message" || only_whitespace(event.data)) continue;
     if (auto parsed = parse(event.data, out); !parsed) return parsed;
   }
   if (!fed) return fail("an event is larger than " + std::to_string(max_message_bytes_) + " bytes");
   return {};
+}
+
+void HttpTransportReader::resume() {
+  // Why not reset(): the parser's last event ID would be lost; a resumed stream goes on from ours.
+  sse_ = net::SseParser(max_message_bytes_);
+  events_.clear();
 }
 
 boost::system::result<void, std::string> HttpTransportReader::finish(std::vector<json::object>& out) {

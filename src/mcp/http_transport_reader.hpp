@@ -3,6 +3,7 @@
 // bytes in, JSON-RPC messages out, for either content type a server may answer with.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,6 +53,15 @@ class HttpTransportReader {
 
   /// Whether the response to the request (an object with that id and no method) has been read.
   bool answered() const noexcept { return answered_; }
+  HttpBodyKind kind() const noexcept { return kind_; }
+  /// Messages read so far, over every stream.
+  std::size_t messages_read() const noexcept { return messages_read_; }
+  /// The event stream's last event ID (empty when no event had one): where a resumed stream
+  /// starts (Last-Event-ID), and the latest `retry` the server asked for.
+  const std::string& last_event_id() const noexcept { return last_event_id_; }
+  std::optional<std::int64_t> retry_ms() const noexcept { return retry_ms_; }
+  /// Reads a new event stream that resumes this one (the answer to a GET with Last-Event-ID).
+  void resume();
 
  private:
   boost::system::result<void, std::string> parse(std::string& text, std::vector<boost::json::object>& out);
@@ -65,6 +75,9 @@ class HttpTransportReader {
   net::SseParser sse_;
   std::vector<net::SseEvent> events_;
   std::string body_;  // a JSON body until it ends
+  std::string last_event_id_;
+  std::optional<std::int64_t> retry_ms_;
+  std::size_t messages_read_ = 0;
   bool answered_ = false;
   bool failed_ = false;
 };

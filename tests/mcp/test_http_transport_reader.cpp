@@ -192,3 +192,29 @@ TEST_CASE("HttpTransportReader: events not named message and bytes that are not 
     CHECK(r.messages[0].at("result").at("t").as_string() == "a\xEF\xBF\xBD" "b");
   }
 }
+
+TEST_CASE("HttpTransportReader keeps the last event ID and retry across a resumed stream", "[mcp][http]") {
+  HttpTransportReader reader(HttpBodyKind::event_stream, json::value(9), 1 << 20);
+  std::vector<json::object> out;
+  CHECK(reader.last_event_id().empty());
+  CHECK_FALSE(reader.retry_ms());
+  // The priming event: an ID and a retry, no message.
+  const std::string_view priming = "id: e0\nretry: 250\ndata: \n\n";
+  for (char c : priming) REQUIRE(reader.feed(std::string_view(&c, 1), out));
+  CHECK(reader.last_event_id() == "e0");
+  CHECK(reader.retry_ms() == 250);
+  CHECK(reader.messages_read() == 0);
+  REQUIRE(reader.feed("id: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"n\"}\n\ndata: {\"par", out));
+  CHECK(reader.last_event_id() == "e1");
+  CHECK(reader.messages_read() == 1);
+  // The stream broke mid-event; the GET with Last-Event-ID: e1 answers on a new stream.
+  reader.resume();
+  REQUIRE(reader.feed("data: {\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{}}\n\n", out));
+  CHECK(reader.last_event_id() == "e1");  // an event without an ID keeps it
+  CHECK(reader.retry_ms() == 250);
+  CHECK(reader.answered());
+  CHECK(reader.messages_read() == 2);
+  REQUIRE(reader.finish(out));
+  REQUIRE(out.size() == 2);
+  CHECK(out[1].at("id").as_int64() == 9);
+}

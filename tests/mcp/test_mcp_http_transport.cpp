@@ -685,15 +685,94 @@ TEST_CASE("HTTP transport: what a server answers wrongly is an error naming the 
                                    "GET stream, which dagent does not open");
     CHECK(r[1]);  // a notification answered 202 is fine
   }
-  SECTION("an event stream that ends before the response") {
+  SECTION("an event stream without event IDs that ends before the response") {
     answer = [](const Recorded&) {
-      return sse_reply({json::object{{"jsonrpc", "2.0"}, {"method", "notifications/message"}, {"params", json::object{}}}});
+      return Reply{200, {{"Content-Type", "text/event-stream"}},
+                   "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n", true};
     };
     const auto r = s.run(send_all(s.transport.get(), {request(1, "tools/list")}));
     REQUIRE_FALSE(r[0]);
     CHECK(r[0].error() == prefix + "the answer ended before the response to request 1");
     CHECK(s.seen.messages.size() == 1);  // the notification was still delivered
+    CHECK(s.server.requests.size() == 1);  // nothing to resume from
   }
+  SECTION("an event stream with IDs that ends before the response, on a server without GET streams") {
+    answer = [](const Recorded& r) {
+      if (r.method == "GET") return Reply{405, {}, ""};
+      return sse_reply({json::object{{"jsonrpc", "2.0"}, {"method", "notifications/message"}, {"params", json::object{}}}});
+    };
+    const auto r = s.run(send_all(s.transport.get(), {request(1, "tools/list")}));
+    REQUIRE_FALSE(r[0]);
+    CHECK(r[0].error() == prefix + "the answer ended before the response to request 1, and resuming it failed: HTTP 405");
+    CHECK(s.seen.messages.size() == 1);
+    REQUIRE(s.server.requests.size() == 2);
+    CHECK(s.server.requests[1].header("last-event-id") == "prime");
+  }
+}
+
+namespace {
+
+std::string event(std::string_view id, const json::object& message) {
+  return "id: " + std::string(id) + "\nevent: message\ndata: " + json::serialize(message) + "\n\n";
+}
+
+json::object progress(int n) {
+  return json::object{{"jsonrpc", "2.0"}, {"method", "notifications/progress"}, {"params", json::object{{"progress", n}}}};
+}
+
+}  // namespace
+
+TEST_CASE("HTTP transport: a stream ended before the response is resumed with Last-Event-ID", "[mcp][http]") {
+  // Protocol 2025-11-25 polling: the POST's stream ends after a priming event (retry 0) and one
+  // progress event; the first GET gets nothing new and ends; the second brings the response.
+  std::string first_request;
+  int gets = 0;
+  Scripted s{[&first_request, &gets](const Recorded& r) {
+    if (r.method == "POST" && r.message().contains("id")) {
+      if (r.message().at("method").as_string() == "initialize")
+        return json_reply(response_to(r, {{"protocolVersion", "2025-11-25"}}), {{"Mcp-Session-Id", "s-9"}});
+      first_request = r.body;
+      return Reply{200, {{"Content-Type", "text/event-stream"}}, "id: e0\nretry: 0\ndata: \n\n" + event("e1", progress(1)), true};
+    }
+    if (r.method == "POST") return Reply{202, {}, ""};
+    const json::object request_made = json::parse(first_request).as_object();
+    if (++gets == 1)
+      return Reply{200, {{"Content-Type", "text/event-stream"}}, ": nothing yet\n\n", true};
+    return Reply{200, {{"Content-Type", "text/event-stream"}},
+                 event("e2", progress(2)) +
+                     event("e3", json::object{{"jsonrpc", "2.0"}, {"id", request_made.at("id")}, {"result", json::object{}}}),
+                 true};
+  }};
+  const auto results = s.run(send_all(s.transport.get(), {initialize(1), initialized(), request(2, "tools/call")}));
+  for (const auto& r : results) CHECK(r);
+  REQUIRE(s.seen.messages.size() == 4);
+  CHECK(s.seen.messages[1].at("params").at("progress").as_int64() == 1);
+  CHECK(s.seen.messages[2].at("params").at("progress").as_int64() == 2);
+  CHECK(s.seen.messages[3].at("id").as_int64() == 2);
+  REQUIRE(s.server.requests.size() == 5);
+  for (int i : {3, 4}) {
+    const Recorded& get = s.server.requests[i];
+    CHECK(get.method == "GET");
+    CHECK(get.target == "/mcp");
+    CHECK(get.body.empty());
+    CHECK(get.header("accept").find("text/event-stream") != std::string::npos);
+    CHECK(get.header("mcp-session-id") == "s-9");
+    CHECK(get.header("mcp-protocol-version") == "2025-11-25");
+  }
+  CHECK(s.server.requests[3].header("last-event-id") == "e1");
+  CHECK(s.server.requests[4].header("last-event-id") == "e1");  // the empty stream moved nothing on
+}
+
+TEST_CASE("HTTP transport: resuming gives up after streams that bring nothing", "[mcp][http]") {
+  Scripted s{[](const Recorded& r) {
+    if (r.method == "GET") return Reply{200, {{"Content-Type", "text/event-stream"}}, ": nothing\n\n", true};
+    return Reply{200, {{"Content-Type", "text/event-stream"}}, "id: e0\ndata: \n\n", true};
+  }};
+  const auto results = s.run(send_all(s.transport.get(), {request(1, "tools/call")}));
+  REQUIRE_FALSE(results[0]);
+  CHECK(results[0].error() == "MCP server 'everything' (http: " + s.server.url() +
+                                  "): the answer ended before the response to request 1 (after 3 resumed streams)");
+  CHECK(s.server.requests.size() == 4);  // the POST and three GETs
 }
 
 TEST_CASE("HTTP transport: event-stream answers end the exchange and keep the connection", "[mcp][http]") {
