@@ -707,6 +707,30 @@ PlanReport Runtime::plan_json(const json::value& plan, const json::object* input
   return report;
 }
 
+McpListing Runtime::list_mcp_tools(std::string_view server) {
+  McpListing listing;
+  auto& mcp = impl_->mcp;
+  std::vector<std::string> names;
+  if (server.empty()) {
+    if (mcp) names = mcp->names();
+  } else if (mcp && mcp->find(server)) {
+    names.emplace_back(server);
+  } else {
+    listing.unknown_server = true;
+    listing.problems.push_back("mcp.servers: no server '" + std::string(server) + "' is configured");
+    return listing;
+  }
+  for (const auto& name : names) {  // one at a time: a server that fails does not hide the others
+    auto problems = impl_->attach_mcp({name});
+    listing.problems.insert(listing.problems.end(), problems.begin(), problems.end());
+    if (!problems.empty()) continue;
+    for (const auto& remote : mcp->find(name)->tools())
+      listing.tools.push_back({name, name + "." + remote.name, remote.description, remote.input_schema});
+  }
+  impl_->stop_mcp();
+  return listing;
+}
+
 RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& options) {
   auto task = config::find_task(task_arg, impl_->cfg);
   if (!task) return RunOutcome{task.error().lines(), {}};
