@@ -1321,7 +1321,6 @@ void read_mcp_server(const std::string& server, const std::string& at, const YAM
   }
   McpServerConfig cfg;
   cfg.line = line_of(key);
-  bool url_line = false;
   for_each_entry(value, at, out, [&](const std::string& name, const std::string& dotted, const YAML::Node& k,
                                      const YAML::Node& v) {
     const int vline = value_line(k, v);
@@ -1340,7 +1339,6 @@ void read_mcp_server(const std::string& server, const std::string& at, const YAM
       if (!v.IsScalar() || v.Scalar().empty()) out.add(vline, dotted, "expected a folder, got " + describe(v));
       else cfg.cwd = v.Scalar();
     } else if (name == "url") {
-      url_line = true;
       if (!v.IsScalar() || v.Scalar().empty()) {
         out.add(vline, dotted, "expected an http(s) URL, got " + describe(v));
       } else if (auto url = net::parse_base_url(v.Scalar()); !url) {
@@ -1363,7 +1361,7 @@ void read_mcp_server(const std::string& server, const std::string& at, const YAM
     }
   });
   if (out.has_problem_with(at + ".command") || out.has_problem_with(at + ".url")) return;
-  if (cfg.command.empty() == cfg.url.empty() && !url_line) {
+  if (cfg.command.empty() == cfg.url.empty()) {
     out.add(cfg.line, at, cfg.command.empty() ? "needs a command (a stdio server) or a url (Streamable HTTP)"
                                               : "has both command and url; a server is one or the other");
     return;

@@ -179,6 +179,21 @@ asio::awaitable<Result> Server::start() {
   co_return started;
 }
 
+namespace {
+
+// A session not yet initialized: it becomes the server's only when start_once() gets through;
+// otherwise (a failure, or the caller cancelled) it is left to be closed at the next start or stop.
+struct Starting {
+  std::vector<std::shared_ptr<Session>>& dead;
+  std::shared_ptr<Session> session;
+  bool committed = false;
+  ~Starting() {
+    if (!committed && session) dead.push_back(std::move(session));
+  }
+};
+
+}  // namespace
+
 asio::awaitable<Result> Server::start_once() {
   if (session_) dead_.push_back(std::move(session_));
   for (auto& dead : dead_) co_await dead->close();  // the crashed process is reaped before a new one starts
@@ -187,10 +202,10 @@ asio::awaitable<Result> Server::start_once() {
   auto transport = make_transport(problem);
   if (!transport) co_return problem;
   ++starts_;
-  auto session = std::make_shared<Session>(executor_, std::move(transport), name_, std::chrono::milliseconds(cfg_.timeout_ms));
-  session_ = session;
+  Starting starting{dead_, std::make_shared<Session>(executor_, std::move(transport), name_,
+                                                     std::chrono::milliseconds(cfg_.timeout_ms))};
+  auto session = starting.session;
   if (auto opened = co_await session->open(); !opened) co_return opened.error();
-  session->on_closed([this](const std::string& reason) { failed(reason); });
 
   json::object init{{"protocolVersion", k_protocol_versions[0]},
                     {"capabilities", json::object{}},
@@ -244,6 +259,9 @@ asio::awaitable<Result> Server::start_once() {
     listed_ = true;
   }
   failures_ = 0;
+  session->on_closed([this](const std::string& reason) { failed(reason); });  // a crash: the next call restarts it
+  session_ = std::move(session);
+  starting.committed = true;
   co_return Result{};
 }
 
