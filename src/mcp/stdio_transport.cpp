@@ -66,6 +66,7 @@ struct State {
   bool reaped = false;
   std::ofstream log;
   std::size_t logged = 0;
+  simdjson::dom::parser parser;  // reused: its buffers grow to the longest line once
 
   std::string name() const { return "MCP server '" + command.server + "'"; }
 };
@@ -119,9 +120,8 @@ asio::awaitable<bool> wait_exit(std::shared_ptr<State> s, std::chrono::steady_cl
 void on_line(State& s, std::string_view line) {
   // Whitespace alone is not a message (a stray newline); anything else must be a JSON object.
   if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
-  simdjson::dom::parser parser;
   simdjson::dom::element doc;
-  if (parser.parse(line.data(), line.size()).get(doc) != simdjson::SUCCESS || !doc.is_object()) {
+  if (s.parser.parse(line.data(), line.size()).get(doc) != simdjson::SUCCESS || !doc.is_object()) {
     auto shown = text::for_terminal(text::valid_utf8(line.substr(0, text::utf8_cut(line, 80))));
     report_closed(s, s.name() + " wrote a line that is not a JSON-RPC message: \"" + shown + "\"");
     return;
