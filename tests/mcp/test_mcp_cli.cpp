@@ -310,6 +310,28 @@ plan:
   CHECK(running_in_group(server).empty());  // nothing is left running in its process group either
 }
 
+TEST_CASE("Ctrl-C cancels a running MCP call on its server and shuts the server down", "[mcp][cli]") {
+  TempDir dir;
+  const auto sent = dir.path() / "sent.jsonl";
+  write_config(dir, "    slow: {command: [\"" + k_tee + "\", \"" + sent.string() + "\", \"" + k_everything + "\", stdio]}\n");
+  dir.write("task.yaml", R"(workspace: .
+plan:
+  - {id: 1, action: slow.trigger-long-running-operation, parameters: {duration: 600, steps: 6000}}
+)");
+  ChildProcess child({DAGENT_BINARY, "run", "task.yaml", "--json", "--record", "run.jsonl"}, dir.path());
+  wait_for_text(dir.path(), dir.path() / "run.jsonl", "progress 1/6000");
+  child.kill(SIGINT);
+  auto r = child.wait();
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  const auto result = json::parse(r.out);
+  CHECK(result.at("error") == "interrupted");
+  CHECK(step(result, 0).at("status") == "failed");
+  const auto lines = read_text(sent);
+  CHECK(lines.find("\"method\":\"notifications/cancelled\"") != std::string::npos);
+  CHECK_THAT(read_text(dir.path() / ".dagent/logs/mcp-slow.log"), Catch::Contains("[dagent: stopped]"));
+}
+
 TEST_CASE("MCP calls are recorded; --replay-tools answers them without a server, a plain replay starts it again", "[mcp][cli][record]") {
   TempDir dir;
   write_config(dir);
