@@ -672,6 +672,8 @@ PlanReport Runtime::plan_task(std::string_view task_arg, const RunOptions& optio
     planner.on_event(options.on_planning, std::chrono::steady_clock::now());
     run_until_done(impl_->io, plan_goal(PlanJob{&planner, &*task, &draft}));
     impl_->stop_mcp();
+    impl_->io.restart();
+    impl_->io.run();  // what the planning calls left (a connection closing), as before MCP servers
     if (!draft.ok()) {
       report.problems = std::move(draft.problems);
       report.unreachable = draft.error && tools::to_tool_error(*draft.error).code == ToolErrc::unavailable;

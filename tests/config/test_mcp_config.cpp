@@ -94,7 +94,7 @@ TEST_CASE("mcp.servers problems are reported with line and key", "[config][mcp]"
   CHECK(problems_of("mcp: [1]\n") == "config.yaml:1: mcp: expected a map with servers, got a list\n");
 }
 
-TEST_CASE("--set cannot define MCP servers", "[config][mcp]") {
+TEST_CASE("MCP servers cannot be defined with --set", "[config][mcp]") {
   Config cfg;
   auto problems = dagent::config::apply_override(cfg, "mcp.servers.x.command=y");
   REQUIRE(problems.size() == 1);
