@@ -104,12 +104,13 @@ ToolResult tool_result_of(std::string_view server, std::string_view tool, const 
 }
 
 Server::Server(asio::any_io_executor executor, std::string name, config::McpServerConfig cfg,
-               std::filesystem::path base_dir, std::filesystem::path log_dir)
+               std::filesystem::path base_dir, std::filesystem::path log_dir, std::vector<std::string> hidden_env)
     : executor_(executor),
       name_(std::move(name)),
       cfg_(std::move(cfg)),
       base_dir_(std::move(base_dir)),
       log_dir_(std::move(log_dir)),
+      hidden_env_(std::move(hidden_env)),
       started_(executor) {}
 
 Server::~Server() = default;
@@ -133,6 +134,7 @@ std::shared_ptr<Transport> Server::make_transport(std::string& problem) const {
   StdioCommand command;
   command.server = name_;
   command.argv = cfg_.command;
+  command.hidden_env = hidden_env_;
   for (const auto& [k, v] : cfg_.env) {
     auto value = expand_env(v);
     if (!value) {

@@ -43,9 +43,10 @@ ToolResult tool_result_of(std::string_view server, std::string_view tool, const 
 
 class Server {
  public:
-  /// `log_dir`: where the stdio server's stderr goes (`mcp-NAME.log`).
+  /// `log_dir`: where the stdio server's stderr goes (`mcp-NAME.log`); `hidden_env`: variables a
+  /// stdio server does not inherit from dagent (the API key's), unless its `env` sets them.
   Server(boost::asio::any_io_executor executor, std::string name, config::McpServerConfig cfg,
-         std::filesystem::path base_dir, std::filesystem::path log_dir);
+         std::filesystem::path base_dir, std::filesystem::path log_dir, std::vector<std::string> hidden_env = {});
   ~Server();
 
   const std::string& name() const noexcept { return name_; }
@@ -78,6 +79,7 @@ class Server {
   config::McpServerConfig cfg_;
   std::filesystem::path base_dir_;
   std::filesystem::path log_dir_;
+  std::vector<std::string> hidden_env_;
   std::shared_ptr<Session> session_;             ///< null: not started
   std::vector<std::shared_ptr<Session>> dead_;   ///< crashed sessions, closed (reaped) at the next start or stop
   std::vector<RemoteTool> tools_;

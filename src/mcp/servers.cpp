@@ -9,7 +9,8 @@ namespace asio = boost::asio;
 Servers::Servers(asio::any_io_executor executor, const config::Config& cfg) {
   const auto logs = (cfg.base_dir / ".dagent" / "logs").lexically_normal();
   for (const auto& [name, server] : cfg.mcp.servers)
-    servers_.emplace(name, std::make_unique<Server>(executor, name, server, cfg.base_dir, logs));
+    servers_.emplace(name, std::make_unique<Server>(executor, name, server, cfg.base_dir, logs,
+                                                    std::vector<std::string>{cfg.llm.api_key_env}));
 }
 
 Server* Servers::find(std::string_view name) const {

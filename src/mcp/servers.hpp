@@ -18,7 +18,8 @@ namespace dagent::mcp {
 
 class Servers {
  public:
-  /// Logs go to `<config folder>/.dagent/logs/mcp-NAME.log`.
+  /// Logs go to `<config folder>/.dagent/logs/mcp-NAME.log`. Stdio servers do not inherit the
+  /// API key's variable (llm.api_key_env).
   Servers(boost::asio::any_io_executor executor, const config::Config& cfg);
 
   /// The server called `name`, or nullptr.

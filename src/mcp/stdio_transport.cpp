@@ -217,6 +217,7 @@ Result start_child(State& s) {
     const auto name = entry.substr(0, entry.find('='));
     bool replaced = false;
     for (const auto& [k, v] : s.command.env) replaced = replaced || k == name;
+    for (const auto& hidden : s.command.hidden_env) replaced = replaced || hidden == name;
     if (!replaced) env_strings.emplace_back(entry);
   }
   for (const auto& [k, v] : s.command.env) env_strings.push_back(k + "=" + v);

@@ -20,6 +20,7 @@ struct StdioCommand {
   std::string server;                                     ///< the server's name in config
   std::vector<std::string> argv;                          ///< argv[0] is looked up in PATH
   std::vector<std::pair<std::string, std::string>> env;   ///< set on top of dagent's environment, expanded
+  std::vector<std::string> hidden_env;                    ///< names left out of the inherited environment
   std::filesystem::path cwd;                              ///< empty: dagent's own
   std::filesystem::path log_file;                         ///< the server's stderr is appended here; empty: dropped
 };

@@ -144,6 +144,38 @@ plan:
   CHECK(r.err.find("Starting default") == std::string::npos);
 }
 
+TEST_CASE("a server does not inherit the API key variable; a key in its output is masked", "[mcp][cli]") {
+  constexpr const char* k_key = "sk-MCP-SENTINEL-5150-never-print";
+  TempDir dir;
+  write_config(dir);
+  dir.write("task.yaml", R"(workspace: .
+plan:
+  - {id: 1, action: everything.get-env, parameters: {}}
+  - {id: 2, action: everything.echo, parameters: {message: "$input.text"}}
+inputs: {text: "k"}
+)");
+  const std::vector<std::string> env{std::string("OPENAI_API_KEY=") + k_key, "OPENAI_BASE_URL=http://127.0.0.1:9/v1",
+                                     "DAGENT_MCP_TEST_MARKER=visible"};
+  auto r = run_dagent(dir, {"run", "task.yaml", "--json"}, env);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto result = json::parse(r.out);
+  const std::string environment(step(result, 0).at("output").at("text").as_string());
+  CHECK_THAT(environment, Catch::Contains("DAGENT_MCP_TEST_MARKER"));  // the rest of the environment is inherited
+  CHECK(environment.find("OPENAI_API_KEY") == std::string::npos);
+  CHECK(r.out.find(k_key) == std::string::npos);
+
+  SECTION("the key a server returns anyway is masked") {
+    dir.write("task.yaml", std::string("workspace: .\nplan:\n  - {id: 1, action: everything.echo, parameters: {message: \"") +
+                               k_key + "\"}}\n");
+    auto echoed = run_dagent(dir, {"run", "task.yaml", "--json"}, env);
+    REQUIRE(echoed.exit_code == 0);
+    const auto o = json::parse(echoed.out);
+    CHECK(step(o, 0).at("output").at("text") == "Echo: [redacted API key]");
+    CHECK(json::serialize(step(o, 0).at("output")).find(k_key) == std::string::npos);
+  }
+}
+
 TEST_CASE("an isError result fails the step with the server's text", "[mcp][cli]") {
   TempDir dir;
   write_config(dir);
