@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A deliberately faulty MCP stdio server for dagent's failure tests (the normal behaviours are
 // tested against the real npm servers). It initializes and lists one tool, `work`, then misbehaves
-// on tools/call as MODE says:
+// on tools/call as MODE says (its tool list comes in two pages):
 //   garbage  writes a line that is not JSON
 //   exit     exits with status 3
 //   hang     never answers (and ignores notifications/cancelled)
@@ -22,8 +22,15 @@ createInterface({ input: process.stdin }).on("line", (line) => {
     send({ id: message.id, result: { protocolVersion: message.params.protocolVersion, capabilities: { tools: {} },
                                      serverInfo: { name: "faulty", version: "1" } } });
   } else if (message.method === "tools/list") {
-    send({ id: message.id, result: { tools: [{ name: "work", description: "Works, or not",
-                                               inputSchema: { type: "object", properties: {} } }] } });
+    // Two pages: `work`, then `spare` (and a tool whose name no plan could use).
+    if (message.params?.cursor === "page-2") {
+      send({ id: message.id, result: { tools: [
+        { name: "spare", description: "On the second page", inputSchema: { type: "object", properties: {} } },
+        { name: "bad name/with slash", inputSchema: { type: "object" } }] } });
+    } else {
+      send({ id: message.id, result: { nextCursor: "page-2", tools: [
+        { name: "work", description: "Works, or not", inputSchema: { type: "object", properties: {} } }] } });
+    }
   } else if (message.method === "tools/call") {
     process.stderr.write(`faulty: tools/call in mode ${mode}\n`);
     if (mode === "garbage") process.stdout.write("Traceback (most recent call last): not JSON\n");

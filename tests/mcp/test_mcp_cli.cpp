@@ -302,7 +302,7 @@ plan:
 TEST_CASE("a server that writes garbage, exits or never answers fails its pending call with a clear error", "[mcp][cli]") {
   const std::string mode = GENERATE("garbage", "exit", "hang");
   TempDir dir;
-  write_config(dir, "    faulty: {command: [node, \"" + k_faulty + "\", " + mode + "], timeout_ms: 1000}\n");
+  write_config(dir, "    faulty: {command: [node, \"" + k_faulty + "\", " + mode + "], timeout_ms: 4000}\n");
   dir.write("task.yaml", R"(workspace: .
 plan:
   - {id: 1, action: faulty.work, parameters: {}}
@@ -319,7 +319,7 @@ plan:
   } else if (mode == "exit") {
     CHECK_THAT(error, Catch::Contains("MCP server 'faulty' exited with status 3"));
   } else {
-    CHECK_THAT(error, Catch::Contains("MCP server 'faulty': tools/call: no answer within 1000 ms"));
+    CHECK_THAT(error, Catch::Contains("MCP server 'faulty': tools/call: no answer within 4000 ms"));
   }
   CHECK(error.find("faulty: tools/call in mode") == std::string::npos);  // its stderr stays in the log
   CHECK_THAT(read_text(dir.path() / ".dagent/logs/mcp-faulty.log"), Catch::Contains("faulty: tools/call in mode " + mode));
@@ -493,6 +493,13 @@ TEST_CASE("dagent mcp list prints each server's tools and parameters; a broken s
     CHECK(echo);
     REQUIRE(o.at("problems").as_array().size() == 1);
     CHECK_THAT(std::string(o.at("problems").as_array()[0].as_string()), Catch::Contains("MCP server 'broken'"));
+  }
+  SECTION("tools/list pages are followed; a tool name no plan could use is left out") {
+    write_config(dir, "    faulty: {command: [node, \"" + k_faulty + "\", ok]}\n");
+    auto r = run_dagent(dir, {"mcp", "list", "faulty"});
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == "faulty.work: Works, or not\n    (no parameters)\nfaulty.spare: On the second page\n    (no parameters)\n");
   }
   SECTION("an unknown server") {
     auto r = run_dagent(dir, {"mcp", "list", "nope"});
