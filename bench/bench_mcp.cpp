@@ -5,6 +5,8 @@
 //   mcp-bench client=dagent transport=stdio calls=N serial_us_per_call=X inflight16_calls_per_s=Y
 // Usage: bench_mcp [CALLS (2000)] [SERVER (tests/mcp/node_modules/.bin/mcp-server-everything)]
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,11 +30,20 @@ namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 constexpr int k_in_flight = 16;
 
+// This process's CPU time (user + system) in µs: the client's share, the server's excluded.
+double cpu_us() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+}
+
 struct Bench {
   dagent::mcp::Server* server;
   int calls;
   double serial_us = 0;
   double inflight_per_s = 0;
+  double serial_cpu_us = 0;    // the client's CPU per call, serially
+  double inflight_cpu_us = 0;  // and with 16 in flight
   int running = 0;
   asio::steady_timer* all_done = nullptr;
 };
@@ -68,19 +79,23 @@ asio::awaitable<void> bench(Bench* b) {
   for (int i = 0; i < 200; ++i) co_await call_once(b, i);  // warm-up: the server's JIT, our allocations
 
   auto t0 = Clock::now();
+  auto c0 = cpu_us();
   for (int i = 0; i < b->calls; ++i) co_await call_once(b, i);
   b->serial_us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / b->calls;
+  b->serial_cpu_us = (cpu_us() - c0) / b->calls;
 
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer done(ex, asio::steady_timer::time_point::max());
   b->all_done = &done;
   b->running = k_in_flight;
   t0 = Clock::now();
+  c0 = cpu_us();
   const int each = b->calls / k_in_flight;
   for (int w = 0; w < k_in_flight; ++w) asio::co_spawn(ex, worker(b, w * each, each), WorkerDone{b});
   co_await done.async_wait(asio::as_tuple(asio::use_awaitable));
   const double s = std::chrono::duration<double>(Clock::now() - t0).count();
   b->inflight_per_s = each * k_in_flight / s;
+  b->inflight_cpu_us = (cpu_us() - c0) / (each * k_in_flight);
   co_await b->server->stop();
 }
 
@@ -105,5 +120,7 @@ int main(int argc, char** argv) {
   io.run();
   std::printf("mcp-bench client=dagent transport=stdio calls=%d serial_us_per_call=%.1f inflight16_calls_per_s=%.0f\n",
               b.calls, b.serial_us, b.inflight_per_s);
+  std::printf("dagent client CPU per call: %.1f us serially, %.1f us with %d in flight (the server's excluded)\n",
+              b.serial_cpu_us, b.inflight_cpu_us, k_in_flight);
   return 0;
 }
