@@ -30,7 +30,8 @@ class Servers {
   /// The configured servers a plan's actions name (`SERVER.TOOL`), sorted, each once.
   std::vector<std::string> named_by(const std::vector<std::string>& actions) const;
 
-  /// Starts each of `names` (one after another; each has its own time limit); every problem.
+  /// Starts each of `names`, concurrently (each request has its server's time limit); every
+  /// problem, sorted.
   boost::asio::awaitable<std::vector<std::string>> start(std::vector<std::string> names);
 
   /// Stops every running server (the specification's shutdown sequence).
