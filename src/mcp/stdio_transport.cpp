@@ -316,7 +316,9 @@ class StdioTransport final : public Transport {
     if (!s.command.log_file.empty()) {
       std::error_code ec;
       std::filesystem::create_directories(s.command.log_file.parent_path(), ec);
-      s.log.open(s.command.log_file, std::ios::app);
+      // Appended to across starts, started afresh once it passes the limit: bounded on disk too.
+      const auto size = std::filesystem::file_size(s.command.log_file, ec);
+      s.log.open(s.command.log_file, !ec && size > k_max_log_bytes ? std::ios::trunc : std::ios::app);
       log_line(s, "[dagent: starting " + describe() + "]");
     }
     if (auto started = start_child(s); !started) {

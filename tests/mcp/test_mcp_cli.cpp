@@ -501,6 +501,12 @@ TEST_CASE("dagent mcp list prints each server's tools and parameters; a broken s
     CHECK(r.exit_code == 0);
     CHECK(r.out == "faulty.work: Works, or not\n    (no parameters)\nfaulty.spare: On the second page\n    (no parameters)\n");
   }
+  SECTION("a url server goes through the Streamable HTTP transport; one that cannot be reached is named") {
+    write_config(dir, "    remote: {url: \"http://127.0.0.1:9/mcp\", headers: {X-Test: \"${HOME}\"}}\n");
+    auto r = run_dagent(dir, {"mcp", "list", "remote"});
+    CHECK(r.exit_code == 3);
+    CHECK_THAT(r.err, Catch::Contains("MCP server 'remote'"));
+  }
   SECTION("an unknown server") {
     auto r = run_dagent(dir, {"mcp", "list", "nope"});
     CHECK(r.exit_code == 2);
