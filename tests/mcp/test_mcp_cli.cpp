@@ -440,7 +440,7 @@ TEST_CASE("a goal planned by the model calls MCP tools from the catalog", "[mcp]
   TempDir dir;
   write_config(dir);
   dir.write("task.yaml", "goal: Add 19 and 23 with the MCP tools\nworkspace: .\n");
-  auto r = run_dagent(dir, {"run", "task.yaml", "--json"},
+  auto r = run_dagent(dir, {"run", "task.yaml", "--json", "--record", "run.jsonl"},
                       {"OPENAI_BASE_URL=" + server.base_url(), "OPENAI_API_KEY=sk-MCP-TEST-0000"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
@@ -457,6 +457,17 @@ TEST_CASE("a goal planned by the model calls MCP tools from the catalog", "[mcp]
                      body.find("First number") != std::string::npos;
   }
   CHECK(catalog_seen);
+
+  // Replayed offline with --replay-tools: the planner sees the recorded MCP tools (the same
+  // catalog, so the recorded planning request matches), and no server is started.
+  const auto log = dir.path() / ".dagent/logs/mcp-everything.log";
+  REQUIRE(count(read_text(log), "[dagent: starting") == 1);
+  auto replayed = run_dagent(dir, {"replay", "run.jsonl", "--json", "--replay-tools", "--replay-timing", "instant"},
+                             {"OPENAI_BASE_URL=http://127.0.0.1:9/v1", "OPENAI_API_KEY=sk-MCP-TEST-0000"});
+  INFO(replayed.err);
+  REQUIRE(replayed.exit_code == 0);
+  CHECK(step(json::parse(replayed.out), 1).at("output").at("text") == "Echo: The sum of 19 and 23 is 42.");
+  CHECK(count(read_text(log), "[dagent: starting") == 1);
 }
 
 TEST_CASE("tools.approval globs guard MCP tools", "[mcp][cli]") {
