@@ -1,7 +1,6 @@
 #include "mcp/mcp_tool.hpp"
 
-#include <cmath>
-#include <cstdio>
+#include <algorithm>
 
 namespace dagent::mcp {
 
@@ -10,10 +9,20 @@ namespace json = boost::json;
 
 namespace {
 
-// Progress as the live view shows it: "3/10 message", "3 message".
+// A server's progress passed on to the step's observers (live view, recording): when the total is
+// known, only when the whole percentage or the message changes, so a server that reports every
+// step of a long job cannot flood the terminal or the recording.
 struct ForwardProgress {
   ToolContext ctx;
-  void operator()(const Progress& p) const {
+  int last_percent = -1;
+  std::string last_message;
+  void operator()(const Progress& p) {
+    if (p.total && *p.total > 0) {
+      const int percent = static_cast<int>(std::clamp(100 * p.progress / *p.total, 0.0, 100.0));
+      if (percent == last_percent && p.message == last_message) return;
+      last_percent = percent;
+    }
+    last_message = p.message;
     ToolProgress out;
     out.progress = p.progress;
     out.total = p.total;
