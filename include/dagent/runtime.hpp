@@ -76,6 +76,21 @@ struct MemoryOutcome {
   std::vector<MemoryHit> hits;
 };
 
+/// One tool of a configured MCP server, as plans call it (`SERVER.TOOL`).
+struct McpToolInfo {
+  std::string server;
+  std::string name;  ///< SERVER.TOOL
+  std::string description;
+  boost::json::object input_schema;
+};
+
+/// What `list_mcp_tools` found: the tools of the servers that started, and why others did not.
+struct McpListing {
+  std::vector<std::string> problems;  ///< each names its server
+  std::vector<McpToolInfo> tools;     ///< by server name, each server's in its own order
+  bool unknown_server = false;        ///< the server asked for is not configured
+};
+
 /// Wires config, tools and executor. Not thread-safe: use one Runtime from one thread at a time.
 class Runtime {
  public:
@@ -115,6 +130,9 @@ class Runtime {
   /// llm step texts are queued when it returns, so they never delay its result). The next run
   /// and the destructor call this too; returns what could not be stored.
   std::vector<std::string> finish_background();
+
+  /// Starts the MCP servers (only `server` when given), lists their tools and stops them.
+  McpListing list_mcp_tools(std::string_view server = {});
 
   RunOutcome run_plan(const boost::json::value& plan, const boost::json::object& inputs,
                       const std::filesystem::path& workspace, const RunOptions& options = {},

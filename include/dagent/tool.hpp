@@ -3,7 +3,9 @@
 // programs that embed dagent implement it the same way.
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -46,14 +48,26 @@ using ToolResult = boost::system::result<boost::json::value, ToolError>;
 /// Shorthand for a failed ToolResult.
 ToolResult tool_error(ToolErrc code, std::string message);
 
+/// How far a long call has come (an MCP server's notifications/progress), for the live view.
+struct ToolProgress {
+  double progress = 0;
+  std::optional<double> total;  ///< when known
+  std::string message;          ///< may be empty; untrusted text (the view strips it for the terminal)
+};
+
 /// What a tool call may use besides its parameters.
 struct ToolContext {
   int step_id = 0;
   const Workspace* workspace = nullptr;           ///< the sandbox every path must stay inside
   std::shared_ptr<const std::atomic<bool>> cancelled;  ///< set when the step is timed out or the run interrupted
   boost::asio::any_io_executor worker;            ///< pool for blocking work (BlockingTool uses it)
+  std::function<void(const ToolProgress&)> on_progress;  ///< set by the runtime; call on the loop thread
 
   bool is_cancelled() const noexcept { return cancelled && cancelled->load(std::memory_order_relaxed); }
+  /// Reports progress of this call to the run's observers (nothing when no one listens).
+  void report_progress(const ToolProgress& p) const {
+    if (on_progress) on_progress(p);
+  }
 };
 
 /// A named capability that plans call as a step's `action`.

@@ -21,5 +21,6 @@ int plan_command(const Options& options);
 int validate_command(const Options& options);
 int ingest_command(const Options& options);
 int memory_command(const Options& options);
+int mcp_command(const Options& options);
 
 }  // namespace dagent::cli

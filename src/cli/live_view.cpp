@@ -89,7 +89,10 @@ void LiveView::on_event(const StepEvent& ev) {
                             ev.verification != VerificationStatus::pending;
   if (seen_.insert(ev.step_id).second && seen_.size() > total_) total_ = seen_.size();
   if (ev.status == StepStatus::running) {
-    running_[ev.step_id] = Running{text::for_terminal(ev.action), ev.at_ms};  // redraw() prints it raw
+    // A step already running reports progress (an MCP server's notifications/progress): its
+    // start time stays, the message is shown beside it.
+    auto [it, fresh] = running_.try_emplace(ev.step_id, Running{text::for_terminal(ev.action), ev.at_ms, {}});
+    if (!fresh) it->second.note = text::for_terminal(ev.message);  // redraw() prints them raw
   } else if (terminal && !verdict_only) {
     running_.erase(ev.step_id);
     ++done_;
@@ -137,7 +140,8 @@ void LiveView::redraw(double now_ms, bool force) {
   std::size_t shown = 0;
   for (const auto& [id, r] : running_) {
     if (shown == k_max_running_lines) break;
-    std::fprintf(out_, "  \x1b[36mrunning\x1b[0m step %d %s  %.0f ms\n", id, r.action.c_str(), now_ms - r.since_ms);
+    std::fprintf(out_, "  \x1b[36mrunning\x1b[0m step %d %s  %.0f ms%s%s\n", id, r.action.c_str(), now_ms - r.since_ms,
+                 r.note.empty() ? "" : "  ", r.note.c_str());
     ++shown;
   }
   if (running_.size() > shown) {

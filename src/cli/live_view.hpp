@@ -40,6 +40,7 @@ class LiveView {
   struct Running {
     std::string action;
     double since_ms = 0;
+    std::string note;  ///< the latest message of a running step (a tool's progress), filtered
   };
   void redraw(double now_ms, bool force);
   void clear_block();

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
     if (options.command == "replay") return replay_command(options);
     if (options.command == "ingest") return ingest_command(options);
     if (options.command == "memory") return memory_command(options);
+    if (options.command == "mcp") return mcp_command(options);
     return validate_command(options);
   } catch (const std::exception& e) {
     print_safe(stderr, "dagent: internal error: %s\n", e.what());

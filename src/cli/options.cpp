@@ -8,7 +8,7 @@ namespace dagent::cli {
 
 namespace {
 
-constexpr std::string_view k_commands[] = {"run", "plan", "validate", "replay", "ingest", "memory", "help", "version"};
+constexpr std::string_view k_commands[] = {"run", "plan", "validate", "replay", "ingest", "memory", "mcp", "help", "version"};
 
 }  // namespace
 
@@ -22,6 +22,7 @@ std::string usage() {
          "  replay RECORDING         re-run a recorded run offline: model answers come from the recording\n"
          "  ingest PATH...           chunk text files (folders recursively) into the memory index\n"
          "  memory search QUERY      print the memories closest to QUERY (-k N: how many)\n"
+         "  mcp list [SERVER]        start the MCP servers (mcp.servers) and print their tools and parameters\n"
          "  --version | --help\n"
          "\n"
          "options:\n"

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/json/value.hpp>
@@ -167,6 +168,22 @@ struct ToolsConfig {
   std::vector<std::string> protected_paths = {".git/", ".dagent/"};
 };
 
+/// One MCP server (config `mcp.servers.NAME`): a command run as a child process (stdio) or a
+/// Streamable HTTP `url`. Exactly one of `command` and `url` is set.
+struct McpServerConfig {
+  std::vector<std::string> command;                           ///< argv; argv[0] looked up in PATH
+  std::vector<std::pair<std::string, std::string>> env;       ///< added to dagent's environment; `${VAR}` expands
+  std::string cwd;                                            ///< the child's folder (relative: to the config's folder)
+  std::int64_t timeout_ms = 30000;                            ///< one request's limit; a progress notification restarts it
+  std::string url;                                            ///< https://host/mcp (http:// only to loopback)
+  std::vector<std::pair<std::string, std::string>> headers;   ///< HTTP headers; `${VAR}` expands
+  int line = 0;                                               ///< where it is configured, for messages
+};
+
+struct McpConfig {
+  std::map<std::string, McpServerConfig> servers;  ///< by name: [A-Za-z0-9_-]+, a tool is `NAME.TOOL`
+};
+
 /// Where a task came from, for messages.
 struct SourceLocation {
   std::string file;  ///< a path, or "--set"
@@ -193,6 +210,7 @@ struct Config {
   MemoryConfig memory;
   ToolsConfig tools;
   LimitsConfig limits;
+  McpConfig mcp;
   std::map<std::string, Task> tasks;
   std::filesystem::path base_dir = ".";  ///< folder of the config file; relative paths resolve here
   std::string source = "<defaults>";      ///< the config file's path, or "<defaults>"

@@ -37,6 +37,7 @@ namespace json = boost::json;
 constexpr std::string_view k_override_label = "--set";
 constexpr std::string_view k_tasks_key = "tasks";
 constexpr std::string_view k_routes_key = "planner.routes";
+constexpr std::string_view k_mcp_key = "mcp";
 constexpr std::size_t k_max_suggestion_distance = 2;
 constexpr std::size_t k_max_shown_chars = 40;
 // Limits on untrusted YAML: a file is refused before parsing past k_max_file_bytes; a value is
@@ -545,7 +546,7 @@ std::vector<std::string_view> children_of(std::string_view prefix) {
     const std::string_view name = rest.substr(0, rest.find('.'));
     if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
   }
-  if (prefix.empty()) out.push_back(k_tasks_key);
+  if (prefix.empty()) out.push_back(k_tasks_key), out.push_back(k_mcp_key);
   if (prefix == "planner") out.push_back(k_routes_key.substr(k_routes_key.find('.') + 1));
   return out;
 }
@@ -1255,12 +1256,157 @@ void read_routes(const YAML::Node& key, const YAML::Node& value, ConfigReading& 
   reading.cfg.planner.routes = std::move(routes);
 }
 
+// ---------------------------------------------------------------------------------------------
+// mcp.servers
+
+bool is_server_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
+  });
+}
+
+// Why `text` is not a valid `${VAR}` template: `$` must start `${NAME}` or `$$`.
+std::optional<std::string> template_problem(std::string_view text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '$') continue;
+    if (i + 1 < text.size() && text[i + 1] == '$') {
+      ++i;
+      continue;
+    }
+    const auto close = text.find('}', i);
+    if (i + 1 >= text.size() || text[i + 1] != '{' || close == std::string_view::npos || close == i + 2)
+      return "a '$' must start ${NAME} (an environment variable) or be written $$, in " + shown(text);
+    i = close;
+  }
+  return std::nullopt;
+}
+
+// A map of names to strings (env, headers), each value a valid template.
+std::optional<std::vector<std::pair<std::string, std::string>>> read_string_map(const YAML::Node& value, int line,
+                                                                                const std::string& key, Reporter& out) {
+  if (value.IsNull()) return std::vector<std::pair<std::string, std::string>>{};
+  if (!value.IsMap()) {
+    out.add(line, key, "expected a map of names to strings, got " + describe(value));
+    return std::nullopt;
+  }
+  std::vector<std::pair<std::string, std::string>> items;
+  bool ok = true;
+  for_each_entry(value, key, out, [&](const std::string& name, const std::string& dotted, const YAML::Node& k,
+                                      const YAML::Node& v) {
+    if (!v.IsScalar()) {
+      out.add(value_line(k, v), dotted, "expected a string, got " + describe(v));
+      ok = false;
+    } else if (auto problem = template_problem(v.Scalar())) {
+      out.add(value_line(k, v), dotted, *problem);
+      ok = false;
+    } else {
+      items.emplace_back(name, v.Scalar());
+    }
+  });
+  if (!ok) return std::nullopt;
+  return items;
+}
+
+void read_mcp_server(const std::string& server, const std::string& at, const YAML::Node& key, const YAML::Node& value,
+                     ConfigReading& reading) {
+  auto& out = reading.out;
+  if (!is_server_name(server)) {
+    out.add(line_of(key), at, "a server name is 1 to 64 letters, digits, '_' or '-' (its tools are named SERVER.TOOL)");
+    return;
+  }
+  if (!value.IsMap()) {
+    out.add(value_line(key, value), at, "expected a map with command (or url), got " + describe(value));
+    return;
+  }
+  McpServerConfig cfg;
+  cfg.line = line_of(key);
+  for_each_entry(value, at, out, [&](const std::string& name, const std::string& dotted, const YAML::Node& k,
+                                     const YAML::Node& v) {
+    const int vline = value_line(k, v);
+    if (name == "command") {
+      if (v.IsScalar() && !v.Scalar().empty()) {
+        cfg.command = {v.Scalar()};
+      } else if (auto items = read_strings(v, vline, dotted, out)) {
+        cfg.command = std::move(*items);
+        if (cfg.command.empty()) out.add(vline, dotted, "expected the program and its arguments, got an empty list");
+      }
+    } else if (name == "env") {
+      if (auto items = read_string_map(v, vline, dotted, out)) cfg.env = std::move(*items);
+    } else if (name == "headers") {
+      if (auto items = read_string_map(v, vline, dotted, out)) cfg.headers = std::move(*items);
+    } else if (name == "cwd") {
+      if (!v.IsScalar() || v.Scalar().empty()) out.add(vline, dotted, "expected a folder, got " + describe(v));
+      else cfg.cwd = v.Scalar();
+    } else if (name == "url") {
+      if (!v.IsScalar() || v.Scalar().empty()) {
+        out.add(vline, dotted, "expected an http(s) URL, got " + describe(v));
+      } else if (auto url = net::parse_base_url(v.Scalar()); !url) {
+        out.add(vline, dotted, url.error());
+      } else if (auto problem = net::plain_http_problem(*url)) {
+        out.add(vline, dotted, *problem);
+      } else {
+        cfg.url = v.Scalar();
+      }
+    } else if (name == "timeout_ms") {
+      std::int64_t ms = 0;
+      if (!v.IsScalar() || parse_integer(v.Scalar(), ms) != IntegerText::fits || ms < 1 || ms > k_int_max) {
+        out.add(vline, dotted, "expected an integer from 1 to " + std::to_string(k_int_max) + ", got " + describe(v));
+      } else {
+        cfg.timeout_ms = ms;
+      }
+    } else {
+      const std::array<std::string_view, 6> known = {"command", "env", "cwd", "timeout_ms", "url", "headers"};
+      out.add(line_of(k), dotted, unknown_message("unknown key", name, known));
+    }
+  });
+  if (out.has_problem_with(at + ".command") || out.has_problem_with(at + ".url")) return;
+  if (cfg.command.empty() == cfg.url.empty()) {
+    out.add(cfg.line, at, cfg.command.empty() ? "needs a command (a stdio server) or a url (Streamable HTTP)"
+                                              : "has both command and url; a server is one or the other");
+    return;
+  }
+  if (!cfg.url.empty() && (!cfg.env.empty() || !cfg.cwd.empty()))
+    out.add(cfg.line, at, "env and cwd apply to a command, not to a url");
+  if (!cfg.command.empty() && !cfg.headers.empty()) out.add(cfg.line, at, "headers apply to a url, not to a command");
+  reading.cfg.mcp.servers.insert_or_assign(server, std::move(cfg));
+}
+
+void read_mcp(const YAML::Node& key, const YAML::Node& value, ConfigReading& reading) {
+  const std::string mcp_key(k_mcp_key);
+  if (value.IsNull()) return;
+  if (!value.IsMap()) {
+    reading.out.add(value_line(key, value), mcp_key, "expected a map with servers, got " + describe(value));
+    return;
+  }
+  reading.cfg.mcp.servers.clear();  // a recorded config replaces the file's servers
+  for_each_entry(value, mcp_key, reading.out, [&](const std::string& name, const std::string& dotted,
+                                                  const YAML::Node& k, const YAML::Node& v) {
+    if (name != "servers") {
+      const std::array<std::string_view, 1> known = {"servers"};
+      reading.out.add(line_of(k), dotted, unknown_message("unknown key", name, known));
+      return;
+    }
+    if (v.IsNull()) return;
+    if (!v.IsMap()) {
+      reading.out.add(value_line(k, v), dotted, "expected a map of server names to servers, got " + describe(v));
+      return;
+    }
+    for_each_entry(v, dotted, reading.out, [&](const std::string& server, const std::string& at, const YAML::Node& sk,
+                                               const YAML::Node& sv) { read_mcp_server(server, at, sk, sv, reading); });
+  });
+}
+
 void read_section(const YAML::Node& map, std::string_view prefix, ConfigReading& reading) {
   for_each_entry(map, prefix, reading.out,
                  [&](const std::string& name, const std::string& dotted, const YAML::Node& key,
                      const YAML::Node& value) {
                    if (prefix.empty() && name == k_tasks_key) {
                      read_tasks(key, value, reading);
+                     return;
+                   }
+                   if (prefix.empty() && name == k_mcp_key) {
+                     read_mcp(key, value, reading);
                      return;
                    }
                    if (dotted == k_routes_key) {
@@ -1311,6 +1457,8 @@ void apply_one(Config& cfg, std::string_view given, Reporter& out) {
   if (field == nullptr) {
     if (key == k_tasks_key || key.starts_with(std::string(k_tasks_key) + ".")) {
       out.add(0, std::string(key), "tasks cannot be set with --set; define them in the config");
+    } else if (key == k_mcp_key || key.starts_with(std::string(k_mcp_key) + ".")) {
+      out.add(0, std::string(key), "MCP servers cannot be set with --set; define them in the config");
     } else if (key == k_routes_key || key.starts_with(std::string(k_routes_key) + "[")) {
       out.add(0, std::string(key), "routes cannot be set with --set; define them in the config");
     } else if (is_section(key)) {
@@ -1464,6 +1612,25 @@ boost::json::object to_json(const Config& cfg) {
     routes.push_back(json::object{{"name", route.name}, {"keywords", std::move(keywords)}, {"tools", std::move(tools)}});
   }
   root["planner"].as_object()["routes"] = std::move(routes);
+  // As written (templates unexpanded): this is recorded, and read back by a replay.
+  json::object servers;
+  for (const auto& [name, server] : cfg.mcp.servers) {
+    json::object s;
+    if (!server.command.empty()) s["command"] = json::array(server.command.begin(), server.command.end());
+    if (!server.url.empty()) s["url"] = server.url;
+    auto map_of = [](const std::vector<std::pair<std::string, std::string>>& items) {
+      json::object m;
+      for (const auto& [k, v] : items) m[k] = v;
+      return m;
+    };
+    if (!server.env.empty()) s["env"] = map_of(server.env);
+    if (!server.headers.empty()) s["headers"] = map_of(server.headers);
+    if (!server.cwd.empty()) s["cwd"] = server.cwd;
+    s["timeout_ms"] = server.timeout_ms;
+    servers[name] = std::move(s);
+  }
+  // Only when configured: the digests of recordings made without MCP servers stay as they were.
+  if (!servers.empty()) root["mcp"] = json::object{{"servers", std::move(servers)}};
   return root;
 }
 

@@ -1,6 +1,7 @@
 #include "executor/scheduler.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -88,6 +89,19 @@ ToolResult valid_text(ToolResult result) {
   text::make_valid_utf8(error.message);
   secrets->mask(error.message);
   return error;
+}
+
+// A tool's progress as a step event's message: "progress 3/10: copying" (masked, valid UTF-8).
+std::string progress_text(const ToolProgress& p) {
+  auto number = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return std::string(buf);
+  };
+  std::string text = "progress " + number(p.progress);
+  if (p.total) text += "/" + number(*p.total);
+  if (!p.message.empty()) text += ": " + text::valid_utf8(p.message);
+  return text::secrets()->masked(text);
 }
 
 }  // namespace
@@ -360,6 +374,7 @@ asio::awaitable<ToolResult> Scheduler::invoke_tool(std::size_t index, json::obje
   ctx.step_id = plan_.steps[index].id;
   auto flag = std::make_shared<std::atomic<bool>>(false);
   ctx.cancelled = flag;
+  ctx.on_progress = [this, index](const ToolProgress& p) { emit(index, progress_text(p)); };
   asio::steady_timer timer(co_await asio::this_coro::executor, saturated(options_.step_timeout));
   try {
     auto call = info.tool->invoke(std::move(params), ctx);

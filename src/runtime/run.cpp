@@ -16,6 +16,7 @@
 #include "config/loader.hpp"
 #include "executor/llm_judge.hpp"
 #include "executor/scheduler.hpp"
+#include "mcp/mcp_tool.hpp"
 #include "memory/memory.hpp"
 #include "net/sha256.hpp"
 #include "tools/llm_tool.hpp"
@@ -238,7 +239,8 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
   // A misspelt tools.approval entry would leave the tool it meant unguarded: an exact name must
   // name a tool (a glob may match tools registered later, or none).
   for (const auto& p : cfg.tools.approval)
-    if (p.find_first_of("*?[") == std::string::npos && !tools::is_builtin_tool(p) && !shared_.registry->get(p))
+    if (p.find_first_of("*?[") == std::string::npos && !tools::is_builtin_tool(p) && !shared_.registry->get(p) &&
+        !cfg.mcp.servers.contains(p.substr(0, p.find('.'))))  // an MCP tool: listed when its server starts
       return {"tools.approval: '" + p + "' names no tool (write a glob to guard tools that may not be registered)"};
   header_task_ = task;
   std::filesystem::path record_to = options_->record_file;
@@ -368,6 +370,23 @@ std::optional<std::string> Run::record_header(std::string_view task_ref) {
   return std::nullopt;
 }
 
+std::vector<std::string> Run::add_recorded_mcp_tools() {
+  if (!source_ || !options_->replay_tools) return {};
+  const auto* listed = source_->header.if_contains("mcp_tools");
+  if (!listed || !listed->is_array()) return {};
+  std::vector<std::string> problems;
+  for (const auto& entry : listed->get_array()) {
+    auto tool = entry.is_object() ? mcp::McpTool::from_json(entry.get_object()) : nullptr;
+    if (!tool) {
+      problems.push_back("--replay: " + options_->replay_file.string() + ": an mcp_tools entry is not a tool");
+      continue;
+    }
+    if (registry_.get(tool->name())) continue;
+    if (auto added = registry_.add(std::move(tool)); !added) problems.push_back("--replay: " + added.error().message);
+  }
+  return problems;
+}
+
 void Run::write_header(std::string_view task_ref) {
   const auto& run_id = result->run_id;
   // Files are named relative to the recording's folder, so a recording replays from anywhere.
@@ -381,6 +400,12 @@ void Run::write_header(std::string_view task_ref) {
                       {"task_ref", beside_recording(std::string(task_ref)).value_or(std::string(task_ref))}};
   for (auto& [key, value] : describe_run(header_task_, cfg())) header[key] = std::move(value);
   if (auto config = beside_recording(cfg().source)) header["config"] = *config;
+  // The MCP tools as listed: a replay with --replay-tools plans and validates against them
+  // without starting a server.
+  json::array mcp_tools;
+  for (const Tool* tool : registry_.tools())
+    if (const auto* remote = dynamic_cast<const mcp::McpTool*>(tool)) mcp_tools.push_back(remote->to_json());
+  if (!mcp_tools.empty()) header["mcp_tools"] = std::move(mcp_tools);
   recorder_->header(std::move(header));
 }
 

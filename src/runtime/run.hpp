@@ -99,6 +99,10 @@ class Run {
   /// every problem when it cannot. Nothing outside the run is changed either way.
   std::vector<std::string> set_up(const config::Task& task);
 
+  /// With --replay-tools: the MCP tools the recording's header lists, added to this run's tools
+  /// (their servers are not started; the recording answers their calls). Problems otherwise none.
+  std::vector<std::string> add_recorded_mcp_tools();
+
   /// Writes the recording header (a resumed run: a "resume" event) once `result` has its run id.
   /// `task_ref` is how the task was named (a file or a configured name). The problem when it
   /// could not be written, e.g. a file that appeared at the --record path since the CLI looked:

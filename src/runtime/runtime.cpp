@@ -21,6 +21,8 @@
 #include "tools/protection.hpp"
 #include "executor/analysis.hpp"
 #include "executor/plan.hpp"
+#include "mcp/mcp_tool.hpp"
+#include "mcp/servers.hpp"
 #include "memory/memory.hpp"
 #include "net/response_cache.hpp"
 #include "planner/planner.hpp"
@@ -109,6 +111,69 @@ bool needs_llm(const executor::Plan& plan, const executor::Analysis& analysis, b
   return false;
 }
 
+// The actions a plan (SPEC §3 JSON: an array of steps or {"steps": [...]}) names, unchecked.
+std::vector<std::string> actions_in(const json::value& plan) {
+  std::vector<std::string> out;
+  const json::array* steps = plan.if_array();
+  if (const auto* o = plan.if_object(); o && o->contains("steps")) steps = o->at("steps").if_array();
+  if (!steps) return out;
+  for (const auto& step : *steps) {
+    const auto* o = step.if_object();
+    if (!o) continue;
+    const auto* action = o->if_contains("action");
+    if (!action) action = o->if_contains("tool");
+    if (action && action->is_string()) out.emplace_back(action->get_string());
+  }
+  return out;
+}
+
+struct LoopDone {
+  bool* done;
+  std::exception_ptr* error;
+  void operator()(std::exception_ptr e) const {
+    *done = true;
+    *error = e;
+  }
+};
+
+// Runs `work` on `io` until it finishes, leaving other work (an MCP server's reader) queued: the
+// run's own loop picks it up, and stops the servers at its end.
+void run_until_done(asio::io_context& io, asio::awaitable<void> work) {
+  bool done = false;
+  std::exception_ptr error;
+  io.restart();
+  asio::co_spawn(io, std::move(work), LoopDone{&done, &error});
+  while (!done) {
+    if (io.stopped()) io.restart();
+    io.run_one();
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+struct StartServers {
+  mcp::Servers* servers;
+  std::vector<std::string> names;
+  std::vector<std::string>* problems;
+};
+
+asio::awaitable<void> start_servers(StartServers job) {
+  *job.problems = co_await job.servers->start(std::move(job.names));
+}
+
+asio::awaitable<void> stop_servers(mcp::Servers* servers) { co_await servers->stop_all(); }
+
+// A run's flow, then the MCP servers' shutdown (the loop only ends when they are gone).
+asio::awaitable<void> then_stop_servers(mcp::Servers* servers, asio::awaitable<void> flow) {
+  std::exception_ptr error;
+  try {
+    co_await std::move(flow);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (servers) co_await servers->stop_all();
+  if (error) std::rethrow_exception(error);
+}
+
 bool uses_memory(const executor::Plan& plan) {
   for (const auto& step : plan.steps)
     if (step.action == "memory_add" || step.action == "memory_search") return true;
@@ -186,6 +251,7 @@ struct Runtime::Impl {
             cfg.tools.enabled, {.read_max_bytes = static_cast<std::uint64_t>(cfg.tools.read_max_bytes),
                                 .search_max_line_bytes = static_cast<std::size_t>(cfg.tools.search_max_line_bytes)})),
         provider(io.get_executor(), cfg) {
+    if (!cfg.mcp.servers.empty()) mcp = std::make_unique<mcp::Servers>(io.get_executor(), cfg);
     const auto& caching = cfg.performance.caching;
     if (caching.llm_responses) {
       cache = std::make_unique<net::CachingProvider>(provider, std::chrono::seconds(caching.ttl_seconds),
@@ -239,6 +305,14 @@ struct Runtime::Impl {
                        const RunOptions& options, std::string task_name, std::string_view task_ref);
   std::vector<std::string> finish_background();
   MemoryOutcome memory_ready();  ///< the memory opened and the provider ready, or why not
+  /// Starts the MCP servers called `names` and registers their tools (`SERVER.TOOL`); every problem.
+  std::vector<std::string> attach_mcp(const std::vector<std::string>& names);
+  /// The MCP servers a run needs: every one for a goal (the planner's catalog), those its
+  /// actions name for a fixed plan; none when --replay-tools answers the calls.
+  std::vector<std::string> mcp_needed(const json::value* plan, const RunOptions& options) const;
+  void stop_mcp() {
+    if (mcp) run_until_done(io, stop_servers(mcp.get()));
+  }
 
   asio::thread_pool& worker_pool() {
     if (!pool) {
@@ -259,6 +333,7 @@ struct Runtime::Impl {
   std::unique_ptr<memory::Memory> memory;     // memory.enabled
   std::unique_ptr<planner::Recall> recall;    // the planner's view of `memory`
   std::vector<MemoryUpdate> pending_updates;  // background memory updates not yet stored
+  std::unique_ptr<mcp::Servers> mcp;          // mcp.servers; each started when a run first needs it
   std::unique_ptr<asio::thread_pool> pool;  // last: joined before the tools and the memory go away
 };
 
@@ -331,9 +406,18 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
                                    const RunOptions& options, std::string_view task_ref) {
   RunOutcome outcome;
   finish_background();
+  outcome.problems = attach_mcp(mcp_needed(nullptr, options));
+  if (!outcome.problems.empty()) {
+    stop_mcp();
+    return outcome;
+  }
   runtime::Run run(shared(), options);
   outcome.problems = run.set_up(task);
-  if (!outcome.problems.empty()) return outcome;
+  if (outcome.problems.empty()) outcome.problems = run.add_recorded_mcp_tools();
+  if (!outcome.problems.empty()) {
+    stop_mcp();
+    return outcome;
+  }
   auto ws = Workspace::open(workspace, tools::protection_for(cfg, options.record_file, options.resume_file));
   if (!ws) outcome.problems.push_back("workspace: " + ws.error().message);
   if (run.live()) {
@@ -342,7 +426,10 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
       if (auto opened = memory->open(); !opened) outcome.problems.push_back("memory: " + opened.error().message);
     }
   }
-  if (!outcome.problems.empty()) return outcome;
+  if (!outcome.problems.empty()) {
+    stop_mcp();
+    return outcome;
+  }
 
   auto& result = outcome.result;
   result.run_id = new_run_id();
@@ -352,11 +439,12 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   run.result = &result;
   if (auto refused = run.record_header(task_ref)) {
     outcome.problems.push_back(std::move(*refused));
+    stop_mcp();
     return outcome;
   }
   run.epoch = std::chrono::steady_clock::now();
   run.planner().on_event(options.on_planning, run.epoch);  // the run's own planner
-  drive(run, runtime::run_goal_loop(&run));
+  drive(run, then_stop_servers(mcp.get(), runtime::run_goal_loop(&run)));
   if (!run.problems.empty()) {
     outcome.problems = std::move(run.problems);
     outcome.unreachable = run.unreachable;
@@ -483,6 +571,30 @@ asio::awaitable<void> search_memory_on_loop(SearchJob job) {
 
 }  // namespace
 
+std::vector<std::string> Runtime::Impl::mcp_needed(const json::value* plan, const RunOptions& options) const {
+  if (!mcp) return {};
+  if (options.replay_tools && !options.replay_file.empty()) return {};  // the recording answers
+  if (!plan) return mcp->names();
+  return mcp->named_by(actions_in(*plan));
+}
+
+std::vector<std::string> Runtime::Impl::attach_mcp(const std::vector<std::string>& names) {
+  if (!mcp || names.empty()) return {};
+  std::vector<std::string> problems;
+  run_until_done(io, start_servers(StartServers{mcp.get(), names, &problems}));
+  if (!problems.empty()) return problems;
+  for (const auto& name : names) {
+    auto* server = mcp->find(name);
+    for (const auto& remote : server->tools()) {
+      auto tool = std::make_shared<mcp::McpTool>(server, name, remote);
+      if (registry.get(tool->name())) continue;  // listed by an earlier run
+      if (auto added = registry.add(tool); !added)
+        problems.push_back("MCP server '" + name + "': " + added.error().message);
+    }
+  }
+  return problems;
+}
+
 MemoryOutcome Runtime::Impl::memory_ready() {
   MemoryOutcome out;
   if (!memory) {
@@ -533,11 +645,6 @@ asio::awaitable<void> plan_goal(PlanJob job) {
   *job.out = co_await job.planner->create_plan(job.task->goal, job.task->inputs);
 }
 
-struct PlanJobDone {
-  std::exception_ptr* error;
-  void operator()(std::exception_ptr e) const { *error = e; }
-};
-
 }  // namespace
 
 PlanReport Runtime::plan_task(std::string_view task_arg, const RunOptions& options) {
@@ -553,16 +660,20 @@ PlanReport Runtime::plan_task(std::string_view task_arg, const RunOptions& optio
       report.problems.push_back("llm: " + *why + " (planning a goal needs the model)");
       return report;
     }
+    if (auto problems = impl_->attach_mcp(impl_->mcp_needed(nullptr, {})); !problems.empty()) {
+      impl_->stop_mcp();
+      report.problems = std::move(problems);
+      return report;
+    }
     planner::PlanDraft draft;
-    std::exception_ptr error;
     // A planner of its own: nothing the Runtime keeps is re-pointed for this call.
     planner::Planner planner(impl_->live(), impl_->registry, impl_->cfg);
     planner.set_recall(impl_->recall.get());
     planner.on_event(options.on_planning, std::chrono::steady_clock::now());
+    run_until_done(impl_->io, plan_goal(PlanJob{&planner, &*task, &draft}));
+    impl_->stop_mcp();
     impl_->io.restart();
-    asio::co_spawn(impl_->io, plan_goal(PlanJob{&planner, &*task, &draft}), PlanJobDone{&error});
-    impl_->io.run();
-    if (error) std::rethrow_exception(error);
+    impl_->io.run();  // what the planning calls left (a connection closing), as before MCP servers
     if (!draft.ok()) {
       report.problems = std::move(draft.problems);
       report.unreachable = draft.error && tools::to_tool_error(*draft.error).code == ToolErrc::unavailable;
@@ -584,12 +695,42 @@ PlanReport Runtime::plan_json(const json::value& plan, const json::object* input
   text::make_valid_utf8(report.plan);  // as run_fixed: the report is printed as JSON
   std::optional<json::object> valid_inputs;
   if (inputs != nullptr) text::make_valid_utf8(valid_inputs.emplace(*inputs));
+  auto problems = impl_->attach_mcp(impl_->mcp_needed(&report.plan, {}));  // the schemas of the tools it names
+  impl_->stop_mcp();
+  if (!problems.empty()) {
+    report.problems = std::move(problems);
+    return report;
+  }
   auto prepared = runtime::prepare_plan(report.plan, valid_inputs ? &*valid_inputs : nullptr, impl_->registry, impl_->cfg);
   report.problems = std::move(prepared.problems);
   if (!report.problems.empty()) return report;
   for (const auto& level : prepared.analysis.levels) report.levels.push_back(runtime::ids_of(prepared.plan, level));
   report.critical_path = runtime::ids_of(prepared.plan, prepared.analysis.critical_path);
   return report;
+}
+
+McpListing Runtime::list_mcp_tools(std::string_view server) {
+  McpListing listing;
+  auto& mcp = impl_->mcp;
+  std::vector<std::string> names;
+  if (server.empty()) {
+    if (mcp) names = mcp->names();
+  } else if (mcp && mcp->find(server)) {
+    names.emplace_back(server);
+  } else {
+    listing.unknown_server = true;
+    listing.problems.push_back("mcp.servers: no server '" + std::string(server) + "' is configured");
+    return listing;
+  }
+  for (const auto& name : names) {  // one at a time: a server that fails does not hide the others
+    auto problems = impl_->attach_mcp({name});
+    listing.problems.insert(listing.problems.end(), problems.begin(), problems.end());
+    if (!problems.empty()) continue;
+    for (const auto& remote : mcp->find(name)->tools())
+      listing.tools.push_back({name, name + "." + remote.name, remote.description, remote.input_schema});
+  }
+  impl_->stop_mcp();
+  return listing;
 }
 
 RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& options) {
@@ -620,8 +761,13 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   text::make_valid_utf8(run.task.name);
   text::make_valid_utf8(run.task.inputs);
   text::make_valid_utf8(*run.task.plan);
-  outcome.problems = run.set_up(run.task);
-  if (!outcome.problems.empty()) return outcome;
+  outcome.problems = attach_mcp(mcp_needed(&*run.task.plan, options));
+  if (outcome.problems.empty()) outcome.problems = run.set_up(run.task);
+  if (outcome.problems.empty()) outcome.problems = run.add_recorded_mcp_tools();
+  if (!outcome.problems.empty()) {
+    stop_mcp();
+    return outcome;
+  }
   auto prepared = run.prepare(*run.task.plan);
   auto ws = Workspace::open(workspace, tools::protection_for(cfg, options.record_file, options.resume_file));
   if (!ws) prepared.problems.push_back("workspace: " + ws.error().message);
@@ -633,6 +779,7 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   }
   if (!prepared.problems.empty()) {
     outcome.problems = std::move(prepared.problems);
+    stop_mcp();
     return outcome;
   }
 
@@ -646,11 +793,12 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   run.result = &result;
   if (auto refused = run.record_header(task_ref)) {
     outcome.problems.push_back(std::move(*refused));
+    stop_mcp();
     return outcome;
   }
   run.epoch = std::chrono::steady_clock::now();
   if (options.on_start) options.on_start(result);
-  drive(run, runtime::run_plan_loop(&run, &prepared));
+  drive(run, then_stop_servers(mcp.get(), runtime::run_plan_loop(&run, &prepared)));
   outcome.unreachable = run.unreachable;
   return outcome;
 }

@@ -128,3 +128,25 @@ TEST_CASE("live_view_untrusted_text: escape sequences in step text, errors and t
   CHECK(stripped.find("step 1 tool failed: boom\n") != std::string::npos);
   CHECK(stripped.find("run r1: task goal,") != std::string::npos);
 }
+
+TEST_CASE("live_view_progress: a running step's progress shows beside it; its start time stays", "[cli][live_view]") {
+  Captured out;
+  REQUIRE(out.file);
+  LiveView view(LiveView::Mode::terminal, out.file, out.file);
+  RunResult skeleton;
+  skeleton.run_id = "r1";
+  skeleton.task = "t";
+  skeleton.levels = {{1}};
+  view.start(skeleton);
+  view.on_event(StepEvent{1, "srv.long", StepStatus::running, VerificationStatus::not_requested, 1, 0, 10.0, {}});
+  view.on_event(StepEvent{1, "srv.long", StepStatus::running, VerificationStatus::not_requested, 1, 0, 510.0,
+                          "progress 3/10: copying \x1b[2J"});
+  view.on_planning(PlanningEvent{PlanningPhase::planning, false, 1010.0, {}});  // forces a redraw at 1010 ms
+  const auto lines = screen(out.text());
+  INFO(out.text());
+  bool shown = false;
+  for (const auto& line : lines)
+    shown = shown || (line.find("step 1 srv.long  1000 ms  progress 3/10: copying") != std::string::npos &&
+                      line.find("\x1b[2J") == std::string::npos);
+  CHECK(shown);
+}
