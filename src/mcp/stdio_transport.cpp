@@ -3,6 +3,7 @@
 #include "mcp/stdio_transport.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -64,11 +65,17 @@ struct State {
   bool closed = false;      // `closed` was reported (or close() called): nothing more is delivered
   bool closing = false;     // close() runs: the writer drains the outbox, then closes stdin
   bool reaped = false;
+  int lifeline = -1;        // the write end of the keeper's lifeline: closing it kills the server's group
   std::ofstream log;
   std::size_t logged = 0;
   simdjson::dom::parser parser;  // reused: its buffers grow to the longest line once
 
   std::string name() const { return "MCP server '" + command.server + "'"; }
+  void let_go() {  // after reaping: the keeper is gone, its lifeline no longer needed
+    if (lifeline >= 0) ::close(lifeline);
+    lifeline = -1;
+  }
+  ~State() { let_go(); }
 };
 
 struct CoroutineDone {
@@ -208,8 +215,61 @@ void spawn(std::shared_ptr<State> s, asio::awaitable<void> work) {
   asio::co_spawn(s->executor, std::move(work), CoroutineDone{s});
 }
 
-// fork + exec with the child in its own process group, dying with us. Only async-signal-safe
-// calls after fork(): everything the child needs is prepared before.
+// The keeper: the process dagent forks for a server. It leads the server's process group, forks
+// the server into it and waits. When the server exits it exits the same way (so dagent sees the
+// server's own status); when dagent goes away, however (kill -9 included), its lifeline pipe ends
+// and the keeper kills the whole group: the server and everything it started (an `npx` launcher's
+// node child, say), which PR_SET_PDEATHSIG alone would miss. It runs only async-signal-safe calls
+// (it is a fork of a threaded process that never execs). Fds on entry: 0-2 the server's stdio,
+// 3 the lifeline's read end, 4 the status pipe's write end; nothing else is open.
+[[noreturn]] void keep(char* const* argv, char* const* envp, const char* cwd) {
+  ::signal(SIGTERM, SIG_IGN);  // dagent's SIGTERM to the group is for the server; the keeper waits for it
+  const pid_t server = ::fork();
+  if (server == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // the keeper killed alone: the server goes too
+    ::close(3);
+    ::signal(SIGTERM, SIG_DFL);
+    ::fcntl(4, F_SETFD, FD_CLOEXEC);
+    int failure = 0;
+    if (cwd[0] != '\0' && ::chdir(cwd) != 0) failure = errno;
+    if (failure == 0) {
+      ::execvpe(argv[0], argv, envp);
+      failure = errno;
+    }
+    [[maybe_unused]] auto w = ::write(4, &failure, sizeof failure);
+    ::_exit(127);
+  }
+  if (server < 0) {
+    const int failure = errno;
+    [[maybe_unused]] auto w = ::write(4, &failure, sizeof failure);
+    ::_exit(127);
+  }
+  ::close(4);
+  const int null = ::open("/dev/null", O_RDWR);
+  for (int fd = 0; fd <= 2; ++fd) null >= 0 ? ::dup2(null, fd) : ::close(fd);  // the pipes' ends are the server's alone
+  if (null > 2) ::close(null);
+  const int exited = static_cast<int>(::syscall(SYS_pidfd_open, server, 0));
+  for (;;) {
+    pollfd watch[2] = {{3, POLLIN, 0}, {exited, POLLIN, 0}};
+    if (::poll(watch, exited >= 0 ? 2 : 1, exited >= 0 ? -1 : 200) < 0 && errno != EINTR) break;
+    if (watch[0].revents != 0) {  // EOF (or an error): dagent is gone or let go of the server
+      char byte;
+      if (::read(3, &byte, 1) <= 0) break;
+    }
+    int status = 0;
+    if (::waitpid(server, &status, exited >= 0 ? 0 : WNOHANG) == server) {
+      if (WIFEXITED(status)) ::_exit(WEXITSTATUS(status));
+      ::signal(WTERMSIG(status), SIG_DFL);
+      ::raise(WTERMSIG(status));
+      ::_exit(128 + WTERMSIG(status));
+    }
+  }
+  ::kill(-::getpid(), SIGKILL);  // the whole group, this keeper with it
+  ::_exit(137);
+}
+
+// fork the keeper (above) with the server's stdio, its lifeline and the status pipe on fixed fds
+// and nothing else open. Only async-signal-safe calls after fork(): everything is prepared before.
 Result start_child(State& s) {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -230,43 +290,45 @@ Result start_child(State& s) {
   argv.push_back(nullptr);
   const std::string cwd = s.command.cwd.string();
 
-  int in[2], out[2], err[2], status[2];
-  if (::pipe2(in, O_CLOEXEC) != 0) return s.name() + ": pipe: " + std::strerror(errno);
-  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0 || ::pipe2(status, O_CLOEXEC) != 0) {
-    const int e = errno;
-    for (int fd : {in[0], in[1]}) ::close(fd);
-    return s.name() + ": pipe: " + std::strerror(e);
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, status[2] = {-1, -1}, lifeline[2] = {-1, -1};
+  const auto close_all = [&] {
+    for (int* p : {in, out, err, status, lifeline})
+      for (int i : {0, 1})
+        if (p[i] >= 0) ::close(p[i]);
+  };
+  for (int* p : {in, out, err, status, lifeline}) {
+    if (::pipe2(p, O_CLOEXEC) != 0) {
+      const int e = errno;
+      close_all();
+      return s.name() + ": pipe: " + std::strerror(e);
+    }
   }
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int e = errno;
-    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1], status[0], status[1]}) ::close(fd);
+    close_all();
     return s.name() + ": fork: " + std::strerror(e);
   }
   if (pid == 0) {
     ::setpgid(0, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);  // dagent died before the line above
+    if (::getppid() != parent) ::_exit(127);  // dagent died already
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::signal(SIGPIPE, SIG_DFL);
-    ::dup2(in[0], 0);
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    int failure = 0;
-    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) failure = errno;
-    if (failure == 0) {
-      ::execvpe(argv[0], argv.data(), envp.data());
-      failure = errno;
-    }
-    [[maybe_unused]] auto w = ::write(status[1], &failure, sizeof failure);
-    ::_exit(127);
+    for (int sig : {SIGPIPE, SIGINT, SIGQUIT, SIGHUP, SIGCHLD}) ::signal(sig, SIG_DFL);
+    // Onto fds 5.. first, so that no dup2 below overwrites a source still to be copied.
+    const int from[5] = {in[0], out[1], err[1], lifeline[0], status[1]};
+    int moved[5];
+    for (int i = 0; i < 5; ++i) moved[i] = ::fcntl(from[i], F_DUPFD, 5);
+    for (int i = 0; i < 5; ++i) ::dup2(moved[i], i);  // dup2 clears FD_CLOEXEC
+    ::syscall(SYS_close_range, 5u, ~0u, 0u);
+    keep(argv.data(), envp.data(), cwd.c_str());
   }
   ::setpgid(pid, pid);  // also here: whichever runs first, the group exists before we signal it
-  for (int fd : {in[0], out[1], err[1], status[1]}) ::close(fd);
+  for (int fd : {in[0], out[1], err[1], status[1], lifeline[0]}) ::close(fd);
   s.pid = pid;
+  s.lifeline = lifeline[1];
   int failure = 0;
   ssize_t got;
   do got = ::read(status[0], &failure, sizeof failure);  // returns at exec (the pipe closes) or with errno
@@ -279,6 +341,7 @@ Result start_child(State& s) {
   if (got == static_cast<ssize_t>(sizeof failure)) {
     ::waitpid(pid, nullptr, 0);
     s.reaped = true;
+    s.let_go();
     return s.name() + ": cannot run '" + s.command.argv.front() + "'" + (cwd.empty() ? "" : " in " + cwd) + ": " +
            std::strerror(failure);
   }
@@ -302,6 +365,7 @@ class StdioTransport final : public Transport {
       kill_group(s, SIGKILL);
       ::waitpid(s.pid, nullptr, 0);
       s.reaped = true;
+      s.let_go();
     }
     boost::system::error_code ignored;
     s.in.close(ignored), s.out.close(ignored), s.err.close(ignored), s.exited.close(ignored);
@@ -358,6 +422,7 @@ class StdioTransport final : public Transport {
     kill_group(*s, SIGKILL);  // whatever the server left in its group
     ::waitpid(s->pid, nullptr, 0);
     s->reaped = true;
+    s->let_go();
     s->in.close(ignored), s->out.close(ignored), s->err.close(ignored), s->exited.close(ignored);
     while (s->running > 0) {
       s->idle.expires_at(asio::steady_timer::time_point::max());

@@ -342,6 +342,32 @@ plan:
   CHECK(running_in_group(server).empty());  // nothing is left running in its process group either
 }
 
+TEST_CASE("no grandchild of a launcher outlives kill -9 of dagent", "[mcp][cli]") {
+  // A launcher in the manner of npx: the shell stays and the real server is its child; a helper
+  // process (`sleep`, reading nothing) was started beside it. PR_SET_PDEATHSIG reaches only the
+  // launcher, and only the server notices its stdin end; the keeper process kills the whole group
+  // when dagent's lifeline to it ends.
+  TempDir dir;
+  write_config(dir, "    victim: {command: [sh, -c, 'sleep 600 & echo $! > helper.pid; exec 3<&0; \"$0\" stdio <&3 3<&- & echo $! > victim.pid; wait', \"" +
+                        k_everything + "\"]}\n");
+  dir.write("task.yaml", R"(workspace: .
+plan:
+  - {id: 1, action: victim.trigger-long-running-operation, parameters: {duration: 600, steps: 6000}}
+)");
+  ChildProcess child({DAGENT_BINARY, "run", "task.yaml", "--record", "run.jsonl"}, dir.path());
+  wait_for_text(dir.path(), dir.path() / "run.jsonl", "progress 1/6000");
+  const pid_t server = pid_in(dir.path() / "victim.pid");
+  const pid_t group = getpgid(server);
+  REQUIRE(group > 0);
+  CHECK(group != server);  // the server is not the group's leader: the launcher's child
+  const pid_t helper = pid_in(dir.path() / "helper.pid");
+  child.kill(SIGKILL);
+  CHECK(child.wait().exit_code == 128 + SIGKILL);
+  CHECK(gone(server));
+  CHECK(gone(helper));
+  CHECK(running_in_group(group).empty());
+}
+
 TEST_CASE("Ctrl-C cancels a running MCP call on its server and shuts the server down", "[mcp][cli]") {
   TempDir dir;
   const auto sent = dir.path() / "sent.jsonl";
