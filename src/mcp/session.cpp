@@ -124,6 +124,16 @@ void Session::queue(json::object message) {
   outgoing_->wake.cancel();
 }
 
+void Session::queue_cancelled(std::int64_t id, const std::string& reason) {
+  queue(json::object{{"jsonrpc", "2.0"},
+                     {"method", "notifications/cancelled"},
+                     {"params", json::object{{"requestId", id}, {"reason", reason}}}});
+}
+
+Session::CancelOnUnwind::~CancelOnUnwind() {
+  if (armed && !pending->outcome) session->queue_cancelled(id, "the step was cancelled (timeout or interrupt)");
+}
+
 asio::awaitable<boost::system::result<json::value, RequestError>> Session::request(
     std::string method, json::object params, std::function<void(const Progress&)> on_progress) {
   if (!alive_) co_return RequestError{ToolErrc::unavailable, closed_reason_.empty() ? "MCP server '" + server_ + "' is not running" : closed_reason_};
@@ -137,8 +147,20 @@ asio::awaitable<boost::system::result<json::value, RequestError>> Session::reque
   PendingEntry entry{pending_, id};
   json::object message{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}};
   if (!params.empty()) message["params"] = std::move(params);
-  if (auto sent = co_await transport_->send(std::move(message)); !sent && !pending.outcome) {
-    co_return closed_error(sent.error());
+  {
+    // Over HTTP the send lasts until the answer has come (the response streams back), so a step
+    // timeout or Ctrl-C lands inside it: the guard tells the server then, even when the send
+    // throws. Over stdio the send only queues the line and this never fires.
+    CancelOnUnwind guard{this, id, &pending};
+    auto sent = co_await transport_->send(std::move(message));
+    guard.armed = false;
+    if (!sent && !pending.outcome) {
+      if (cancellation.cancelled() != asio::cancellation_type::none) {
+        queue_cancelled(id, "the step was cancelled (timeout or interrupt)");
+        co_return RequestError{ToolErrc::cancelled, "MCP server '" + server_ + "': " + method + " cancelled"};
+      }
+      co_return closed_error(sent.error());
+    }
   }
   while (!pending.outcome) {
     pending.wake.expires_at(pending.deadline);
@@ -151,9 +173,7 @@ asio::awaitable<boost::system::result<json::value, RequestError>> Session::reque
       // here: this coroutine is being cancelled, so its next co_await would throw.
       const std::string reason = caller_gave_up ? "the step was cancelled (timeout or interrupt)"
                                                 : "no answer within " + std::to_string(timeout_.count()) + " ms";
-      queue(json::object{{"jsonrpc", "2.0"},
-                         {"method", "notifications/cancelled"},
-                         {"params", json::object{{"requestId", id}, {"reason", reason}}}});
+      queue_cancelled(id, reason);
       if (caller_gave_up) co_return RequestError{ToolErrc::cancelled, "MCP server '" + server_ + "': " + method + " cancelled"};
       co_return RequestError{ToolErrc::timed_out, "MCP server '" + server_ + "': " + method + ": " + reason +
                                                       " (mcp.servers." + server_ + ".timeout_ms)"};

@@ -82,6 +82,15 @@ class Session {
   void on_transport_closed(std::string reason);
   void answer_server_request(const boost::json::object& message);
   void queue(boost::json::object message);  ///< sent in order by the session's sender
+  void queue_cancelled(std::int64_t id, const std::string& reason);  ///< notifications/cancelled for request `id`
+  /// Queues notifications/cancelled for a request whose send is abandoned by an exception.
+  struct CancelOnUnwind {
+    Session* session;
+    std::int64_t id;
+    const Pending* pending;
+    bool armed = true;
+    ~CancelOnUnwind();
+  };
 
   boost::asio::any_io_executor executor_;
   std::shared_ptr<Transport> transport_;

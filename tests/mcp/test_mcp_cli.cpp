@@ -18,6 +18,7 @@
 
 #include <boost/json.hpp>
 
+#include "support/node_server_process.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
 
@@ -549,4 +550,36 @@ TEST_CASE("dagent mcp list prints each server's tools and parameters; a broken s
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("no server 'nope'"));
   }
+}
+
+TEST_CASE("a Streamable HTTP server's tools run as plan steps; a step timeout cancels its call", "[mcp][cli][http]") {
+  dagent::test::NodeServer server{dagent::test::server_everything_script(), {"streamableHttp"}};
+  TempDir dir;
+  dir.write("config.yaml", "mcp:\n  servers:\n    web: {url: \"http://127.0.0.1:" + std::to_string(server.port()) +
+                               "/mcp\", headers: {X-Run: \"${RUN_TAG}\"}}\n"
+                               "executor: {step_timeout_ms: 3000, step_retries: 0}\n");
+  dir.write("task.yaml", R"(workspace: .
+plan:
+  - {id: 1, action: web.echo, parameters: {message: "over http"}}
+  - {id: 2, action: web.get-sum, parameters: {a: 40, b: 2}}
+  - {id: 3, action: web.get-structured-content, parameters: {location: "New York"}}
+  - {id: 4, action: web.trigger-long-running-operation, parameters: {duration: 600, steps: 600}}
+  - {id: 5, action: web.echo, parameters: {message: "$step1.text and $step2.text"}, dependencies: [1, 2]}
+)");
+  auto r = run_dagent(dir, {"run", "task.yaml", "--json"}, {"RUN_TAG=t1"});
+  INFO(r.err);
+  CHECK(r.exit_code == 1);  // step 4 timed out
+  const auto result = json::parse(r.out);
+  CHECK(step(result, 0).at("output").at("text") == "Echo: over http");
+  CHECK(step(result, 1).at("output").at("text") == "The sum of 40 and 2 is 42.");
+  CHECK(step(result, 2).at("output").at("structured").at("humidity").is_number());
+  CHECK(step(result, 3).at("status") == "failed");
+  CHECK_THAT(json::value_to<std::string>(step(result, 3).at("error")), Catch::Contains("timed out"));
+  CHECK(step(result, 4).at("output").at("text") == "Echo: Echo: over http and The sum of 40 and 2 is 42.");
+  // The server got initialize, initialized, tools/list, five calls and the cancellation of step 4
+  // (sent while its answer was streaming back), then the DELETE that ends the session.
+  const auto log = server.log();
+  INFO(log);
+  CHECK(count(log, "Received MCP POST request") == 9);
+  CHECK(count(log, "Received session termination request") == 1);
 }
