@@ -52,7 +52,7 @@ struct Scheduler::StepState {
   asio::cancellation_signal cancel;
   asio::cancellation_signal cancel_verify;
   std::unique_ptr<FanOut> fan;            // for_each: set when the step starts
-  std::optional<StepResult> partial;      // for_each: items kept from an interrupted run
+  std::unique_ptr<StepResult> partial;    // for_each: items kept from an interrupted run (rare: kept out of line)
 };
 
 struct Scheduler::ItemOutcome {
@@ -223,7 +223,7 @@ void Scheduler::init(std::size_t index) {
 void Scheduler::reuse(std::size_t index, StepResult previous) {
   auto& s = steps_[index];
   if (previous.status == StepStatus::pending) {  // a for_each step cut short: some items are kept
-    if (analysis_.steps[index].fan_out) s.partial = std::move(previous);
+    if (analysis_.steps[index].fan_out) s.partial = std::make_unique<StepResult>(std::move(previous));
     return;
   }
   previous.id = s.result.id;

@@ -168,7 +168,10 @@ TEST_CASE("a goal is planned with for_each by the model and runs", "[cli][fanout
   TempDir dir;
   write_docs(dir, 3);
   dir.write("task.yaml", "goal: Summarize every file under docs/ and report\nworkspace: ws\n");
-  auto run = run_dagent(dir, server.base_url(), {"run", "task.yaml", "--json"});
+  // Whole and streamed (the same reader feeds the incremental analysis: steps start as they arrive).
+  const bool streamed = GENERATE(false, true);
+  auto run = run_dagent(dir, server.base_url(),
+                        {"run", "task.yaml", "--json", "--set", std::string("planner.stream_plan=") + (streamed ? "true" : "false")});
   INFO(run.err);
   REQUIRE(run.exit_code == 0);
   const auto result = json::parse(run.out);
