@@ -17,6 +17,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "dagent/approval.hpp"
 #include "dagent/workspace.hpp"
 #include "support/test_tools.hpp"
 
@@ -490,4 +491,79 @@ TEST_CASE("tool calls of items reach the observer with their item index", "[exec
   auto r = h.run(over(json::array{"a", "b", "c"}, R"({"value": "$item"})"), o);
   CHECK(step(r, 2).output == json::parse(R"([{"value": "a"}, "answered", {"value": "c"}])"));
   CHECK(seen.calls == std::vector<std::pair<int, int>>{{1, -1}, {2, 0}, {2, 1}, {2, 2}});
+}
+
+namespace {
+
+struct Asked {
+  std::vector<std::string> values;
+};
+
+// Allows every item but the one whose value is "b" (a named coroutine: no capturing lambda).
+asio::awaitable<ApprovalDecision> decide(Asked* asked, ApprovalRequest request) {
+  const auto value = json::serialize(request.parameters.at("value"));
+  asked->values.push_back(value);
+  ApprovalDecision d;
+  d.answer = value == "\"b\"" ? ApprovalAnswer::deny : ApprovalAnswer::allow;
+  co_return d;
+}
+
+struct Decider {
+  Asked* asked;
+  asio::awaitable<ApprovalDecision> operator()(const ApprovalRequest& r) const { return decide(asked, r); }
+};
+
+}  // namespace
+
+TEST_CASE("tools.approval asks for each item with its own parameters", "[executor][fanout]") {
+  Asked asked;
+  ApprovalGateOptions gate_options;
+  gate_options.patterns = {"pick"};
+  gate_options.ask = Decider{&asked};
+  ApprovalGate gate(std::move(gate_options));
+  Harness h;
+  auto o = opts();
+  o.approval = &gate;
+  auto r = h.run(over(json::array{"a", "b", "c"}, R"({"value": "$item"})"), o);
+  const auto& s = step(r, 2);
+  CHECK(asked.values == std::vector<std::string>{"\"a\"", "\"b\"", "\"c\""});
+  CHECK(s.status == StepStatus::failed);
+  CHECK(s.items[0].status == StepStatus::succeeded);
+  CHECK(s.items[1].status == StepStatus::failed);
+  CHECK_THAT(s.items[1].error, Catch::Contains("denied by the user"));
+  CHECK(s.items[2].status == StepStatus::succeeded);
+  CHECK(h.pick->calls.count("\"b\"") == 0);  // the denied item never ran
+}
+
+TEST_CASE("a fan-out under levels scheduling holds its level's barrier until its last item", "[executor][fanout]") {
+  Harness h;
+  auto o = opts(3);
+  o.scheduling = config::Scheduling::levels;
+  auto r = h.run(over(json::array{3, 1, 2, 0, 1}, R"({"ms": "$item", "value": "$index"})",
+                      R"(, {"id": 3, "action": "pick", "parameters": {"value": "$step2[4].value"}},
+                          {"id": 4, "action": "pick", "dependencies": [1], "parameters": {"value": "same level"}})"),
+                 o);
+  REQUIRE(step(r, 2).status == StepStatus::succeeded);
+  CHECK(step(r, 3).output == json::object{{"value", 4}});
+  double last_item = 0;
+  for (const auto& item : step(r, 2).items) last_item = std::max(last_item, item.finished_ms);
+  CHECK(step(r, 3).started_ms >= last_item);
+}
+
+TEST_CASE("a streamed plan admits a for_each step once its list's step is admitted", "[executor][fanout]") {
+  Harness h;
+  AnalysisOptions options;
+  IncrementalAnalysis inc(h.tools.registry, options);
+  auto step_of = [](const char* text) {
+    auto parsed = parse_plan(json::array{*parse_json_text(text)});
+    REQUIRE(parsed.problems.empty());
+    return parsed.plan.steps.front();
+  };
+  CHECK(inc.add(step_of(R"({"id": 2, "action": "pick", "for_each": "$step1.list", "parameters": {"value": "$item"}})")).empty());
+  CHECK(inc.waiting() == 1);
+  auto admitted = inc.add(step_of(R"({"id": 1, "action": "echo", "parameters": {"list": [1, 2]}})"));
+  CHECK(admitted == std::vector<std::size_t>{0, 1});
+  CHECK(inc.analysis().steps[1].fan_out);
+  CHECK(inc.analysis().steps[1].level == 1);
+  CHECK(inc.add(step_of(R"({"id": 3, "action": "pick", "parameters": {"value": "$item"}})")).empty());  // invalid: never admitted
 }

@@ -24,7 +24,7 @@ record::Recording recording_of(std::initializer_list<const char*> lines) {
 
 }  // namespace
 
-TEST_CASE("--replay-tools answers each item of a for_each step by its index", "[runtime][fanout]") {
+TEST_CASE("ToolReplay (--replay-tools) answers each item of a for_each step by its index", "[runtime][fanout]") {
   auto rec = recording_of({
       R"({"type":"tool","step":2,"action":"read_file","params":{"path":"a"},"item":0,"output":{"content":"A"}})",
       R"({"type":"tool","step":2,"action":"read_file","params":{"path":"a"},"item":1,"output":{"content":"A again"}})",
