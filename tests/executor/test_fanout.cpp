@@ -201,7 +201,7 @@ TEST_CASE("for_each over 500 items keeps item order though items finish out of o
   CHECK(h.pick->peak == 64);
 }
 
-TEST_CASE("a failed item fails the step; the other items finish; dependents are skipped", "[executor][fanout]") {
+TEST_CASE("a failed item fails the step, the other items finish and dependents are skipped", "[executor][fanout]") {
   json::array items;
   for (int i = 0; i < 6; ++i) items.push_back(json::object{{"fail", i == 3}, {"n", i}});
   Harness h;
@@ -228,7 +228,7 @@ TEST_CASE("a failed item fails the step; the other items finish; dependents are 
   }
 }
 
-TEST_CASE("$item, $item.field, $item.list[0] and $index resolve per item; $stepN[k] downstream",
+TEST_CASE("$item, $item.field, $item.list[0] and $index resolve per item, and $stepN[k] downstream",
           "[executor][fanout]") {
   json::array items{json::object{{"name", "a.md"}, {"tags", json::array{"x", "y"}}, {"size", 3}},
                     json::object{{"name", "b.md"}, {"tags", json::array{"z"}}, {"size", 5}},

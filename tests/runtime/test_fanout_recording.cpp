@@ -104,7 +104,7 @@ TEST_CASE("resume_point keeps the finished items of a fan-out cut short, and a f
   CHECK(whole.items.size() == 2);
 }
 
-TEST_CASE("the result JSON lists a for_each step's items; the trace has a span per item", "[runtime][fanout]") {
+TEST_CASE("the result JSON lists a for_each step's items and the trace has a span per item", "[runtime][fanout]") {
   RunResult r;
   r.task = "t";
   StepResult s;
