@@ -217,7 +217,7 @@ std::vector<DepId> inspect_step(const Step& step, const tools::Registry& registr
     info.fan_out = true;
     info.for_each = compile_params(json::object{{"for_each", *step.for_each}});
     for (auto& msg : info.for_each.problems) problems.push_back({step.id, msg});
-    if (uses_item(info.for_each))
+    if (item_reference(info.for_each))
       problems.push_back({step.id, "for_each cannot refer to $item or $index (one for_each step cannot run inside another)"});
     for (const auto& ref : info.for_each.references()) {
       if (ref.root == Reference::Root::input) {
@@ -227,8 +227,8 @@ std::vector<DepId> inspect_step(const Step& step, const tools::Registry& registr
         continue;
       }
       if (ref.root != Reference::Root::step) continue;
-      // The list must exist before the step starts: its step always orders, unless the user
-      // turned dependency analysis off, who must then list it.
+      // The list must exist before the step starts, so its step always orders it; with dependency
+      // analysis off (references do not order) the user must list it.
       const bool listed =
           std::find(step.dependencies.begin(), step.dependencies.end(), ref.step_id) != step.dependencies.end();
       if (!options.dependency_analysis && !listed && ref.step_id != step.id)

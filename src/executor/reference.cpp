@@ -188,14 +188,6 @@ std::vector<Reference> CompiledParams::references() const {
   return refs;
 }
 
-bool uses_item(const CompiledParams& compiled) {
-  for (const auto& slot : compiled.slots)
-    for (const auto& piece : slot.tmpl.pieces)
-      if (piece.ref && (piece.ref->root == Reference::Root::item || piece.ref->root == Reference::Root::index))
-        return true;
-  return false;
-}
-
 CompiledParams compile_params(const boost::json::object& params) {
   CompiledParams out;
   ParamLocation where;

@@ -80,9 +80,6 @@ class ReferenceSource {
   virtual const boost::json::value* item_index() const { return nullptr; }
 };
 
-/// Whether `compiled` refers to `$item` or `$index` (only a for_each step may).
-bool uses_item(const CompiledParams& compiled);
-
 /// The value a reference points at, or a message naming the reference and what is missing.
 boost::system::result<const boost::json::value*, std::string> resolve(const Reference& ref, const ReferenceSource& src);
 
