@@ -21,6 +21,17 @@ std::string_view to_string(StepStatus s) noexcept;
 std::string_view to_string(VerificationStatus s) noexcept;
 std::string_view to_string(RunStatus s) noexcept;
 
+/// One item of a for_each step. Times are milliseconds since the run started.
+struct ItemResult {
+  int index = 0;
+  StepStatus status = StepStatus::pending;  ///< skipped: the run was interrupted before it started
+  int attempts = 0;                         ///< 0: kept from an earlier run (--resume)
+  double started_ms = 0;
+  double finished_ms = 0;
+  int slot = -1;                            ///< concurrency slot it ran in, -1 if it never ran
+  std::string error;
+};
+
 /// One step's outcome. Times are milliseconds since the run started (monotonic clock).
 struct StepResult {
   int id = 0;
@@ -40,6 +51,9 @@ struct StepResult {
   /// "callback", "always", "recording"); empty when the step needed no approval or none was given.
   std::string approval;
   std::string approval_by;
+  /// for_each: the step fanned out; `output` is the list of the items' outputs, in item order.
+  bool fan_out = false;
+  std::vector<ItemResult> items;  ///< for_each: one per element of the list, in order
 };
 
 /// Counters of SPEC §5 `metrics`.
@@ -85,6 +99,12 @@ struct StepEvent {
   int slot = -1;
   double at_ms = 0;
   std::string_view message;  ///< error, skip reason or verification reason; may be empty
+  /// for_each steps: the item this event is about (-1: the step itself), the number of items
+  /// (-1: not a for_each step, or its list is not known yet) and how many have finished / failed.
+  int item = -1;
+  int items = -1;
+  int items_done = 0;
+  int items_failed = 0;
 };
 
 /// The planner's phases, as the live view shows them.

@@ -82,17 +82,56 @@ void LiveView::on_answer(std::string_view piece) {
   std::fflush(answer_out_);
 }
 
+void LiveView::on_item(const StepEvent& ev) {
+  auto it = running_.find(ev.step_id);
+  if (it == running_.end()) return;
+  auto& r = it->second;
+  const bool progressed = ev.items_done != r.items_done;
+  r.items = ev.items;
+  r.items_done = ev.items_done;
+  r.items_failed = ev.items_failed;
+  if (mode_ == Mode::quiet) return;
+  if (ev.status == StepStatus::failed) {
+    clear_block();
+    print_safe(out_, "[%9.1f ms] %s step %d %.*s item %d: failed: %.*s\n", ev.at_ms, mark(ev.status), ev.step_id,
+               static_cast<int>(ev.action.size()), ev.action.data(), ev.item, static_cast<int>(ev.message.size()),
+               ev.message.data());
+    redraw(ev.at_ms, true);
+    return;
+  }
+  // Plain lines: a progress line each tenth of the items, not one per item.
+  const int tenth = std::max(1, r.items / 10);
+  if (mode_ == Mode::lines && progressed && (r.items_done % tenth == 0 || r.items_done == r.items)) {
+    print_safe(out_, "[%9.1f ms]      step %d %s ×%d: %d/%d done, %d failed\n", ev.at_ms, ev.step_id, r.action.c_str(),
+               r.items, r.items_done, r.items, r.items_failed);
+    std::fflush(out_);
+    return;
+  }
+  redraw(ev.at_ms, false);
+}
+
 void LiveView::on_event(const StepEvent& ev) {
+  if (ev.item >= 0) {
+    on_item(ev);
+    return;
+  }
   const bool terminal = ev.status == StepStatus::succeeded || ev.status == StepStatus::failed ||
                         ev.status == StepStatus::skipped;
   const bool verdict_only = terminal && ev.status == StepStatus::succeeded && !running_.contains(ev.step_id) &&
                             ev.verification != VerificationStatus::pending;
   if (seen_.insert(ev.step_id).second && seen_.size() > total_) total_ = seen_.size();
   if (ev.status == StepStatus::running) {
-    // A step already running reports progress (an MCP server's notifications/progress): its
-    // start time stays, the message is shown beside it.
-    auto [it, fresh] = running_.try_emplace(ev.step_id, Running{text::for_terminal(ev.action), ev.at_ms, {}});
-    if (!fresh) it->second.note = text::for_terminal(ev.message);  // redraw() prints them raw
+    // A step already running reports progress (an MCP server's notifications/progress, shown
+    // beside it; its start time stays) or, for for_each, how many of its items have finished.
+    auto [at, fresh] = running_.try_emplace(ev.step_id, Running{text::for_terminal(ev.action), ev.at_ms, {}});  // redraw() prints it raw
+    at->second.items = ev.items;
+    at->second.items_done = ev.items_done;
+    at->second.items_failed = ev.items_failed;
+    if (!fresh && ev.message.empty()) {  // the same step again: its list is known now
+      redraw(ev.at_ms, false);
+      return;
+    }
+    if (!fresh) at->second.note = text::for_terminal(ev.message);
   } else if (terminal && !verdict_only) {
     running_.erase(ev.step_id);
     ++done_;
@@ -113,6 +152,8 @@ void LiveView::on_event(const StepEvent& ev) {
       detail = std::string(to_string(ev.status));
       if (ev.attempt > 1) detail += " (attempt " + std::to_string(ev.attempt) + ")";
     }
+    if (ev.items >= 0 && ev.status != StepStatus::running)
+      detail += " (×" + std::to_string(ev.items) + ", " + std::to_string(ev.items_failed) + " failed)";
     if (!ev.message.empty()) detail += ": " + std::string(ev.message);
     print_safe(out_, "[%9.1f ms] %s step %d %.*s: %s\n", ev.at_ms, verdict_only ? "    " : mark(ev.status),
                  ev.step_id, static_cast<int>(ev.action.size()), ev.action.data(), detail.c_str());
@@ -140,8 +181,15 @@ void LiveView::redraw(double now_ms, bool force) {
   std::size_t shown = 0;
   for (const auto& [id, r] : running_) {
     if (shown == k_max_running_lines) break;
-    std::fprintf(out_, "  \x1b[36mrunning\x1b[0m step %d %s  %.0f ms%s%s\n", id, r.action.c_str(), now_ms - r.since_ms,
-                 r.note.empty() ? "" : "  ", r.note.c_str());
+    const char* gap = r.note.empty() ? "" : "  ";
+    if (r.items >= 0) {
+      std::fprintf(out_, "  \x1b[36mrunning\x1b[0m step %d %s ×%d: %d/%d done, %d failed  %.0f ms%s%s\n", id,
+                   r.action.c_str(), r.items, r.items_done, r.items, r.items_failed, now_ms - r.since_ms, gap,
+                   r.note.c_str());
+    } else {
+      std::fprintf(out_, "  \x1b[36mrunning\x1b[0m step %d %s  %.0f ms%s%s\n", id, r.action.c_str(),
+                   now_ms - r.since_ms, gap, r.note.c_str());
+    }
     ++shown;
   }
   if (running_.size() > shown) {

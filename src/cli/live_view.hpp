@@ -23,7 +23,8 @@ class LiveView {
 
   /// The run is about to start: its id, task and step count.
   void start(const RunResult& skeleton);
-  /// One step changed state.
+  /// One step changed state, or one item of a for_each step (a progress count, never a line per
+  /// item except for a failed one).
   void on_event(const StepEvent& event);
   /// A planner phase started or finished.
   void on_planning(const PlanningEvent& event);
@@ -41,7 +42,11 @@ class LiveView {
     std::string action;
     double since_ms = 0;
     std::string note;  ///< the latest message of a running step (a tool's progress), filtered
+    int items = -1;  ///< for_each: the items, and how many finished / failed
+    int items_done = 0;
+    int items_failed = 0;
   };
+  void on_item(const StepEvent& event);
   void redraw(double now_ms, bool force);
   void clear_block();
 

@@ -125,6 +125,7 @@ struct PlannerConfig {
 struct ExecutorConfig {
   std::int64_t step_timeout_ms = 120000;
   int step_retries = 0;
+  int max_fan_out = 10000;  ///< most items one for_each step may fan out to
 };
 
 struct VerificationConfig {

@@ -487,6 +487,7 @@ constexpr std::array k_fields = {
             [](Config& c) -> auto& { return c.executor.step_timeout_ms; }, 1, k_max_ms),
     integer("executor.step_retries", [](Config& c) -> auto& { return c.executor.step_retries; },
             0, 10),
+    integer("executor.max_fan_out", [](Config& c) -> auto& { return c.executor.max_fan_out; }, 0, 1000000),
 
     flag("verification.llm_judge", [](Config& c) -> auto& { return c.verification.llm_judge; }),
     integer("verification.max_reruns",

@@ -167,6 +167,15 @@ std::vector<std::vector<std::size_t>> find_cycles(const std::vector<StepInfo>& s
   return cycles;
 }
 
+// "parameter P: $item.x", the first `$item` or `$index` in `params`, if any.
+std::optional<std::string> item_reference(const CompiledParams& params) {
+  for (const auto& slot : params.slots)
+    for (const auto& piece : slot.tmpl.pieces)
+      if (piece.ref && (piece.ref->root == Reference::Root::item || piece.ref->root == Reference::Root::index))
+        return "parameter " + to_string(slot.where.path) + ": " + piece.ref->text;
+  return std::nullopt;
+}
+
 // A dependency of a step by id: explicit ("" via) or through a reference (via its text).
 struct DepId {
   int id;
@@ -201,7 +210,34 @@ std::vector<DepId> inspect_step(const Step& step, const tools::Registry& registr
         problems.push_back({step.id, "reference " + ref.text + ": the task has no input '" + ref.path.front().key + "'"});
       continue;
     }
+    if (ref.root != Reference::Root::step) continue;  // $item, $index: checked below
     add_dep(ref.step_id, ref.text, options.dependency_analysis);
+  }
+  if (step.for_each) {
+    info.fan_out = true;
+    info.for_each = compile_params(json::object{{"for_each", *step.for_each}});
+    for (auto& msg : info.for_each.problems) problems.push_back({step.id, msg});
+    if (item_reference(info.for_each))
+      problems.push_back({step.id, "for_each cannot refer to $item or $index (one for_each step cannot run inside another)"});
+    for (const auto& ref : info.for_each.references()) {
+      if (ref.root == Reference::Root::input) {
+        if (options.inputs && !options.inputs->contains(ref.path.front().key))
+          problems.push_back(
+              {step.id, "for_each " + ref.text + ": the task has no input '" + ref.path.front().key + "'"});
+        continue;
+      }
+      if (ref.root != Reference::Root::step) continue;
+      // The list must exist before the step starts, so its step always orders it; with dependency
+      // analysis off (references do not order) the user must list it.
+      const bool listed =
+          std::find(step.dependencies.begin(), step.dependencies.end(), ref.step_id) != step.dependencies.end();
+      if (!options.dependency_analysis && !listed && ref.step_id != step.id)
+        problems.push_back({step.id, "for_each " + ref.text + ": step " + std::to_string(ref.step_id) +
+                                         " must be in \"dependencies\" (dependency_analysis is off)"});
+      add_dep(ref.step_id, "for_each " + ref.text, true);
+    }
+  } else if (auto misplaced = item_reference(info.params)) {
+    problems.push_back({step.id, *misplaced + " is defined only in a step with for_each"});
   }
   if (info.tool && info.params.problems.empty()) {
     check_parameter_schema(step, info, problems);

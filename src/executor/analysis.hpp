@@ -35,6 +35,8 @@ struct StepInfo {
   int height = 1;                       ///< steps on the longest chain from here to the end, itself included
   CompiledParams params;
   Tool* tool = nullptr;
+  bool fan_out = false;     ///< the step has for_each
+  CompiledParams for_each;  ///< for_each as the parameter {"for_each": ...}: a whole reference or a list
 };
 
 struct Analysis {

@@ -6,6 +6,8 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/stream_parser.hpp>
 
+#include "executor/reference.hpp"
+
 namespace dagent::executor {
 namespace {
 
@@ -18,7 +20,7 @@ std::optional<int> as_step_id(const json::value& v) {
 }
 
 constexpr std::string_view k_known_keys[] = {"id", "action", "parameters", "args", "dependencies", "verify",
-                                             "critical", "description", "reason", "tool"};
+                                             "critical", "description", "reason", "tool", "for_each"};
 
 void parse_step(const json::value& item, std::size_t index, ParsedPlan& out, std::unordered_set<int>& seen) {
   const auto* obj = item.if_object();
@@ -85,6 +87,23 @@ void parse_step(const json::value& item, std::size_t index, ParsedPlan& out, std
       step.critical = critical->get_bool();
     } else {
       problem(step.id, "\"critical\" must be true or false");
+    }
+  }
+  if (const auto* each = obj->if_contains("for_each")) {
+    constexpr std::string_view k_form = "for_each must be a reference like $step2.entries or a list";
+    if (each->is_array()) {
+      step.for_each = *each;
+    } else if (const auto* text = each->if_string()) {
+      auto tmpl = parse_template(*text);
+      if (!tmpl) {
+        problem(step.id, std::string(k_form) + ": " + tmpl.error());
+      } else if (!tmpl->is_whole_reference()) {
+        problem(step.id, std::string(k_form) + ", got " + json::serialize(*each));
+      } else {
+        step.for_each = *each;
+      }
+    } else {
+      problem(step.id, std::string(k_form) + ", got " + json::serialize(*each));
     }
   }
   for (const auto& kv : *obj) {

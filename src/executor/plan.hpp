@@ -19,6 +19,9 @@ struct Step {
   std::vector<int> dependencies;           ///< the explicit list only
   std::optional<boost::json::value> verify;
   bool critical = false;
+  /// Fan-out: a whole reference string ("$step2.entries") or an inline JSON array; the step runs
+  /// once per element, with `$item` and `$index` in its parameters. Absent: an ordinary step.
+  std::optional<boost::json::value> for_each;
 };
 
 struct Plan {

@@ -47,17 +47,6 @@ bool parse_path(std::string_view text, std::size_t& i, std::vector<PathSegment>&
   return true;
 }
 
-std::string kind_of(const json::value& v) {
-  switch (v.kind()) {
-    case json::kind::object: return "an object";
-    case json::kind::array: return "an array";
-    case json::kind::string: return "a string";
-    case json::kind::null: return "null";
-    case json::kind::bool_: return "a boolean";
-    default: return "a number";
-  }
-}
-
 void compile_value(const json::value& v, ParamLocation& where, CompiledParams& out) {
   switch (v.kind()) {
     case json::kind::string: {
@@ -93,6 +82,17 @@ void compile_value(const json::value& v, ParamLocation& where, CompiledParams& o
 }
 
 }  // namespace
+
+std::string kind_of(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::object: return "an object";
+    case json::kind::array: return "an array";
+    case json::kind::string: return "a string";
+    case json::kind::null: return "null";
+    case json::kind::bool_: return "a boolean";
+    default: return "a number";
+  }
+}
 
 json::value* find_param(json::object& params, const ParamLocation& where) {
   if (where.path.empty()) return nullptr;
@@ -160,11 +160,18 @@ boost::system::result<StringTemplate, std::string> parse_template(std::string_vi
         return malformed(text, start, "expected $input.NAME");
       ref.root = Reference::Root::input;
       i = j;
+    } else if (rest.starts_with("item") && (rest.size() == 4 || !is_ident_char(rest[4]))) {
+      ref.root = Reference::Root::item;
+      i += 5;
+    } else if (rest.starts_with("index") && (rest.size() == 5 || !is_ident_char(rest[5]))) {
+      ref.root = Reference::Root::index;
+      i += 6;  // a number has no fields: "$index.md" is the index followed by ".md"
     } else {
-      return malformed(text, start, "references are $stepN... or $input.NAME; write $$ for a literal $");
+      return malformed(text, start,
+                       "references are $stepN..., $input.NAME, $item... or $index; write $$ for a literal $");
     }
     std::string error;
-    if (!parse_path(text, i, ref.path, error, start)) return error;
+    if (ref.root != Reference::Root::index && !parse_path(text, i, ref.path, error, start)) return error;
     ref.text = std::string(text.substr(start, i - start));
     flush();
     out.pieces.push_back({std::string(), std::move(ref)});
@@ -201,6 +208,10 @@ boost::system::result<const boost::json::value*, std::string> resolve(const Refe
     cur = src.step_output(ref.step_id);
     if (!cur) return "reference " + ref.text + ": step " + std::to_string(ref.step_id) + " has no output";
     walked = "$step" + std::to_string(ref.step_id);
+  } else if (ref.root == Reference::Root::item || ref.root == Reference::Root::index) {
+    cur = ref.root == Reference::Root::item ? src.item() : src.item_index();
+    if (!cur) return "reference " + ref.text + ": only a step with for_each has an item";
+    walked = ref.root == Reference::Root::item ? "$item" : "$index";
   } else {
     const auto& name = ref.path.front().key;
     cur = src.inputs().if_contains(name);

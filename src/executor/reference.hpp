@@ -1,6 +1,6 @@
 #pragma once
 // References to earlier results inside parameter strings (SPEC.md §3): `$stepN`, `$stepN.a.b[0]`,
-// `$input.name`, and `$$` for a literal `$`.
+// `$input.name`, inside a `for_each` step `$item`, `$item.a[0]` and `$index`, and `$$` for a literal `$`.
 
 #include <optional>
 #include <string>
@@ -23,7 +23,8 @@ struct PathSegment {
 };
 
 struct Reference {
-  enum class Root { step, input };
+  /// item: the current element of a for_each step's list; index: its position (a number).
+  enum class Root { step, input, item, index };
   Root root = Root::step;
   int step_id = 0;                  ///< for Root::step
   std::vector<PathSegment> path;    ///< for Root::input the first segment is the input's name
@@ -74,6 +75,9 @@ class ReferenceSource {
   /// The output of a step that succeeded, or null when it has none (yet).
   virtual const boost::json::value* step_output(int step_id) const = 0;
   virtual const boost::json::object& inputs() const = 0;
+  /// Inside one item of a for_each step: the item and its index (a number); null elsewhere.
+  virtual const boost::json::value* item() const { return nullptr; }
+  virtual const boost::json::value* item_index() const { return nullptr; }
 };
 
 /// The value a reference points at, or a message naming the reference and what is missing.
@@ -84,6 +88,9 @@ boost::system::result<const boost::json::value*, std::string> resolve(const Refe
 boost::system::result<boost::json::object, std::string> resolve_params(const boost::json::object& params,
                                                                         const CompiledParams& compiled,
                                                                         const ReferenceSource& src);
+
+/// "an array", "a string", "null"...: a value's JSON type, for messages.
+std::string kind_of(const boost::json::value& v);
 
 /// The path as text: `a.b[0].c`.
 std::string to_string(const std::vector<PathSegment>& path);

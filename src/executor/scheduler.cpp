@@ -29,12 +29,39 @@ struct Scheduler::Outcome {
   std::optional<Verdict> verdict;
 };
 
+// A for_each step once its list is known: the items' outputs in item order, which item is next
+// to start, and the items' own cancellation signals.
+struct Scheduler::FanOut {
+  json::array list;
+  json::array outputs;
+  std::unique_ptr<asio::cancellation_signal[]> cancel;
+  std::size_t next = 0;     // the next item to start; items before it started, were kept or skipped
+  std::size_t done = 0;     // items that reached a final status
+  std::size_t failed = 0;
+  std::size_t skipped = 0;  // never started: the run was interrupted
+  std::size_t running = 0;
+  int reruns = 0;
+  bool verifying = false;   // the whole list's verdict is awaited before the step ends
+
+  std::size_t size() const noexcept { return list.size(); }
+};
+
 struct Scheduler::StepState {
   StepResult result;
   std::size_t deps_left = 0;
   bool llm = false;
   asio::cancellation_signal cancel;
   asio::cancellation_signal cancel_verify;
+  std::unique_ptr<FanOut> fan;            // for_each: set when the step starts
+  std::unique_ptr<StepResult> partial;    // for_each: items kept from an interrupted run (rare: kept out of line)
+};
+
+struct Scheduler::ItemOutcome {
+  bool ok = false;
+  int attempts = 0;
+  json::value output;
+  std::string error;
+  boost::system::error_code error_code;
 };
 
 // Completion handlers of the spawned step and verification coroutines: plain function objects,
@@ -43,6 +70,23 @@ struct Scheduler::StepDone {
   Scheduler* self;
   std::size_t index;
   void operator()(std::exception_ptr e, Outcome outcome) const { self->finish(index, e, std::move(outcome)); }
+};
+
+struct Scheduler::ItemDone {
+  Scheduler* self;
+  std::size_t index;
+  std::size_t item;
+  void operator()(std::exception_ptr e, ItemOutcome outcome) const {
+    self->finish_item(index, item, e, std::move(outcome));
+  }
+};
+
+struct Scheduler::FanVerifyDone {
+  Scheduler* self;
+  std::size_t index;
+  void operator()(std::exception_ptr e, Verdict verdict) const {
+    self->finish_fan_verification(index, e, std::move(verdict));
+  }
 };
 
 struct Scheduler::VerifyDone {
@@ -104,6 +148,34 @@ std::string progress_text(const ToolProgress& p) {
   return text::secrets()->masked(text);
 }
 
+// The references of one item of a for_each step: `$item` and `$index` are its own, the rest the
+// scheduler's. Lives only while the item's parameters are resolved (no suspension).
+class ItemSource final : public ReferenceSource {
+ public:
+  ItemSource(const ReferenceSource& outer, const json::value& item, std::size_t index)
+      : outer_(outer), item_(item), index_(static_cast<std::uint64_t>(index)) {}
+  const json::value* step_output(int step_id) const override { return outer_.step_output(step_id); }
+  const json::object& inputs() const override { return outer_.inputs(); }
+  const json::value* item() const override { return &item_; }
+  const json::value* item_index() const override { return &index_; }
+
+ private:
+  const ReferenceSource& outer_;
+  const json::value& item_;
+  json::value index_;
+};
+
+// "item 3 failed: …" or "2 of 500 items failed; item 3: …", from the first failed item.
+std::string fan_out_error(const std::vector<ItemResult>& items, std::size_t failed) {
+  for (const auto& item : items) {
+    if (item.status != StepStatus::failed) continue;
+    if (failed == 1) return "item " + std::to_string(item.index) + " failed: " + item.error;
+    return std::to_string(failed) + " of " + std::to_string(items.size()) + " items failed; item " +
+           std::to_string(item.index) + ": " + item.error;
+  }
+  return "an item failed";
+}
+
 }  // namespace
 
 SchedulerOptions SchedulerOptions::from(const config::Config& cfg) {
@@ -115,6 +187,7 @@ SchedulerOptions SchedulerOptions::from(const config::Config& cfg) {
   o.scheduling = pe.scheduling;
   o.step_timeout = std::chrono::milliseconds(cfg.executor.step_timeout_ms);
   o.step_retries = cfg.executor.step_retries;
+  o.max_fan_out = static_cast<std::size_t>(cfg.executor.max_fan_out);
   o.background_verification = cfg.performance.background_tasks.verification;
   o.max_reruns = cfg.verification.max_reruns;
   return o;
@@ -163,6 +236,10 @@ void Scheduler::init(std::size_t index) {
 
 void Scheduler::reuse(std::size_t index, StepResult previous) {
   auto& s = steps_[index];
+  if (previous.status == StepStatus::pending) {  // a for_each step cut short: some items are kept
+    if (analysis_.steps[index].fan_out) s.partial = std::make_unique<StepResult>(std::move(previous));
+    return;
+  }
   previous.id = s.result.id;
   previous.action = s.result.action;
   previous.level = s.result.level;
@@ -291,7 +368,9 @@ void Scheduler::interrupt() {
 void Scheduler::stop_all() {
   for (std::size_t i = 0; i < steps_.size(); ++i) {
     auto& s = steps_[i];
-    if (s.result.status == StepStatus::running) {
+    if (s.result.status == StepStatus::running && s.fan) {
+      stop_fan_out(i);
+    } else if (s.result.status == StepStatus::running) {
       s.cancel.emit(asio::cancellation_type::terminal);
     } else if (s.result.status == StepStatus::pending) {
       s.result.status = StepStatus::skipped;
@@ -329,7 +408,18 @@ void Scheduler::dispatch() {
     auto& queue = take_llm ? ready_llm_ : ready_;
     auto index = queue.top();
     queue.pop();
-    start(index);
+    if (!analysis_.steps[index].fan_out) {
+      start(index);
+      continue;
+    }
+    // A for_each step stays in the queue while it has items to start, one slot per item.
+    if (steps_[index].result.status == StepStatus::pending && !open_fan_out(index)) continue;
+    start_item(index);
+    if (steps_[index].fan->next < steps_[index].fan->size()) queue.push(index);
+  }
+  if (settled_in_dispatch_) {
+    settled_in_dispatch_ = false;
+    wake();
   }
 }
 
@@ -352,18 +442,18 @@ void Scheduler::start(std::size_t index) {
                  asio::bind_cancellation_slot(s.cancel.slot(), StepDone{this, index}));
 }
 
-asio::awaitable<ToolResult> Scheduler::invoke_once(std::size_t index, json::object params) {
+asio::awaitable<ToolResult> Scheduler::invoke_once(std::size_t index, int item, json::object params) {
   auto* observer = options_.observer;
   if (!observer) co_return co_await invoke_tool(index, std::move(params));
-  const int id = plan_.steps[index].id;
+  const CallId call{plan_.steps[index].id, item};
   const std::string action = plan_.steps[index].action;  // a copy: the plan may grow meanwhile
-  if (auto answered = observer->answer(id, action, params)) {
-    observer->called(id, action, params, *answered);
+  if (auto answered = observer->answer(call, action, params)) {
+    observer->called(call, action, params, *answered);
     co_return std::move(*answered);
   }
   json::object seen = params;
   auto result = co_await invoke_tool(index, std::move(params));
-  observer->called(id, action, seen, result);
+  observer->called(call, action, seen, result);
   co_return result;
 }
 
@@ -448,7 +538,7 @@ asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
       } else {
         call_params = std::move(params);
       }
-      result = co_await invoke_once(index, std::move(call_params));
+      result = co_await invoke_once(index, -1, std::move(call_params));
       if (result || interrupted_ || !retryable(result.error())) break;
     }
     if (!result) {
@@ -496,7 +586,6 @@ asio::awaitable<Verdict> Scheduler::verify_in_background(std::size_t index) {
 
 void Scheduler::finish(std::size_t index, std::exception_ptr error, Outcome outcome) {
   auto& s = steps_[index];
-  const auto& step = plan_.steps[index];
   --running_;
   if (s.llm) --running_llm_;
   slot_busy_[static_cast<std::size_t>(s.result.slot)] = false;
@@ -510,6 +599,14 @@ void Scheduler::finish(std::size_t index, std::exception_ptr error, Outcome outc
       outcome.error = interrupted_ ? "cancelled: the run was interrupted" : std::string("internal error: ") + e.what();
     }
   }
+  settle(index, std::move(outcome));
+  dispatch();
+  wake();
+}
+
+void Scheduler::settle(std::size_t index, Outcome outcome) {
+  auto& s = steps_[index];
+  const auto& step = plan_.steps[index];
   s.result.status = outcome.status;
   if (outcome.verdict) {
     s.result.verification = outcome.verdict->status;
@@ -539,8 +636,6 @@ void Scheduler::finish(std::size_t index, std::exception_ptr error, Outcome outc
     skip_dependents(index);
   }
   mark_terminal(index);
-  dispatch();
-  wake();
 }
 
 void Scheduler::finish_verification(std::size_t index, std::exception_ptr error, Verdict verdict) {
@@ -595,6 +690,303 @@ void Scheduler::advance_level() {
   }
 }
 
+// ---- for_each: one step, one slot per item -------------------------------------------------
+
+// Starts a for_each step: resolves its list and prepares one item per element. Returns whether
+// items are left to start; false when the step already ended (no list, no items, all kept).
+bool Scheduler::open_fan_out(std::size_t index) {
+  auto& s = steps_[index];
+  const auto& step = plan_.steps[index];
+  s.result.status = StepStatus::running;
+  s.result.started_ms = now_ms();
+  s.result.fan_out = true;
+  const json::value& spec = *step.for_each;
+  const std::string what = spec.is_string() ? "for_each " + std::string(spec.get_string()) : "for_each";
+  auto fail = [&](std::string error) {
+    s.result.finished_ms = now_ms();
+    Outcome out;
+    out.error = std::move(error);
+    out.error_code = make_error_code(ToolErrc::invalid_parameters);
+    settle(index, std::move(out));
+    settled_in_dispatch_ = true;
+    return false;
+  };
+  auto resolved = resolve_params(json::object{{"for_each", spec}}, analysis_.steps[index].for_each, *this);
+  if (!resolved) return fail(std::move(resolved.error()));
+  json::value& list = (*resolved)["for_each"];
+  if (!list.is_array()) return fail(what + " is " + kind_of(list) + ", not a list");
+  if (list.get_array().size() > options_.max_fan_out)
+    return fail(what + " has " + std::to_string(list.get_array().size()) + " items, more than executor.max_fan_out (" +
+                std::to_string(options_.max_fan_out) + ")");
+
+  auto fan = std::make_unique<FanOut>();
+  fan->list = std::move(list.get_array());
+  const auto n = fan->size();
+  fan->outputs.resize(n);
+  fan->cancel = std::make_unique<asio::cancellation_signal[]>(n);
+  s.result.items.resize(n);
+  for (std::size_t k = 0; k < n; ++k) s.result.items[k].index = static_cast<int>(k);
+  s.fan = std::move(fan);
+  emit(index);
+  // --resume: the items a recording shows finished keep their outputs (matched by index).
+  if (s.partial) {
+    const auto* kept_outputs = s.partial->output.if_array();
+    for (const auto& kept : s.partial->items) {
+      const auto k = static_cast<std::size_t>(kept.index);
+      if (kept.status != StepStatus::succeeded || k >= n || !kept_outputs || k >= kept_outputs->size()) continue;
+      auto& item = s.result.items[k];
+      item.status = StepStatus::succeeded;
+      item.started_ms = item.finished_ms = s.result.started_ms;
+      s.fan->outputs[k] = (*kept_outputs)[k];
+      ++s.fan->done;
+      emit_item(index, k, "kept from an earlier run");
+    }
+    s.partial.reset();
+  }
+  auto& f = *s.fan;
+  while (f.next < n && s.result.items[f.next].status != StepStatus::pending) ++f.next;
+  if (f.next < n) return true;
+  complete_fan_out(index);
+  settled_in_dispatch_ = true;
+  return false;
+}
+
+void Scheduler::start_item(std::size_t index) {
+  auto& s = steps_[index];
+  auto& f = *s.fan;
+  const auto k = f.next++;
+  while (f.next < f.size() && s.result.items[f.next].status != StepStatus::pending) ++f.next;
+  auto& item = s.result.items[k];
+  item.status = StepStatus::running;
+  item.started_ms = now_ms();
+  item.slot = acquire_slot();
+  ++running_;
+  if (s.llm) ++running_llm_;
+  ++f.running;
+  report_.max_concurrent = std::max(report_.max_concurrent, running_);
+  emit_item(index, k);
+  asio::co_spawn(wake_->get_executor(), run_item(index, k),
+                 asio::bind_cancellation_slot(f.cancel[k].slot(), ItemDone{this, index, k}));
+}
+
+asio::awaitable<Scheduler::ItemOutcome> Scheduler::run_item(std::size_t index, std::size_t item) {
+  // As run_step: no reference into plan_, analysis_ or the list lives across a co_await.
+  ItemOutcome out;
+  json::object params;
+  {
+    const auto& step = plan_.steps[index];
+    const auto& info = analysis_.steps[index];
+    if (info.params.slots.empty()) {
+      params = step.parameters;
+    } else {
+      ItemSource source(*this, steps_[index].fan->list[item], item);
+      auto resolved = resolve_params(step.parameters, info.params, source);
+      if (!resolved) {
+        out.error = std::move(resolved.error());
+        co_return out;
+      }
+      if (auto problems = tools::validate_json(*resolved, info.tool->parameters_schema(), "parameters");
+          !problems.empty()) {
+        out.error = "after resolving references: " + problems.front();
+        co_return out;
+      }
+      params = std::move(*resolved);
+    }
+  }
+  if (steps_[index].fan->reruns == 0 && options_.approval &&
+      options_.approval->pattern_for(plan_.steps[index].action)) {
+    const int id = plan_.steps[index].id;
+    std::string action = plan_.steps[index].action;
+    auto verdict = options_.approval->decide_now(id, action, params);
+    if (!verdict) {
+      emit_item(index, item, "waiting for approval (tools.approval)");
+      auto asking = options_.approval->ask(id, std::move(action), params);
+      verdict = co_await std::move(asking);
+    }
+    steps_[index].result.approval = std::move(verdict->decision);
+    steps_[index].result.approval_by = std::move(verdict->given_by);
+    if (!verdict->allowed) {
+      out.error = std::move(verdict->error);
+      out.error_code = make_error_code(ToolErrc::failed);
+      co_return out;
+    }
+  }
+  ToolResult result = tool_error(ToolErrc::failed, "not run");
+  for (int attempt = 0; attempt <= options_.step_retries; ++attempt) {
+    if (attempt > 0) ++report_.retries;
+    ++out.attempts;
+    json::object call_params;
+    if (attempt < options_.step_retries) {
+      call_params = params;
+    } else {
+      call_params = std::move(params);
+    }
+    result = co_await invoke_once(index, static_cast<int>(item), std::move(call_params));
+    if (result || interrupted_ || !retryable(result.error())) break;
+  }
+  if (!result) {
+    out.error = std::move(result.error().message);
+    out.error_code = result.error().code;
+    co_return out;
+  }
+  out.output = std::move(*result);
+  out.ok = true;
+  co_return out;
+}
+
+void Scheduler::finish_item(std::size_t index, std::size_t k, std::exception_ptr error, ItemOutcome outcome) {
+  auto& s = steps_[index];
+  auto& f = *s.fan;
+  auto& item = s.result.items[k];
+  --running_;
+  if (s.llm) --running_llm_;
+  --f.running;
+  slot_busy_[static_cast<std::size_t>(item.slot)] = false;
+  item.finished_ms = now_ms();
+  item.attempts += outcome.attempts;
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      outcome.ok = false;
+      outcome.error = interrupted_ ? "cancelled: the run was interrupted" : std::string("internal error: ") + e.what();
+    }
+  }
+  if (outcome.ok) {
+    item.status = StepStatus::succeeded;
+    f.outputs[k] = std::move(outcome.output);
+  } else {
+    item.status = StepStatus::failed;
+    item.error = std::move(outcome.error);
+    if (f.failed++ == 0) s.result.error_code = outcome.error_code;
+  }
+  ++f.done;
+  emit_item(index, k, item.error);
+  if (f.done == f.size()) complete_fan_out(index);
+  dispatch();
+  wake();
+}
+
+// Every item has ended: the step fails if one failed (or never ran), else its verdict is awaited
+// (critical, or verification in the foreground) or it succeeds with the list of outputs.
+void Scheduler::complete_fan_out(std::size_t index) {
+  auto& s = steps_[index];
+  auto& f = *s.fan;
+  const auto& step = plan_.steps[index];
+  Outcome out;
+  out.attempts = f.reruns + 1;
+  s.result.finished_ms = now_ms();
+  if (f.failed > 0 || f.skipped > 0) {
+    out.error = f.failed > 0 ? fan_out_error(s.result.items, f.failed)
+                             : "cancelled: the run was interrupted (" + std::to_string(f.done - f.skipped) + " of " +
+                                   std::to_string(f.size()) + " items done)";
+    out.error_code = f.failed > 0 ? s.result.error_code : make_error_code(ToolErrc::cancelled);
+    settle(index, std::move(out));
+    return;
+  }
+  const bool check_inline = step.verify && (step.critical || !options_.background_verification);
+  if (check_inline && !interrupted_) {
+    s.result.output = f.outputs;
+    s.result.verification = VerificationStatus::pending;
+    f.verifying = true;
+    ++background_;
+    emit(index, "verifying");
+    asio::co_spawn(wake_->get_executor(), verify_in_background(index),
+                   asio::bind_cancellation_slot(s.cancel_verify.slot(), FanVerifyDone{this, index}));
+    return;
+  }
+  out.status = StepStatus::succeeded;
+  out.output = std::move(f.outputs);
+  settle(index, std::move(out));
+}
+
+void Scheduler::finish_fan_verification(std::size_t index, std::exception_ptr error, Verdict verdict) {
+  auto& s = steps_[index];
+  auto& f = *s.fan;
+  const bool critical = plan_.steps[index].critical;
+  --background_;
+  f.verifying = false;
+  if (error) {
+    verdict.status = VerificationStatus::error;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      verdict.reason = interrupted_ ? "the run was interrupted before the verdict" : std::string("verifier error: ") + e.what();
+    }
+  }
+  Outcome out;
+  out.attempts = f.reruns + 1;
+  out.output = std::move(s.result.output);
+  s.result.output = nullptr;
+  s.result.finished_ms = now_ms();
+  if (critical && verdict.status == VerificationStatus::error) {  // unknown is not a pass
+    out.error = "verification could not be done: " + verdict.reason;
+    out.error_code = verdict.code;
+  } else if (!critical || verdict.status != VerificationStatus::failed) {
+    out.status = StepStatus::succeeded;
+  } else if (f.reruns >= options_.max_reruns || interrupted_) {
+    out.error = "verification failed: " + verdict.reason;
+  } else {
+    // A failed verdict on the list re-runs every item, as a step is re-run.
+    ++f.reruns;
+    f.next = f.done = f.failed = 0;
+    f.outputs = json::array(f.size());
+    for (auto& item : s.result.items) item = ItemResult{item.index, StepStatus::pending, item.attempts};
+    s.result.verification = VerificationStatus::not_requested;
+    s.result.verification_reason = verdict.reason;
+    emit(index, "verification failed, re-running: " + verdict.reason);
+    if (f.size() > 0) (s.llm ? ready_llm_ : ready_).push(index);
+    else complete_fan_out(index);
+    dispatch();
+    wake();
+    return;
+  }
+  out.verdict = std::move(verdict);
+  if (out.status != StepStatus::succeeded) out.output = nullptr;
+  settle(index, std::move(out));
+  dispatch();
+  wake();
+}
+
+// Interrupted: running items are cancelled, the ones not started are skipped; the step ends when
+// its last running item does.
+void Scheduler::stop_fan_out(std::size_t index) {
+  auto& s = steps_[index];
+  auto& f = *s.fan;
+  for (std::size_t k = 0; k < f.size(); ++k) {
+    auto& item = s.result.items[k];
+    if (item.status == StepStatus::running) {
+      f.cancel[k].emit(asio::cancellation_type::terminal);
+    } else if (item.status == StepStatus::pending) {
+      item.status = StepStatus::skipped;
+      item.error = "the run was interrupted";
+      ++f.done;
+      ++f.skipped;
+    }
+  }
+  f.next = f.size();
+  if (f.running == 0 && !f.verifying && f.done == f.size()) complete_fan_out(index);
+}
+
+void Scheduler::emit_item(std::size_t index, std::size_t k, std::string_view message) {
+  if (!on_event_) return;
+  const auto& s = steps_[index];
+  const auto& item = s.result.items[k];
+  StepEvent ev;
+  ev.step_id = s.result.id;
+  ev.action = s.result.action;
+  ev.status = item.status;
+  ev.attempt = item.attempts;
+  ev.slot = item.slot;
+  ev.at_ms = now_ms();
+  ev.message = message;
+  ev.item = static_cast<int>(k);
+  ev.items = static_cast<int>(s.fan->size());
+  ev.items_done = static_cast<int>(s.fan->done);
+  ev.items_failed = static_cast<int>(s.fan->failed);
+  on_event_(ev);
+}
+
 void Scheduler::emit(std::size_t index, std::string_view message) {
   if (!on_event_) return;
   const auto& r = steps_[index].result;
@@ -607,6 +999,11 @@ void Scheduler::emit(std::size_t index, std::string_view message) {
   ev.slot = r.slot;
   ev.at_ms = now_ms();
   ev.message = message;
+  if (const auto* fan = steps_[index].fan.get()) {
+    ev.items = static_cast<int>(fan->size());
+    ev.items_done = static_cast<int>(fan->done);
+    ev.items_failed = static_cast<int>(fan->failed);
+  }
   on_event_(ev);
 }
 

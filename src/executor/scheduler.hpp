@@ -34,6 +34,8 @@ struct SchedulerOptions {
   config::Scheduling scheduling = config::Scheduling::eager;
   std::chrono::milliseconds step_timeout{120000};
   int step_retries = 0;                      ///< extra attempts after a failure that may pass on retry
+  /// for_each: the most items one step may fan out to; a longer list fails the step.
+  std::size_t max_fan_out = 10000;
   /// true: a non-critical step's verdict is awaited in the background (its dependents start at
   /// once); false: in the foreground, the step is done when its verdict is. Critical steps
   /// always wait for theirs.
@@ -88,7 +90,9 @@ class Scheduler final : private ReferenceSource {
   void interrupt();
 
   /// Before run(): the step at `index` already succeeded (an earlier plan of this run, or a
-  /// recording); it keeps `previous` and is not run again.
+  /// recording); it keeps `previous` and is not run again. A for_each step cut short (`previous`
+  /// pending, its finished items succeeded with their outputs at their index of `output`) runs
+  /// only its other items.
   void reuse(std::size_t index, StepResult previous);
 
   /// Streamed plans: the step at `index` (the next one) was appended to the plan and analysis,
@@ -104,9 +108,14 @@ class Scheduler final : private ReferenceSource {
   struct StepDone;
   struct VerifyDone;
   struct StepState;
+  struct FanOut;
+  struct ItemOutcome;
+  struct ItemDone;
+  struct FanVerifyDone;
 
   boost::asio::awaitable<Outcome> run_step(std::size_t index);
-  boost::asio::awaitable<ToolResult> invoke_once(std::size_t index, boost::json::object params);
+  boost::asio::awaitable<ItemOutcome> run_item(std::size_t index, std::size_t item);
+  boost::asio::awaitable<ToolResult> invoke_once(std::size_t index, int item, boost::json::object params);
   boost::asio::awaitable<ToolResult> invoke_tool(std::size_t index, boost::json::object params);
   boost::asio::awaitable<Verdict> verify_in_background(std::size_t index);
 
@@ -115,6 +124,14 @@ class Scheduler final : private ReferenceSource {
   void dispatch();
   void start(std::size_t index);
   void finish(std::size_t index, std::exception_ptr error, Outcome outcome);
+  void settle(std::size_t index, Outcome outcome);
+  bool open_fan_out(std::size_t index);
+  void start_item(std::size_t index);
+  void finish_item(std::size_t index, std::size_t item, std::exception_ptr error, ItemOutcome outcome);
+  void complete_fan_out(std::size_t index);
+  void finish_fan_verification(std::size_t index, std::exception_ptr error, Verdict verdict);
+  void stop_fan_out(std::size_t index);
+  void emit_item(std::size_t index, std::size_t item, std::string_view message = {});
   void finish_verification(std::size_t index, std::exception_ptr error, Verdict verdict);
   void stop_all();
   void skip_dependents(std::size_t failed);
@@ -162,6 +179,7 @@ class Scheduler final : private ReferenceSource {
   ExecutionReport report_;
   std::chrono::steady_clock::time_point start_;
   std::unique_ptr<boost::asio::steady_timer> wake_;
+  bool settled_in_dispatch_ = false;  // a for_each step finished while dispatch() opened it
 };
 
 }  // namespace dagent::executor

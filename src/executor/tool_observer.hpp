@@ -11,16 +11,22 @@
 
 namespace dagent::executor {
 
+/// Which call: a step, and for a for_each step the item (its index in the list; -1 otherwise).
+struct CallId {
+  int step_id = 0;
+  int item = -1;
+};
+
 class ToolObserver {
  public:
   virtual ~ToolObserver() = default;
   /// Called before a call: a result to use instead of invoking the tool, or nullopt to invoke it.
-  virtual std::optional<ToolResult> answer(int step_id, std::string_view action, const boost::json::object& params) {
-    (void)step_id, (void)action, (void)params;
+  virtual std::optional<ToolResult> answer(CallId call, std::string_view action, const boost::json::object& params) {
+    (void)call, (void)action, (void)params;
     return std::nullopt;
   }
   /// Called after each call (invoked or answered) with its result.
-  virtual void called(int step_id, std::string_view action, const boost::json::object& params,
+  virtual void called(CallId call, std::string_view action, const boost::json::object& params,
                       const ToolResult& result) = 0;
 };
 

@@ -64,7 +64,9 @@ json::object plan_schema(const std::vector<std::string>& tool_names) {
                                   {"parameters", json::object{{"type", "object"}}},
                                   {"dependencies", json::object{{"type", "array"}, {"items", json::object{{"type", "integer"}}}}},
                                   {"verify", json::object{}},
-                                  {"critical", json::object{{"type", "boolean"}}}}},
+                                  {"critical", json::object{{"type", "boolean"}}},
+                                  // a reference string ("$step2.entries") or an inline list
+                                  {"for_each", json::object{{"type", json::array{"string", "array"}}}}}},
       {"required", json::array{"id", "action", "parameters"}}};
   return json::object{{"type", "object"},
                       {"properties", json::object{{"steps", json::object{{"type", "array"}, {"items", std::move(step)}}}}},

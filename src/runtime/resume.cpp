@@ -16,7 +16,32 @@ struct Seen {
   std::string verification;
   int attempt = 0;
   std::optional<json::value> output;
+  int items = -1;                       ///< for_each: the number of items, once the list was known
+  std::map<int, json::value> item_outputs;  ///< for_each: items whose last recorded call succeeded
 };
+
+// A for_each step's result from the items recorded: succeeded with the whole list when every item
+// is there, else pending with the finished items (ItemResult succeeded, output at its index).
+StepResult fan_out_result(int id, const Seen& seen) {
+  StepResult r;
+  r.id = id;
+  r.action = seen.action;
+  r.fan_out = true;
+  const int last = seen.item_outputs.empty() ? -1 : seen.item_outputs.rbegin()->first;
+  const bool complete = seen.items >= 0 && static_cast<int>(seen.item_outputs.size()) == seen.items &&
+                        last == seen.items - 1;
+  json::array outputs(static_cast<std::size_t>(complete ? seen.items : last + 1));
+  for (const auto& [index, output] : seen.item_outputs) {
+    outputs[static_cast<std::size_t>(index)] = output;
+    ItemResult item;
+    item.index = index;
+    item.status = StepStatus::succeeded;
+    r.items.push_back(std::move(item));
+  }
+  r.output = std::move(outputs);
+  r.status = complete ? StepStatus::succeeded : StepStatus::pending;
+  return r;
+}
 
 }  // namespace
 
@@ -40,9 +65,19 @@ ResumePoint resume_point(const record::Recording& recording) {
     const auto* id = event.if_contains("step");
     if (!id || !id->is_int64()) continue;
     auto& seen = steps[static_cast<int>(id->get_int64())];
-    if (kind == "tool") {
+    const auto* item = event.if_contains("item");
+    if (item && (!item->is_int64() || item->get_int64() < 0 || item->get_int64() > INT32_MAX)) continue;
+    if (kind == "tool" && item) {
+      const int index = static_cast<int>(item->get_int64());
+      if (const auto* out = event.if_contains("output")) {
+        seen.item_outputs[index] = *out;
+      } else {
+        seen.item_outputs.erase(index);  // a failed attempt after a success: a re-run of the step
+      }
+    } else if (kind == "tool") {
       if (const auto* out = event.if_contains("output")) seen.output = *out;
-    } else if (kind == "step") {
+    } else if (kind == "step" && !item) {
+      if (const auto* v = event.if_contains("items"); v && v->is_int64()) seen.items = static_cast<int>(v->get_int64());
       if (const auto* v = event.if_contains("action"); v && v->is_string()) seen.action = v->get_string();
       if (const auto* v = event.if_contains("status"); v && v->is_string()) seen.status = v->get_string();
       if (const auto* v = event.if_contains("verification"); v && v->is_string()) seen.verification = v->get_string();
@@ -50,6 +85,17 @@ ResumePoint resume_point(const record::Recording& recording) {
     }
   }
   for (const auto& [id, seen] : steps) {
+    if (seen.items >= 0 || !seen.item_outputs.empty()) {
+      // A list that failed its verification is made again from scratch.
+      if (seen.verification == "failed" || seen.verification == "error" || seen.verification == "pending") continue;
+      auto r = fan_out_result(id, seen);
+      if (r.status == StepStatus::succeeded && seen.status != "succeeded") r.status = StepStatus::pending;
+      if (r.status == StepStatus::pending && r.items.empty()) continue;
+      r.attempts = r.status == StepStatus::succeeded ? seen.attempt : 0;
+      r.verification = seen.verification == "passed" ? VerificationStatus::passed : VerificationStatus::not_requested;
+      point.kept.push_back(std::move(r));
+      continue;
+    }
     if (seen.status != "succeeded" || seen.verification == "failed" || seen.verification == "error" ||
         seen.verification == "pending" || !seen.output)
       continue;

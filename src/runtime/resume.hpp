@@ -16,12 +16,16 @@ namespace dagent::runtime {
 
 struct ResumePoint {
   std::optional<boost::json::array> plan;  ///< the plan a goal run executed (its last "plan" event)
-  std::vector<StepResult> kept;            ///< steps whose last transition was a success, with their outputs
+  /// Steps whose last transition was a success, with their outputs; and for_each steps cut short
+  /// (status pending), with the items whose last call succeeded (ItemResult succeeded, the output at
+  /// its index of `output`): only the other items run again.
+  std::vector<StepResult> kept;
   bool finished = false;                   ///< the last run recorded ended in success: nothing to resume
 };
 
 /// Steps recorded as succeeded (and not failed by verification) with the output of their last
-/// successful tool call; a step whose output is missing (torn away) is run again.
+/// successful tool call; a step whose output is missing (torn away) is run again. A for_each
+/// step's items are matched by their index in the list.
 ResumePoint resume_point(const record::Recording& recording);
 
 /// A file a recording's header names (`field`: "task_ref" or "config"), relative to the

@@ -54,11 +54,15 @@ void RunRecorder::step(const StepEvent& e) {
                      {"attempt", e.attempt},
                      {"at_ms", e.at_ms}};
   if (!e.message.empty()) event["message"] = e.message;
+  if (e.item >= 0) event["item"] = e.item;
+  if (e.items >= 0 && e.item < 0) event["items"] = e.items;
   writer_.write(event);
 }
 
-void RunRecorder::called(int step_id, std::string_view action, const json::object& params, const ToolResult& result) {
-  json::object event{{"type", "tool"}, {"step", step_id}, {"action", action}, {"params", params}};
+void RunRecorder::called(executor::CallId call, std::string_view action, const json::object& params,
+                         const ToolResult& result) {
+  json::object event{{"type", "tool"}, {"step", call.step_id}, {"action", action}, {"params", params}};
+  if (call.item >= 0) event["item"] = call.item;
   if (result) {
     event["output"] = *result;
   } else {

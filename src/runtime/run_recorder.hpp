@@ -28,7 +28,8 @@ class RunRecorder final : public executor::ToolObserver {
   void end(const RunResult& result);
   /// tools.approval: one decision (which call, what, how it was given).
   void approval(const executor::ApprovalRecord& record);
-  void called(int step_id, std::string_view action, const boost::json::object& params,
+  /// A "tool" event; a for_each item's carries "item": its index.
+  void called(executor::CallId call, std::string_view action, const boost::json::object& params,
               const ToolResult& result) override;
 
  private:

@@ -2,6 +2,8 @@
 
 #include "dagent/run_result.hpp"
 
+#include <algorithm>
+
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
@@ -89,6 +91,19 @@ json::object to_json(const RunResult& r) {
     v["status"] = to_string(s.verification);
     v["reason"] = s.verification_reason;
     j["verification"] = std::move(v);
+    if (s.fan_out) {
+      json::array items;
+      items.reserve(s.items.size());
+      for (const auto& item : s.items) {
+        json::object i{{"index", item.index},
+                       {"status", to_string(item.status)},
+                       {"attempts", item.attempts},
+                       {"duration_ms", round_ms(std::max(0.0, item.finished_ms - item.started_ms))}};
+        if (!item.error.empty()) i["error"] = item.error;
+        items.emplace_back(std::move(i));
+      }
+      j["items"] = std::move(items);
+    }
     if (!s.approval.empty()) j["approval"] = json::object{{"decision", s.approval}, {"by", s.approval_by}};
     steps.emplace_back(std::move(j));
   }

@@ -10,8 +10,9 @@ namespace json = boost::json;
 
 namespace {
 
-std::string key_of(int step_id, std::string_view action, const json::object& params) {
-  return std::to_string(step_id) + "\n" + std::string(action) + "\n" + json::serialize(params);
+std::string key_of(executor::CallId call, std::string_view action, const json::object& params) {
+  return std::to_string(call.step_id) + "#" + std::to_string(call.item) + "\n" + std::string(action) + "\n" +
+         json::serialize(params);
 }
 
 }  // namespace
@@ -25,7 +26,12 @@ ToolReplay::ToolReplay(const record::Recording& recording, executor::ToolObserve
     const auto* action = event.if_contains("action");
     const auto* params = event.if_contains("params");
     if (!step || !step->is_int64() || !action || !action->is_string() || !params || !params->is_object()) continue;
-    auto& queue = calls_[key_of(static_cast<int>(step->get_int64()), action->get_string(), params->get_object())];
+    executor::CallId call{static_cast<int>(step->get_int64()), -1};
+    if (const auto* item = event.if_contains("item")) {
+      if (!item->is_int64() || item->get_int64() < 0 || item->get_int64() > INT32_MAX) continue;
+      call.item = static_cast<int>(item->get_int64());
+    }
+    auto& queue = calls_[key_of(call, action->get_string(), params->get_object())];
     if (const auto* output = event.if_contains("output")) {
       queue.emplace_back(*output);
     } else if (const auto* error = event.if_contains("error"); error && error->is_object()) {
@@ -34,11 +40,12 @@ ToolReplay::ToolReplay(const record::Recording& recording, executor::ToolObserve
   }
 }
 
-std::optional<ToolResult> ToolReplay::answer(int step_id, std::string_view action, const json::object& params) {
+std::optional<ToolResult> ToolReplay::answer(executor::CallId call, std::string_view action, const json::object& params) {
   if (memory_only_ && action != "memory_add" && action != "memory_search") return std::nullopt;
-  auto it = calls_.find(key_of(step_id, action, params));
+  auto it = calls_.find(key_of(call, action, params));
   if (it == calls_.end() || it->second.empty()) {
-    return tool_error(ToolErrc::failed, "--replay-tools: the recording has no call of step " + std::to_string(step_id) +
+    const std::string which = std::to_string(call.step_id) + (call.item >= 0 ? " item " + std::to_string(call.item) : "");
+    return tool_error(ToolErrc::failed, "--replay-tools: the recording has no call of step " + which +
                                             " (" + std::string(action) + ") with these parameters: " +
                                             json::serialize(params));
   }
@@ -47,8 +54,9 @@ std::optional<ToolResult> ToolReplay::answer(int step_id, std::string_view actio
   return result;
 }
 
-void ToolReplay::called(int step_id, std::string_view action, const json::object& params, const ToolResult& result) {
-  if (next_) next_->called(step_id, action, params, result);
+void ToolReplay::called(executor::CallId call, std::string_view action, const json::object& params,
+                        const ToolResult& result) {
+  if (next_) next_->called(call, action, params, result);
 }
 
 }  // namespace dagent::runtime

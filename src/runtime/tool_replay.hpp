@@ -1,6 +1,6 @@
 #pragma once
-// --replay-tools: answers each tool call from the recording (matched by step, action and resolved
-// parameters; repeated calls in their recorded order) instead of running the tool.
+// --replay-tools: answers each tool call from the recording (matched by step, for_each item, action
+// and resolved parameters; repeated calls in their recorded order) instead of running the tool.
 
 #include <deque>
 #include <map>
@@ -19,8 +19,9 @@ class ToolReplay final : public executor::ToolObserver {
   ToolReplay(const record::Recording& recording, executor::ToolObserver* next, bool memory_only = false);
 
   /// The recorded result, or a failure naming the step when the recording has no such call.
-  std::optional<ToolResult> answer(int step_id, std::string_view action, const boost::json::object& params) override;
-  void called(int step_id, std::string_view action, const boost::json::object& params,
+  std::optional<ToolResult> answer(executor::CallId call, std::string_view action,
+                                   const boost::json::object& params) override;
+  void called(executor::CallId call, std::string_view action, const boost::json::object& params,
               const ToolResult& result) override;
 
  private:

@@ -10,7 +10,8 @@
 
 namespace dagent::runtime {
 
-/// Writes one complete span per step that ran, on one track per concurrency slot.
+/// Writes one complete span per step that ran (per item for a for_each step), on one track per
+/// concurrency slot.
 boost::system::result<void, std::string> write_trace(const RunResult& result, const std::filesystem::path& path);
 
 }  // namespace dagent::runtime

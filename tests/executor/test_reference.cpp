@@ -205,7 +205,7 @@ TEST_CASE("parse_template reads references", "[executor]") {
 }
 
 TEST_CASE("parse_template rejects malformed references", "[executor]") {
-  const std::string other = "references are $stepN... or $input.NAME; write $$ for a literal $";
+  const std::string other = "references are $stepN..., $input.NAME, $item... or $index; write $$ for a literal $";
   SECTION("a lone $") {
     CHECK(parse_error("$") == "malformed reference '$' at offset 0: " + other);
     CHECK(parse_error("costs 5$") == "malformed reference '$' at offset 7: " + other);
