@@ -43,7 +43,7 @@ json::object parse_object(const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("dagent --version and --help exit 0; bad usage exits 2", "[cli]") {
+TEST_CASE("dagent --version and --help exit 0, bad usage exits 2", "[cli]") {
   TempDir dir;
   auto v = dagent_cli(dir, {"--version"});
   CHECK(v.exit_code == 0);
@@ -235,7 +235,7 @@ TEST_CASE("dagent validate checks config, tasks and plan files", "[cli]") {
   CHECK_THAT(broken.err, Catch::Contains("line 3"));
 }
 
-TEST_CASE("tasks can be named from config.yaml; a goal without a key for a remote model is refused", "[cli]") {
+TEST_CASE("tasks can be named from config.yaml, a goal without a key for a remote model is refused", "[cli]") {
   TempDir dir;
   write_fan_in_task(dir);
   dir.write("config.yaml", R"(tasks:

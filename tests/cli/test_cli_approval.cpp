@@ -225,7 +225,7 @@ plan:
   }
 }
 
-TEST_CASE("on a terminal, y approves one call; the end of input denies; Ctrl-C interrupts the question",
+TEST_CASE("on a terminal, y approves one call, the end of input denies, Ctrl-C interrupts the question",
           "[cli][approval]") {
   TempDir dir;
   write_task(dir);  // 1 -> 2 -> 3, one after another

@@ -70,7 +70,7 @@ TEST_CASE("an llm step runs over TLS, the judge verifies it, metrics are filled"
   CHECK(read_text(dir.path() / "reply.txt").find(k_sentinel) == std::string::npos);
 }
 
-TEST_CASE("a failed verdict fails the run; llm_judge off leaves text criteria unchecked", "[cli][llm]") {
+TEST_CASE("a failed verdict fails the run, llm_judge off leaves text criteria unchecked", "[cli][llm]") {
   TestServer server(TestServerOptions{.cert = ServerCert::valid, .script = judge_script(false)});
   TempDir dir;
   write_llm_task(dir);

@@ -204,7 +204,7 @@ TEST_CASE("OPENAI_BASE_URL over plain http to another host is refused before any
   CHECK_THAT(r.err, Catch::Contains("OPENAI_BASE_URL: http:// sends the API key in clear text to api.example.invalid"));
 }
 
-TEST_CASE("a 307 to another origin ends the step; the other origin gets nothing", "[cli][secrets]") {
+TEST_CASE("a 307 to another origin ends the step, the other origin gets nothing", "[cli][secrets]") {
   TestServer elsewhere;
   const std::string target = "http://127.0.0.1:" + std::to_string(elsewhere.port());
   TestServer server(TestServerOptions{

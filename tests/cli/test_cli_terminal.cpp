@@ -207,7 +207,7 @@ TEST_CASE("dagent run on a terminal: a `dagent: …` error line carrying escape 
   }
 }
 
-TEST_CASE("json_for_terminal: C1 controls, DEL and bidi overrides in printed JSON become \\u escapes, same value",
+TEST_CASE("json_for_terminal: C1 controls, DEL and bidi overrides in printed JSON become JSON escapes, same value",
           "[cli][terminal]") {
   const json::value v = json::object{{"answer", "a\xc2\x9b" "2J b\x7f c\xe2\x80\xae" "d\xe2\x81\xa6" "e \xc3\xa9 \x1b[31m"}};
   const std::string raw = json::serialize(v);

@@ -76,7 +76,7 @@ const json::value& step_output(const json::value& result, int id) {
 }  // namespace
 
 TEST_CASE("invalid_utf8_run_output: a goal run with Latin-1 input, file and replies wrote invalid --json, "
-          "recording and trace; now all are strict JSON and the recording replays",
+          "recording and trace, now all are strict JSON and the recording replays",
           "[cli][utf8]") {
   TempDir dir;
   // The file's € is cut by max_bytes in its middle; the cut must drop it whole.

@@ -129,7 +129,7 @@ TEST_CASE("live_view_untrusted_text: escape sequences in step text, errors and t
   CHECK(stripped.find("run r1: task goal,") != std::string::npos);
 }
 
-TEST_CASE("live_view_progress: a running step's progress shows beside it; its start time stays", "[cli][live_view]") {
+TEST_CASE("live_view_progress: a running step's progress shows beside it, its start time stays", "[cli][live_view]") {
   Captured out;
   REQUIRE(out.file);
   LiveView view(LiveView::Mode::terminal, out.file, out.file);

@@ -106,7 +106,7 @@ SchedulerOptions opts(int parallel = 5) {
 
 }  // namespace
 
-TEST_CASE("eager starts a step when its own dependencies finish; levels waits at the barrier", "[executor][scheduler]") {
+TEST_CASE("eager starts a step when its own dependencies finish, levels waits at the barrier", "[executor][scheduler]") {
   // Step 3 needs only step 1 (5 ms); step 2 is slow (60 ms) and shares level 0 with step 1.
   const char* plan = R"([
     {"id": 1, "action": "sleep", "parameters": {"ms": 5}},

@@ -145,7 +145,7 @@ plan:
   CHECK(r.err.find("Starting default") == std::string::npos);
 }
 
-TEST_CASE("a server does not inherit the API key variable; a key in its output is masked", "[mcp][cli]") {
+TEST_CASE("a server does not inherit the API key variable, a key in its output is masked", "[mcp][cli]") {
   constexpr const char* k_key = "sk-MCP-SENTINEL-5150-never-print";
   TempDir dir;
   write_config(dir);
@@ -232,7 +232,7 @@ plan:
   }
 }
 
-TEST_CASE("a step timeout sends notifications/cancelled to the server; progress shows in the live view", "[mcp][cli]") {
+TEST_CASE("a step timeout sends notifications/cancelled to the server, progress shows in the live view", "[mcp][cli]") {
   TempDir dir;
   const auto sent = dir.path() / "sent.jsonl";
   write_config(dir, "    slow: {command: [\"" + k_tee + "\", \"" + sent.string() + "\", \"" + k_everything + "\", stdio]}\n");
@@ -391,7 +391,7 @@ plan:
   CHECK_THAT(read_text(dir.path() / ".dagent/logs/mcp-slow.log"), Catch::Contains("[dagent: stopped]"));
 }
 
-TEST_CASE("MCP calls are recorded; --replay-tools answers them without a server, a plain replay starts it again", "[mcp][cli][record]") {
+TEST_CASE("MCP calls are recorded, --replay-tools answers them without a server, a plain replay starts it again", "[mcp][cli][record]") {
   TempDir dir;
   write_config(dir);
   dir.write("task.yaml", R"(workspace: .
@@ -509,7 +509,7 @@ TEST_CASE("tools.approval globs guard MCP tools", "[mcp][cli]") {
   CHECK(approved.exit_code == 0);
 }
 
-TEST_CASE("dagent mcp list prints each server's tools and parameters; a broken server is named", "[mcp][cli]") {
+TEST_CASE("dagent mcp list prints each server's tools and parameters, a broken server is named", "[mcp][cli]") {
   TempDir dir;
   write_config(dir, "    broken: {command: [node, \"" + k_faulty + "-missing.mjs\"]}\n");
   SECTION("text") {
@@ -552,7 +552,7 @@ TEST_CASE("dagent mcp list prints each server's tools and parameters; a broken s
   }
 }
 
-TEST_CASE("a Streamable HTTP server's tools run as plan steps; a step timeout cancels its call", "[mcp][cli][http]") {
+TEST_CASE("a Streamable HTTP server's tools run as plan steps, a step timeout cancels its call", "[mcp][cli][http]") {
   dagent::test::NodeServer server{dagent::test::server_everything_script(), {"streamableHttp"}};
   TempDir dir;
   dir.write("config.yaml", "mcp:\n  servers:\n    web: {url: \"http://127.0.0.1:" + std::to_string(server.port()) +

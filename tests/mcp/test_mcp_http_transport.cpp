@@ -232,7 +232,7 @@ TEST_CASE("HTTP transport against server-everything: initialize, session, tools"
   CHECK(e.seen.closed.empty());
 }
 
-TEST_CASE("HTTP transport: cancelling a send abandons the exchange; later sends work", "[mcp][http]") {
+TEST_CASE("HTTP transport: cancelling a send abandons the exchange, later sends work", "[mcp][http]") {
   Everything e;
   e.start();
   asio::cancellation_signal cancel;
@@ -326,7 +326,7 @@ TEST_CASE("HTTP transport over verified TLS: server-everything behind nginx", "[
   }
 }
 
-TEST_CASE("HTTP transport: open() checks the URL; send() needs open()", "[mcp][http]") {
+TEST_CASE("HTTP transport: open() checks the URL, send() needs open()", "[mcp][http]") {
   asio::io_context io;
   Seen seen;
   SECTION("not open yet") {

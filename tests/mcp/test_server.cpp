@@ -29,7 +29,7 @@ TEST_CASE("expand_env: ${NAME} from the environment, $$ for $, an unset variable
   CHECK(expand_env("$HOME").has_error());
 }
 
-TEST_CASE("tool_result_of: text, content and structured; isError fails with the server's text", "[mcp][server]") {
+TEST_CASE("tool_result_of: text, content and structured, isError fails with the server's text", "[mcp][server]") {
   SECTION("text blocks joined, other kinds named, structuredContent kept") {
     auto r = tool_result_of("s", "t", json::parse(R"({"content": [
         {"type": "text", "text": "one"},

@@ -129,7 +129,7 @@ asio::awaitable<Outcome> request_given_up(Session* s) {
 
 }  // namespace
 
-TEST_CASE("Session: a request gets its response; its id is sent and matched", "[mcp][session]") {
+TEST_CASE("Session: a request gets its response, its id is sent and matched", "[mcp][session]") {
   Fixture f;
   auto r = dagent::test::run_on(f.io, open_and_request(&f.session, "tools/list", nullptr));
   REQUIRE(r.has_value());
@@ -150,7 +150,7 @@ TEST_CASE("Session: an error response fails the request with the server's messag
   CHECK(r.error().message == "MCP server 'fake': Invalid params");
 }
 
-TEST_CASE("Session: progress is routed by token to its request; others' are dropped", "[mcp][session]") {
+TEST_CASE("Session: progress is routed by token to its request, others' are dropped", "[mcp][session]") {
   Fixture f;
   std::vector<Progress> progress;
   auto r = dagent::test::run_on(f.io, open_and_request(&f.session, "progress", &progress));
@@ -201,7 +201,7 @@ TEST_CASE("Session: no answer within the timeout is timed_out, and cancelled on 
   CHECK(cancelled);
 }
 
-TEST_CASE("Session: the channel closing fails the pending request with the reason; later ones at once", "[mcp][session]") {
+TEST_CASE("Session: the channel closing fails the pending request with the reason, later ones at once", "[mcp][session]") {
   Fixture f;
   auto r = dagent::test::run_on(f.io, open_and_request(&f.session, "crash", nullptr));
   REQUIRE(r.has_error());

@@ -737,7 +737,7 @@ TEST_CASE("MemoryIndex refuses metadata it could not read back and reads back al
   CHECK(reopened->entry(0)->metadata == accepted[0].metadata);
 }
 
-TEST_CASE("MemoryIndex commits that wait together are saved together; a refused one fails alone", "[memory]") {
+TEST_CASE("MemoryIndex commits that wait together are saved together, a refused one fails alone", "[memory]") {
   TempDir dir;
   auto index = open_index(dir.path());
   save(*index);  // generation 1

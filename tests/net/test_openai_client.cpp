@@ -201,7 +201,7 @@ TEST_CASE("connection failures end with a clear error", "[net][client]") {
   }
 }
 
-TEST_CASE("TLS is verified: test CA accepted; untrusted CA, wrong host and expired refused", "[net][client][tls]") {
+TEST_CASE("TLS is verified: test CA accepted, untrusted CA, wrong host and expired refused", "[net][client][tls]") {
   const auto& certs = TestCerts::get();
   SECTION("the test CA given as an extra CA file") {
     TestServer server(TestServerOptions{.cert = ServerCert::valid});
@@ -356,7 +356,7 @@ ChatRequest planning_request() {
 
 }  // namespace
 
-TEST_CASE("a TLS handshake that times out or is reset is retried; only a certificate that fails verification is final",
+TEST_CASE("a TLS handshake that times out or is reset is retried, only a certificate that fails verification is final",
           "[net][client][tls]") {
   const auto& certs = TestCerts::get();
   for (auto fault : {HandshakeFault::reset, HandshakeFault::stall}) {
@@ -417,7 +417,7 @@ TEST_CASE("streams have no size cap: stream_max_bytes ends a stream that grows p
   CHECK_THAT(r.error().message, Catch::Contains("2000 bytes"));
 }
 
-TEST_CASE("the provider's message in a stream error event is dropped; a stream cut before [DONE] is an error",
+TEST_CASE("the provider's message in a stream error event is dropped, a stream cut before [DONE] is an error",
           "[net][client][stream]") {
   const std::string first = R"(data: {"id": "c1", "choices": [{"index": 0, "delta": {"content": "par"}}]}\n\n)";
   struct Case {
@@ -532,7 +532,7 @@ TEST_CASE("a request refused with and without response_format reports the first 
   CHECK(request_body(server, 2).find("response_format") != std::string::npos);
 }
 
-TEST_CASE("a provider's 4xx is reported as the provider's refusal; 302/204 replies were reported as 'not a JSON object'",
+TEST_CASE("a provider's 4xx is reported as the provider's refusal, 302/204 replies were reported as 'not a JSON object'",
           "[net][client]") {
   SECTION("401 with the key echoed: refused, unreachable, the key masked") {
     auto server = scripted(R"({"rules": [{"path": "/v1/chat/completions", "status": 401,
@@ -667,7 +667,7 @@ TEST_CASE("retries across a run are capped by the retry budget, and refusals are
 }
 
 
-TEST_CASE("model text that is not UTF-8 was refused as 'not a JSON object' (whole) or failed the stream; "
+TEST_CASE("model text that is not UTF-8 was refused as 'not a JSON object' (whole) or failed the stream, "
           "it is repaired where it enters",
           "[net][client][utf8]") {
   using dagent::test::k_bad_text;

@@ -154,7 +154,7 @@ TEST_CASE("the key variable's name must look like an API key or be allowed by th
   ::unsetenv("DAGENT_ALLOWED_KEY_ENVS");
 }
 
-TEST_CASE("a 307 to another origin is an error naming it; nothing reaches the other origin", "[net][secrets]") {
+TEST_CASE("a 307 to another origin is an error naming it, nothing reaches the other origin", "[net][secrets]") {
   TestServer elsewhere;  // records every request it gets
   const std::string target = "http://127.0.0.1:" + std::to_string(elsewhere.port());
   json::object rule{{"status", 307}, {"body", ""}, {"headers", json::object{{"location", target + "/v1/steal?x=1"}}}};

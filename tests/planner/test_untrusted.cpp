@@ -168,7 +168,7 @@ TEST_CASE("a recalled memory and task inputs enter the planning prompt as untrus
   CHECK(sent[0].system.find("IGNORE") == std::string::npos);
 }
 
-TEST_CASE("step outputs reach answer synthesis and replanning as untrusted data; a repair quotes the reply as data",
+TEST_CASE("step outputs reach answer synthesis and replanning as untrusted data, a repair quotes the reply as data",
           "[planner][untrusted]") {
   dagent::StepResult read;
   read.id = 1;

@@ -260,7 +260,7 @@ TEST_CASE("Ctrl-C while the callback is asked interrupts the run and cancels the
   CHECK_FALSE(std::filesystem::exists(dir.path() / "out.txt"));
 }
 
-TEST_CASE("decisions are recorded; a replay answers them from the recording, never the callback", "[runtime][approval]") {
+TEST_CASE("decisions are recorded, a replay answers them from the recording, never the callback", "[runtime][approval]") {
   test::TempDir dir;
   dir.write("src.txt", "alpha");
   Runtime runtime{approval_config()};

@@ -128,7 +128,7 @@ plan:
   CHECK_FALSE(std::filesystem::exists(dir.path() / "out.txt"));
 }
 
-TEST_CASE("limits.max_tokens: replies reporting large usage spend the budget; the next call is refused",
+TEST_CASE("limits.max_tokens: replies reporting large usage spend the budget, the next call is refused",
           "[runtime][budget]") {
   // Every reply claims 1000 prompt and 100 completion tokens (each step asks for max_tokens 100).
   json::object big{{"id", "chatcmpl-big"},

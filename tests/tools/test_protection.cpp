@@ -160,7 +160,7 @@ TEST_CASE("protected paths: a workspace below or above the protected folders") {
   }
 }
 
-TEST_CASE("protected paths: --set tools.protected replaces the list; the built-in rules stay") {
+TEST_CASE("protected paths: --set tools.protected replaces the list, the built-in rules stay") {
   Project p;
   CHECK(dagent::config::apply_override(p.cfg, "tools.protected=[secrets/]").empty());
   CHECK(p.cfg.tools.protected_paths == std::vector<std::string>{"secrets/"});

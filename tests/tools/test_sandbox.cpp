@@ -202,7 +202,7 @@ TEST_CASE("sandbox: writes never leave an executable bit") {
   ::umask(old_umask);
 }
 
-TEST_CASE("sandbox: missing folders are made beneath the root; a symlinked component creates nothing outside") {
+TEST_CASE("sandbox: missing folders are made beneath the root, a symlinked component creates nothing outside") {
   const bool fallback = GENERATE(false, true);
   const FallbackGuard guard(fallback);
   INFO("fallback walk: " << fallback);
