@@ -583,3 +583,45 @@ plan:
   CHECK(count(log, "Received MCP POST request") == 9);
   CHECK(count(log, "Received session termination request") == 1);
 }
+
+TEST_CASE("for_each fans out over an MCP tool: one tools/call per item and outputs in item order", "[mcp][cli][fanout]") {
+  TempDir dir;
+  write_config(dir, {}, "performance: {parallel_execution: {max_parallel_steps: 8}}\n");
+  dir.write("task.yaml", R"(workspace: .
+plan:
+  - {id: 1, action: everything.get-structured-content, parameters: {location: Chicago}}
+  - id: 2
+    action: everything.get-sum
+    for_each: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    parameters: {a: "$item", b: "$index"}
+  - id: 3
+    action: everything.echo
+    for_each: "$step2"
+    parameters: {message: "$item.text / $step1.structured.conditions"}
+  - {id: 4, action: write_file, parameters: {path: out.json, content: "all: $step3"}}
+)");
+  auto r = run_dagent(dir, {"run", "task.yaml", "--json", "--record", "run.jsonl"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto result = json::parse(r.out);
+  const auto& sums = step(result, 1).at("output").as_array();
+  REQUIRE(sums.size() == 12);
+  for (std::size_t k = 0; k < sums.size(); ++k) {
+    const auto a = k + 1;
+    CHECK(json::value_to<std::string>(sums[k].at("text")) == "The sum of " + std::to_string(a) + " and " + std::to_string(k) + " is " +
+                                    std::to_string(a + k) + ".");
+  }
+  const auto& echoes = step(result, 2).at("output").as_array();
+  REQUIRE(echoes.size() == 12);
+  const std::string conditions(step(result, 0).at("output").at("structured").at("conditions").as_string());
+  CHECK(json::value_to<std::string>(echoes[11].at("text")) == "Echo: The sum of 12 and 11 is 23. / " + conditions);
+  CHECK(step(result, 2).at("items").as_array().size() == 12);
+  // Each item is its own recorded tools/call; --replay-tools answers all 24 without a server.
+  const auto recording = read_text(dir.path() / "run.jsonl");
+  CHECK(count(recording, "\"action\":\"everything.get-sum\"") >= 12);
+  auto replay = run_dagent(dir, {"replay", "run.jsonl", "--replay-tools", "--json"},
+                           {"PATH=/nonexistent"});  // no server could start
+  INFO(replay.err);
+  REQUIRE(replay.exit_code == 0);
+  CHECK(json::parse(replay.out).at("steps").as_array().at(2).at("output") == step(result, 2).at("output"));
+}
