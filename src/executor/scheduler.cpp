@@ -442,6 +442,45 @@ void Scheduler::start(std::size_t index) {
                  asio::bind_cancellation_slot(s.cancel.slot(), StepDone{this, index}));
 }
 
+asio::awaitable<std::optional<ToolError>> Scheduler::seek_approval(std::size_t index, int item,
+                                                                   const json::object& params) {
+  const int id = plan_.steps[index].id;
+  std::string action = plan_.steps[index].action;  // copies: the plan may grow while the user decides
+  auto verdict = options_.approval->decide_now(id, action, params);
+  if (!verdict) {
+    if (item < 0) {
+      emit(index, "waiting for approval (tools.approval)");
+    } else {
+      emit_item(index, static_cast<std::size_t>(item), "waiting for approval (tools.approval)");
+    }
+    auto asking = options_.approval->ask(id, std::move(action), params);
+    verdict = co_await std::move(asking);
+  }
+  steps_[index].result.approval = std::move(verdict->decision);
+  steps_[index].result.approval_by = std::move(verdict->given_by);
+  if (verdict->allowed) co_return std::nullopt;
+  co_return ToolError{make_error_code(ToolErrc::failed), std::move(verdict->error)};
+}
+
+asio::awaitable<ToolResult> Scheduler::call_with_retries(std::size_t index, int item, json::object params,
+                                                         int& attempts) {
+  ToolResult result = tool_error(ToolErrc::failed, "not run");
+  for (int attempt = 0; attempt <= options_.step_retries; ++attempt) {
+    if (attempt > 0) ++report_.retries;
+    ++attempts;
+    // Named, not a conditional inside the co_await: g++ 12 mishandles such temporaries.
+    json::object call_params;
+    if (attempt < options_.step_retries) {
+      call_params = params;
+    } else {
+      call_params = std::move(params);
+    }
+    result = co_await invoke_once(index, item, std::move(call_params));
+    if (result || interrupted_ || !retryable(result.error())) break;
+  }
+  co_return result;
+}
+
 asio::awaitable<ToolResult> Scheduler::invoke_once(std::size_t index, int item, json::object params) {
   auto* observer = options_.observer;
   if (!observer) co_return co_await invoke_tool(index, std::move(params));
@@ -510,37 +549,13 @@ asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
       params = std::move(*resolved);
     }
     if (rerun == 0 && options_.approval && options_.approval->pattern_for(step.action)) {
-      const int id = step.id;
-      std::string action = step.action;  // copies: the plan may grow while the user decides
-      auto verdict = options_.approval->decide_now(id, action, params);
-      if (!verdict) {
-        emit(index, "waiting for approval (tools.approval)");
-        auto asking = options_.approval->ask(id, std::move(action), params);
-        verdict = co_await std::move(asking);
-      }
-      steps_[index].result.approval = std::move(verdict->decision);
-      steps_[index].result.approval_by = std::move(verdict->given_by);
-      if (!verdict->allowed) {
-        out.error = std::move(verdict->error);
-        out.error_code = make_error_code(ToolErrc::failed);
+      if (auto refused = co_await seek_approval(index, -1, params)) {
+        out.error = std::move(refused->message);
+        out.error_code = refused->code;
         co_return out;
       }
     }
-
-    ToolResult result = tool_error(ToolErrc::failed, "not run");
-    for (int attempt = 0; attempt <= options_.step_retries; ++attempt) {
-      if (attempt > 0) ++report_.retries;
-      ++out.attempts;
-      // Named, not a conditional inside the co_await: g++ 12 mishandles such temporaries.
-      json::object call_params;
-      if (attempt < options_.step_retries) {
-        call_params = params;
-      } else {
-        call_params = std::move(params);
-      }
-      result = co_await invoke_once(index, -1, std::move(call_params));
-      if (result || interrupted_ || !retryable(result.error())) break;
-    }
+    ToolResult result = co_await call_with_retries(index, -1, std::move(params), out.attempts);
     if (!result) {
       out.error = std::move(result.error().message);
       out.error_code = result.error().code;
@@ -795,35 +810,13 @@ asio::awaitable<Scheduler::ItemOutcome> Scheduler::run_item(std::size_t index, s
   }
   if (steps_[index].fan->reruns == 0 && options_.approval &&
       options_.approval->pattern_for(plan_.steps[index].action)) {
-    const int id = plan_.steps[index].id;
-    std::string action = plan_.steps[index].action;
-    auto verdict = options_.approval->decide_now(id, action, params);
-    if (!verdict) {
-      emit_item(index, item, "waiting for approval (tools.approval)");
-      auto asking = options_.approval->ask(id, std::move(action), params);
-      verdict = co_await std::move(asking);
-    }
-    steps_[index].result.approval = std::move(verdict->decision);
-    steps_[index].result.approval_by = std::move(verdict->given_by);
-    if (!verdict->allowed) {
-      out.error = std::move(verdict->error);
-      out.error_code = make_error_code(ToolErrc::failed);
+    if (auto refused = co_await seek_approval(index, static_cast<int>(item), params)) {
+      out.error = std::move(refused->message);
+      out.error_code = refused->code;
       co_return out;
     }
   }
-  ToolResult result = tool_error(ToolErrc::failed, "not run");
-  for (int attempt = 0; attempt <= options_.step_retries; ++attempt) {
-    if (attempt > 0) ++report_.retries;
-    ++out.attempts;
-    json::object call_params;
-    if (attempt < options_.step_retries) {
-      call_params = params;
-    } else {
-      call_params = std::move(params);
-    }
-    result = co_await invoke_once(index, static_cast<int>(item), std::move(call_params));
-    if (result || interrupted_ || !retryable(result.error())) break;
-  }
+  ToolResult result = co_await call_with_retries(index, static_cast<int>(item), std::move(params), out.attempts);
   if (!result) {
     out.error = std::move(result.error().message);
     out.error_code = result.error().code;

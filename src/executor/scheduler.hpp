@@ -115,6 +115,12 @@ class Scheduler final : private ReferenceSource {
 
   boost::asio::awaitable<Outcome> run_step(std::size_t index);
   boost::asio::awaitable<ItemOutcome> run_item(std::size_t index, std::size_t item);
+  /// tools.approval's question for a step (item -1) or an item: nullopt when the call may go ahead.
+  boost::asio::awaitable<std::optional<ToolError>> seek_approval(std::size_t index, int item,
+                                                                 const boost::json::object& params);
+  /// The tool call with the step's retries; `attempts` counts each (it outlives the call).
+  boost::asio::awaitable<ToolResult> call_with_retries(std::size_t index, int item, boost::json::object params,
+                                                       int& attempts);
   boost::asio::awaitable<ToolResult> invoke_once(std::size_t index, int item, boost::json::object params);
   boost::asio::awaitable<ToolResult> invoke_tool(std::size_t index, boost::json::object params);
   boost::asio::awaitable<Verdict> verify_in_background(std::size_t index);
