@@ -442,6 +442,18 @@ void Scheduler::start(std::size_t index) {
                  asio::bind_cancellation_slot(s.cancel.slot(), StepDone{this, index}));
 }
 
+boost::system::result<json::object, std::string> Scheduler::call_parameters(std::size_t index,
+                                                                              const ReferenceSource& source) const {
+  const auto& step = plan_.steps[index];
+  const auto& info = analysis_.steps[index];
+  if (info.params.slots.empty()) return step.parameters;
+  auto resolved = resolve_params(step.parameters, info.params, source);
+  if (!resolved) return std::move(resolved.error());
+  if (auto problems = tools::validate_json(*resolved, info.tool->parameters_schema(), "parameters"); !problems.empty())
+    return "after resolving references: " + problems.front();
+  return resolved;
+}
+
 asio::awaitable<std::optional<ToolError>> Scheduler::seek_approval(std::size_t index, int item,
                                                                    const json::object& params) {
   const int id = plan_.steps[index].id;
@@ -531,23 +543,12 @@ asio::awaitable<Scheduler::Outcome> Scheduler::run_step(std::size_t index) {
   const bool check_inline = plan_.steps[index].verify && (critical || !options_.background_verification);
   for (int rerun = 0;; ++rerun) {
     const auto& step = plan_.steps[index];
-    const auto& info = analysis_.steps[index];
-    json::object params;
-    if (info.params.slots.empty()) {
-      params = step.parameters;
-    } else {
-      auto resolved = resolve_params(step.parameters, info.params, *this);
-      if (!resolved) {
-        out.error = std::move(resolved.error());
-        co_return out;
-      }
-      if (auto problems = tools::validate_json(*resolved, info.tool->parameters_schema(), "parameters");
-          !problems.empty()) {
-        out.error = "after resolving references: " + problems.front();
-        co_return out;
-      }
-      params = std::move(*resolved);
+    auto resolved = call_parameters(index, *this);
+    if (!resolved) {
+      out.error = std::move(resolved.error());
+      co_return out;
     }
+    json::object params = std::move(*resolved);
     if (rerun == 0 && options_.approval && options_.approval->pattern_for(step.action)) {
       if (auto refused = co_await seek_approval(index, -1, params)) {
         out.error = std::move(refused->message);
@@ -787,27 +788,12 @@ void Scheduler::start_item(std::size_t index) {
 asio::awaitable<Scheduler::ItemOutcome> Scheduler::run_item(std::size_t index, std::size_t item) {
   // As run_step: no reference into plan_, analysis_ or the list lives across a co_await.
   ItemOutcome out;
-  json::object params;
-  {
-    const auto& step = plan_.steps[index];
-    const auto& info = analysis_.steps[index];
-    if (info.params.slots.empty()) {
-      params = step.parameters;
-    } else {
-      ItemSource source(*this, steps_[index].fan->list[item], item);
-      auto resolved = resolve_params(step.parameters, info.params, source);
-      if (!resolved) {
-        out.error = std::move(resolved.error());
-        co_return out;
-      }
-      if (auto problems = tools::validate_json(*resolved, info.tool->parameters_schema(), "parameters");
-          !problems.empty()) {
-        out.error = "after resolving references: " + problems.front();
-        co_return out;
-      }
-      params = std::move(*resolved);
-    }
+  auto resolved = call_parameters(index, ItemSource(*this, steps_[index].fan->list[item], item));
+  if (!resolved) {
+    out.error = std::move(resolved.error());
+    co_return out;
   }
+  json::object params = std::move(*resolved);
   if (steps_[index].fan->reruns == 0 && options_.approval &&
       options_.approval->pattern_for(plan_.steps[index].action)) {
     if (auto refused = co_await seek_approval(index, static_cast<int>(item), params)) {

@@ -115,6 +115,10 @@ class Scheduler final : private ReferenceSource {
 
   boost::asio::awaitable<Outcome> run_step(std::size_t index);
   boost::asio::awaitable<ItemOutcome> run_item(std::size_t index, std::size_t item);
+  /// A step's (or item's) parameters with references resolved from `source` and checked against
+  /// the tool's schema, or the message saying why not.
+  boost::system::result<boost::json::object, std::string> call_parameters(std::size_t index,
+                                                                         const ReferenceSource& source) const;
   /// tools.approval's question for a step (item -1) or an item: nullopt when the call may go ahead.
   boost::asio::awaitable<std::optional<ToolError>> seek_approval(std::size_t index, int item,
                                                                  const boost::json::object& params);
