@@ -1,6 +1,6 @@
 // Reference parsing and resolution (src/executor/reference). The input is a parameter string, a
 // NUL byte, then JSON for the values references point at: {"step3": <output of step 3>, ...,
-// "input": {<task inputs>}}. Checks that parse_template splits the string losslessly, that each
+// "input": {<task inputs>}, "item": <a for_each item>} ($index is 7 when there is an item). Checks that parse_template splits the string losslessly, that each
 // reference's text reads back as the same reference, and that resolve/resolve_params agree with
 // a walk of the JSON written here.
 
@@ -35,8 +35,14 @@ class Source : public ReferenceSource {
     return obj ? obj->if_contains("step" + std::to_string(step_id)) : nullptr;
   }
   const json::object& inputs() const override { return inputs_; }
+  const json::value* item() const override {
+    const auto* obj = doc_.if_object();
+    return obj ? obj->if_contains("item") : nullptr;
+  }
+  const json::value* item_index() const override { return item() ? &index_ : nullptr; }
 
  private:
+  json::value index_ = 7;
   json::value doc_;
   json::object inputs_;
 };
@@ -56,6 +62,10 @@ const json::value* walk(const Reference& ref, const Source& src) {
   std::size_t first = 0;
   if (ref.root == Reference::Root::step) {
     cur = src.step_output(ref.step_id);
+  } else if (ref.root == Reference::Root::item) {
+    cur = src.item();
+  } else if (ref.root == Reference::Root::index) {
+    cur = src.item_index();
   } else {
     cur = src.inputs().if_contains(ref.path.at(0).key);
     first = 1;
@@ -106,7 +116,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       check(r.root == piece.ref->root && r.step_id == piece.ref->step_id && same_path(r.path, piece.ref->path),
             "a reference's text reads back as another reference");
       if (r.root == Reference::Root::step) check(r.step_id > 0, "a step reference with a non-positive id");
-      else check(!r.path.empty() && !r.path[0].is_index(), "an input reference without a name");
+      if (r.root == Reference::Root::input) check(!r.path.empty() && !r.path[0].is_index(), "an input reference without a name");
+      if (r.root == Reference::Root::index) check(r.path.empty(), "an $index reference with a path");
     } else {
       check(!piece.literal.empty(), "an empty literal piece");
       check(!previous_literal, "two literal pieces in a row");
