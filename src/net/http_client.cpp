@@ -23,9 +23,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "net/net_error.hpp"
@@ -82,15 +81,51 @@ struct Connection {
   }
 };
 
-std::vector<Header> copy_headers(const http::fields& fields) {
-  std::vector<Header> out;
-  for (const auto& f : fields) {
-    std::string name(f.name_string());
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-    out.push_back({std::move(name), std::string(f.value())});
+// Spare capacity past a response body: readers that look past the end (simdjson reads up to
+// 64 bytes further) then need not reallocate and copy it.
+constexpr std::size_t k_body_slack = 64;
+
+// Reads a response straight into our types: each header as a Header with its name lowercased,
+// the body appended to `sink`. Skips Beast's fields container and body types, which cost a
+// field-table insert per header and a copy of every header afterwards.
+class ResponseReader final : public http::basic_parser<false> {
+ public:
+  int status = 0;
+  std::vector<Header> headers;
+  std::string body;
+  std::string* sink = &body;  ///< where body bytes go; a stream points it at the caller's string
+
+ private:
+  void on_request_impl(http::verb, beast::string_view, beast::string_view, int, beast::error_code& ec) override {
+    ec = http::error::bad_method;  // never called: this parses responses
   }
-  return out;
-}
+  void on_response_impl(int code, beast::string_view, int, beast::error_code&) override {
+    status = code;
+    headers.reserve(16);
+  }
+  void on_field_impl(http::field, beast::string_view name, beast::string_view value, beast::error_code&) override {
+    auto& h = headers.emplace_back();
+    h.name.resize(name.size());
+    std::transform(name.begin(), name.end(), h.name.begin(),
+                   [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; });
+    h.value.assign(value.data(), value.size());
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, beast::error_code&) override {
+    // The length is within the body limit here: the parser refused a larger one already.
+    if (length) sink->reserve(sink->size() + static_cast<std::size_t>(*length) + k_body_slack);
+  }
+  std::size_t on_body_impl(beast::string_view part, beast::error_code&) override {
+    sink->append(part.data(), part.size());
+    return part.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view part, beast::error_code&) override {
+    sink->append(part.data(), part.size());
+    return part.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+};
 
 bool is_ip_literal(const std::string& host) {
   boost::system::error_code ec;
@@ -397,25 +432,21 @@ asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> im
 }
 
 template <class Stream>
-asio::awaitable<HttpResult<http::response<http::string_body>>> exchange_on(Stream& stream, Connection& conn,
-                                                                           const std::string& req,
-                                                                           std::size_t body_limit) {
+asio::awaitable<HttpResult<void>> exchange_on(Stream& stream, Connection& conn, const std::string& req,
+                                              ResponseReader& reader) {
   auto [wec, written] = co_await asio::async_write(stream, asio::buffer(req), k_token);
   if (wec) co_return io_error(wec, false, "while sending the request");
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(body_limit);
-  auto [rec, read] = co_await http::async_read(stream, conn.buffer, parser, k_token);
-  if (rec) co_return io_error(rec, parser.got_some(), "while reading the response");
-  co_return parser.release();
+  auto [rec, read] = co_await http::async_read(stream, conn.buffer, reader, k_token);
+  if (rec) co_return io_error(rec, reader.got_some(), "while reading the response");
+  co_return HttpResult<void>{};
 }
 
-asio::awaitable<HttpResult<http::response<http::string_body>>> exchange(Connection& conn,
-                                                                        const std::string& req,
-                                                                        Clock::time_point deadline,
-                                                                        std::size_t body_limit) {
+// Sends `req` and reads the whole response into `reader`.
+asio::awaitable<HttpResult<void>> exchange(Connection& conn, const std::string& req, Clock::time_point deadline,
+                                           ResponseReader& reader) {
   conn.tcp().expires_at(deadline);
-  if (conn.secure) co_return co_await exchange_on(*conn.secure, conn, req, body_limit);
-  co_return co_await exchange_on(*conn.plain, conn, req, body_limit);
+  if (conn.secure) co_return co_await exchange_on(*conn.secure, conn, req, reader);
+  co_return co_await exchange_on(*conn.plain, conn, req, reader);
 }
 
 }  // namespace
@@ -455,7 +486,9 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
   for (int fresh = 0;; ++fresh) {
     auto lease = co_await checkout(impl, origin, deadline, fresh > 0);
     if (!lease) co_return lease.error();
-    auto res = co_await exchange(*lease->conn, req, deadline, impl->options.max_body_bytes);
+    ResponseReader reader;
+    reader.body_limit(impl->options.max_body_bytes);
+    auto res = co_await exchange(*lease->conn, req, deadline, reader);
     if (!res) {
       const bool stale = lease->conn->reused && res.error().before_response &&
                          res.error().code == make_error_code(NetErrc::connection_closed);
@@ -466,11 +499,10 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
       co_return res.error();
     }
     HttpResponse out;
-    out.status = static_cast<int>(res->result_int());
-    out.headers = copy_headers(res->base());
-    const bool keep = res->keep_alive();
-    out.body = std::move(res->body());
-    lease->give_back(keep);
+    out.status = reader.status;
+    out.headers = std::move(reader.headers);
+    out.body = std::move(reader.body);
+    lease->give_back(reader.keep_alive());
     co_return out;
   }
 }
@@ -479,9 +511,7 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
 
 struct HttpStream::State {
   Lease lease;  // given back when the body ends, fails, or the stream is dropped
-  http::response_parser<http::buffer_body> parser;
-  std::vector<Header> headers;
-  int status = 0;
+  ResponseReader parser;
   StreamLimits limits;
   Clock::time_point deadline{};  // the whole stream's
   std::size_t received = 0;      // body bytes so far
@@ -500,11 +530,14 @@ namespace {
 
 template <class Stream>
 asio::awaitable<HttpResult<std::size_t>> read_body_on(Stream& stream, HttpStream::State& s, std::string& out) {
-  char chunk[16384];
-  s.parser.get().body().data = chunk;
-  s.parser.get().body().size = sizeof chunk;
+  const std::size_t before = out.size();
+  // `out` may not outlive this read, cancelled or not: the parser never keeps it.
+  struct SinkScope {
+    ResponseReader& reader;
+    ~SinkScope() { reader.sink = &reader.body; }
+  } scope{s.parser};
+  s.parser.sink = &out;
   auto [ec, n] = co_await http::async_read_some(stream, s.conn().buffer, s.parser, k_token);
-  if (ec == http::error::need_buffer) ec = {};
   if (ec) {
     if (ec == beast::error::timeout && Clock::now() >= s.deadline)
       co_return make_error(NetErrc::request_timeout, "the stream took longer than " +
@@ -514,9 +547,7 @@ asio::awaitable<HttpResult<std::size_t>> read_body_on(Stream& stream, HttpStream
                            "no data for " + std::to_string(s.limits.idle_timeout.count()) + " ms while streaming");
     co_return io_error(ec, true, "while streaming the response");
   }
-  const std::size_t got = sizeof chunk - s.parser.get().body().size;
-  out.append(chunk, got);
-  co_return got;
+  co_return out.size() - before;
 }
 
 template <class Stream>
@@ -537,8 +568,8 @@ HttpStream::HttpStream(HttpStream&&) noexcept = default;
 HttpStream& HttpStream::operator=(HttpStream&&) noexcept = default;
 HttpStream::~HttpStream() = default;
 
-int HttpStream::status() const noexcept { return state_->status; }
-const std::vector<Header>& HttpStream::headers() const noexcept { return state_->headers; }
+int HttpStream::status() const noexcept { return state_->parser.status; }
+const std::vector<Header>& HttpStream::headers() const noexcept { return state_->parser.headers; }
 
 asio::awaitable<HttpResult<std::size_t>> HttpStream::read_some(std::string& out) {
   auto& s = *state_;
@@ -608,8 +639,6 @@ asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, H
       if (fresh == 0 && stale) continue;  // state's lease closes the stale connection
       co_return head.error();
     }
-    state->status = static_cast<int>(state->parser.get().result_int());
-    state->headers = copy_headers(state->parser.get().base());
     co_return HttpStream(std::move(state));
   }
 }
