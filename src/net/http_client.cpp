@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <list>
 #include <map>
 #include <stdexcept>
@@ -158,20 +159,32 @@ HttpError io_error(const beast::error_code& ec, bool got_some, std::string_view 
   return make_error(NetErrc::connection_closed, "connection failed " + std::string(during) + ": " + ec.message());
 }
 
-bool has_line_break(std::string_view v) { return v.find_first_of("\r\n") != std::string_view::npos; }
+bool has_line_break(std::string_view v) {
+  for (const char c : v)
+    if (c == '\r' || c == '\n') return true;
+  return false;
+}
+
+// The fields every request to `origin` starts with, built once per pool.
+std::string origin_fields(const Origin& origin) {
+  return "Host: " + host_header(origin) + "\r\nUser-Agent: dagent/" DAGENT_VERSION "\r\n";
+}
 
 // The request as one buffer, written with a single write: cheaper than Beast's serializer, and
 // every header value is checked for line breaks so nothing can inject a header.
-std::string serialize_request(const Origin& origin, const HttpRequest& req, bool keep_alive) {
+std::string serialize_request(const std::string& fields, const HttpRequest& req, bool keep_alive) {
+  char length[24];
+  const auto length_end = std::to_chars(length, length + sizeof length, req.body.size()).ptr;
+  std::size_t size = req.method.size() + req.target.size() + fields.size() + req.body.size() + 64;
+  for (const auto& h : req.headers) size += h.name.size() + h.value.size() + 4;
   std::string out;
-  out.reserve(256 + req.body.size());
-  out.append(req.method).append(" ").append(req.target).append(" HTTP/1.1\r\nHost: ");
-  out.append(host_header(origin)).append("\r\nUser-Agent: dagent/" DAGENT_VERSION "\r\n");
+  out.reserve(size);
+  out.append(req.method).append(" ").append(req.target).append(" HTTP/1.1\r\n").append(fields);
   for (const auto& h : req.headers) {
     if (has_line_break(h.name) || has_line_break(h.value)) continue;
     out.append(h.name).append(": ").append(h.value).append("\r\n");
   }
-  out.append("Content-Length: ").append(std::to_string(req.body.size())).append("\r\n");
+  out.append("Content-Length: ").append(length, length_end).append("\r\n");
   if (!keep_alive) out.append("Connection: close\r\n");
   out.append("\r\n").append(req.body);
   return out;
@@ -191,6 +204,7 @@ struct HttpClient::Impl {
     std::vector<std::unique_ptr<Connection>> idle;  // most recently used last
     int open = 0;                                   // slots taken: idle, in use and connecting
     std::list<Waiter> waiters;                      // FIFO of requests waiting for a slot
+    std::string fields;                             // Host and User-Agent, as serialized
   };
 
   Impl(asio::any_io_executor ex, std::shared_ptr<TlsContext> t, HttpOptions o)
@@ -202,7 +216,11 @@ struct HttpClient::Impl {
   std::map<std::string, Pool> pools;  // never erased: a Pool& stays valid
   std::int64_t opened = 0;
 
-  Pool& pool_of(const Origin& origin) { return pools[origin.key()]; }
+  Pool& pool_of(const Origin& origin) {
+    auto [it, added] = pools.try_emplace(origin.key());
+    if (added) it->second.fields = origin_fields(origin);
+    return it->second;
+  }
 
   // Wakes the first waiter not woken yet; it looks for a slot again when it runs.
   void wake_one(Pool& pool) {
@@ -403,9 +421,9 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
 
 // A lease on a connection for `origin`: a fresh pooled one, a new one, or the next free slot in
 // FIFO order.
-asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> impl, Origin origin,
+asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> impl, Pool* pool_ptr, Origin origin,
                                             Clock::time_point deadline, bool fresh_only) {
-  auto& pool = impl->pool_of(origin);
+  auto& pool = *pool_ptr;
   for (;;) {
     if (!fresh_only && impl->options.pooling) {
       if (auto conn = impl->take_idle(pool)) co_return Lease(impl, pool, std::move(conn));
@@ -482,9 +500,10 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
   const auto deadline = Clock::now() + impl->options.request_timeout;
   if (has_line_break(request.method) || has_line_break(request.target))
     co_return make_error(NetErrc::protocol_error, "invalid request line", true);
-  const std::string req = serialize_request(origin, request, impl->options.pooling);
+  auto& pool = impl->pool_of(origin);  // pools are never erased: the reference stays valid
+  const std::string req = serialize_request(pool.fields, request, impl->options.pooling);
   for (int fresh = 0;; ++fresh) {
-    auto lease = co_await checkout(impl, origin, deadline, fresh > 0);
+    auto lease = co_await checkout(impl, &pool, origin, deadline, fresh > 0);
     if (!lease) co_return lease.error();
     ResponseReader reader;
     reader.body_limit(impl->options.max_body_bytes);
@@ -617,9 +636,10 @@ asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, H
   const auto stream_deadline = now + limits.total_timeout;
   if (has_line_break(request.method) || has_line_break(request.target))
     co_return make_error(NetErrc::protocol_error, "invalid request line", true);
-  const std::string req = serialize_request(origin, request, impl->options.pooling);
+  auto& pool = impl->pool_of(origin);  // pools are never erased: the reference stays valid
+  const std::string req = serialize_request(pool.fields, request, impl->options.pooling);
   for (int fresh = 0;; ++fresh) {
-    auto lease = co_await checkout(impl, origin, deadline, fresh > 0);
+    auto lease = co_await checkout(impl, &pool, origin, deadline, fresh > 0);
     if (!lease) co_return lease.error();
     auto state = std::make_unique<HttpStream::State>();
     state->lease = std::move(*lease);
