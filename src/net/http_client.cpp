@@ -459,12 +459,12 @@ asio::awaitable<HttpResult<void>> exchange_on(Stream& stream, Connection& conn, 
   co_return HttpResult<void>{};
 }
 
-// Sends `req` and reads the whole response into `reader`.
-asio::awaitable<HttpResult<void>> exchange(Connection& conn, const std::string& req, Clock::time_point deadline,
-                                           ResponseReader& reader) {
-  conn.tcp().expires_at(deadline);
-  if (conn.secure) co_return co_await exchange_on(*conn.secure, conn, req, reader);
-  co_return co_await exchange_on(*conn.plain, conn, req, reader);
+// A lease on a fresh idle connection of `pool`, or an empty one: the common case of a checkout,
+// without a coroutine of its own.
+Lease idle_lease(const std::shared_ptr<HttpClient::Impl>& impl, Pool& pool) {
+  if (impl->options.pooling)
+    if (auto conn = impl->take_idle(pool)) return Lease(impl, pool, std::move(conn));
+  return {};
 }
 
 }  // namespace
@@ -503,15 +503,26 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
   auto& pool = impl->pool_of(origin);  // pools are never erased: the reference stays valid
   const std::string req = serialize_request(pool.fields, request, impl->options.pooling);
   for (int fresh = 0;; ++fresh) {
-    auto lease = co_await checkout(impl, &pool, origin, deadline, fresh > 0);
-    if (!lease) co_return lease.error();
+    Lease lease = fresh == 0 ? idle_lease(impl, pool) : Lease();
+    if (!lease.conn) {
+      auto made = co_await checkout(impl, &pool, origin, deadline, fresh > 0);
+      if (!made) co_return made.error();
+      lease = std::move(*made);
+    }
+    auto& conn = *lease.conn;
     ResponseReader reader;
     reader.body_limit(impl->options.max_body_bytes);
-    auto res = co_await exchange(*lease->conn, req, deadline, reader);
+    conn.tcp().expires_at(deadline);
+    HttpResult<void> res;
+    if (conn.secure) {
+      res = co_await exchange_on(*conn.secure, conn, req, reader);
+    } else {
+      res = co_await exchange_on(*conn.plain, conn, req, reader);
+    }
     if (!res) {
-      const bool stale = lease->conn->reused && res.error().before_response &&
+      const bool stale = conn.reused && res.error().before_response &&
                          res.error().code == make_error_code(NetErrc::connection_closed);
-      lease->give_back(false);
+      lease.give_back(false);
       // A kept-alive connection the server closed meanwhile fails before any response byte:
       // the request never arrived, so one retry on a new connection is safe.
       if (stale && fresh == 0) continue;
@@ -521,7 +532,7 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
     out.status = reader.status;
     out.headers = std::move(reader.headers);
     out.body = std::move(reader.body);
-    lease->give_back(reader.keep_alive());
+    lease.give_back(reader.keep_alive());
     co_return out;
   }
 }
