@@ -356,12 +356,16 @@ struct OpenAiClient::Impl {
     return [engine] { return std::uniform_real_distribution<double>(0.0, 1.0)(*engine); };
   }
 
+  static std::vector<Header> make_headers(const std::string& api_key) {
+    std::vector<Header> headers{{"content-type", "application/json"}, {"accept", "application/json"}};
+    if (!api_key.empty()) headers.push_back({"authorization", "Bearer " + api_key});
+    return headers;
+  }
+
   HttpRequest make_request(std::string_view api_path, const std::string& body) const {
     HttpRequest req;
     req.target = options.base_url.target(api_path);
-    req.headers.push_back({"content-type", "application/json"});
-    req.headers.push_back({"accept", "application/json"});
-    if (!options.api_key.empty()) req.headers.push_back({"authorization", "Bearer " + options.api_key});
+    req.headers = request_headers;
     req.body = body;
     return req;
   }
@@ -408,6 +412,7 @@ struct OpenAiClient::Impl {
   OpenAiOptions options;
   // The key (and the process's other known secrets), masked in all text that comes back.
   std::shared_ptr<const text::Redactor> secrets = make_secrets(options.api_key);
+  std::vector<Header> request_headers = make_headers(options.api_key);  // the same on every request
   HttpClient http;
   RateLimiter limiter;
   RetryPolicy retry;
