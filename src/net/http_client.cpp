@@ -85,6 +85,8 @@ struct Connection {
 // Spare capacity past a response body: readers that look past the end (simdjson reads up to
 // 64 bytes further) then need not reallocate and copy it.
 constexpr std::size_t k_body_slack = 64;
+// The most reserved up front for a body on the strength of its Content-Length.
+constexpr std::uint64_t k_reserve_cap = 4u << 20;
 
 // Reads a response straight into our types: each header as a Header with its name lowercased,
 // the body appended to `sink`. Skips Beast's fields container and body types, which cost a
@@ -113,8 +115,10 @@ class ResponseReader final : public http::basic_parser<false> {
   }
   void on_header_impl(beast::error_code&) override {}
   void on_body_init_impl(const boost::optional<std::uint64_t>& length, beast::error_code&) override {
-    // The length is within the body limit here: the parser refused a larger one already.
-    if (length) sink->reserve(sink->size() + static_cast<std::size_t>(*length) + k_body_slack);
+    // Why capped: the length is the server's claim, and a stream has no body limit; a body
+    // larger than the cap grows as its bytes arrive. Only a body the reader keeps is sized.
+    if (length && sink == &body)
+      body.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*length, k_reserve_cap)) + k_body_slack);
   }
   std::size_t on_body_impl(beast::string_view part, beast::error_code&) override {
     sink->append(part.data(), part.size());

@@ -18,7 +18,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 #include <boost/system/system_error.hpp>
 
@@ -394,4 +396,52 @@ TEST_CASE("a request header with a line break in its name or value is left out, 
   CHECK_FALSE(headers.contains("x-bad"));
   CHECK_FALSE(headers.contains("x-injected"));
   CHECK_FALSE(headers.contains("x-bad-name"));
+}
+
+namespace {
+
+// A one-shot server on 127.0.0.1 that answers the first request on each of `connections`
+// connections with `reply` and closes.
+asio::awaitable<void> answer_raw(asio::ip::tcp::acceptor* acceptor, std::string reply, int connections) {
+  for (int i = 0; i < connections; ++i) {
+    auto socket = co_await acceptor->async_accept(asio::use_awaitable);
+    char request[4096];
+    co_await socket.async_read_some(asio::buffer(request), asio::use_awaitable);
+    co_await asio::async_write(socket, asio::buffer(reply), asio::use_awaitable);
+    boost::system::error_code ec;
+    socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  }
+}
+
+struct RawEnd {
+  std::optional<HttpError> sent;
+  std::optional<HttpError> streamed;
+};
+
+asio::awaitable<void> send_then_stream(HttpClient* http, Origin origin, RawEnd* out) {
+  auto sent = co_await http->send(origin, post(k_chat));
+  if (!sent) out->sent = sent.error();
+  auto opened = co_await http->open_stream(origin, post(k_chat), StreamLimits{});
+  REQUIRE(opened.has_value());
+  auto rest = co_await opened->read_all(1u << 20);
+  if (!rest) out->streamed = rest.error();
+}
+
+}  // namespace
+
+TEST_CASE("a response claiming a huge Content-Length is refused by send and truncated on a stream, nothing reserved for it",
+          "[net][http]") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  const std::string reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 999999999999999\r\n\r\nabc";
+  asio::co_spawn(io, answer_raw(&acceptor, reply, 2), Rethrow{});
+  HttpClient http(io.get_executor(), nullptr, HttpOptions{});
+  Origin origin{"127.0.0.1", std::to_string(acceptor.local_endpoint().port()), false};
+  RawEnd end;
+  asio::co_spawn(io, send_then_stream(&http, origin, &end), Rethrow{});
+  io.run();
+  REQUIRE(end.sent.has_value());
+  CHECK(end.sent->code == NetErrc::too_large);
+  REQUIRE(end.streamed.has_value());
+  CHECK(end.streamed->code == NetErrc::truncated);
 }
