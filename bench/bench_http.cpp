@@ -82,7 +82,7 @@ int run(const Args& args) {
   load.request.messages.push_back({"user", args.str("prompt", "Say hello")});
   load.request.max_tokens = args.integer("max-tokens", 16);
   if (args.has("print-body")) {
-    std::printf("%s\n", json::serialize(net::to_json(load.request, false)).c_str());
+    std::printf("%s\n", net::chat_body(load.request, false).c_str());
     return 0;
   }
   if (port <= 0 || requests <= 0 || concurrency <= 0) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <list>
 #include <map>
 #include <stdexcept>
@@ -23,9 +24,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "net/net_error.hpp"
@@ -82,15 +82,55 @@ struct Connection {
   }
 };
 
-std::vector<Header> copy_headers(const http::fields& fields) {
-  std::vector<Header> out;
-  for (const auto& f : fields) {
-    std::string name(f.name_string());
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-    out.push_back({std::move(name), std::string(f.value())});
+// Spare capacity past a response body: readers that look past the end (simdjson reads up to
+// 64 bytes further) then need not reallocate and copy it.
+constexpr std::size_t k_body_slack = 64;
+// The most reserved up front for a body on the strength of its Content-Length.
+constexpr std::uint64_t k_reserve_cap = 4u << 20;
+
+// Reads a response straight into our types: each header as a Header with its name lowercased,
+// the body appended to `sink`. Skips Beast's fields container and body types, which cost a
+// field-table insert per header and a copy of every header afterwards.
+class ResponseReader final : public http::basic_parser<false> {
+ public:
+  int status = 0;
+  std::vector<Header> headers;
+  std::string body;
+  std::string* sink = &body;  ///< where body bytes go; a stream points it at the caller's string
+
+ private:
+  void on_request_impl(http::verb, beast::string_view, beast::string_view, int, beast::error_code& ec) override {
+    ec = http::error::bad_method;  // never called: this parses responses
   }
-  return out;
-}
+  void on_response_impl(int code, beast::string_view, int, beast::error_code&) override {
+    status = code;
+    headers.reserve(16);
+  }
+  void on_field_impl(http::field, beast::string_view name, beast::string_view value, beast::error_code&) override {
+    auto& h = headers.emplace_back();
+    h.name.resize(name.size());
+    std::transform(name.begin(), name.end(), h.name.begin(),
+                   [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; });
+    h.value.assign(value.data(), value.size());
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, beast::error_code&) override {
+    // Why capped: the length is the server's claim, and a stream has no body limit; a body
+    // larger than the cap grows as its bytes arrive. Only a body the reader keeps is sized.
+    if (length && sink == &body)
+      body.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*length, k_reserve_cap)) + k_body_slack);
+  }
+  std::size_t on_body_impl(beast::string_view part, beast::error_code&) override {
+    sink->append(part.data(), part.size());
+    return part.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view part, beast::error_code&) override {
+    sink->append(part.data(), part.size());
+    return part.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+};
 
 bool is_ip_literal(const std::string& host) {
   boost::system::error_code ec;
@@ -123,22 +163,36 @@ HttpError io_error(const beast::error_code& ec, bool got_some, std::string_view 
   return make_error(NetErrc::connection_closed, "connection failed " + std::string(during) + ": " + ec.message());
 }
 
-bool has_line_break(std::string_view v) { return v.find_first_of("\r\n") != std::string_view::npos; }
+bool has_line_break(std::string_view v) {
+  for (const char c : v)
+    if (c == '\r' || c == '\n') return true;
+  return false;
+}
+
+// The fields every request to `origin` starts with, built once per pool.
+std::string origin_fields(const Origin& origin) {
+  return "Host: " + host_header(origin) + "\r\nUser-Agent: dagent/" DAGENT_VERSION "\r\n";
+}
 
 // The request as one buffer, written with a single write: cheaper than Beast's serializer, and
-// every header value is checked for line breaks so nothing can inject a header.
-std::string serialize_request(const Origin& origin, const HttpRequest& req, bool keep_alive) {
-  std::string out;
-  out.reserve(256 + req.body.size());
-  out.append(req.method).append(" ").append(req.target).append(" HTTP/1.1\r\nHost: ");
-  out.append(host_header(origin)).append("\r\nUser-Agent: dagent/" DAGENT_VERSION "\r\n");
-  for (const auto& h : req.headers) {
-    if (has_line_break(h.name) || has_line_break(h.value)) continue;
-    out.append(h.name).append(": ").append(h.value).append("\r\n");
-  }
-  out.append("Content-Length: ").append(std::to_string(req.body.size())).append("\r\n");
-  if (!keep_alive) out.append("Connection: close\r\n");
-  out.append("\r\n").append(req.body);
+// a header whose name or value holds a line break is left out, so nothing can inject a header.
+// Sized first and filled with plain copies: appends would pay a length check each.
+std::string serialize_request(const std::string& fields, const HttpRequest& req, bool keep_alive) {
+  using namespace std::string_view_literals;
+  char length[24];
+  const std::string_view content_length(length, std::to_chars(length, length + sizeof length, req.body.size()).ptr - length);
+  const auto close = keep_alive ? ""sv : "Connection: close\r\n"sv;
+  std::size_t size = req.method.size() + 1 + req.target.size() + " HTTP/1.1\r\n"sv.size() + fields.size() +
+                     "Content-Length: "sv.size() + content_length.size() + 2 + close.size() + 2 + req.body.size();
+  for (const auto& h : req.headers)
+    if (!has_line_break(h.name) && !has_line_break(h.value)) size += h.name.size() + 2 + h.value.size() + 2;
+  std::string out(size, '\0');
+  char* p = out.data();
+  const auto put = [&p](std::string_view part) { p = std::copy(part.begin(), part.end(), p); };
+  put(req.method), put(" "sv), put(req.target), put(" HTTP/1.1\r\n"sv), put(fields);
+  for (const auto& h : req.headers)
+    if (!has_line_break(h.name) && !has_line_break(h.value)) put(h.name), put(": "sv), put(h.value), put("\r\n"sv);
+  put("Content-Length: "sv), put(content_length), put("\r\n"sv), put(close), put("\r\n"sv), put(req.body);
   return out;
 }
 
@@ -156,6 +210,7 @@ struct HttpClient::Impl {
     std::vector<std::unique_ptr<Connection>> idle;  // most recently used last
     int open = 0;                                   // slots taken: idle, in use and connecting
     std::list<Waiter> waiters;                      // FIFO of requests waiting for a slot
+    std::string fields;                             // Host and User-Agent, as serialized
   };
 
   Impl(asio::any_io_executor ex, std::shared_ptr<TlsContext> t, HttpOptions o)
@@ -167,7 +222,11 @@ struct HttpClient::Impl {
   std::map<std::string, Pool> pools;  // never erased: a Pool& stays valid
   std::int64_t opened = 0;
 
-  Pool& pool_of(const Origin& origin) { return pools[origin.key()]; }
+  Pool& pool_of(const Origin& origin) {
+    auto [it, added] = pools.try_emplace(origin.key());
+    if (added) it->second.fields = origin_fields(origin);
+    return it->second;
+  }
 
   // Wakes the first waiter not woken yet; it looks for a slot again when it runs.
   void wake_one(Pool& pool) {
@@ -368,9 +427,9 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
 
 // A lease on a connection for `origin`: a fresh pooled one, a new one, or the next free slot in
 // FIFO order.
-asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> impl, Origin origin,
+asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> impl, Pool* pool_ptr, Origin origin,
                                             Clock::time_point deadline, bool fresh_only) {
-  auto& pool = impl->pool_of(origin);
+  auto& pool = *pool_ptr;
   for (;;) {
     if (!fresh_only && impl->options.pooling) {
       if (auto conn = impl->take_idle(pool)) co_return Lease(impl, pool, std::move(conn));
@@ -397,25 +456,21 @@ asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> im
 }
 
 template <class Stream>
-asio::awaitable<HttpResult<http::response<http::string_body>>> exchange_on(Stream& stream, Connection& conn,
-                                                                           const std::string& req,
-                                                                           std::size_t body_limit) {
+asio::awaitable<HttpResult<void>> exchange_on(Stream& stream, Connection& conn, const std::string& req,
+                                              ResponseReader& reader) {
   auto [wec, written] = co_await asio::async_write(stream, asio::buffer(req), k_token);
   if (wec) co_return io_error(wec, false, "while sending the request");
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(body_limit);
-  auto [rec, read] = co_await http::async_read(stream, conn.buffer, parser, k_token);
-  if (rec) co_return io_error(rec, parser.got_some(), "while reading the response");
-  co_return parser.release();
+  auto [rec, read] = co_await http::async_read(stream, conn.buffer, reader, k_token);
+  if (rec) co_return io_error(rec, reader.got_some(), "while reading the response");
+  co_return HttpResult<void>{};
 }
 
-asio::awaitable<HttpResult<http::response<http::string_body>>> exchange(Connection& conn,
-                                                                        const std::string& req,
-                                                                        Clock::time_point deadline,
-                                                                        std::size_t body_limit) {
-  conn.tcp().expires_at(deadline);
-  if (conn.secure) co_return co_await exchange_on(*conn.secure, conn, req, body_limit);
-  co_return co_await exchange_on(*conn.plain, conn, req, body_limit);
+// A lease on a fresh idle connection of `pool`, or an empty one: the common case of a checkout,
+// without a coroutine of its own.
+Lease idle_lease(const std::shared_ptr<HttpClient::Impl>& impl, Pool& pool) {
+  if (impl->options.pooling)
+    if (auto conn = impl->take_idle(pool)) return Lease(impl, pool, std::move(conn));
+  return {};
 }
 
 }  // namespace
@@ -451,26 +506,39 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
   const auto deadline = Clock::now() + impl->options.request_timeout;
   if (has_line_break(request.method) || has_line_break(request.target))
     co_return make_error(NetErrc::protocol_error, "invalid request line", true);
-  const std::string req = serialize_request(origin, request, impl->options.pooling);
+  auto& pool = impl->pool_of(origin);  // pools are never erased: the reference stays valid
+  const std::string req = serialize_request(pool.fields, request, impl->options.pooling);
   for (int fresh = 0;; ++fresh) {
-    auto lease = co_await checkout(impl, origin, deadline, fresh > 0);
-    if (!lease) co_return lease.error();
-    auto res = co_await exchange(*lease->conn, req, deadline, impl->options.max_body_bytes);
+    Lease lease = fresh == 0 ? idle_lease(impl, pool) : Lease();
+    if (!lease.conn) {
+      auto made = co_await checkout(impl, &pool, origin, deadline, fresh > 0);
+      if (!made) co_return made.error();
+      lease = std::move(*made);
+    }
+    auto& conn = *lease.conn;
+    ResponseReader reader;
+    reader.body_limit(impl->options.max_body_bytes);
+    conn.tcp().expires_at(deadline);
+    HttpResult<void> res;
+    if (conn.secure) {
+      res = co_await exchange_on(*conn.secure, conn, req, reader);
+    } else {
+      res = co_await exchange_on(*conn.plain, conn, req, reader);
+    }
     if (!res) {
-      const bool stale = lease->conn->reused && res.error().before_response &&
+      const bool stale = conn.reused && res.error().before_response &&
                          res.error().code == make_error_code(NetErrc::connection_closed);
-      lease->give_back(false);
+      lease.give_back(false);
       // A kept-alive connection the server closed meanwhile fails before any response byte:
       // the request never arrived, so one retry on a new connection is safe.
       if (stale && fresh == 0) continue;
       co_return res.error();
     }
     HttpResponse out;
-    out.status = static_cast<int>(res->result_int());
-    out.headers = copy_headers(res->base());
-    const bool keep = res->keep_alive();
-    out.body = std::move(res->body());
-    lease->give_back(keep);
+    out.status = reader.status;
+    out.headers = std::move(reader.headers);
+    out.body = std::move(reader.body);
+    lease.give_back(reader.keep_alive());
     co_return out;
   }
 }
@@ -479,9 +547,7 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
 
 struct HttpStream::State {
   Lease lease;  // given back when the body ends, fails, or the stream is dropped
-  http::response_parser<http::buffer_body> parser;
-  std::vector<Header> headers;
-  int status = 0;
+  ResponseReader parser;
   StreamLimits limits;
   Clock::time_point deadline{};  // the whole stream's
   std::size_t received = 0;      // body bytes so far
@@ -500,11 +566,14 @@ namespace {
 
 template <class Stream>
 asio::awaitable<HttpResult<std::size_t>> read_body_on(Stream& stream, HttpStream::State& s, std::string& out) {
-  char chunk[16384];
-  s.parser.get().body().data = chunk;
-  s.parser.get().body().size = sizeof chunk;
+  const std::size_t before = out.size();
+  // `out` may not outlive this read, cancelled or not: the parser never keeps it.
+  struct SinkScope {
+    ResponseReader& reader;
+    ~SinkScope() { reader.sink = &reader.body; }
+  } scope{s.parser};
+  s.parser.sink = &out;
   auto [ec, n] = co_await http::async_read_some(stream, s.conn().buffer, s.parser, k_token);
-  if (ec == http::error::need_buffer) ec = {};
   if (ec) {
     if (ec == beast::error::timeout && Clock::now() >= s.deadline)
       co_return make_error(NetErrc::request_timeout, "the stream took longer than " +
@@ -514,9 +583,7 @@ asio::awaitable<HttpResult<std::size_t>> read_body_on(Stream& stream, HttpStream
                            "no data for " + std::to_string(s.limits.idle_timeout.count()) + " ms while streaming");
     co_return io_error(ec, true, "while streaming the response");
   }
-  const std::size_t got = sizeof chunk - s.parser.get().body().size;
-  out.append(chunk, got);
-  co_return got;
+  co_return out.size() - before;
 }
 
 template <class Stream>
@@ -537,8 +604,8 @@ HttpStream::HttpStream(HttpStream&&) noexcept = default;
 HttpStream& HttpStream::operator=(HttpStream&&) noexcept = default;
 HttpStream::~HttpStream() = default;
 
-int HttpStream::status() const noexcept { return state_->status; }
-const std::vector<Header>& HttpStream::headers() const noexcept { return state_->headers; }
+int HttpStream::status() const noexcept { return state_->parser.status; }
+const std::vector<Header>& HttpStream::headers() const noexcept { return state_->parser.headers; }
 
 asio::awaitable<HttpResult<std::size_t>> HttpStream::read_some(std::string& out) {
   auto& s = *state_;
@@ -586,9 +653,10 @@ asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, H
   const auto stream_deadline = now + limits.total_timeout;
   if (has_line_break(request.method) || has_line_break(request.target))
     co_return make_error(NetErrc::protocol_error, "invalid request line", true);
-  const std::string req = serialize_request(origin, request, impl->options.pooling);
+  auto& pool = impl->pool_of(origin);  // pools are never erased: the reference stays valid
+  const std::string req = serialize_request(pool.fields, request, impl->options.pooling);
   for (int fresh = 0;; ++fresh) {
-    auto lease = co_await checkout(impl, origin, deadline, fresh > 0);
+    auto lease = co_await checkout(impl, &pool, origin, deadline, fresh > 0);
     if (!lease) co_return lease.error();
     auto state = std::make_unique<HttpStream::State>();
     state->lease = std::move(*lease);
@@ -608,8 +676,6 @@ asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, H
       if (fresh == 0 && stale) continue;  // state's lease closes the stale connection
       co_return head.error();
     }
-    state->status = static_cast<int>(state->parser.get().result_int());
-    state->headers = copy_headers(state->parser.get().base());
     co_return HttpStream(std::move(state));
   }
 }

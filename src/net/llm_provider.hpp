@@ -111,5 +111,8 @@ class LlmProvider {
 
 /// The OpenAI request body of a chat call.
 boost::json::object to_json(const ChatRequest& request, bool stream);
+/// text::serialize_valid(to_json(request, stream)), byte for byte, written without building the
+/// object: what OpenAiClient sends.
+std::string chat_body(const ChatRequest& request, bool stream);
 
 }  // namespace dagent::net

@@ -65,6 +65,74 @@ json::object to_json(const ChatRequest& request, bool stream) {
 
 namespace {
 
+// `text` as a JSON string, escaped exactly as Boost.JSON's serializer does (so chat_body and
+// serialize(to_json()) agree byte for byte); UTF-8 is repaired afterwards, on the whole body.
+void append_json_string(std::string& out, std::string_view text) {
+  static constexpr char k_hex[] = "0123456789abcdef";
+  out.push_back('"');
+  std::size_t run = 0;  // start of the bytes not yet copied
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(text.data() + run, i - run);
+    run = i + 1;
+    out.push_back('\\');
+    switch (c) {
+      case '"': out.push_back('"'); break;
+      case '\\': out.push_back('\\'); break;
+      case '\b': out.push_back('b'); break;
+      case '\t': out.push_back('t'); break;
+      case '\n': out.push_back('n'); break;
+      case '\f': out.push_back('f'); break;
+      case '\r': out.push_back('r'); break;
+      default:
+        out.append("u00");
+        out.push_back(k_hex[c >> 4]);
+        out.push_back(k_hex[c & 15]);
+    }
+  }
+  out.append(text.data() + run, text.size() - run);
+  out.push_back('"');
+}
+
+}  // namespace
+
+std::string chat_body(const ChatRequest& request, bool stream) {
+  std::size_t size = request.model.size() + 64;
+  for (const auto& m : request.messages) size += m.role.size() + m.content.size() + 32;
+  std::string out;
+  out.reserve(size);
+  out.append("{\"model\":");
+  append_json_string(out, request.model);
+  out.append(",\"messages\":[");
+  for (std::size_t i = 0; i < request.messages.size(); ++i) {
+    out.append(i ? ",{\"role\":" : "{\"role\":");
+    append_json_string(out, request.messages[i].role);
+    out.append(",\"content\":");
+    append_json_string(out, request.messages[i].content);
+    out.push_back('}');
+  }
+  out.push_back(']');
+  // Numbers and the schema are rare or small: Boost.JSON writes them, in its own number format.
+  if (request.temperature) out.append(",\"temperature\":").append(json::serialize(json::value(*request.temperature)));
+  if (request.max_tokens) {
+    char digits[24];
+    out.append(",\"max_tokens\":").append(digits, std::to_chars(digits, digits + sizeof digits, *request.max_tokens).ptr);
+  }
+  if (request.json_schema) {
+    json::object format{
+        {"type", "json_schema"},
+        {"json_schema", json::object{{"name", request.schema_name}, {"schema", *request.json_schema}, {"strict", request.strict}}}};
+    out.append(",\"response_format\":").append(json::serialize(format));
+  }
+  if (stream) out.append(",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+  out.push_back('}');
+  text::make_valid_utf8(out);
+  return out;
+}
+
+namespace {
+
 constexpr auto k_token = asio::as_tuple(asio::use_awaitable);
 
 LlmError llm_error(NetErrc code, std::string message, int attempts = 0) {
@@ -356,12 +424,16 @@ struct OpenAiClient::Impl {
     return [engine] { return std::uniform_real_distribution<double>(0.0, 1.0)(*engine); };
   }
 
+  static std::vector<Header> make_headers(const std::string& api_key) {
+    std::vector<Header> headers{{"content-type", "application/json"}, {"accept", "application/json"}};
+    if (!api_key.empty()) headers.push_back({"authorization", "Bearer " + api_key});
+    return headers;
+  }
+
   HttpRequest make_request(std::string_view api_path, const std::string& body) const {
     HttpRequest req;
     req.target = options.base_url.target(api_path);
-    req.headers.push_back({"content-type", "application/json"});
-    req.headers.push_back({"accept", "application/json"});
-    if (!options.api_key.empty()) req.headers.push_back({"authorization", "Bearer " + options.api_key});
+    req.headers = request_headers;
     req.body = body;
     return req;
   }
@@ -408,6 +480,7 @@ struct OpenAiClient::Impl {
   OpenAiOptions options;
   // The key (and the process's other known secrets), masked in all text that comes back.
   std::shared_ptr<const text::Redactor> secrets = make_secrets(options.api_key);
+  std::vector<Header> request_headers = make_headers(options.api_key);  // the same on every request
   HttpClient http;
   RateLimiter limiter;
   RetryPolicy retry;
@@ -592,7 +665,7 @@ LlmResult<T> masked(LlmResult<T> r, const text::Redactor& secrets) {
 }
 
 asio::awaitable<LlmResult<ChatResponse>> chat_once(OpenAiClient::Impl* impl, ChatRequest request) {
-  std::string body = text::serialize_valid(to_json(request, false));
+  std::string body = chat_body(request, false);
   const auto request_bytes = body.size();
   const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
   auto sent = co_await post(impl, "/chat/completions", std::move(body), estimate);
@@ -761,7 +834,7 @@ asio::awaitable<LlmResult<ChatResponse>> read_chat_stream(OpenAiClient::Impl* im
 
 asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* impl, ChatRequest request,
                                                           std::function<void(std::string_view)> on_delta) {
-  const std::string body = text::serialize_valid(to_json(request, true));
+  const std::string body = chat_body(request, true);
   const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
   impl->budget.on_call();
   for (int retries = 0;; ++retries) {

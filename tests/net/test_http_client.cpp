@@ -18,7 +18,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 #include <boost/system/system_error.hpp>
 
@@ -313,4 +315,133 @@ TEST_CASE("stream_read_ignores_cancellation: a read waiting on a silent server e
   CHECK(read.error->code != make_error_code(dagent::net::NetErrc::idle_timeout));
   CHECK(read.error->code == make_error_code(dagent::net::NetErrc::cancelled));
   CHECK(p.http.open_connections(p.origin) == 0);
+}
+
+namespace {
+
+// Sends `requests` one after another on `http`, each result into `out`.
+asio::awaitable<void> send_in_turn(HttpClient* http, Origin origin, std::vector<HttpRequest> requests,
+                                   std::vector<HttpResult<HttpResponse>>* out) {
+  for (auto& request : requests) out->push_back(co_await http->send(origin, std::move(request)));
+}
+
+std::vector<HttpResult<HttpResponse>> send_all(const TestServer& server, HttpClient& http, asio::io_context& io,
+                                               std::vector<HttpRequest> requests) {
+  std::vector<HttpResult<HttpResponse>> out;
+  asio::co_spawn(io, send_in_turn(&http, parse_base_url(server.base_url())->origin, std::move(requests), &out), Rethrow{});
+  io.restart();
+  io.run();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("one kept-alive connection reads a small, a large and a small response in turn, each whole",
+          "[net][http]") {
+  const std::string big(300 * 1024 + 7, 'b');
+  TestServer server(TestServerOptions{.script = json::value{
+      {"rules", json::array{json::object{{"contains", "big"}, {"body", big}, {"headers", json::object{{"X-Mixed-Case", "Value"}}}},
+                            json::object{{"contains", "tiny"}, {"body", "ok"}}}}}});
+  asio::io_context io;
+  HttpOptions options;
+  SECTION("within the body limit") {
+    HttpClient http(io.get_executor(), nullptr, options);
+    auto got = send_all(server, http, io, {post("tiny"), post("big"), post("tiny"), post("big")});
+    REQUIRE(got.size() == 4);
+    for (const auto& r : got) REQUIRE(r.has_value());
+    CHECK(got[0]->body == "ok");
+    CHECK(got[1]->body == big);
+    CHECK(got[2]->body == "ok");
+    CHECK(got[3]->body == big);
+    // Names arrive lowercased whatever the server wrote; values as they were.
+    REQUIRE(got[1]->header("x-mixed-case"));
+    CHECK(*got[1]->header("x-mixed-case") == "Value");
+    CHECK(got[1]->header("X-Mixed-Case") == nullptr);
+    CHECK(got[0]->header("x-mixed-case") == nullptr);
+    CHECK(http.connections_opened() == 1);
+  }
+  SECTION("a body over the limit fails alone; the next request gets a new connection") {
+    options.max_body_bytes = 100 * 1024;
+    HttpClient http(io.get_executor(), nullptr, options);
+    auto got = send_all(server, http, io, {post("tiny"), post("big"), post("tiny")});
+    REQUIRE(got.size() == 3);
+    REQUIRE(got[0].has_value());
+    CHECK(got[0]->body == "ok");
+    REQUIRE_FALSE(got[1].has_value());
+    CHECK(got[1].error().code == NetErrc::too_large);
+    REQUIRE(got[2].has_value());
+    CHECK(got[2]->body == "ok");
+    CHECK(http.connections_opened() == 2);
+  }
+}
+
+TEST_CASE("a request header with a line break in its name or value is left out, the rest is sent",
+          "[net][http]") {
+  TestServer server;
+  asio::io_context io;
+  HttpClient http(io.get_executor(), nullptr, HttpOptions{});
+  HttpRequest request = post(k_chat);
+  request.headers.push_back({"x-good", "1"});
+  request.headers.push_back({"x-bad", "a\r\nx-injected: 1"});
+  request.headers.push_back({"x-bad-name\n", "v"});
+  request.headers.push_back({"x-also-good", "2"});
+  auto got = send_all(server, http, io, {std::move(request)});
+  REQUIRE(got.size() == 1);
+  REQUIRE(got[0].has_value());
+  CHECK(got[0]->status == 200);
+  const auto headers = server.stats().at("recent").as_array().back().at("headers").as_object();
+  CHECK(headers.at("x-good") == "1");
+  CHECK(headers.at("x-also-good") == "2");
+  CHECK(headers.at("content-type") == "application/json");
+  CHECK_FALSE(headers.contains("x-bad"));
+  CHECK_FALSE(headers.contains("x-injected"));
+  CHECK_FALSE(headers.contains("x-bad-name"));
+}
+
+namespace {
+
+// A one-shot server on 127.0.0.1 that answers the first request on each of `connections`
+// connections with `reply` and closes.
+asio::awaitable<void> answer_raw(asio::ip::tcp::acceptor* acceptor, std::string reply, int connections) {
+  for (int i = 0; i < connections; ++i) {
+    auto socket = co_await acceptor->async_accept(asio::use_awaitable);
+    char request[4096];
+    co_await socket.async_read_some(asio::buffer(request), asio::use_awaitable);
+    co_await asio::async_write(socket, asio::buffer(reply), asio::use_awaitable);
+    boost::system::error_code ec;
+    socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  }
+}
+
+struct RawEnd {
+  std::optional<HttpError> sent;
+  std::optional<HttpError> streamed;
+};
+
+asio::awaitable<void> send_then_stream(HttpClient* http, Origin origin, RawEnd* out) {
+  auto sent = co_await http->send(origin, post(k_chat));
+  if (!sent) out->sent = sent.error();
+  auto opened = co_await http->open_stream(origin, post(k_chat), StreamLimits{});
+  REQUIRE(opened.has_value());
+  auto rest = co_await opened->read_all(1u << 20);
+  if (!rest) out->streamed = rest.error();
+}
+
+}  // namespace
+
+TEST_CASE("a response claiming a huge Content-Length is refused by send and truncated on a stream, nothing reserved for it",
+          "[net][http]") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  const std::string reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 999999999999999\r\n\r\nabc";
+  asio::co_spawn(io, answer_raw(&acceptor, reply, 2), Rethrow{});
+  HttpClient http(io.get_executor(), nullptr, HttpOptions{});
+  Origin origin{"127.0.0.1", std::to_string(acceptor.local_endpoint().port()), false};
+  RawEnd end;
+  asio::co_spawn(io, send_then_stream(&http, origin, &end), Rethrow{});
+  io.run();
+  REQUIRE(end.sent.has_value());
+  CHECK(end.sent->code == NetErrc::too_large);
+  REQUIRE(end.streamed.has_value());
+  CHECK(end.streamed->code == NetErrc::truncated);
 }

@@ -12,6 +12,7 @@
 #include "support/run_on.hpp"
 #include "support/test_server_process.hpp"
 #include "text/bad_utf8_samples.hpp"
+#include "text/json_utf8.hpp"
 #include "text/utf8.hpp"
 
 namespace {
@@ -717,5 +718,42 @@ TEST_CASE("model text that is not UTF-8 was refused as 'not a JSON object' (whol
     CHECK(r->content == "echo: " + k_bad_text_repaired);
     for (const auto& request : recent(server))
       CHECK(dagent::text::is_valid_utf8(request.at("body").as_string()));
+  }
+}
+
+TEST_CASE("chat_body writes the same bytes as serialize_valid(to_json())", "[net][openai]") {
+  ChatRequest r;
+  r.model = "gpt-4o-mini";
+  SECTION("the benchmark's request") {
+    r.messages.push_back({"user", "Say hello"});
+    r.max_tokens = 16;
+  }
+  SECTION("every escape, every control character, DEL, non-ASCII and bytes that are not UTF-8") {
+    std::string all;
+    for (int c = 0; c < 0x80; ++c) all.push_back(static_cast<char>(c));
+    r.messages.push_back({"system", all + "\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"});
+    r.messages.push_back({"user", dagent::test::k_bad_text});
+    r.messages.push_back({"assistant", ""});
+    r.model = "m\"\\\n" + dagent::test::k_bad_text;
+  }
+  SECTION("temperature, max_tokens, a schema and no messages") {
+    r.temperature = 0.7;
+    r.max_tokens = -3;
+    r.json_schema = json::parse(R"({"type":"object","properties":{"a\n":{"type":"string"}}})").as_object();
+    r.schema_name = "answer";
+    r.strict = false;
+  }
+  SECTION("integral and tiny temperatures") {
+    r.temperature = 1.0;
+    r.messages.push_back({"user", "x"});
+    ChatRequest tiny = r;
+    tiny.temperature = 1e-300;
+    CHECK(chat_body(tiny, false) == dagent::text::serialize_valid(to_json(tiny, false)));
+  }
+  for (const bool stream : {false, true}) {
+    const std::string body = chat_body(r, stream);
+    CHECK(body == dagent::text::serialize_valid(to_json(r, stream)));
+    CHECK(dagent::text::is_valid_utf8(body));
+    CHECK(json::parse(body).is_object());
   }
 }
