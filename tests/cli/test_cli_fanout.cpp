@@ -18,10 +18,13 @@
 #include <boost/json.hpp>
 
 #include "cli/live_view.hpp"
+#include "support/captured_file.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
 
 namespace {
+
+using dagent::test::Captured;
 
 namespace json = boost::json;
 namespace fs = std::filesystem;
@@ -86,20 +89,6 @@ json::array step_digest(const json::value& result) {
     out.push_back(json::object{{"id", s.at("id")}, {"status", s.at("status")}, {"output", s.at("output")}});
   return out;
 }
-
-struct Captured {
-  char* data = nullptr;
-  std::size_t size = 0;
-  std::FILE* file = open_memstream(&data, &size);
-  ~Captured() {
-    if (file) std::fclose(file);
-    std::free(data);
-  }
-  std::string text() {
-    std::fflush(file);
-    return std::string(data, size);
-  }
-};
 
 }  // namespace
 

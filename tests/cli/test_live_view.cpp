@@ -8,7 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "support/captured_file.hpp"
+
 namespace {
+
+using dagent::test::Captured;
 
 using namespace dagent;
 using dagent::cli::LiveView;
@@ -38,21 +42,6 @@ std::vector<std::string> screen(const std::string& bytes) {
   while (!lines.empty() && lines.back().empty()) lines.pop_back();
   return lines;
 }
-
-// A LiveView drawing into memory as if stderr were a terminal.
-struct Captured {
-  char* data = nullptr;
-  std::size_t size = 0;
-  std::FILE* file = open_memstream(&data, &size);
-  ~Captured() {
-    if (file) std::fclose(file);
-    std::free(data);
-  }
-  std::string text() {
-    std::fflush(file);
-    return std::string(data, size);
-  }
-};
 
 }  // namespace
 
