@@ -81,14 +81,9 @@ bool visible_ascii(std::string_view s, std::size_t max) noexcept {
          std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x21 && c <= 0x7E; });
 }
 
-// Text from the server, fit for a message: at most `limit` bytes, cut on a UTF-8 boundary,
-// control characters as spaces.
+// text::excerpt, with "…" when the text was cut.
 std::string excerpt(std::string_view text, std::size_t limit = 300) {
-  std::string out = text::valid_utf8(text.substr(0, text::utf8_cut(text, limit)));
-  for (char& c : out)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = ' ';
-  if (text.size() > limit) out += "…";
-  return out;
+  return text::excerpt(text, limit) + (text.size() > limit ? "…" : "");
 }
 
 // What an error body says: the message of a JSON-RPC error object ({"error": {"message"}}) when

@@ -167,16 +167,7 @@ void read_usage(od::object usage, Usage& out) {
   }
 }
 
-// Text from the provider, fit for a message: at most `limit` bytes of it, cut on a UTF-8
-// boundary, control characters as spaces, invalid UTF-8 as U+FFFD.
-std::string excerpt(std::string_view text, std::size_t limit = 300) {
-  std::string out = text::valid_utf8(text.substr(0, text::utf8_cut(text, limit)));
-  for (char& c : out) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7F) c = ' ';
-  }
-  return out;
-}
+using text::excerpt;
 
 // `text` with every occurrence of the API key masked, should a provider echo it.
 std::string redacted(std::string text, const text::Redactor& secrets) {

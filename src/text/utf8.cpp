@@ -88,4 +88,13 @@ bool make_valid_utf8(std::string& text) {
   return true;
 }
 
+std::string excerpt(std::string_view text, std::size_t limit) {
+  std::string out = valid_utf8(text.substr(0, utf8_cut(text, limit)));
+  for (char& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7F) c = ' ';
+  }
+  return out;
+}
+
 }  // namespace dagent::text

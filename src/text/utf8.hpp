@@ -24,4 +24,8 @@ std::string valid_utf8(std::string_view text);
 /// The same repair in place; allocates nothing when `text` is already valid. True when it changed.
 bool make_valid_utf8(std::string& text);
 
+/// Text from a server, fit for a one-line message: at most `limit` bytes of it, cut on a UTF-8
+/// boundary, control characters (C0, DEL) as spaces, invalid UTF-8 as U+FFFD.
+std::string excerpt(std::string_view text, std::size_t limit = 300);
+
 }  // namespace dagent::text
