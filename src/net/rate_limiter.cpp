@@ -117,7 +117,9 @@ RateLimiter::Reservation::Reservation(Reservation&& other) noexcept
     : limiter_(std::exchange(other.limiter_, nullptr)),
       tokens_(std::exchange(other.tokens_, 0)),
       seq_(std::exchange(other.seq_, 0)),
-      tokens_mark_(std::exchange(other.tokens_mark_, 0)) {}
+      tokens_mark_(std::exchange(other.tokens_mark_, 0)),
+      in_flight_requests_(other.in_flight_requests_),
+      in_flight_tokens_(other.in_flight_tokens_) {}
 
 RateLimiter::Reservation& RateLimiter::Reservation::operator=(Reservation&& other) noexcept {
   if (this != &other) {
@@ -126,6 +128,8 @@ RateLimiter::Reservation& RateLimiter::Reservation::operator=(Reservation&& othe
     tokens_ = std::exchange(other.tokens_, 0);
     seq_ = std::exchange(other.seq_, 0);
     tokens_mark_ = std::exchange(other.tokens_mark_, 0);
+    in_flight_requests_ = other.in_flight_requests_;
+    in_flight_tokens_ = other.in_flight_tokens_;
   }
   return *this;
 }
@@ -137,17 +141,13 @@ RateLimiter::Reservation::~Reservation() {
 void RateLimiter::Reservation::observe(const RateLimitHeaders& headers) {
   if (limiter_ == nullptr) return;
   RateLimiter& l = *limiter_;
-  l.unanswered_.erase(seq_);  // answered: the server has counted it
+  l.abandon(seq_);  // answered: the server has counted it
   if (headers.empty()) return;
-  // Why: the server computed these numbers when it counted this call. Calls granted after it may
-  // not have reached the server yet, nor earlier calls that overtook nothing but are still
-  // unanswered; counting them as not yet counted errs on the side of a 429-free model.
-  std::int64_t requests = static_cast<std::int64_t>(l.next_seq_ - 1 - seq_);
-  std::int64_t tokens = l.granted_tokens_ - tokens_mark_;
-  for (auto it = l.unanswered_.begin(); it != l.unanswered_.end() && it->first < seq_; ++it) {
-    ++requests;
-    tokens += it->second;
-  }
+  // Why: the server computed these numbers when it counted this call. Calls granted after it
+  // may not have reached the server yet, and calls in flight when it was granted may have
+  // reached it later, whatever order their answers came back in.
+  const auto requests = static_cast<std::int64_t>(l.next_seq_ - 1 - seq_) + in_flight_requests_;
+  const std::int64_t tokens = l.granted_tokens_ - tokens_mark_ + in_flight_tokens_;
   l.sync(headers, requests, tokens);
 }
 
@@ -208,11 +208,25 @@ void RateLimiter::sync(const RateLimitHeaders& headers, std::int64_t uncounted_r
                        std::int64_t uncounted_tokens) {
   const auto now = clock_();
   if (options_.window == config::RateWindow::bucket) {
-    // The server's bucket, as it stood when it counted the call, less what it has not counted;
-    // what it refilled since then is left out (a little below the truth, never above).
-    auto sync_bucket = [now](TokenBucket& bucket, const RateLimitReading& r, std::int64_t uncounted) {
+    // Why bounds, not the number: the server counted this call somewhere between its grant and
+    // now, and calls in flight around it in an order we cannot see. Its level as it counted the
+    // call (remaining, or more precisely limit − reset × refill rate: "remaining" is rounded
+    // down) is an upper bound on its level now for us (the little refill since is left out);
+    // less the calls it cannot have counted yet, a lower bound. A model outside is wrong: the
+    // server has room (raised), or someone else spends, or the server's clock started later
+    // than ours (lowered).
+    auto sync_bucket = [&](TokenBucket& bucket, const RateLimitReading& r, std::int64_t uncounted) {
       if (r.limit) bucket.set_capacity(*r.limit, now);
-      if (r.remaining) bucket.set_level(*r.remaining - static_cast<double>(uncounted), now);
+      if (!r.remaining) return;
+      double upper = *r.remaining;
+      if (r.limit && r.reset) {
+        const double rate = bucket.capacity() / std::chrono::duration<double>(options_.period).count();
+        upper = std::max(upper, bucket.capacity() - std::chrono::duration<double>(*r.reset).count() * rate);
+      }
+      const double lower = upper - static_cast<double>(uncounted);
+      const double level = bucket.available(now);
+      if (level < lower) bucket.set_level(lower, now);
+      else if (level > upper) bucket.set_level(upper, now);
     };
     sync_bucket(requests_, headers.requests, uncounted_requests);
     sync_bucket(tokens_, headers.tokens, uncounted_tokens);
@@ -230,9 +244,11 @@ void RateLimiter::sync_window(const RateLimitReading& r, Dimension dimension, st
   if (r.limit) limit.set_capacity(*r.limit, now);
   if (!r.remaining) return;
   std::int64_t& held = dimension == Dimension::requests ? ledger_requests_ : ledger_tokens_;
+  // As for the bucket: the server holds between held − uncounted and held of ours, plus any
+  // foreign calls; only a count outside that range changes the ledger.
   const auto server_holds = static_cast<std::int64_t>(std::ceil(limit.capacity() - *r.remaining));
-  const std::int64_t we_expect = held - std::min(std::max<std::int64_t>(uncounted, 0), held);
-  std::int64_t diff = server_holds - we_expect;
+  const std::int64_t at_least = held - std::min(std::max<std::int64_t>(uncounted, 0), held);
+  std::int64_t diff = server_holds < at_least ? server_holds - at_least : std::max<std::int64_t>(server_holds - held, 0);
   auto field = [dimension](LedgerEntry& e) -> std::int64_t& {
     return dimension == Dimension::requests ? e.requests : e.tokens;
   };
@@ -317,7 +333,10 @@ std::chrono::nanoseconds RateLimiter::ledger_wait(std::int64_t tokens, time_poin
 RateLimiter::Reservation RateLimiter::take(std::int64_t tokens, time_point now) {
   const std::uint64_t seq = next_seq_++;
   granted_tokens_ += tokens;
+  const auto in_flight = static_cast<std::int64_t>(unanswered_.size());
+  const std::int64_t in_flight_tokens = unanswered_tokens_;
   unanswered_.emplace(seq, tokens);
+  unanswered_tokens_ += tokens;
   if (options_.window == config::RateWindow::bucket) {
     requests_.take(1.0, now);
     tokens_.take(static_cast<double>(tokens), now);
@@ -326,15 +345,20 @@ RateLimiter::Reservation RateLimiter::take(std::int64_t tokens, time_point now) 
     ++ledger_requests_;
     ledger_tokens_ += tokens;
   }
-  return Reservation(this, tokens, seq, granted_tokens_);
+  return Reservation(this, tokens, seq, granted_tokens_, in_flight, in_flight_tokens);
 }
 
-void RateLimiter::abandon(std::uint64_t seq) noexcept { unanswered_.erase(seq); }
+void RateLimiter::abandon(std::uint64_t seq) noexcept {
+  if (auto it = unanswered_.find(seq); it != unanswered_.end()) {
+    unanswered_tokens_ -= it->second;
+    unanswered_.erase(it);
+  }
+}
 
 void RateLimiter::settle(std::uint64_t seq, std::int64_t estimated_tokens, std::int64_t actual_tokens) {
   const std::int64_t actual = std::max<std::int64_t>(actual_tokens, 0);
   const auto now = clock_();
-  unanswered_.erase(seq);
+  abandon(seq);
   if (auto entry = own_entry(seq); entry != ledger_.end()) {
     // Headers may already have dropped part of the entry; the difference still applies.
     const std::int64_t tokens = std::max<std::int64_t>(entry->tokens + actual - estimated_tokens, 0);
@@ -356,7 +380,7 @@ void RateLimiter::settle(std::uint64_t seq, std::int64_t estimated_tokens, std::
 
 void RateLimiter::unsend(std::uint64_t seq, std::int64_t estimated_tokens) {
   const auto now = clock_();
-  unanswered_.erase(seq);
+  abandon(seq);
   if (options_.window == config::RateWindow::rolling) {
     if (auto entry = own_entry(seq); entry != ledger_.end()) {
       ledger_requests_ -= entry->requests;

@@ -79,8 +79,9 @@ class RateLimiter {
     void release_unsent();
 
     /// The rate-limit headers of this call's response: the limiter's model takes the server's
-    /// limit and what it has left, less what the server may not have counted yet (calls granted
-    /// after this one, and earlier ones still unanswered). Does nothing on an empty reservation.
+    /// limit, and its level is kept between what the server had left and that less what it may
+    /// not have counted yet (calls granted after this one, and those in flight when it was
+    /// granted). Does nothing on an empty reservation.
     void observe(const RateLimitHeaders& headers);
 
     /// True until reconciled or moved from; false in disabled mode.
@@ -89,13 +90,21 @@ class RateLimiter {
 
    private:
     friend class RateLimiter;
-    Reservation(RateLimiter* limiter, std::int64_t tokens, std::uint64_t seq, std::int64_t tokens_mark) noexcept
-        : limiter_(limiter), tokens_(tokens), seq_(seq), tokens_mark_(tokens_mark) {}
+    Reservation(RateLimiter* limiter, std::int64_t tokens, std::uint64_t seq, std::int64_t tokens_mark,
+                std::int64_t in_flight_requests, std::int64_t in_flight_tokens) noexcept
+        : limiter_(limiter),
+          tokens_(tokens),
+          seq_(seq),
+          tokens_mark_(tokens_mark),
+          in_flight_requests_(in_flight_requests),
+          in_flight_tokens_(in_flight_tokens) {}
 
     RateLimiter* limiter_ = nullptr;
     std::int64_t tokens_ = 0;
     std::uint64_t seq_ = 0;           ///< grant order; its entry in the rolling window's ledger
     std::int64_t tokens_mark_ = 0;    ///< tokens granted in all, this grant included
+    std::int64_t in_flight_requests_ = 0;  ///< other grants unanswered when this one was granted
+    std::int64_t in_flight_tokens_ = 0;
   };
 
   /// Full buckets at clock(). `timer` defaults to a steady_timer on `executor`; a custom one must
@@ -173,6 +182,7 @@ class RateLimiter {
   std::uint64_t next_seq_ = 1;
   std::int64_t granted_tokens_ = 0;                  // estimated tokens of every grant so far
   std::map<std::uint64_t, std::int64_t> unanswered_;  // grants whose response is not in: seq → tokens
+  std::int64_t unanswered_tokens_ = 0;
   time_point blocked_until_{};  ///< a 429's retry-after: nothing is sent before it
 };
 
