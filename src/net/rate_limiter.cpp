@@ -273,12 +273,14 @@ void RateLimiter::sync_window(const RateLimitReading& r, Dimension dimension, st
 
 void RateLimiter::on_429(std::chrono::milliseconds retry_after) {
   // Why: every caller waits out retry-after, not just the one that got the 429; the buckets
-  // restart from empty since the server's is evidently empty.
+  // restart from empty when it ends, since the server's is evidently empty. Refilling during
+  // the hold would release a burst at its end into a server (e.g. one counting a rolling
+  // window) that frees its budget only gradually.
   if (!options_.enabled) return;
   const auto now = clock_();
-  requests_.drain(now);
-  tokens_.drain(now);
   blocked_until_ = std::max(blocked_until_, now + retry_after);
+  requests_.drain(now, blocked_until_);
+  tokens_.drain(now, blocked_until_);
   wake_head();
 }
 

@@ -59,11 +59,6 @@ void TokenBucket::give_back(double amount, time_point now) noexcept {
   level_ = std::min(capacity_, level_ + amount);
 }
 
-void TokenBucket::observe_remaining(double remaining, time_point now) noexcept {
-  refill(now);
-  level_ = std::min(level_, remaining);
-}
-
 void TokenBucket::set_level(double level, time_point now) noexcept {
   refill(now);
   level_ = std::min(capacity_, level);
@@ -76,9 +71,12 @@ void TokenBucket::set_capacity(double capacity, time_point now) noexcept {
   level_ = std::min(level_, capacity_);
 }
 
-void TokenBucket::drain(time_point now) noexcept {
+void TokenBucket::drain(time_point now) noexcept { drain(now, now); }
+
+void TokenBucket::drain(time_point now, time_point refill_from) noexcept {
   refill(now);
   level_ = std::min(level_, 0.0);
+  updated_ = std::max(updated_, refill_from);  // earlier times count as no elapsed time
 }
 
 void TokenBucket::refill(time_point now) noexcept {

@@ -37,10 +37,6 @@ class TokenBucket {
   /// Returns `amount` (>= 0) unused units; the level never exceeds capacity.
   void give_back(double amount, time_point now) noexcept;
 
-  /// A server's count of what is left (x-ratelimit-remaining-*): lowers the level to at most
-  /// `remaining`; never raises it.
-  void observe_remaining(double remaining, time_point now) noexcept;
-
   /// The level becomes `level` at `now` (clamped to capacity; may be negative), higher or lower.
   void set_level(double level, time_point now) noexcept;
 
@@ -50,6 +46,9 @@ class TokenBucket {
 
   /// The server refused (429): the bucket is empty now and refills from zero. A debt is kept.
   void drain(time_point now) noexcept;
+
+  /// As drain(now), but the refill starts only at `refill_from` (the end of a 429's retry-after).
+  void drain(time_point now, time_point refill_from) noexcept;
 
  private:
   void refill(time_point now) noexcept;

@@ -708,13 +708,18 @@ TEST_CASE("RateLimiter rolling window follows the server's headers in both direc
   }
 }
 
-TEST_CASE("RateLimiter bucket: a 429 holds every caller for its retry-after", "[limiter][rate_limiter]") {
-  Harness h(tokens_per_minute(1'000'000'000, 6000));  // 100 a second: refill is no obstacle
+TEST_CASE("RateLimiter bucket: a 429 holds every caller for its retry-after, and the bucket refills after it",
+          "[limiter][rate_limiter]") {
+  Harness h(tokens_per_minute(1'000'000'000, 6000));  // 100 a second
   h.limiter.on_429(std::chrono::milliseconds(2000));
   for (int id = 0; id < 3; ++id) h.spawn(id, 0);
-  h.advance_to(2s - 1ns);
-  CHECK(h.grants.empty());
   h.advance_to(2s);
-  CHECK(h.grants.size() == 3);  // the bucket refilled meanwhile
-  CHECK(h.grants.front() == Grant{0, 2s});
+  CHECK(h.grants.empty());
+  h.advance_to(2s + 10ms - 1ns);
+  CHECK(h.grants.empty());
+  h.advance_to(2s + 10ms);
+  CHECK(h.grants == grants_of({{0, 2s + 10ms}}));
+  h.advance_to(2s + 20ms);
+  h.advance_to(2s + 30ms);
+  CHECK(h.grants == grants_of({{0, 2s + 10ms}, {1, 2s + 20ms}, {2, 2s + 30ms}}));
 }
