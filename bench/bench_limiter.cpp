@@ -22,7 +22,7 @@
 //
 // Usage: bench_limiter --port P --rpm R --tpm T [--declared-tokens D] [--concurrency C]
 //                      [--window W] [--windows K] [--drain-max S] [--reply matched|echo]
-//                      [--limiter on|off] [--gate none|window] [--safety-margin F]
+//                      [--limiter on|off] [--gate none|window] [--safety-margin F] [--window rolling|bucket]
 //                      [--server-pid PID] [--label NAME]
 // Prints one JSON line (prefixed "json ") and human lines.
 //
@@ -458,6 +458,8 @@ int run_bench(const Args& args) {
   options.rpm_limit = rpm;
   options.tpm_limit = tpm;
   options.safety_margin = safety;
+  // The test server counts a rolling window unless told otherwise (--rate-model).
+  options.rate_window = args.str("window", "rolling") == "bucket" ? config::RateWindow::bucket : config::RateWindow::rolling;
   options.max_retries = 0;  // a 429 is counted and the caller moves on (a retry would sleep up to 60 s)
   std::optional<WindowGate> gate;
   if (gate_mode == "window") {
