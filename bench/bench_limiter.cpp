@@ -22,9 +22,21 @@
 //
 // Usage: bench_limiter --port P --rpm R --tpm T [--declared-tokens D] [--concurrency C]
 //                      [--window W] [--windows K] [--drain-max S] [--reply matched|echo]
-//                      [--limiter on|off] [--gate none|window] [--safety-margin F]
+//                      [--limiter on|off] [--gate none|window] [--safety-margin F] [--window rolling|bucket]
 //                      [--server-pid PID] [--label NAME]
 // Prints one JSON line (prefixed "json ") and human lines.
+//
+// Load mode (issue 15): bench_limiter --load bursty|steady --port P --rpm R [--tpm T]
+//     [--period-ms M] [--window bucket|rolling] [--server-model bucket|rolling] [--calls N]
+//     [--limiter on|off] [--label NAME]
+// N calls (default 1.1 R) of a plan: bursty, all N ready at t0 (330 llm steps at once); steady,
+// call i ready at t0 + i × M / (1.1 R) (1.1 times the limit's rate for one period). Each call is
+// one client->chat() as soon as it is ready; the client's limiter decides when it is sent and
+// retries a 429 (max_retries 5) after its retry-after, as dagent does. The server enforces R
+// requests (and T tokens) per M ms (60000 unless scaled) with --rate-model = --server-model.
+// The ideal: the time the server's own rule lets the last call through when every call is sent
+// the moment the rule allows it, in order, with no latency. achieved = ideal / measured time of
+// the last success (the share of the allowed budget used over the run).
 
 #include <algorithm>
 #include <chrono>
@@ -32,6 +44,7 @@
 #include <cstdio>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -219,7 +232,148 @@ std::string filler(std::size_t bytes) {
   return out;
 }
 
+// ---- load mode ------------------------------------------------------------------------------
+
+struct Load {
+  net::ChatRequest request;
+  Clock::time_point t0;
+  asio::io_context* io = nullptr;
+  std::int64_t ok = 0, failed = 0, calls = 0;
+  Clock::time_point last_ok;
+  std::string first_error;
+};
+
+asio::awaitable<void> planned_call(Load* load, net::OpenAiClient* client, Clock::time_point ready) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, ready);
+  co_await timer.async_wait(k_token);
+  net::ChatRequest request = load->request;
+  auto call = client->chat(std::move(request));
+  auto result = co_await std::move(call);
+  if (result) {
+    ++load->ok;
+    load->last_ok = std::max(load->last_ok, Clock::now());
+  } else {
+    ++load->failed;
+    if (load->first_error.empty()) load->first_error = result.error().message;
+  }
+  // The pool's idle connections keep the loop busy: stop it when the plan is done.
+  if (load->ok + load->failed == load->calls) load->io->stop();
+}
+
+// When the server's rule lets the last of the calls (ready at `ready`, seconds, ascending)
+// through if each is sent the moment the rule allows, in order, with no latency. Requests only.
+double ideal_finish(const std::vector<double>& ready, double limit, double period, const std::string& model) {
+  double t = 0;
+  if (model == "bucket") {
+    double level = limit, at = 0;
+    for (double r : ready) {
+      t = std::max(t, r);
+      level = std::min(limit, level + (t - at) * limit / period);
+      at = t;
+      if (level < 1.0) {
+        t += (1.0 - level) * period / limit;
+        level = 1.0;
+        at = t;
+      }
+      level -= 1.0;
+    }
+    return t;
+  }
+  std::deque<double> window;  // admission times within the last period
+  for (double r : ready) {
+    t = std::max(t, r);
+    while (!window.empty() && window.front() + period <= t) window.pop_front();
+    if (static_cast<double>(window.size()) + 1 > limit) {
+      t = window[window.size() - static_cast<std::size_t>(limit)] + period;
+      while (!window.empty() && window.front() + period <= t) window.pop_front();
+    }
+    window.push_back(t);
+  }
+  return t;
+}
+
+int run_load(const Args& args) {
+  const std::int64_t port = args.integer("port", 0);
+  const std::int64_t rpm = args.integer("rpm", 300);
+  const std::int64_t tpm = args.integer("tpm", 1'000'000'000);
+  const std::int64_t period_ms = args.integer("period-ms", 60000);
+  const std::string load_kind = args.str("load", "bursty");
+  const std::string window = args.str("window", "bucket");
+  const std::string server_model = args.str("server-model", "bucket");
+  const std::int64_t calls = args.integer("calls", rpm + rpm / 10);
+  const bool limiter = args.flag("limiter", true);
+  const std::string label = args.str("label", load_kind + "-" + window + "-on-" + server_model);
+  if (port <= 0 || (window != "bucket" && window != "rolling") || (load_kind != "bursty" && load_kind != "steady")) {
+    std::fprintf(stderr, "usage: bench_limiter --load bursty|steady --port P --rpm R [--window bucket|rolling] ...\n");
+    return 2;
+  }
+  const double period = static_cast<double>(period_ms) / 1000.0;
+  std::vector<double> ready(static_cast<std::size_t>(calls), 0.0);
+  if (load_kind == "steady")
+    for (std::size_t i = 0; i < ready.size(); ++i)
+      ready[i] = static_cast<double>(i) * period / (1.1 * static_cast<double>(rpm));
+  const double ideal = ideal_finish(ready, static_cast<double>(rpm), period, server_model);
+
+  Load load;
+  load.request.model = "gpt-4o-mini";
+  load.request.messages.push_back({"user", "Say hi."});
+  load.request.max_tokens = 8;
+
+  asio::io_context io(1);
+  ServerControl control(io, loopback(port));
+  control.reset();
+
+  net::OpenAiOptions options;
+  options.base_url = net::BaseUrl{loopback(port), "/v1"};
+  options.api_key = "sk-bench";
+  options.rate_limiting = limiter;
+  options.rpm_limit = rpm;
+  options.tpm_limit = tpm;
+  options.safety_margin = 1.0;
+  options.rate_window = window == "bucket" ? config::RateWindow::bucket : config::RateWindow::rolling;
+  options.rate_period = std::chrono::milliseconds(period_ms);
+  options.max_retries = 5;
+  options.retry_budget = 1.0;
+  options.retry_budget_min = 1000;
+  options.circuit_breaker = false;
+  options.http.max_connections = 64;
+  load.calls = calls;
+  load.io = &io;
+  auto client = std::make_unique<net::OpenAiClient>(io.get_executor(), nullptr, options);
+  load.t0 = Clock::now() + 20ms;
+  load.last_ok = load.t0;
+  for (double r : ready)
+    asio::co_spawn(io,
+                   planned_call(&load, client.get(),
+                                load.t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(r))),
+                   asio::detached);
+  io.run_for(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ideal * 3 + 2 * period + 10)));
+  const double elapsed = std::chrono::duration<double>(load.last_ok - load.t0).count();
+  // Calls still pending at the time limit hold reservations on the client: it must outlive them.
+  if (load.ok + load.failed < calls) (void)client.release();
+  client.reset();
+  io.restart();
+  const json::value stats = control.stats();
+  const auto accepted = static_cast<std::int64_t>(json_number(stats, {"status", "200"}));
+  const auto r429 = static_cast<std::int64_t>(json_number(stats, {"rate_limited"}));
+  const bool complete = load.ok == calls;
+  const double achieved = complete && elapsed > 0 ? std::min(1.0, ideal / elapsed) : 0.0;
+  json::object out{{"label", label},       {"load", load_kind},     {"window", window},
+                   {"server_model", server_model}, {"rpm", rpm},    {"tpm", tpm},
+                   {"period_s", period},   {"calls", calls},        {"limiter", limiter},
+                   {"ok", load.ok},        {"failed", load.failed}, {"server_accepted", accepted},
+                   {"r429", r429},         {"ideal_s", ideal},      {"elapsed_s", elapsed},
+                   {"achieved", achieved}, {"first_error", load.first_error}};
+  std::printf("json %s\n", json::serialize(out).c_str());
+  std::printf("%s: %lld/%lld calls ok in %.3f s (ideal %.3f s): %.1f%% of the allowed budget, %lld 429s%s%s\n",
+              label.c_str(), static_cast<long long>(load.ok), static_cast<long long>(calls), elapsed, ideal,
+              100 * achieved, static_cast<long long>(r429), load.first_error.empty() ? "" : "; first error: ",
+              load.first_error.c_str());
+  return complete ? 0 : 1;
+}
+
 int run_bench(const Args& args) {
+  if (args.has("load")) return run_load(args);
   const std::int64_t port = args.integer("port", 0);
   const std::int64_t rpm = args.integer("rpm", 600);
   const std::int64_t tpm = args.integer("tpm", 60000);
@@ -304,6 +458,8 @@ int run_bench(const Args& args) {
   options.rpm_limit = rpm;
   options.tpm_limit = tpm;
   options.safety_margin = safety;
+  // The test server counts a rolling window unless told otherwise (--rate-model).
+  options.rate_window = args.str("window", "rolling") == "bucket" ? config::RateWindow::bucket : config::RateWindow::rolling;
   options.max_retries = 0;  // a 429 is counted and the caller moves on (a retry would sleep up to 60 s)
   std::optional<WindowGate> gate;
   if (gate_mode == "window") {

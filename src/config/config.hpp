@@ -38,11 +38,16 @@ struct ConnectionPoolingConfig {
   std::int64_t idle_timeout_ms = 30000;
 };
 
+/// How the provider counts its limits: a bucket refilled continuously (OpenAI and servers built
+/// like it) or the calls of the last 60 s (a rolling window).
+enum class RateWindow { bucket, rolling };
+
 struct RateLimitingConfig {
   bool enabled = true;
   std::int64_t rpm_limit = 10000;
   std::int64_t tpm_limit = 2000000;
   double safety_margin = 0.9;
+  RateWindow window = RateWindow::bucket;
 };
 
 enum class Scheduling { eager, levels };

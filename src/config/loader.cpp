@@ -49,6 +49,7 @@ constexpr std::size_t k_max_values = 1'000'000;
 
 constexpr std::array<std::string_view, 2> k_scheduling_names = {"eager", "levels"};
 constexpr std::array<std::string_view, 2> k_index_names = {"flat", "hnsw"};
+constexpr std::array<std::string_view, 2> k_rate_window_names = {"bucket", "rolling"};
 constexpr std::array<std::string_view, 7> k_tool_names = {
     "read_file", "write_file", "list_dir", "search_files", "llm", "memory_search", "memory_add"};
 constexpr std::array<std::string_view, 5> k_task_keys = {"name", "goal", "workspace", "inputs",
@@ -301,7 +302,8 @@ template <class T>
 using Ref = T& (*)(Config&);
 
 using AnyRef = std::variant<Ref<bool>, Ref<int>, Ref<std::int64_t>, Ref<double>, Ref<std::string>,
-                            Ref<Scheduling>, Ref<IndexKind>, Ref<std::vector<std::string>>>;
+                            Ref<Scheduling>, Ref<IndexKind>, Ref<RateWindow>,
+                            Ref<std::vector<std::string>>>;
 
 enum class Emptiness { allowed, refused };
 enum class LowerBound { inclusive, exclusive };
@@ -355,6 +357,10 @@ constexpr Field choice(std::string_view key, Ref<IndexKind> ref) {
   return {.key = key, .ref = ref, .names = k_index_names};
 }
 
+constexpr Field choice(std::string_view key, Ref<RateWindow> ref) {
+  return {.key = key, .ref = ref, .names = k_rate_window_names};
+}
+
 constexpr Field name_list(std::string_view key, Ref<std::vector<std::string>> ref,
                           std::span<const std::string_view> allowed) {
   return {.key = key, .ref = ref, .names = allowed};
@@ -404,6 +410,8 @@ constexpr std::array k_fields = {
     number("performance.rate_limiting.safety_margin",
            [](Config& c) -> auto& { return c.performance.rate_limiting.safety_margin; }, 0.0,
            LowerBound::exclusive, 1.0),
+    choice("performance.rate_limiting.window",
+           [](Config& c) -> auto& { return c.performance.rate_limiting.window; }),
 
     flag("performance.parallel_execution.enabled",
          [](Config& c) -> auto& { return c.performance.parallel_execution.enabled; }),

@@ -399,7 +399,8 @@ struct OpenAiClient::Impl {
   Impl(asio::any_io_executor ex, std::shared_ptr<TlsContext> tls, OpenAiOptions o)
       : options(std::move(o)),
         http(ex, std::move(tls), options.http),
-        limiter(ex, RateLimiterOptions{options.rate_limiting, options.rpm_limit, options.tpm_limit, options.safety_margin}),
+        limiter(ex, RateLimiterOptions{options.rate_limiting, options.rpm_limit, options.tpm_limit, options.safety_margin,
+                                       options.rate_window, options.rate_period}),
         retry(options.max_retries, options.random01 ? options.random01 : make_random()),
         budget(options.retry_budget, options.retry_budget_min),
         breaker(options.failure_threshold, options.open_for) {}
@@ -433,11 +434,9 @@ struct OpenAiClient::Impl {
     return StreamLimits{options.http.request_timeout, options.stream_timeout, options.stream_max_bytes};
   }
 
-  void observe(const std::vector<Header>& headers) {
-    std::optional<double> requests, tokens;
-    if (const auto* v = find_header(headers, "x-ratelimit-remaining-requests")) requests = parse_remaining(*v);
-    if (const auto* v = find_header(headers, "x-ratelimit-remaining-tokens")) tokens = parse_remaining(*v);
-    if (requests || tokens) limiter.observe_headers(requests, tokens);
+  // The response's x-ratelimit-* headers, as of the call that `reservation` admitted.
+  static void observe(RateLimiter::Reservation& reservation, const std::vector<Header>& headers) {
+    reservation.observe(read_ratelimit_headers(headers));
   }
 
   AttemptOutcome outcome_of(int status, const std::vector<Header>& headers) const {
@@ -597,7 +596,7 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
       }
       outcome = judge_transport(ticket, sent.error());
     } else {
-      impl->observe(sent->headers);
+      impl->observe(reservation, sent->headers);
       if (sent->status < 400) {
         ticket.success();
         if (auto odd = unexpected_status(sent->status, sent->headers, retries + 1, impl->options.base_url.origin))
@@ -844,7 +843,7 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
       }
       outcome = judge_transport(ticket, opened.error());
     } else {
-      impl->observe(opened->headers());
+      impl->observe(reservation, opened->headers());
       if (opened->status() < 400) {
         ticket.success();
         if (auto odd = unexpected_status(opened->status(), opened->headers(), retries + 1, impl->options.base_url.origin))

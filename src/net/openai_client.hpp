@@ -11,6 +11,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include "config/config.hpp"
 #include "net/http_client.hpp"
 #include "net/llm_provider.hpp"
 #include "net/url.hpp"
@@ -29,6 +30,9 @@ struct OpenAiOptions {
   std::int64_t rpm_limit = 10000;
   std::int64_t tpm_limit = 2000000;
   double safety_margin = 0.9;
+  config::RateWindow rate_window = config::RateWindow::bucket;  ///< how the provider counts its limits
+  /// The span rpm_limit/tpm_limit count over: a minute. Shorter only in benchmarks run in scaled time.
+  std::chrono::nanoseconds rate_period = std::chrono::minutes(1);
   bool circuit_breaker = true;
   int failure_threshold = 5;
   std::chrono::milliseconds open_for{30000};

@@ -1,7 +1,6 @@
 #include "net/rate_limiter.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <utility>
 
@@ -110,21 +109,46 @@ RateLimiterOptions RateLimiterOptions::from(const config::RateLimitingConfig& cf
   o.rpm_limit = cfg.rpm_limit;
   o.tpm_limit = cfg.tpm_limit;
   o.safety_margin = cfg.safety_margin;
+  o.window = cfg.window;
   return o;
 }
 
 RateLimiter::Reservation::Reservation(Reservation&& other) noexcept
     : limiter_(std::exchange(other.limiter_, nullptr)),
       tokens_(std::exchange(other.tokens_, 0)),
-      seq_(std::exchange(other.seq_, 0)) {}
+      seq_(std::exchange(other.seq_, 0)),
+      tokens_mark_(std::exchange(other.tokens_mark_, 0)),
+      in_flight_requests_(other.in_flight_requests_),
+      in_flight_tokens_(other.in_flight_tokens_) {}
 
 RateLimiter::Reservation& RateLimiter::Reservation::operator=(Reservation&& other) noexcept {
   if (this != &other) {
+    if (limiter_ != nullptr) limiter_->abandon(seq_);
     limiter_ = std::exchange(other.limiter_, nullptr);
     tokens_ = std::exchange(other.tokens_, 0);
     seq_ = std::exchange(other.seq_, 0);
+    tokens_mark_ = std::exchange(other.tokens_mark_, 0);
+    in_flight_requests_ = other.in_flight_requests_;
+    in_flight_tokens_ = other.in_flight_tokens_;
   }
   return *this;
+}
+
+RateLimiter::Reservation::~Reservation() {
+  if (limiter_ != nullptr) limiter_->abandon(seq_);
+}
+
+void RateLimiter::Reservation::observe(const RateLimitHeaders& headers) {
+  if (limiter_ == nullptr) return;
+  RateLimiter& l = *limiter_;
+  l.abandon(seq_);  // answered: the server has counted it
+  if (headers.empty()) return;
+  // Why: the server computed these numbers when it counted this call. Calls granted after it
+  // may not have reached the server yet, and calls in flight when it was granted may have
+  // reached it later, whatever order their answers came back in.
+  const auto requests = static_cast<std::int64_t>(l.next_seq_ - 1 - seq_) + in_flight_requests_;
+  const std::int64_t tokens = l.granted_tokens_ - tokens_mark_ + in_flight_tokens_;
+  l.sync(headers, requests, tokens);
 }
 
 void RateLimiter::Reservation::reconcile(std::int64_t actual_tokens) {
@@ -143,8 +167,8 @@ RateLimiter::RateLimiter(asio::any_io_executor executor, RateLimiterOptions opti
       options_(options),
       clock_(std::move(clock)),
       timer_(timer ? std::move(timer) : std::make_unique<SteadyLimiterTimer>(executor_)),
-      requests_(static_cast<double>(options_.rpm_limit) * options_.safety_margin, clock_()),
-      tokens_(static_cast<double>(options_.tpm_limit) * options_.safety_margin, clock_()) {}
+      requests_(static_cast<double>(options_.rpm_limit) * options_.safety_margin, clock_(), options_.period),
+      tokens_(static_cast<double>(options_.tpm_limit) * options_.safety_margin, clock_(), options_.period) {}
 
 RateLimiter::~RateLimiter() = default;
 
@@ -153,22 +177,14 @@ asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t esti
   const std::int64_t tokens = std::max<std::int64_t>(estimated_tokens, 0);
   if (queue_.empty()) {
     const auto now = clock_();
-    if (wait_for(tokens, now) == std::chrono::nanoseconds::zero()) {
-      take(tokens, now);
-      Reservation granted(this, tokens, next_seq_ - 1);
-      co_return std::move(granted);
-    }
+    if (wait_for(tokens, now) == std::chrono::nanoseconds::zero()) co_return take(tokens, now);
   }
   Queued queued(this);
   for (;;) {
     if (queued.at_head()) {
       const auto now = clock_();
       const auto wait = wait_for(tokens, now);
-      if (wait == std::chrono::nanoseconds::zero()) {
-        take(tokens, now);
-        Reservation granted(this, tokens, next_seq_ - 1);
-        co_return std::move(granted);
-      }
+      if (wait == std::chrono::nanoseconds::zero()) co_return take(tokens, now);
       // Only the head sleeps, for exactly its wait; wake_head() cuts the sleep short when the
       // buckets change, and the head then recomputes from the new levels.
       co_await timer_->sleep(wait);
@@ -183,45 +199,126 @@ asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t esti
   }
 }
 
-void RateLimiter::observe_headers(std::optional<double> remaining_requests,
-                                  std::optional<double> remaining_tokens) {
-  if (!options_.enabled) return;
+void RateLimiter::observe(const RateLimitHeaders& headers) {
+  if (!options_.enabled || headers.empty()) return;
+  sync(headers, 0, 0);
+}
+
+void RateLimiter::sync(const RateLimitHeaders& headers, std::int64_t uncounted_requests,
+                       std::int64_t uncounted_tokens) {
   const auto now = clock_();
-  if (remaining_requests) requests_.observe_remaining(*remaining_requests, now);
-  if (remaining_tokens) tokens_.observe_remaining(*remaining_tokens, now);
+  if (options_.window == config::RateWindow::bucket) {
+    // Why bounds, not the number: the server counted this call somewhere between its grant and
+    // now, and calls in flight around it in an order we cannot see. Its level as it counted the
+    // call (remaining, or more precisely limit − reset × refill rate: "remaining" is rounded
+    // down) is an upper bound on its level now for us (the little refill since is left out);
+    // less the calls it cannot have counted yet, a lower bound. A model outside is wrong: the
+    // server has room (raised), or someone else spends, or the server's clock started later
+    // than ours (lowered).
+    auto sync_bucket = [&](TokenBucket& bucket, const RateLimitReading& r, std::int64_t uncounted) {
+      if (r.limit) bucket.set_capacity(*r.limit, now);
+      if (!r.remaining) return;
+      double upper = *r.remaining;
+      if (r.limit && r.reset) {
+        const double rate = bucket.capacity() / std::chrono::duration<double>(options_.period).count();
+        upper = std::max(upper, bucket.capacity() - std::chrono::duration<double>(*r.reset).count() * rate);
+      }
+      const double lower = upper - static_cast<double>(uncounted);
+      const double level = bucket.available(now);
+      if (level < lower) bucket.set_level(lower, now);
+      else if (level > upper) bucket.set_level(upper, now);
+    };
+    sync_bucket(requests_, headers.requests, uncounted_requests);
+    sync_bucket(tokens_, headers.tokens, uncounted_tokens);
+  } else {
+    expire(now);
+    sync_window(headers.requests, Dimension::requests, uncounted_requests, now);
+    sync_window(headers.tokens, Dimension::tokens, uncounted_tokens, now);
+  }
   wake_head();
 }
 
+void RateLimiter::sync_window(const RateLimitReading& r, Dimension dimension, std::int64_t uncounted,
+                              time_point now) {
+  TokenBucket& limit = dimension == Dimension::requests ? requests_ : tokens_;  // holds the window's limit
+  if (r.limit) limit.set_capacity(*r.limit, now);
+  if (!r.remaining) return;
+  std::int64_t& held = dimension == Dimension::requests ? ledger_requests_ : ledger_tokens_;
+  // As for the bucket: the server holds between held − uncounted and held of ours, plus any
+  // foreign calls; only a count outside that range changes the ledger.
+  const auto server_holds = static_cast<std::int64_t>(std::ceil(limit.capacity() - *r.remaining));
+  const std::int64_t at_least = held - std::min(std::max<std::int64_t>(uncounted, 0), held);
+  std::int64_t diff = server_holds < at_least ? server_holds - at_least : std::max<std::int64_t>(server_holds - held, 0);
+  auto field = [dimension](LedgerEntry& e) -> std::int64_t& {
+    return dimension == Dimension::requests ? e.requests : e.tokens;
+  };
+  // The server no longer counts our oldest entries: it stamped them earlier than we did.
+  for (auto& e : ledger_) {
+    if (diff >= 0) break;
+    const std::int64_t drop = std::min(field(e), -diff);
+    field(e) -= drop;
+    held -= drop;
+    diff += drop;
+  }
+  if (diff <= 0) return;
+  // The server counts calls we never sent (another client on the key). They leave its window
+  // by its reset at the latest; without one, count them as made now.
+  time_point at = now;
+  if (r.reset) at = std::clamp(now + *r.reset - options_.period, now - options_.period, now);
+  LedgerEntry foreign{next_seq_ - 1, at, 0, 0, false};
+  field(foreign) = diff;
+  held += diff;
+  ledger_.push_back(foreign);
+}
+
 void RateLimiter::on_429(std::chrono::milliseconds retry_after) {
+  // Why: every caller waits out retry-after, not just the one that got the 429; the buckets
+  // restart from empty when it ends, since the server's is evidently empty. Refilling during
+  // the hold would release a burst at its end into a server (e.g. one counting a rolling
+  // window) that frees its budget only gradually.
   if (!options_.enabled) return;
   const auto now = clock_();
-  requests_.drain(now);
-  tokens_.drain(now);
   blocked_until_ = std::max(blocked_until_, now + retry_after);
+  requests_.drain(now, blocked_until_);
+  tokens_.drain(now, blocked_until_);
   wake_head();
 }
 
 std::size_t RateLimiter::waiting() const noexcept { return queue_.size(); }
 
 std::chrono::nanoseconds RateLimiter::wait_for(std::int64_t tokens, time_point now) noexcept {
-  auto wait = std::max(requests_.wait_for(1.0, now), tokens_.wait_for(static_cast<double>(tokens), now));
-  if (options_.sliding_window) wait = std::max(wait, ledger_wait(tokens, now));
+  auto wait = options_.window == config::RateWindow::bucket
+                  ? std::max(requests_.wait_for(1.0, now), tokens_.wait_for(static_cast<double>(tokens), now))
+                  : ledger_wait(tokens, now);
   if (blocked_until_ > now) wait = std::max(wait, std::chrono::nanoseconds(blocked_until_ - now));
   return wait;
 }
 
-std::chrono::nanoseconds RateLimiter::ledger_wait(std::int64_t tokens, time_point now) noexcept {
-  constexpr auto k_window = std::chrono::minutes(1);
-  while (!ledger_.empty() && ledger_.front().at + k_window <= now) {
+void RateLimiter::expire(time_point now) noexcept {
+  while (!ledger_.empty() && ledger_.front().at + options_.period <= now) {
+    ledger_requests_ -= ledger_.front().requests;
     ledger_tokens_ -= ledger_.front().tokens;
     ledger_.pop_front();
   }
-  const auto max_requests = static_cast<std::int64_t>(static_cast<double>(options_.rpm_limit) * options_.safety_margin);
-  const auto max_tokens = static_cast<std::int64_t>(static_cast<double>(options_.tpm_limit) * options_.safety_margin);
+}
+
+std::deque<RateLimiter::LedgerEntry>::iterator RateLimiter::own_entry(std::uint64_t seq) noexcept {
+  auto entry = std::lower_bound(ledger_.begin(), ledger_.end(), seq,
+                                [](const LedgerEntry& e, std::uint64_t s) { return e.seq < s; });
+  for (; entry != ledger_.end() && entry->seq == seq; ++entry)
+    if (entry->own) return entry;
+  return ledger_.end();
+}
+
+std::chrono::nanoseconds RateLimiter::ledger_wait(std::int64_t tokens, time_point now) noexcept {
+  const auto k_window = options_.period;
+  expire(now);
+  const auto max_requests = static_cast<std::int64_t>(requests_.capacity());
+  const auto max_tokens = static_cast<std::int64_t>(tokens_.capacity());
   tokens = std::min(tokens, max_tokens);  // a request larger than the window still goes, alone
   // Entries leave in order; re-stamped ones may sit a little out of order, so the time the
   // first k have left is the latest stamp among them (never earlier than the truth).
-  auto excess_requests = static_cast<std::int64_t>(ledger_.size()) + 1 - std::max<std::int64_t>(max_requests, 1);
+  auto excess_requests = ledger_requests_ + 1 - std::max<std::int64_t>(max_requests, 1);
   auto excess_tokens = ledger_tokens_ + tokens - max_tokens;
   time_point free_at = now;
   time_point latest{};
@@ -229,30 +326,51 @@ std::chrono::nanoseconds RateLimiter::ledger_wait(std::int64_t tokens, time_poin
     if (excess_requests <= 0 && excess_tokens <= 0) break;
     latest = std::max(latest, e.at);
     free_at = latest + k_window;
-    --excess_requests;
+    excess_requests -= e.requests;
     excess_tokens -= e.tokens;
   }
   return free_at > now ? std::chrono::nanoseconds(free_at - now) : std::chrono::nanoseconds::zero();
 }
 
-void RateLimiter::take(std::int64_t tokens, time_point now) noexcept {
-  requests_.take(1.0, now);
-  tokens_.take(static_cast<double>(tokens), now);
-  ++next_seq_;
-  if (!options_.sliding_window) return;
-  ledger_.push_back({next_seq_ - 1, now, tokens});
-  ledger_tokens_ += tokens;
+RateLimiter::Reservation RateLimiter::take(std::int64_t tokens, time_point now) {
+  const std::uint64_t seq = next_seq_++;
+  granted_tokens_ += tokens;
+  const auto in_flight = static_cast<std::int64_t>(unanswered_.size());
+  const std::int64_t in_flight_tokens = unanswered_tokens_;
+  unanswered_.emplace(seq, tokens);
+  unanswered_tokens_ += tokens;
+  if (options_.window == config::RateWindow::bucket) {
+    requests_.take(1.0, now);
+    tokens_.take(static_cast<double>(tokens), now);
+  } else {
+    ledger_.push_back({seq, now, 1, tokens, true});
+    ++ledger_requests_;
+    ledger_tokens_ += tokens;
+  }
+  return Reservation(this, tokens, seq, granted_tokens_, in_flight, in_flight_tokens);
+}
+
+void RateLimiter::abandon(std::uint64_t seq) noexcept {
+  if (auto it = unanswered_.find(seq); it != unanswered_.end()) {
+    unanswered_tokens_ -= it->second;
+    unanswered_.erase(it);
+  }
 }
 
 void RateLimiter::settle(std::uint64_t seq, std::int64_t estimated_tokens, std::int64_t actual_tokens) {
   const std::int64_t actual = std::max<std::int64_t>(actual_tokens, 0);
   const auto now = clock_();
-  auto entry = std::lower_bound(ledger_.begin(), ledger_.end(), seq,
-                                [](const LedgerEntry& e, std::uint64_t s) { return e.seq < s; });
-  if (entry != ledger_.end() && entry->seq == seq) {
-    ledger_tokens_ += actual - entry->tokens;
-    entry->tokens = actual;
-    entry->at = now;
+  abandon(seq);
+  if (auto entry = own_entry(seq); entry != ledger_.end()) {
+    // Headers may already have dropped part of the entry; the difference still applies.
+    const std::int64_t tokens = std::max<std::int64_t>(entry->tokens + actual - estimated_tokens, 0);
+    ledger_tokens_ += tokens - entry->tokens;
+    entry->tokens = tokens;
+    if (entry->requests > 0) entry->at = now;
+  }
+  if (options_.window == config::RateWindow::rolling) {
+    if (actual < estimated_tokens) wake_head();
+    return;
   }
   if (actual < estimated_tokens) {
     tokens_.give_back(static_cast<double>(estimated_tokens - actual), now);
@@ -264,14 +382,17 @@ void RateLimiter::settle(std::uint64_t seq, std::int64_t estimated_tokens, std::
 
 void RateLimiter::unsend(std::uint64_t seq, std::int64_t estimated_tokens) {
   const auto now = clock_();
-  auto entry = std::lower_bound(ledger_.begin(), ledger_.end(), seq,
-                                [](const LedgerEntry& e, std::uint64_t s) { return e.seq < s; });
-  if (entry != ledger_.end() && entry->seq == seq) {
-    ledger_tokens_ -= entry->tokens;
-    ledger_.erase(entry);
+  abandon(seq);
+  if (options_.window == config::RateWindow::rolling) {
+    if (auto entry = own_entry(seq); entry != ledger_.end()) {
+      ledger_requests_ -= entry->requests;
+      ledger_tokens_ -= entry->tokens;
+      ledger_.erase(entry);
+    }
+  } else {
+    requests_.give_back(1.0, now);
+    tokens_.give_back(static_cast<double>(estimated_tokens), now);
   }
-  requests_.give_back(1.0, now);
-  tokens_.give_back(static_cast<double>(estimated_tokens), now);
   wake_head();
 }
 
@@ -285,18 +406,6 @@ void RateLimiter::unpark(Waiter& waiter) {
   if (!waiter.parked) return;
   ParkedHandler handler(std::move(waiter.parked));
   asio::post(executor_, Resume{std::move(handler)});
-}
-
-std::optional<double> parse_remaining(std::string_view header_value) {
-  const auto first = header_value.find_first_not_of(" \t");
-  if (first == std::string_view::npos) return std::nullopt;
-  const auto last = header_value.find_last_not_of(" \t");
-  const std::string_view number = header_value.substr(first, last - first + 1);
-  double value = 0.0;
-  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
-  if (ec != std::errc{} || end != number.data() + number.size()) return std::nullopt;
-  if (!std::isfinite(value) || value < 0.0) return std::nullopt;
-  return value;
 }
 
 std::int64_t estimate_tokens(std::string_view text) {

@@ -1,13 +1,15 @@
 #pragma once
-// Client-side rate limiting on the event loop: a request bucket and a token bucket, FIFO waiters
-// woken by one timer armed for the head's exact wait, reconciliation with the real usage, and
-// tightening from x-ratelimit-remaining-* headers and 429s.
+// Client-side rate limiting on the event loop: the provider's budget modelled as it counts it (a
+// continuously refilled bucket or a rolling 60 s window), FIFO waiters woken by one timer armed
+// for the head's exact wait, reconciliation with the real usage, synchronization with the
+// server's x-ratelimit-* headers in both directions, and a hold for every caller after a 429.
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <deque>
 #include <list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -16,6 +18,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "config/config.hpp"
+#include "net/ratelimit_headers.hpp"
 #include "net/token_bucket.hpp"
 
 namespace dagent::net {
@@ -24,8 +27,10 @@ struct RateLimiterOptions {
   bool enabled = true;                ///< false: acquire() completes at once and nothing is tracked
   std::int64_t rpm_limit = 10000;     ///< requests per minute the API allows
   std::int64_t tpm_limit = 2000000;   ///< tokens per minute the API allows
-  double safety_margin = 0.9;         ///< the buckets hold limit × safety_margin, in (0, 1]
-  bool sliding_window = true;         ///< also keep every 60 s window within the limits (as servers count)
+  double safety_margin = 0.9;         ///< the configured limits count as limit × safety_margin, in (0, 1]
+  config::RateWindow window = config::RateWindow::bucket;  ///< how the provider counts its limits
+  /// The span the limits count over: a minute. Shorter only for benchmarks run in scaled time.
+  std::chrono::nanoseconds period = std::chrono::minutes(1);
 
   /// The options of performance.rate_limiting.
   static RateLimiterOptions from(const config::RateLimitingConfig& cfg);
@@ -61,7 +66,7 @@ class RateLimiter {
     Reservation& operator=(Reservation&& other) noexcept;
     Reservation(const Reservation&) = delete;
     Reservation& operator=(const Reservation&) = delete;
-    ~Reservation() = default;
+    ~Reservation();
 
     /// Settles with the real usage: unused tokens return to the bucket (waking the head waiter);
     /// extra tokens are taken, possibly leaving a debt that makes the next waiter wait longer.
@@ -73,18 +78,33 @@ class RateLimiter {
     /// the first of reconcile() and this counts.
     void release_unsent();
 
+    /// The rate-limit headers of this call's response: the limiter's model takes the server's
+    /// limit, and its level is kept between what the server had left and that less what it may
+    /// not have counted yet (calls granted after this one, and those in flight when it was
+    /// granted). Does nothing on an empty reservation.
+    void observe(const RateLimitHeaders& headers);
+
     /// True until reconciled or moved from; false in disabled mode.
     bool active() const noexcept { return limiter_ != nullptr; }
     std::int64_t estimated_tokens() const noexcept { return tokens_; }
 
    private:
     friend class RateLimiter;
-    Reservation(RateLimiter* limiter, std::int64_t tokens, std::uint64_t seq) noexcept
-        : limiter_(limiter), tokens_(tokens), seq_(seq) {}
+    Reservation(RateLimiter* limiter, std::int64_t tokens, std::uint64_t seq, std::int64_t tokens_mark,
+                std::int64_t in_flight_requests, std::int64_t in_flight_tokens) noexcept
+        : limiter_(limiter),
+          tokens_(tokens),
+          seq_(seq),
+          tokens_mark_(tokens_mark),
+          in_flight_requests_(in_flight_requests),
+          in_flight_tokens_(in_flight_tokens) {}
 
     RateLimiter* limiter_ = nullptr;
     std::int64_t tokens_ = 0;
-    std::uint64_t seq_ = 0;  ///< its entry in the limiter's 60 s ledger
+    std::uint64_t seq_ = 0;           ///< grant order; its entry in the rolling window's ledger
+    std::int64_t tokens_mark_ = 0;    ///< tokens granted in all, this grant included
+    std::int64_t in_flight_requests_ = 0;  ///< other grants unanswered when this one was granted
+    std::int64_t in_flight_tokens_ = 0;
   };
 
   /// Full buckets at clock(). `timer` defaults to a steady_timer on `executor`; a custom one must
@@ -101,10 +121,12 @@ class RateLimiter {
   /// queue. Disabled: completes at once with an empty Reservation.
   boost::asio::awaitable<Reservation> acquire(std::int64_t estimated_tokens);
 
-  /// x-ratelimit-remaining-requests / -tokens of a response: lowers the buckets, never raises them.
-  void observe_headers(std::optional<double> remaining_requests, std::optional<double> remaining_tokens);
+  /// Rate-limit headers counted after every grant so far (e.g. of a call made without this
+  /// limiter): the model takes the server's limit and its remaining budget, up or down.
+  void observe(const RateLimitHeaders& headers);
 
-  /// The server answered 429: both buckets are emptied and refill from zero.
+  /// The server answered 429: nothing is sent before `retry_after` has passed, and the bucket
+  /// model restarts from empty.
   void on_429(std::chrono::milliseconds retry_after = std::chrono::milliseconds(0));
 
   /// Time spent in the queue by callers whose acquire() has finished (granted or cancelled).
@@ -118,10 +140,18 @@ class RateLimiter {
   struct Park;
   class Queued;
 
+  struct LedgerEntry;
+  enum class Dimension { requests, tokens };
+
   std::chrono::nanoseconds wait_for(std::int64_t tokens, time_point now) noexcept;
-  void take(std::int64_t tokens, time_point now) noexcept;
+  Reservation take(std::int64_t tokens, time_point now);
   void settle(std::uint64_t seq, std::int64_t estimated_tokens, std::int64_t actual_tokens);
   void unsend(std::uint64_t seq, std::int64_t estimated_tokens);
+  void abandon(std::uint64_t seq) noexcept;
+  void sync(const RateLimitHeaders& headers, std::int64_t uncounted_requests, std::int64_t uncounted_tokens);
+  void sync_window(const RateLimitReading& reading, Dimension dimension, std::int64_t uncounted, time_point now);
+  void expire(time_point now) noexcept;
+  std::deque<LedgerEntry>::iterator own_entry(std::uint64_t seq) noexcept;
   std::chrono::nanoseconds ledger_wait(std::int64_t tokens, time_point now) noexcept;
   void wake_head();
   void unpark(Waiter& waiter);
@@ -134,24 +164,27 @@ class RateLimiter {
   TokenBucket tokens_;
   std::list<Waiter> queue_;  // bounded by the callers in flight (max_parallel_llm_calls)
   std::chrono::nanoseconds total_wait_{0};
-  // Why: servers count a sliding 60 s window, which a refilling bucket overfills (a full bucket
-  // plus a minute of refill). Every grant is logged here and admitted only if the last 60 s,
-  // itself included, stay within the limits; an entry is re-stamped when its response arrives,
-  // since the server counted it no earlier than that could be known.
+  // Rolling window only. Why: such a server counts the last 60 s, which a refilling bucket
+  // overfills (a full bucket plus a minute of refill). Every grant is logged here and admitted
+  // only if the last 60 s, itself included, stay within the limits; an entry is re-stamped when
+  // its response arrives, since the server counted it no earlier than that could be known. The
+  // server's headers drop entries it no longer counts and add ones it counts that we never sent.
   struct LedgerEntry {
     std::uint64_t seq;
     time_point at;
+    std::int64_t requests;  // 1 for a grant (0 once the server no longer counts it); n for foreign calls
     std::int64_t tokens;
+    bool own;               // a grant of ours, not calls the server counted that we never sent
   };
   std::deque<LedgerEntry> ledger_;
+  std::int64_t ledger_requests_ = 0;
   std::int64_t ledger_tokens_ = 0;
   std::uint64_t next_seq_ = 1;
+  std::int64_t granted_tokens_ = 0;                  // estimated tokens of every grant so far
+  std::map<std::uint64_t, std::int64_t> unanswered_;  // grants whose response is not in: seq → tokens
+  std::int64_t unanswered_tokens_ = 0;
   time_point blocked_until_{};  ///< a 429's retry-after: nothing is sent before it
 };
-
-/// The number in an x-ratelimit-remaining-* header value ("59", " 149984 "); nullopt when it is
-/// not a finite non-negative number.
-std::optional<double> parse_remaining(std::string_view header_value);
 
 /// A cheap token estimate for `text`: ceil(bytes / 4), the usual ratio for English under
 /// BPE tokenizers. It undercounts dense non-Latin text; reconcile() corrects with real usage.

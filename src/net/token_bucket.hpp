@@ -6,16 +6,17 @@
 
 namespace dagent::net {
 
-/// Holds up to `capacity` units and refills at capacity per minute, continuously (capacity / 60 000
-/// per ms). The level may go negative (a debt the refill repays) when more is taken than it held.
+/// Holds up to `capacity` units and refills at capacity per period (a minute unless told otherwise),
+/// continuously. The level may go negative (a debt the refill repays) when more is taken than it held.
 /// Time points earlier than the last one seen count as no elapsed time.
 class TokenBucket {
  public:
   using time_point = std::chrono::steady_clock::time_point;
 
   /// Starts full at `now`. `capacity_per_minute` must be positive and finite (already multiplied
-  /// by the safety margin); throws std::invalid_argument otherwise.
-  TokenBucket(double capacity_per_minute, time_point now);
+  /// by the safety margin), and `period` positive; throws std::invalid_argument otherwise.
+  TokenBucket(double capacity_per_minute, time_point now,
+              std::chrono::nanoseconds period = std::chrono::minutes(1));
 
   double capacity() const noexcept { return capacity_; }
 
@@ -36,18 +37,25 @@ class TokenBucket {
   /// Returns `amount` (>= 0) unused units; the level never exceeds capacity.
   void give_back(double amount, time_point now) noexcept;
 
-  /// A server's count of what is left (x-ratelimit-remaining-*): lowers the level to at most
-  /// `remaining`; never raises it.
-  void observe_remaining(double remaining, time_point now) noexcept;
+  /// The level becomes `level` at `now` (clamped to capacity; may be negative), higher or lower.
+  void set_level(double level, time_point now) noexcept;
+
+  /// A new capacity (the server's own limit), which is also the refill per period; the level is
+  /// kept, clamped to the new capacity. A capacity that is not positive and finite is ignored.
+  void set_capacity(double capacity, time_point now) noexcept;
 
   /// The server refused (429): the bucket is empty now and refills from zero. A debt is kept.
   void drain(time_point now) noexcept;
+
+  /// As drain(now), but the refill starts only at `refill_from` (the end of a 429's retry-after).
+  void drain(time_point now, time_point refill_from) noexcept;
 
  private:
   void refill(time_point now) noexcept;
   double refilled_after(double nanoseconds) const noexcept;
 
   double capacity_;
+  double period_ns_;
   double level_;
   time_point updated_;
 };

@@ -71,6 +71,7 @@ std::optional<std::string> LazyProvider::prepare() {
   o.rpm_limit = perf.rate_limiting.rpm_limit;
   o.tpm_limit = perf.rate_limiting.tpm_limit;
   o.safety_margin = perf.rate_limiting.safety_margin;
+  o.rate_window = perf.rate_limiting.window;
   o.circuit_breaker = perf.circuit_breaker.enabled;
   o.failure_threshold = perf.circuit_breaker.failure_threshold;
   o.open_for = std::chrono::milliseconds(perf.circuit_breaker.open_ms);

@@ -153,7 +153,7 @@ llm:
   ca_file: ~
   structured_output: false
 performance:
-  rate_limiting: {rpm_limit: 60, safety_margin: 1}
+  rate_limiting: {rpm_limit: 60, safety_margin: 1, window: rolling}
   parallel_execution: {max_parallel_steps: 4096, scheduling: levels}
   caching: {ttl_seconds: 0}
 memory: {index: hnsw, chunk_chars: 100, chunk_overlap: 99}
@@ -169,6 +169,7 @@ tools:
   CHECK_FALSE(cfg.llm.structured_output);
   CHECK(cfg.performance.rate_limiting.rpm_limit == 60);
   CHECK(cfg.performance.rate_limiting.safety_margin == 1.0);
+  CHECK(cfg.performance.rate_limiting.window == dagent::config::RateWindow::rolling);
   CHECK(cfg.performance.parallel_execution.max_parallel_steps == 4096);
   CHECK(cfg.performance.parallel_execution.scheduling == Scheduling::levels);
   CHECK(cfg.performance.caching.ttl_seconds == 0);
@@ -311,6 +312,9 @@ TEST_CASE("config errors name file, line and dotted key") {
     const Problem index = single_problem(load("memory: {index: ivf}\n"));
     CHECK(index.key == "memory.index");
     CHECK(contains(index.message, "flat, hnsw"));
+    const Problem window = single_problem(load("performance: {rate_limiting: {window: sliding}}\n"));
+    CHECK(window.key == "performance.rate_limiting.window");
+    CHECK(contains(window.message, "bucket, rolling"));
   }
   SECTION("chunk_overlap must be less than chunk_chars") {
     const Problem p = single_problem(load("memory:\n  chunk_chars: 500\n  chunk_overlap: 500\n"));

@@ -757,3 +757,22 @@ TEST_CASE("chat_body writes the same bytes as serialize_valid(to_json())", "[net
     CHECK(json::parse(body).is_object());
   }
 }
+
+TEST_CASE("issue 15: the client takes its limits from a bucket server's headers and meets no 429",
+          "[net][client][limiter]") {
+  // 20 requests per 400 ms, refilled continuously; the client is told 100 times too much.
+  TestServer server(TestServerOptions{.rpm = 20, .bucket = true, .period_ms = 400});
+  OpenAiOptions o = options_for(server);
+  o.rpm_limit = 2000;
+  o.safety_margin = 1.0;
+  o.rate_period = std::chrono::milliseconds(400);
+  o.max_retries = 0;
+  Client c(server, o);
+  for (int i = 0; i < 30; ++i) {
+    auto reply = c.chat();
+    INFO("call " << i);
+    REQUIRE(reply.has_value());  // a 429 would fail the call (no retries)
+  }
+  CHECK(server.stats().at("rate_limited").to_number<std::int64_t>() == 0);
+  CHECK(requests(server) == 30);
+}

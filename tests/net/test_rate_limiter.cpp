@@ -78,7 +78,7 @@ net::RateLimiterOptions tokens_per_minute(std::int64_t tpm, std::int64_t rpm = 1
   o.rpm_limit = rpm;
   o.tpm_limit = tpm;
   o.safety_margin = 1.0;
-  o.sliding_window = false;
+  o.window = dagent::config::RateWindow::bucket;
   return o;
 }
 
@@ -304,7 +304,7 @@ TEST_CASE("RateLimiter reconcile settles a reservation with the real usage", "[l
 TEST_CASE("a breaker refusal charges the limiter: release_unsent gives back the request, its tokens and its window entry",
           "[limiter][rate_limiter]") {
   auto options = tokens_per_minute(600, 2);  // 2 requests a minute
-  options.sliding_window = true;
+  options.window = dagent::config::RateWindow::rolling;
   Harness h(options);
   h.spawn(0, 600);
   h.spawn(1, 1);  // waits: the token bucket is empty
@@ -339,34 +339,6 @@ TEST_CASE("RateLimiter lets a request larger than the bucket through on a full b
   CHECK(h.grants == grants_of({{0, 0s}, {1, 10s}, {2, 451s}}));
 }
 
-TEST_CASE("RateLimiter observe_headers tightens the buckets", "[limiter][rate_limiter]") {
-  SECTION("remaining tokens lower the level, never raise it") {
-    Harness h(tokens_per_minute(600));
-    h.limiter.observe_headers(std::nullopt, 100.0);
-    h.limiter.observe_headers(std::nullopt, 5000.0);
-    h.spawn(0, 300);  // 200 to go: 20 s
-    h.advance_to(10s);
-    CHECK(h.grants.empty());
-    h.limiter.observe_headers(std::nullopt, 0.0);  // the sleeping head re-evaluates: 30 s more
-    h.advance_to(20s);
-    CHECK(h.grants.empty());
-    h.advance_to(40s - 1ns);
-    CHECK(h.grants.empty());
-    h.advance_to(40s);
-    CHECK(h.grants == grants_of({{0, 40s}}));
-  }
-
-  SECTION("remaining requests lower the request bucket") {
-    Harness h(tokens_per_minute(600, 60));  // one request per second
-    h.limiter.observe_headers(0.0, std::nullopt);
-    h.spawn(0, 0);
-    h.advance_to(1s - 1ns);
-    CHECK(h.grants.empty());
-    h.advance_to(1s);
-    CHECK(h.grants == grants_of({{0, 1s}}));
-  }
-}
-
 TEST_CASE("RateLimiter on_429 drains both buckets until they refill", "[limiter][rate_limiter]") {
   SECTION("an idle limiter") {
     Harness h(tokens_per_minute(600, 60));
@@ -398,7 +370,7 @@ TEST_CASE("RateLimiter disabled admits everything at once and tracks nothing", "
   options.enabled = false;
   Harness h(options);
   h.limiter.on_429();
-  h.limiter.observe_headers(0.0, 0.0);
+  h.limiter.observe(net::RateLimitHeaders{{1.0, 0.0, std::nullopt}, {1.0, 0.0, std::nullopt}});
   for (int id = 0; id < 5; ++id) h.spawn(id, 1'000'000'000);
   CHECK(h.grants == grants_of({{0, 0s}, {1, 0s}, {2, 0s}, {3, 0s}, {4, 0s}}));
   CHECK_FALSE(h.reservations.at(0).active());
@@ -549,7 +521,10 @@ TEST_CASE("RateLimiterOptions from the rate_limiting config", "[limiter][rate_li
   cfg.rpm_limit = 7;
   cfg.tpm_limit = 9;
   cfg.safety_margin = 0.5;
+  cfg.window = dagent::config::RateWindow::rolling;
   const auto o = net::RateLimiterOptions::from(cfg);
+  CHECK(o.window == dagent::config::RateWindow::rolling);
+  CHECK(net::RateLimiterOptions{}.window == dagent::config::RateWindow::bucket);
   CHECK_FALSE(o.enabled);
   CHECK(o.rpm_limit == 7);
   CHECK(o.tpm_limit == 9);
@@ -560,7 +535,7 @@ namespace {
 
 net::RateLimiterOptions windowed(std::int64_t tpm, std::int64_t rpm = 1'000'000) {
   auto o = tokens_per_minute(tpm, rpm);
-  o.sliding_window = true;
+  o.window = dagent::config::RateWindow::rolling;
   return o;
 }
 
@@ -610,4 +585,141 @@ TEST_CASE("RateLimiter keeps every 60 s window within the limits as servers coun
     REQUIRE(h.grants.size() == 1);
     CHECK(h.grants[0].at >= 5s);
   }
+}
+
+namespace {
+
+net::RateLimitHeaders requests_header(std::optional<double> limit, std::optional<double> remaining,
+                                      std::optional<nanoseconds> reset = std::nullopt) {
+  net::RateLimitHeaders h;
+  h.requests = {limit, remaining, reset};
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("issue 15: against a bucket server 330 calls at 300 RPM take 6 s, not 60 s", "[limiter][rate_limiter]") {
+  Harness h(tokens_per_minute(1'000'000'000, 300));  // bucket: 300 at once, then one per 200 ms
+  for (int id = 0; id < 330; ++id) h.spawn(id, 0);
+  CHECK(h.grants.size() == 300);
+  h.advance_to(200ms - 1ns);
+  CHECK(h.grants.size() == 300);
+  h.advance_to(200ms);
+  CHECK(h.grants.size() == 301);
+  for (int k = 2; k <= 30; ++k) h.advance_to(k * 200ms);
+  REQUIRE(h.grants.size() == 330);
+  CHECK(h.grants.back() == Grant{329, 6s});
+  for (std::size_t i = 1; i < h.grants.size(); ++i) CHECK(h.grants[i].id > h.grants[i - 1].id);  // FIFO
+}
+
+TEST_CASE("RateLimiter bucket follows the server's headers in both directions", "[limiter][rate_limiter]") {
+  SECTION("the server says it has room: dagent uses it") {
+    Harness h(tokens_per_minute(1'000'000, 60));  // one request per second
+    for (int id = 0; id < 59; ++id) {
+      h.spawn(id, 0);
+      h.reservations.at(id).observe({});  // answered, no headers
+    }
+    h.spawn(59, 0);
+    h.spawn(60, 0);
+    CHECK(h.grants.size() == 60);
+    h.reservations.at(59).observe(requests_header(60.0, 30.0));
+    h.settle();
+    for (int id = 61; id < 90; ++id) h.spawn(id, 0);
+    CHECK(h.grants.size() == 90);  // 30 at once
+    h.spawn(90, 0);
+    CHECK(h.grants.size() == 90);
+    h.advance_to(1s);
+    CHECK(h.grants.back() == Grant{90, 1s});
+  }
+  SECTION("the server says it has less (another client on the key): dagent waits") {
+    Harness h(tokens_per_minute(1'000'000, 60));
+    h.limiter.observe(requests_header(60.0, 0.0));
+    h.spawn(0, 0);
+    h.advance_to(1s - 1ns);
+    CHECK(h.grants.empty());
+    h.advance_to(1s);
+    CHECK(h.grants == grants_of({{0, 1s}}));
+  }
+  SECTION("the server's limit replaces the configured one and its safety margin") {
+    auto options = tokens_per_minute(1'000'000, 60);
+    options.safety_margin = 0.5;
+    Harness h(options);
+    h.limiter.observe(requests_header(600.0, 600.0));
+    for (int id = 0; id < 601; ++id) h.spawn(id, 0);
+    CHECK(h.grants.size() == 600);
+    h.advance_to(100ms);  // refills at 600 a minute
+    CHECK(h.grants.size() == 601);
+  }
+  SECTION("an early call's headers count the calls granted after it as not yet counted") {
+    Harness h(tokens_per_minute(1'000'000, 60));
+    for (int id = 0; id < 10; ++id) h.spawn(id, 0);
+    h.reservations.at(0).observe(requests_header(60.0, 59.0));  // 59 - 9 granted since
+    for (int id = 10; id < 61; ++id) h.spawn(id, 0);
+    CHECK(h.grants.size() == 60);
+  }
+  SECTION("tokens too, with the calls in flight at the grant subtracted") {
+    Harness h(tokens_per_minute(600));
+    h.spawn(0, 100);
+    h.spawn(1, 100);
+    net::RateLimitHeaders headers;
+    headers.tokens = {600.0, 500.0, std::nullopt};  // call 0 was in flight: 500 - 100
+    h.reservations.at(1).observe(headers);
+    h.spawn(2, 400);
+    h.spawn(3, 1);
+    CHECK(h.grants == grants_of({{0, 0s}, {1, 0s}, {2, 0s}}));
+    h.advance_to(100ms);
+    CHECK(h.grants.back() == Grant{3, 100ms});
+  }
+}
+
+TEST_CASE("RateLimiter rolling window follows the server's headers in both directions", "[limiter][rate_limiter]") {
+  SECTION("entries the server no longer counts leave the ledger early") {
+    Harness h(windowed(1'000'000, 2));
+    h.spawn(0, 1);
+    h.spawn(1, 1);
+    h.advance_to(10s);
+    h.reservations.at(0).reconcile(1);  // re-stamped: would leave at 70 s
+    h.reservations.at(1).reconcile(1);
+    h.spawn(2, 1);
+    h.advance_to(60s);
+    CHECK(h.grants.size() == 2);
+    h.limiter.observe(requests_header(2.0, 2.0));  // the server counted them at 0 s: both gone
+    h.settle();
+    CHECK(h.grants == grants_of({{0, 0s}, {1, 0s}, {2, 60s}}));
+  }
+  SECTION("calls the server counts that dagent never sent leave by the server's reset") {
+    Harness h(windowed(1'000'000, 10));
+    h.limiter.observe(requests_header(10.0, 0.0, nanoseconds(30s)));
+    h.spawn(0, 1);
+    h.advance_to(30s - 1ns);
+    CHECK(h.grants.empty());
+    h.advance_to(30s);
+    CHECK(h.grants == grants_of({{0, 30s}}));
+  }
+  SECTION("without a reset they count as made now") {
+    Harness h(windowed(1'000'000, 10));
+    h.limiter.observe(requests_header(10.0, 1.0));
+    h.spawn(0, 1);
+    h.spawn(1, 1);
+    h.advance_to(60s - 1ns);
+    CHECK(h.grants == grants_of({{0, 0s}}));
+    h.advance_to(60s);
+    CHECK(h.grants == grants_of({{0, 0s}, {1, 60s}}));
+  }
+}
+
+TEST_CASE("RateLimiter bucket: a 429 holds every caller for its retry-after, and the bucket refills after it",
+          "[limiter][rate_limiter]") {
+  Harness h(tokens_per_minute(1'000'000'000, 6000));  // 100 a second
+  h.limiter.on_429(std::chrono::milliseconds(2000));
+  for (int id = 0; id < 3; ++id) h.spawn(id, 0);
+  h.advance_to(2s);
+  CHECK(h.grants.empty());
+  h.advance_to(2s + 10ms - 1ns);
+  CHECK(h.grants.empty());
+  h.advance_to(2s + 10ms);
+  CHECK(h.grants == grants_of({{0, 2s + 10ms}}));
+  h.advance_to(2s + 20ms);
+  h.advance_to(2s + 30ms);
+  CHECK(h.grants == grants_of({{0, 2s + 10ms}, {1, 2s + 20ms}, {2, 2s + 30ms}}));
 }

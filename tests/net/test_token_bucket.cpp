@@ -85,7 +85,7 @@ TEST_CASE("TokenBucket wait_for is the exact time until the amount is there", "[
   }
 }
 
-TEST_CASE("TokenBucket take, give_back, observe_remaining and drain", "[limiter][token_bucket]") {
+TEST_CASE("TokenBucket take, give_back, set_level, set_capacity and drain", "[limiter][token_bucket]") {
   TokenBucket bucket(60000.0, t0);
 
   SECTION("take may leave a debt that the refill repays") {
@@ -103,13 +103,30 @@ TEST_CASE("TokenBucket take, give_back, observe_remaining and drain", "[limiter]
     CHECK(bucket.available(t0) == 60000.0);
   }
 
-  SECTION("observe_remaining lowers the level and never raises it") {
-    bucket.observe_remaining(100.0, t0);
-    CHECK(bucket.available(t0) == 100.0);
-    bucket.observe_remaining(5000.0, t0);
+  SECTION("set_level raises or lowers the level, never above capacity") {
+    bucket.set_level(100.0, t0);
     CHECK(bucket.available(t0) == 100.0);
     CHECK(bucket.available(t0 + 1s) == 1100.0);
     CHECK(bucket.wait_for(2100.0, t0 + 1s) == 1s);
+    bucket.set_level(5000.0, t0 + 1s);
+    CHECK(bucket.available(t0 + 1s) == 5000.0);
+    bucket.set_level(1e9, t0 + 1s);
+    CHECK(bucket.available(t0 + 1s) == 60000.0);
+    bucket.set_level(-50.0, t0 + 1s);
+    CHECK(bucket.available(t0 + 1s) == -50.0);
+  }
+
+  SECTION("set_capacity changes the capacity and the refill rate, keeping the level") {
+    bucket.take(59000.0, t0);
+    bucket.set_capacity(120000.0, t0);  // 2 per ms
+    CHECK(bucket.capacity() == 120000.0);
+    CHECK(bucket.available(t0) == 1000.0);
+    CHECK(bucket.available(t0 + 1s) == 3000.0);
+    bucket.set_capacity(500.0, t0 + 1s);
+    CHECK(bucket.available(t0 + 1s) == 500.0);
+    bucket.set_capacity(0.0, t0 + 1s);  // ignored
+    bucket.set_capacity(std::numeric_limits<double>::infinity(), t0 + 1s);
+    CHECK(bucket.capacity() == 500.0);
   }
 
   SECTION("drain empties the bucket, which refills from zero") {
@@ -117,6 +134,12 @@ TEST_CASE("TokenBucket take, give_back, observe_remaining and drain", "[limiter]
     CHECK(bucket.available(t0) == 0.0);
     CHECK(bucket.wait_for(1.0, t0) == 1ms);
     CHECK(bucket.available(t0 + 60s) == 60000.0);
+  }
+
+  SECTION("drain with a later refill start: nothing refills before it") {
+    bucket.drain(t0, t0 + 5s);
+    CHECK(bucket.available(t0 + 5s) == 0.0);
+    CHECK(bucket.available(t0 + 6s) == 1000.0);
   }
 
   SECTION("drain keeps a debt") {
@@ -131,4 +154,12 @@ TEST_CASE("TokenBucket refuses a capacity that is not positive and finite", "[li
   CHECK_THROWS_AS(TokenBucket(-5.0, t0), std::invalid_argument);
   CHECK_THROWS_AS(TokenBucket(std::numeric_limits<double>::infinity(), t0), std::invalid_argument);
   CHECK_NOTHROW(TokenBucket(0.9, t0));
+  CHECK_THROWS_AS(TokenBucket(10.0, t0, 0s), std::invalid_argument);
+}
+
+TEST_CASE("TokenBucket refills its capacity per period, a minute unless told otherwise", "[limiter][token_bucket]") {
+  TokenBucket bucket(300.0, t0, 10s);  // a benchmark's scaled minute: 30 per second
+  bucket.take(300.0, t0);
+  CHECK(bucket.wait_for(1.0, t0) == std::chrono::nanoseconds(33'333'334));
+  CHECK(bucket.available(t0 + 1s) == 30.0);
 }

@@ -1,6 +1,6 @@
 // openai_test_server: a scripted OpenAI-compatible server for the network tests and benchmarks.
 // Usage: openai_test_server [--port N] [--tls CERT KEY] [--script FILE] [--rpm N] [--tpm N]
-//                           [--latency-ms N] [--threads N] [--handshake-fault reset|stall N]
+//                           [--rate-model rolling|bucket] [--period-ms N] [--latency-ms N] [--threads N] [--handshake-fault reset|stall N]
 // --handshake-fault: the first N TLS connections are reset after their ClientHello, or stalled.
 
 #include "server.hpp"
@@ -21,6 +21,7 @@ using dagent::test_server::ServerOptions;
 
 constexpr std::string_view k_usage =
     "usage: openai_test_server [--port N] [--tls CERT KEY] [--script FILE] [--rpm N] [--tpm N]\n"
+    "                          [--rate-model rolling|bucket] [--period-ms N]   (limits per N ms, 60000)\n"
     "                          [--latency-ms N] [--threads N] [--handshake-fault reset|stall N]\n"
     "                          [--parent PID]   (exit when PID exits)\n";
 
@@ -50,6 +51,14 @@ std::string parse_arguments(int argc, char** argv, ServerOptions& options) {
       i += 2;
       continue;
     }
+    if (arg == "--rate-model") {
+      const std::string_view model = value(1) ? value(1) : "";
+      if (model != "rolling" && model != "bucket") return "--rate-model needs rolling or bucket";
+      options.config.limits.model =
+          model == "bucket" ? dagent::test_server::RateModel::bucket : dagent::test_server::RateModel::rolling;
+      ++i;
+      continue;
+    }
     if (arg == "--script") {
       if (!value(1)) return "--script needs a FILE";
       std::ifstream in(value(1), std::ios::binary);
@@ -67,6 +76,7 @@ std::string parse_arguments(int argc, char** argv, ServerOptions& options) {
     if (arg == "--port" && number <= 65535) options.port = static_cast<unsigned short>(number);
     else if (arg == "--rpm") options.config.limits.requests_per_minute = number;
     else if (arg == "--tpm") options.config.limits.tokens_per_minute = number;
+    else if (arg == "--period-ms" && number >= 1) options.config.limits.period = std::chrono::milliseconds(number);
     else if (arg == "--latency-ms") options.config.latency = std::chrono::milliseconds(number);
     else if (arg == "--threads" && number >= 1 && number <= 256) options.threads = static_cast<int>(number);
     else if (arg == "--parent") {

@@ -1,5 +1,6 @@
 #pragma once
-// Server-side RPM/TPM enforcement over a sliding 60 s window (sans-I/O: the caller passes `now`).
+// Server-side RPM/TPM enforcement (sans-I/O: the caller passes `now`), counted as OpenAI does (a
+// bucket refilled continuously) or over a rolling 60 s window.
 
 #include "script.hpp"
 
@@ -10,10 +11,16 @@
 
 namespace dagent::test_server {
 
+/// How the limits are counted: a bucket of capacity = limit refilled at limit per period,
+/// continuously (OpenAI), or the admissions of the last period (a rolling window).
+enum class RateModel { rolling, bucket };
+
 /// Zero means unlimited.
 struct RateLimits {
   std::int64_t requests_per_minute = 0;
   std::int64_t tokens_per_minute = 0;
+  RateModel model = RateModel::rolling;
+  std::chrono::milliseconds period{60'000};  ///< a minute; shorter to run benchmarks in scaled time
 };
 
 enum class RateVerdict { admitted, requests_exceeded, tokens_exceeded };
@@ -24,12 +31,12 @@ struct RateDecision {
   HeaderList headers;                        // x-ratelimit-{limit,remaining,reset}-{requests,tokens}
 };
 
-/// Admits a request when the last 60 s hold fewer than `rpm` requests and at most
-/// `tpm - tokens` tokens; a rejected request uses no budget.
+/// Rolling: admits a request when the last period holds fewer than `rpm` requests and at most
+/// `tpm - tokens` tokens. Bucket: admits it when the request bucket holds 1 and the token bucket
+/// `tokens`. A rejected request uses no budget.
 class RateWindow {
  public:
   using Clock = std::chrono::steady_clock;
-  static constexpr std::chrono::milliseconds k_window{60'000};
 
   explicit RateWindow(RateLimits limits) : limits_(limits) {}
 
@@ -44,8 +51,15 @@ class RateWindow {
   };
   void expire(Clock::time_point now);
   HeaderList headers(Clock::time_point now) const;
+  RateDecision admit_bucket(std::int64_t tokens, Clock::time_point now);
+  void refill(Clock::time_point now);
+  HeaderList bucket_headers() const;
 
   RateLimits limits_;
+  bool bucket_started_ = false;  // bucket model: levels below are valid from the first request
+  double request_level_ = 0;
+  double token_level_ = 0;
+  Clock::time_point updated_{};
   std::deque<Entry> entries_;
   std::int64_t tokens_in_window_ = 0;
 };

@@ -221,6 +221,11 @@ TestServer::TestServer(TestServerOptions options) : tls_(options.cert != ServerC
   };
   add_number("--rpm", options.rpm);
   add_number("--tpm", options.tpm);
+  add_number("--period-ms", options.period_ms);
+  if (options.bucket) {
+    argv.push_back("--rate-model");
+    argv.push_back("bucket");
+  }
   add_number("--latency-ms", options.latency_ms);
   add_number("--threads", options.threads);
   add_number("--parent", ::getpid());  // the server dies with this process, however it ends

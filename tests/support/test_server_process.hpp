@@ -48,6 +48,8 @@ struct TestServerOptions {
   std::optional<boost::json::value> script;  // passed with --script (through a temp file)
   std::int64_t rpm = 0;                      // server-side limits; 0 = unlimited
   std::int64_t tpm = 0;
+  bool bucket = false;                       // count the limits as a refilled bucket (else a rolling window)
+  std::int64_t period_ms = 0;                // the limits' period; 0 = a minute
   std::int64_t latency_ms = 0;
   int threads = 1;
   HandshakeFault handshake_fault = HandshakeFault::none;
