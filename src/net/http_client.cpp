@@ -15,6 +15,9 @@
 #include <openssl/x509v3.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -678,6 +681,46 @@ asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, H
     }
     co_return HttpStream(std::move(state));
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// One warm-up connect into the slot `lease` already counts: the connection goes idle, or the
+// slot is freed (a failure, or cancellation: the lease gives it back however the frame ends).
+asio::awaitable<bool> warm_one(Lease lease, HttpClient::Impl* impl, Origin origin, Clock::time_point deadline) {
+  auto made = co_await connect(impl, origin, deadline);
+  if (!made) co_return false;
+  lease.conn = std::move(*made);
+  lease.give_back(true);
+  co_return true;
+}
+
+}  // namespace
+
+asio::awaitable<int> HttpClient::warm(Origin origin, int k) {
+  auto impl = impl_;
+  if (!impl->options.pooling || k <= 0 || (origin.tls && !impl->tls)) co_return 0;
+  auto& pool = impl->pool_of(origin);  // pools are never erased: the reference stays valid
+  const int target = std::min(k, impl->options.max_connections);
+  // Why max_keepalive too: a warmed connection waits idle, and one past it would be closed.
+  const int missing = std::min(target - pool.open, impl->options.max_keepalive - static_cast<int>(pool.idle.size()));
+  if (missing <= 0) co_return 0;
+  const auto deadline = Clock::now() + impl->options.connect_timeout;
+  using Connect = decltype(asio::co_spawn(impl->executor, warm_one({}, nullptr, origin, deadline), asio::deferred));
+  std::vector<Connect> connects;
+  connects.reserve(static_cast<std::size_t>(missing));
+  // Each slot is taken here, before anything suspends: requests and other warm-ups starting
+  // meanwhile see them counted.
+  for (int i = 0; i < missing; ++i)
+    connects.push_back(
+        asio::co_spawn(impl->executor, warm_one(Lease(impl, pool), impl.get(), origin, deadline), asio::deferred));
+  auto [order, errors, made] = co_await asio::experimental::make_parallel_group(std::move(connects))
+                                   .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+  (void)order;
+  (void)errors;  // a cancelled connect ends with an exception: its lease has freed the slot
+  co_return static_cast<int>(std::count(made.begin(), made.end(), true));
 }
 
 }  // namespace dagent::net
