@@ -123,6 +123,23 @@ TEST_CASE("warm opens the missing connections into the idle pool and requests us
   CHECK(count(stats, "tls_handshakes") == 4);
 }
 
+TEST_CASE("a request made while warm-up connects are under way takes one of them, not a connection of its own",
+          "[net][http][warm]") {
+  TestServer server(tls_server(50));
+  Warmed w(server, pool_of(10, 10));
+  w.start(3);
+  int status = 0;
+  asio::co_spawn(w.io, chat_on(&w.http, w.origin), Status{&status});  // as a planning call would
+  w.io.restart();
+  w.io.run();
+  CHECK(status == 200);
+  REQUIRE(w.added);
+  CHECK(*w.added == 3);
+  CHECK(w.http.connections_opened() == 3);
+  CHECK(w.http.idle_connections(w.origin) == 3);
+  CHECK(count(server.stats(), "connections_accepted") == 3);
+}
+
 TEST_CASE("warm is bounded by max_connections and max_keepalive", "[net][http][warm]") {
   TestServer server(tls_server());
   SECTION("max_connections") {
