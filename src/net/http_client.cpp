@@ -464,11 +464,13 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
 asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> impl, Pool* pool_ptr, Origin origin,
                                             Clock::time_point deadline, bool fresh_only) {
   auto& pool = *pool_ptr;
+  bool claimed = false;  // waits for a warm-up connect once at most: one that fails is not waited out twice
   for (;;) {
     if (!fresh_only && impl->options.pooling) {
       if (auto conn = impl->take_idle(pool)) co_return Lease(impl, pool, std::move(conn));
     }
-    if (!fresh_only && pool.warming > pool.claims) {  // a warm-up connect under way is this request's
+    if (!fresh_only && !claimed && pool.warming > pool.claims) {  // a warm-up connect under way is this request's
+      claimed = true;
       WarmClaim claim(pool);
       PoolWait wait(*impl, pool, co_await asio::this_coro::executor, deadline);
       auto [ec] = co_await wait.timer().async_wait(k_token);

@@ -140,6 +140,26 @@ TEST_CASE("a request made while warm-up connects are under way takes one of them
   CHECK(count(server.stats(), "connections_accepted") == 3);
 }
 
+TEST_CASE("a request waiting for a warm-up connect that fails opens a connection of its own", "[net][http][warm]") {
+  TestServerOptions options = tls_server();
+  options.handshake_fault = HandshakeFault::reset;
+  options.handshake_faults = 1;  // the warm-up's: the request waits for it and opens nothing first
+  TestServer server(options);
+  Warmed w(server, pool_of(10, 10));
+  w.start(1);
+  int status = 0;
+  asio::co_spawn(w.io, chat_on(&w.http, w.origin), Status{&status});
+  w.io.restart();
+  w.io.run();
+  CHECK(status == 200);
+  REQUIRE(w.added);
+  CHECK(*w.added == 0);
+  CHECK(w.http.open_connections(w.origin) == 1);  // the request's own, now idle
+  const auto stats = server.stats();
+  CHECK(count(stats, "tls_handshake_failures") == 1);
+  CHECK(count(stats, "tls_handshakes") == 1);
+}
+
 TEST_CASE("warm is bounded by max_connections and max_keepalive", "[net][http][warm]") {
   TestServer server(tls_server());
   SECTION("max_connections") {

@@ -147,3 +147,28 @@ TEST_CASE("warm-up handshakes that fail do not fail the run", "[runtime][warm]")
   CHECK(server.stats().at("tls_handshake_failures").to_number<std::int64_t>() == 2);
   (void)outcome;
 }
+
+TEST_CASE("a run that ends while its warm-up connects are under way cancels them", "[runtime][warm]") {
+  TestServerOptions options;
+  options.cert = ServerCert::valid;
+  options.handshake_fault = HandshakeFault::stall;
+  options.handshake_faults = 3;  // the warm-up's TLS connections, if they get that far
+  TestServer server(options);
+  TempDir dir;
+  auto cfg = config_for(server, dir);
+  // Only cancellation can end a stalled connect here: if the run's end waited for the warm-up,
+  // this test would hang.
+  cfg.llm.connect_timeout_ms = 600000;
+  Runtime runtime(cfg);
+  // Step 1 fails at once (no such file): its three llm dependents never run, and the run ends.
+  auto outcome = runtime.run_plan(json::parse(R"([
+    {"id": 1, "action": "read_file", "parameters": {"path": "missing.txt"}},
+    {"id": 2, "action": "llm", "parameters": {"prompt": "a $step1.content"}},
+    {"id": 3, "action": "llm", "parameters": {"prompt": "b $step1.content"}},
+    {"id": 4, "action": "llm", "parameters": {"prompt": "c $step1.content"}}])"),
+                                  {}, dir.path() / "ws");
+  REQUIRE(outcome.problems.empty());
+  CHECK(outcome.result.status == dagent::RunStatus::failed);
+  CHECK(outcome.result.metrics.llm_calls == 0);
+  // No control request follows: the stalls the cancelled connects never reached would meet it.
+}
