@@ -36,6 +36,8 @@ struct ConnectionPoolingConfig {
   int max_connections = 100;
   int max_keepalive = 50;
   std::int64_t idle_timeout_ms = 30000;
+  /// Open the connections a run's concurrent model calls will need while it plans.
+  bool warm_connections = true;
 };
 
 /// How the provider counts its limits: a bucket refilled continuously (OpenAI and servers built

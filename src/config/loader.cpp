@@ -398,6 +398,8 @@ constexpr std::array k_fields = {
     integer("performance.connection_pooling.idle_timeout_ms",
             [](Config& c) -> auto& { return c.performance.connection_pooling.idle_timeout_ms; },
             1, k_max_ms),
+    flag("performance.connection_pooling.warm_connections",
+         [](Config& c) -> auto& { return c.performance.connection_pooling.warm_connections; }),
 
     flag("performance.rate_limiting.enabled",
          [](Config& c) -> auto& { return c.performance.rate_limiting.enabled; }),

@@ -15,6 +15,9 @@
 #include <openssl/x509v3.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -211,6 +214,8 @@ struct HttpClient::Impl {
     int open = 0;                                   // slots taken: idle, in use and connecting
     std::list<Waiter> waiters;                      // FIFO of requests waiting for a slot
     std::string fields;                             // Host and User-Agent, as serialized
+    int warming = 0;                                // warm-up connects under way (counted in open)
+    int claims = 0;                                 // requests waiting for one of them
   };
 
   Impl(asio::any_io_executor ex, std::shared_ptr<TlsContext> t, HttpOptions o)
@@ -339,6 +344,35 @@ class PoolWait {
   bool used_ = false;
 };
 
+// A warm-up connect in `warming` from its start until it ends (its connection pooled or not), so
+// a request in checkout waits for it rather than open one of its own alongside it.
+class WarmSlot {
+ public:
+  explicit WarmSlot(Pool& pool) : pool_(&pool) { ++pool_->warming; }
+  WarmSlot(WarmSlot&& other) noexcept : pool_(std::exchange(other.pool_, nullptr)) {}
+  WarmSlot& operator=(WarmSlot&&) = delete;
+  ~WarmSlot() { end(); }
+  void end() noexcept {
+    if (pool_) --std::exchange(pool_, nullptr)->warming;
+  }
+
+ private:
+  Pool* pool_ = nullptr;
+};
+
+// A request waiting for a warm-up connect, counted in `claims` however the wait ends: each
+// warm-up connect is waited for by one request at most.
+class WarmClaim {
+ public:
+  explicit WarmClaim(Pool& pool) : pool_(pool) { ++pool_.claims; }
+  WarmClaim(const WarmClaim&) = delete;
+  WarmClaim& operator=(const WarmClaim&) = delete;
+  ~WarmClaim() { --pool_.claims; }
+
+ private:
+  Pool& pool_;
+};
+
 // A lookup that may outlive the request waiting for it: getaddrinfo cannot be interrupted, so
 // the request leaves at its deadline and the lookup finishes on its own with this state.
 struct Lookup {
@@ -430,9 +464,19 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
 asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> impl, Pool* pool_ptr, Origin origin,
                                             Clock::time_point deadline, bool fresh_only) {
   auto& pool = *pool_ptr;
+  bool claimed = false;  // waits for a warm-up connect once at most: one that fails is not waited out twice
   for (;;) {
     if (!fresh_only && impl->options.pooling) {
       if (auto conn = impl->take_idle(pool)) co_return Lease(impl, pool, std::move(conn));
+    }
+    if (!fresh_only && !claimed && pool.warming > pool.claims) {  // a warm-up connect under way is this request's
+      claimed = true;
+      WarmClaim claim(pool);
+      PoolWait wait(*impl, pool, co_await asio::this_coro::executor, deadline);
+      auto [ec] = co_await wait.timer().async_wait(k_token);
+      if (wait.take_wake()) continue;
+      if (!ec) co_return make_error(NetErrc::request_timeout, "timed out waiting for a connection to " + origin.key(), true);
+      co_return make_error(NetErrc::cancelled, "cancelled while waiting for a connection to " + origin.key(), true);
     }
     if (pool.open < impl->options.max_connections) {
       Lease lease(impl, pool);
@@ -678,6 +722,50 @@ asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, H
     }
     co_return HttpStream(std::move(state));
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// One warm-up connect into the slot `lease` already counts: the connection goes idle, or the
+// slot is freed (a failure, or cancellation: the lease gives it back however the frame ends).
+asio::awaitable<bool> warm_one(Lease lease, WarmSlot slot, HttpClient::Impl* impl, Origin origin,
+                               Clock::time_point deadline) {
+  auto made = co_await connect(impl, origin, deadline);
+  slot.end();  // before the lease wakes a waiting request: it then looks at an up-to-date count
+  if (!made) co_return false;
+  lease.conn = std::move(*made);
+  lease.give_back(true);
+  co_return true;
+}
+
+}  // namespace
+
+asio::awaitable<int> HttpClient::warm(Origin origin, int k) {
+  auto impl = impl_;
+  if (!impl->options.pooling || k <= 0 || (origin.tls && !impl->tls)) co_return 0;
+  auto& pool = impl->pool_of(origin);  // pools are never erased: the reference stays valid
+  const int target = std::min(k, impl->options.max_connections);
+  // Why max_keepalive too: a warmed connection waits idle, and one past it would be closed.
+  const int missing = std::min(target - pool.open, impl->options.max_keepalive - static_cast<int>(pool.idle.size()));
+  if (missing <= 0) co_return 0;
+  const auto deadline = Clock::now() + impl->options.connect_timeout;
+  using Connect =
+      decltype(asio::co_spawn(impl->executor, warm_one({}, WarmSlot(pool), nullptr, origin, deadline), asio::deferred));
+  std::vector<Connect> connects;
+  connects.reserve(static_cast<std::size_t>(missing));
+  // Each slot is taken here, before anything suspends: requests and other warm-ups starting
+  // meanwhile see them counted.
+  for (int i = 0; i < missing; ++i)
+    connects.push_back(
+        asio::co_spawn(impl->executor, warm_one(Lease(impl, pool), WarmSlot(pool), impl.get(), origin, deadline),
+                       asio::deferred));
+  auto [order, errors, made] = co_await asio::experimental::make_parallel_group(std::move(connects))
+                                   .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+  (void)order;
+  (void)errors;  // a cancelled connect ends with an exception: its lease has freed the slot
+  co_return static_cast<int>(std::count(made.begin(), made.end(), true));
 }
 
 }  // namespace dagent::net

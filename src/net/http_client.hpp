@@ -91,6 +91,13 @@ class HttpClient {
   /// from the stream within `limits`.
   boost::asio::awaitable<HttpResult<HttpStream>> open_stream(Origin origin, HttpRequest request, StreamLimits limits);
 
+  /// Opens connections to `origin` concurrently until its pool holds `k` (idle, in use and
+  /// connecting), never past max_connections, nor more idle ones than max_keepalive; each goes
+  /// into the idle pool. A connect that fails frees its slot and is otherwise ignored. Completes
+  /// when every connect has ended; cancelled, it stops them and frees their slots. Returns how
+  /// many connections it added; 0 without pooling.
+  boost::asio::awaitable<int> warm(Origin origin, int k);
+
   /// Connections opened since construction (TCP connects, TLS included).
   std::int64_t connections_opened() const noexcept;
   /// Idle connections currently pooled for `origin`.

@@ -107,6 +107,11 @@ class LlmProvider {
   /// Starts a new retry budget (llm.retry_budget): call at the start of each run. Decorators
   /// forward it to the provider they wrap; providers without retries ignore it.
   virtual void reset_retry_budget() {}
+  /// Opens connections for `k` concurrent calls ahead of them (connection_pooling.warm_connections),
+  /// counting those open already; returns how many it added. Never fails: a connection that cannot
+  /// be opened is left to the call that needs it. Cancellable. Decorators forward it; providers
+  /// without connections (replay) add none.
+  virtual boost::asio::awaitable<int> warm(int k);
 };
 
 /// The OpenAI request body of a chat call.

@@ -34,6 +34,8 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 namespace od = simdjson::ondemand;
 
+boost::asio::awaitable<int> LlmProvider::warm(int) { co_return 0; }
+
 bool is_unreachable(const LlmError& e) noexcept {
   return e.code == NetErrc::resolve_failed || e.code == NetErrc::connect_failed ||
          e.code == NetErrc::tls_handshake_failed || e.code == NetErrc::connect_timeout ||
@@ -685,6 +687,8 @@ ProviderMetrics OpenAiClient::metrics() const {
 }
 
 void OpenAiClient::reset_retry_budget() { impl_->budget.reset(); }
+
+asio::awaitable<int> OpenAiClient::warm(int k) { return impl_->http.warm(impl_->options.base_url.origin, k); }
 
 asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat(ChatRequest request) {
   auto result = co_await chat_unmasked(std::move(request));

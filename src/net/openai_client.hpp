@@ -54,6 +54,8 @@ class OpenAiClient final : public LlmProvider {
   boost::asio::awaitable<LlmResult<EmbedResponse>> embed(EmbedRequest request) override;
   ProviderMetrics metrics() const override;
   void reset_retry_budget() override;
+  /// Warms base_url's origin in the HTTP client's pool (HttpClient::warm).
+  boost::asio::awaitable<int> warm(int k) override;
 
   struct Impl;
 

@@ -31,6 +31,8 @@ class CachingProvider final : public LlmProvider {
   ProviderMetrics metrics() const override;
   /// Forwarded to the inner provider.
   void reset_retry_budget() override { inner_.reset_retry_budget(); }
+  /// Forwarded: a miss still needs a connection.
+  boost::asio::awaitable<int> warm(int k) override { return inner_.warm(k); }
 
   std::size_t size() const noexcept { return index_.size(); }
 

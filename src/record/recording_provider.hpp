@@ -20,6 +20,8 @@ class RecordingProvider final : public net::LlmProvider {
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(net::EmbedRequest request) override;
   net::ProviderMetrics metrics() const override { return inner_.metrics(); }
   void reset_retry_budget() override { inner_.reset_retry_budget(); }
+  /// Forwarded, not recorded: a replay makes no connections.
+  boost::asio::awaitable<int> warm(int k) override { return inner_.warm(k); }
 
  private:
   net::LlmProvider& inner_;

@@ -31,6 +31,7 @@ class ReplayProvider final : public net::LlmProvider {
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(net::EmbedRequest request) override;
   /// Counts replayed calls and their recorded usage as if they were live (connections: 0).
   net::ProviderMetrics metrics() const override { return metrics_; }
+  // warm(): the default, none; a replay opens no connections.
 
   /// The error for a request with no recorded match: NetErrc::replay_mismatch, message "no
   /// recorded <kind> request matches this one (fingerprint …); the closest recorded request

@@ -42,6 +42,8 @@ class Budget final : public net::LlmProvider {
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(net::EmbedRequest request) override;
   net::ProviderMetrics metrics() const override { return inner_.metrics(); }
   void reset_retry_budget() override { inner_.reset_retry_budget(); }
+  /// Forwarded; opening a connection is no call.
+  boost::asio::awaitable<int> warm(int k) override { return inner_.warm(k); }
 
   /// A call's reservation, settled with its usage when it ends (however it ends).
   struct Ticket;

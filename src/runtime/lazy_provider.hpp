@@ -29,6 +29,8 @@ class LazyProvider final : public net::LlmProvider {
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(net::EmbedRequest request) override;
   net::ProviderMetrics metrics() const override;
   void reset_retry_budget() override;
+  /// Forwarded once the client exists (prepare() succeeded); none before.
+  boost::asio::awaitable<int> warm(int k) override;
 
  private:
   boost::asio::any_io_executor executor_;

@@ -10,6 +10,9 @@
 #include <set>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -421,6 +424,75 @@ asio::awaitable<void> Run::interruption() {
 }
 
 Prepared Run::prepare(const json::value& plan) const { return prepare_plan(plan, &task.inputs, registry_, cfg()); }
+
+int Run::warm_width() const {
+  const auto& pe = cfg().performance.parallel_execution;
+  const int slots = pe.enabled ? std::max(1, std::min(pe.max_parallel_llm_calls, pe.max_parallel_steps)) : 1;
+  std::optional<json::value> plan = task.plan;
+  if (!plan && resume_ && resume_->plan) plan = json::value(*resume_->plan);
+  int width = slots;  // a goal: its plan is still to come
+  if (plan) {
+    const Prepared prepared = prepare(*plan);
+    if (!prepared.problems.empty()) return 0;  // it will not run
+    width = 0;
+    for (const auto& level : prepared.analysis.levels) {
+      int calls = 0;
+      for (const auto i : level) {
+        const auto& step = prepared.analysis.steps[i];
+        if (step.tool && step.tool->uses_llm()) calls += step.fan_out ? slots : 1;  // items run side by side
+      }
+      width = std::max(width, calls);
+    }
+  }
+  return std::min({width, slots, cfg().performance.connection_pooling.max_connections});
+}
+
+namespace {
+
+// A warm-up's owner: cancels it once the run's flow ends, and learns when it has finished.
+struct WarmUp {
+  explicit WarmUp(const asio::any_io_executor& ex) : done(ex, asio::steady_timer::time_point::max()) {}
+  asio::cancellation_signal cancel;
+  asio::steady_timer done;
+  bool finished = false;
+};
+
+struct WarmDone {
+  std::shared_ptr<WarmUp> warm;
+  void operator()(std::exception_ptr, int) const {  // a failed or cancelled warm-up changes nothing
+    warm->finished = true;
+    warm->done.cancel();
+  }
+};
+
+// Cancels the warm-up when the flow ends, by returning or by throwing.
+struct StopWarming {
+  std::shared_ptr<WarmUp> warm;
+  ~StopWarming() {
+    if (!warm->finished) warm->cancel.emit(asio::cancellation_type::terminal);
+  }
+};
+
+}  // namespace
+
+asio::awaitable<void> Run::with_warm_connections(asio::awaitable<void> flow) {
+  const auto& pooling = cfg().performance.connection_pooling;
+  const int k = pooling.enabled && pooling.warm_connections && live() ? warm_width() : 0;
+  if (k <= 0) {
+    co_await std::move(flow);
+    co_return;
+  }
+  auto warm = std::make_shared<WarmUp>(shared_.loop);
+  // Started, not awaited: the connects run while the flow plans. Connections the planning calls
+  // are already opening count towards k.
+  asio::co_spawn(shared_.loop, provider().warm(k), asio::bind_cancellation_slot(warm->cancel.slot(), WarmDone{warm}));
+  {
+    StopWarming stop{warm};
+    co_await std::move(flow);
+  }
+  // The warm-up's frames use this run's provider chain: they end inside the run.
+  while (!warm->finished) co_await warm->done.async_wait(asio::as_tuple(asio::use_awaitable));
+}
 
 ToolContext Run::tool_context() const {
   ToolContext base;

@@ -117,6 +117,15 @@ class Run {
   /// The parsed and analysed `plan` against this run's tools.
   Prepared prepare(const boost::json::value& plan) const;
 
+  /// How many model calls the run will make at once: a plan's (fixed, or resumed) widest level of
+  /// model-bound steps, a goal's max_parallel_llm_calls; at most the steps run at once and
+  /// max_connections. 0 when a fixed plan calls no model tool.
+  int warm_width() const;
+  /// `flow`, with the provider's connections for warm_width() calls opened alongside it
+  /// (performance.connection_pooling.warm_connections, live runs). The warm-up never delays
+  /// `flow`, never fails it, and is cancelled when `flow` ends, however it ends.
+  boost::asio::awaitable<void> with_warm_connections(boost::asio::awaitable<void> flow);
+
   bool live() const noexcept { return !replay_; }
   const config::Config& cfg() const noexcept { return *shared_.cfg; }
   const Shared& shared() const noexcept { return shared_; }

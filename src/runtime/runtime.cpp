@@ -371,7 +371,7 @@ void Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
     wall.async_wait(WallExpired{&run});
   }
   std::exception_ptr error;
-  asio::co_spawn(io, guarded(&run, std::move(flow)), RunDone{&error, signals.get(), &wall});
+  asio::co_spawn(io, guarded(&run, run.with_warm_connections(std::move(flow))), RunDone{&error, signals.get(), &wall});
   io.run();
   result.metrics.wall_ms = runtime::ms_since(run.epoch);
   if (error) std::rethrow_exception(error);

@@ -1090,3 +1090,20 @@ limits:
     CHECK(contains(repeated.message, "more than once"));
   }
 }
+
+TEST_CASE("performance.connection_pooling.warm_connections is read, overridden and checked", "[config][warm]") {
+  CHECK(Config{}.performance.connection_pooling.warm_connections);  // on by default
+  const auto off = load("performance:\n  connection_pooling:\n    warm_connections: false\n");
+  REQUIRE(off.has_value());
+  CHECK_FALSE(off->performance.connection_pooling.warm_connections);
+  CHECK(dagent::config::to_json(*off).at("performance").at("connection_pooling").at("warm_connections") == false);
+
+  Config cfg;
+  CHECK(dagent::config::apply_override(cfg, "performance.connection_pooling.warm_connections=false").empty());
+  CHECK_FALSE(cfg.performance.connection_pooling.warm_connections);
+
+  const Problem p = single_problem(load("performance:\n  connection_pooling:\n    warm_connections: 3\n"));
+  CHECK(p.line == 3);
+  CHECK(p.key == "performance.connection_pooling.warm_connections");
+  CHECK(contains(p.message, "expected true or false"));
+}
