@@ -333,6 +333,10 @@ net::awaitable<void> accept_connections(Acceptor& acceptor, net::io_context& io,
       co_await sleep_for(std::chrono::milliseconds(10));
       continue;
     }
+    // As real servers do: without it a streamed event waits for the client's delayed ACK (Nagle),
+    // some 40 ms per streamed reply on loopback.
+    boost::system::error_code nodelay_ec;
+    socket.set_option(tcp::no_delay(true), nodelay_ec);
     const std::uint64_t id = state.connection_opened();
     if (tls) {
       TlsStream stream(std::move(socket), *tls);
