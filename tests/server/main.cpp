@@ -1,7 +1,10 @@
 // openai_test_server: a scripted OpenAI-compatible server for the network tests and benchmarks.
 // Usage: openai_test_server [--port N] [--tls CERT KEY] [--script FILE] [--rpm N] [--tpm N]
 //                           [--rate-model rolling|bucket] [--period-ms N] [--latency-ms N] [--threads N] [--handshake-fault reset|stall N]
+//                           [--connect-delay-ms N]
 // --handshake-fault: the first N TLS connections are reset after their ClientHello, or stalled.
+// --connect-delay-ms: every new connection waits N ms after accept before it is read from (or its
+// TLS handshake starts), like TCP + TLS setup to a remote provider; kept-alive requests pay nothing.
 
 #include "server.hpp"
 
@@ -23,6 +26,7 @@ constexpr std::string_view k_usage =
     "usage: openai_test_server [--port N] [--tls CERT KEY] [--script FILE] [--rpm N] [--tpm N]\n"
     "                          [--rate-model rolling|bucket] [--period-ms N]   (limits per N ms, 60000)\n"
     "                          [--latency-ms N] [--threads N] [--handshake-fault reset|stall N]\n"
+    "                          [--connect-delay-ms N]   (each new connection waits N ms after accept)\n"
     "                          [--parent PID]   (exit when PID exits)\n";
 
 bool read_number(std::string_view text, std::int64_t& out) {
@@ -78,6 +82,7 @@ std::string parse_arguments(int argc, char** argv, ServerOptions& options) {
     else if (arg == "--tpm") options.config.limits.tokens_per_minute = number;
     else if (arg == "--period-ms" && number >= 1) options.config.limits.period = std::chrono::milliseconds(number);
     else if (arg == "--latency-ms") options.config.latency = std::chrono::milliseconds(number);
+    else if (arg == "--connect-delay-ms") options.connect_delay = std::chrono::milliseconds(number);
     else if (arg == "--threads" && number >= 1 && number <= 256) options.threads = static_cast<int>(number);
     else if (arg == "--parent") {
       // Die with the test that started us, even when it is killed or aborts (a sanitizer's

@@ -256,7 +256,10 @@ net::awaitable<void> finish_connection(Stream& stream, After after) {
 /// Reports the end of a connection to the stats however its session ends.
 class ConnectionGuard {
  public:
-  ConnectionGuard(ServerState& state, std::uint64_t id) : state_(state) { info.id = id; }
+  ConnectionGuard(ServerState& state, std::uint64_t id) : state_(state) {
+    info.id = id;
+    info.accepted = std::chrono::steady_clock::now();
+  }
   ~ConnectionGuard() { state_.connection_closed(info); }
   ConnectionGuard(const ConnectionGuard&) = delete;
   ConnectionGuard& operator=(const ConnectionGuard&) = delete;
@@ -267,14 +270,18 @@ class ConnectionGuard {
   ServerState& state_;
 };
 
-net::awaitable<void> run_plain_session(TcpStream stream, ServerState& state, std::uint64_t id) {
+net::awaitable<void> run_plain_session(TcpStream stream, ServerState& state, std::uint64_t id,
+                                       std::chrono::milliseconds connect_delay) {
   ConnectionGuard guard(state, id);
+  co_await sleep_for(connect_delay);
   const After after = co_await serve_requests(stream, state, guard.info);
   co_await finish_connection(stream, after);
 }
 
-net::awaitable<void> run_tls_session(TlsStream stream, ServerState& state, std::uint64_t id) {
+net::awaitable<void> run_tls_session(TlsStream stream, ServerState& state, std::uint64_t id,
+                                     std::chrono::milliseconds connect_delay) {
   ConnectionGuard guard(state, id);
+  co_await sleep_for(connect_delay);  // before the ClientHello is read: the handshake waits too
   if (const Fault fault = state.take_handshake_fault(); fault != Fault::none) {
     state.tls_handshake(guard.info, false);
     if (fault == Fault::stall) {
@@ -315,7 +322,7 @@ struct LogFailure {
 };
 
 net::awaitable<void> accept_connections(Acceptor& acceptor, net::io_context& io, ServerState& state,
-                                        ssl::context* tls) {
+                                        ssl::context* tls, std::chrono::milliseconds connect_delay) {
   for (;;) {
     // One strand per connection: with --threads N a session's handlers never run concurrently.
     auto strand = net::make_strand(io);
@@ -330,12 +337,12 @@ net::awaitable<void> accept_connections(Acceptor& acceptor, net::io_context& io,
     if (tls) {
       TlsStream stream(std::move(socket), *tls);
       auto executor = stream.get_executor();
-      net::co_spawn(executor, run_tls_session(std::move(stream), state, id),
+      net::co_spawn(executor, run_tls_session(std::move(stream), state, id, connect_delay),
                     LogFailure{"tls session " + std::to_string(id)});
     } else {
       TcpStream stream(std::move(socket));
       auto executor = stream.get_executor();
-      net::co_spawn(executor, run_plain_session(std::move(stream), state, id),
+      net::co_spawn(executor, run_plain_session(std::move(stream), state, id, connect_delay),
                     LogFailure{"session " + std::to_string(id)});
     }
   }
@@ -383,7 +390,7 @@ int run_server(ServerOptions options) {
   std::cout << "listening on 127.0.0.1:" << acceptor.local_endpoint().port() << std::endl;
 
   SignalSet signals(io, SIGINT, SIGTERM);
-  net::co_spawn(io, accept_connections(acceptor, io, state, tls ? &*tls : nullptr), LogFailure{"accept loop"});
+  net::co_spawn(io, accept_connections(acceptor, io, state, tls ? &*tls : nullptr, options.connect_delay), LogFailure{"accept loop"});
   net::co_spawn(io, stop_on_signal(signals, io), LogFailure{"signal handler"});
 
   std::vector<std::thread> workers;

@@ -3,6 +3,7 @@
 
 #include "server_state.hpp"
 
+#include <chrono>
 #include <optional>
 #include <string>
 
@@ -18,6 +19,9 @@ struct ServerOptions {
   std::optional<TlsFiles> tls;
   ServerConfig config;
   int threads = 1;
+  /// Every new connection waits this long after accept before the server reads from it or starts
+  /// its TLS handshake: a remote provider's TCP + TLS setup. Kept-alive requests pay nothing.
+  std::chrono::milliseconds connect_delay{0};
 };
 
 /// Listens on 127.0.0.1, prints `listening on 127.0.0.1:PORT` (flushed) once ready and serves

@@ -189,7 +189,8 @@ Reply ServerState::respond(ConnectionInfo& connection, const IncomingRequest& re
   ApiDecision decision;
   {
     std::lock_guard lock(mutex_);
-    RequestArrival arrival{connection.id, request.method, request.target, path, request.headers, request.body};
+    RequestArrival arrival{connection.id, connection.accepted, request.method, request.target, path, request.headers,
+                           request.body};
     decision.record = stats_.request_arrived(arrival, Clock::now());
     if (route != Route::unknown && limiter_.enabled()) {
       RateDecision verdict = limiter_.admit(declared_tokens(request.body, document), Clock::now());

@@ -26,6 +26,7 @@ struct ServerConfig {
 /// Per connection, owned by its session.
 struct ConnectionInfo {
   std::uint64_t id = 0;
+  std::chrono::steady_clock::time_point accepted;
   bool tls_handshaken = false;
   bool control = false;  // its first request was a control request
   std::uint64_t requests = 0;

@@ -57,6 +57,7 @@ std::uint64_t ServerStats::request_arrived(const RequestArrival& arrival, Clock:
   Record record;
   record.id = next_record_id_++;
   record.connection_id = arrival.connection_id;
+  record.connection_accepted_ms = since_start(arrival.connection_accepted);
   record.method = arrival.method;
   record.target = arrival.target;
   record.path = arrival.path;
@@ -113,6 +114,7 @@ json::object ServerStats::to_json(Clock::time_point now) const {
   for (const Record& r : recent_) {
     json::object entry{{"id", r.id},
                        {"connection_id", r.connection_id},
+                       {"connection_accepted_ms", r.connection_accepted_ms},
                        {"method", r.method},
                        {"target", r.target},
                        {"path", r.path},

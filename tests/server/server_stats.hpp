@@ -17,6 +17,7 @@ namespace dagent::test_server {
 /// One request as it arrived (headers as received; redaction happens here).
 struct RequestArrival {
   std::uint64_t connection_id = 0;
+  std::chrono::steady_clock::time_point connection_accepted;
   std::string method;
   std::string target;
   std::string path;
@@ -53,6 +54,7 @@ class ServerStats {
   struct Record {
     std::uint64_t id = 0;
     std::uint64_t connection_id = 0;
+    double connection_accepted_ms = 0;
     std::string method, target, path;
     boost::json::object headers;
     std::string body;

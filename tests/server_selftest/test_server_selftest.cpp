@@ -387,6 +387,26 @@ TEST_CASE("test server serves TLS with the test CA's certificate", "[server]") {
     CHECK(std::filesystem::file_size(path) > 0);
 }
 
+TEST_CASE("test server connect delay holds each new connection before reading it", "[server]") {
+  TestServerOptions options;
+  options.cert = ServerCert::valid;
+  options.connect_delay_ms = 150;
+  TestServer server(options);
+  std::vector<HttpReply> replies =
+      server.request_on_one_connection({chat_request("first"), chat_request("second"), chat_request("third")});
+  REQUIRE(replies.size() == 3);
+  CHECK(content_of(replies[2]) == "echo: third");
+  json::value stats = server.stats();
+  CHECK(count(stats, "connections_accepted") == 1);
+  CHECK(count(stats, "tls_handshakes") == 1);
+  const json::array& recent = stats.at("recent").as_array();
+  REQUIRE(recent.size() == 3);
+  // The server's own clock: nothing is read from a new connection before the delay is over.
+  const double accepted = recent.at(0).at("connection_accepted_ms").to_number<double>();
+  CHECK(recent.at(0).at("arrival_ms").to_number<double>() - accepted >= 150.0);
+  for (const json::value& entry : recent) CHECK(entry.at("connection_accepted_ms").to_number<double>() == accepted);
+}
+
 TEST_CASE("a script with \"bytes\" sends each character U+0000..U+00FF as one byte", "[server][utf8]") {
   TestServer server;
   // "caf\u00e9" is the Latin-1 byte E9 on the wire, inside the JSON reply as it is.

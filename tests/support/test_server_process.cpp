@@ -228,6 +228,7 @@ TestServer::TestServer(TestServerOptions options) : tls_(options.cert != ServerC
   }
   add_number("--latency-ms", options.latency_ms);
   add_number("--threads", options.threads);
+  add_number("--connect-delay-ms", options.connect_delay_ms);
   add_number("--parent", ::getpid());  // the server dies with this process, however it ends
   if (options.handshake_fault != HandshakeFault::none) {
     argv.push_back("--handshake-fault");

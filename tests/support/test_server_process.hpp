@@ -54,6 +54,9 @@ struct TestServerOptions {
   int threads = 1;
   HandshakeFault handshake_fault = HandshakeFault::none;
   int handshake_faults = 1;  // how many TLS connections meet it, control ones included
+  /// --connect-delay-ms: each new connection (control ones included) waits this long after accept
+  /// before the server reads it or starts TLS; requests on a kept-alive connection pay nothing.
+  std::int64_t connect_delay_ms = 0;
 };
 
 enum class BodyFraming { content_length, chunked };
