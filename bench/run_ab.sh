@@ -18,7 +18,7 @@
 # Environment: ROUNDS (3; each round runs off, on[, ablations] once, alternating), CHAT_MS (400),
 # EMBED_MS (150), CONNECT_MS (100), PLAN_CHUNK_MS (0: pause between the streamed plan's steps,
 # after the CHAT_MS latency), ABLATION (0; 1 adds "on except one flag" for every flag), RAW (0; 1
-# prints every round's numbers), BUILD (build/). Needs python3, openssl (certificates), curl.
+# prints every round's numbers), SAVE_DIR (keeps each result JSON there), BUILD (build/). Needs python3, openssl (certificates), curl.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD:-$root/build}"

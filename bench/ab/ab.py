@@ -133,6 +133,18 @@ def bound(folder, chat_ms, embed_ms, connect_ms, intent_on_path=True):
     parts += exec_chain
     parts.append(("answer call", chat_ms))
     total = sum(ms for _, ms in parts)
+    # The same chain as segments the result JSON measures: planning, each step (with the judge
+    # that gates it), the tail after the last step (the answer).
+    segments = [("planning: " + " + ".join(label for label, ms in parts[:len(parts) - len(exec_chain) - 1]),
+                 sum(ms for _, ms in parts[:len(parts) - len(exec_chain) - 1]), "planning")]
+    for label, ms in exec_chain:
+        if label.startswith("step "):
+            segments.append([label, ms, int(label.split()[1])])
+        else:   # a judge: measured inside its step's duration when it gates, else beside the chain
+            segments[-1][0] += " + " + label
+            segments[-1][1] += ms
+    segments.append(("after the last step: the answer call", chat_ms, "tail"))
+    bound.segments = segments
 
     # What the run costs with every flag off: every call one after another, each on a new connection.
     serial = [("intent call", connect_ms + chat_ms), ("plan call", connect_ms + chat_ms)]
@@ -199,6 +211,11 @@ def run_once(cfg, name, sets):
         print(f"run_ab: note: {name} made {m['llm_calls']} chat calls, {expected} expected", file=sys.stderr)
     if problems:
         sys.exit(f"run_ab: {name} failed: " + "; ".join(problems) + f"\n--- stderr\n{err.decode()[-3000:]}")
+    if os.environ.get("SAVE_DIR"):   # keep every result JSON (and the server-side view below) for a closer look
+        os.makedirs(os.environ["SAVE_DIR"], exist_ok=True)
+        cfg["saved"] = cfg.get("saved", 0) + 1
+        with open(os.path.join(os.environ["SAVE_DIR"], f"{cfg['saved']:03}-{name}.json"), "w") as f:
+            json.dump(r, f, indent=1)
     steps = r["steps"]
     last_step = max(s["finished_ms"] for s in steps)
     first_start = min(s["started_ms"] for s in steps)
@@ -214,6 +231,7 @@ def run_once(cfg, name, sets):
         "connections": m["connections_opened"],
         "embedding_calls": m["embedding_calls"],
         "chat_calls": m["llm_calls"],
+        "step_ms": {s["id"]: s["finished_ms"] - s["started_ms"] for s in steps},
     }
 
 
@@ -263,6 +281,27 @@ def run(configs_path):
     print(f"The best possible with these costs: {100.0 * (1 - on_bound / serial):.1f} % lower (bound against the series model).")
     print()
     print("Critical-path bound of 'on': " + " + ".join(f"{ms} {label}" for label, ms in on_parts if ms) + f" = {on_bound} ms")
+    bound(cfg["fixtures"], chat, embed, connect, cfg["intent_on_path"])
+    print()
+    print("Where 'on' spends its time along the bound's chain (medians; a step's time runs from its start to its end,")
+    print("a gating judge included; what is left is process start-up and the waits between the links):")
+    print()
+    print("| link | model (ms) | measured (ms) | over (ms) |")
+    print("|---|---:|---:|---:|")
+    total_model = total_measured = 0.0
+    for label, model_ms, key in bound.segments:
+        if key == "planning":
+            got = med(on, "planning_ms")
+        elif key == "tail":
+            got = med(on, "tail_ms")
+        else:
+            got = statistics.median(r["step_ms"][key] for r in on)
+        total_model += model_ms
+        total_measured += got
+        print(f"| {label} | {model_ms} | {got:.0f} | {got - model_ms:+.0f} |")
+    rest = on_ms - total_measured
+    print(f"| the rest: process start-up, result printing, waits between links | 0 | {rest:.0f} | {rest:+.0f} |")
+    print(f"| **total (time to result)** | **{total_model:.0f}** | **{on_ms:.0f}** | **{on_ms - total_model:+.0f}** |")
     abl = [c for c in cfg["configs"] if c["name"] not in ("off", "on")]
     if abl:
         print()
@@ -276,7 +315,8 @@ def run(configs_path):
                   f"{med(rs, 'connections'):.0f} | {med(rs, 'planning_ms'):.0f} |")
     if cfg.get("raw"):
         print()
-        print("Raw rows (ms): " + json.dumps({n: [{k: round(v, 1) for k, v in r.items()} for r in rows[n]] for n in names}))
+        print("Raw rows (ms): " + json.dumps({n: [{k: round(v, 1) if not isinstance(v, dict) else {i: round(x, 1) for i, x in v.items()}
+                                                 for k, v in r.items()} for r in rows[n]] for n in names}))
 
 
 if __name__ == "__main__":
