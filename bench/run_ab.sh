@@ -18,7 +18,8 @@
 # Environment: ROUNDS (3; each round runs off, on[, ablations] once, alternating), CHAT_MS (400),
 # EMBED_MS (150), CONNECT_MS (100), PLAN_CHUNK_MS (0: pause between the streamed plan's steps,
 # after the CHAT_MS latency), ABLATION (0; 1 adds "on except one flag" for every flag), RAW (0; 1
-# prints every round's numbers), SAVE_DIR (keeps each result JSON there), BUILD (build/). Needs python3, openssl (certificates), curl.
+# prints every round's numbers), SAVE_DIR (keeps each result JSON there), ONLY (e.g. "on":
+# run only these configurations, no A/B verdict), BUILD (build/). Needs python3, openssl (certificates), curl.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD:-$root/build}"
@@ -141,7 +142,7 @@ PY
 
 echo "A/B benchmark: a 12-step goal run (bench/ab/plan.json) over TLS against the scripted server;"
 echo "costs: $chat_ms ms per chat call, $embed_ms ms per embedding request, $connect_note."
-echo "dagent: $("$build/dagent" --version 2>&1 | head -1), git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?); $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "binaries: $build/dagent ($("$build/dagent" --version 2>&1 | head -1)), $build/openai_test_server; bench/ at git $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?); $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "Performance flags toggled (off / on):"
 for u in "${used[@]}"; do echo "  $u"; done
