@@ -99,7 +99,8 @@ certs="$work/certs"
 bash "$root/tests/server/make_certs.sh" "$certs" >/dev/null
 python3 "$fixtures/ab.py" script "$fixtures" "$chat_ms" "$embed_ms" "$plan_chunk_ms" > "$work/script.json"
 
-server_args=(--port 0 --tls "$certs/server.pem" "$certs/server.key" --script "$work/script.json")
+# --parent: the server dies with this script even when it is killed too hard for the trap.
+server_args=(--port 0 --tls "$certs/server.pem" "$certs/server.key" --script "$work/script.json" --parent $$)
 if "$build/openai_test_server" --help 2>&1 | grep -q -- --connect-delay-ms; then
   server_args+=(--connect-delay-ms "$connect_ms")
   connect_note="$connect_ms ms per new connection (--connect-delay-ms)"
