@@ -155,4 +155,6 @@ echo
 python3 "$fixtures/ab.py" bound "$fixtures" "$chat_ms" "$embed_ms" "$connect_ms"
 echo
 echo "Running $rounds rounds (progress on stderr) ..."
-python3 "$fixtures/ab.py" run "$work/configs.json"
+# In the background with a wait, so that a TERM reaches the trap (and stops the runner) at once.
+python3 "$fixtures/ab.py" run "$work/configs.json" & pids+=($!)
+wait $!

@@ -169,6 +169,15 @@ def print_bound(folder, chat_ms, embed_ms, connect_ms):
 
 # ---- the runs -------------------------------------------------------------------------------
 
+CURRENT = [None]   # the dagent process running now, stopped with us (run_ab.sh's trap sends TERM)
+
+
+def on_term(signum, frame):
+    if CURRENT[0] and CURRENT[0].poll() is None:
+        CURRENT[0].kill()
+    sys.exit(128 + signum)
+
+
 def run_once(cfg, name, sets):
     """One goal run in a fresh workspace; returns a row of timings (exits on any failure)."""
     ws = tempfile.mkdtemp(prefix=f"ab-{name}-", dir=cfg["work"])
@@ -182,6 +191,7 @@ def run_once(cfg, name, sets):
     env.pop("SSL_CERT_FILE", None)
     t0 = time.monotonic()
     p = subprocess.Popen(argv, cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    CURRENT[0] = p
     first = p.stdout.read(1)           # the result JSON is printed when the run is over
     t_result = time.monotonic()
     rest = p.stdout.read()
@@ -334,6 +344,8 @@ if __name__ == "__main__":
     elif cmd == "bound":
         print_bound(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == "run":
+        import signal
+        signal.signal(signal.SIGTERM, on_term)
         run(sys.argv[2])
     else:
         sys.exit(__doc__)
