@@ -19,7 +19,7 @@
 # EMBED_MS (150), CONNECT_MS (100), PLAN_CHUNK_MS (0: pause between the streamed plan's steps,
 # after the CHAT_MS latency), ABLATION (0; 1 adds "on except one flag" for every flag), RAW (0; 1
 # prints every round's numbers), SAVE_DIR (keeps each result JSON there), ONLY (e.g. "on":
-# run only these configurations, no A/B verdict), BUILD (build/). Needs python3, openssl (certificates), curl.
+# run only these configurations, no A/B verdict), BUILD (build/). Needs python3 and openssl (certificates).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${BUILD:-$root/build}"
