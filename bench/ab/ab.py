@@ -242,7 +242,43 @@ def run_once(cfg, name, sets):
         "embedding_calls": m["embedding_calls"],
         "chat_calls": m["llm_calls"],
         "step_ms": {s["id"]: s["finished_ms"] - s["started_ms"] for s in steps},
+        "step_t": {s["id"]: (s["started_ms"], s["finished_ms"]) for s in steps},
     }
+
+
+def print_measured_chain(cfg, rows, chat_ms, embed_ms):
+    """The chain the median 'on' run actually waited on: from the step that finished last, back
+    through the dependency that finished last each time (it may differ from the bound's chain)."""
+    steps, _ = load(cfg["fixtures"])
+    ids = {s["id"] for s in steps}
+    by_id = {s["id"]: s for s in steps}
+    run = sorted(rows, key=lambda r: r["result_ms"])[len(rows) // 2]
+    t = run["step_t"]
+    chain, cur = [], max(t, key=lambda i: t[i][1])
+    while cur is not None:
+        chain.append(cur)
+        deps = deps_of(by_id[cur], ids)
+        cur = max(deps, key=lambda d: t[d][1]) if deps else None
+    chain.reverse()
+    cost = {"chat": chat_ms, "embed": embed_ms}
+    print()
+    print(f"The chain the median 'on' run waited on (time to result {run['result_ms']:.0f} ms), from the last step back through")
+    print("the dependency that finished last:")
+    print()
+    print("| link | starts at (ms) | waited after its dependency (ms) | took (ms) | model (ms) | over (ms) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| planning (run start to a valid plan) | 0 | | {run['planning_ms']:.0f} | | |")
+    prev_end = None
+    for i in chain:
+        s = by_id[i]
+        model = sum(cost[k] for k, _ in calls_of(s)) + (chat_ms if judged(s) and s.get("critical") else 0)
+        start, end = t[i]
+        wait = start - (prev_end if prev_end is not None else run["planning_ms"])
+        label = f"step {i} {s['action']}" + (" + its critical judge" if judged(s) and s.get("critical") else "")
+        print(f"| {label} | {start:.0f} | {wait:.0f} | {end - start:.0f} | {model} | {end - start - model:+.0f} |")
+        prev_end = end
+    print(f"| after the last step (answer call) | {prev_end:.0f} | | {run['tail_ms']:.0f} | {chat_ms} | {run['tail_ms'] - chat_ms:+.0f} |")
+    print(f"| process start-up and printing (time to result - wall_ms) | | | {run['result_ms'] - run['wall_ms']:.0f} | 0 | |")
 
 
 def med(rows, key):
@@ -320,6 +356,7 @@ def run(configs_path):
     rest = on_ms - total_measured
     print(f"| the rest: process start-up, result printing, waits between links | 0 | {rest:.0f} | {rest:+.0f} |")
     print(f"| **total (time to result)** | **{total_model:.0f}** | **{on_ms:.0f}** | **{on_ms - total_model:+.0f}** |")
+    print_measured_chain(cfg, on, chat, embed)
     abl = [c for c in cfg["configs"] if c["name"] not in ("off", "on")]
     if abl:
         print()
@@ -333,8 +370,8 @@ def run(configs_path):
                   f"{med(rs, 'connections'):.0f} | {med(rs, 'planning_ms'):.0f} |")
     if cfg.get("raw"):
         print()
-        print("Raw rows (ms): " + json.dumps({n: [{k: round(v, 1) if not isinstance(v, dict) else {i: round(x, 1) for i, x in v.items()}
-                                                 for k, v in r.items()} for r in rows[n]] for n in names}))
+        print("Raw rows (ms): " + json.dumps({n: [{k: round(v, 1) for k, v in r.items() if not isinstance(v, dict)}
+                                                 for r in rows[n]] for n in names}))
 
 
 if __name__ == "__main__":
