@@ -16,8 +16,9 @@
 # binary knows them (`dagent validate --set KEY=VALUE`); the script prints which were used.
 #
 # Environment: ROUNDS (3; each round runs off, on[, ablations] once, alternating), CHAT_MS (400),
-# EMBED_MS (150), CONNECT_MS (100), PLAN_CHUNK_MS (0: pause between the streamed plan's steps,
-# after the CHAT_MS latency), ABLATION (0; 1 adds "on except one flag" for every flag), RAW (0; 1
+# EMBED_MS (150), CONNECT_MS (100), PLAN_CHUNK_MS (0: the time the model takes to write each
+# further step of the plan: a streamed plan sends one step per chunk this far apart after CHAT_MS, a
+# whole plan arrives after CHAT_MS + 11 x PLAN_CHUNK_MS), ABLATION (0; 1 adds "on except one flag" for every flag), RAW (0; 1
 # prints every round's numbers), SAVE_DIR (keeps each result JSON there), ONLY (e.g. "on":
 # run only these configurations, no A/B verdict), BUILD (build/). Needs python3 and openssl (certificates).
 set -euo pipefail
@@ -137,7 +138,7 @@ if "$ablation" == "1":
 json.dump({"configs": configs, "common": """$(printf '%s\n' "${COMMON[@]}")""".split(),
            "rounds": $rounds, "port": $port, "ca": "$certs/ca.pem", "dagent": "$build/dagent",
            "fixtures": "$fixtures", "work": "$work", "chat_ms": $chat_ms, "embed_ms": $embed_ms,
-           "connect_ms": $connect_ms, "intent_on_path": bool($intent_on_path), "raw": "${RAW:-0}" == "1"},
+           "connect_ms": $connect_ms, "plan_chunk_ms": $plan_chunk_ms, "intent_on_path": bool($intent_on_path), "raw": "${RAW:-0}" == "1"},
           open(sys.argv[1], "w"), indent=1)
 PY
 
@@ -152,7 +153,7 @@ if ((${#skipped[@]})); then
 fi
 echo "Same in both: ${COMMON[*]} (limits far above the load: the limiter never waits)"
 echo
-python3 "$fixtures/ab.py" bound "$fixtures" "$chat_ms" "$embed_ms" "$connect_ms"
+python3 "$fixtures/ab.py" bound "$fixtures" "$chat_ms" "$embed_ms" "$connect_ms" "$plan_chunk_ms"
 echo
 echo "Running $rounds rounds (progress on stderr) ..."
 # In the background with a wait, so that a TERM reaches the trap (and stops the runner) at once.

@@ -46,14 +46,19 @@ def make_script(folder, chat_ms, embed_ms, plan_chunk_ms):
         # First: a judge's request quotes the step output, which may hold any other marker.
         {"comment": "LLM judge", "path": chat, "contains": JUDGE, "latency_ms": chat_ms, "reply": replies["verdict"]},
         {"comment": "intent", "path": chat, "contains": INTENT, "latency_ms": chat_ms, "reply": replies["intent"]},
-        {"comment": "plan", "path": chat, "contains": PLAN, "latency_ms": chat_ms, "stream_chunks": chunks,
-         "stream_interval_ms": plan_chunk_ms},
         {"comment": "answer", "path": chat, "contains": ANSWER, "latency_ms": chat_ms, "reply": replies["answer"]},
         {"comment": "report step", "path": chat, "contains": "[ab-report]", "latency_ms": chat_ms, "reply": replies["report"]},
     ]
     for name, text in replies["summaries"].items():
         rules.append({"comment": f"summary step ({name})", "path": chat, "contains": f"[ab-summary {name}]",
                       "latency_ms": chat_ms, "reply": text})
+    # The plan: streamed, CHAT_MS then one chunk per step PLAN_CHUNK_MS apart; whole, the same total
+    # time (the model needs it to write the plan either way). The only streamed request left once the
+    # rules above had their turn is the plan call (a rule has one `contains`).
+    rules.append({"comment": "plan, streamed", "path": chat, "contains": '"stream":true', "latency_ms": chat_ms,
+                  "stream_chunks": chunks, "stream_interval_ms": plan_chunk_ms})
+    rules.append({"comment": "plan, whole", "path": chat, "contains": PLAN,
+                  "latency_ms": chat_ms + (len(chunks) - 1) * plan_chunk_ms, "reply": "".join(chunks)})
     # Anything else (a repair or replan call: the bench then fails on its call count) still costs a chat call.
     rules.append({"comment": "unexpected chat call", "path": chat, "latency_ms": chat_ms})
     rules.append({"comment": "embeddings", "path": "/v1/embeddings", "latency_ms": embed_ms})
@@ -88,7 +93,7 @@ def judged(step):
     return bool(texts)
 
 
-def bound(folder, chat_ms, embed_ms, connect_ms, intent_on_path=True):
+def bound(folder, chat_ms, embed_ms, connect_ms, intent_on_path=True, plan_chunk_ms=0):
     """Longest chain of round trips with everything on: one connection setup, the planning calls,
     the longest dependency chain through the DAG (a step costs its own call; the judge of a
     `critical` step gates its dependents, the other judges run beside them), the answer call.
@@ -98,6 +103,7 @@ def bound(folder, chat_ms, embed_ms, connect_ms, intent_on_path=True):
     by_id = {s["id"]: s for s in steps}
     cost = {"chat": chat_ms, "embed": embed_ms}
 
+    order = {st["id"]: k for k, st in enumerate(steps)}
     finish, chain = {}, {}   # earliest time the dependents may start, and the chain that gets there
     done_at = {}             # when the step and any judge of it are over (for the end of execution)
 
@@ -106,6 +112,9 @@ def bound(folder, chat_ms, embed_ms, connect_ms, intent_on_path=True):
             return
         s = by_id[i]
         start, via = 0, []
+        arrival = order[i] * plan_chunk_ms   # a streamed plan's step i is known this long after its first chunk
+        if arrival > 0:
+            start, via = arrival, [(f"plan streamed until step {i} arrives", arrival)]
         for d in deps_of(s, ids):
             visit(d)
             if finish[d] > start:
@@ -138,7 +147,9 @@ def bound(folder, chat_ms, embed_ms, connect_ms, intent_on_path=True):
     segments = [("planning: " + " + ".join(label for label, ms in parts[:len(parts) - len(exec_chain) - 1]),
                  sum(ms for _, ms in parts[:len(parts) - len(exec_chain) - 1]), "planning")]
     for label, ms in exec_chain:
-        if label.startswith("step "):
+        if label.startswith("plan streamed"):   # measured: the run start to that step's start
+            segments[0] = (segments[0][0] + " + " + label, segments[0][1] + ms, ("start", int(label.split()[4])))
+        elif label.startswith("step "):
             segments.append([label, ms, int(label.split()[1])])
         else:   # a judge: measured inside its step's duration when it gates, else beside the chain
             segments[-1][0] += " + " + label
@@ -147,7 +158,7 @@ def bound(folder, chat_ms, embed_ms, connect_ms, intent_on_path=True):
     bound.segments = segments
 
     # What the run costs with every flag off: every call one after another, each on a new connection.
-    serial = [("intent call", connect_ms + chat_ms), ("plan call", connect_ms + chat_ms)]
+    serial = [("intent call", connect_ms + chat_ms), ("plan call", connect_ms + chat_ms + (len(steps) - 1) * plan_chunk_ms)]
     for s in steps:
         for kind, what in calls_of(s):
             serial.append((f"step {s['id']} {what}", connect_ms + cost[kind]))
@@ -157,9 +168,9 @@ def bound(folder, chat_ms, embed_ms, connect_ms, intent_on_path=True):
     return total, parts, sum(ms for _, ms in serial), serial
 
 
-def print_bound(folder, chat_ms, embed_ms, connect_ms):
+def print_bound(folder, chat_ms, embed_ms, connect_ms, plan_chunk_ms=0):
     for intent_on_path in (True, False):
-        total, parts, serial, serial_parts = bound(folder, chat_ms, embed_ms, connect_ms, intent_on_path)
+        total, parts, serial, serial_parts = bound(folder, chat_ms, embed_ms, connect_ms, intent_on_path, plan_chunk_ms)
         title = "intent call on the path" if intent_on_path else "intent call off the path"
         print(f"critical-path bound, everything on ({title}): {total} ms = " +
               " + ".join(f"{ms} {label}" for label, ms in parts if ms))
@@ -273,9 +284,9 @@ def print_measured_chain(cfg, rows, chat_ms, embed_ms):
         s = by_id[i]
         model = sum(cost[k] for k, _ in calls_of(s)) + (chat_ms if judged(s) and s.get("critical") else 0)
         start, end = t[i]
-        wait = start - (prev_end if prev_end is not None else run["planning_ms"])
+        wait = f"{start - prev_end:.0f}" if prev_end is not None else ""   # the first link starts when the plan holds it
         label = f"step {i} {s['action']}" + (" + its critical judge" if judged(s) and s.get("critical") else "")
-        print(f"| {label} | {start:.0f} | {wait:.0f} | {end - start:.0f} | {model} | {end - start - model:+.0f} |")
+        print(f"| {label} | {start:.0f} | {wait} | {end - start:.0f} | {model} | {end - start - model:+.0f} |")
         prev_end = end
     print(f"| after the last step (answer call) | {prev_end:.0f} | | {run['tail_ms']:.0f} | {chat_ms} | {run['tail_ms'] - chat_ms:+.0f} |")
     print(f"| process start-up and printing (time to result - wall_ms) | | | {run['result_ms'] - run['wall_ms']:.0f} | 0 | |")
@@ -305,7 +316,7 @@ def run(configs_path):
                   file=sys.stderr, flush=True)
 
     chat, embed, connect = cfg["chat_ms"], cfg["embed_ms"], cfg["connect_ms"]
-    on_bound, on_parts, serial, _ = bound(cfg["fixtures"], chat, embed, connect, cfg["intent_on_path"])
+    on_bound, on_parts, serial, _ = bound(cfg["fixtures"], chat, embed, connect, cfg["intent_on_path"], cfg["plan_chunk_ms"])
     off = rows.get("off") or rows.get("on")
     on = rows.get("on") or off
     if not on:
@@ -335,7 +346,7 @@ def run(configs_path):
     print(f"The best possible with these costs: {100.0 * (1 - on_bound / serial):.1f} % lower (bound against the series model).")
     print()
     print("Critical-path bound of 'on': " + " + ".join(f"{ms} {label}" for label, ms in on_parts if ms) + f" = {on_bound} ms")
-    bound(cfg["fixtures"], chat, embed, connect, cfg["intent_on_path"])
+    bound(cfg["fixtures"], chat, embed, connect, cfg["intent_on_path"], cfg["plan_chunk_ms"])
     print()
     print("Where 'on' spends its time along the bound's chain (medians; a step's time runs from its start to its end,")
     print("a gating judge included; what is left is process start-up and the waits between the links):")
@@ -346,6 +357,8 @@ def run(configs_path):
     for label, model_ms, key in bound.segments:
         if key == "planning":
             got = med(on, "planning_ms")
+        elif isinstance(key, tuple):
+            got = statistics.median(r["step_t"][key[1]][0] for r in on)
         elif key == "tail":
             got = med(on, "tail_ms")
         else:
@@ -379,7 +392,7 @@ if __name__ == "__main__":
     if cmd == "script":
         make_script(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == "bound":
-        print_bound(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        print_bound(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]) if len(sys.argv) > 6 else 0)
     elif cmd == "run":
         import signal
         signal.signal(signal.SIGTERM, on_term)
