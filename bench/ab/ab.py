@@ -230,6 +230,8 @@ def run_once(cfg, name, sets):
     expected = cfg["chat_calls"] - (1 if "planner.intent_mode=folded" in sets else 0)
     if m["llm_calls"] != expected:   # a repair, a replan, a speculative plan made again: worth knowing
         print(f"run_ab: note: {name} made {m['llm_calls']} chat calls, {expected} expected", file=sys.stderr)
+    if m.get("rate_limit_wait_ms", 0) > 0:   # the limits are meant to be far above the load
+        print(f"run_ab: note: {name} waited {m['rate_limit_wait_ms']} ms on the rate limiter", file=sys.stderr)
     if problems:
         sys.exit(f"run_ab: {name} failed: " + "; ".join(problems) + f"\n--- stderr\n{err.decode()[-3000:]}")
     if os.environ.get("SAVE_DIR"):   # keep every result JSON (and the server-side view below) for a closer look
