@@ -425,26 +425,47 @@ asio::awaitable<void> Run::interruption() {
 
 Prepared Run::prepare(const json::value& plan) const { return prepare_plan(plan, &task.inputs, registry_, cfg()); }
 
+// How many model calls the run may have in flight at once, which is how many connections the
+// warm-up opens: the llm-bound steps of its widest level (at most the llm slots), the judges of
+// text `verify` criteria (in the background each starts as its step ends and runs beside the
+// steps after it), one embedding request (memory tools batch their texts), and for a streamed
+// goal the plan call itself, still open while its first steps run.
 int Run::warm_width() const {
-  const auto& pe = cfg().performance.parallel_execution;
+  const config::Config& c = cfg();
+  const auto& pe = c.performance.parallel_execution;
   const int slots = pe.enabled ? std::max(1, std::min(pe.max_parallel_llm_calls, pe.max_parallel_steps)) : 1;
+  const bool judges = c.verification.llm_judge && c.performance.background_tasks.verification;
+  const bool memory = c.memory.enabled;
   std::optional<json::value> plan = task.plan;
   if (!plan && resume_ && resume_->plan) plan = json::value(*resume_->plan);
-  int width = slots;  // a goal: its plan is still to come
-  if (plan) {
+  int width = 0;
+  if (!plan) {  // a goal: its plan is still to come
+    const bool memory_tools = memory && (registry_.find("memory_add") || registry_.find("memory_search"));
+    const bool streamed = c.planner.stream_plan && pe.scheduling == config::Scheduling::eager;
+    width = slots + (judges ? slots : 0) + (memory_tools ? 1 : 0) + (streamed ? 1 : 0);
+  } else {
     const Prepared prepared = prepare(*plan);
     if (!prepared.problems.empty()) return 0;  // it will not run
-    width = 0;
+    int calls_at_once = 0;
     for (const auto& level : prepared.analysis.levels) {
       int calls = 0;
       for (const auto i : level) {
         const auto& step = prepared.analysis.steps[i];
         if (step.tool && step.tool->uses_llm()) calls += step.fan_out ? slots : 1;  // items run side by side
       }
-      width = std::max(width, calls);
+      calls_at_once = std::max(calls_at_once, calls);
     }
+    int judged = 0;
+    bool embeds = false;
+    for (std::size_t i = 0; i < prepared.plan.steps.size(); ++i) {
+      const auto& verify = prepared.plan.steps[i].verify;
+      if (verify && verify->is_string()) ++judged;
+      const auto* tool = prepared.analysis.steps[i].tool;
+      embeds = embeds || (tool && (tool->name() == "memory_add" || tool->name() == "memory_search"));
+    }
+    width = std::min(calls_at_once, slots) + (judges ? std::min(judged, slots) : 0) + (memory && embeds ? 1 : 0);
   }
-  return std::min({width, slots, cfg().performance.connection_pooling.max_connections});
+  return std::min(width, c.performance.connection_pooling.max_connections);
 }
 
 namespace {

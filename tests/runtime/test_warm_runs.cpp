@@ -172,3 +172,66 @@ TEST_CASE("a run that ends while its warm-up connects are under way cancels them
   CHECK(outcome.result.metrics.llm_calls == 0);
   // No control request follows: the stalls the cancelled connects never reached would meet it.
 }
+
+namespace {
+
+// A plan whose one llm step is judged in the background and whose result goes to memory: as the
+// step ends, its judge and the embedding request both want a connection.
+struct JudgedPlanRun {
+  double step_reply_sent_ms = -1;            // when the llm step's reply went out
+  std::vector<double> later_connections_ms;  // when the judge's and the embedding's connections were accepted
+  std::int64_t accepted = 0;
+};
+
+JudgedPlanRun run_judged_plan(bool warm) {
+  TestServerOptions options;
+  options.cert = ServerCert::valid;
+  options.connect_delay_ms = 100;
+  auto judge = rule("check a step's result", R"({"passed": true, "reason": "fine"})");
+  judge["latency_ms"] = 300;  // still judging when the embedding request goes out
+  options.script = json::object{{"rules", json::array{judge}}};
+  TestServer server(options);
+  TempDir dir;
+  auto cfg = config_for(server, dir);
+  cfg.memory.enabled = true;
+  cfg.memory.path = "mem";
+  cfg.performance.connection_pooling.warm_connections = warm;
+  Runtime runtime(cfg);
+  auto outcome = runtime.run_plan(json::parse(R"([
+    {"id": 1, "action": "llm", "parameters": {"prompt": "warm-judged-step"}, "verify": "names a colour"},
+    {"id": 2, "action": "memory_add", "parameters": {"text": "$step1.text"}}])"),
+                                  {}, dir.path() / "ws");
+  INFO((outcome.problems.empty() ? outcome.result.error : outcome.problems.front()));
+  REQUIRE(outcome.exit_code() == 0);
+  JudgedPlanRun out;
+  const auto stats = server.stats();
+  out.accepted = stats.at("connections_accepted").to_number<std::int64_t>();
+  for (const auto& r : stats.at("recent").as_array()) {
+    const std::string_view body = r.at("body").as_string();
+    const bool judge = body.find("check a step's result") != std::string_view::npos;
+    if (!judge && body.find("warm-judged-step") != std::string_view::npos && r.at("path").as_string() == "/v1/chat/completions")
+      out.step_reply_sent_ms = r.at("completion_ms").to_number<double>();
+    else
+      out.later_connections_ms.push_back(r.at("connection_accepted_ms").to_number<double>());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a plan's warm-up counts its background judge and its embedding request", "[runtime][warm]") {
+  const JudgedPlanRun warm = run_judged_plan(true);
+  REQUIRE(warm.step_reply_sent_ms > 0);
+  REQUIRE(warm.later_connections_ms.size() == 2);  // the judge and the embedding
+  // Three calls can be in flight at once (step, judge, embedding): all three connections were
+  // opened before the step ended, so neither follower waited for a handshake.
+  CHECK(warm.accepted == 3);
+  for (double accepted : warm.later_connections_ms) CHECK(accepted < warm.step_reply_sent_ms);
+
+  const JudgedPlanRun cold = run_judged_plan(false);
+  REQUIRE(cold.later_connections_ms.size() == 2);
+  int after_step = 0;
+  for (double accepted : cold.later_connections_ms) after_step += accepted > cold.step_reply_sent_ms;
+  INFO("step reply " << cold.step_reply_sent_ms << " accepted " << cold.later_connections_ms[0] << ", " << cold.later_connections_ms[1] << " of " << cold.accepted);
+  CHECK(after_step >= 1);
+}
