@@ -9,6 +9,8 @@
 #include <list>
 #include <map>
 #include <stdexcept>
+#include <tuple>
+#include <type_traits>
 
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
@@ -495,6 +497,7 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
     co_return make_error(NetErrc::connect_failed, "cannot connect to " + origin.key() + ": " + cec.message(), true);
   }
   socket.set_option(tcp::no_delay(true));
+  if (!origin.tls) socket.non_blocking(true);  // for write_ready
   ++impl->opened;
 
   if (origin.tls) {
@@ -551,10 +554,27 @@ asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> im
   }
 }
 
+// Writes what the socket takes without waiting (it takes a whole request nearly always); would
+// block is not an error. Why: an asynchronous write that completes at once still queues its
+// completion, which costs the loop a non-blocking epoll_wait and a trip through the scheduler.
+// TLS keeps the asynchronous write: its engine cannot resume a partial synchronous one.
+std::size_t write_ready(tcp::socket& socket, const std::string& req, beast::error_code& ec) {
+  const std::size_t n = socket.write_some(asio::buffer(req), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+  return n;
+}
+
 template <class Stream>
 asio::awaitable<HttpResult<void>> exchange_on(Stream& stream, Connection& conn, const std::string& req,
                                               ResponseReader& reader) {
-  auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(req), k_token);
+  std::size_t sent = 0;
+  beast::error_code write_ec;
+  if constexpr (std::is_same_v<Stream, tcp::socket>) {
+    // Not sent when the caller was cancelled meanwhile, as an awaited write would not send it.
+    const auto cancellation = co_await asio::this_coro::cancellation_state;
+    if (cancellation.cancelled() == asio::cancellation_type::none) sent = write_ready(stream, req, write_ec);
+  }
+  if (!write_ec && sent < req.size()) std::tie(write_ec, std::ignore) = co_await asio::async_write(stream, asio::buffer(req) + sent, k_token);
   if (const auto wec = conn.outcome(write_ec)) co_return io_error(wec, false, "while sending the request");
   auto [read_ec, read] = co_await http::async_read(stream, conn.buffer, reader, k_token);
   if (const auto rec = conn.outcome(read_ec)) co_return io_error(rec, reader.got_some(), "while reading the response");
@@ -687,7 +707,14 @@ asio::awaitable<HttpResult<std::size_t>> read_body_on(Stream& stream, HttpStream
 template <class Stream>
 asio::awaitable<HttpResult<int>> start_stream_on(Stream& stream, HttpStream::State& s,
                                                  const std::string& req) {
-  auto [write_ec, written] = co_await asio::async_write(stream, asio::buffer(req), k_token);
+  std::size_t sent = 0;
+  beast::error_code write_ec;
+  if constexpr (std::is_same_v<Stream, tcp::socket>) {
+    // Not sent when the caller was cancelled meanwhile, as an awaited write would not send it.
+    const auto cancellation = co_await asio::this_coro::cancellation_state;
+    if (cancellation.cancelled() == asio::cancellation_type::none) sent = write_ready(stream, req, write_ec);
+  }
+  if (!write_ec && sent < req.size()) std::tie(write_ec, std::ignore) = co_await asio::async_write(stream, asio::buffer(req) + sent, k_token);
   if (const auto wec = s.conn().outcome(write_ec)) co_return io_error(wec, false, "while sending the request");
   s.parser.body_limit(boost::none);  // counted by read_some against limits.max_bytes
   auto [read_ec, read] = co_await http::async_read_header(stream, s.conn().buffer, s.parser, k_token);
