@@ -322,10 +322,17 @@ struct HttpClient::Impl {
   std::int64_t opened = 0;
 
   Pool& pool_of(const Origin& origin) {
+    // Why: a client nearly always talks to one origin, and comparing it is cheaper than
+    // building origin.key() and searching the map.
+    if (last_pool && origin == last_origin) return *last_pool;
     auto [it, added] = pools.try_emplace(origin.key());
     if (added) it->second.fields = origin_fields(origin);
+    last_origin = origin;
+    last_pool = &it->second;
     return it->second;
   }
+  Origin last_origin;        // of the last pool_of
+  Pool* last_pool = nullptr;
 
   // Wakes the first waiter not woken yet; it looks for a slot again when it runs.
   void wake_one(Pool& pool) {
