@@ -504,8 +504,11 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
       co_return make_error(NetErrc::connect_timeout, "connecting to " + origin.key() + " timed out", true);
     co_return make_error(NetErrc::connect_failed, "cannot connect to " + origin.key() + ": " + cec.message(), true);
   }
-  socket.set_option(tcp::no_delay(true));
-  if (!origin.tls) socket.non_blocking(true);  // for write_ready
+  // Error codes, not exceptions: a deadline that passed as the connect completed has closed the
+  // socket, and the first write then reports the timeout.
+  boost::system::error_code option_ec;
+  socket.set_option(tcp::no_delay(true), option_ec);
+  if (!origin.tls) socket.non_blocking(true, option_ec);  // for write_ready
   ++impl->opened;
 
   if (origin.tls) {
