@@ -6,9 +6,12 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstring>
 #include <list>
 #include <map>
 #include <stdexcept>
+#include <tuple>
+#include <type_traits>
 
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
@@ -21,15 +24,17 @@
 #include <boost/asio/write.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "net/net_error.hpp"
 #include "net/tls_context.hpp"
@@ -67,22 +72,116 @@ beast::flat_buffer with_capacity(std::size_t n) {
   return b;
 }
 
+// The deadline of one connection's operations, kept by one timer. Why not Beast's tcp_stream:
+// it arms its timer for every read and every write, and arming the earliest timer reprograms the
+// timerfd, two syscalls per request. This timer is re-armed only for a deadline earlier than its
+// expiry; a later deadline is picked up when the timer fires, so a busy connection re-arms once
+// per timeout period, not per request. Between operations the wait is cancelled, but only once
+// the handlers ready to run have run: a pending wait would keep the event loop from returning,
+// and the next request usually starts before then and keeps the wait.
+struct Watchdog {
+  explicit Watchdog(const asio::any_io_executor& ex) : timer(ex) {}
+  asio::steady_timer timer;
+  tcp::socket* socket = nullptr;                         // null once the connection is gone
+  Clock::time_point deadline = Clock::time_point::max();  // of the operation under way; max: none
+  std::uint64_t wait_id = 0;                              // the one wait whose completion counts
+  bool waiting = false;                                   // a wait until timer.expiry() is pending
+  bool check_posted = false;                              // an IdleCheck is queued
+  bool fired = false;  // a deadline passed during an operation, and the socket was closed
+};
+
+void watch(const std::shared_ptr<Watchdog>& w);
+
+// Why a functor holding the state: a wait that completed is queued and may run after its
+// connection is gone.
+struct WatchdogFired {
+  std::shared_ptr<Watchdog> w;
+  std::uint64_t id;
+  void operator()(const boost::system::error_code&) const {
+    if (id != w->wait_id) return;  // superseded by a wait for an earlier deadline
+    w->waiting = false;
+    if (!w->socket || w->deadline == Clock::time_point::max()) return;  // gone, or between operations
+    if (Clock::now() < w->deadline) return watch(w);                  // the deadline moved on
+    // As tcp_stream does: closing the socket ends the operation under way, TLS included.
+    w->fired = true;
+    boost::system::error_code ignored;
+    w->socket->close(ignored);
+  }
+};
+
+void watch(const std::shared_ptr<Watchdog>& w) {
+  w->timer.expires_at(w->deadline);
+  w->waiting = true;
+  w->timer.async_wait(WatchdogFired{w, ++w->wait_id});
+}
+
+// Ends the wait of a connection that is still between operations.
+struct IdleCheck {
+  std::shared_ptr<Watchdog> w;
+  void operator()() const {
+    w->check_posted = false;
+    if (!w->waiting || w->deadline != Clock::time_point::max()) return;
+    w->waiting = false;
+    ++w->wait_id;  // the cancelled wait's completion does not count
+    w->timer.cancel();
+  }
+};
+
 // One TCP or TLS connection. Exactly one of the two streams is set.
 struct Connection {
-  std::unique_ptr<beast::tcp_stream> plain;
-  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> secure;
+  explicit Connection(const asio::any_io_executor& ex) : watchdog(std::make_shared<Watchdog>(ex)) {}
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection() {
+    watchdog->socket = nullptr;
+    watchdog->timer.cancel();
+  }
+
+  std::unique_ptr<tcp::socket> plain;
+  std::unique_ptr<asio::ssl::stream<tcp::socket>> secure;
+  std::shared_ptr<Watchdog> watchdog;
   // Beast reads into the buffer's free capacity, at least 512 bytes: without room reserved up
   // front, a 150 KB embedding response would take some 300 reads.
   beast::flat_buffer buffer = with_capacity(k_read_capacity);
   Clock::time_point idle_since{};
   bool reused = false;
 
-  beast::tcp_stream& tcp() { return plain ? *plain : beast::get_lowest_layer(*secure); }
+  tcp::socket& socket() { return plain ? *plain : secure->next_layer(); }
   void close() {
     beast::error_code ec;
-    tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
-    tcp().socket().close(ec);
+    socket().shutdown(tcp::socket::shutdown_both, ec);
+    socket().close(ec);
   }
+  // Bounds the operations from now on by `deadline`, until unbound().
+  void bound(Clock::time_point deadline) {
+    auto& w = *watchdog;
+    w.deadline = deadline;
+    if (!w.waiting || w.timer.expiry() > deadline) watch(watchdog);
+  }
+  void unbound() {
+    auto& w = *watchdog;
+    w.deadline = Clock::time_point::max();
+    if (w.waiting && !w.check_posted) {
+      w.check_posted = true;
+      asio::post(w.timer.get_executor(), IdleCheck{watchdog});
+    }
+  }
+  // `ec` of an operation, beast::error::timeout if the deadline ended it.
+  beast::error_code outcome(const beast::error_code& ec) const {
+    return ec && watchdog->fired ? beast::error_code(beast::error::timeout) : ec;
+  }
+};
+
+// Keeps a connection bounded by a deadline for a scope, however it is left.
+class Bounded {
+ public:
+  Bounded(Connection& conn, Clock::time_point deadline) : conn_(conn) { conn_.bound(deadline); }
+  Bounded(const Bounded&) = delete;
+  Bounded& operator=(const Bounded&) = delete;
+  ~Bounded() { conn_.unbound(); }
+
+ private:
+  Connection& conn_;
 };
 
 // Spare capacity past a response body: readers that look past the end (simdjson reads up to
@@ -166,10 +265,10 @@ HttpError io_error(const beast::error_code& ec, bool got_some, std::string_view 
   return make_error(NetErrc::connection_closed, "connection failed " + std::string(during) + ": " + ec.message());
 }
 
+// Two memchr scans: vectorized, where a loop over the characters cost some 1.5 k instructions
+// per request over the header values (each checked twice, for the size and the copy).
 bool has_line_break(std::string_view v) {
-  for (const char c : v)
-    if (c == '\r' || c == '\n') return true;
-  return false;
+  return !v.empty() && (std::memchr(v.data(), '\r', v.size()) || std::memchr(v.data(), '\n', v.size()));
 }
 
 // The fields every request to `origin` starts with, built once per pool.
@@ -228,10 +327,17 @@ struct HttpClient::Impl {
   std::int64_t opened = 0;
 
   Pool& pool_of(const Origin& origin) {
+    // Why: a client nearly always talks to one origin, and comparing it is cheaper than
+    // building origin.key() and searching the map.
+    if (last_pool && origin == last_origin) return *last_pool;
     auto [it, added] = pools.try_emplace(origin.key());
     if (added) it->second.fields = origin_fields(origin);
+    last_origin = origin;
+    last_pool = &it->second;
     return it->second;
   }
+  Origin last_origin;        // of the last pool_of
+  Pool* last_pool = nullptr;
 
   // Wakes the first waiter not woken yet; it looks for a slot again when it runs.
   void wake_one(Pool& pool) {
@@ -262,7 +368,7 @@ struct HttpClient::Impl {
     while (!pool.idle.empty()) {
       auto conn = std::move(pool.idle.back());
       pool.idle.pop_back();
-      if (now - conn->idle_since <= options.idle_timeout && conn->tcp().socket().is_open()) {
+      if (now - conn->idle_since <= options.idle_timeout && conn->socket().is_open()) {
         conn->reused = true;
         return conn;
       }
@@ -417,21 +523,26 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
   auto endpoints = co_await resolve(origin, connect_deadline);
   if (!endpoints) co_return endpoints.error();
 
-  auto conn = std::make_unique<Connection>();
+  auto conn = std::make_unique<Connection>(ex);
   if (origin.tls) {
-    conn->secure = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ex, impl->tls->native());
+    conn->secure = std::make_unique<asio::ssl::stream<tcp::socket>>(ex, impl->tls->native());
   } else {
-    conn->plain = std::make_unique<beast::tcp_stream>(ex);
+    conn->plain = std::make_unique<tcp::socket>(ex);
   }
-  auto& tcp_stream = conn->tcp();
-  tcp_stream.expires_at(connect_deadline);
-  auto [cec, ep] = co_await tcp_stream.async_connect(*endpoints, k_token);
-  if (cec) {
+  auto& socket = conn->socket();
+  conn->watchdog->socket = &socket;
+  Bounded bounded(*conn, connect_deadline);
+  auto [connect_ec, ep] = co_await asio::async_connect(socket, *endpoints, k_token);
+  if (const auto cec = conn->outcome(connect_ec)) {
     if (cec == beast::error::timeout)
       co_return make_error(NetErrc::connect_timeout, "connecting to " + origin.key() + " timed out", true);
     co_return make_error(NetErrc::connect_failed, "cannot connect to " + origin.key() + ": " + cec.message(), true);
   }
-  tcp_stream.socket().set_option(tcp::no_delay(true));
+  // Error codes, not exceptions: a deadline that passed as the connect completed has closed the
+  // socket, and the first write then reports the timeout.
+  boost::system::error_code option_ec;
+  socket.set_option(tcp::no_delay(true), option_ec);
+  if (!origin.tls) socket.non_blocking(true, option_ec);  // for write_ready
   ++impl->opened;
 
   if (origin.tls) {
@@ -444,9 +555,8 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
       SSL_set1_host(ssl, origin.host.c_str());
     }
     SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
-    tcp_stream.expires_at(connect_deadline);
-    auto [hec] = co_await conn->secure->async_handshake(asio::ssl::stream_base::client, k_token);
-    if (hec) {
+    auto [handshake_ec] = co_await conn->secure->async_handshake(asio::ssl::stream_base::client, k_token);
+    if (const auto hec = conn->outcome(handshake_ec)) {
       const std::string with = "TLS handshake with " + origin.key();
       // Why: only a certificate that fails verification is final. A handshake that stalls or is
       // reset says nothing about the server's identity; it is a connection error and retried.
@@ -499,13 +609,30 @@ asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> im
   }
 }
 
+// Writes what the socket takes without waiting (it takes a whole request nearly always); would
+// block is not an error. Why: an asynchronous write that completes at once still queues its
+// completion, which costs the loop a non-blocking epoll_wait and a trip through the scheduler.
+// TLS keeps the asynchronous write: its engine cannot resume a partial synchronous one.
+std::size_t write_ready(tcp::socket& socket, const std::string& req, beast::error_code& ec) {
+  const std::size_t n = socket.write_some(asio::buffer(req), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+  return n;
+}
+
 template <class Stream>
 asio::awaitable<HttpResult<void>> exchange_on(Stream& stream, Connection& conn, const std::string& req,
                                               ResponseReader& reader) {
-  auto [wec, written] = co_await asio::async_write(stream, asio::buffer(req), k_token);
-  if (wec) co_return io_error(wec, false, "while sending the request");
-  auto [rec, read] = co_await http::async_read(stream, conn.buffer, reader, k_token);
-  if (rec) co_return io_error(rec, reader.got_some(), "while reading the response");
+  std::size_t sent = 0;
+  beast::error_code write_ec;
+  if constexpr (std::is_same_v<Stream, tcp::socket>) {
+    // Not sent when the caller was cancelled meanwhile, as an awaited write would not send it.
+    const auto cancellation = co_await asio::this_coro::cancellation_state;
+    if (cancellation.cancelled() == asio::cancellation_type::none) sent = write_ready(stream, req, write_ec);
+  }
+  if (!write_ec && sent < req.size()) std::tie(write_ec, std::ignore) = co_await asio::async_write(stream, asio::buffer(req) + sent, k_token);
+  if (const auto wec = conn.outcome(write_ec)) co_return io_error(wec, false, "while sending the request");
+  auto [read_ec, read] = co_await http::async_read(stream, conn.buffer, reader, k_token);
+  if (const auto rec = conn.outcome(read_ec)) co_return io_error(rec, reader.got_some(), "while reading the response");
   co_return HttpResult<void>{};
 }
 
@@ -562,12 +689,14 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
     auto& conn = *lease.conn;
     ResponseReader reader;
     reader.body_limit(impl->options.max_body_bytes);
-    conn.tcp().expires_at(deadline);
     HttpResult<void> res;
-    if (conn.secure) {
-      res = co_await exchange_on(*conn.secure, conn, req, reader);
-    } else {
-      res = co_await exchange_on(*conn.plain, conn, req, reader);
+    {
+      Bounded bounded(conn, deadline);
+      if (conn.secure) {
+        res = co_await exchange_on(*conn.secure, conn, req, reader);
+      } else {
+        res = co_await exchange_on(*conn.plain, conn, req, reader);
+      }
     }
     if (!res) {
       const bool stale = conn.reused && res.error().before_response &&
@@ -617,8 +746,8 @@ asio::awaitable<HttpResult<std::size_t>> read_body_on(Stream& stream, HttpStream
     ~SinkScope() { reader.sink = &reader.body; }
   } scope{s.parser};
   s.parser.sink = &out;
-  auto [ec, n] = co_await http::async_read_some(stream, s.conn().buffer, s.parser, k_token);
-  if (ec) {
+  auto [read_ec, n] = co_await http::async_read_some(stream, s.conn().buffer, s.parser, k_token);
+  if (const auto ec = s.conn().outcome(read_ec)) {
     if (ec == beast::error::timeout && Clock::now() >= s.deadline)
       co_return make_error(NetErrc::request_timeout, "the stream took longer than " +
                                                          std::to_string(s.limits.total_timeout.count()) + " ms in all");
@@ -633,11 +762,18 @@ asio::awaitable<HttpResult<std::size_t>> read_body_on(Stream& stream, HttpStream
 template <class Stream>
 asio::awaitable<HttpResult<int>> start_stream_on(Stream& stream, HttpStream::State& s,
                                                  const std::string& req) {
-  auto [wec, written] = co_await asio::async_write(stream, asio::buffer(req), k_token);
-  if (wec) co_return io_error(wec, false, "while sending the request");
+  std::size_t sent = 0;
+  beast::error_code write_ec;
+  if constexpr (std::is_same_v<Stream, tcp::socket>) {
+    // Not sent when the caller was cancelled meanwhile, as an awaited write would not send it.
+    const auto cancellation = co_await asio::this_coro::cancellation_state;
+    if (cancellation.cancelled() == asio::cancellation_type::none) sent = write_ready(stream, req, write_ec);
+  }
+  if (!write_ec && sent < req.size()) std::tie(write_ec, std::ignore) = co_await asio::async_write(stream, asio::buffer(req) + sent, k_token);
+  if (const auto wec = s.conn().outcome(write_ec)) co_return io_error(wec, false, "while sending the request");
   s.parser.body_limit(boost::none);  // counted by read_some against limits.max_bytes
-  auto [rec, read] = co_await http::async_read_header(stream, s.conn().buffer, s.parser, k_token);
-  if (rec) co_return io_error(rec, s.parser.got_some(), "while reading the response head");
+  auto [read_ec, read] = co_await http::async_read_header(stream, s.conn().buffer, s.parser, k_token);
+  if (const auto rec = s.conn().outcome(read_ec)) co_return io_error(rec, s.parser.got_some(), "while reading the response head");
   co_return 0;
 }
 
@@ -662,12 +798,14 @@ asio::awaitable<HttpResult<std::size_t>> HttpStream::read_some(std::string& out)
       co_return std::size_t{0};
     }
     // Why both: the idle timeout alone lets a stream kept alive by comments run for ever.
-    s.conn().tcp().expires_at(std::min(s.deadline, Clock::now() + s.limits.idle_timeout));
     HttpResult<std::size_t> got = std::size_t{0};
-    if (s.conn().secure) {
-      got = co_await read_body_on(*s.conn().secure, s, out);
-    } else {
-      got = co_await read_body_on(*s.conn().plain, s, out);
+    {
+      Bounded bounded(s.conn(), std::min(s.deadline, Clock::now() + s.limits.idle_timeout));
+      if (s.conn().secure) {
+        got = co_await read_body_on(*s.conn().secure, s, out);
+      } else {
+        got = co_await read_body_on(*s.conn().plain, s, out);
+      }
     }
     if (!got) co_return s.fail(got.error());
     s.received += *got;
@@ -707,12 +845,14 @@ asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, H
     state->limits = limits;
     state->deadline = stream_deadline;
     const bool reused = state->conn().reused;
-    state->conn().tcp().expires_at(std::min({deadline, stream_deadline, Clock::now() + limits.idle_timeout}));
     HttpResult<int> head = 0;
-    if (state->conn().secure) {
-      head = co_await start_stream_on(*state->conn().secure, *state, req);
-    } else {
-      head = co_await start_stream_on(*state->conn().plain, *state, req);
+    {
+      Bounded bounded(state->conn(), std::min({deadline, stream_deadline, Clock::now() + limits.idle_timeout}));
+      if (state->conn().secure) {
+        head = co_await start_stream_on(*state->conn().secure, *state, req);
+      } else {
+        head = co_await start_stream_on(*state->conn().plain, *state, req);
+      }
     }
     if (!head) {
       const bool stale = reused && head.error().before_response &&

@@ -585,7 +585,11 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
   for (int retries = 0;; ++retries) {
     // The limiter first: a wait there that ends in cancellation must not count against the
     // origin, and a breaker probe must not sit in the limiter's queue.
-    auto reservation = co_await impl->limiter.acquire(estimated_tokens);
+    // Why try first: a call the limiter admits at once (always, when it is off) skips a
+    // coroutine frame and its resumption.
+    auto granted = impl->limiter.try_acquire(estimated_tokens);
+    if (!granted) granted = co_await impl->limiter.acquire(estimated_tokens);
+    auto& reservation = *granted;
     if (auto refused = admit(impl, reservation, retries)) co_return *refused;
     BreakerTicket ticket(impl->breaker);
     auto request = impl->make_request(api_path, body);
@@ -832,7 +836,9 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
   const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
   impl->budget.on_call();
   for (int retries = 0;; ++retries) {
-    auto reservation = co_await impl->limiter.acquire(estimate);
+    auto granted = impl->limiter.try_acquire(estimate);  // as in post()
+    if (!granted) granted = co_await impl->limiter.acquire(estimate);
+    auto& reservation = *granted;
     if (auto refused = admit(impl, reservation, retries)) co_return *refused;
     BreakerTicket ticket(impl->breaker);
     auto http_request = impl->make_request("/chat/completions", body);

@@ -172,6 +172,15 @@ RateLimiter::RateLimiter(asio::any_io_executor executor, RateLimiterOptions opti
 
 RateLimiter::~RateLimiter() = default;
 
+std::optional<RateLimiter::Reservation> RateLimiter::try_acquire(std::int64_t estimated_tokens) {
+  if (!options_.enabled) return Reservation{};
+  if (!queue_.empty()) return std::nullopt;
+  const std::int64_t tokens = std::max<std::int64_t>(estimated_tokens, 0);
+  const auto now = clock_();
+  if (wait_for(tokens, now) != std::chrono::nanoseconds::zero()) return std::nullopt;
+  return take(tokens, now);
+}
+
 asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t estimated_tokens) {
   if (!options_.enabled) co_return Reservation{};
   const std::int64_t tokens = std::max<std::int64_t>(estimated_tokens, 0);

@@ -120,6 +120,9 @@ class RateLimiter {
   /// system_error(operation_aborted) when the awaiting coroutine is cancelled, after leaving the
   /// queue. Disabled: completes at once with an empty Reservation.
   boost::asio::awaitable<Reservation> acquire(std::int64_t estimated_tokens);
+  /// What acquire() would complete with at once (disabled, or no caller waiting and both buckets
+  /// holding enough), without a coroutine; otherwise empty, and the caller awaits acquire().
+  std::optional<Reservation> try_acquire(std::int64_t estimated_tokens);
 
   /// Rate-limit headers counted after every grant so far (e.g. of a call made without this
   /// limiter): the model takes the server's limit and its remaining budget, up or down.

@@ -379,6 +379,33 @@ TEST_CASE("RateLimiter disabled admits everything at once and tracks nothing", "
   CHECK(h.limiter.total_wait() == 0ns);
 }
 
+TEST_CASE("RateLimiter try_acquire grants what acquire would grant at once, and never overtakes a waiter",
+          "[limiter][rate_limiter]") {
+  Harness h(tokens_per_minute(600));  // 10 tokens per second
+  auto first = h.limiter.try_acquire(500);
+  REQUIRE(first.has_value());
+  CHECK(first->active());
+  CHECK_FALSE(h.limiter.try_acquire(200).has_value());  // 100 tokens left: acquire would wait
+  h.spawn(1, 200);                                      // so it waits, 10 s
+  CHECK(h.limiter.waiting() == 1);
+  h.advance_to(10s);
+  CHECK(h.grants == grants_of({{1, 10s}}));
+  h.advance_to(20s);  // 100 tokens again, nobody waiting
+  CHECK(h.limiter.try_acquire(100).has_value());
+  h.spawn(2, 600);  // waits for a full bucket
+  h.advance_to(21s);
+  CHECK_FALSE(h.limiter.try_acquire(1).has_value());  // 10 tokens there, but caller 2 is first
+
+  auto options = tokens_per_minute(600, 1);
+  options.enabled = false;
+  Harness off(options);
+  for (int i = 0; i < 3; ++i) {
+    auto granted = off.limiter.try_acquire(1'000'000'000);
+    REQUIRE(granted.has_value());
+    CHECK_FALSE(granted->active());
+  }
+}
+
 TEST_CASE("RateLimiter cancellation takes a waiter out of the queue", "[limiter][rate_limiter]") {
   Harness h(tokens_per_minute(600));
   h.spawn(0, 600);

@@ -61,3 +61,18 @@ TEST_CASE("read_ratelimit_headers reads limit, remaining and reset for requests 
   CHECK(partial.tokens.empty());
   CHECK(net::read_ratelimit_headers({}).empty());
 }
+
+TEST_CASE("read_ratelimit_headers reads the first of repeated headers and skips look-alike names",
+          "[limiter][ratelimit_headers]") {
+  const auto h = net::read_ratelimit_headers({{"x-ratelimit-limit-requests", "oops"},
+                                              {"x-ratelimit-limit-requests", "300"},
+                                              {"x-ratelimit-remaining-requestsx", "1"},
+                                              {"x-ratelimit-limit-", "2"},
+                                              {"x-ratelimit-reset-tokens", "2s"},
+                                              {"x-ratelimit-reset-tokens", "9s"},
+                                              {"x-ratelimit-", "3"}});
+  CHECK_FALSE(h.requests.limit);  // the first one, unreadable, as find_header would have found it
+  CHECK_FALSE(h.requests.remaining);
+  CHECK(h.tokens.reset == nanoseconds(2s));
+  CHECK_FALSE(h.tokens.limit);
+}
