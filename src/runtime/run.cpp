@@ -426,10 +426,10 @@ asio::awaitable<void> Run::interruption() {
 Prepared Run::prepare(const json::value& plan) const { return prepare_plan(plan, &task.inputs, registry_, cfg()); }
 
 // How many model calls the run may have in flight at once, which is how many connections the
-// warm-up opens: the llm-bound steps of its widest level (at most the llm slots), the judges of
-// text `verify` criteria (in the background each starts as its step ends and runs beside the
-// steps after it), one embedding request (memory tools batch their texts), and for a streamed
-// goal the plan call itself, still open while its first steps run.
+// warm-up opens: the llm-bound steps of a level (at most the llm slots), the judges of text
+// `verify` criteria (in the background each starts as its step ends and runs beside the steps
+// after it), one embedding request (memory tools batch their texts), and for a streamed goal the
+// plan call itself, still open while its first steps run.
 int Run::warm_width() const {
   const config::Config& c = cfg();
   const auto& pe = c.performance.parallel_execution;
@@ -446,24 +446,25 @@ int Run::warm_width() const {
   } else {
     const Prepared prepared = prepare(*plan);
     if (!prepared.problems.empty()) return 0;  // it will not run
-    int calls_at_once = 0;
+    // Level by level: its llm steps, the judges of the level before it (they run while this one
+    // does; a judge of this level starts as its step ends, on the connection the step gave
+    // back), and one embedding request if a memory step is in it.
+    int judged_before = 0;
     for (const auto& level : prepared.analysis.levels) {
       int calls = 0;
+      int judged = 0;
+      bool embeds = false;
       for (const auto i : level) {
-        const auto& step = prepared.analysis.steps[i];
-        if (step.tool && step.tool->uses_llm()) calls += step.fan_out ? slots : 1;  // items run side by side
+        const auto* tool = prepared.analysis.steps[i].tool;
+        if (tool && tool->uses_llm()) calls += prepared.analysis.steps[i].fan_out ? slots : 1;  // items run side by side
+        const auto& verify = prepared.plan.steps[i].verify;
+        if (verify && verify->is_string()) ++judged;
+        embeds = embeds || (tool && (tool->name() == "memory_add" || tool->name() == "memory_search"));
       }
-      calls_at_once = std::max(calls_at_once, calls);
+      width = std::max(width, std::min(calls, slots) + (judges ? std::min(judged_before, slots) : 0) +
+                                  (memory && embeds ? 1 : 0));
+      judged_before = judged;
     }
-    int judged = 0;
-    bool embeds = false;
-    for (std::size_t i = 0; i < prepared.plan.steps.size(); ++i) {
-      const auto& verify = prepared.plan.steps[i].verify;
-      if (verify && verify->is_string()) ++judged;
-      const auto* tool = prepared.analysis.steps[i].tool;
-      embeds = embeds || (tool && (tool->name() == "memory_add" || tool->name() == "memory_search"));
-    }
-    width = std::min(calls_at_once, slots) + (judges ? std::min(judged, slots) : 0) + (memory && embeds ? 1 : 0);
   }
   return std::min(width, c.performance.connection_pooling.max_connections);
 }
