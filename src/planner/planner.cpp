@@ -170,11 +170,26 @@ struct AnswerStream {
   }
 };
 
+// What `work` produced, or what it threw.
+struct CaughtDraft {
+  std::optional<PlanDraft> value;
+  std::exception_ptr error;
+};
+
+asio::awaitable<CaughtDraft> caught(asio::awaitable<PlanDraft> work) {
+  CaughtDraft out;
+  try {
+    out.value.emplace(co_await std::move(work));
+  } catch (...) {
+    out.error = std::current_exception();
+  }
+  co_return out;
+}
+
 }  // namespace
 
 struct Planner::Parallel {
   PlanningContext ctx;
-  bool run_intent = true;  ///< false: plan() runs the intent (speculative) or the plan call states it (folded)
   std::vector<std::string> problems;
   const std::vector<CatalogEntry>* entries = nullptr;  ///< rendered once per prepare(), owned by the catalog
 };
@@ -215,7 +230,8 @@ boost::system::result<Prompt, std::string> Planner::render_with_data(PromptKind 
 }
 
 asio::awaitable<void> Planner::analyse_intent(Parallel* p) {
-  if (!p->run_intent || !p->ctx.intent.empty() || !cfg_.planner.intent_analysis) co_return;  // later, routed, or off
+  // Routed, off, or left to plan(): beside the plan call (speculative) or in it (folded).
+  if (!p->ctx.intent.empty() || !cfg_.planner.intent_analysis || p->ctx.intent_timing != IntentTiming::known) co_return;
   emit(PlanningPhase::intent, false);
   // The intent call sees only names and descriptions; the planning call gets the full entries.
   const std::string summaries = ToolCatalog::summaries(entries_for(p));
@@ -254,7 +270,8 @@ asio::awaitable<void> Planner::analyse_intent(Parallel* p) {
 }
 
 asio::awaitable<void> Planner::recall_memories(Parallel* p) {
-  if (!recall_) co_return;
+  // Speculative: plan() recalls beside the intent call, then starts the plan call.
+  if (!recall_ || p->ctx.intent_timing == IntentTiming::speculative) co_return;
   emit(PlanningPhase::recall, false);
   p->ctx.memories = co_await recall_->recall(p->ctx.goal, cfg_.memory.recall_k);
   emit(PlanningPhase::recall, true, std::to_string(p->ctx.memories.size()) + " memories");
@@ -291,7 +308,6 @@ asio::awaitable<boost::system::result<PlanningContext, std::vector<std::string>>
   emit(PlanningPhase::routing, true, p.ctx.route.empty() ? "no keyword route" : p.ctx.intent);
   if (!p.problems.empty()) co_return std::move(p.problems);
   if (p.ctx.intent.empty() && cfg_.planner.intent_analysis && cfg_.planner.intent_mode != config::IntentMode::sequential) {
-    p.run_intent = false;
     p.ctx.intent_timing = cfg_.planner.intent_mode == config::IntentMode::speculative ? IntentTiming::speculative
                                                                                       : IntentTiming::folded;
   }
@@ -471,7 +487,11 @@ struct Planner::Speculation {
 
 asio::awaitable<Planned> Planner::plan(PlanningContext ctx, StepSink on_step) {
   if (ctx.intent_timing == IntentTiming::speculative) co_return co_await speculate(std::move(ctx), std::move(on_step));
-  Planned out{ctx, co_await draft(ctx, std::move(on_step))};
+  // Not in the braced initializer: g++ 12 miscompiles co_await inside one.
+  PlanDraft first = co_await draft(ctx, std::move(on_step));
+  Planned out;
+  out.ctx = std::move(ctx);
+  out.draft = std::move(first);
   if (out.ctx.intent_timing == IntentTiming::folded) {
     out.ctx.intent = out.draft.intent;
     out.ctx.intent_timing = IntentTiming::known;
@@ -483,6 +503,7 @@ asio::awaitable<Planned> Planner::plan(PlanningContext ctx, StepSink on_step) {
 asio::awaitable<void> Planner::intent_beside(Speculation* s) {
   Parallel p;
   p.ctx = s->narrowed;
+  p.ctx.intent_timing = IntentTiming::known;
   co_await analyse_intent(&p);
   s->problems = std::move(p.problems);
   s->narrowed.intent = std::move(p.ctx.intent);
@@ -494,12 +515,24 @@ asio::awaitable<void> Planner::intent_beside(Speculation* s) {
 
 asio::awaitable<std::optional<PlanDraft>> Planner::guessed_plan(Speculation* s, PlanningContext ctx) {
   using namespace asio::experimental::awaitable_operators;
+  {  // the memories go into the plan prompt: recalled first, while the intent call runs
+    Parallel p;
+    p.ctx = ctx;
+    p.ctx.intent_timing = IntentTiming::known;
+    co_await recall_memories(&p);
+    s->narrowed.memories = p.ctx.memories;
+    ctx.memories = std::move(p.ctx.memories);
+  }
   StepSink sink;
   if (s->sink) sink = Speculation::Hold{s};
-  auto winner = co_await (draft(std::move(ctx), std::move(sink)) ||
+  // Why caught(): `||` waits for one *success*; a draft that throws (an observer) must end the race.
+  auto winner = co_await (caught(draft(std::move(ctx), std::move(sink))) ||
                           s->discard->async_wait(asio::as_tuple(asio::use_awaitable)));
-  if (winner.index() == 1 || s->dropped) co_return std::nullopt;
-  co_return std::move(std::get<0>(winner));
+  if (winner.index() == 1) co_return std::nullopt;
+  auto& done = std::get<0>(winner);
+  if (done.error) std::rethrow_exception(done.error);
+  if (s->dropped) co_return std::nullopt;
+  co_return std::move(done.value);
 }
 
 asio::awaitable<Planned> Planner::speculate(PlanningContext ctx, StepSink on_step) {
@@ -555,9 +588,9 @@ asio::awaitable<PlanDraft> Planner::create_plan(std::string goal, json::object i
     failed.problems = std::move(ctx.error());
     co_return failed;
   }
-  PlanDraft first = co_await draft(*ctx, {});
-  if (first.ok() || first.error) co_return first;
-  co_return co_await repair(std::move(*ctx), std::move(first));
+  auto planned = co_await plan(std::move(*ctx), {});
+  if (planned.draft.ok() || planned.draft.error) co_return std::move(planned.draft);
+  co_return co_await repair(std::move(planned.ctx), std::move(planned.draft));
 }
 
 asio::awaitable<PlanDraft> Planner::replan(PlanningContext ctx, json::array kept, std::string results,

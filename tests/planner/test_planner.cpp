@@ -69,6 +69,7 @@ TEST_CASE("intent analysis recall and catalog building overlap in time", "[plann
   TestServer server(TestServerOptions{.script = script});
   dagent::config::Config cfg;
   cfg.llm.base_url = server.base_url();
+  cfg.planner.intent_mode = dagent::config::IntentMode::sequential;  // prepare() runs the intent call
   asio::io_context io;
   dagent::runtime::LazyProvider llm(io.get_executor(), cfg);
   REQUIRE_FALSE(llm.prepare().has_value());
@@ -246,6 +247,7 @@ TEST_CASE("Planner: the intent, plan and repair calls of one planning share plan
           "[planner]") {
   PlannerRig rig(one_rule({{"fault", "stall"}}), [](dagent::config::Config& c) {
     c.planner.intent_analysis = true;
+    c.planner.intent_mode = dagent::config::IntentMode::sequential;
     c.planner.planning_timeout_ms = 300;
   });
   // The intent call stalls until the deadline (not fatal: planning goes on with every tool)...
