@@ -6,8 +6,8 @@
 #   allow:   the intent allows the tools the plan call (offered every tool) chose: the plan is kept;
 #   discard: the plan call offered every tool uses list_dir, the intent allows only read_file:
 #            speculative discards that plan and plans again (the cost of a discard).
-# Whole, a plan call answers after CALL_MS; streamed, it starts after CALL_MS/8 and its 8 chunks
-# arrive CALL_MS/8 apart (the last one at CALL_MS). Tokens are the server's usage (bytes / 4) of
+# Whole, a plan call answers after CALL_MS; streamed, its 12 SSE events (8 chunks of the plan, role,
+# finish, usage, [DONE]) arrive CALL_MS/12 apart, the last at CALL_MS. Tokens are the server's usage (bytes / 4) of
 # every chat call of the run, summed by dagent (metrics.prompt_tokens / completion_tokens); a
 # streamed call abandoned mid-stream reports no usage, so its prompt is not counted there.
 # Environment: ROUNDS (5), CALL_MS (400). Needs python3 for the JSON plumbing.
@@ -33,8 +33,10 @@ intent = {"contains": "intent analyser", "latency_ms": call_ms,
 def plan_rule(contains, text, streamed):
     if not streamed:
         return {"contains": contains, "latency_ms": call_ms, "reply": text}
-    n = 8; size = -(-len(text) // n)
-    return {"contains": contains, "latency_ms": call_ms // n, "stream_interval_ms": call_ms // n,
+    # 8 content chunks plus the role, finish, usage and [DONE] events: 12 events, the last one
+    # CALL_MS after the request, as the whole reply.
+    n = 8; size = -(-len(text) // n); gap = call_ms // 12
+    return {"contains": contains, "latency_ms": call_ms - 11 * gap, "stream_interval_ms": gap,
             "stream_chunks": [text[i:i + size] for i in range(0, len(text), size)]}
 for streamed in (False, True):
     kind = "streamed" if streamed else "whole"
