@@ -501,10 +501,14 @@ asio::awaitable<Planned> Planner::plan(PlanningContext ctx, StepSink on_step) {
 }
 
 asio::awaitable<void> Planner::intent_beside(Speculation* s) {
+  // Taken before the call: once cancelled, this coroutine must not co_await again.
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
   Parallel p;
   p.ctx = s->narrowed;
   p.ctx.intent_timing = IntentTiming::known;
   co_await analyse_intent(&p);
+  // Ctrl-C (or a sibling's exception) ended the intent call: release nothing to the scheduler.
+  if (cancellation.cancelled() != asio::cancellation_type::none) co_return;
   s->problems = std::move(p.problems);
   s->narrowed.intent = std::move(p.ctx.intent);
   s->narrowed.tools = std::move(p.ctx.tools);
