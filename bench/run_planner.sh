@@ -53,8 +53,8 @@ run() {  # $1 port, rest: --set options → "first_step_ms planning_ms wall_ms s
 declare -A results
 for round in $(seq "$rounds"); do
   results[stream]+="$(run "$streamed_port" --set planner.stream_plan=true)"$'\n'
-  results[whole]+="$(run "$whole_port")"$'\n'
-  results[sequential]+="$(run "$whole_port" --set performance.parallel_execution.enabled=false)"$'\n'
+  results[whole]+="$(run "$whole_port" --set planner.stream_plan=false)"$'\n'
+  results[sequential]+="$(run "$whole_port" --set planner.stream_plan=false --set performance.parallel_execution.enabled=false)"$'\n'
   results[stream_seq]+="$(run "$streamed_port" --set planner.stream_plan=true --set performance.parallel_execution.enabled=false)"$'\n'
 done
 
@@ -67,7 +67,7 @@ for v in whole stream sequential stream_seq; do
 import sys, statistics
 rows = [l.split() for l in sys.stdin if l.strip()]
 med = lambda i: statistics.median(float(r[i]) for r in rows)
-names = {"whole": "whole plan, eager (default)", "stream": "streamed plan, eager",
+names = {"whole": "whole plan, eager", "stream": "streamed plan, eager (default)",
          "sequential": "whole plan, parallel_execution off", "stream_seq": "streamed plan, parallel_execution off"}
 status = "/".join(sorted(set(r[3] for r in rows)))
 print(f"| {names[sys.argv[1]]} | {med(0):.1f} | {med(1):.1f} | {med(2):.1f} | {status} |")' "$v"

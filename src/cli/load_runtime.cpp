@@ -39,8 +39,14 @@ std::optional<std::variant<config::Config, std::vector<std::string>>> recorded_c
     if (!loaded) return loaded.error().lines();
     base = std::move(*loaded);
   }
+  // Keys added after a recording was made take the behaviour the recording had, not today's
+  // default: a recording without planner.intent_mode ran its intent call before the plan call.
+  boost::json::object recorded = effective->get_object();
+  if (auto* planner = recorded.if_contains("planner"); planner && planner->is_object() &&
+                                                       !planner->get_object().contains("intent_mode"))
+    planner->get_object()["intent_mode"] = "sequential";
   // JSON is YAML: the recorded config goes through the same loader and checks as a file.
-  auto cfg = config::load_string(boost::json::serialize(*effective),
+  auto cfg = config::load_string(boost::json::serialize(recorded),
                                  options.replay_file.string() + " (recorded config)", base.base_dir);
   if (!cfg) return cfg.error().lines();
   cfg->tasks = std::move(base.tasks);

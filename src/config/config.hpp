@@ -115,9 +115,15 @@ struct PromptFiles {
   std::string answer;
 };
 
+/// When the intent call runs relative to the plan call (issue 15): before it (the plan waits),
+/// beside it (a plan with every tool, kept when it uses only the intent's tools), or folded into
+/// it (one call returns the intent and the plan).
+enum class IntentMode { sequential, speculative, folded };
+
 struct PlannerConfig {
   bool intent_analysis = true;
-  bool stream_plan = false;
+  IntentMode intent_mode = IntentMode::speculative;
+  bool stream_plan = true;
   int max_steps = 50;
   int max_replans = 1;
   bool synthesize_answer = true;

@@ -50,6 +50,7 @@ constexpr std::size_t k_max_values = 1'000'000;
 constexpr std::array<std::string_view, 2> k_scheduling_names = {"eager", "levels"};
 constexpr std::array<std::string_view, 2> k_index_names = {"flat", "hnsw"};
 constexpr std::array<std::string_view, 2> k_rate_window_names = {"bucket", "rolling"};
+constexpr std::array<std::string_view, 3> k_intent_mode_names = {"sequential", "speculative", "folded"};
 constexpr std::array<std::string_view, 7> k_tool_names = {
     "read_file", "write_file", "list_dir", "search_files", "llm", "memory_search", "memory_add"};
 constexpr std::array<std::string_view, 5> k_task_keys = {"name", "goal", "workspace", "inputs",
@@ -302,7 +303,7 @@ template <class T>
 using Ref = T& (*)(Config&);
 
 using AnyRef = std::variant<Ref<bool>, Ref<int>, Ref<std::int64_t>, Ref<double>, Ref<std::string>,
-                            Ref<Scheduling>, Ref<IndexKind>, Ref<RateWindow>,
+                            Ref<Scheduling>, Ref<IndexKind>, Ref<RateWindow>, Ref<IntentMode>,
                             Ref<std::vector<std::string>>>;
 
 enum class Emptiness { allowed, refused };
@@ -359,6 +360,10 @@ constexpr Field choice(std::string_view key, Ref<IndexKind> ref) {
 
 constexpr Field choice(std::string_view key, Ref<RateWindow> ref) {
   return {.key = key, .ref = ref, .names = k_rate_window_names};
+}
+
+constexpr Field choice(std::string_view key, Ref<IntentMode> ref) {
+  return {.key = key, .ref = ref, .names = k_intent_mode_names};
 }
 
 constexpr Field name_list(std::string_view key, Ref<std::vector<std::string>> ref,
@@ -467,6 +472,7 @@ constexpr std::array k_fields = {
             [](Config& c) -> auto& { return c.performance.circuit_breaker.open_ms; }, 1, k_max_ms),
 
     flag("planner.intent_analysis", [](Config& c) -> auto& { return c.planner.intent_analysis; }),
+    choice("planner.intent_mode", [](Config& c) -> auto& { return c.planner.intent_mode; }),
     flag("planner.stream_plan", [](Config& c) -> auto& { return c.planner.stream_plan; }),
     integer("planner.max_steps", [](Config& c) -> auto& { return c.planner.max_steps; }, 1,
             10000),

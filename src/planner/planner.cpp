@@ -55,7 +55,8 @@ json::object intent_schema() {
 }
 
 // Not strict: a step's parameters are a free-form object, which strict mode cannot express.
-json::object plan_schema(const std::vector<std::string>& tool_names) {
+// `with_intent`: the folded intent analysis, an "intent" string beside the steps.
+json::object plan_schema(const std::vector<std::string>& tool_names, bool with_intent) {
   json::array names(tool_names.begin(), tool_names.end());
   json::object step{
       {"type", "object"},
@@ -68,9 +69,29 @@ json::object plan_schema(const std::vector<std::string>& tool_names) {
                                   // a reference string ("$step2.entries") or an inline list
                                   {"for_each", json::object{{"type", json::array{"string", "array"}}}}}},
       {"required", json::array{"id", "action", "parameters"}}};
-  return json::object{{"type", "object"},
-                      {"properties", json::object{{"steps", json::object{{"type", "array"}, {"items", std::move(step)}}}}},
-                      {"required", json::array{"steps"}}};
+  json::object properties{{"steps", json::object{{"type", "array"}, {"items", std::move(step)}}}};
+  json::array required{"steps"};
+  if (with_intent) {  // first, so the model states the intent before it plans
+    json::object first{{"intent", json::object{{"type", "string"}}}};
+    for (auto& [key, value] : properties) first.emplace(key, std::move(value));
+    properties = std::move(first);
+    required = json::array{"intent", "steps"};
+  }
+  return json::object{{"type", "object"}, {"properties", std::move(properties)}, {"required", std::move(required)}};
+}
+
+// The tool of the first step in `steps` that `allowed` (non-empty) does not name; empty: none.
+// A step whose action is not a string is left to validation.
+std::string first_outside(const json::array& steps, const std::vector<std::string>& allowed) {
+  if (allowed.empty()) return {};
+  for (const auto& step : steps) {
+    const auto* obj = step.if_object();
+    const auto* action = obj ? obj->if_contains("action") : nullptr;
+    if (!action || !action->is_string()) continue;
+    if (std::find(allowed.begin(), allowed.end(), action->get_string()) == allowed.end())
+      return std::string(action->get_string());
+  }
+  return {};
 }
 
 std::string describe(const net::LlmError& e) {
@@ -149,6 +170,22 @@ struct AnswerStream {
   }
 };
 
+// What `work` produced, or what it threw.
+struct CaughtDraft {
+  std::optional<PlanDraft> value;
+  std::exception_ptr error;
+};
+
+asio::awaitable<CaughtDraft> caught(asio::awaitable<PlanDraft> work) {
+  CaughtDraft out;
+  try {
+    out.value.emplace(co_await std::move(work));
+  } catch (...) {
+    out.error = std::current_exception();
+  }
+  co_return out;
+}
+
 }  // namespace
 
 struct Planner::Parallel {
@@ -193,7 +230,8 @@ boost::system::result<Prompt, std::string> Planner::render_with_data(PromptKind 
 }
 
 asio::awaitable<void> Planner::analyse_intent(Parallel* p) {
-  if (!p->ctx.intent.empty() || !cfg_.planner.intent_analysis) co_return;  // routed, or off
+  // Routed, off, or left to plan(): beside the plan call (speculative) or in it (folded).
+  if (!p->ctx.intent.empty() || !cfg_.planner.intent_analysis || p->ctx.intent_timing != IntentTiming::known) co_return;
   emit(PlanningPhase::intent, false);
   // The intent call sees only names and descriptions; the planning call gets the full entries.
   const std::string summaries = ToolCatalog::summaries(entries_for(p));
@@ -232,7 +270,8 @@ asio::awaitable<void> Planner::analyse_intent(Parallel* p) {
 }
 
 asio::awaitable<void> Planner::recall_memories(Parallel* p) {
-  if (!recall_) co_return;
+  // Speculative: plan() recalls beside the intent call, then starts the plan call.
+  if (!recall_ || p->ctx.intent_timing == IntentTiming::speculative) co_return;
   emit(PlanningPhase::recall, false);
   p->ctx.memories = co_await recall_->recall(p->ctx.goal, cfg_.memory.recall_k);
   emit(PlanningPhase::recall, true, std::to_string(p->ctx.memories.size()) + " memories");
@@ -268,6 +307,10 @@ asio::awaitable<boost::system::result<PlanningContext, std::vector<std::string>>
   }
   emit(PlanningPhase::routing, true, p.ctx.route.empty() ? "no keyword route" : p.ctx.intent);
   if (!p.problems.empty()) co_return std::move(p.problems);
+  if (p.ctx.intent.empty() && cfg_.planner.intent_analysis && cfg_.planner.intent_mode != config::IntentMode::sequential) {
+    p.ctx.intent_timing = cfg_.planner.intent_mode == config::IntentMode::speculative ? IntentTiming::speculative
+                                                                                      : IntentTiming::folded;
+  }
 
   // Started in this order, so the intent request is on the wire while the catalog is built.
   auto intent = analyse_intent(&p);
@@ -281,9 +324,11 @@ asio::awaitable<boost::system::result<PlanningContext, std::vector<std::string>>
   co_return std::move(p.ctx);
 }
 
-std::string Planner::format_rule() const {
-  if (cfg_.llm.structured_output) return "Reply with the plan as a JSON object {\"steps\": [...]}.";
-  return "Reply with one JSON object {\"steps\": [...]} and nothing else: no prose, no code fence.";
+std::string Planner::format_rule(bool with_intent) const {
+  const std::string object = with_intent ? "{\"intent\": \"<what the goal asks for, in a few words>\", \"steps\": [...]}"
+                                         : "{\"steps\": [...]}";
+  if (cfg_.llm.structured_output) return "Reply with the plan as a JSON object " + object + ".";
+  return "Reply with one JSON object " + object + " and nothing else: no prose, no code fence.";
 }
 
 net::ChatRequest Planner::plan_request(Prompt prompt, const PlanningContext& ctx) const {
@@ -292,7 +337,7 @@ net::ChatRequest Planner::plan_request(Prompt prompt, const PlanningContext& ctx
     std::vector<std::string> names = ctx.tools;
     if (names.empty())
       for (const Tool* t : registry_.tools()) names.emplace_back(t->name());
-    request.json_schema = plan_schema(names);
+    request.json_schema = plan_schema(names, ctx.intent_timing == IntentTiming::folded);
     request.schema_name = "dagent_plan";
     request.strict = false;
   }
@@ -352,6 +397,7 @@ asio::awaitable<PlanDraft> Planner::call_for_plan(Prompt prompt, StepSink on_ste
   draft.reply = std::move(reply->content);
   if (!on_step) stream.feed(draft.reply);
   auto plan = stream.finish();
+  draft.intent = stream.intent();
   if (on_step && streamed != draft.reply) {
     // The steps handed out came from other text than the reply: neither can be trusted.
     draft.problems.push_back("plan: the streamed reply differs from the reply's final text");
@@ -373,8 +419,11 @@ asio::awaitable<PlanDraft> Planner::draft(PlanningContext ctx, StepSink on_step)
   const std::string inputs = ctx.inputs.empty() ? "(none)" : untrusted_block("task inputs", json::serialize(ctx.inputs));
   const std::string memories =
       ctx.memories.empty() ? "(none)" : untrusted_block("recalled memories", "- " + join(ctx.memories, "\n- "));
-  const std::string format = format_rule();
-  const std::string intent = ctx.intent.empty() ? "(not analysed)" : ctx.intent;
+  const bool folded = ctx.intent_timing == IntentTiming::folded;
+  const std::string format = format_rule(folded);
+  const std::string intent = folded              ? "(not analysed: state it in the reply's \"intent\")"
+                             : ctx.intent.empty() ? "(not analysed)"
+                                                  : ctx.intent;
   const std::pair<std::string_view, std::string_view> vars[] = {
       {"goal", ctx.goal},         {"intent", intent}, {"tools", ctx.catalog}, {"memories", memories},
       {"inputs", inputs},         {"format", format}, {"max_steps", max_steps}};
@@ -384,6 +433,139 @@ asio::awaitable<PlanDraft> Planner::draft(PlanningContext ctx, StepSink on_step)
   const auto deadline = *ctx.deadline;
   co_return co_await call_for_plan(std::move(*prompt), std::move(on_step), PlanningPhase::planning, ctx, nullptr,
                                    deadline, timeout_text("planning", cfg_.planner.planning_timeout_ms));
+}
+
+// The state shared by the intent call and the speculative plan call, on speculate()'s frame.
+struct Planner::Speculation {
+  PlanningContext narrowed;           ///< the prepared context; the intent call adds intent, tools, catalog
+  std::vector<std::string> problems;  ///< the intent template could not be read
+  StepSink sink;                      ///< the caller's; null: a whole plan
+  asio::steady_timer* discard = nullptr;  ///< cancelled to abandon the speculative call
+  bool intent_known = false;
+  bool released = false;              ///< steps went to `sink`: the plan is kept whatever follows
+  bool dropped = false;
+  std::string why_dropped;
+  std::vector<json::object> held;     ///< streamed steps waiting for the intent
+
+  // Why a streamed step waits: dispatched before the intent is known, it might use a tool the
+  // intent does not allow, and a step that ran cannot be taken back.
+  struct Hold {
+    Speculation* s;
+    void operator()(json::object step) const { s->take(std::move(step)); }
+  };
+
+  void take(json::object step) {
+    if (dropped) return;
+    if (!intent_known) {
+      held.push_back(std::move(step));
+      return;
+    }
+    if (!released) {
+      if (auto tool = first_outside(json::array{step}, narrowed.tools); !tool.empty()) return drop(tool);
+    }
+    released = true;
+    sink(std::move(step));
+  }
+
+  // The intent is known: the held steps go on, or the plan that wrote them is abandoned.
+  void decide() {
+    intent_known = true;
+    json::array steps(held.begin(), held.end());
+    if (auto tool = first_outside(steps, narrowed.tools); !tool.empty()) return drop(tool);
+    auto waiting = std::move(held);
+    held.clear();
+    for (auto& step : waiting) take(std::move(step));
+  }
+
+  void drop(const std::string& tool) {
+    dropped = true;
+    held.clear();
+    why_dropped = "it uses '" + tool + "', which the intent does not allow";
+    discard->cancel();
+  }
+};
+
+asio::awaitable<Planned> Planner::plan(PlanningContext ctx, StepSink on_step) {
+  if (ctx.intent_timing == IntentTiming::speculative) co_return co_await speculate(std::move(ctx), std::move(on_step));
+  // Not in the braced initializer: g++ 12 miscompiles co_await inside one.
+  PlanDraft first = co_await draft(ctx, std::move(on_step));
+  Planned out;
+  out.ctx = std::move(ctx);
+  out.draft = std::move(first);
+  if (out.ctx.intent_timing == IntentTiming::folded) {
+    out.ctx.intent = out.draft.intent;
+    out.ctx.intent_timing = IntentTiming::known;
+    emit(PlanningPhase::intent, true, out.ctx.intent.empty() ? "the plan reply states no intent" : out.ctx.intent);
+  }
+  co_return out;
+}
+
+asio::awaitable<void> Planner::intent_beside(Speculation* s) {
+  // Taken before the call: once cancelled, this coroutine must not co_await again.
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
+  Parallel p;
+  p.ctx = s->narrowed;
+  p.ctx.intent_timing = IntentTiming::known;
+  co_await analyse_intent(&p);
+  // Ctrl-C (or a sibling's exception) ended the intent call: release nothing to the scheduler.
+  if (cancellation.cancelled() != asio::cancellation_type::none) co_return;
+  s->problems = std::move(p.problems);
+  s->narrowed.intent = std::move(p.ctx.intent);
+  s->narrowed.tools = std::move(p.ctx.tools);
+  s->narrowed.catalog = ToolCatalog::full(entries_for(&p), s->narrowed.tools);
+  s->narrowed.intent_timing = IntentTiming::known;
+  s->decide();
+}
+
+asio::awaitable<std::optional<PlanDraft>> Planner::guessed_plan(Speculation* s, PlanningContext ctx) {
+  using namespace asio::experimental::awaitable_operators;
+  {  // the memories go into the plan prompt: recalled first, while the intent call runs
+    Parallel p;
+    p.ctx = ctx;
+    p.ctx.intent_timing = IntentTiming::known;
+    co_await recall_memories(&p);
+    s->narrowed.memories = p.ctx.memories;
+    ctx.memories = std::move(p.ctx.memories);
+  }
+  StepSink sink;
+  if (s->sink) sink = Speculation::Hold{s};
+  // Why caught(): `||` waits for one *success*; a draft that throws (an observer) must end the race.
+  auto winner = co_await (caught(draft(std::move(ctx), std::move(sink))) ||
+                          s->discard->async_wait(asio::as_tuple(asio::use_awaitable)));
+  if (winner.index() == 1) co_return std::nullopt;
+  auto& done = std::get<0>(winner);
+  if (done.error) std::rethrow_exception(done.error);
+  if (s->dropped) co_return std::nullopt;
+  co_return std::move(done.value);
+}
+
+asio::awaitable<Planned> Planner::speculate(PlanningContext ctx, StepSink on_step) {
+  using namespace asio::experimental::awaitable_operators;
+  Speculation s;
+  s.narrowed = ctx;
+  s.sink = on_step;
+  asio::steady_timer discard(co_await asio::this_coro::executor, Clock::time_point::max());
+  s.discard = &discard;
+  // The intent request goes on the wire first; both calls share the planning deadline.
+  auto guess = co_await (intent_beside(&s) && guessed_plan(&s, ctx));
+  if (!s.problems.empty()) co_return Planned{std::move(s.narrowed), template_failure(s.problems.front())};
+  Planned out{std::move(s.narrowed), {}};
+  if (guess && !s.dropped) {
+    const std::string tool = first_outside(guess->steps, out.ctx.tools);
+    // Without a narrowed set the guess is the very request the sequential path would make.
+    if (out.ctx.tools.empty() || s.released || (guess->ok() && tool.empty())) {
+      emit(PlanningPhase::planning, true, "speculative plan kept");
+      out.draft = std::move(*guess);
+      co_return out;
+    }
+    s.why_dropped = !tool.empty() ? "it uses '" + tool + "', which the intent does not allow"
+                    : guess->error ? "its call failed"
+                                   : "it is invalid";
+  }
+  emit(PlanningPhase::planning, true,
+       "speculative plan discarded: " + s.why_dropped + "; planning with the intent's tools");
+  out.draft = co_await draft(out.ctx, std::move(on_step));
+  co_return out;
 }
 
 asio::awaitable<PlanDraft> Planner::repair(PlanningContext ctx, PlanDraft bad) {
@@ -410,9 +592,9 @@ asio::awaitable<PlanDraft> Planner::create_plan(std::string goal, json::object i
     failed.problems = std::move(ctx.error());
     co_return failed;
   }
-  PlanDraft first = co_await draft(*ctx, {});
-  if (first.ok() || first.error) co_return first;
-  co_return co_await repair(std::move(*ctx), std::move(first));
+  auto planned = co_await plan(std::move(*ctx), {});
+  if (planned.draft.ok() || planned.draft.error) co_return std::move(planned.draft);
+  co_return co_await repair(std::move(planned.ctx), std::move(planned.draft));
 }
 
 asio::awaitable<PlanDraft> Planner::replan(PlanningContext ctx, json::array kept, std::string results,

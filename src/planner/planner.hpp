@@ -34,6 +34,13 @@ class Recall {
   virtual boost::asio::awaitable<std::vector<std::string>> recall(std::string goal, int k) = 0;
 };
 
+/// Where the intent of a goal comes from, as prepare() leaves it.
+enum class IntentTiming {
+  known,        ///< routed, analysed already (planner.intent_mode sequential), or intent analysis off
+  speculative,  ///< the intent call runs beside the first plan call (plan())
+  folded,       ///< the first plan call states the intent itself
+};
+
 /// What the parallel phase learned about a goal; the input of every planning call.
 struct PlanningContext {
   std::string goal;
@@ -46,6 +53,7 @@ struct PlanningContext {
   /// When the planning of this goal (intent, plan and repair calls together) must be over:
   /// prepare() sets it to now + planner.planning_timeout_ms; unset, draft() starts the clock.
   std::optional<std::chrono::steady_clock::time_point> deadline;
+  IntentTiming intent_timing = IntentTiming::known;
 };
 
 /// One planning call's outcome.
@@ -56,8 +64,16 @@ struct PlanDraft {
   /// The call failed, timed out or could not be made (a template that cannot be read); then
   /// `problems` says so too, and a repair would not help.
   std::optional<net::LlmError> error;
+  std::string intent;                  ///< the reply's "intent" member (folded intent analysis)
 
   bool ok() const noexcept { return !error && problems.empty(); }
+};
+
+/// The first planning call's outcome and the context the later calls (repair, replan) use: its
+/// intent and tool set are the ones the intent analysis found.
+struct Planned {
+  PlanningContext ctx;
+  PlanDraft draft;
 };
 
 /// Answer synthesis: the answer, or the model's request for more steps.
@@ -83,7 +99,8 @@ class Planner {
   void on_event(std::function<void(const PlanningEvent&)> callback,
                 std::chrono::steady_clock::time_point epoch);
 
-  /// The parallel phase for `goal`: routing, then intent analysis, recall and the catalog
+  /// The parallel phase for `goal`: routing, then intent analysis (planner.intent_mode
+  /// sequential; otherwise left to plan(), see intent_timing), recall and the catalog
   /// concurrently. Fails on a configuration problem (a route naming an unknown tool, a template
   /// that cannot be read).
   boost::asio::awaitable<boost::system::result<PlanningContext, std::vector<std::string>>> prepare(
@@ -94,6 +111,15 @@ class Planner {
   /// so the steps handed over are the object steps of the draft. The finished plan is validated
   /// with executor::analyze. Bounded by ctx.deadline.
   boost::asio::awaitable<PlanDraft> draft(PlanningContext ctx, StepSink on_step);
+
+  /// The first planning call with the intent as ctx.intent_timing says. known: draft(). folded:
+  /// draft() asks for {"intent", "steps"}; the intent is read from the reply. speculative: the
+  /// intent call and a plan call offered every tool run concurrently; streamed steps are held
+  /// until the intent is known. The plan is kept when the intent does not narrow the tools, or
+  /// when it is valid and uses only the intent's tools, or when streamed steps already went to
+  /// `on_step`; otherwise it is discarded (its call cancelled as soon as a held step shows it)
+  /// and draft() plans again with the narrowed catalog. Bounded by ctx.deadline.
+  boost::asio::awaitable<Planned> plan(PlanningContext ctx, StepSink on_step);
 
   /// A second planning call that shows the model its invalid plan (quoted within
   /// planner.quote_budget_tokens) and the problems. Bounded by ctx.deadline.
@@ -116,7 +142,11 @@ class Planner {
 
  private:
   struct Parallel;
+  struct Speculation;
   boost::asio::awaitable<void> analyse_intent(Parallel* p);
+  boost::asio::awaitable<Planned> speculate(PlanningContext ctx, StepSink on_step);
+  boost::asio::awaitable<void> intent_beside(Speculation* s);
+  boost::asio::awaitable<std::optional<PlanDraft>> guessed_plan(Speculation* s, PlanningContext ctx);
   boost::asio::awaitable<void> recall_memories(Parallel* p);
   boost::asio::awaitable<void> build_catalog(Parallel* p);
   const std::vector<CatalogEntry>& entries_for(Parallel* p);
@@ -128,7 +158,7 @@ class Planner {
   /// prompts_.render(kind, vars) for a prompt that carries untrusted data: its system part ends
   /// with k_untrusted_rule, whatever the template (built-in or a file) says.
   boost::system::result<Prompt, std::string> render_with_data(PromptKind kind, PromptVars vars);
-  std::string format_rule() const;
+  std::string format_rule(bool with_intent = false) const;
   void validate(PlanDraft& draft, const PlanningContext& ctx, const boost::json::array* kept) const;
   void emit(PlanningPhase phase, bool finished, std::string_view detail = {}) const;
 

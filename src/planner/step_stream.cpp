@@ -211,6 +211,9 @@ void StepStream::end_candidate(bool closed) {
     text_.clear();
     json::value value = parser_.release();
     if (json::array* steps = steps_of(value)) {
+      if (const auto* intent = value.is_object() ? value.get_object().if_contains("intent") : nullptr;
+          intent && intent->is_string())
+        intent_ = std::string(intent->get_string());
       if (same_objects(*steps, emitted_)) {
         outcome_.emplace(boost::system::in_place_value, std::move(*steps));
       } else {  // e.g. a second "steps" key: the parser kept another array than the one streamed

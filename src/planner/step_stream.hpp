@@ -49,6 +49,10 @@ class StepStream {
   /// How many steps feed() has returned so far.
   std::size_t steps_emitted() const noexcept { return emitted_.size(); }
 
+  /// After finish(): the plan object's "intent" member when it is a string (planner.intent_mode
+  /// folded asks for it beside "steps"); empty otherwise.
+  const std::string& intent() const noexcept { return intent_; }
+
  private:
   enum class Phase { seeking, in_candidate, done };
 
@@ -83,6 +87,7 @@ class StepStream {
   std::string step_;                ///< bytes of the step collected from earlier chunks
   bool finished_ = false;
   std::vector<boost::json::object> emitted_;
+  std::string intent_;
 
   std::optional<boost::system::result<boost::json::array, std::string>> outcome_;
   std::size_t failure_length_ = 0;  ///< the longest failed candidate so far

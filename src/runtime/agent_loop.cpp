@@ -178,19 +178,20 @@ struct StepAdmitter {
   }
 };
 
-asio::awaitable<planner::PlanDraft> stream_plan(Run* run, planner::PlanningContext ctx,
-                                                executor::IncrementalAnalysis* inc, executor::Scheduler* scheduler) {
-  auto drafted = co_await unless_interrupted(run, run->planner().draft(std::move(ctx), StepAdmitter{inc, scheduler}));
-  planner::PlanDraft draft;
+asio::awaitable<planner::Planned> stream_plan(Run* run, planner::PlanningContext ctx,
+                                              executor::IncrementalAnalysis* inc, executor::Scheduler* scheduler) {
+  auto drafted = co_await unless_interrupted(run, run->planner().plan(ctx, StepAdmitter{inc, scheduler}));
+  planner::Planned planned;
   if (drafted) {
-    draft = std::move(*drafted);
+    planned = std::move(*drafted);
   } else {
-    draft.problems.push_back("interrupted");
+    planned.ctx = std::move(ctx);
+    planned.draft.problems.push_back("interrupted");
   }
   run->result->metrics.planning_ms = ms_since(run->epoch);
-  if (!draft.ok()) scheduler->interrupt();  // what started from an invalid plan is cancelled
+  if (!planned.draft.ok()) scheduler->interrupt();  // what started from an invalid plan is cancelled
   scheduler->close();
-  co_return draft;
+  co_return planned;
 }
 
 asio::awaitable<void> answer_loop(Run* run, planner::PlanningContext ctx, json::array plan_steps, Prepared prepared) {
@@ -277,7 +278,7 @@ asio::awaitable<void> resumed_goal_loop(Run* run) {
 // The streamed plan: steps start as they arrive. Returns true when the loop goes on to the
 // answer, false when the run ends here (interrupted, or what ran cannot be squared with the plan),
 // and nullopt when nothing ran and the draft goes to repair.
-asio::awaitable<std::optional<bool>> streamed(Run* run, planner::PlanningContext ctx, planner::PlanDraft* draft,
+asio::awaitable<std::optional<bool>> streamed(Run* run, planner::PlanningContext* ctx, planner::PlanDraft* draft,
                                               Prepared* prepared) {
   using namespace asio::experimental::awaitable_operators;
   auto& result = *run->result;
@@ -295,9 +296,11 @@ asio::awaitable<std::optional<bool>> streamed(Run* run, planner::PlanningContext
   {
     ActiveScheduler active(run, &scheduler);
     // run() joins its steps before it completes, even when planning throws and cancels it.
-    auto both = co_await (stream_plan(run, ctx, &inc, &scheduler) && scheduler.run());
-    *draft = std::move(std::get<0>(both));
+    auto both = co_await (stream_plan(run, *ctx, &inc, &scheduler) && scheduler.run());
+    *ctx = std::move(std::get<0>(both).ctx);
+    *draft = std::move(std::get<0>(both).draft);
     report = std::move(std::get<1>(both));
+    run->result->intent = ctx->intent;
   }
   const bool any_ran = std::any_of(report.steps.begin(), report.steps.end(), ran);
   if (draft->ok()) {
@@ -364,12 +367,14 @@ asio::awaitable<void> run_goal_loop(Run* run) {
   ++result.plan_attempts;
   std::optional<bool> executed;
   if (stream) {
-    executed = co_await streamed(run, ctx, &draft, &prepared);
+    executed = co_await streamed(run, &ctx, &draft, &prepared);
     if (executed && !*executed) co_return;
   } else {
-    auto drafted = co_await unless_interrupted(run, run->planner().draft(ctx, {}));
-    if (!drafted) co_return;
-    draft = std::move(*drafted);
+    auto planned = co_await unless_interrupted(run, run->planner().plan(ctx, {}));
+    if (!planned) co_return;
+    ctx = std::move(planned->ctx);
+    draft = std::move(planned->draft);
+    result.intent = ctx.intent;
   }
   if (!executed) {
     if (!draft.ok() && !draft.error) {

@@ -149,6 +149,69 @@ TEST_CASE("a recorded goal run replays offline with identical steps and answer",
   }
 }
 
+TEST_CASE("a speculative planning, plan discarded and redone, replays offline", "[cli][record][intent]") {
+  // The intent allows only read_file; the plan call offered every tool (its body describes
+  // list_dir) plans with list_dir, streamed, then stalls: the intent discards it mid-stream.
+  const bool streamed = GENERATE(true, false);
+  INFO("streamed " << streamed);
+  const char* reads = R"({"steps": [{"id": 1, "action": "read_file", "parameters": {"path": "a.txt"}},
+    {"id": 2, "action": "read_file", "parameters": {"path": "b.txt"}}]})";
+  json::object guess{{"path", "/v1/chat/completions"}, {"contains", "- list_dir: "}};
+  if (streamed) {  // one event with the first step, then nothing until the client gives up the call
+    guess["stream_events"] = json::array{
+        R"(data: {"choices": [{"index": 0, "delta": {"content": "{\"steps\": [{\"id\": 1, \"action\": \"list_dir\", \"parameters\": {}},"}}]})"
+        "\n\n"};
+    guess["fault"] = "stall";
+  } else {
+    guess["reply"] = R"({"steps": [{"id": 1, "action": "list_dir", "parameters": {"path": "."}}]})";
+  }
+  json::array rules{rule("intent analyser", R"({"intent": "read two files", "tools": ["read_file"]})"), guess,
+                    rule("Write a plan for the goal", reads), rule("final answer of dagent", "alpha and beta")};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_goal_task(dir);
+  dir.write("config.yaml", std::string("planner:\n  intent_mode: speculative\n  stream_plan: ") +
+                               (streamed ? "true" : "false") + "\n");
+  auto live = run_dagent(dir, server.base_url(), {"run", "task.yaml", "--json", "--record", "run.jsonl"});
+  INFO(live.err);
+  REQUIRE(live.exit_code == 0);
+  const auto recorded = json::parse(live.out);
+  CHECK(recorded.at("planning").at("intent") == "read two files");
+  auto replayed = run_dagent(dir, "http://127.0.0.1:9/v1", {"replay", "run.jsonl", "--json", "--replay-timing", "instant"});
+  INFO(replayed.err);
+  REQUIRE(replayed.exit_code == 0);
+  const auto result = json::parse(replayed.out);
+  CHECK(step_digest(result) == step_digest(recorded));
+  CHECK(result.at("planning") == recorded.at("planning"));
+  CHECK(result.at("plan") == recorded.at("plan"));
+  CHECK(result.at("answer") == recorded.at("answer"));
+}
+
+TEST_CASE("a recording without planner.intent_mode replays with the intent call before the plan call",
+          "[cli][record][intent]") {
+  // Recorded before the key existed: the plan request names the intent, so a speculative replay
+  // (plan call without it) would find no recorded match.
+  TestServer server(TestServerOptions{.script = goal_script()});
+  TempDir dir;
+  write_goal_task(dir);
+  dir.write("config.yaml", "planner:\n  intent_mode: sequential\n  stream_plan: false\n");
+  auto live = run_dagent(dir, server.base_url(), {"run", "task.yaml", "--json", "--record", "run.jsonl"});
+  INFO(live.err);
+  REQUIRE(live.exit_code == 0);
+  // The recording as an older dagent wrote it: no intent_mode in its effective config.
+  std::string recording = read_text(dir.path() / "run.jsonl");
+  const std::string key = "\"intent_mode\":\"sequential\",";
+  const auto at = recording.find(key);
+  REQUIRE(at != std::string::npos);
+  recording.erase(at, key.size());
+  dir.write("run.jsonl", recording);
+  dir.write("config.yaml", "planner:\n  stream_plan: false\n");  // today's default mode
+  auto replayed = run_dagent(dir, "http://127.0.0.1:9/v1", {"replay", "run.jsonl", "--json", "--replay-timing", "instant"});
+  INFO(replayed.err);
+  REQUIRE(replayed.exit_code == 0);
+  CHECK(step_digest(json::parse(replayed.out)) == step_digest(json::parse(live.out)));
+}
+
 TEST_CASE("a run killed or interrupted is finished by --resume without re-running finished steps", "[cli][record]") {
   const int signal = GENERATE(SIGKILL, SIGINT);
   // Steps 1-3 answer at once; step 4 takes 20 s on the server, so the kill lands while it runs.

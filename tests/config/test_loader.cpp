@@ -123,6 +123,8 @@ TEST_CASE("config defaults") {
     CHECK(json.at("performance").at("parallel_execution").at("scheduling").as_string() ==
           "eager");
     CHECK(json.at("tools").at("enabled").as_array().size() == 7);
+    CHECK(json.at("planner").at("intent_mode").as_string() == "speculative");
+    CHECK(json.at("planner").at("stream_plan").as_bool());
     CHECK_FALSE(json.contains("tasks"));
   }
   SECTION("enum spellings") {
@@ -315,6 +317,9 @@ TEST_CASE("config errors name file, line and dotted key") {
     const Problem window = single_problem(load("performance: {rate_limiting: {window: sliding}}\n"));
     CHECK(window.key == "performance.rate_limiting.window");
     CHECK(contains(window.message, "bucket, rolling"));
+    const Problem mode = single_problem(load("planner: {intent_mode: parallel}\n"));
+    CHECK(mode.key == "planner.intent_mode");
+    CHECK(contains(mode.message, "sequential, speculative, folded"));
   }
   SECTION("chunk_overlap must be less than chunk_chars") {
     const Problem p = single_problem(load("memory:\n  chunk_chars: 500\n  chunk_overlap: 500\n"));

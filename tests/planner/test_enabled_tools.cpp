@@ -99,7 +99,9 @@ TEST_CASE("a planned plan calling a tool outside tools.enabled is refused, and t
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
   write_workspace(dir);
-  Runtime runtime(config_for(server, dir));
+  auto cfg = config_for(server, dir);
+  cfg.planner.stream_plan = false;  // the whole plan is checked before any step runs; streamed: the next test
+  Runtime runtime(cfg);
   std::map<int, std::string> started;
   RunOptions options;
   options.on_event = Started{&started};

@@ -69,6 +69,7 @@ TEST_CASE("intent analysis recall and catalog building overlap in time", "[plann
   TestServer server(TestServerOptions{.script = script});
   dagent::config::Config cfg;
   cfg.llm.base_url = server.base_url();
+  cfg.planner.intent_mode = dagent::config::IntentMode::sequential;  // prepare() runs the intent call
   asio::io_context io;
   dagent::runtime::LazyProvider llm(io.get_executor(), cfg);
   REQUIRE_FALSE(llm.prepare().has_value());
@@ -246,6 +247,7 @@ TEST_CASE("Planner: the intent, plan and repair calls of one planning share plan
           "[planner]") {
   PlannerRig rig(one_rule({{"fault", "stall"}}), [](dagent::config::Config& c) {
     c.planner.intent_analysis = true;
+    c.planner.intent_mode = dagent::config::IntentMode::sequential;
     c.planner.planning_timeout_ms = 300;
   });
   // The intent call stalls until the deadline (not fatal: planning goes on with every tool)...
@@ -259,6 +261,31 @@ TEST_CASE("Planner: the intent, plan and repair calls of one planning share plan
   REQUIRE(repaired.error.has_value());
   CHECK(repaired.error->message == "planning timed out after 300 ms");
   CHECK(rig.chat_requests() == 1);
+}
+
+TEST_CASE("Planner: speculative planning, intent and plan calls stalled, ends at planner.planning_timeout_ms",
+          "[planner][intent]") {
+  PlannerRig rig(one_rule({{"fault", "stall"}}), [](dagent::config::Config& c) {
+    c.planner.intent_analysis = true;
+    c.planner.intent_mode = dagent::config::IntentMode::speculative;
+    c.planner.planning_timeout_ms = 300;
+  });
+  auto ctx = rig.context();
+  CHECK(ctx.intent_timing == dagent::planner::IntentTiming::speculative);
+  CHECK(rig.chat_requests() == 0);  // prepare() left the intent call to plan()
+  const bool streamed = GENERATE(false, true);
+  std::vector<json::object> steps;
+  dagent::planner::StepSink sink;
+  if (streamed) sink = StepCollector{&steps};
+  auto planned = dagent::test::run_on(rig.io, rig.planner.plan(ctx, sink));
+  // Both calls were made at once and both met the one deadline; the intent failing is not fatal
+  // and narrows nothing, so no third call is made past the deadline.
+  CHECK(rig.chat_requests() == 2);
+  REQUIRE(planned.draft.error.has_value());
+  CHECK(planned.draft.error->message == "planning timed out after 300 ms");
+  CHECK(planned.ctx.intent.empty());
+  CHECK(planned.ctx.tools.empty());
+  CHECK(steps.empty());
 }
 
 TEST_CASE("Planner: planner.answer_timeout_ms ends a stalled answer or replan call with an error", "[planner]") {

@@ -115,6 +115,23 @@ TEST_CASE("StepStream reads the object form", "[planner][step_stream]") {
   }
 }
 
+TEST_CASE("StepStream keeps the plan object's intent (folded intent analysis)", "[planner][step_stream]") {
+  StepStream stream;
+  stream.feed(R"(Plan [v2]: {"intent": "read a file", "steps": [{"id": 1, "action": "read_file", "parameters": {}}]})");
+  REQUIRE(stream.finish().has_value());
+  CHECK(stream.intent() == "read a file");
+  SECTION("an intent that is not a string, or an array plan, has none") {
+    StepStream other;
+    other.feed(R"({"intent": 3, "steps": []})");
+    REQUIRE(other.finish().has_value());
+    CHECK(other.intent().empty());
+    StepStream array;
+    array.feed(R"([{"id": 1, "action": "read_file", "parameters": {}}])");
+    REQUIRE(array.finish().has_value());
+    CHECK(array.intent().empty());
+  }
+}
+
 TEST_CASE("StepStream skips prose and a code fence", "[planner][step_stream]") {
   StepStream stream;
   const auto steps = stream.feed("Here is the plan:\n```json\n[{\"id\": 1}]\n```\nLet me know [if] {anything}.");
