@@ -59,6 +59,8 @@ dagent::config::Config config_for(const TestServer& server, const TempDir& dir) 
   cfg.base_dir = dir.path();
   cfg.tools.workspace = "ws";
   cfg.memory.enabled = false;  // no recall: every request is the run's chat calls
+  // The whole plan: "the plan reply was sent" is then the moment before any step could start.
+  cfg.planner.stream_plan = false;
   cfg.tasks["goal"] = dagent::config::Task{.name = "goal", .goal = "Ask three questions and write the answers"};
   return cfg;
 }
