@@ -184,6 +184,7 @@ asio::awaitable<planner::Planned> stream_plan(Run* run, planner::PlanningContext
   planner::Planned planned;
   if (drafted) {
     planned = std::move(*drafted);
+    if (planned.draft.ok()) run->warm_for(run->prepare(json::value(planned.draft.steps)));  // for its later levels
   } else {
     planned.ctx = std::move(ctx);
     planned.draft.problems.push_back("interrupted");
@@ -390,6 +391,7 @@ asio::awaitable<void> run_goal_loop(Run* run) {
     }
     if (auto* recorder = run->recorder()) recorder->plan(draft.steps);
     prepared = run->prepare(json::value(draft.steps));
+    run->warm_for(prepared);
     result.metrics.planning_ms = ms_since(run->epoch);
     describe_plan(result, prepared, json::value(draft.steps));
     if (run->options().on_start) run->options().on_start(result);

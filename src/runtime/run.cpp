@@ -1,11 +1,13 @@
 #include "runtime/run.hpp"
 
+#include <list>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <list>
 #include <map>
 #include <set>
 
@@ -425,75 +427,91 @@ asio::awaitable<void> Run::interruption() {
 
 Prepared Run::prepare(const json::value& plan) const { return prepare_plan(plan, &task.inputs, registry_, cfg()); }
 
-// How many model calls the run may have in flight at once, which is how many connections the
-// warm-up opens: the llm-bound steps of a level (at most the llm slots), the judges of text
-// `verify` criteria (in the background each starts as its step ends and runs beside the steps
-// after it), one embedding request (memory tools batch their texts), and for a streamed goal the
-// plan call itself, still open while its first steps run.
-int Run::warm_width() const {
+int Run::plan_width(const Prepared& prepared) const {
   const config::Config& c = cfg();
   const auto& pe = c.performance.parallel_execution;
   const int slots = pe.enabled ? std::max(1, std::min(pe.max_parallel_llm_calls, pe.max_parallel_steps)) : 1;
   const bool judges = c.verification.llm_judge && c.performance.background_tasks.verification;
-  const bool memory = c.memory.enabled;
-  std::optional<json::value> plan = task.plan;
-  if (!plan && resume_ && resume_->plan) plan = json::value(*resume_->plan);
+  // Level by level: its llm steps, the judges of the level before (in the background a judge
+  // starts as its step ends, on the connection the step gave back, and runs beside the next
+  // level), and its memory steps' embedding requests (texts that arrive within the batch window
+  // share one request, but steps that end apart each send their own).
   int width = 0;
-  if (!plan) {  // a goal: its plan is still to come
-    const bool memory_tools = memory && (registry_.find("memory_add") || registry_.find("memory_search"));
-    const bool streamed = c.planner.stream_plan && pe.scheduling == config::Scheduling::eager;
-    width = slots + (judges ? slots : 0) + (memory_tools ? 1 : 0) + (streamed ? 1 : 0);
-  } else {
-    const Prepared prepared = prepare(*plan);
-    if (!prepared.problems.empty()) return 0;  // it will not run
-    // Level by level: its llm steps, the judges of the level before it (they run while this one
-    // does; a judge of this level starts as its step ends, on the connection the step gave
-    // back), and one embedding request if a memory step is in it.
-    int judged_before = 0;
-    for (const auto& level : prepared.analysis.levels) {
-      int calls = 0;
-      int judged = 0;
-      bool embeds = false;
-      for (const auto i : level) {
-        const auto* tool = prepared.analysis.steps[i].tool;
-        if (tool && tool->uses_llm()) calls += prepared.analysis.steps[i].fan_out ? slots : 1;  // items run side by side
-        const auto& verify = prepared.plan.steps[i].verify;
-        if (verify && verify->is_string()) ++judged;
-        embeds = embeds || (tool && (tool->name() == "memory_add" || tool->name() == "memory_search"));
-      }
-      width = std::max(width, std::min(calls, slots) + (judges ? std::min(judged_before, slots) : 0) +
-                                  (memory && embeds ? 1 : 0));
-      judged_before = judged;
+  int judged_before = 0;
+  for (const auto& level : prepared.analysis.levels) {
+    int calls = 0;
+    int judged = 0;
+    int embeds = 0;
+    for (const auto i : level) {
+      const auto* tool = prepared.analysis.steps[i].tool;
+      if (tool && tool->uses_llm()) calls += prepared.analysis.steps[i].fan_out ? slots : 1;  // items run side by side
+      const auto& verify = prepared.plan.steps[i].verify;
+      if (verify && verify->is_string()) ++judged;
+      if (tool && (tool->name() == "memory_add" || tool->name() == "memory_search")) ++embeds;
     }
+    width = std::max(width, std::min(calls, slots) + (judges ? std::min(judged_before, slots) : 0) +
+                                (c.memory.enabled ? std::min(embeds, slots) : 0));
+    judged_before = judged;
   }
   return std::min(width, c.performance.connection_pooling.max_connections);
 }
 
-namespace {
+int Run::warm_width() const {
+  const config::Config& c = cfg();
+  std::optional<json::value> plan = task.plan;
+  if (!plan && resume_ && resume_->plan) plan = json::value(*resume_->plan);
+  if (plan) {
+    const Prepared prepared = prepare(*plan);
+    return prepared.problems.empty() ? plan_width(prepared) : 0;  // an invalid plan will not run
+  }
+  // A goal: its first level can have the llm slots busy while a streamed plan call is still
+  // open; warm_for() adds what the plan needs beyond that once it is known.
+  const auto& pe = c.performance.parallel_execution;
+  const int slots = pe.enabled ? std::max(1, std::min(pe.max_parallel_llm_calls, pe.max_parallel_steps)) : 1;
+  const bool streamed = c.planner.stream_plan && pe.scheduling == config::Scheduling::eager;
+  return std::min(slots + (streamed ? 1 : 0), c.performance.connection_pooling.max_connections);
+}
 
-// A warm-up's owner: cancels it once the run's flow ends, and learns when it has finished.
+// The warm-ups of one flow: each is cancelled once the flow ends, and the flow's end waits for
+// all of them. Entries stay put (a list), so a completion can mark its own.
 struct WarmUp {
   explicit WarmUp(const asio::any_io_executor& ex) : done(ex, asio::steady_timer::time_point::max()) {}
-  asio::cancellation_signal cancel;
+  struct Entry {
+    asio::cancellation_signal cancel;
+    bool finished = false;
+  };
+  std::list<Entry> entries;
   asio::steady_timer done;
-  bool finished = false;
+  int running = 0;
+  bool stopped = false;  ///< the flow ended: no new warm-up starts
 };
+
+namespace {
 
 struct WarmDone {
   std::shared_ptr<WarmUp> warm;
+  WarmUp::Entry* entry;
   void operator()(std::exception_ptr, int) const {  // a failed or cancelled warm-up changes nothing
-    warm->finished = true;
-    warm->done.cancel();
+    entry->finished = true;
+    if (--warm->running == 0) warm->done.cancel();
   }
 };
 
-// Cancels the warm-up when the flow ends, by returning or by throwing.
+// Cancels the warm-ups when the flow ends, by returning or by throwing.
 struct StopWarming {
   std::shared_ptr<WarmUp> warm;
   ~StopWarming() {
-    if (!warm->finished) warm->cancel.emit(asio::cancellation_type::terminal);
+    warm->stopped = true;
+    for (auto& entry : warm->entries)
+      if (!entry.finished) entry.cancel.emit(asio::cancellation_type::terminal);
   }
 };
+
+void start_warm_up(const asio::any_io_executor& loop, net::LlmProvider& provider, const std::shared_ptr<WarmUp>& warm, int k) {
+  auto& entry = warm->entries.emplace_back();
+  ++warm->running;
+  asio::co_spawn(loop, provider.warm(k), asio::bind_cancellation_slot(entry.cancel.slot(), WarmDone{warm, &entry}));
+}
 
 }  // namespace
 
@@ -505,15 +523,26 @@ asio::awaitable<void> Run::with_warm_connections(asio::awaitable<void> flow) {
     co_return;
   }
   auto warm = std::make_shared<WarmUp>(shared_.loop);
+  warm_ = warm;
+  warmed_ = k;
   // Started, not awaited: the connects run while the flow plans. Connections the planning calls
   // are already opening count towards k.
-  asio::co_spawn(shared_.loop, provider().warm(k), asio::bind_cancellation_slot(warm->cancel.slot(), WarmDone{warm}));
+  start_warm_up(shared_.loop, provider(), warm, k);
   {
     StopWarming stop{warm};
     co_await std::move(flow);
   }
-  // The warm-up's frames use this run's provider chain: they end inside the run.
-  while (!warm->finished) co_await warm->done.async_wait(asio::as_tuple(asio::use_awaitable));
+  // The warm-ups' frames use this run's provider chain: they end inside the run.
+  while (warm->running > 0) co_await warm->done.async_wait(asio::as_tuple(asio::use_awaitable));
+  warm_.reset();
+}
+
+void Run::warm_for(const Prepared& prepared) {
+  if (!warm_ || warm_->stopped) return;
+  const int k = plan_width(prepared);
+  if (k <= warmed_) return;
+  warmed_ = k;
+  start_warm_up(shared_.loop, provider(), warm_, k);
 }
 
 ToolContext Run::tool_context() const {

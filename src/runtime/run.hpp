@@ -86,6 +86,8 @@ std::string joined(const std::vector<std::string>& items);
 /// The ids of `plan`'s steps at `indices`.
 std::vector<int> ids_of(const executor::Plan& plan, const std::vector<std::size_t>& indices);
 
+struct WarmUp;
+
 class Run {
  public:
   /// `options` must outlive the run.
@@ -117,14 +119,20 @@ class Run {
   /// The parsed and analysed `plan` against this run's tools.
   Prepared prepare(const boost::json::value& plan) const;
 
-  /// How many model calls the run will make at once: a plan's (fixed, or resumed) widest level of
-  /// model-bound steps, a goal's max_parallel_llm_calls; at most the steps run at once and
-  /// max_connections. 0 when a fixed plan calls no model tool.
+  /// How many model calls the run may have in flight at once: for a fixed (or resumed) plan
+  /// plan_width(); for a goal, whose plan is still to come, its llm slots and the streamed plan
+  /// call. At most max_connections; 0 when a fixed plan calls no model.
   int warm_width() const;
+  /// The model calls `prepared` may have in flight at once, level by level: its llm steps (at
+  /// most the llm slots), the background judges of the level before, one embedding request.
+  int plan_width(const Prepared& prepared) const;
   /// `flow`, with the provider's connections for warm_width() calls opened alongside it
   /// (performance.connection_pooling.warm_connections, live runs). The warm-up never delays
   /// `flow`, never fails it, and is cancelled when `flow` ends, however it ends.
   boost::asio::awaitable<void> with_warm_connections(boost::asio::awaitable<void> flow);
+  /// Once a goal's plan is known: opens more connections if `prepared` needs more than the
+  /// warm-up opened so far (plan_width). Nothing while no warm-up runs or after the flow ended.
+  void warm_for(const Prepared& prepared);
 
   bool live() const noexcept { return !replay_; }
   const config::Config& cfg() const noexcept { return *shared_.cfg; }
@@ -181,6 +189,8 @@ class Run {
   std::unique_ptr<planner::Planner> planner_;
   boost::asio::steady_timer interrupt_timer_;
   config::Task header_task_;
+  std::shared_ptr<WarmUp> warm_;  ///< the warm-ups of with_warm_connections(), while its flow runs
+  int warmed_ = 0;                ///< the most connections a warm-up was asked for
 };
 
 }  // namespace dagent::runtime

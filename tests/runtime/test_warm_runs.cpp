@@ -237,3 +237,75 @@ TEST_CASE("a plan's warm-up counts its background judge and its embedding reques
   for (double accepted : cold.later_connections_ms) after_step += accepted > cold.step_reply_sent_ms;
   CHECK(after_step >= 1);
 }
+
+namespace {
+
+// A goal whose plan is three judged llm steps, then a memory_add of each: the memory level has
+// three judges and up to three embedding requests in flight, more than the llm slots the goal's
+// warm-up started with, so the warm-up is topped up once the plan is known.
+struct TopUpRun {
+  double first_step_reply_ms = -1;            // when the first llm step's reply went out
+  std::vector<double> embedding_connections_ms;  // when each embedding request's connection was accepted
+};
+
+TopUpRun run_top_up(bool warm) {
+  auto latency = [](json::object r) {
+    r["latency_ms"] = 300;
+    return r;
+  };
+  TestServerOptions options;
+  options.cert = ServerCert::valid;
+  options.connect_delay_ms = 100;
+  // First match wins: the answer and judge requests quote the steps' outputs.
+  options.script = json::object{{"rules", json::array{
+      rule(k_intent, R"({"intent": "three questions", "tools": ["llm", "memory_add"]})"),
+      rule(k_plan, R"({"steps": [
+    {"id": 1, "action": "llm", "parameters": {"prompt": "warm-step-1"}, "verify": "answers it"},
+    {"id": 2, "action": "llm", "parameters": {"prompt": "warm-step-2"}, "verify": "answers it"},
+    {"id": 3, "action": "llm", "parameters": {"prompt": "warm-step-3"}, "verify": "answers it"},
+    {"id": 4, "action": "memory_add", "parameters": {"text": "$step1.text"}},
+    {"id": 5, "action": "memory_add", "parameters": {"text": "$step2.text"}},
+    {"id": 6, "action": "memory_add", "parameters": {"text": "$step3.text"}}]})"),
+      rule(k_answer, "three answers kept"),
+      latency(rule("check a step's result", R"({"passed": true, "reason": "fine"})")),
+      latency(json::object{{"path", "/v1/chat/completions"}, {"contains", k_step}})}}};
+  TestServer server(options);
+  TempDir dir;
+  auto cfg = config_for(server, dir);
+  cfg.memory.enabled = true;
+  cfg.memory.path = "mem";
+  cfg.performance.connection_pooling.warm_connections = warm;
+  Runtime runtime(cfg);
+  auto outcome = runtime.run_task("goal");
+  INFO((outcome.problems.empty() ? outcome.result.error : outcome.problems.front()));
+  REQUIRE(outcome.exit_code() == 0);
+  TopUpRun out;
+  const auto stats = server.stats();
+  for (const auto& r : stats.at("recent").as_array()) {
+    const std::string_view body = r.at("body").as_string();
+    if (r.at("path").as_string() == "/v1/embeddings") {
+      out.embedding_connections_ms.push_back(r.at("connection_accepted_ms").to_number<double>());
+    } else if (body.find(k_step) != std::string_view::npos && body.find("check a step's result") == std::string_view::npos &&
+               body.find(k_answer) == std::string_view::npos && body.find(k_plan) == std::string_view::npos) {
+      const double sent = r.at("completion_ms").to_number<double>();
+      if (out.first_step_reply_ms < 0 || sent < out.first_step_reply_ms) out.first_step_reply_ms = sent;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a goal's warm-up is topped up to what its plan needs once the plan is known", "[runtime][warm]") {
+  const TopUpRun warm = run_top_up(true);
+  REQUIRE(warm.first_step_reply_ms > 0);
+  REQUIRE(!warm.embedding_connections_ms.empty());
+  // The memory level's embedding requests ran on connections opened while the llm steps ran.
+  for (double accepted : warm.embedding_connections_ms) CHECK(accepted < warm.first_step_reply_ms);
+
+  const TopUpRun cold = run_top_up(false);
+  REQUIRE(!cold.embedding_connections_ms.empty());
+  int after = 0;
+  for (double accepted : cold.embedding_connections_ms) after += accepted > cold.first_step_reply_ms;
+  CHECK(after >= 1);
+}
