@@ -167,20 +167,30 @@ asio::awaitable<executor::ExecutionReport> execute(Run* run, Prepared* prepared,
   co_return co_await scheduler.run();
 }
 
+// Each streamed step as the model wrote it, by id (the first with that id: the analysis admits
+// no second one); a replan after an invalid streamed plan keeps these.
+using StreamedSteps = std::map<int, json::object>;
+
 // Hands each streamed step to the incremental analysis and admits what becomes runnable.
 struct StepAdmitter {
   executor::IncrementalAnalysis* inc;
   executor::Scheduler* scheduler;
+  StreamedSteps* written;
   void operator()(json::object step) const {
+    json::object as_written = step;
     auto parsed = executor::parse_plan(json::array{json::value(std::move(step))});
     if (!parsed.problems.empty() || parsed.plan.steps.size() != 1) return;  // the final analysis reports it
+    written->emplace(parsed.plan.steps.front().id, std::move(as_written));
     for (auto index : inc->add(std::move(parsed.plan.steps.front()))) scheduler->admit(index);
   }
 };
 
-asio::awaitable<planner::Planned> stream_plan(Run* run, planner::PlanningContext ctx,
-                                              executor::IncrementalAnalysis* inc, executor::Scheduler* scheduler) {
-  auto drafted = co_await unless_interrupted(run, run->planner().plan(ctx, StepAdmitter{inc, scheduler}));
+// `replannable`: an invalid plan will be followed by a replan over the steps that ran, so the
+// admitted steps (all valid) run to their end; otherwise they are cancelled.
+asio::awaitable<planner::Planned> stream_plan(Run* run, planner::PlanningContext ctx, executor::IncrementalAnalysis* inc,
+                                              executor::Scheduler* scheduler, StreamedSteps* written,
+                                              bool replannable) {
+  auto drafted = co_await unless_interrupted(run, run->planner().plan(ctx, StepAdmitter{inc, scheduler, written}));
   planner::Planned planned;
   if (drafted) {
     planned = std::move(*drafted);
@@ -190,7 +200,8 @@ asio::awaitable<planner::Planned> stream_plan(Run* run, planner::PlanningContext
     planned.draft.problems.push_back("interrupted");
   }
   run->result->metrics.planning_ms = ms_since(run->epoch);
-  if (!planned.draft.ok()) scheduler->interrupt();  // what started from an invalid plan is cancelled
+  // What started from a plan that will not be replanned is cancelled.
+  if (!planned.draft.ok() && !(replannable && drafted && !planned.draft.error)) scheduler->interrupt();
   scheduler->close();
   co_return planned;
 }
@@ -276,6 +287,66 @@ asio::awaitable<void> resumed_goal_loop(Run* run) {
   co_await answer_loop(run, std::move(ctx), std::move(steps), std::move(prepared));
 }
 
+// A replan may still be asked for: planner.max_replans is not used up and no budget stopped the run.
+bool may_replan(Run* run) {
+  return run->result->replans < run->cfg().planner.max_replans && !run->budget().exceeded();
+}
+
+// A streamed plan found invalid after some of its steps ran: the steps that ran and succeeded are
+// kept (with their results, never run again), the plan's problems are the reason of a replan
+// (which counts against planner.max_replans), and the new steps run beside the kept ones. True
+// when the loop goes on to the answer; false when the run ends (the error names the problems).
+asio::awaitable<bool> replan_streamed(Run* run, planner::PlanningContext* ctx, planner::PlanDraft* draft,
+                                      Prepared* prepared, executor::ExecutionReport report,
+                                      const StreamedSteps& written) {
+  auto& result = *run->result;
+  const auto& cfg = run->cfg();
+  const std::string invalid = "the streamed plan was found invalid after its first steps ran: " + joined(draft->problems);
+  json::array kept;
+  std::vector<StepResult> kept_results;
+  int max_id = 0;
+  for (const auto& s : report.steps) {  // only admitted steps: each was valid when it ran
+    max_id = std::max(max_id, s.id);
+    const auto as_written = written.find(s.id);
+    if (ran(s) && s.status == StepStatus::succeeded && s.verification != VerificationStatus::failed &&
+        s.verification != VerificationStatus::error && as_written != written.end()) {
+      kept.push_back(as_written->second);
+      kept_results.push_back(s);
+    }
+  }
+  absorb(run, std::move(report));  // what ran is in the result, whatever the replan does
+  const auto digest = planner::digest_results(result.steps, cfg.planner.answer_budget_tokens);
+  const std::string reason = "the plan was found invalid after its first steps ran, and its other steps did not run: " +
+                             joined(draft->problems);
+  auto replanned = co_await unless_interrupted(run, run->planner().replan(*ctx, kept, digest, reason, max_id + 1));
+  if (!replanned) co_return false;  // Ctrl-C: failed as interrupted, with what ran
+  ++result.replans;
+  auto& more = *replanned;
+  if (!more.ok()) {
+    // A budget refusal leads the run's error anyway (finished by the runtime): the plan's problems follow it.
+    const bool budget = more.error && more.error->code == net::NetErrc::budget_exceeded;
+    add_error(result, budget ? invalid : invalid + "; replanning failed: " + joined(more.problems));
+    run->unreachable = run->unreachable || unreachable(more.error);
+    co_return false;
+  }
+  json::array combined = std::move(kept);
+  for (auto& step : more.steps) combined.push_back(std::move(step));
+  *prepared = run->prepare(json::value(combined));
+  if (!prepared->problems.empty()) {
+    add_error(result, invalid + "; replanning failed: " + joined(prepared->problems));
+    co_return false;
+  }
+  if (auto* recorder = run->recorder()) recorder->plan(combined);
+  describe_plan(result, *prepared, json::value(combined));
+  if (run->options().on_start) run->options().on_start(result);
+  // Not in an initializer: g++ 12 mis-handles co_await there.
+  auto executed = co_await execute(run, prepared, std::move(kept_results));
+  absorb(run, std::move(executed));
+  draft->steps = std::move(combined);
+  draft->problems.clear();
+  co_return !run->interrupted;
+}
+
 // The streamed plan: steps start as they arrive. Returns true when the loop goes on to the
 // answer, false when the run ends here (interrupted, or what ran cannot be squared with the plan),
 // and nullopt when nothing ran and the draft goes to repair.
@@ -294,10 +365,12 @@ asio::awaitable<std::optional<bool>> streamed(Run* run, planner::PlanningContext
   observe(run, scheduler);
   if (run->options().on_start) run->options().on_start(result);
   executor::ExecutionReport report;
+  StreamedSteps written;
+  const bool replannable = may_replan(run);
   {
     ActiveScheduler active(run, &scheduler);
     // run() joins its steps before it completes, even when planning throws and cancels it.
-    auto both = co_await (stream_plan(run, *ctx, &inc, &scheduler) && scheduler.run());
+    auto both = co_await (stream_plan(run, *ctx, &inc, &scheduler, &written, replannable) && scheduler.run());
     *ctx = std::move(std::get<0>(both).ctx);
     *draft = std::move(std::get<0>(both).draft);
     report = std::move(std::get<1>(both));
@@ -321,9 +394,13 @@ asio::awaitable<std::optional<bool>> streamed(Run* run, planner::PlanningContext
     co_return false;
   }
   if (!any_ran && !run->interrupted) co_return std::nullopt;  // nothing ran: a repair may still run a plan
-  // Invalid after its first steps ran (or Ctrl-C): a repaired plan would run over their effects.
+  // Invalid after its first steps ran: a repaired plan would run over their effects, so what ran
+  // is kept and a replan asks for the rest (planner.max_replans), unless Ctrl-C, a failed call or
+  // a spent budget ended the plan.
   result.plan = json::value(draft->steps);
   report.interrupted = run->interrupted;  // the scheduler was stopped for the invalid plan, not by Ctrl-C
+  if (replannable && !run->interrupted && !draft->error && may_replan(run))
+    co_return co_await replan_streamed(run, ctx, draft, prepared, std::move(report), written);
   absorb(run, std::move(report));
   if (!run->interrupted) {
     add_error(result, "the streamed plan was found invalid after its first steps ran: " + joined(draft->problems));

@@ -348,8 +348,10 @@ TEST_CASE("streamed_plan_invalid_after_steps_ran: the result lists what ran, exi
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
   write_goal_task(dir);
+  // With a replan allowed the plan is replanned over step 1 (see the next test).
   auto r = run_dagent(dir, server.base_url(),
-                      {"run", "task.yaml", "--json", "--record", "run.jsonl", "--set", "planner.stream_plan=true"});
+                      {"run", "task.yaml", "--json", "--record", "run.jsonl", "--set", "planner.stream_plan=true",
+                       "--set", "planner.max_replans=0"});
   INFO(r.err);
   CHECK(r.exit_code == 1);
   const auto result = json::parse(r.out);
@@ -360,6 +362,45 @@ TEST_CASE("streamed_plan_invalid_after_steps_ran: the result lists what ran, exi
   CHECK(result.at("steps").as_array()[0].at("id") == 1);
   CHECK(fs::exists(dir.path() / "ws/out.txt"));
   CHECK(read_text(dir.path() / "run.jsonl").find("\"type\":\"end\"") != std::string::npos);
+}
+
+TEST_CASE("streamed_invalid_replanned_replays: a streamed plan replanned over its first steps replays offline",
+          "[cli][record][streamfix]") {
+  // Step 1 writes a file as soon as it streams in; step 2 names no tool: the plan is replanned
+  // over step 1, whose result the new step reads.
+  json::array chunks{R"({"steps": [{"id": 1, "action": "write_file", "parameters": {"path": "out.txt", "content": "x1"}},)",
+                     R"( {"id": 2, "action": "nope", "parameters": {}}]})"};
+  json::array rules{rule("intent analyser", R"({"intent": "x", "tools": []})"),
+                    json::object{{"path", "/v1/chat/completions"}, {"contains", "Write a plan for the goal"},
+                                 {"stream_chunks", chunks}, {"stream_interval_ms", 50}},
+                    rule("Write only the NEW steps",
+                         R"({"steps": [{"id": 2, "action": "read_file", "parameters": {"path": "out.txt"}, "dependencies": [1]}]})"),
+                    rule("final answer of dagent", "out.txt holds x1")};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_goal_task(dir);
+  auto live = run_dagent(dir, server.base_url(), {"run", "task.yaml", "--json", "--record", "run.jsonl"});
+  INFO(live.err);
+  REQUIRE(live.exit_code == 0);
+  const auto recorded = json::parse(live.out);
+  CHECK(recorded.at("planning").at("replans") == 1);
+  REQUIRE(recorded.at("steps").as_array().size() == 2);
+  CHECK(recorded.at("steps").as_array()[1].at("output").at("content") == "x1");
+  CHECK(recorded.at("plan").as_array().size() == 2);
+  const auto recording = read_text(dir.path() / "run.jsonl");
+  CHECK(recording.find("\"type\":\"plan\"") != std::string::npos);  // the replanned plan
+  CHECK(recording.find("\"type\":\"end\"") != std::string::npos);
+
+  fs::remove(dir.path() / "ws/out.txt");
+  auto replayed = run_dagent(dir, "http://127.0.0.1:9/v1", {"replay", "run.jsonl", "--json", "--replay-timing", "instant"});
+  INFO(replayed.err);
+  REQUIRE(replayed.exit_code == 0);
+  const auto result = json::parse(replayed.out);
+  CHECK(step_digest(result) == step_digest(recorded));
+  CHECK(result.at("answer") == recorded.at("answer"));
+  CHECK(result.at("planning").at("replans") == 1);
+  CHECK(result.at("metrics").at("connections_opened") == 0);
+  CHECK(read_text(dir.path() / "ws/out.txt") == "x1");
 }
 
 TEST_CASE("replay_ignores_set_overrides: a replay runs with the recorded effective config", "[cli][record]") {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -241,7 +242,9 @@ TEST_CASE("with streamed planning the first step starts before the plan stream e
                           rule(k_answer, "done")};
     server.reset();
     server.set_script(json::object{{"rules", bad_rules}});
-    Runtime with_sleep(cfg);
+    auto no_replans = cfg;
+    no_replans.planner.max_replans = 0;  // with a replan allowed the plan is replanned (see below)
+    Runtime with_sleep(no_replans);
     REQUIRE(with_sleep.register_tool(std::make_shared<dagent::test::SleepTool>()).has_value());
     std::map<int, int> runs;
     std::vector<std::string> lines;
@@ -264,6 +267,171 @@ TEST_CASE("with streamed planning the first step starts before the plan stream e
     CHECK(runs[1] == 1);
     CHECK(r.metrics.wall_ms < 4000);  // the 5 s sleep did not run out
     CHECK(count_containing(bodies(server), k_repair) == 0);
+    CHECK(count_containing(bodies(server), k_replan) == 0);
+  }
+}
+
+namespace {
+
+// Steps 1 and 2 are llm steps (each call is a side effect the server counts) streamed first;
+// step 3 calls write_file, which tools.enabled leaves out: the plan is invalid once step 3 arrives.
+json::array invalid_third_step() {
+  return json::array{
+      R"({"steps": [{"id": 1, "action": "llm", "parameters": {"prompt": "first-marker"}},)",
+      R"( {"id": 2, "action": "llm", "parameters": {"prompt": "second-marker"}},)",
+      R"( {"id": 3, "action": "write_file", "parameters": {"path": "out.txt", "content": "$step1.text"}}]})"};
+}
+
+constexpr const char* k_disabled_problem = "is disabled (tools.enabled)";
+
+// Requests made by a step's llm call: the body holds its marker and is no planner call.
+int step_calls(const std::vector<std::string>& all, std::string_view marker) {
+  int n = 0;
+  for (const auto& b : all)
+    n += b.find(marker) != std::string::npos && b.find(k_replan) == std::string::npos &&
+         b.find(k_answer) == std::string::npos && b.find(k_plan) == std::string::npos;
+  return n;
+}
+
+std::vector<int> ids_of(const std::vector<StepResult>& steps) {
+  std::vector<int> out;
+  for (const auto& s : steps) out.push_back(s.id);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("streamed_invalid_replanned: a streamed plan found invalid after steps ran is replanned over them",
+          "[runtime][planner][streamfix]") {
+  // Before: the run failed with "the streamed plan was found invalid after its first steps ran",
+  // where the same plan, whole, would have been repaired.
+  json::array rules{rule(k_intent, R"({"intent": "x", "tools": []})"),
+                    json::object{{"contains", k_plan}, {"stream_chunks", invalid_third_step()}, {"stream_interval_ms", 50}},
+                    rule(k_replan, plan_text(R"([{"id": 3, "action": "read_file", "parameters": {"path": "$step1.text"},
+                                                  "dependencies": [1, 2]}])")),
+                    rule(k_answer, "gamma"),
+                    rule("first-marker", "c.txt"),
+                    rule("second-marker", "two")};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  write_workspace(dir);
+  auto cfg = config_for(server, dir);
+  cfg.planner.stream_plan = true;
+  cfg.tools.enabled = {"read_file", "llm"};
+  std::map<int, int> runs;
+  std::vector<std::string> lines;
+  RunOptions options;
+  options.on_event = StepLog{&runs, &lines};
+
+  SECTION("the steps that ran are kept, the replan adds the rest, the run succeeds") {
+    Runtime runtime(cfg);
+    auto outcome = runtime.run_task("goal", options);
+    std::string all_lines;
+    for (const auto& l : lines) all_lines += l + "\n";
+    INFO(all_lines << outcome.result.error);
+    REQUIRE(outcome.problems.empty());
+    CHECK(outcome.exit_code() == 0);
+    const auto& r = outcome.result;
+    CHECK(r.status == dagent::RunStatus::succeeded);
+    CHECK(r.error.empty());
+    CHECK(r.replans == 1);
+    CHECK(r.answer == "gamma");
+    CHECK(ids_of(r.steps) == std::vector<int>{1, 2, 3});
+    for (const auto& s : r.steps) CHECK(s.status == StepStatus::succeeded);
+    CHECK(r.steps[2].action == "read_file");
+    CHECK(r.steps[2].output.at("content") == "gamma");  // $step1.text from the kept result
+    CHECK(runs == std::map<int, int>{{1, 1}, {2, 1}, {3, 1}});
+    const auto all = bodies(server);
+    CHECK(step_calls(all, "first-marker") == 1);  // the side effects of steps 1 and 2 happened once
+    CHECK(step_calls(all, "second-marker") == 1);
+    CHECK(count_containing(all, k_repair) == 0);
+    REQUIRE(count_containing(all, k_replan) == 1);
+    for (const auto& b : all)
+      if (b.find(k_replan) != std::string::npos) {
+        CHECK(b.find(k_disabled_problem) != std::string::npos);  // the reason quotes the problem
+        CHECK(b.find("found invalid after its first steps ran") != std::string::npos);
+        CHECK(b.find("Number them from 3") != std::string::npos);
+        CHECK(b.find("c.txt") != std::string::npos);  // step 1's result
+      }
+    // The final plan: the kept steps as streamed, then the new one.
+    REQUIRE(r.plan.is_array());
+    REQUIRE(r.plan.as_array().size() == 3);
+    CHECK(r.plan.as_array()[0].at("action") == "llm");
+    CHECK(r.plan.as_array()[2].at("action") == "read_file");
+    CHECK(dagent::test::read_text(dir.path() / "ws/c.txt") == "gamma");
+  }
+
+  SECTION("with planner.max_replans 0 the run fails, names the problem and lists what ran") {
+    cfg.planner.max_replans = 0;
+    Runtime runtime(cfg);
+    auto outcome = runtime.run_task("goal", options);
+    REQUIRE(outcome.problems.empty());
+    CHECK(outcome.exit_code() == 1);
+    const auto& r = outcome.result;
+    CHECK(r.status == dagent::RunStatus::failed);
+    CHECK_THAT(r.error, Catch::Contains("the streamed plan was found invalid after its first steps ran") &&
+                            Catch::Contains(k_disabled_problem));
+    CHECK(r.replans == 0);
+    CHECK(ids_of(r.steps) == std::vector<int>{1, 2});
+    CHECK(runs.size() == 2);
+    CHECK(count_containing(bodies(server), k_replan) == 0);
+    CHECK(count_containing(bodies(server), k_repair) == 0);
+  }
+
+  SECTION("a replan reply that is invalid too fails the run with both problems") {
+    json::array bad = rules;
+    bad[2] = rule(k_replan, plan_text(R"([{"id": 3, "action": "write_file", "parameters": {"path": "out.txt",
+                                          "content": "$step1.text"}}])"));
+    server.set_script(json::object{{"rules", bad}});
+    Runtime runtime(cfg);
+    auto outcome = runtime.run_task("goal", options);
+    REQUIRE(outcome.problems.empty());
+    CHECK(outcome.exit_code() == 1);
+    const auto& r = outcome.result;
+    CHECK(r.status == dagent::RunStatus::failed);
+    CHECK_THAT(r.error, Catch::Contains("the streamed plan was found invalid after its first steps ran") &&
+                            Catch::Contains("replanning failed") && Catch::Contains(k_disabled_problem));
+    CHECK(r.replans == 1);
+    CHECK(ids_of(r.steps) == std::vector<int>{1, 2});
+    for (const auto& s : r.steps) CHECK(s.status == StepStatus::succeeded);
+    CHECK(runs == std::map<int, int>{{1, 1}, {2, 1}});  // nothing of the replan ran
+    CHECK(count_containing(bodies(server), k_replan) == 1);
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "ws/out.txt"));
+  }
+
+  SECTION("limits.max_llm_calls counts the replan call: spent, the run fails") {
+    // intent, plan, steps 1 and 2: four calls; the replan would be the fifth.
+    cfg.limits.max_llm_calls = 4;
+    Runtime runtime(cfg);
+    auto outcome = runtime.run_task("goal", options);
+    CHECK(outcome.exit_code() == 1);
+    const auto& r = outcome.result;
+    CHECK_THAT(r.error, Catch::StartsWith("budget exceeded: limits.max_llm_calls") &&
+                            Catch::Contains("invalid after its first steps ran") && Catch::Contains(k_disabled_problem));
+    CHECK(ids_of(r.steps) == std::vector<int>{1, 2});
+    CHECK(count_containing(bodies(server), k_replan) == 0);
+  }
+
+  SECTION("a streamed step that failed is not kept: the replan numbers after it, as after an answer's REPLAN") {
+    json::array chunks{R"({"steps": [{"id": 1, "action": "llm", "parameters": {"prompt": "first-marker"}},)",
+                       R"( {"id": 2, "action": "read_file", "parameters": {"path": "missing.txt"}},)",
+                       R"( {"id": 3, "action": "write_file", "parameters": {"path": "out.txt", "content": "x"}}]})"};
+    json::array failing = rules;
+    failing[1] = json::object{{"contains", k_plan}, {"stream_chunks", chunks}, {"stream_interval_ms", 50}};
+    failing[2] = rule(k_replan, plan_text(R"([{"id": 3, "action": "read_file", "parameters": {"path": "$step1.text"}}])"));
+    server.set_script(json::object{{"rules", failing}});
+    Runtime runtime(cfg);
+    auto outcome = runtime.run_task("goal", options);
+    INFO(outcome.result.error);
+    CHECK(outcome.exit_code() == 0);
+    const auto& r = outcome.result;
+    CHECK(ids_of(r.steps) == std::vector<int>{1, 3});
+    CHECK(runs == std::map<int, int>{{1, 1}, {2, 1}, {3, 1}});
+    for (const auto& b : bodies(server))
+      if (b.find(k_replan) != std::string::npos) {
+        CHECK(b.find("missing.txt") != std::string::npos);  // the failure is in the results shown
+        CHECK(b.find("Number them from 3") != std::string::npos);
+      }
   }
 }
 
