@@ -21,12 +21,14 @@
 #include "support/captured_file.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
+#include "support/scripted_prompts.hpp"
 
 namespace {
 
 using dagent::test::Captured;
 
 namespace json = boost::json;
+using dagent::test::rule;
 namespace fs = std::filesystem;
 using dagent::test::ChildProcess;
 using dagent::test::ProcessResult;
@@ -43,10 +45,6 @@ std::vector<std::string> env_for(const std::string& base_url) {
 ProcessResult run_dagent(const TempDir& dir, const std::string& base_url, std::vector<std::string> args) {
   args.insert(args.begin(), DAGENT_BINARY);
   return run_process(args, dir.path(), env_for(base_url));
-}
-
-json::object rule(std::string contains, std::string reply) {
-  return json::object{{"path", "/v1/chat/completions"}, {"contains", std::move(contains)}, {"reply", std::move(reply)}};
 }
 
 // The example of the issue as a fixed plan: list a folder, read each file, summarize each read,

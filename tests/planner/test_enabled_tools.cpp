@@ -17,10 +17,17 @@
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
 #include "support/test_tools.hpp"
+#include "support/scripted_prompts.hpp"
 
 namespace {
 
 namespace json = boost::json;
+using dagent::test::k_answer;
+using dagent::test::k_intent;
+using dagent::test::k_plan;
+using dagent::test::k_repair;
+using dagent::test::k_replan;
+using dagent::test::rule;
 using dagent::RunOptions;
 using dagent::Runtime;
 using dagent::StepEvent;
@@ -29,16 +36,7 @@ using dagent::test::TempDir;
 using dagent::test::TestServer;
 using dagent::test::TestServerOptions;
 
-constexpr const char* k_intent = "intent analyser";
-constexpr const char* k_plan = "Write a plan for the goal";
-constexpr const char* k_repair = "cannot run. Fix every problem";
-constexpr const char* k_replan = "Write only the NEW steps";
-constexpr const char* k_answer = "final answer of dagent";
 constexpr const char* k_disabled = "\"write_file\" is disabled (tools.enabled)";
-
-json::object rule(std::string contains, std::string reply) {
-  return json::object{{"path", "/v1/chat/completions"}, {"contains", std::move(contains)}, {"reply", std::move(reply)}};
-}
 
 std::string plan_text(std::string_view steps) { return std::string("{\"steps\": ") + std::string(steps) + "}"; }
 

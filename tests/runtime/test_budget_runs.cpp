@@ -13,10 +13,17 @@
 #include "dagent/runtime.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
+#include "support/scripted_prompts.hpp"
 
 namespace {
 
 namespace json = boost::json;
+using dagent::test::k_answer;
+using dagent::test::k_chat;
+using dagent::test::k_intent;
+using dagent::test::k_plan;
+using dagent::test::k_replan;
+using dagent::test::rule;
 using dagent::RunOutcome;
 using dagent::Runtime;
 using dagent::StepStatus;
@@ -24,11 +31,6 @@ using dagent::test::TempDir;
 using dagent::test::TestServer;
 using dagent::test::TestServerOptions;
 
-constexpr const char* k_chat = "/v1/chat/completions";
-constexpr const char* k_intent = "intent analyser";
-constexpr const char* k_plan = "Write a plan for the goal";
-constexpr const char* k_replan = "Write only the NEW steps";
-constexpr const char* k_answer = "final answer of dagent";
 
 dagent::config::Config config_for(const TestServer& server, const TempDir& dir) {
   dagent::config::Config cfg;
@@ -37,10 +39,6 @@ dagent::config::Config config_for(const TestServer& server, const TempDir& dir) 
   cfg.tools.workspace = "ws";
   cfg.memory.enabled = false;
   return cfg;
-}
-
-json::object rule(std::string contains, std::string reply) {
-  return json::object{{"path", k_chat}, {"contains", std::move(contains)}, {"reply", std::move(reply)}};
 }
 
 std::vector<std::string> bodies(const TestServer& server) {

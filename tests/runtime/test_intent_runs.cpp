@@ -16,10 +16,15 @@
 #include "dagent/runtime.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
+#include "support/scripted_prompts.hpp"
 
 namespace {
 
 namespace json = boost::json;
+using dagent::test::k_chat;
+using dagent::test::k_intent;
+using dagent::test::k_plan;
+using dagent::test::rule;
 using dagent::PlanningEvent;
 using dagent::PlanningPhase;
 using dagent::RunOptions;
@@ -31,16 +36,8 @@ using dagent::test::TempDir;
 using dagent::test::TestServer;
 using dagent::test::TestServerOptions;
 
-constexpr const char* k_chat = "/v1/chat/completions";
-constexpr const char* k_intent = "intent analyser";
-constexpr const char* k_plan = "Write a plan for the goal";
-constexpr const char* k_answer = "final answer of dagent";
 // Only the plan call offered every tool describes list_dir with its parameters.
 constexpr const char* k_full_catalog = "- list_dir: ";
-
-json::object rule(std::string contains, std::string reply) {
-  return json::object{{"path", k_chat}, {"contains", std::move(contains)}, {"reply", std::move(reply)}};
-}
 
 const char* k_reads = R"({"steps": [{"id": 1, "action": "read_file", "parameters": {"path": "a.txt"}},
   {"id": 2, "action": "read_file", "parameters": {"path": "b.txt"}}]})";

@@ -15,21 +15,19 @@
 #include "dagent/tool.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
+#include "support/scripted_prompts.hpp"
 
 namespace {
 
 namespace json = boost::json;
+using dagent::test::k_answer;
+using dagent::test::k_plan;
+using dagent::test::rule;
 using dagent::Runtime;
 using dagent::test::TempDir;
 using dagent::test::TestServer;
 using dagent::test::TestServerOptions;
 
-constexpr const char* k_plan = "Write a plan for the goal";
-constexpr const char* k_answer = "final answer of dagent";
-
-json::object rule(std::string contains, std::string reply) {
-  return json::object{{"path", "/v1/chat/completions"}, {"contains", std::move(contains)}, {"reply", std::move(reply)}};
-}
 
 std::vector<std::string> plan_bodies(const TestServer& server) {
   std::vector<std::string> out;

@@ -14,10 +14,15 @@
 #include "dagent/runtime.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
+#include "support/scripted_prompts.hpp"
 
 namespace {
 
 namespace json = boost::json;
+using dagent::test::k_answer;
+using dagent::test::k_intent;
+using dagent::test::k_plan;
+using dagent::test::rule;
 using dagent::Runtime;
 using dagent::test::HandshakeFault;
 using dagent::test::ServerCert;
@@ -26,9 +31,6 @@ using dagent::test::TestCerts;
 using dagent::test::TestServer;
 using dagent::test::TestServerOptions;
 
-constexpr const char* k_intent = "intent analyser";
-constexpr const char* k_plan = "Write a plan for the goal";
-constexpr const char* k_answer = "final answer of dagent";
 constexpr const char* k_step = "warm-step-";
 
 // One level of three llm steps, then a step that joins them.
@@ -37,10 +39,6 @@ const char* k_wide_plan = R"({"steps": [
   {"id": 2, "action": "llm", "parameters": {"prompt": "warm-step-2"}},
   {"id": 3, "action": "llm", "parameters": {"prompt": "warm-step-3"}},
   {"id": 4, "action": "write_file", "parameters": {"path": "out.txt", "content": "$step1.text $step2.text $step3.text"}}]})";
-
-json::object rule(std::string contains, std::string reply) {
-  return json::object{{"path", "/v1/chat/completions"}, {"contains", std::move(contains)}, {"reply", std::move(reply)}};
-}
 
 TestServerOptions wide_plan_server() {
   TestServerOptions o;
