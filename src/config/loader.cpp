@@ -804,6 +804,10 @@ void check_cross_fields(const Config& cfg, const ChunkLines& lines, Reporter& ou
       !out.has_problem_with("performance.rate_limiting.shared"))
     out.add(lines.shared, "performance.rate_limiting.shared",
             "a shared budget needs redis.url (the Redis that keeps it); set it, or set shared: false");
+  else if (cfg.performance.rate_limiting.shared && cfg.performance.rate_limiting.window == RateWindow::rolling &&
+           !out.has_problem_with("performance.rate_limiting.shared"))
+    out.add(lines.shared, "performance.rate_limiting.shared",
+            "a shared budget counts a refilled bucket; window: rolling is not shared yet (set window: bucket)");
   constexpr std::string_view k_chars = "memory.chunk_chars";
   constexpr std::string_view k_overlap = "memory.chunk_overlap";
   if (out.has_problem_with(k_chars) || out.has_problem_with(k_overlap)) return;

@@ -60,4 +60,6 @@ TEST_CASE("redis and shared-limiter keys are range-checked with file, line and k
   CHECK_THAT(problems_of("performance:\n  rate_limiting:\n    shared: true\n"),
              Catch::StartsWith("config.yaml:3: performance.rate_limiting.shared: a shared budget needs redis.url"));
   CHECK(problems_of("redis: {url: \"redis://localhost\"}\nperformance: {rate_limiting: {shared: true}}\n").empty());
+  CHECK_THAT(problems_of("redis: {url: \"redis://localhost\"}\nperformance: {rate_limiting: {shared: true, window: rolling}}\n"),
+             Catch::Contains("performance.rate_limiting.shared: a shared budget counts a refilled bucket"));
 }
