@@ -2,8 +2,10 @@
 # Issue 16: PROCS (default 4) processes sharing RPM (default 600) against the test server
 # enforcing RPM per PERIOD_MS as a refilled bucket: with the shared limiter (one budget in a
 # redis-server started here) and with per-process limiters (each told the whole RPM). Demand is
-# far above the budget (3 x RPM calls per process, all ready at once) for DURATION_MS (default two
-# periods). Then the Redis round trips (bench_redis). Prints a Markdown table.
+# far above the budget (3 x RPM calls per process, all ready at once); each process stops after
+# DURATION_MS (default two periods) and the server's counters are read. "allowed" is what the
+# server's bucket admits in the wall time: a full bucket plus the refill. Then the Redis round
+# trips (bench_redis). Prints a Markdown table.
 #
 #   bench/run_redis_limiter.sh [build-dir]       PERIOD_MS=10000 for a 1/6-scale run
 set -euo pipefail

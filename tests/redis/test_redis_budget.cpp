@@ -11,9 +11,12 @@
 #include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 
+#include "net/openai_client.hpp"
 #include "net/rate_limiter.hpp"
+#include "net/url.hpp"
 #include "support/redis_process.hpp"
 #include "support/run_on.hpp"
+#include "support/test_server_process.hpp"
 
 namespace asio = boost::asio;
 using dagent::net::RateLimiter;
@@ -80,6 +83,37 @@ asio::awaitable<void> grab(RateLimiter* limiter, Grabs* grabs) {
   if (grabs->granted == grabs->budget)
     for (auto& s : grabs->signals) s->emit(asio::cancellation_type::terminal);
 }
+
+// One chat call of a fleet; the last one to finish stops the loop (the clients' idle connections
+// would keep it running).
+struct Fleet {
+  int ok = 0;
+  int failed = 0;
+  int calls = 0;
+  std::string first_error;
+  asio::io_context* io = nullptr;
+};
+
+asio::awaitable<void> fleet_call(dagent::net::OpenAiClient* client, Fleet* fleet) {
+  dagent::net::ChatRequest request;
+  request.model = "gpt-test";
+  request.messages.push_back({"user", "hello"});
+  request.max_tokens = 5;
+  auto result = co_await client->chat(std::move(request));
+  if (result) {
+    ++fleet->ok;
+  } else {
+    ++fleet->failed;
+    if (fleet->first_error.empty()) fleet->first_error = result.error().message;
+  }
+  if (fleet->ok + fleet->failed == fleet->calls) fleet->io->stop();
+}
+
+struct FleetDone {
+  void operator()(std::exception_ptr e) const {
+    if (e) std::rethrow_exception(e);
+  }
+};
 
 struct GrabDone {
   Grabs* grabs;
@@ -216,4 +250,32 @@ TEST_CASE("Shared limiter falls back to its share when Redis is down, warns once
   CHECK_FALSE(limiter.falling_back());
   CHECK(limiter.shared_stats().recoveries == 1);
   CHECK(warnings.size() == 2);
+}
+
+TEST_CASE("4 clients sharing 20 RPM through Redis meet no 429 from a server enforcing 20 RPM") {
+  RedisServer redis;
+  dagent::test::TestServer server({.rpm = 20, .bucket = true, .period_ms = 2000});
+  asio::io_context io;
+  std::vector<std::unique_ptr<dagent::net::OpenAiClient>> clients;
+  for (int i = 0; i < 4; ++i) {
+    dagent::net::OpenAiOptions o;
+    o.base_url = *dagent::net::parse_base_url(server.base_url());
+    o.api_key = "sk-test-key";
+    o.rpm_limit = 20;
+    o.safety_margin = 1.0;
+    o.rate_period = std::chrono::milliseconds(2000);
+    o.max_retries = 0;  // a 429 fails the call
+    o.shared_budget = std::make_shared<RedisBudget>(client_for(io, redis), "fleet", "process-" + std::to_string(i));
+    o.expected_processes = 4;
+    clients.push_back(std::make_unique<dagent::net::OpenAiClient>(io.get_executor(), nullptr, std::move(o)));
+  }
+  Fleet fleet;
+  fleet.calls = 48;  // 20 at once, then the refill: 10 a second
+  fleet.io = &io;
+  for (int i = 0; i < fleet.calls; ++i) asio::co_spawn(io, fleet_call(clients[i % 4].get(), &fleet), FleetDone{});
+  io.run();
+  INFO(fleet.first_error);
+  CHECK(fleet.ok == 48);
+  CHECK(fleet.failed == 0);
+  CHECK(server.stats().at("rate_limited").to_number<std::int64_t>() == 0);
 }
