@@ -687,6 +687,7 @@ OpenAiClient::~OpenAiClient() = default;
 ProviderMetrics OpenAiClient::metrics() const {
   auto m = impl_->metrics;
   m.connections_opened = impl_->http.connections_opened();
+  m.rate_limit_fallback_calls = impl_->limiter.shared_stats().fallback_grants;
   m.rate_limit_wait_ms = std::chrono::duration<double, std::milli>(impl_->limiter.total_wait() + impl_->rate_limited_pause).count();
   return m;
 }

@@ -19,11 +19,16 @@ namespace {
 // refused, µs), 3 when each waiting process last asked (hash).
 // ARGV: 1 request capacity, 2 token capacity, 3 period µs, 4 tokens wanted, 5 take (0/1),
 // 6 token debt, 7 request returns, 8 hold µs, 9 request upper (-1: none), 10 token upper,
-// 11 member, 12 µs after which a waiting process that stopped asking loses its place.
+// 11 member, 12 µs after which a waiting process that stopped asking loses its place, 13 the
+// server's lag in µs.
 // Returns {granted, wait µs}.
 // Why TIME: the processes' clocks disagree; the server's is the one clock they all see.
 // Why the levels are stored as of `ts`, possibly in the future: after a 429 the bucket restarts
 // empty when the hold ends, as the local limiter does.
+// Why the lag: the provider's bucket starts refilling when a request reaches it, a little after
+// we granted it, so at the tightest moment it holds a little less than ours; a grant waits until
+// ours holds that little more (a request's arrival `lag` later). It delays the grants at the
+// limit by `lag` once, and costs no throughput.
 const std::string k_script = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -54,10 +59,12 @@ if tu >= 0 and tk > tu then tk = tu end
 local granted, wait = 0, 0
 if take == 1 then
   local member, stale = ARGV[11], tonumber(ARGV[12])
-  local need = math.min(want, tcap)
+  local lag = tonumber(ARGV[13])
+  local rneed = math.min(1 + lag * rcap / period, math.max(rcap, 1))
+  local tneed = math.min(math.min(want, tcap) + lag * tcap / period, tcap)
   local wr, wt = 0, 0
-  if r < 1 then wr = (1 - r) * period / rcap end
-  if tk < need then wt = (need - tk) * period / tcap end
+  if r < rneed then wr = (rneed - r) * period / rcap end
+  if tk < tneed then wt = (tneed - tk) * period / tcap end
   wait = math.max(wr, wt) + math.max(ts - now, 0)
   for i = 1, 16 do
     local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
@@ -88,6 +95,9 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
 return {granted, math.ceil(wait)}
 )lua";
+
+// How much later than our grant the provider may start counting the request (see the script).
+constexpr std::chrono::milliseconds k_server_lag{5};
 
 std::string sha1_hex(const std::string& text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -141,7 +151,8 @@ asio::awaitable<boost::system::result<net::SharedAnswer, std::string>> RedisBudg
               std::to_string(period_us), std::to_string(ask.tokens), ask.take ? "1" : "0",
               std::to_string(ask.token_debt), std::to_string(ask.request_returns),
               std::to_string(ask.hold.count() * 1000), ask.request_upper ? number(*ask.request_upper) : "-1",
-              ask.token_upper ? number(*ask.token_upper) : "-1", member_, std::to_string(stale_us)};
+              ask.token_upper ? number(*ask.token_upper) : "-1", member_, std::to_string(stale_us),
+              std::to_string(micros(k_server_lag))};
   auto reply = co_await client_.command(cmd);
   // Why: a restarted or flushed server has forgotten the script; EVAL sends it (and caches it).
   if (reply && reply->is_error() && reply->str.starts_with("NOSCRIPT")) {
