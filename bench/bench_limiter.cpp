@@ -37,6 +37,11 @@
 // The ideal: the time the server's own rule lets the last call through when every call is sent
 // the moment the rule allows it, in order, with no latency. achieved = ideal / measured time of
 // the last success (the share of the allowed budget used over the run).
+//
+// Shared mode (issue 16): --redis URL draws from the budget shared in Redis by every process
+// started with the same URL (--expected-processes N for the fallback); --duration-ms D stops the
+// process after D ms whatever is left; --no-reset leaves the server's counters alone (the script
+// running several processes resets and reads them itself).
 
 #include <algorithm>
 #include <chrono>
@@ -65,6 +70,7 @@
 #include "net/llm_provider.hpp"
 #include "net/openai_client.hpp"
 #include "net/rate_limiter.hpp"
+#include "redis/redis_budget.hpp"
 #include "net_bench_common.hpp"
 
 namespace {
@@ -303,6 +309,8 @@ int run_load(const Args& args) {
   const std::int64_t calls = args.integer("calls", rpm + rpm / 10);
   const bool limiter = args.flag("limiter", true);
   const std::string label = args.str("label", load_kind + "-" + window + "-on-" + server_model);
+  const std::string redis_url = args.str("redis", "");
+  const std::int64_t duration_ms = args.integer("duration-ms", 0);
   if (port <= 0 || (window != "bucket" && window != "rolling") || (load_kind != "bursty" && load_kind != "steady")) {
     std::fprintf(stderr, "usage: bench_limiter --load bursty|steady --port P --rpm R [--window bucket|rolling] ...\n");
     return 2;
@@ -321,7 +329,7 @@ int run_load(const Args& args) {
 
   asio::io_context io(1);
   ServerControl control(io, loopback(port));
-  control.reset();
+  if (!args.has("no-reset")) control.reset();
 
   net::OpenAiOptions options;
   options.base_url = net::BaseUrl{loopback(port), "/v1"};
@@ -337,6 +345,18 @@ int run_load(const Args& args) {
   options.retry_budget_min = 1000;
   options.circuit_breaker = false;
   options.http.max_connections = 64;
+  if (!redis_url.empty()) {
+    config::RedisConfig redis_cfg;
+    redis_cfg.url = redis_url;
+    auto redis_options = redis::RedisOptions::from(redis_cfg, ".");
+    if (!redis_options) {
+      std::fprintf(stderr, "%s\n", redis_options.error().message.c_str());
+      return 2;
+    }
+    options.shared_budget = std::make_shared<redis::RedisBudget>(
+        redis::RedisClient(io.get_executor(), std::move(*redis_options)), "bench", redis::RedisBudget::process_member());
+    options.expected_processes = static_cast<int>(args.integer("expected-processes", 1));
+  }
   load.calls = calls;
   load.io = &io;
   auto client = std::make_unique<net::OpenAiClient>(io.get_executor(), nullptr, options);
@@ -347,7 +367,16 @@ int run_load(const Args& args) {
                    planned_call(&load, client.get(),
                                 load.t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(r))),
                    asio::detached);
-  io.run_for(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ideal * 3 + 2 * period + 10)));
+  if (duration_ms > 0) io.run_for(std::chrono::milliseconds(duration_ms));
+  else io.run_for(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ideal * 3 + 2 * period + 10)));
+  if (duration_ms > 0) {
+    // A process of a fleet stops here: the script reads the server's counters for them all.
+    // Why leak: calls still pending hold reservations on the client; the loop is not run again.
+    std::printf("%s: %lld calls ok, %lld failed in %lld ms\n", label.c_str(), static_cast<long long>(load.ok),
+                static_cast<long long>(load.failed), static_cast<long long>(duration_ms));
+    (void)client.release();
+    return 0;
+  }
   const double elapsed = std::chrono::duration<double>(load.last_ok - load.t0).count();
   // Calls still pending at the time limit hold reservations on the client: it must outlive them.
   if (load.ok + load.failed < calls) (void)client.release();

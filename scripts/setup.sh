@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 packages=(g++ cmake ninja-build ccache pkg-config openssl ca-certificates nginx-light
           libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev
-          libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev libvalijson-dev catch2)
+          libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev libvalijson-dev catch2
+          libhiredis-dev redis-server)  # redis-server: the tests start their own (issue 16)
 scripts/install-packages.sh "${packages[@]}"
 
 build=build

@@ -68,6 +68,7 @@ struct RunMetrics {
   double rate_limit_wait_ms = 0;
   std::int64_t cache_hits = 0;
   std::int64_t connections_opened = 0;
+  std::int64_t rate_limit_fallback_calls = 0;  ///< admitted by the local share while the shared budget was unreachable
   int max_concurrent_steps = 0;
   double planning_ms = 0;      ///< from the run's start until the plan was complete and valid
 };

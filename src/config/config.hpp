@@ -50,6 +50,10 @@ struct RateLimitingConfig {
   std::int64_t tpm_limit = 2000000;
   double safety_margin = 0.9;
   RateWindow window = RateWindow::bucket;
+  /// Draw from one budget kept in Redis (redis.url) with every process that shares it.
+  bool shared = false;
+  /// Processes sharing the budget: while Redis cannot be reached, each keeps to limit / this.
+  int expected_processes = 1;
 };
 
 enum class Scheduling { eager, levels };
@@ -215,8 +219,19 @@ struct Task {
   SourceLocation source;
 };
 
+/// The shared Redis of a scale-out (README "Scale-out on Redis"); url "" is off.
+struct RedisConfig {
+  std::string url;                         ///< redis://host:port/db (loopback only) or rediss://
+  std::string password_env;                ///< the variable holding the password; "" sends no AUTH
+  std::string ca_file;                     ///< extra PEM bundle to trust for rediss://
+  std::int64_t timeout_ms = 250;           ///< one command or pipeline, from send to last reply
+  std::int64_t connect_timeout_ms = 1000;  ///< TCP connect, TLS handshake, AUTH and SELECT
+  int pool_size = 4;                       ///< connections at most
+};
+
 struct Config {
   LlmConfig llm;
+  RedisConfig redis;
   PerformanceConfig performance;
   PlannerConfig planner;
   ExecutorConfig executor;

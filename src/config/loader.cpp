@@ -26,6 +26,7 @@
 
 #include "net/secret.hpp"
 #include "net/url.hpp"
+#include "redis/redis_url.hpp"
 #include "text/utf8.hpp"
 
 namespace dagent::config {
@@ -392,6 +393,13 @@ constexpr std::array k_fields = {
             1000),
     name_list("llm.models", [](Config& c) -> auto& { return c.llm.models; }, {}),  // any model names
 
+    text("redis.url", [](Config& c) -> auto& { return c.redis.url; }, Emptiness::allowed),
+    text("redis.password_env", [](Config& c) -> auto& { return c.redis.password_env; }, Emptiness::allowed),
+    text("redis.ca_file", [](Config& c) -> auto& { return c.redis.ca_file; }, Emptiness::allowed),
+    integer("redis.timeout_ms", [](Config& c) -> auto& { return c.redis.timeout_ms; }, 1, k_max_ms),
+    integer("redis.connect_timeout_ms", [](Config& c) -> auto& { return c.redis.connect_timeout_ms; }, 1, k_max_ms),
+    integer("redis.pool_size", [](Config& c) -> auto& { return c.redis.pool_size; }, 1, 1024),
+
     flag("performance.connection_pooling.enabled",
          [](Config& c) -> auto& { return c.performance.connection_pooling.enabled; }),
     integer("performance.connection_pooling.max_connections",
@@ -419,6 +427,10 @@ constexpr std::array k_fields = {
            LowerBound::exclusive, 1.0),
     choice("performance.rate_limiting.window",
            [](Config& c) -> auto& { return c.performance.rate_limiting.window; }),
+    flag("performance.rate_limiting.shared",
+         [](Config& c) -> auto& { return c.performance.rate_limiting.shared; }),
+    integer("performance.rate_limiting.expected_processes",
+            [](Config& c) -> auto& { return c.performance.rate_limiting.expected_processes; }, 1, 100000),
 
     flag("performance.parallel_execution.enabled",
          [](Config& c) -> auto& { return c.performance.parallel_execution.enabled; }),
@@ -775,12 +787,27 @@ void check_llm_key(const Config& cfg, std::string_view key, int line, Reporter& 
   }
 }
 
+// redis.url must parse, and may be plain redis:// only for a loopback host (as llm.base_url).
+void check_redis_key(const Config& cfg, std::string_view key, int line, Reporter& out) {
+  if (out.has_problem_with(key) || key != "redis.url" || cfg.redis.url.empty()) return;
+  if (auto url = redis::parse_redis_url(cfg.redis.url); !url) out.add(line, std::string(key), url.error());
+}
+
 struct ChunkLines {
   int chars = 0;
   int overlap = 0;
+  int shared = 0;  ///< performance.rate_limiting.shared
 };
 
 void check_cross_fields(const Config& cfg, const ChunkLines& lines, Reporter& out) {
+  if (cfg.performance.rate_limiting.shared && cfg.redis.url.empty() &&
+      !out.has_problem_with("performance.rate_limiting.shared"))
+    out.add(lines.shared, "performance.rate_limiting.shared",
+            "a shared budget needs redis.url (the Redis that keeps it); set it, or set shared: false");
+  else if (cfg.performance.rate_limiting.shared && cfg.performance.rate_limiting.window == RateWindow::rolling &&
+           !out.has_problem_with("performance.rate_limiting.shared"))
+    out.add(lines.shared, "performance.rate_limiting.shared",
+            "a shared budget counts a refilled bucket; window: rolling is not shared yet (set window: bucket)");
   constexpr std::string_view k_chars = "memory.chunk_chars";
   constexpr std::string_view k_overlap = "memory.chunk_overlap";
   if (out.has_problem_with(k_chars) || out.has_problem_with(k_overlap)) return;
@@ -1434,9 +1461,11 @@ void read_section(const YAML::Node& map, std::string_view prefix, ConfigReading&
                      const int line = value_line(key, value);
                      if (dotted == "memory.chunk_chars") reading.chunk_lines.chars = line;
                      if (dotted == "memory.chunk_overlap") reading.chunk_lines.overlap = line;
+                     if (dotted == "performance.rate_limiting.shared") reading.chunk_lines.shared = line;
                      assign(*field, value, line, reading.cfg, reading.out);
                      if (dotted.starts_with(k_prompts_prefix)) check_prompt_file(reading.cfg, dotted, line, reading.out);
                      if (dotted.starts_with("llm.")) check_llm_key(reading.cfg, dotted, line, reading.out);
+                     if (dotted.starts_with("redis.")) check_redis_key(reading.cfg, dotted, line, reading.out);
                      return;
                    }
                    if (is_section(dotted)) {
@@ -1504,6 +1533,7 @@ void apply_one(Config& cfg, std::string_view given, Reporter& out) {
   assign(*field, value, 0, cfg, out);
   if (key.starts_with(k_prompts_prefix)) check_prompt_file(cfg, key, 0, out);
   if (key.starts_with("llm.")) check_llm_key(cfg, key, 0, out);
+  if (key.starts_with("redis.")) check_redis_key(cfg, key, 0, out);
 }
 
 Problems as_problems(std::vector<Problem> items) { return Problems{std::move(items)}; }

@@ -92,6 +92,8 @@ struct ProviderMetrics {
   double rate_limit_wait_ms = 0;     ///< in the limiter's queue, plus 429 retry-after pauses
   std::int64_t cache_hits = 0;
   std::int64_t connections_opened = 0;
+  /// Shared rate limiting: calls admitted from this process's share while Redis did not answer.
+  std::int64_t rate_limit_fallback_calls = 0;
 };
 
 class LlmProvider {

@@ -402,7 +402,8 @@ struct OpenAiClient::Impl {
       : options(std::move(o)),
         http(ex, std::move(tls), options.http),
         limiter(ex, RateLimiterOptions{options.rate_limiting, options.rpm_limit, options.tpm_limit, options.safety_margin,
-                                       options.rate_window, options.rate_period}),
+                                       options.rate_window, options.rate_period, options.shared_budget,
+                                       options.expected_processes}),
         retry(options.max_retries, options.random01 ? options.random01 : make_random()),
         budget(options.retry_budget, options.retry_budget_min),
         breaker(options.failure_threshold, options.open_for) {}
@@ -686,6 +687,7 @@ OpenAiClient::~OpenAiClient() = default;
 ProviderMetrics OpenAiClient::metrics() const {
   auto m = impl_->metrics;
   m.connections_opened = impl_->http.connections_opened();
+  m.rate_limit_fallback_calls = impl_->limiter.shared_stats().fallback_grants;
   m.rate_limit_wait_ms = std::chrono::duration<double, std::milli>(impl_->limiter.total_wait() + impl_->rate_limited_pause).count();
   return m;
 }

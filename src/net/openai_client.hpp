@@ -14,6 +14,7 @@
 #include "config/config.hpp"
 #include "net/http_client.hpp"
 #include "net/llm_provider.hpp"
+#include "net/shared_budget.hpp"
 #include "net/url.hpp"
 
 namespace dagent::net {
@@ -33,6 +34,9 @@ struct OpenAiOptions {
   config::RateWindow rate_window = config::RateWindow::bucket;  ///< how the provider counts its limits
   /// The span rpm_limit/tpm_limit count over: a minute. Shorter only in benchmarks run in scaled time.
   std::chrono::nanoseconds rate_period = std::chrono::minutes(1);
+  /// The rate budget shared with other processes (performance.rate_limiting.shared); null: none.
+  std::shared_ptr<SharedBudget> shared_budget;
+  int expected_processes = 1;  ///< while the shared budget is unreachable: limit / this
   bool circuit_breaker = true;
   int failure_threshold = 5;
   std::chrono::milliseconds open_for{30000};

@@ -2,11 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <utility>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/error.hpp>
@@ -51,7 +55,39 @@ struct Resume {
   }
 };
 
+// Falling back, the shared budget is asked again this long after it last failed (each failure
+// costs at most redis.timeout_ms; a Redis in reconnect backoff answers at once).
+constexpr std::chrono::seconds k_shared_retry{1};
+
+double share_of(const RateLimiterOptions& o) {
+  return o.shared ? static_cast<double>(std::max(o.expected_processes, 1)) : 1.0;
+}
+
+asio::awaitable<boost::system::result<SharedAnswer, std::string>> push_ask(std::shared_ptr<SharedBudget> budget,
+                                                                           SharedAsk ask) {
+  co_return co_await budget->ask(std::move(ask));
+}
+
 }  // namespace
+
+// The push of a 429's hold to the shared budget: owned by the limiter, which cancels it when
+// destroyed (and is then no longer touched).
+struct RateLimiter::Push {
+  bool alive = true;
+  bool running = false;
+  asio::cancellation_signal cancel;
+};
+
+struct RateLimiter::PushDone {
+  std::shared_ptr<Push> push;
+  RateLimiter* limiter;  // used only while push->alive
+  SharedAsk ask;
+  void operator()(std::exception_ptr e, boost::system::result<SharedAnswer, std::string> r) const {
+    if (!push->alive) return;
+    push->running = false;
+    if (!e && r.has_value()) limiter->delivered(ask);
+  }
+};
 
 struct RateLimiter::Waiter {
   ParkedHandler parked;  // set while the caller waits to become the head
@@ -110,6 +146,7 @@ RateLimiterOptions RateLimiterOptions::from(const config::RateLimitingConfig& cf
   o.tpm_limit = cfg.tpm_limit;
   o.safety_margin = cfg.safety_margin;
   o.window = cfg.window;
+  o.expected_processes = cfg.expected_processes;
   return o;
 }
 
@@ -119,7 +156,8 @@ RateLimiter::Reservation::Reservation(Reservation&& other) noexcept
       seq_(std::exchange(other.seq_, 0)),
       tokens_mark_(std::exchange(other.tokens_mark_, 0)),
       in_flight_requests_(other.in_flight_requests_),
-      in_flight_tokens_(other.in_flight_tokens_) {}
+      in_flight_tokens_(other.in_flight_tokens_),
+      shared_(other.shared_) {}
 
 RateLimiter::Reservation& RateLimiter::Reservation::operator=(Reservation&& other) noexcept {
   if (this != &other) {
@@ -130,6 +168,7 @@ RateLimiter::Reservation& RateLimiter::Reservation::operator=(Reservation&& othe
     tokens_mark_ = std::exchange(other.tokens_mark_, 0);
     in_flight_requests_ = other.in_flight_requests_;
     in_flight_tokens_ = other.in_flight_tokens_;
+    shared_ = other.shared_;
   }
   return *this;
 }
@@ -153,12 +192,12 @@ void RateLimiter::Reservation::observe(const RateLimitHeaders& headers) {
 
 void RateLimiter::Reservation::reconcile(std::int64_t actual_tokens) {
   if (limiter_ == nullptr) return;
-  std::exchange(limiter_, nullptr)->settle(seq_, tokens_, actual_tokens);
+  std::exchange(limiter_, nullptr)->settle(seq_, tokens_, actual_tokens, shared_);
 }
 
 void RateLimiter::Reservation::release_unsent() {
   if (limiter_ == nullptr) return;
-  std::exchange(limiter_, nullptr)->unsend(seq_, tokens_);
+  std::exchange(limiter_, nullptr)->unsend(seq_, tokens_, shared_);
 }
 
 RateLimiter::RateLimiter(asio::any_io_executor executor, RateLimiterOptions options, Clock clock,
@@ -167,14 +206,22 @@ RateLimiter::RateLimiter(asio::any_io_executor executor, RateLimiterOptions opti
       options_(options),
       clock_(std::move(clock)),
       timer_(timer ? std::move(timer) : std::make_unique<SteadyLimiterTimer>(executor_)),
-      requests_(static_cast<double>(options_.rpm_limit) * options_.safety_margin, clock_(), options_.period),
-      tokens_(static_cast<double>(options_.tpm_limit) * options_.safety_margin, clock_(), options_.period) {}
+      requests_(static_cast<double>(options_.rpm_limit) * options_.safety_margin / share_of(options_), clock_(),
+                options_.period),
+      tokens_(static_cast<double>(options_.tpm_limit) * options_.safety_margin / share_of(options_), clock_(),
+              options_.period),
+      shared_requests_(static_cast<double>(options_.rpm_limit) * options_.safety_margin),
+      shared_tokens_(static_cast<double>(options_.tpm_limit) * options_.safety_margin),
+      push_(std::make_shared<Push>()) {}
 
-RateLimiter::~RateLimiter() = default;
+RateLimiter::~RateLimiter() {
+  push_->alive = false;
+  push_->cancel.emit(asio::cancellation_type::terminal);
+}
 
 std::optional<RateLimiter::Reservation> RateLimiter::try_acquire(std::int64_t estimated_tokens) {
   if (!options_.enabled) return Reservation{};
-  if (!queue_.empty()) return std::nullopt;
+  if (!queue_.empty() || options_.shared) return std::nullopt;  // shared: only acquire() asks the budget
   const std::int64_t tokens = std::max<std::int64_t>(estimated_tokens, 0);
   const auto now = clock_();
   if (wait_for(tokens, now) != std::chrono::nanoseconds::zero()) return std::nullopt;
@@ -184,6 +231,7 @@ std::optional<RateLimiter::Reservation> RateLimiter::try_acquire(std::int64_t es
 asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t estimated_tokens) {
   if (!options_.enabled) co_return Reservation{};
   const std::int64_t tokens = std::max<std::int64_t>(estimated_tokens, 0);
+  if (options_.shared) co_return co_await acquire_shared(tokens);
   if (queue_.empty()) {
     const auto now = clock_();
     if (wait_for(tokens, now) == std::chrono::nanoseconds::zero()) co_return take(tokens, now);
@@ -208,6 +256,130 @@ asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t esti
   }
 }
 
+// Shared mode: the queue is this process's, and only its head asks the shared budget, once per
+// grant or per wait it was told. Why a grant that the budget made but a cancelled caller never
+// received is not returned: the ask's outcome is unknown to a cancelled coroutine; the budget
+// errs on the safe side.
+asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire_shared(std::int64_t tokens) {
+  Queued queued(this);
+  for (;;) {
+    if (queued.at_head()) {
+      auto now = clock_();
+      std::chrono::nanoseconds wait{0};
+      if (blocked_until_ > now) {
+        wait = blocked_until_ - now;  // a 429 here: its hold went to the budget as well
+      } else if (now >= shared_retry_at_) {
+        const SharedAsk ask = pending_ask(true, tokens);
+        auto answer = co_await options_.shared->ask(ask);
+        // Why first: a cancelled caller's ask fails too, and says nothing about Redis.
+        const asio::cancellation_state asked = co_await asio::this_coro::cancellation_state;
+        if (asked.cancelled() != asio::cancellation_type::none)
+          throw boost::system::system_error(asio::error::operation_aborted);
+        now = clock_();
+        if (!answer) {
+          enter_fallback(now, answer.error());
+          continue;
+        }
+        delivered(ask);
+        if (falling_back_) leave_fallback();
+        if (answer->granted) co_return take(tokens, now, true);
+        wait = std::max(answer->wait, std::chrono::nanoseconds(1));
+      } else {
+        // Falling back: this process's share, until the shared budget is due to be asked again.
+        wait = wait_for(tokens, now);
+        if (wait == std::chrono::nanoseconds::zero()) co_return take(tokens, now);
+        wait = std::min(wait, std::chrono::nanoseconds(shared_retry_at_ - now));
+      }
+      co_await timer_->sleep(wait);
+    } else {
+      auto parked = asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+          Park{this, &queued.waiter()}, asio::use_awaitable);
+      co_await std::move(parked);
+    }
+    const asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
+    if (state.cancelled() != asio::cancellation_type::none)
+      throw boost::system::system_error(asio::error::operation_aborted);
+  }
+}
+
+SharedAsk RateLimiter::pending_ask(bool take, std::int64_t tokens) const {
+  SharedAsk ask;
+  ask.take = take;
+  ask.tokens = tokens;
+  ask.request_capacity = shared_requests_;
+  ask.token_capacity = shared_tokens_;
+  ask.period = options_.period;
+  ask.token_debt = take ? owed_debt_ : 0;  // a push carries only what may be applied twice
+  ask.request_returns = take ? owed_returns_ : 0;
+  ask.hold = owed_hold_;
+  ask.request_upper = owed_request_upper_;
+  ask.token_upper = owed_token_upper_;
+  return ask;
+}
+
+void RateLimiter::delivered(const SharedAsk& ask) noexcept {
+  owed_debt_ -= ask.token_debt;
+  owed_returns_ -= ask.request_returns;
+  if (owed_hold_ == ask.hold) owed_hold_ = std::chrono::milliseconds(0);
+  if (owed_request_upper_ == ask.request_upper) owed_request_upper_.reset();
+  if (owed_token_upper_ == ask.token_upper) owed_token_upper_.reset();
+}
+
+void RateLimiter::enter_fallback(time_point now, const std::string& why) {
+  shared_retry_at_ = now + k_shared_retry;
+  if (falling_back_) return;
+  falling_back_ = true;
+  ++shared_stats_.fallbacks;
+  // Why start empty: this process's share refills from now, so falling back releases no burst.
+  requests_.drain(now);
+  tokens_.drain(now);
+  const std::string message = "rate limiting: the shared budget did not answer (" + why +
+                              "); until it does, this process keeps to 1/" +
+                              std::to_string(std::max(options_.expected_processes, 1)) +
+                              " of the limits (performance.rate_limiting.expected_processes)";
+  if (options_.warn) options_.warn(message);
+  else std::fprintf(stderr, "dagent: warning: %s\n", message.c_str());
+}
+
+void RateLimiter::leave_fallback() {
+  falling_back_ = false;
+  ++shared_stats_.recoveries;
+  const std::string message = "rate limiting: the shared budget answers again";
+  if (options_.warn) options_.warn(message);
+  else std::fprintf(stderr, "dagent: %s\n", message.c_str());
+}
+
+// Sends a 429's hold to the shared budget now, so that every process holds, not only those
+// whose head happens to ask.
+void RateLimiter::push_updates() {
+  if (push_->running || falling_back_) return;  // the running push or the next ask carries it
+  push_->running = true;
+  const SharedAsk ask = pending_ask(false, 0);
+  asio::co_spawn(executor_, push_ask(options_.shared, ask),
+                 asio::bind_cancellation_slot(push_->cancel.slot(), PushDone{push_, this, ask}));
+}
+
+void RateLimiter::sync_shared(const RateLimitHeaders& headers, time_point now) {
+  // The server's limit replaces the configured one (this process's share of it for the
+  // fallback); its remaining budget bounds the shared level from above (someone spends that we
+  // do not see). Raising the shared level from one process's view could over-grant the others.
+  auto one = [&](const RateLimitReading& r, double& capacity, TokenBucket& local, std::optional<double>& owed) {
+    if (r.limit && *r.limit > 0) {
+      capacity = static_cast<double>(*r.limit);
+      local.set_capacity(capacity / share_of(options_), now);
+    }
+    if (!r.remaining) return;
+    double upper = *r.remaining;
+    if (r.limit && r.reset) {
+      const double rate = capacity / std::chrono::duration<double>(options_.period).count();
+      upper = std::max(upper, capacity - std::chrono::duration<double>(*r.reset).count() * rate);
+    }
+    owed = owed ? std::min(*owed, upper) : upper;
+  };
+  one(headers.requests, shared_requests_, requests_, owed_request_upper_);
+  one(headers.tokens, shared_tokens_, tokens_, owed_token_upper_);
+}
+
 void RateLimiter::observe(const RateLimitHeaders& headers) {
   if (!options_.enabled || headers.empty()) return;
   sync(headers, 0, 0);
@@ -216,6 +388,7 @@ void RateLimiter::observe(const RateLimitHeaders& headers) {
 void RateLimiter::sync(const RateLimitHeaders& headers, std::int64_t uncounted_requests,
                        std::int64_t uncounted_tokens) {
   const auto now = clock_();
+  if (options_.shared) return sync_shared(headers, now);
   if (options_.window == config::RateWindow::bucket) {
     // Why bounds, not the number: the server counted this call somewhere between its grant and
     // now, and calls in flight around it in an order we cannot see. Its level as it counted the
@@ -290,6 +463,10 @@ void RateLimiter::on_429(std::chrono::milliseconds retry_after) {
   blocked_until_ = std::max(blocked_until_, now + retry_after);
   requests_.drain(now, blocked_until_);
   tokens_.drain(now, blocked_until_);
+  if (options_.shared) {
+    owed_hold_ = std::max(owed_hold_, retry_after);
+    push_updates();
+  }
   wake_head();
 }
 
@@ -341,14 +518,17 @@ std::chrono::nanoseconds RateLimiter::ledger_wait(std::int64_t tokens, time_poin
   return free_at > now ? std::chrono::nanoseconds(free_at - now) : std::chrono::nanoseconds::zero();
 }
 
-RateLimiter::Reservation RateLimiter::take(std::int64_t tokens, time_point now) {
+RateLimiter::Reservation RateLimiter::take(std::int64_t tokens, time_point now, bool shared) {
   const std::uint64_t seq = next_seq_++;
   granted_tokens_ += tokens;
   const auto in_flight = static_cast<std::int64_t>(unanswered_.size());
   const std::int64_t in_flight_tokens = unanswered_tokens_;
   unanswered_.emplace(seq, tokens);
   unanswered_tokens_ += tokens;
-  if (options_.window == config::RateWindow::bucket) {
+  if (options_.shared) ++(shared ? shared_stats_.shared_grants : shared_stats_.fallback_grants);
+  if (shared) {
+    // The shared budget has taken them.
+  } else if (options_.window == config::RateWindow::bucket) {
     requests_.take(1.0, now);
     tokens_.take(static_cast<double>(tokens), now);
   } else {
@@ -356,7 +536,7 @@ RateLimiter::Reservation RateLimiter::take(std::int64_t tokens, time_point now) 
     ++ledger_requests_;
     ledger_tokens_ += tokens;
   }
-  return Reservation(this, tokens, seq, granted_tokens_, in_flight, in_flight_tokens);
+  return Reservation(this, tokens, seq, granted_tokens_, in_flight, in_flight_tokens, shared);
 }
 
 void RateLimiter::abandon(std::uint64_t seq) noexcept {
@@ -366,10 +546,14 @@ void RateLimiter::abandon(std::uint64_t seq) noexcept {
   }
 }
 
-void RateLimiter::settle(std::uint64_t seq, std::int64_t estimated_tokens, std::int64_t actual_tokens) {
+void RateLimiter::settle(std::uint64_t seq, std::int64_t estimated_tokens, std::int64_t actual_tokens, bool shared) {
   const std::int64_t actual = std::max<std::int64_t>(actual_tokens, 0);
   const auto now = clock_();
   abandon(seq);
+  if (shared) {
+    owed_debt_ += actual - estimated_tokens;  // sent with the next ask
+    return;
+  }
   if (auto entry = own_entry(seq); entry != ledger_.end()) {
     // Headers may already have dropped part of the entry; the difference still applies.
     const std::int64_t tokens = std::max<std::int64_t>(entry->tokens + actual - estimated_tokens, 0);
@@ -389,9 +573,15 @@ void RateLimiter::settle(std::uint64_t seq, std::int64_t estimated_tokens, std::
   }
 }
 
-void RateLimiter::unsend(std::uint64_t seq, std::int64_t estimated_tokens) {
+void RateLimiter::unsend(std::uint64_t seq, std::int64_t estimated_tokens, bool shared) {
   const auto now = clock_();
   abandon(seq);
+  if (shared) {
+    ++owed_returns_;
+    owed_debt_ -= estimated_tokens;
+    wake_head();
+    return;
+  }
   if (options_.window == config::RateWindow::rolling) {
     if (auto entry = own_entry(seq); entry != ledger_.end()) {
       ledger_requests_ -= entry->requests;

@@ -3,6 +3,8 @@
 // continuously refilled bucket or a rolling 60 s window), FIFO waiters woken by one timer armed
 // for the head's exact wait, reconciliation with the real usage, synchronization with the
 // server's x-ratelimit-* headers in both directions, and a hold for every caller after a 429.
+// Optionally the budget is shared with other processes (SharedBudget, kept in Redis): the FIFO
+// queue stays in this process and only its head asks the shared budget, once per grant.
 
 #include <chrono>
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -19,6 +22,7 @@
 
 #include "config/config.hpp"
 #include "net/ratelimit_headers.hpp"
+#include "net/shared_budget.hpp"
 #include "net/token_bucket.hpp"
 
 namespace dagent::net {
@@ -31,6 +35,14 @@ struct RateLimiterOptions {
   config::RateWindow window = config::RateWindow::bucket;  ///< how the provider counts its limits
   /// The span the limits count over: a minute. Shorter only for benchmarks run in scaled time.
   std::chrono::nanoseconds period = std::chrono::minutes(1);
+  /// The budget shared with other processes (performance.rate_limiting.shared); null: this
+  /// process's own. Bucket window only.
+  std::shared_ptr<SharedBudget> shared;
+  /// While the shared budget cannot be reached, this process keeps to limit / expected_processes.
+  int expected_processes = 1;
+  /// Receives the warning when the shared budget stops answering and the note when it is back
+  /// (once per outage, not per call); empty: standard error.
+  std::function<void(const std::string&)> warn;
 
   /// The options of performance.rate_limiting.
   static RateLimiterOptions from(const config::RateLimitingConfig& cfg);
@@ -86,18 +98,21 @@ class RateLimiter {
 
     /// True until reconciled or moved from; false in disabled mode.
     bool active() const noexcept { return limiter_ != nullptr; }
+    /// Granted by the shared budget (not by this process's fallback share).
+    bool shared() const noexcept { return shared_; }
     std::int64_t estimated_tokens() const noexcept { return tokens_; }
 
    private:
     friend class RateLimiter;
     Reservation(RateLimiter* limiter, std::int64_t tokens, std::uint64_t seq, std::int64_t tokens_mark,
-                std::int64_t in_flight_requests, std::int64_t in_flight_tokens) noexcept
+                std::int64_t in_flight_requests, std::int64_t in_flight_tokens, bool shared) noexcept
         : limiter_(limiter),
           tokens_(tokens),
           seq_(seq),
           tokens_mark_(tokens_mark),
           in_flight_requests_(in_flight_requests),
-          in_flight_tokens_(in_flight_tokens) {}
+          in_flight_tokens_(in_flight_tokens),
+          shared_(shared) {}
 
     RateLimiter* limiter_ = nullptr;
     std::int64_t tokens_ = 0;
@@ -105,6 +120,7 @@ class RateLimiter {
     std::int64_t tokens_mark_ = 0;    ///< tokens granted in all, this grant included
     std::int64_t in_flight_requests_ = 0;  ///< other grants unanswered when this one was granted
     std::int64_t in_flight_tokens_ = 0;
+    bool shared_ = false;
   };
 
   /// Full buckets at clock(). `timer` defaults to a steady_timer on `executor`; a custom one must
@@ -138,6 +154,18 @@ class RateLimiter {
   /// Callers waiting in acquire().
   std::size_t waiting() const noexcept;
 
+  /// Shared mode: how the grants were made, and how often the shared budget was lost.
+  struct SharedStats {
+    std::int64_t shared_grants = 0;    ///< granted by the shared budget
+    std::int64_t fallback_grants = 0;  ///< granted from this process's share while it was unreachable
+    std::int64_t fallbacks = 0;        ///< times it stopped answering (each warned once)
+    std::int64_t recoveries = 0;       ///< times it answered again
+  };
+  SharedStats shared_stats() const noexcept { return shared_stats_; }
+  /// Shared mode: the shared budget did not answer the last ask; grants come from this
+  /// process's share.
+  bool falling_back() const noexcept { return falling_back_; }
+
  private:
   struct Waiter;
   struct Park;
@@ -147,9 +175,16 @@ class RateLimiter {
   enum class Dimension { requests, tokens };
 
   std::chrono::nanoseconds wait_for(std::int64_t tokens, time_point now) noexcept;
-  Reservation take(std::int64_t tokens, time_point now);
-  void settle(std::uint64_t seq, std::int64_t estimated_tokens, std::int64_t actual_tokens);
-  void unsend(std::uint64_t seq, std::int64_t estimated_tokens);
+  Reservation take(std::int64_t tokens, time_point now, bool shared = false);
+  void settle(std::uint64_t seq, std::int64_t estimated_tokens, std::int64_t actual_tokens, bool shared);
+  void unsend(std::uint64_t seq, std::int64_t estimated_tokens, bool shared);
+  boost::asio::awaitable<Reservation> acquire_shared(std::int64_t tokens);
+  SharedAsk pending_ask(bool take, std::int64_t tokens) const;
+  void delivered(const SharedAsk& ask) noexcept;
+  void enter_fallback(time_point now, const std::string& why);
+  void leave_fallback();
+  void push_updates();
+  void sync_shared(const RateLimitHeaders& headers, time_point now);
   void abandon(std::uint64_t seq) noexcept;
   void sync(const RateLimitHeaders& headers, std::int64_t uncounted_requests, std::int64_t uncounted_tokens);
   void sync_window(const RateLimitReading& reading, Dimension dimension, std::int64_t uncounted, time_point now);
@@ -187,6 +222,23 @@ class RateLimiter {
   std::map<std::uint64_t, std::int64_t> unanswered_;  // grants whose response is not in: seq → tokens
   std::int64_t unanswered_tokens_ = 0;
   time_point blocked_until_{};  ///< a 429's retry-after: nothing is sent before it
+
+  // Shared mode. What this process owes the shared budget, sent with the next ask (a 429's hold
+  // at once, by push_updates()); the budget's limits (the local buckets hold this process's
+  // share of them, for the fallback).
+  double shared_requests_ = 0;
+  double shared_tokens_ = 0;
+  std::int64_t owed_debt_ = 0;
+  std::int64_t owed_returns_ = 0;
+  std::chrono::milliseconds owed_hold_{0};
+  std::optional<double> owed_request_upper_;
+  std::optional<double> owed_token_upper_;
+  bool falling_back_ = false;
+  time_point shared_retry_at_{};  ///< falling back: the shared budget is asked again from then
+  SharedStats shared_stats_;
+  struct Push;
+  struct PushDone;
+  std::shared_ptr<Push> push_;  ///< the update push under way (a 429's hold), if any
 };
 
 /// A cheap token estimate for `text`: ceil(bytes / 4), the usual ratio for English under

@@ -35,7 +35,8 @@ int count_cas(SSL_CTX* ctx) {
 TlsContext::TlsContext() : context_(std::make_unique<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client)) {}
 TlsContext::~TlsContext() = default;
 
-boost::system::result<std::shared_ptr<TlsContext>, std::string> TlsContext::create(const std::string& extra_ca_file) {
+boost::system::result<std::shared_ptr<TlsContext>, std::string> TlsContext::create(const std::string& extra_ca_file,
+                                                                                  std::string_view ca_key) {
   std::shared_ptr<TlsContext> tls(new TlsContext());
   SSL_CTX* ctx = tls->context_->native_handle();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -51,12 +52,12 @@ boost::system::result<std::shared_ptr<TlsContext>, std::string> TlsContext::crea
     ERR_clear_error();
   if (!extra_ca_file.empty()) {
     if (SSL_CTX_load_verify_file(ctx, extra_ca_file.c_str()) != 1)
-      return "cannot load llm.ca_file '" + extra_ca_file + "': " + openssl_error();
+      return "cannot load " + std::string(ca_key) + " '" + extra_ca_file + "': " + openssl_error();
   }
   tls->ca_count_ = count_cas(ctx);
   if (tls->ca_count_ == 0)
     return "no trusted CA certificates were loaded (system bundle '" + system_file +
-           "'); install ca-certificates or set llm.ca_file";
+           "'); install ca-certificates or set " + std::string(ca_key);
   return tls;
 }
 

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <boost/system/result.hpp>
 
@@ -16,8 +17,10 @@ namespace dagent::net {
 class TlsContext {
  public:
   /// Loads the system CA bundle (SSL_CERT_FILE, else OpenSSL's default file) and `extra_ca_file`
-  /// (PEM) when given. Fails when a file cannot be read or zero CA certificates were loaded.
-  static boost::system::result<std::shared_ptr<TlsContext>, std::string> create(const std::string& extra_ca_file);
+  /// (PEM) when given. Fails when a file cannot be read or zero CA certificates were loaded;
+  /// messages name the file as the config key `ca_key`.
+  static boost::system::result<std::shared_ptr<TlsContext>, std::string> create(const std::string& extra_ca_file,
+                                                                                std::string_view ca_key = "llm.ca_file");
 
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;

@@ -7,6 +7,7 @@
 #include "net/secret.hpp"
 #include "net/tls_context.hpp"
 #include "net/url.hpp"
+#include "redis/redis_budget.hpp"
 #include "text/redact.hpp"
 
 namespace dagent::runtime {
@@ -72,6 +73,15 @@ std::optional<std::string> LazyProvider::prepare() {
   o.tpm_limit = perf.rate_limiting.tpm_limit;
   o.safety_margin = perf.rate_limiting.safety_margin;
   o.rate_window = perf.rate_limiting.window;
+  if (perf.rate_limiting.enabled && perf.rate_limiting.shared) {
+    auto redis_options = redis::RedisOptions::from(cfg_.redis, cfg_.base_dir);
+    if (!redis_options) return failure_ = redis_options.error().message;
+    if (!redis_options->password.empty()) text::register_secret(redis_options->password);
+    // One budget per API origin, as the local limiter keeps one per client.
+    o.shared_budget = std::make_shared<redis::RedisBudget>(redis::RedisClient(executor_, std::move(*redis_options)),
+                                                           o.base_url.origin.key(), redis::RedisBudget::process_member());
+    o.expected_processes = perf.rate_limiting.expected_processes;
+  }
   o.circuit_breaker = perf.circuit_breaker.enabled;
   o.failure_threshold = perf.circuit_breaker.failure_threshold;
   o.open_for = std::chrono::milliseconds(perf.circuit_breaker.open_ms);

@@ -124,6 +124,7 @@ json::object to_json(const RunResult& r) {
                               {"rate_limit_wait_ms", round_ms(m.rate_limit_wait_ms)},
                               {"cache_hits", m.cache_hits},
                               {"connections_opened", m.connections_opened},
+                              {"rate_limit_fallback_calls", m.rate_limit_fallback_calls},
                               {"max_concurrent_steps", m.max_concurrent_steps},
                               {"planning_ms", round_ms(m.planning_ms)}};
   return o;

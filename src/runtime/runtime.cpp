@@ -351,6 +351,7 @@ void fill_metrics(RunResult& result, const net::ProviderMetrics& before, const n
   m.rate_limit_wait_ms = after.rate_limit_wait_ms - before.rate_limit_wait_ms;
   m.cache_hits = after.cache_hits - before.cache_hits;
   m.connections_opened = after.connections_opened - before.connections_opened;
+  m.rate_limit_fallback_calls = after.rate_limit_fallback_calls - before.rate_limit_fallback_calls;
 }
 
 }  // namespace

@@ -1,0 +1,65 @@
+// Issue 16: the redis: section and the shared-limiter keys are typed, ranged and checked at load,
+// with the file, line and key in every problem.
+
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "config/loader.hpp"
+
+using dagent::config::Config;
+using dagent::config::load_string;
+
+namespace {
+
+std::string problems_of(const std::string& yaml) {
+  auto r = load_string(yaml, "config.yaml", ".");
+  return r ? std::string() : r.error().to_string();
+}
+
+}  // namespace
+
+TEST_CASE("redis keys load with their defaults and values", "[config]") {
+  const Config defaults;
+  CHECK(defaults.redis.url.empty());
+  CHECK(defaults.redis.timeout_ms == 250);
+  CHECK(defaults.redis.connect_timeout_ms == 1000);
+  CHECK(defaults.redis.pool_size == 4);
+  CHECK_FALSE(defaults.performance.rate_limiting.shared);
+  CHECK(defaults.performance.rate_limiting.expected_processes == 1);
+  auto r = load_string("redis:\n  url: rediss://cache.example.com:6380/2\n  password_env: REDIS_PW\n  timeout_ms: 100\n"
+                       "  pool_size: 2\nperformance:\n  rate_limiting: {shared: true, expected_processes: 4}\n",
+                       "config.yaml", ".");
+  REQUIRE(r.has_value());
+  CHECK(r->redis.url == "rediss://cache.example.com:6380/2");
+  CHECK(r->redis.password_env == "REDIS_PW");
+  CHECK(r->redis.timeout_ms == 100);
+  CHECK(r->redis.pool_size == 2);
+  CHECK(r->performance.rate_limiting.shared);
+  CHECK(r->performance.rate_limiting.expected_processes == 4);
+  const auto json = dagent::config::to_json(*r);
+  CHECK(json.at("redis").at("url").as_string() == "rediss://cache.example.com:6380/2");
+  CHECK(json.at("performance").at("rate_limiting").at("expected_processes").as_int64() == 4);
+}
+
+TEST_CASE("redis.url: plain redis only to loopback hosts, no password in it", "[config][secrets]") {
+  CHECK(problems_of("redis:\n  url: redis://127.0.0.1:6379\n").empty());
+  CHECK_THAT(problems_of("redis:\n  pool_size: 2\n  url: redis://cache.example.com\n"),
+             Catch::StartsWith("config.yaml:3: redis.url: redis:// sends the password") &&
+                 Catch::Contains("use rediss://"));
+  const std::string with_password = problems_of("redis:\n  url: redis://:hunter2@127.0.0.1:6379\n");
+  CHECK_THAT(with_password, Catch::StartsWith("config.yaml:2: redis.url: invalid Redis URL"));
+  CHECK(with_password.find("hunter2") == std::string::npos);
+}
+
+TEST_CASE("redis and shared-limiter keys are range-checked with file, line and key", "[config]") {
+  CHECK_THAT(problems_of("redis:\n  pool_size: 0\n"), Catch::StartsWith("config.yaml:2: redis.pool_size:"));
+  CHECK_THAT(problems_of("redis:\n  timeout_ms: fast\n"), Catch::StartsWith("config.yaml:2: redis.timeout_ms:"));
+  CHECK_THAT(problems_of("performance:\n  rate_limiting:\n    expected_processes: 0\n"),
+             Catch::StartsWith("config.yaml:3: performance.rate_limiting.expected_processes:"));
+  CHECK_THAT(problems_of("performance:\n  rate_limiting:\n    shared: true\n"),
+             Catch::StartsWith("config.yaml:3: performance.rate_limiting.shared: a shared budget needs redis.url"));
+  CHECK(problems_of("redis: {url: \"redis://localhost\"}\nperformance: {rate_limiting: {shared: true}}\n").empty());
+  CHECK_THAT(problems_of("redis: {url: \"redis://localhost\"}\nperformance: {rate_limiting: {shared: true, window: rolling}}\n"),
+             Catch::Contains("performance.rate_limiting.shared: a shared budget counts a refilled bucket"));
+}
