@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "support/loopback_port.hpp"
 #include "support/test_server_process.hpp"
 
 extern char** environ;
@@ -23,37 +24,13 @@ namespace {
 
 constexpr const char* k_nginx = "/usr/sbin/nginx";
 
-// A port the kernel just handed out; nginx binds it right after (a small, accepted race).
-unsigned short free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool accepts(unsigned short port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-
 }  // namespace
 
 NginxFront::NginxFront(unsigned short upstream_port) {
   if (::access(k_nginx, X_OK) != 0)
     throw std::runtime_error("nginx is not installed (Debian package nginx-light; scripts/setup.sh installs it)");
   const auto& certs = TestCerts::get();
-  port_ = free_port();
+  port_ = free_loopback_port();
   std::filesystem::create_directories(dir_.path() / "logs");
   std::ofstream(dir_.path() / "nginx.conf") << "daemon off;\n"
       "master_process off;\n"
@@ -88,7 +65,7 @@ NginxFront::NginxFront(unsigned short upstream_port) {
     throw std::runtime_error("cannot start nginx");
   // Readiness: nginx has no "ready" signal in foreground mode; try to connect, bounded.
   for (int i = 0; i < 200; ++i) {
-    if (accepts(port_)) return;
+    if (loopback_accepts(port_)) return;
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/loopback_port.hpp"
 #include "support/test_server_process.hpp"
 
 extern char** environ;
@@ -23,36 +24,12 @@ namespace {
 
 constexpr const char* k_redis = "/usr/bin/redis-server";
 
-// A port the kernel just handed out; redis-server binds it right after (a small, accepted race).
-unsigned short free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool accepts(unsigned short port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-
 }  // namespace
 
 RedisServer::RedisServer(RedisServerOptions options) : options_(std::move(options)) {
   if (::access(k_redis, X_OK) != 0)
     throw std::runtime_error("redis-server is not installed (Debian package redis-server; scripts/setup.sh installs it)");
-  port_ = free_port();
+  port_ = free_loopback_port();
   start();
 }
 
@@ -87,7 +64,7 @@ void RedisServer::start() {
   if (posix_spawn(&pid_, k_redis, nullptr, nullptr, argv.data(), environ) != 0)
     throw std::runtime_error("cannot start redis-server");
   for (int i = 0; i < 500; ++i) {
-    if (accepts(port_)) return;
+    if (loopback_accepts(port_)) return;
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
