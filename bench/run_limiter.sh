@@ -17,20 +17,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 ninja -C "$build" -j2 openai_test_server bench_limiter >/dev/null
 
-start_server() {  # name, args...: sets PORT and PID
-  local name="$1"
-  shift
-  "$build/openai_test_server" --port 0 --threads 2 "$@" >"$out/$name.server" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  for _ in $(seq 100); do
-    PORT="$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out/$name.server" 2>/dev/null || true)"
-    [[ -n "$PORT" ]] && return 0
-    sleep 0.05
-  done
-  echo "server $name did not start" >&2
-  exit 1
-}
+# shellcheck source=bench/test_server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/test_server.sh"
 
 run() {  # server-model, window, load, period-ms
   local name="$3-$2-on-$1-$4"

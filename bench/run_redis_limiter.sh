@@ -27,20 +27,8 @@ pids+=("$!")
 for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 redis_url="redis://127.0.0.1:$redis_port"
 
-start_server() {  # name, args...: sets PORT and PID
-  local name="$1"
-  shift
-  "$build/openai_test_server" --port 0 --threads 2 "$@" >"$out/$name.server" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  for _ in $(seq 100); do
-    PORT="$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out/$name.server" 2>/dev/null || true)"
-    [[ -n "$PORT" ]] && return 0
-    sleep 0.05
-  done
-  echo "server $name did not start" >&2
-  exit 1
-}
+# shellcheck source=bench/test_server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/test_server.sh"
 
 http() { python3 -c 'import sys, urllib.request; r = urllib.request.Request(sys.argv[2], method=sys.argv[1], data=b"" if sys.argv[1] == "POST" else None); print(urllib.request.urlopen(r).read().decode())' "$@"; }
 
