@@ -61,6 +61,12 @@ asio::awaitable<bool> flush_scripts(RedisClient client) {
   co_return r.has_value() && !r->is_error();
 }
 
+// An admin command whose reply does not matter (DEBUG SLEEP outlasts its deadline on purpose).
+asio::awaitable<bool> send_admin(RedisClient client, dagent::redis::Command command) {
+  auto reply = co_await client.command(std::move(command));
+  co_return reply.has_value();
+}
+
 asio::awaitable<RateLimiter::Reservation> acquire_one(RateLimiter* limiter, std::int64_t tokens) {
   co_return co_await limiter->acquire(tokens);
 }
@@ -242,6 +248,13 @@ TEST_CASE("Shared limiter falls back to its share when Redis is down, warns once
 
   SECTION("killed") { server.kill(); }
   SECTION("paused (SIGSTOP): the ask times out") { server.pause(); }
+  SECTION("paused by CLIENT PAUSE: the ask times out") {
+    REQUIRE(run_on(io, send_admin(client_for(io, server), {"CLIENT", "PAUSE", "1500", "ALL"})));
+  }
+  SECTION("slowed by DEBUG SLEEP: the ask times out") {
+    // The admin command itself gives up at its 300 ms deadline; the server sleeps on.
+    CHECK_FALSE(run_on(io, send_admin(client_for(io, server), {"DEBUG", "SLEEP", "1.5"})));
+  }
 
   for (int i = 0; i < 5; ++i) {
     auto r = run_on(io, acquire_one(&limiter, 1));  // returns: no request hangs on Redis
