@@ -169,3 +169,22 @@ TEST_CASE("dagent run with the response cache in Redis and Redis down succeeds w
   check_said_once(r.err, "response cache: the shared cache did not answer");
   CHECK(r.err.find(k_password) == std::string::npos);
 }
+
+TEST_CASE("dagent run with the response cache in Redis and its password variable unset fails naming it", "[cli][redis][cache]") {
+  RedisServer redis({.password = k_password});
+  TestServer server;
+  TempDir dir;
+  dir.write("task.yaml", R"(workspace: .
+plan:
+  - {id: 1, action: llm, parameters: {prompt: "Say hello", max_tokens: 20}}
+)");
+  auto r = run_process({DAGENT_BINARY, "run", "task.yaml", "--json", "--set", "redis.url=" + redis.url(), "--set",
+                        "redis.password_env=DAGENT_TEST_REDIS_PW_UNSET", "--set", "performance.caching.llm_responses=true",
+                        "--set", "performance.caching.backend=redis"},
+                       dir.path(), {"OPENAI_BASE_URL=" + server.base_url(), "OPENAI_API_KEY=sk-test"});
+  INFO(r.out + r.err);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.out + r.err, Catch::Contains("performance.caching.backend: redis: the environment variable "
+                                            "DAGENT_TEST_REDIS_PW_UNSET"));
+  CHECK(server.requests_to("/v1/chat/completions") == 0);
+}

@@ -214,3 +214,24 @@ TEST_CASE("with Redis killed the cache works in-process, warns once, and recover
   CHECK(model.stats().at("requests").at("total") == 3);
   CHECK(one.warnings.size() == 1);
 }
+
+TEST_CASE("with Redis paused a call waits at most its timeout and is answered by the model", "[redis][cache]") {
+  RedisServer server;
+  dagent::test::TestServer model;
+  Process one(server, model);
+  REQUIRE(run_on(one.io, one.cache.chat(ask("warm"))).has_value());  // a connection open before the pause
+  server.pause();
+  auto answered = run_on(one.io, one.cache.chat(ask("paused")));
+  server.resume();
+  REQUIRE(answered.has_value());
+  CHECK_FALSE(answered->content.empty());
+  CHECK(one.cache.metrics().cache_l2_errors == 2);  // the read and the write timed out
+  REQUIRE(one.warnings.size() == 1);
+  CHECK_THAT(one.warnings[0], Catch::Contains("did not answer"));
+  REQUIRE(run_on(one.io, one.cache.chat(ask("after"))).has_value());
+  CHECK(one.cache.metrics().cache_l2_errors == 2);
+  // A write that timed out may still land once Redis runs again; "after" was written for sure.
+  Process two(server, model);
+  REQUIRE(run_on(two.io, two.cache.chat(ask("after"))).has_value());
+  CHECK(two.cache.metrics().cache_l2_hits == 1);
+}
