@@ -136,6 +136,10 @@ TEST_CASE("two processes share replies through Redis, large ones compressed", "[
   auto first = run_on(one.io, one.cache.chat(ask("hello")));
   REQUIRE(first.has_value());
   REQUIRE(one.keys().size() == 1);  // run_on ran the background write to its end
+  auto pttl = run_on(one.io, send(one.redis, {"PTTL", one.keys()[0]}));
+  REQUIRE(pttl.has_value());
+  CHECK(pttl->integer > 0);
+  CHECK(pttl->integer <= 60000);  // SET ... PX the cache's TTL
   auto shared = run_on(two.io, two.cache.chat(ask("hello")));
   REQUIRE(shared.has_value());
   CHECK(shared->content == first->content);
