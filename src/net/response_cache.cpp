@@ -168,7 +168,8 @@ void CachingProvider::remember(std::string key, const Value& value) {
 
 boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat(ChatRequest request) {
   auto key = key_of(record::normalize(request, record::CallKind::chat));
-  if (auto hit = co_await lookup(key, ReplyKind::chat)) co_return std::get<ChatResponse>(std::move(*hit));
+  auto hit = co_await lookup(key, ReplyKind::chat);
+  if (hit) co_return std::get<ChatResponse>(std::move(*hit));
   auto reply = co_await inner_.chat(std::move(request));
   if (reply) remember(std::move(key), *reply);
   co_return reply;
@@ -178,7 +179,8 @@ boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat_stream(
     ChatRequest request, std::function<void(std::string_view)> on_delta) {
   // The same key as chat(): a streamed reply and a whole one are the same answer.
   auto key = key_of(record::normalize(request, record::CallKind::chat));
-  if (auto hit = co_await lookup(key, ReplyKind::chat)) {
+  auto hit = co_await lookup(key, ReplyKind::chat);
+  if (hit) {
     auto reply = std::get<ChatResponse>(std::move(*hit));
     if (on_delta && !reply.content.empty()) on_delta(reply.content);
     co_return reply;
@@ -190,7 +192,8 @@ boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat_stream(
 
 boost::asio::awaitable<LlmResult<EmbedResponse>> CachingProvider::embed(EmbedRequest request) {
   auto key = key_of(record::normalize(request));
-  if (auto hit = co_await lookup(key, ReplyKind::embed)) co_return std::get<EmbedResponse>(std::move(*hit));
+  auto hit = co_await lookup(key, ReplyKind::embed);
+  if (hit) co_return std::get<EmbedResponse>(std::move(*hit));
   auto reply = co_await inner_.embed(std::move(request));
   if (reply) remember(std::move(key), *reply);
   co_return reply;
