@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(plan reference sse step_stream config recording memory utf8 workspace)
+all_targets=(plan reference sse step_stream config recording memory utf8 workspace cached_reply)
 target=${1:-all}
 seconds=${2:-60}
 if [ "$target" = all ]; then
@@ -22,7 +22,8 @@ else
 fi
 
 packages=(clang libclang-rt-14-dev cmake ninja-build ccache pkg-config libboost1.81-dev libboost-json1.81-dev
-          libboost-url1.81-dev libssl-dev libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev libvalijson-dev)
+          libboost-url1.81-dev libssl-dev libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev libvalijson-dev
+          zlib1g-dev)
 scripts/install-packages.sh "${packages[@]}"
 
 build=build-fuzz
@@ -37,7 +38,7 @@ max_len() {
     utf8 | reference) echo 4096 ;;
     sse) echo 8192 ;;
     plan | step_stream | config) echo 16384 ;;
-    recording | memory) echo 65536 ;;
+    recording | memory | cached_reply) echo 65536 ;;
   esac
 }
 

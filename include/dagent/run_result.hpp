@@ -67,6 +67,8 @@ struct RunMetrics {
   std::int64_t retries_refused = 0;  ///< retries not made: the run's retry budget was spent
   double rate_limit_wait_ms = 0;
   std::int64_t cache_hits = 0;
+  std::int64_t cache_l2_hits = 0;    ///< of cache_hits, answered by the shared cache in Redis
+  std::int64_t cache_l2_errors = 0;  ///< shared-cache reads and writes that failed, values it held that were unreadable
   std::int64_t connections_opened = 0;
   std::int64_t rate_limit_fallback_calls = 0;  ///< admitted by the local share while the shared budget was unreachable
   int max_concurrent_steps = 0;

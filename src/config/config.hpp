@@ -72,12 +72,16 @@ struct BatchEmbeddingsConfig {
   std::int64_t max_delay_ms = 10;
 };
 
+/// Where the response cache keeps replies: this process only, or also in Redis for every process.
+enum class CacheBackend { memory, redis };
+
 struct CachingConfig {
   bool tool_catalog = true;
   bool prompt_templates = true;
   bool llm_responses = false;
   std::int64_t ttl_seconds = 3600;
-  std::int64_t max_entries = 10000;
+  std::int64_t max_entries = 10000;         ///< in each process
+  CacheBackend backend = CacheBackend::memory;  ///< redis: needs redis.url and llm_responses
 };
 
 struct BackgroundTasksConfig {

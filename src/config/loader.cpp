@@ -52,6 +52,7 @@ constexpr std::array<std::string_view, 2> k_scheduling_names = {"eager", "levels
 constexpr std::array<std::string_view, 2> k_index_names = {"flat", "hnsw"};
 constexpr std::array<std::string_view, 2> k_rate_window_names = {"bucket", "rolling"};
 constexpr std::array<std::string_view, 3> k_intent_mode_names = {"sequential", "speculative", "folded"};
+constexpr std::array<std::string_view, 2> k_cache_backend_names = {"memory", "redis"};
 constexpr std::array<std::string_view, 7> k_tool_names = {
     "read_file", "write_file", "list_dir", "search_files", "llm", "memory_search", "memory_add"};
 constexpr std::array<std::string_view, 5> k_task_keys = {"name", "goal", "workspace", "inputs",
@@ -304,7 +305,7 @@ template <class T>
 using Ref = T& (*)(Config&);
 
 using AnyRef = std::variant<Ref<bool>, Ref<int>, Ref<std::int64_t>, Ref<double>, Ref<std::string>,
-                            Ref<Scheduling>, Ref<IndexKind>, Ref<RateWindow>, Ref<IntentMode>,
+                            Ref<Scheduling>, Ref<IndexKind>, Ref<RateWindow>, Ref<IntentMode>, Ref<CacheBackend>,
                             Ref<std::vector<std::string>>>;
 
 enum class Emptiness { allowed, refused };
@@ -365,6 +366,10 @@ constexpr Field choice(std::string_view key, Ref<RateWindow> ref) {
 
 constexpr Field choice(std::string_view key, Ref<IntentMode> ref) {
   return {.key = key, .ref = ref, .names = k_intent_mode_names};
+}
+
+constexpr Field choice(std::string_view key, Ref<CacheBackend> ref) {
+  return {.key = key, .ref = ref, .names = k_cache_backend_names};
 }
 
 constexpr Field name_list(std::string_view key, Ref<std::vector<std::string>> ref,
@@ -469,6 +474,7 @@ constexpr std::array k_fields = {
     integer("performance.caching.max_entries",
             [](Config& c) -> auto& { return c.performance.caching.max_entries; }, 0,
             100000000),
+    choice("performance.caching.backend", [](Config& c) -> auto& { return c.performance.caching.backend; }),
 
     flag("performance.background_tasks.verification",
          [](Config& c) -> auto& { return c.performance.background_tasks.verification; }),
@@ -796,7 +802,8 @@ void check_redis_key(const Config& cfg, std::string_view key, int line, Reporter
 struct ChunkLines {
   int chars = 0;
   int overlap = 0;
-  int shared = 0;  ///< performance.rate_limiting.shared
+  int shared = 0;         ///< performance.rate_limiting.shared
+  int cache_backend = 0;  ///< performance.caching.backend
 };
 
 void check_cross_fields(const Config& cfg, const ChunkLines& lines, Reporter& out) {
@@ -808,6 +815,16 @@ void check_cross_fields(const Config& cfg, const ChunkLines& lines, Reporter& ou
            !out.has_problem_with("performance.rate_limiting.shared"))
     out.add(lines.shared, "performance.rate_limiting.shared",
             "a shared budget counts a refilled bucket; window: rolling is not shared yet (set window: bucket)");
+  constexpr std::string_view k_backend = "performance.caching.backend";
+  if (cfg.performance.caching.backend == CacheBackend::redis && !out.has_problem_with(k_backend)) {
+    if (cfg.redis.url.empty())
+      out.add(lines.cache_backend, std::string(k_backend),
+              "redis keeps the response cache in Redis and needs redis.url; set it, or set backend: memory");
+    else if (!cfg.performance.caching.llm_responses)
+      out.add(lines.cache_backend, std::string(k_backend),
+              "redis is the backend of the response cache, which is off (performance.caching.llm_responses: "
+              "false); turn it on, or set backend: memory");
+  }
   constexpr std::string_view k_chars = "memory.chunk_chars";
   constexpr std::string_view k_overlap = "memory.chunk_overlap";
   if (out.has_problem_with(k_chars) || out.has_problem_with(k_overlap)) return;
@@ -1462,6 +1479,7 @@ void read_section(const YAML::Node& map, std::string_view prefix, ConfigReading&
                      if (dotted == "memory.chunk_chars") reading.chunk_lines.chars = line;
                      if (dotted == "memory.chunk_overlap") reading.chunk_lines.overlap = line;
                      if (dotted == "performance.rate_limiting.shared") reading.chunk_lines.shared = line;
+                     if (dotted == "performance.caching.backend") reading.chunk_lines.cache_backend = line;
                      assign(*field, value, line, reading.cfg, reading.out);
                      if (dotted.starts_with(k_prompts_prefix)) check_prompt_file(reading.cfg, dotted, line, reading.out);
                      if (dotted.starts_with("llm.")) check_llm_key(reading.cfg, dotted, line, reading.out);

@@ -90,7 +90,9 @@ struct ProviderMetrics {
   std::int64_t retries = 0;          ///< retries made (a try the breaker blocked is not one)
   std::int64_t retries_refused = 0;  ///< retries not made because the retry budget was spent
   double rate_limit_wait_ms = 0;     ///< in the limiter's queue, plus 429 retry-after pauses
-  std::int64_t cache_hits = 0;
+  std::int64_t cache_hits = 0;       ///< calls answered by the response cache, either level
+  std::int64_t cache_l2_hits = 0;    ///< of those, answered by the shared level (caching.backend: redis)
+  std::int64_t cache_l2_errors = 0;  ///< shared-level reads or writes that failed, and values it held that could not be read
   std::int64_t connections_opened = 0;
   /// Shared rate limiting: calls admitted from this process's share while Redis did not answer.
   std::int64_t rate_limit_fallback_calls = 0;

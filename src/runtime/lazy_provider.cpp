@@ -18,6 +18,11 @@ net::LlmError unavailable(const std::string& why) {
   return net::LlmError{make_error_code(net::NetErrc::invalid_url), why, 0, {}, {}, 0};
 }
 
+const char* base_url_variable() {
+  const char* env_url = std::getenv("OPENAI_BASE_URL");
+  return env_url && *env_url ? env_url : nullptr;
+}
+
 }  // namespace
 
 LazyProvider::LazyProvider(boost::asio::any_io_executor executor, const config::Config& cfg)
@@ -30,13 +35,16 @@ LazyProvider::LazyProvider(boost::asio::any_io_executor executor, const config::
 
 LazyProvider::~LazyProvider() = default;
 
+std::string LazyProvider::base_url() const {
+  const char* env_url = base_url_variable();
+  return env_url ? env_url : cfg_.llm.base_url;
+}
+
 std::optional<std::string> LazyProvider::prepare() {
   if (client_ || failure_) return failure_;
-  const char* env_url = std::getenv("OPENAI_BASE_URL");
-  const std::string url_text = env_url && *env_url ? env_url : cfg_.llm.base_url;
-  auto url = net::parse_base_url(url_text);
+  auto url = net::parse_base_url(base_url());
   if (!url) return failure_ = url.error();
-  const char* from = env_url && *env_url ? "OPENAI_BASE_URL" : "llm.base_url";
+  const char* from = base_url_variable() ? "OPENAI_BASE_URL" : "llm.base_url";
   if (auto problem = net::plain_http_problem(*url)) return failure_ = std::string(from) + ": " + *problem;
   if (auto problem = net::api_key_env_problem(cfg_.llm.api_key_env)) return failure_ = "llm.api_key_env: " + *problem;
   const char* key = std::getenv(cfg_.llm.api_key_env.c_str());

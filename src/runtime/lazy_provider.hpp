@@ -22,6 +22,8 @@ class LazyProvider final : public net::LlmProvider {
   /// Creates the client now; the reason when it cannot be (bad base URL, no API key for a
   /// remote host, no trusted CA certificates).
   std::optional<std::string> prepare();
+  /// The base URL calls go to: OPENAI_BASE_URL when set, else llm.base_url (unchecked).
+  std::string base_url() const;
 
   boost::asio::awaitable<net::LlmResult<net::ChatResponse>> chat(net::ChatRequest request) override;
   boost::asio::awaitable<net::LlmResult<net::ChatResponse>> chat_stream(

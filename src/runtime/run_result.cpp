@@ -123,6 +123,8 @@ json::object to_json(const RunResult& r) {
                               {"retries_refused", m.retries_refused},
                               {"rate_limit_wait_ms", round_ms(m.rate_limit_wait_ms)},
                               {"cache_hits", m.cache_hits},
+                              {"cache_l2_hits", m.cache_l2_hits},
+                              {"cache_l2_errors", m.cache_l2_errors},
                               {"connections_opened", m.connections_opened},
                               {"rate_limit_fallback_calls", m.rate_limit_fallback_calls},
                               {"max_concurrent_steps", m.max_concurrent_steps},

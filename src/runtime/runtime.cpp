@@ -25,7 +25,9 @@
 #include "mcp/servers.hpp"
 #include "memory/memory.hpp"
 #include "net/response_cache.hpp"
+#include "net/url.hpp"
 #include "planner/planner.hpp"
+#include "redis/redis_cache.hpp"
 #include "runtime/agent_loop.hpp"
 #include "runtime/lazy_provider.hpp"
 #include "runtime/run.hpp"
@@ -252,11 +254,7 @@ struct Runtime::Impl {
                                 .search_max_line_bytes = static_cast<std::size_t>(cfg.tools.search_max_line_bytes)})),
         provider(io.get_executor(), cfg) {
     if (!cfg.mcp.servers.empty()) mcp = std::make_unique<mcp::Servers>(io.get_executor(), cfg);
-    const auto& caching = cfg.performance.caching;
-    if (caching.llm_responses) {
-      cache = std::make_unique<net::CachingProvider>(provider, std::chrono::seconds(caching.ttl_seconds),
-                                                     static_cast<std::size_t>(caching.max_entries));
-    }
+    if (cfg.performance.caching.llm_responses) make_cache();
     net::LlmProvider& llm = live();
     if (enabled("llm")) {
       llm_tool = std::make_shared<tools::LlmTool>(llm, tools::LlmTool::options_of(cfg));
@@ -274,6 +272,37 @@ struct Runtime::Impl {
       }
       recall = std::make_unique<MemoryRecall>(*memory);
     }
+  }
+
+  // The response cache, in front of `provider`; with backend: redis, its second level in Redis
+  // (a RedisOptions problem, e.g. an unset password variable, waits in cache_problem for the
+  // first run that needs the model).
+  void make_cache() {
+    const auto& caching = cfg.performance.caching;
+    net::CacheOptions o;
+    o.ttl = std::chrono::seconds(caching.ttl_seconds);
+    o.max_entries = static_cast<std::size_t>(caching.max_entries);
+    // Keys hash the provider's origin and path: a URL that does not parse has calls that fail,
+    // and failures are not cached.
+    const std::string url = provider.base_url();
+    const auto parsed = net::parse_base_url(url);
+    o.scope = parsed ? parsed->origin.key() + parsed->path : url;
+    if (caching.backend == config::CacheBackend::redis) {
+      auto redis_options = redis::RedisOptions::from(cfg.redis, cfg.base_dir);
+      if (!redis_options) {
+        cache_problem = "performance.caching.backend: redis: " + redis_options.error().message;
+      } else {
+        if (!redis_options->password.empty()) text::register_secret(redis_options->password);
+        o.shared = std::make_shared<redis::RedisCache>(redis::RedisClient(io.get_executor(), std::move(*redis_options)));
+      }
+    }
+    cache = std::make_unique<net::CachingProvider>(io.get_executor(), provider, std::move(o));
+  }
+
+  /// The live provider ready for calls (the client created, the cache's Redis configured), or why not.
+  std::optional<std::string> prepare_llm() {
+    if (auto why = provider.prepare()) return why;
+    return cache_problem;
   }
 
   bool enabled(std::string_view tool) const {
@@ -327,6 +356,7 @@ struct Runtime::Impl {
   tools::Registry registry;
   runtime::LazyProvider provider;
   std::unique_ptr<net::CachingProvider> cache;  // caching.llm_responses
+  std::optional<std::string> cache_problem;     // why the cache's Redis cannot be used
   std::shared_ptr<Tool> llm_tool;               // the built-in tools a run rebinds to its own provider chain
   std::shared_ptr<Tool> memory_add_tool;
   std::shared_ptr<Tool> memory_search_tool;
@@ -350,6 +380,8 @@ void fill_metrics(RunResult& result, const net::ProviderMetrics& before, const n
   m.embedding_calls = after.embedding_calls - before.embedding_calls;
   m.rate_limit_wait_ms = after.rate_limit_wait_ms - before.rate_limit_wait_ms;
   m.cache_hits = after.cache_hits - before.cache_hits;
+  m.cache_l2_hits = after.cache_l2_hits - before.cache_l2_hits;
+  m.cache_l2_errors = after.cache_l2_errors - before.cache_l2_errors;
   m.connections_opened = after.connections_opened - before.connections_opened;
   m.rate_limit_fallback_calls = after.rate_limit_fallback_calls - before.rate_limit_fallback_calls;
 }
@@ -422,7 +454,7 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   auto ws = Workspace::open(workspace, tools::protection_for(cfg, options.record_file, options.resume_file));
   if (!ws) outcome.problems.push_back("workspace: " + ws.error().message);
   if (run.live()) {
-    if (auto why = provider.prepare()) outcome.problems.push_back("llm: " + *why + " (planning a goal needs the model)");
+    if (auto why = prepare_llm()) outcome.problems.push_back("llm: " + *why + " (planning a goal needs the model)");
     if (memory) {
       if (auto opened = memory->open(); !opened) outcome.problems.push_back("memory: " + opened.error().message);
     }
@@ -604,7 +636,7 @@ MemoryOutcome Runtime::Impl::memory_ready() {
   } else if (auto opened = memory->open(); !opened) {
     out.error = opened.error().message;
     out.exit_code = 2;
-  } else if (auto why = provider.prepare()) {
+  } else if (auto why = prepare_llm()) {
     out.error = "llm: " + *why + " (embedding needs the provider)";
     out.exit_code = 2;
   }
@@ -657,7 +689,7 @@ PlanReport Runtime::plan_task(std::string_view task_arg, const RunOptions& optio
   }
   report.task = task->name;
   if (!task->plan) {
-    if (auto why = impl_->provider.prepare()) {
+    if (auto why = impl_->prepare_llm()) {
       report.problems.push_back("llm: " + *why + " (planning a goal needs the model)");
       return report;
     }
@@ -776,7 +808,7 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
     if (auto opened = memory->open(); !opened) prepared.problems.push_back("memory: " + opened.error().message);
   }
   if (prepared.problems.empty() && run.live() && needs_llm(prepared.plan, prepared.analysis, cfg.verification.llm_judge)) {
-    if (auto why = provider.prepare()) prepared.problems.push_back("llm: " + *why);
+    if (auto why = prepare_llm()) prepared.problems.push_back("llm: " + *why);
   }
   if (!prepared.problems.empty()) {
     outcome.problems = std::move(prepared.problems);

@@ -88,7 +88,8 @@ TEST_CASE("dagent run executes a fixed plan and prints the SPEC result JSON", "[
   CHECK(steps[4].at("output").at("path") == "out/all.txt");
   const auto& m = o.at("metrics").as_object();
   for (auto key : {"wall_ms", "llm_calls", "prompt_tokens", "completion_tokens", "embedding_calls", "retries",
-                   "rate_limit_wait_ms", "cache_hits", "connections_opened", "max_concurrent_steps"})
+                   "rate_limit_wait_ms", "cache_hits", "cache_l2_hits", "cache_l2_errors", "connections_opened",
+                   "max_concurrent_steps"})
     CHECK(m.contains(key));
   CHECK(m.at("max_concurrent_steps") == 4);
   // Human progress goes to stderr, never into the JSON on stdout.

@@ -1,4 +1,4 @@
-// Issue 16: the redis: section and the shared-limiter keys are typed, ranged and checked at load,
+// Issue 16: the redis: section, the shared-limiter keys and the cache backend are typed, ranged and checked at load,
 // with the file, line and key in every problem.
 
 #include <string>
@@ -62,4 +62,34 @@ TEST_CASE("redis and shared-limiter keys are range-checked with file, line and k
   CHECK(problems_of("redis: {url: \"redis://localhost\"}\nperformance: {rate_limiting: {shared: true}}\n").empty());
   CHECK_THAT(problems_of("redis: {url: \"redis://localhost\"}\nperformance: {rate_limiting: {shared: true, window: rolling}}\n"),
              Catch::Contains("performance.rate_limiting.shared: a shared budget counts a refilled bucket"));
+}
+
+TEST_CASE("performance.caching.backend is memory or redis, and redis needs redis.url and llm_responses", "[config]") {
+  CHECK(Config{}.performance.caching.backend == dagent::config::CacheBackend::memory);
+  auto r = load_string("redis: {url: \"redis://127.0.0.1:6379\"}\nperformance:\n  caching:\n    llm_responses: true\n"
+                       "    backend: redis\n",
+                       "config.yaml", ".");
+  REQUIRE(r.has_value());
+  CHECK(r->performance.caching.backend == dagent::config::CacheBackend::redis);
+  CHECK(dagent::config::to_json(*r).at("performance").at("caching").at("backend").as_string() == "redis");
+  CHECK_THAT(problems_of("performance:\n  caching:\n    backend: disk\n"),
+             Catch::StartsWith("config.yaml:3: performance.caching.backend: expected one of memory, redis"));
+  CHECK_THAT(problems_of("performance:\n  caching:\n    llm_responses: true\n    backend: redis\n"),
+             Catch::StartsWith("config.yaml:4: performance.caching.backend: redis keeps the response cache in Redis and "
+                               "needs redis.url"));
+  CHECK_THAT(problems_of("redis: {url: \"redis://127.0.0.1:6379\"}\nperformance:\n  caching:\n    backend: redis\n"),
+             Catch::StartsWith("config.yaml:4: performance.caching.backend: redis is the backend of the response cache, "
+                               "which is off (performance.caching.llm_responses: false)"));
+  SECTION("--set reaches the same rules, without a line") {
+    Config cfg;
+    auto problems = dagent::config::apply_overrides(
+        cfg, std::vector<std::string>{"performance.caching.llm_responses=true", "performance.caching.backend=redis"});
+    REQUIRE(problems.size() == 1);
+    CHECK_THAT(problems[0].to_string(), Catch::Contains("performance.caching.backend: redis keeps the response cache"));
+    CHECK(dagent::config::apply_overrides(cfg, std::vector<std::string>{"redis.url=redis://127.0.0.1:1",
+                                                                        "performance.caching.llm_responses=true",
+                                                                        "performance.caching.backend=redis"})
+              .empty());
+    CHECK(cfg.performance.caching.backend == dagent::config::CacheBackend::redis);
+  }
 }
