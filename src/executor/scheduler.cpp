@@ -209,7 +209,8 @@ Scheduler::Scheduler(const Plan& plan, const Analysis& analysis, SchedulerOption
       verifier_(verifier),
       growth_(growth),
       ready_(ReadyOrder{&analysis}),
-      ready_llm_(ReadyOrder{&analysis}) {
+      ready_llm_(ReadyOrder{&analysis}),
+      ready_remote_(ReadyOrder{&analysis}) {
   if (!options_.parallel) options_.max_parallel_steps = 1;
   options_.max_parallel_steps = std::max(1, options_.max_parallel_steps);
   options_.max_parallel_llm_calls = std::max(1, options_.max_parallel_llm_calls);

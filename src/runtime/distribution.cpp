@@ -1,5 +1,6 @@
 #include "runtime/distribution.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -85,6 +86,7 @@ asio::awaitable<std::vector<std::string>> distribute(Run* run, std::string run_k
     sent.push_back(name);
   }
   dist->capacity = cfg.execution.max_remote_in_flight > 0 ? cfg.execution.max_remote_in_flight : capacity;
+  std::sort(sent.begin(), sent.end());
   std::string names;
   for (const auto& n : sent) names += (names.empty() ? "" : ", ") + n;
   std::fprintf(stderr, "dagent: %zu worker(s), %d calls at once; on workers: %s\n", workers->size(), dist->capacity,
