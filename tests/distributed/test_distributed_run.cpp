@@ -17,6 +17,7 @@
 #include <boost/json.hpp>
 
 #include "support/process.hpp"
+#include "support/loopback_port.hpp"
 #include "support/redis_process.hpp"
 
 namespace {
@@ -88,6 +89,9 @@ class Cluster {
 
   void release() const { dir_.write("release", ""); }
 
+  /// task.yaml: a fixed plan of `steps` (YAML list lines) in this workspace.
+  void write_plan(const std::string& steps) const { dir_.write("task.yaml", "workspace: .\nplan:\n" + steps); }
+
   template <class Ready>
   static void wait_until(Ready ready, const std::string& what) {
     // Polls an event (a file's line, a Redis key), 10 ms apart, for at most 30 s.
@@ -122,9 +126,7 @@ std::string worker_of(const std::string& line) { return line.substr(line.rfind('
 
 TEST_CASE("Distributed run with 3 workers survives a worker killed with SIGKILL mid-step", "[distributed][cli]") {
   Cluster cluster;
-  cluster.dir().write("task.yaml", R"(workspace: .
-plan:
-  - {id: 1, action: gate, parameters: {key: a}}
+  cluster.write_plan(R"(  - {id: 1, action: gate, parameters: {key: a}}
   - {id: 2, action: gate, parameters: {key: b}}
   - {id: 3, action: gate, parameters: {key: c}}
   - {id: 4, action: gate, parameters: {key: d}}
@@ -165,9 +167,7 @@ plan:
 TEST_CASE("A distributed coordinator killed while workers hold steps resumes without running them again",
           "[distributed][cli]") {
   Cluster cluster;
-  cluster.dir().write("task.yaml", R"(workspace: .
-plan:
-  - {id: 1, action: gate, parameters: {key: a}}
+  cluster.write_plan(R"(  - {id: 1, action: gate, parameters: {key: a}}
   - {id: 2, action: gate, parameters: {key: b}}
   - {id: 3, action: gate, parameters: {key: c}, dependencies: [1, 2]}
 )");
@@ -199,9 +199,7 @@ plan:
 TEST_CASE("A remote step times out and is retried like a local one, and its calls are cancelled",
           "[distributed][cli]") {
   Cluster cluster("executor: {step_timeout_ms: 300, step_retries: 1}\n");
-  cluster.dir().write("task.yaml", R"(workspace: .
-plan:
-  - {id: 1, action: gate, parameters: {key: never}}
+  cluster.write_plan(R"(  - {id: 1, action: gate, parameters: {key: never}}
 )");
   cluster.start_worker("w1", 2);
   cluster.wait_for_workers(1);
@@ -222,9 +220,7 @@ TEST_CASE("A step whose tool no worker offers runs in the coordinator", "[distri
   Cluster cluster;
   cluster.dir().write("worker.yaml", "redis: {url: \"" + cluster.redis().url() +
                                          "\"}\nexecution: {visibility_timeout_ms: 1000}\ntools: {enabled: [write_file]}\n");
-  cluster.dir().write("task.yaml", R"(workspace: .
-plan:
-  - {id: 1, action: write_file, parameters: {path: out/a.txt, content: remote}}
+  cluster.write_plan(R"(  - {id: 1, action: write_file, parameters: {path: out/a.txt, content: remote}}
   - {id: 2, action: list_dir, parameters: {path: out}, dependencies: [1]}
 )");
   cluster.start_worker("w1", 1, {}, "worker.yaml");
@@ -241,9 +237,7 @@ plan:
 
 TEST_CASE("Malformed jobs and worker announcements in Redis are rejected without a crash", "[distributed][cli]") {
   Cluster cluster;
-  cluster.dir().write("task.yaml", R"(workspace: .
-plan:
-  - {id: 1, action: gate, parameters: {key: a}}
+  cluster.write_plan(R"(  - {id: 1, action: gate, parameters: {key: a}}
 )");
   cluster.release();
   auto& worker = cluster.start_worker("w1", 1);
@@ -269,9 +263,7 @@ plan:
 TEST_CASE("A worker refuses a workspace outside its workspace roots", "[distributed][cli]") {
   Cluster cluster;
   TempDir elsewhere;
-  cluster.dir().write("task.yaml", R"(workspace: .
-plan:
-  - {id: 1, action: write_file, parameters: {path: a.txt, content: x}}
+  cluster.write_plan(R"(  - {id: 1, action: write_file, parameters: {path: a.txt, content: x}}
 )");
   cluster.start_worker("w1", 1, {elsewhere.path().string()});
   cluster.wait_for_workers(1);
@@ -282,4 +274,50 @@ plan:
   CHECK_THAT(std::string(result.at("steps").as_array().at(0).at("error").as_string()),
              Catch::Contains("refuses the workspace") && Catch::Contains("--workspace-root"));
   CHECK_FALSE(std::filesystem::exists(cluster.path() / "a.txt"));
+}
+
+TEST_CASE("Distributed run with no live worker warns once and runs every step here", "[distributed][cli]") {
+  Cluster cluster;
+  cluster.write_plan(R"(  - {id: 1, action: write_file, parameters: {path: a.txt, content: here}}
+)");
+  auto run = run_process(coordinator_argv(), cluster.path());
+  INFO(run.err);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.err, Catch::Contains("no live worker"));
+  CHECK(dagent::test::read_text(cluster.path() / "a.txt") == "here");
+}
+
+TEST_CASE("Distributed run with Redis unreachable does not start", "[distributed][cli]") {
+  TempDir dir;
+  dir.write("config.yaml", "redis: {url: \"redis://127.0.0.1:" + std::to_string(dagent::test::free_loopback_port()) +
+                               "\"}\nmemory: {enabled: false}\n");
+  dir.write("task.yaml", "workspace: .\nplan:\n  - {id: 1, action: write_file, parameters: {path: a.txt, content: x}}\n");
+  auto run = run_process(coordinator_argv(), dir.path());
+  CHECK(run.exit_code == 2);
+  CHECK_THAT(run.err, Catch::Contains("cannot reach Redis to find the workers"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "a.txt"));
+}
+
+TEST_CASE("Ctrl-C on a distributed run cancels the call a worker is running", "[distributed][cli]") {
+  Cluster cluster;
+  cluster.write_plan(R"(  - {id: 1, action: gate, parameters: {key: held}}
+)");
+  auto& worker = cluster.start_worker("w1", 1);
+  cluster.wait_for_workers(1);
+  ChildProcess coordinator(coordinator_argv(), cluster.path());
+  cluster.wait_for_lines("start held ", 1);
+  coordinator.kill(SIGINT);
+  auto run = coordinator.wait();
+  INFO(run.err);
+  CHECK(run.exit_code == 1);
+  CHECK(result_of(run).at("error") == "interrupted");
+  // The gate is never released: the worker stops it because the coordinator gave the call up
+  // (at its next refresh), so SIGTERM then finds nothing running.
+  Cluster::wait_until([&] { return cluster.redis_cli({"KEYS", "dagent:v1:cancel:*"}).size() > 1; }, "the cancel key");
+  worker.kill(SIGTERM);
+  auto stopped = worker.wait();
+  INFO(stopped.err);
+  CHECK(stopped.exit_code == 0);
+  CHECK_THAT(stopped.err, Catch::Contains("(the coordinator gave it up)"));
+  CHECK(cluster.lines_with("done ").empty());
 }
