@@ -13,6 +13,8 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "distributed/worker.hpp"
+#include "mcp/mcp_tool.hpp"
+#include "mcp/servers.hpp"
 #include "redis/redis_client.hpp"
 #include "tools/protection.hpp"
 #include "tools/registry.hpp"
@@ -40,6 +42,31 @@ struct Finished {
     signals->cancel();
   }
 };
+
+// The MCP servers of mcp.servers started and their tools added to `registry` (as SERVER.TOOL),
+// then the worker until it stops, then the servers stopped.
+struct Serve {
+  Worker* worker;
+  mcp::Servers* servers;
+  tools::Registry* registry;
+  std::vector<std::string>* problems;
+};
+
+asio::awaitable<void> serve(Serve job) {
+  if (!job.servers->empty()) {
+    const auto names = job.servers->names();
+    *job.problems = co_await job.servers->start(names);
+    for (const auto& name : names) {
+      if (!job.problems->empty()) break;
+      auto* server = job.servers->find(name);
+      for (const auto& tool : server->tools())
+        if (auto added = job.registry->add(std::make_shared<mcp::McpTool>(server, name, tool)); !added)
+          job.problems->push_back("MCP server '" + name + "': " + added.error().message);
+    }
+  }
+  if (job.problems->empty()) co_await job.worker->run();
+  co_await job.servers->stop_all();
+}
 
 std::string default_name() {
   char host[256] = {0};
@@ -91,9 +118,13 @@ int run_worker_process(const config::Config& cfg, WorkerProcessOptions options, 
   signals.async_wait(OnStop{&worker});
   bool done = false;
   std::exception_ptr error;
-  asio::co_spawn(io, worker.run(), Finished{&done, &error, &signals});
-  io.run();
+  mcp::Servers servers(io.get_executor(), cfg);
+  std::vector<std::string> problems;
+  asio::co_spawn(io, serve(Serve{&worker, &servers, &registry, &problems}), Finished{&done, &error, &signals});
+  while (!done) io.run_one();  // an MCP server's reader may still be queued: the loop ends with the flow
   pool.join();
+  for (const auto& p : problems) std::fprintf(stderr, "dagent worker: %s\n", p.c_str());
+  if (!problems.empty()) return 2;
   if (error) {
     try {
       std::rethrow_exception(error);

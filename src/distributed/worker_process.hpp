@@ -20,9 +20,10 @@ struct WorkerProcessOptions {
 };
 
 /// Runs a worker with the built-in file tools of tools.enabled (the `llm` and memory tools stay
-/// with the coordinator) and `extra` tools, until SIGTERM or SIGINT; then finishes the jobs
-/// underway and withdraws. Returns the exit code: 0, or 2 when the config cannot serve (no
-/// redis.url, bad URL, a missing password variable).
+/// with the coordinator), the tools of the MCP servers of mcp.servers (started first, as
+/// SERVER.TOOL) and `extra` tools, until SIGTERM or SIGINT; then finishes the jobs underway,
+/// withdraws and stops the servers. Returns the exit code: 0, or 2 when the config cannot serve
+/// (no redis.url, bad URL, a missing password variable, an MCP server that does not start).
 int run_worker_process(const config::Config& cfg, WorkerProcessOptions options,
                        std::vector<std::shared_ptr<Tool>> extra = {});
 

@@ -321,3 +321,25 @@ TEST_CASE("Ctrl-C on a distributed run cancels the call a worker is running", "[
   CHECK_THAT(stopped.err, Catch::Contains("(the coordinator gave it up)"));
   CHECK(cluster.lines_with("done ").empty());
 }
+
+TEST_CASE("A worker offers the tools of its MCP servers and the coordinator runs them there", "[distributed][cli][mcp]") {
+  Cluster cluster;
+  const std::string everything = DAGENT_SOURCE_DIR "/tests/mcp/node_modules/.bin/mcp-server-everything";
+  cluster.dir().write("worker.yaml", "redis: {url: \"" + cluster.redis().url() +
+                                         "\"}\nexecution: {visibility_timeout_ms: 1000}\ntools: {enabled: []}\n"
+                                         "mcp:\n  servers:\n    everything: {command: [\"" + everything + "\", stdio]}\n");
+  cluster.write_plan("  - {id: 1, action: everything.echo, parameters: {message: \"from a worker\"}}\n");
+  auto& worker = cluster.start_worker("w1", 1, {}, "worker.yaml");
+  cluster.wait_for_workers(1);  // announced once its servers are up
+  auto run = run_process(coordinator_argv(), cluster.path());
+  INFO(run.err);
+  REQUIRE(run.exit_code == 0);
+  const auto result = result_of(run);
+  CHECK_THAT(std::string(result.at("steps").as_array().at(0).at("output").at("text").as_string()),
+             Catch::Contains("from a worker"));
+  worker.kill(SIGTERM);
+  auto stopped = worker.wait();
+  INFO(stopped.err);
+  CHECK(stopped.exit_code == 0);
+  CHECK_THAT(stopped.err, Catch::Contains("running everything.echo"));
+}
