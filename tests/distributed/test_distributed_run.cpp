@@ -44,6 +44,7 @@ class Cluster {
   const std::filesystem::path& path() const { return dir_.path(); }
   const TempDir& dir() const { return dir_; }
   const RedisServer& redis() const { return redis_; }
+  RedisServer& redis() { return redis_; }
 
   /// Starts dagent_test_worker NAME with `concurrency` slots; `config` defaults to config.yaml,
   /// `roots` to the workspace.
@@ -342,4 +343,25 @@ TEST_CASE("A worker offers the tools of its MCP servers and the coordinator runs
   INFO(stopped.err);
   CHECK(stopped.exit_code == 0);
   CHECK_THAT(stopped.err, Catch::Contains("running everything.echo"));
+}
+
+TEST_CASE("A worker outlives a Redis restart: it backs off, announces itself again and takes jobs", "[distributed][cli]") {
+  Cluster cluster;
+  cluster.write_plan("  - {id: 1, action: write_file, parameters: {path: a.txt, content: again}}\n");
+  auto& worker = cluster.start_worker("w1", 1);
+  cluster.wait_for_workers(1);
+  cluster.redis().kill();  // no persistence: the group, the announcement and the stream are gone
+  cluster.redis().start();
+  cluster.wait_for_workers(1);
+  auto run = run_process(coordinator_argv(), cluster.path());
+  INFO(run.err);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.err, Catch::Contains("on workers:"));
+  CHECK(dagent::test::read_text(cluster.path() / "a.txt") == "again");
+  worker.kill(SIGTERM);
+  auto stopped = worker.wait();
+  INFO(stopped.err);
+  CHECK(stopped.exit_code == 0);
+  CHECK_THAT(stopped.err, Catch::Contains("(retrying)"));
+  CHECK_THAT(stopped.err, Catch::Contains("running write_file"));
 }
