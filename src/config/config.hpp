@@ -240,6 +240,8 @@ struct ExecutionConfig {
   /// Remote calls a run keeps in flight at once; 0: the live workers' total concurrency.
   int max_remote_in_flight = 0;
   int worker_concurrency = 4;  ///< jobs one `dagent worker` runs at once (--concurrency overrides)
+  /// A job taken more often than this (its workers died running it: a poison job) fails instead.
+  int max_deliveries = 3;
 };
 
 struct Config {

@@ -411,6 +411,7 @@ constexpr std::array k_fields = {
     integer("execution.max_remote_in_flight", [](Config& c) -> auto& { return c.execution.max_remote_in_flight; }, 0,
             100000),
     integer("execution.worker_concurrency", [](Config& c) -> auto& { return c.execution.worker_concurrency; }, 1, 1024),
+    integer("execution.max_deliveries", [](Config& c) -> auto& { return c.execution.max_deliveries; }, 1, 1000),
 
     flag("performance.connection_pooling.enabled",
          [](Config& c) -> auto& { return c.performance.connection_pooling.enabled; }),

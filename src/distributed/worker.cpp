@@ -179,7 +179,17 @@ asio::awaitable<ToolErrc> watch(std::shared_ptr<Impl> impl, std::string id, std:
   }
 }
 
-asio::awaitable<void> run_job(std::shared_ptr<Impl> impl, StreamEntry entry) {
+// How many times the entry was delivered (XPENDING), 0 when Redis does not say.
+asio::awaitable<std::int64_t> deliveries(std::shared_ptr<Impl> impl, std::string id) {
+  Command pending{"XPENDING", impl->options.keys.steps(), std::string(StreamKeys::group()), id, id, "1"};
+  auto reply = co_await impl->client.command(std::move(pending));
+  if (!reply || reply->type != Reply::Type::array || reply->elements.empty()) co_return 0;
+  const Reply& first = reply->elements.front();
+  if (first.type != Reply::Type::array || first.elements.size() < 4) co_return 0;
+  co_return first.elements[3].integer;
+}
+
+asio::awaitable<void> run_job(std::shared_ptr<Impl> impl, StreamEntry entry, bool reclaimed) {
   using namespace asio::experimental::awaitable_operators;
   auto parsed = Job::parse(entry.fields);
   if (!parsed) {
@@ -198,6 +208,19 @@ asio::awaitable<void> run_job(std::shared_ptr<Impl> impl, StreamEntry entry) {
     impl->log(std::string("skipped job ") + job.key + ((*checked)[0].integer == 1 ? ": it has its result" : ": cancelled"));
     co_await drop(impl, entry.id);
     co_return;
+  }
+  if (reclaimed) {
+    // Why: a job whose tool kills its worker would otherwise take down every worker in turn.
+    const std::int64_t taken = co_await deliveries(impl, entry.id);
+    if (taken > impl->options.max_deliveries) {
+      ++impl->stats.rejected;
+      impl->log("job " + job.key + " was taken " + std::to_string(taken) + " times; failing it");
+      co_await finish(impl, entry.id, job,
+                      tool_error(ToolErrc::failed, "the job was taken " + std::to_string(taken) +
+                                                       " times and each worker running it stopped (crashed or was killed); "
+                                                       "not run again (execution.max_deliveries)"));
+      co_return;
+    }
   }
   std::shared_ptr<Tool> tool = impl->registry.get(job.action);
   if (!tool || tool->uses_llm()) {
@@ -267,9 +290,9 @@ struct JobDone {
   }
 };
 
-void start(const std::shared_ptr<Impl>& impl, StreamEntry entry) {
+void start(const std::shared_ptr<Impl>& impl, StreamEntry entry, bool reclaimed = false) {
   ++impl->running;
-  asio::co_spawn(impl->loop, run_job(impl, std::move(entry)), JobDone{impl});
+  asio::co_spawn(impl->loop, run_job(impl, std::move(entry), reclaimed), JobDone{impl});
 }
 
 WorkerInfo make_info(const Impl& impl) {
@@ -343,7 +366,7 @@ asio::awaitable<void> run_worker(std::shared_ptr<Impl> impl) {
           for (auto& e : *entries) {
             ++impl->stats.reclaimed;
             impl->log("reclaimed job " + e.id + " (its worker stopped refreshing it)");
-            start(impl, std::move(e));
+            start(impl, std::move(e), true);
           }
           if (!entries->empty()) continue;
         }

@@ -28,6 +28,8 @@ struct WorkerOptions {
   std::string name;                                  ///< unique among the workers (the consumer name)
   int concurrency = 4;                               ///< jobs run at once
   std::chrono::milliseconds visibility_timeout{30000};
+  /// A reclaimed job delivered more often than this fails (its workers died running it).
+  int max_deliveries = 3;
   /// A job's workspace must be one of these folders or inside one (after resolving symlinks).
   std::vector<std::filesystem::path> workspace_roots;
   Protection protection;                             ///< what tools may not write (tools.protected)

@@ -91,6 +91,7 @@ int run_worker_process(const config::Config& cfg, WorkerProcessOptions options, 
   wo.name = options.name.empty() ? default_name() : options.name;
   wo.concurrency = options.concurrency > 0 ? options.concurrency : cfg.execution.worker_concurrency;
   wo.visibility_timeout = std::chrono::milliseconds(cfg.execution.visibility_timeout_ms);
+  wo.max_deliveries = cfg.execution.max_deliveries;
   if (options.workspace_roots.empty()) options.workspace_roots.push_back(std::filesystem::current_path());
   for (const auto& root : options.workspace_roots) {
     std::error_code ec;

@@ -71,6 +71,7 @@ TEST_CASE("execution keys load with their defaults and values", "[config][distri
   CHECK(defaults.execution.visibility_timeout_ms == 30000);
   CHECK(defaults.execution.max_remote_in_flight == 0);
   CHECK(defaults.execution.worker_concurrency == 4);
+  CHECK(defaults.execution.max_deliveries == 3);
   auto r = load_string("redis: {url: \"redis://127.0.0.1:6379\"}\nexecution:\n  backend: redis\n"
                        "  visibility_timeout_ms: 1000\n  max_remote_in_flight: 64\n  worker_concurrency: 16\n",
                        "config.yaml", ".");
@@ -89,6 +90,7 @@ TEST_CASE("execution keys are range-checked with file, line and key", "[config][
              Catch::StartsWith("config.yaml:2: execution.visibility_timeout_ms:"));
   CHECK_THAT(problems_of("execution:\n  worker_concurrency: 0\n"),
              Catch::StartsWith("config.yaml:2: execution.worker_concurrency:"));
+  CHECK_THAT(problems_of("execution:\n  max_deliveries: 0\n"), Catch::StartsWith("config.yaml:2: execution.max_deliveries:"));
   CHECK_THAT(problems_of("execution:\n  typo: 1\n"), Catch::StartsWith("config.yaml:2: execution.typo:"));
 }
 

@@ -90,6 +90,11 @@ class Cluster {
 
   void release() const { dir_.write("release", ""); }
 
+  /// worker.yaml: this Redis, `execution` (a YAML map) and `more` (whole lines).
+  void write_worker_config(const std::string& more, const std::string& execution = "{visibility_timeout_ms: 1000}") const {
+    dir_.write("worker.yaml", "redis: {url: \"" + redis_.url() + "\"}\nexecution: " + execution + "\n" + more);
+  }
+
   /// task.yaml: a fixed plan of `steps` (YAML list lines) in this workspace.
   void write_plan(const std::string& steps) const { dir_.write("task.yaml", "workspace: .\nplan:\n" + steps); }
 
@@ -219,8 +224,7 @@ TEST_CASE("A remote step times out and is retried like a local one, and its call
 
 TEST_CASE("A step whose tool no worker offers runs in the coordinator", "[distributed][cli]") {
   Cluster cluster;
-  cluster.dir().write("worker.yaml", "redis: {url: \"" + cluster.redis().url() +
-                                         "\"}\nexecution: {visibility_timeout_ms: 1000}\ntools: {enabled: [write_file]}\n");
+  cluster.write_worker_config("tools: {enabled: [write_file]}\n");
   cluster.write_plan(R"(  - {id: 1, action: write_file, parameters: {path: out/a.txt, content: remote}}
   - {id: 2, action: list_dir, parameters: {path: out}, dependencies: [1]}
 )");
@@ -229,7 +233,7 @@ TEST_CASE("A step whose tool no worker offers runs in the coordinator", "[distri
   auto run = run_process(coordinator_argv(), cluster.path());
   INFO(run.err);
   REQUIRE(run.exit_code == 0);
-  CHECK_THAT(run.err, Catch::Contains("on workers: gate, sleep, write_file\n"));
+  CHECK_THAT(run.err, Catch::Contains("on workers: crash, gate, sleep, write_file\n"));
   const auto result = result_of(run);
   const auto& listed = result.at("steps").as_array().at(1).at("output").at("entries").as_array();
   REQUIRE(listed.size() == 1);
@@ -326,9 +330,8 @@ TEST_CASE("Ctrl-C on a distributed run cancels the call a worker is running", "[
 TEST_CASE("A worker offers the tools of its MCP servers and the coordinator runs them there", "[distributed][cli][mcp]") {
   Cluster cluster;
   const std::string everything = DAGENT_SOURCE_DIR "/tests/mcp/node_modules/.bin/mcp-server-everything";
-  cluster.dir().write("worker.yaml", "redis: {url: \"" + cluster.redis().url() +
-                                         "\"}\nexecution: {visibility_timeout_ms: 1000}\ntools: {enabled: []}\n"
-                                         "mcp:\n  servers:\n    everything: {command: [\"" + everything + "\", stdio]}\n");
+  cluster.write_worker_config("tools: {enabled: []}\nmcp:\n  servers:\n    everything: {command: [\"" + everything +
+                              "\", stdio]}\n");
   cluster.write_plan("  - {id: 1, action: everything.echo, parameters: {message: \"from a worker\"}}\n");
   auto& worker = cluster.start_worker("w1", 1, {}, "worker.yaml");
   cluster.wait_for_workers(1);  // announced once its servers are up
@@ -364,4 +367,20 @@ TEST_CASE("A worker outlives a Redis restart: it backs off, announces itself aga
   CHECK(stopped.exit_code == 0);
   CHECK_THAT(stopped.err, Catch::Contains("(retrying)"));
   CHECK_THAT(stopped.err, Catch::Contains("running write_file"));
+}
+
+TEST_CASE("A job that kills every worker taking it fails after execution.max_deliveries", "[distributed][cli]") {
+  Cluster cluster;
+  cluster.write_worker_config("", "{visibility_timeout_ms: 1000, max_deliveries: 1}");
+  cluster.write_plan("  - {id: 1, action: crash, parameters: {}}\n");
+  cluster.start_worker("w1", 1, {}, "worker.yaml");
+  cluster.start_worker("w2", 1, {}, "worker.yaml");
+  cluster.wait_for_workers(2);
+  auto run = run_process(coordinator_argv(), cluster.path());
+  INFO(run.err);
+  CHECK(run.exit_code == 1);
+  const auto result = result_of(run);
+  CHECK_THAT(std::string(result.at("steps").as_array().at(0).at("error").as_string()),
+             Catch::Contains("the job was taken 2 times") && Catch::Contains("execution.max_deliveries"));
+  CHECK(cluster.lines_with("crash").size() == 1);  // the second worker did not run it
 }

@@ -2,6 +2,7 @@
 // run_worker_process, as a program that embeds dagent would run one) with the built-in file tools
 // of CONFIG's tools.enabled plus the test tools:
 //   sleep {ms, value?}  (tests/support/test_tools.hpp): a latency-bound step;
+//   crash {}: kills the worker (SIGKILL to itself), logging "crash" to gate.log first;
 //   gate {key}: appends "start KEY NAME" to gate.log in the workspace, waits until the file
 //               `release` exists there, appends "done KEY NAME" and returns {"key", "worker"}.
 // gate.log shows, without timing, which worker ran which call and how often.
@@ -9,6 +10,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -69,6 +71,22 @@ class GateTool final : public Tool {
   std::string worker_;
 };
 
+// "crash" {}: the worker process dies at once (SIGKILL to itself), as on a tool that crashes it.
+class CrashTool final : public Tool {
+ public:
+  std::string_view name() const override { return "crash"; }
+  std::string_view description() const override { return "kills its worker"; }
+  const json::object& parameters_schema() const override {
+    static const json::object s = json::parse(R"({"type":"object"})").as_object();
+    return s;
+  }
+  asio::awaitable<ToolResult> invoke(json::object, ToolContext ctx) override {
+    append_line(ctx.workspace->root() / "gate.log", "crash");
+    ::kill(::getpid(), SIGKILL);
+    co_return json::value(nullptr);
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -88,5 +106,6 @@ int main(int argc, char** argv) {
   std::vector<std::shared_ptr<Tool>> extra;
   extra.push_back(std::make_shared<dagent::test::SleepTool>());
   extra.push_back(std::make_shared<GateTool>(options.name));
+  extra.push_back(std::make_shared<CrashTool>());
   return dagent::distributed::run_worker_process(*cfg, std::move(options), std::move(extra));
 }
