@@ -89,6 +89,11 @@ int run_worker_process(const config::Config& cfg, WorkerProcessOptions options, 
   WorkerOptions wo;
   wo.redis = std::move(*redis);
   wo.name = options.name.empty() ? default_name() : options.name;
+  // The name is the consumer's and part of a key: letters, digits, '.', '_' and '-' only.
+  const bool name_ok = wo.name.size() <= 100 && std::all_of(wo.name.begin(), wo.name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+  if (!name_ok) return fail("--name: use up to 100 letters, digits, '.', '_' and '-'");
   wo.concurrency = options.concurrency > 0 ? options.concurrency : cfg.execution.worker_concurrency;
   wo.visibility_timeout = std::chrono::milliseconds(cfg.execution.visibility_timeout_ms);
   wo.max_deliveries = cfg.execution.max_deliveries;

@@ -384,3 +384,16 @@ TEST_CASE("A job that kills every worker taking it fails after execution.max_del
              Catch::Contains("the job was taken 2 times") && Catch::Contains("execution.max_deliveries"));
   CHECK(cluster.lines_with("crash").size() == 1);  // the second worker did not run it
 }
+
+TEST_CASE("dagent worker refuses a config without redis.url and a name that is not a plain word", "[distributed][cli]") {
+  TempDir dir;
+  dir.write("config.yaml", "memory: {enabled: false}\n");
+  auto no_url = run_process({DAGENT_BINARY, "worker", "--config", "config.yaml"}, dir.path());
+  CHECK(no_url.exit_code == 2);
+  CHECK_THAT(no_url.err, Catch::Contains("redis.url is not set"));
+  auto bad_name = run_process({DAGENT_BINARY, "worker", "--config", "config.yaml", "--set", "redis.url=redis://127.0.0.1:1",
+                               "--name", "a b"},
+                              dir.path());
+  CHECK(bad_name.exit_code == 2);
+  CHECK_THAT(bad_name.err, Catch::Contains("--name: use up to 100 letters"));
+}
