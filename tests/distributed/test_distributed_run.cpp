@@ -19,6 +19,8 @@
 #include "support/process.hpp"
 #include "support/loopback_port.hpp"
 #include "support/redis_process.hpp"
+#include "support/scripted_prompts.hpp"
+#include "support/test_server_process.hpp"
 
 namespace {
 
@@ -37,7 +39,7 @@ class Cluster {
                                   "\"}\n"
                                   "execution: {visibility_timeout_ms: 1000}\n"
                                   "memory: {enabled: false}\n"
-                                  "tools: {enabled: [read_file, write_file, list_dir, search_files]}\n" +
+                                  "tools: {enabled: [read_file, write_file, list_dir, search_files, llm]}\n" +
                                   extra_config);
   }
 
@@ -396,4 +398,35 @@ TEST_CASE("dagent worker refuses a config without redis.url and a name that is n
                               dir.path());
   CHECK(bad_name.exit_code == 2);
   CHECK_THAT(bad_name.err, Catch::Contains("--name: use up to 100 letters"));
+}
+
+TEST_CASE("A goal is planned with the workers' tools, and its llm step runs in the coordinator", "[distributed][cli]") {
+  using dagent::test::k_answer;
+  using dagent::test::k_intent;
+  using dagent::test::k_plan;
+  using dagent::test::rule;
+  const char* plan = R"({"steps": [
+    {"id": 1, "action": "gate", "parameters": {"key": "g"}},
+    {"id": 2, "action": "llm", "parameters": {"prompt": "Say who ran it: $step1.worker"}}]})";
+  json::array rules{rule(k_intent, R"({"intent": "run the gate", "tools": []})"), rule(k_plan, plan),
+                    rule("Say who ran it", "w1 ran it"), rule(k_answer, "Done.")};
+  dagent::test::TestServer server(dagent::test::TestServerOptions{.script = json::object{{"rules", std::move(rules)}}});
+  Cluster cluster;
+  cluster.dir().write("task.yaml", "goal: Run the gate and say who ran it\nworkspace: .\n");
+  cluster.release();
+  cluster.start_worker("w1", 1);
+  cluster.wait_for_workers(1);
+  auto run = run_process(coordinator_argv(), cluster.path(),
+                         {"OPENAI_BASE_URL=" + server.base_url(), "OPENAI_API_KEY=sk-distributed-test"});
+  INFO(run.err);
+  REQUIRE(run.exit_code == 0);
+  const auto result = result_of(run);
+  CHECK(result.at("steps").as_array().at(1).at("output").at("text") == "w1 ran it");
+  CHECK(cluster.lines_with("done g w1").size() == 1);
+  // The planner was shown the tool only the worker has, with its description.
+  int shown = 0;
+  const auto stats = server.stats();
+  for (const auto& r : stats.at("recent").as_array())
+    shown += std::string_view(r.at("body").as_string()).find("waits for the release file") != std::string_view::npos;
+  CHECK(shown >= 1);
 }
