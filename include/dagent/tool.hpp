@@ -58,6 +58,8 @@ struct ToolProgress {
 /// What a tool call may use besides its parameters.
 struct ToolContext {
   int step_id = 0;
+  int item = -1;     ///< a for_each item's index; -1 for a plain step
+  int attempt = 1;   ///< 1 for the first call of this step (or item), counting retries and re-runs
   const Workspace* workspace = nullptr;           ///< the sandbox every path must stay inside
   std::shared_ptr<const std::atomic<bool>> cancelled;  ///< set when the step is timed out or the run interrupted
   boost::asio::any_io_executor worker;            ///< pool for blocking work (BlockingTool uses it)
@@ -82,6 +84,9 @@ class Tool {
   virtual const boost::json::object& parameters_schema() const = 0;
   /// Tools that call the LLM count against `max_parallel_llm_calls`.
   virtual bool uses_llm() const { return false; }
+  /// Runs in another process (a `dagent worker`): bounded by the workers' capacity
+  /// (execution.max_remote_in_flight), not by max_parallel_steps.
+  virtual bool runs_on_worker() const { return false; }
 
   /// Performs the call. Awaited on the event loop, so it must not block; honour cancellation of
   /// the awaiting coroutine (the step's timeout races it).

@@ -22,5 +22,6 @@ int validate_command(const Options& options);
 int ingest_command(const Options& options);
 int memory_command(const Options& options);
 int mcp_command(const Options& options);
+int worker_command(const Options& options);
 
 }  // namespace dagent::cli

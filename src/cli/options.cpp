@@ -8,7 +8,7 @@ namespace dagent::cli {
 
 namespace {
 
-constexpr std::string_view k_commands[] = {"run", "plan", "validate", "replay", "ingest", "memory", "mcp", "help", "version"};
+constexpr std::string_view k_commands[] = {"run", "plan", "validate", "replay", "ingest", "memory", "mcp", "worker", "help", "version"};
 
 }  // namespace
 
@@ -23,6 +23,7 @@ std::string usage() {
          "  ingest PATH...           chunk text files (folders recursively) into the memory index\n"
          "  memory search QUERY      print the memories closest to QUERY (-k N: how many)\n"
          "  mcp list [SERVER]        start the MCP servers (mcp.servers) and print their tools and parameters\n"
+         "  worker                   take steps of distributed runs from Redis (redis.url) until SIGTERM\n"
          "  --version | --help\n"
          "\n"
          "options:\n"
@@ -38,6 +39,10 @@ std::string usage() {
          "  --resume FILE            finish an interrupted recorded run; finished steps are not run again\n"
          "  --approve TOOL           approve every call of TOOL (a name or glob) that tools.approval names; repeatable\n"
          "  --yes                    approve every call that tools.approval names (no question asked)\n"
+         "  --distributed            run: send steps to dagent workers through Redis (execution.backend=redis)\n"
+         "  --name NAME              worker: its name among the workers (default host-pid)\n"
+         "  --concurrency N          worker: jobs run at once (default execution.worker_concurrency)\n"
+         "  --workspace-root DIR     worker: run jobs whose workspace is inside DIR; repeatable (default .)\n"
          "  -k N                     memory search: number of hits (default memory.recall_k)\n"
          "  -q / -v                  quieter / more verbose progress on stderr\n"
          "\n"
@@ -93,6 +98,22 @@ std::variant<Options, std::string> parse_options(int argc, char** argv) {
       auto v = value_of(i, "--approve");
       if (!v || v->empty()) return std::string("--approve needs a tool name (or a glob such as write_*)");
       o.approve.push_back(*v);
+    } else if (arg == "--distributed") {
+      o.overrides.push_back("execution.backend=redis");
+    } else if (is("--name")) {
+      auto v = value_of(i, "--name");
+      if (!v || v->empty()) return std::string("--name needs a name");
+      o.worker_name = *v;
+    } else if (is("--concurrency")) {
+      auto v = value_of(i, "--concurrency");
+      char* end = nullptr;
+      const long n = v ? std::strtol(v->c_str(), &end, 10) : 0;
+      if (!v || v->empty() || *end != '\0' || n < 1 || n > 1024) return std::string("--concurrency needs a number from 1 to 1024");
+      o.concurrency = static_cast<int>(n);
+    } else if (is("--workspace-root")) {
+      auto v = value_of(i, "--workspace-root");
+      if (!v || v->empty()) return std::string("--workspace-root needs a folder");
+      o.workspace_roots.emplace_back(*v);
     } else if (arg == "--yes") {
       o.yes = true;
     } else if (arg == "--force") {

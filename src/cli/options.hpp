@@ -10,7 +10,7 @@
 namespace dagent::cli {
 
 struct Options {
-  std::string command;                          ///< run, plan, validate, replay, ingest, memory, help, version
+  std::string command;                          ///< run, plan, validate, replay, ingest, memory, mcp, worker, help, version
   std::vector<std::string> args;                ///< positional arguments after the command
   std::optional<std::filesystem::path> config;  ///< --config
   std::vector<std::string> overrides;           ///< --set KEY=VALUE, in order
@@ -26,6 +26,9 @@ struct Options {
   std::filesystem::path resume_file;            ///< --resume FILE
   std::vector<std::string> approve;             ///< --approve TOOL, repeatable: tools.approval consent given in advance
   bool yes = false;                             ///< --yes: every tools.approval call approved
+  std::string worker_name;                      ///< worker --name NAME
+  int concurrency = 0;                          ///< worker --concurrency N; 0: execution.worker_concurrency
+  std::vector<std::filesystem::path> workspace_roots;  ///< worker --workspace-root DIR, repeatable
 };
 
 /// Parses argv; an error message (usage problem) when it cannot.

@@ -233,9 +233,25 @@ struct RedisConfig {
   int pool_size = 4;                       ///< connections at most
 };
 
+/// Where plan steps run: in this process, or (redis) also on `dagent worker` processes that take
+/// them from a Redis Stream (README "Running on many machines").
+enum class ExecutionBackend { local, redis };
+
+struct ExecutionConfig {
+  ExecutionBackend backend = ExecutionBackend::local;  ///< `dagent run --distributed` sets redis
+  /// A worker's job not kept fresh for this long (the worker died) is taken by another worker.
+  std::int64_t visibility_timeout_ms = 30000;
+  /// Remote calls a run keeps in flight at once; 0: the live workers' total concurrency.
+  int max_remote_in_flight = 0;
+  int worker_concurrency = 4;  ///< jobs one `dagent worker` runs at once (--concurrency overrides)
+  /// A job taken more often than this (its workers died running it: a poison job) fails instead.
+  int max_deliveries = 3;
+};
+
 struct Config {
   LlmConfig llm;
   RedisConfig redis;
+  ExecutionConfig execution;
   PerformanceConfig performance;
   PlannerConfig planner;
   ExecutorConfig executor;

@@ -51,6 +51,7 @@ constexpr std::size_t k_max_values = 1'000'000;
 constexpr std::array<std::string_view, 2> k_scheduling_names = {"eager", "levels"};
 constexpr std::array<std::string_view, 2> k_index_names = {"flat", "hnsw"};
 constexpr std::array<std::string_view, 2> k_rate_window_names = {"bucket", "rolling"};
+constexpr std::array<std::string_view, 2> k_execution_backend_names = {"local", "redis"};
 constexpr std::array<std::string_view, 3> k_intent_mode_names = {"sequential", "speculative", "folded"};
 constexpr std::array<std::string_view, 2> k_cache_backend_names = {"memory", "redis"};
 constexpr std::array<std::string_view, 7> k_tool_names = {
@@ -306,6 +307,7 @@ using Ref = T& (*)(Config&);
 
 using AnyRef = std::variant<Ref<bool>, Ref<int>, Ref<std::int64_t>, Ref<double>, Ref<std::string>,
                             Ref<Scheduling>, Ref<IndexKind>, Ref<RateWindow>, Ref<IntentMode>, Ref<CacheBackend>,
+                            Ref<ExecutionBackend>,
                             Ref<std::vector<std::string>>>;
 
 enum class Emptiness { allowed, refused };
@@ -372,6 +374,10 @@ constexpr Field choice(std::string_view key, Ref<CacheBackend> ref) {
   return {.key = key, .ref = ref, .names = k_cache_backend_names};
 }
 
+constexpr Field choice(std::string_view key, Ref<ExecutionBackend> ref) {
+  return {.key = key, .ref = ref, .names = k_execution_backend_names};
+}
+
 constexpr Field name_list(std::string_view key, Ref<std::vector<std::string>> ref,
                           std::span<const std::string_view> allowed) {
   return {.key = key, .ref = ref, .names = allowed};
@@ -404,6 +410,14 @@ constexpr std::array k_fields = {
     integer("redis.timeout_ms", [](Config& c) -> auto& { return c.redis.timeout_ms; }, 1, k_max_ms),
     integer("redis.connect_timeout_ms", [](Config& c) -> auto& { return c.redis.connect_timeout_ms; }, 1, k_max_ms),
     integer("redis.pool_size", [](Config& c) -> auto& { return c.redis.pool_size; }, 1, 1024),
+
+    choice("execution.backend", [](Config& c) -> auto& { return c.execution.backend; }),
+    integer("execution.visibility_timeout_ms", [](Config& c) -> auto& { return c.execution.visibility_timeout_ms; },
+            100, k_max_ms),
+    integer("execution.max_remote_in_flight", [](Config& c) -> auto& { return c.execution.max_remote_in_flight; }, 0,
+            100000),
+    integer("execution.worker_concurrency", [](Config& c) -> auto& { return c.execution.worker_concurrency; }, 1, 1024),
+    integer("execution.max_deliveries", [](Config& c) -> auto& { return c.execution.max_deliveries; }, 1, 1000),
 
     flag("performance.connection_pooling.enabled",
          [](Config& c) -> auto& { return c.performance.connection_pooling.enabled; }),
@@ -804,9 +818,14 @@ struct ChunkLines {
   int overlap = 0;
   int shared = 0;         ///< performance.rate_limiting.shared
   int cache_backend = 0;  ///< performance.caching.backend
+  int backend = 0;        ///< execution.backend
 };
 
 void check_cross_fields(const Config& cfg, const ChunkLines& lines, Reporter& out) {
+  if (cfg.execution.backend == ExecutionBackend::redis && cfg.redis.url.empty() &&
+      !out.has_problem_with("execution.backend"))
+    out.add(lines.backend, "execution.backend",
+            "backend redis needs redis.url (the Redis whose stream the workers read); set it, or set backend: local");
   if (cfg.performance.rate_limiting.shared && cfg.redis.url.empty() &&
       !out.has_problem_with("performance.rate_limiting.shared"))
     out.add(lines.shared, "performance.rate_limiting.shared",
@@ -1480,6 +1499,7 @@ void read_section(const YAML::Node& map, std::string_view prefix, ConfigReading&
                      if (dotted == "memory.chunk_overlap") reading.chunk_lines.overlap = line;
                      if (dotted == "performance.rate_limiting.shared") reading.chunk_lines.shared = line;
                      if (dotted == "performance.caching.backend") reading.chunk_lines.cache_backend = line;
+                     if (dotted == "execution.backend") reading.chunk_lines.backend = line;
                      assign(*field, value, line, reading.cfg, reading.out);
                      if (dotted.starts_with(k_prompts_prefix)) check_prompt_file(reading.cfg, dotted, line, reading.out);
                      if (dotted.starts_with("llm.")) check_llm_key(reading.cfg, dotted, line, reading.out);

@@ -50,6 +50,7 @@ struct Scheduler::StepState {
   StepResult result;
   std::size_t deps_left = 0;
   bool llm = false;
+  bool remote = false;  // the tool runs on a worker: counted against max_remote_steps
   asio::cancellation_signal cancel;
   asio::cancellation_signal cancel_verify;
   std::unique_ptr<FanOut> fan;            // for_each: set when the step starts
@@ -208,10 +209,12 @@ Scheduler::Scheduler(const Plan& plan, const Analysis& analysis, SchedulerOption
       verifier_(verifier),
       growth_(growth),
       ready_(ReadyOrder{&analysis}),
-      ready_llm_(ReadyOrder{&analysis}) {
+      ready_llm_(ReadyOrder{&analysis}),
+      ready_remote_(ReadyOrder{&analysis}) {
   if (!options_.parallel) options_.max_parallel_steps = 1;
   options_.max_parallel_steps = std::max(1, options_.max_parallel_steps);
   options_.max_parallel_llm_calls = std::max(1, options_.max_parallel_llm_calls);
+  options_.max_remote_steps = std::max(0, options_.max_remote_steps);
   level_remaining_.assign(analysis_.levels.size(), 0);
   for (std::size_t i = 0; i < plan_.steps.size(); ++i) {
     steps_.emplace_back();
@@ -229,6 +232,8 @@ void Scheduler::init(std::size_t index) {
   for (auto d : info.deps)
     if (steps_[d].result.status != StepStatus::succeeded) ++s.deps_left;
   s.llm = info.tool && info.tool->uses_llm();
+  // Why the check on max_remote_steps: with no remote capacity a remote tool takes a local slot.
+  s.remote = info.tool && info.tool->runs_on_worker() && options_.max_remote_steps > 0 && !s.llm;
   const auto level = static_cast<std::size_t>(info.level);
   if (level >= level_remaining_.size()) level_remaining_.resize(level + 1, 0);
   ++level_remaining_[level];
@@ -300,7 +305,7 @@ asio::awaitable<ExecutionReport> Scheduler::run() {
   wake_ = std::make_unique<asio::steady_timer>(co_await asio::this_coro::executor,
                                                asio::steady_timer::time_point::max());
   started_ = true;
-  slot_busy_.assign(static_cast<std::size_t>(options_.max_parallel_steps), false);
+  slot_busy_.assign(static_cast<std::size_t>(options_.max_parallel_steps + options_.max_remote_steps), false);
   // Reused steps count as done before anything starts; their dependents wait for one less.
   for (auto i : reused_) {
     for (auto d : analysis_.steps[i].dependents) --steps_[d].deps_left;
@@ -396,18 +401,24 @@ void Scheduler::make_ready(std::size_t index) {
   if (options_.scheduling == config::Scheduling::levels &&
       static_cast<std::size_t>(analysis_.steps[index].level) != current_level_)
     return;  // queued when its level opens
-  (steps_[index].llm ? ready_llm_ : ready_).push(index);
+  (steps_[index].remote ? ready_remote_ : steps_[index].llm ? ready_llm_ : ready_).push(index);
 }
 
 void Scheduler::dispatch() {
-  while (!interrupted_ && running_ < options_.max_parallel_steps) {
-    bool llm_ok = !ready_llm_.empty() && running_llm_ < options_.max_parallel_llm_calls;
-    bool other_ok = !ready_.empty();
-    if (!llm_ok && !other_ok) break;
-    bool take_llm = llm_ok && (!other_ok || ReadyOrder{&analysis_}(ready_.top(), ready_llm_.top()));
-    auto& queue = take_llm ? ready_llm_ : ready_;
-    auto index = queue.top();
-    queue.pop();
+  while (!interrupted_) {
+    // Remote steps have their own bound (the workers' capacity); the others share max_parallel_steps.
+    const bool local_room = running_ - running_remote_ < options_.max_parallel_steps;
+    bool llm_ok = local_room && !ready_llm_.empty() && running_llm_ < options_.max_parallel_llm_calls;
+    bool other_ok = local_room && !ready_.empty();
+    bool remote_ok = !ready_remote_.empty() && running_remote_ < options_.max_remote_steps;
+    if (!llm_ok && !other_ok && !remote_ok) break;
+    // Among the queues that may start one, the step on the longest remaining path goes first.
+    auto* queue = llm_ok ? &ready_llm_ : other_ok ? &ready_ : &ready_remote_;
+    const ReadyOrder before{&analysis_};
+    if (other_ok && before(queue->top(), ready_.top())) queue = &ready_;
+    if (remote_ok && before(queue->top(), ready_remote_.top())) queue = &ready_remote_;
+    auto index = queue->top();
+    queue->pop();
     if (!analysis_.steps[index].fan_out) {
       start(index);
       continue;
@@ -415,7 +426,7 @@ void Scheduler::dispatch() {
     // A for_each step stays in the queue while it has items to start, one slot per item.
     if (steps_[index].result.status == StepStatus::pending && !open_fan_out(index)) continue;
     start_item(index);
-    if (steps_[index].fan->next < steps_[index].fan->size()) queue.push(index);
+    if (steps_[index].fan->next < steps_[index].fan->size()) queue->push(index);
   }
   if (settled_in_dispatch_) {
     settled_in_dispatch_ = false;
@@ -436,6 +447,7 @@ void Scheduler::start(std::size_t index) {
   s.result.slot = acquire_slot();
   ++running_;
   if (s.llm) ++running_llm_;
+  if (s.remote) ++running_remote_;
   report_.max_concurrent = std::max(report_.max_concurrent, running_);
   emit(index);
   asio::co_spawn(wake_->get_executor(), run_step(index),
@@ -475,7 +487,7 @@ asio::awaitable<std::optional<ToolError>> Scheduler::seek_approval(std::size_t i
 }
 
 asio::awaitable<ToolResult> Scheduler::call_with_retries(std::size_t index, int item, json::object params,
-                                                         int& attempts) {
+                                                         int& attempts, int earlier) {
   ToolResult result = tool_error(ToolErrc::failed, "not run");
   for (int attempt = 0; attempt <= options_.step_retries; ++attempt) {
     if (attempt > 0) ++report_.retries;
@@ -487,15 +499,15 @@ asio::awaitable<ToolResult> Scheduler::call_with_retries(std::size_t index, int 
     } else {
       call_params = std::move(params);
     }
-    result = co_await invoke_once(index, item, std::move(call_params));
+    result = co_await invoke_once(index, item, earlier + attempts, std::move(call_params));
     if (result || interrupted_ || !retryable(result.error())) break;
   }
   co_return result;
 }
 
-asio::awaitable<ToolResult> Scheduler::invoke_once(std::size_t index, int item, json::object params) {
+asio::awaitable<ToolResult> Scheduler::invoke_once(std::size_t index, int item, int attempt, json::object params) {
   auto* observer = options_.observer;
-  if (!observer) co_return co_await invoke_tool(index, std::move(params));
+  if (!observer) co_return co_await invoke_tool(index, item, attempt, std::move(params));
   const CallId call{plan_.steps[index].id, item};
   const std::string action = plan_.steps[index].action;  // a copy: the plan may grow meanwhile
   if (auto answered = observer->answer(call, action, params)) {
@@ -503,16 +515,18 @@ asio::awaitable<ToolResult> Scheduler::invoke_once(std::size_t index, int item, 
     co_return std::move(*answered);
   }
   json::object seen = params;
-  auto result = co_await invoke_tool(index, std::move(params));
+  auto result = co_await invoke_tool(index, item, attempt, std::move(params));
   observer->called(call, action, seen, result);
   co_return result;
 }
 
-asio::awaitable<ToolResult> Scheduler::invoke_tool(std::size_t index, json::object params) {
+asio::awaitable<ToolResult> Scheduler::invoke_tool(std::size_t index, int item, int attempt, json::object params) {
   using namespace asio::experimental::awaitable_operators;
   const auto& info = analysis_.steps[index];
   ToolContext ctx = base_;
   ctx.step_id = plan_.steps[index].id;
+  ctx.item = item;
+  ctx.attempt = attempt;
   auto flag = std::make_shared<std::atomic<bool>>(false);
   ctx.cancelled = flag;
   ctx.on_progress = [this, index](const ToolProgress& p) { emit(index, progress_text(p)); };
@@ -604,6 +618,7 @@ void Scheduler::finish(std::size_t index, std::exception_ptr error, Outcome outc
   auto& s = steps_[index];
   --running_;
   if (s.llm) --running_llm_;
+  if (s.remote) --running_remote_;
   slot_busy_[static_cast<std::size_t>(s.result.slot)] = false;
   s.result.finished_ms = now_ms();
   s.result.attempts = outcome.attempts;
@@ -778,6 +793,7 @@ void Scheduler::start_item(std::size_t index) {
   item.slot = acquire_slot();
   ++running_;
   if (s.llm) ++running_llm_;
+  if (s.remote) ++running_remote_;
   ++f.running;
   report_.max_concurrent = std::max(report_.max_concurrent, running_);
   emit_item(index, k);
@@ -802,7 +818,9 @@ asio::awaitable<Scheduler::ItemOutcome> Scheduler::run_item(std::size_t index, s
       co_return out;
     }
   }
-  ToolResult result = co_await call_with_retries(index, static_cast<int>(item), std::move(params), out.attempts);
+  // Attempts of earlier rounds (a re-run after the list's verdict failed) count: each call is a new attempt.
+  const int earlier = steps_[index].result.items[item].attempts;
+  ToolResult result = co_await call_with_retries(index, static_cast<int>(item), std::move(params), out.attempts, earlier);
   if (!result) {
     out.error = std::move(result.error().message);
     out.error_code = result.error().code;
@@ -819,6 +837,7 @@ void Scheduler::finish_item(std::size_t index, std::size_t k, std::exception_ptr
   auto& item = s.result.items[k];
   --running_;
   if (s.llm) --running_llm_;
+  if (s.remote) --running_remote_;
   --f.running;
   slot_busy_[static_cast<std::size_t>(item.slot)] = false;
   item.finished_ms = now_ms();

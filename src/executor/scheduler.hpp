@@ -31,6 +31,7 @@ struct SchedulerOptions {
   bool parallel = true;                      ///< false: one step at a time, in dependency order
   int max_parallel_steps = 5;
   int max_parallel_llm_calls = 3;
+  int max_remote_steps = 0;                  ///< steps (or items) of remote tools running at once, besides the others
   config::Scheduling scheduling = config::Scheduling::eager;
   std::chrono::milliseconds step_timeout{120000};
   int step_retries = 0;                      ///< extra attempts after a failure that may pass on retry
@@ -122,11 +123,12 @@ class Scheduler final : private ReferenceSource {
   /// tools.approval's question for a step (item -1) or an item: nullopt when the call may go ahead.
   boost::asio::awaitable<std::optional<ToolError>> seek_approval(std::size_t index, int item,
                                                                  const boost::json::object& params);
-  /// The tool call with the step's retries; `attempts` counts each (it outlives the call).
+  /// The tool call with the step's retries; `attempts` counts each (it outlives the call), after
+  /// `earlier` attempts of this step or item (each call gets its own number, ToolContext::attempt).
   boost::asio::awaitable<ToolResult> call_with_retries(std::size_t index, int item, boost::json::object params,
-                                                       int& attempts);
-  boost::asio::awaitable<ToolResult> invoke_once(std::size_t index, int item, boost::json::object params);
-  boost::asio::awaitable<ToolResult> invoke_tool(std::size_t index, boost::json::object params);
+                                                       int& attempts, int earlier = 0);
+  boost::asio::awaitable<ToolResult> invoke_once(std::size_t index, int item, int attempt, boost::json::object params);
+  boost::asio::awaitable<ToolResult> invoke_tool(std::size_t index, int item, int attempt, boost::json::object params);
   boost::asio::awaitable<Verdict> verify_in_background(std::size_t index);
 
   void init(std::size_t index);
@@ -177,11 +179,13 @@ class Scheduler final : private ReferenceSource {
   };
   std::priority_queue<std::size_t, std::vector<std::size_t>, ReadyOrder> ready_;
   std::priority_queue<std::size_t, std::vector<std::size_t>, ReadyOrder> ready_llm_;
+  std::priority_queue<std::size_t, std::vector<std::size_t>, ReadyOrder> ready_remote_;
   std::vector<std::size_t> level_remaining_;
   std::size_t current_level_ = 0;
   std::vector<bool> slot_busy_;
   int running_ = 0;
   int running_llm_ = 0;
+  int running_remote_ = 0;
   int background_ = 0;
   std::size_t terminal_ = 0;
   bool interrupted_ = false;

@@ -291,9 +291,10 @@ asio::awaitable<boost::system::result<Lease, RedisError>> checkout(std::shared_p
 }
 
 asio::awaitable<boost::system::result<std::vector<Reply>, RedisError>> run_pipeline(std::shared_ptr<Impl> impl,
-                                                                                   std::vector<Command> commands) {
+                                                                                   std::vector<Command> commands,
+                                                                                   std::chrono::milliseconds timeout) {
   if (commands.empty()) co_return std::vector<Reply>{};
-  const auto deadline = Clock::now() + impl->options.timeout;
+  const auto deadline = Clock::now() + timeout;
   auto lease = co_await checkout(impl, deadline);
   if (!lease) co_return lease.error();
   std::string request;
@@ -306,10 +307,11 @@ asio::awaitable<boost::system::result<std::vector<Reply>, RedisError>> run_pipel
   co_return replies;
 }
 
-asio::awaitable<boost::system::result<Reply, RedisError>> run_command(std::shared_ptr<Impl> impl, Command args) {
+asio::awaitable<boost::system::result<Reply, RedisError>> run_command(std::shared_ptr<Impl> impl, Command args,
+                                                                     std::chrono::milliseconds timeout) {
   std::vector<Command> one;
   one.push_back(std::move(args));
-  auto replies = co_await run_pipeline(std::move(impl), std::move(one));
+  auto replies = co_await run_pipeline(std::move(impl), std::move(one), timeout);
   if (!replies) co_return replies.error();
   co_return std::move(replies->front());
 }
@@ -346,11 +348,16 @@ RedisClient::RedisClient(asio::any_io_executor executor, RedisOptions options)
 RedisClient::~RedisClient() = default;
 
 asio::awaitable<boost::system::result<Reply, RedisError>> RedisClient::command(Command args) {
-  return run_command(impl_, std::move(args));
+  return run_command(impl_, std::move(args), impl_->options.timeout);
+}
+
+asio::awaitable<boost::system::result<Reply, RedisError>> RedisClient::command(Command args,
+                                                                              std::chrono::milliseconds timeout) {
+  return run_command(impl_, std::move(args), timeout);
 }
 
 asio::awaitable<boost::system::result<std::vector<Reply>, RedisError>> RedisClient::pipeline(std::vector<Command> commands) {
-  return run_pipeline(impl_, std::move(commands));
+  return run_pipeline(impl_, std::move(commands), impl_->options.timeout);
 }
 
 RedisClient::Stats RedisClient::stats() const noexcept { return impl_->stats; }

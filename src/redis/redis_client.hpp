@@ -66,6 +66,11 @@ class RedisClient {
   /// Sends one command and returns its reply (an error reply is a Reply, not a failure). Fails
   /// with a RedisError for transport problems, the deadline, or unavailable during backoff.
   boost::asio::awaitable<boost::system::result<Reply, RedisError>> command(Command args);
+  /// As command(), with its own deadline instead of `timeout`: for blocking commands (XREAD
+  /// BLOCK, XREADGROUP BLOCK), which hold their connection for the whole wait — give them a
+  /// client of their own (pool_size 1) so they never keep a connection from the others.
+  boost::asio::awaitable<boost::system::result<Reply, RedisError>> command(Command args,
+                                                                           std::chrono::milliseconds timeout);
   /// Sends every command in one write on one connection and returns their replies in order.
   boost::asio::awaitable<boost::system::result<std::vector<Reply>, RedisError>> pipeline(std::vector<Command> commands);
 

@@ -145,6 +145,7 @@ executor::SchedulerOptions scheduler_options(Run* run) {
   auto options = executor::SchedulerOptions::from(run->cfg());
   options.epoch = run->epoch;
   options.observer = run->observer();
+  options.max_remote_steps = run->distribution ? run->distribution->capacity : 0;
   if ((options.approval = run->approval())) options.approval->set_run_id(run->result->run_id);
   return options;
 }

@@ -47,6 +47,7 @@ StepResult fan_out_result(int id, const Seen& seen) {
 
 ResumePoint resume_point(const record::Recording& recording) {
   ResumePoint point;
+  if (const auto* id = recording.header.if_contains("run_id"); id && id->is_string()) point.run_id = id->get_string();
   std::map<int, Seen> steps;
   for (const auto& event : recording.events) {
     const auto* type = event.if_contains("type");

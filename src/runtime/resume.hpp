@@ -20,6 +20,7 @@ struct ResumePoint {
   /// (status pending), with the items whose last call succeeded (ItemResult succeeded, the output at
   /// its index of `output`): only the other items run again.
   std::vector<StepResult> kept;
+  std::string run_id;                      ///< the run id of the recording's header (distributed steps' keys)
   bool finished = false;                   ///< the last run recorded ended in success: nothing to resume
 };
 

@@ -44,6 +44,10 @@ namespace dagent::executor {
 class Scheduler;
 }
 
+namespace dagent::distributed {
+class Coordinator;
+}
+
 namespace dagent::runtime {
 
 /// The runtime's long-lived parts a run reads. None of them changes for the length of a run.
@@ -87,6 +91,14 @@ std::string joined(const std::vector<std::string>& items);
 std::vector<int> ids_of(const executor::Plan& plan, const std::vector<std::size_t>& indices);
 
 struct WarmUp;
+
+/// A distributed run's part (execution.backend redis): the coordinator its remote tools send
+/// through, and how many remote calls it keeps in flight.
+struct Distribution {
+  std::unique_ptr<distributed::Coordinator> coordinator;
+  int capacity = 0;
+  ~Distribution();
+};
 
 class Run {
  public:
@@ -162,6 +174,10 @@ class Run {
   std::int64_t retries = 0;
   int max_concurrent = 0;
   std::string streamed_answer;               ///< the answer as streamed so far (kept if it is cut)
+  std::unique_ptr<Distribution> distribution;  ///< set when steps go to workers; outlives the run's tools
+
+  /// Replaces the run's tools (distributed runs: the tools the workers offer become remote).
+  void replace_tools(tools::Registry tools) { registry_ = std::move(tools); }
 
  private:
   void write_header(std::string_view task_ref);

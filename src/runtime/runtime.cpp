@@ -30,6 +30,7 @@
 #include "redis/redis_cache.hpp"
 #include "runtime/agent_loop.hpp"
 #include "runtime/lazy_provider.hpp"
+#include "runtime/distribution.hpp"
 #include "runtime/run.hpp"
 #include "runtime/trace_writer.hpp"
 #include "text/json_utf8.hpp"
@@ -174,6 +175,23 @@ asio::awaitable<void> then_stop_servers(mcp::Servers* servers, asio::awaitable<v
   }
   if (servers) co_await servers->stop_all();
   if (error) std::rethrow_exception(error);
+}
+
+struct Distribute {
+  runtime::Run* run;
+  std::string run_id;
+  std::vector<std::string>* problems;
+};
+
+asio::awaitable<void> distribute_run(Distribute job) {
+  *job.problems = co_await runtime::distribute(job.run, std::move(job.run_id));
+}
+
+// execution.backend redis: the workers are found before the plan is checked against the run's tools.
+std::vector<std::string> distribute(asio::io_context& io, runtime::Run& run, const std::string& run_id) {
+  std::vector<std::string> problems;
+  if (run.cfg().execution.backend == config::ExecutionBackend::redis) run_until_done(io, distribute_run({&run, run_id, &problems}));
+  return problems;
 }
 
 bool uses_memory(const executor::Plan& plan) {
@@ -447,6 +465,8 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   runtime::Run run(shared(), options);
   outcome.problems = run.set_up(task);
   if (outcome.problems.empty()) outcome.problems = run.add_recorded_mcp_tools();
+  const std::string run_id = new_run_id();
+  if (outcome.problems.empty()) outcome.problems = distribute(io, run, run_id);
   if (!outcome.problems.empty()) {
     stop_mcp();
     return outcome;
@@ -465,7 +485,7 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   }
 
   auto& result = outcome.result;
-  result.run_id = new_run_id();
+  result.run_id = run_id;
   result.task = task.name;
   run.workspace = std::move(*ws);
   run.task = std::move(task);
@@ -477,7 +497,7 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   }
   run.epoch = std::chrono::steady_clock::now();
   run.planner().on_event(options.on_planning, run.epoch);  // the run's own planner
-  drive(run, then_stop_servers(mcp.get(), runtime::run_goal_loop(&run)));
+  drive(run, then_stop_servers(mcp.get(), runtime::with_workers(&run, runtime::run_goal_loop(&run))));
   if (!run.problems.empty()) {
     outcome.problems = std::move(run.problems);
     outcome.unreachable = run.unreachable;
@@ -797,6 +817,8 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   outcome.problems = attach_mcp(mcp_needed(&*run.task.plan, options));
   if (outcome.problems.empty()) outcome.problems = run.set_up(run.task);
   if (outcome.problems.empty()) outcome.problems = run.add_recorded_mcp_tools();
+  const std::string run_id = new_run_id();
+  if (outcome.problems.empty()) outcome.problems = distribute(io, run, run_id);
   if (!outcome.problems.empty()) {
     stop_mcp();
     return outcome;
@@ -817,7 +839,7 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   }
 
   auto& result = outcome.result;
-  result.run_id = new_run_id();
+  result.run_id = run_id;
   result.task = run.task.name;
   result.plan = *run.task.plan;
   for (const auto& level : prepared.analysis.levels) result.levels.push_back(runtime::ids_of(prepared.plan, level));
@@ -831,7 +853,7 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   }
   run.epoch = std::chrono::steady_clock::now();
   if (options.on_start) options.on_start(result);
-  drive(run, then_stop_servers(mcp.get(), runtime::run_plan_loop(&run, &prepared)));
+  drive(run, then_stop_servers(mcp.get(), runtime::with_workers(&run, runtime::run_plan_loop(&run, &prepared))));
   outcome.unreachable = run.unreachable;
   return outcome;
 }

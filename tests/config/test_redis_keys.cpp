@@ -1,5 +1,6 @@
-// Issue 16: the redis: section, the shared-limiter keys and the cache backend are typed, ranged and checked at load,
-// with the file, line and key in every problem.
+// Issue 16: the redis: section, the shared-limiter keys, the cache backend and the execution:
+// section (distributed steps) are typed, ranged and checked at load, with the file, line and key
+// in every problem.
 
 #include <string>
 
@@ -8,6 +9,7 @@
 #include "config/loader.hpp"
 
 using dagent::config::Config;
+using dagent::config::ExecutionBackend;
 using dagent::config::load_string;
 
 namespace {
@@ -92,4 +94,39 @@ TEST_CASE("performance.caching.backend is memory or redis, and redis needs redis
               .empty());
     CHECK(cfg.performance.caching.backend == dagent::config::CacheBackend::redis);
   }
+}
+
+TEST_CASE("execution keys load with their defaults and values", "[config][distributed]") {
+  const Config defaults;
+  CHECK(defaults.execution.backend == ExecutionBackend::local);
+  CHECK(defaults.execution.visibility_timeout_ms == 30000);
+  CHECK(defaults.execution.max_remote_in_flight == 0);
+  CHECK(defaults.execution.worker_concurrency == 4);
+  CHECK(defaults.execution.max_deliveries == 3);
+  auto r = load_string("redis: {url: \"redis://127.0.0.1:6379\"}\nexecution:\n  backend: redis\n"
+                       "  visibility_timeout_ms: 1000\n  max_remote_in_flight: 64\n  worker_concurrency: 16\n",
+                       "config.yaml", ".");
+  REQUIRE(r.has_value());
+  CHECK(r->execution.backend == ExecutionBackend::redis);
+  CHECK(r->execution.visibility_timeout_ms == 1000);
+  CHECK(r->execution.max_remote_in_flight == 64);
+  CHECK(r->execution.worker_concurrency == 16);
+  const auto json = dagent::config::to_json(*r);
+  CHECK(json.at("execution").at("backend").as_string() == "redis");
+}
+
+TEST_CASE("execution keys are range-checked with file, line and key", "[config][distributed]") {
+  CHECK_THAT(problems_of("execution:\n  backend: cluster\n"), Catch::StartsWith("config.yaml:2: execution.backend:"));
+  CHECK_THAT(problems_of("execution:\n  visibility_timeout_ms: 10\n"),
+             Catch::StartsWith("config.yaml:2: execution.visibility_timeout_ms:"));
+  CHECK_THAT(problems_of("execution:\n  worker_concurrency: 0\n"),
+             Catch::StartsWith("config.yaml:2: execution.worker_concurrency:"));
+  CHECK_THAT(problems_of("execution:\n  max_deliveries: 0\n"), Catch::StartsWith("config.yaml:2: execution.max_deliveries:"));
+  CHECK_THAT(problems_of("execution:\n  typo: 1\n"), Catch::StartsWith("config.yaml:2: execution.typo:"));
+}
+
+TEST_CASE("execution.backend redis without redis.url is a load error naming the key", "[config][distributed]") {
+  CHECK_THAT(problems_of("execution:\n  visibility_timeout_ms: 1000\n  backend: redis\n"),
+             Catch::StartsWith("config.yaml:3: execution.backend: backend redis needs redis.url"));
+  CHECK(problems_of("execution: {backend: local}\n").empty());
 }

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <filesystem>
 #include <map>
 
@@ -494,4 +495,88 @@ TEST_CASE("scheduler_outlived_by_steps: a cancelled run() joins its running step
   }
   pool.join();
   CHECK(when_thrown == "planning failed after: 1:running 2:skipped 1:failed");
+}
+
+namespace {
+
+// A tool that says it runs on a worker (as distributed::RemoteTool does), sleeping `ms` here.
+class WorkerSleep final : public Tool {
+ public:
+  std::string_view name() const override { return "worker_sleep"; }
+  std::string_view description() const override { return "sleeps, as if on a worker"; }
+  const json::object& parameters_schema() const override { return inner_.parameters_schema(); }
+  bool runs_on_worker() const override { return true; }
+  asio::awaitable<ToolResult> invoke(json::object params, ToolContext ctx) override {
+    co_return co_await inner_.invoke(std::move(params), std::move(ctx));
+  }
+
+ private:
+  test::SleepTool inner_;
+};
+
+// Fails each step's (or item's) first call; records (step, item, attempt) of every call.
+class FirstCallFails final : public Tool {
+ public:
+  std::string_view name() const override { return "first_fails"; }
+  std::string_view description() const override { return "fails its first attempt"; }
+  const json::object& parameters_schema() const override {
+    static const json::object s = json::parse(R"({"type":"object"})").as_object();
+    return s;
+  }
+  asio::awaitable<ToolResult> invoke(json::object, ToolContext ctx) override {
+    calls.push_back({ctx.step_id, ctx.item, ctx.attempt});
+    if (ctx.attempt == 1) co_return tool_error(ToolErrc::failed, "first attempt");
+    co_return json::value(ctx.attempt);
+  }
+  std::vector<std::array<int, 3>> calls;
+};
+
+}  // namespace
+
+TEST_CASE("Remote steps are bounded by max_remote_steps, the others still by max_parallel_steps",
+          "[executor][scheduler][distributed]") {
+  std::string plan = "[";
+  for (int i = 1; i <= 18; ++i)
+    plan += std::string(i > 1 ? "," : "") + R"({"id":)" + std::to_string(i) + R"(,"action":")" +
+            (i <= 12 ? "worker_sleep" : "sleep") + R"(","parameters":{"ms":20}})";
+  plan += R"(,{"id":19,"action":"worker_sleep","for_each":[1,2,3,4,5,6,7,8],"parameters":{"ms":20}}])";
+  Harness h;
+  REQUIRE(h.tools.registry.add(std::make_shared<WorkerSleep>()).has_value());
+  int remote = 0, remote_peak = 0, local = 0, local_peak = 0;
+  h.on_event = [&](const StepEvent& ev, Scheduler&, asio::io_context&) {
+    if (ev.step_id == 19) return;  // the for_each step's own events besides its items'
+    int& n = ev.action == "worker_sleep" ? remote : local;
+    int& peak = ev.action == "worker_sleep" ? remote_peak : local_peak;
+    if (ev.status == StepStatus::running) peak = std::max(peak, ++n);
+    if (ev.status == StepStatus::succeeded) --n;
+  };
+  auto o = opts(2);
+  o.max_remote_steps = 6;
+  auto r = h.run(plan, o);
+  for (const auto& s : r.steps) CHECK(s.status == StepStatus::succeeded);
+  CHECK(local_peak == 2);
+  CHECK(remote_peak == 6);
+  CHECK(r.max_concurrent == 8);  // 6 remote and 2 local at once, never more
+
+  SECTION("without remote capacity a remote tool takes a local slot") {
+    remote = remote_peak = local = local_peak = 0;
+    auto none = h.run(plan, opts(2));
+    CHECK(none.max_concurrent <= 2);
+  }
+}
+
+TEST_CASE("Each call of a step or item gets its own attempt number", "[executor][scheduler][distributed]") {
+  const char* plan = R"([
+    {"id": 1, "action": "first_fails", "parameters": {}},
+    {"id": 2, "action": "first_fails", "for_each": ["a", "b"], "parameters": {}}
+  ])";
+  Harness h;
+  auto tool = std::make_shared<FirstCallFails>();
+  REQUIRE(h.tools.registry.add(tool).has_value());
+  auto o = opts(1);  // one at a time: the calls in a known order
+  o.step_retries = 1;
+  auto r = h.run(plan, o);
+  for (const auto& s : r.steps) CHECK(s.status == StepStatus::succeeded);
+  const std::vector<std::array<int, 3>> expected{{1, -1, 1}, {1, -1, 2}, {2, 0, 1}, {2, 0, 2}, {2, 1, 1}, {2, 1, 2}};
+  CHECK(tool->calls == expected);
 }

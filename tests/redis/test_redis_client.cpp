@@ -177,6 +177,27 @@ TEST_CASE("RedisClient gives up on a command at its deadline and reconnects afte
   }
 }
 
+asio::awaitable<Result> send_within(RedisClient client, Command args, std::chrono::milliseconds timeout) {
+  co_return co_await client.command(std::move(args), timeout);
+}
+
+TEST_CASE("RedisClient runs a blocking command with a deadline of its own") {
+  RedisServer server;
+  asio::io_context io;
+  RedisClient client(io.get_executor(), options_for(server));  // timeout_ms 300
+  SECTION("XREAD BLOCK longer than redis.timeout_ms returns nil at its own end") {
+    auto r = run_on(io, send_within(client, {"XREAD", "BLOCK", "500", "STREAMS", "s", "$"}, std::chrono::milliseconds(2000)));
+    REQUIRE(r.has_value());
+    CHECK(r->type == Reply::Type::nil);
+    CHECK(client.stats().timeouts == 0);
+  }
+  SECTION("a deadline shorter than the block is a timeout") {
+    auto r = run_on(io, send_within(client, {"XREAD", "BLOCK", "0", "STREAMS", "s", "$"}, std::chrono::milliseconds(200)));
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == RedisErrc::timeout);
+  }
+}
+
 TEST_CASE("RedisClient reconnects with backoff after the server is killed and restarted") {
   RedisServer server;
   asio::io_context io;

@@ -1,7 +1,5 @@
 #include "support/test_tools.hpp"
 
-#include <catch2/catch.hpp>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -80,13 +78,6 @@ TestTools::TestTools()
   (void)registry.add(std::make_shared<FailTool>());
   (void)registry.add(flaky);
   (void)registry.add(block);
-}
-
-const StepResult& step_of(const RunResult& r, int id) {
-  for (const auto& s : r.steps)
-    if (s.id == id) return s;
-  FAIL("no step " << id);
-  return r.steps.front();
 }
 
 }  // namespace dagent::test
