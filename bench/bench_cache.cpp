@@ -33,17 +33,7 @@ namespace json = boost::json;
 using namespace dagent;
 using Clock = std::chrono::steady_clock;
 
-struct Samples {
-  std::vector<double> us;
-  int failures = 0;
-  double pct(double p) {
-    if (us.empty()) return 0;
-    std::sort(us.begin(), us.end());
-    return us[std::min(us.size() - 1, static_cast<std::size_t>(p * static_cast<double>(us.size())))];
-  }
-};
-
-double since(Clock::time_point t) { return std::chrono::duration<double, std::micro>(Clock::now() - t).count(); }
+using bench::Samples;
 
 // Words drawn at random from a small vocabulary: text that deflates about as model output does.
 std::string prose(std::size_t bytes, unsigned seed) {
@@ -116,7 +106,7 @@ asio::awaitable<void> call_once(Case c, Samples* into) {
     ok = r.has_value();
   }
   if (!into) co_return;
-  ok ? into->us.push_back(since(t)) : void(++into->failures);
+  ok ? into->us.push_back(bench::since_us(t)) : void(++into->failures);
 }
 
 asio::awaitable<void> measure(std::vector<Case> cases, int n) {

@@ -30,17 +30,7 @@ namespace json = boost::json;
 using namespace dagent;
 using Clock = std::chrono::steady_clock;
 
-struct Samples {
-  std::vector<double> us;
-  int failures = 0;
-  double pct(double p) {
-    if (us.empty()) return 0;
-    std::sort(us.begin(), us.end());
-    return us[std::min(us.size() - 1, static_cast<std::size_t>(p * static_cast<double>(us.size())))];
-  }
-};
-
-double since(Clock::time_point t) { return std::chrono::duration<double, std::micro>(Clock::now() - t).count(); }
+using bench::Samples;
 
 asio::awaitable<void> measure(redis::RedisClient client, std::shared_ptr<redis::RedisBudget> budget,
                               net::RateLimiter* limiter, int n, Samples* ping, Samples* pipe, Samples* ask,
@@ -50,10 +40,10 @@ asio::awaitable<void> measure(redis::RedisClient client, std::shared_ptr<redis::
   for (int i = 0; i < n; ++i) {
     auto t = Clock::now();
     auto r = co_await client.command(ping_command);
-    r ? ping->us.push_back(since(t)) : void(++ping->failures);
+    r ? ping->us.push_back(bench::since_us(t)) : void(++ping->failures);
     t = Clock::now();
     auto p = co_await client.pipeline(incrs);
-    p ? pipe->us.push_back(since(t)) : void(++pipe->failures);
+    p ? pipe->us.push_back(bench::since_us(t)) : void(++pipe->failures);
     net::SharedAsk a;
     a.tokens = 10;
     a.request_capacity = 1e12;
@@ -61,10 +51,10 @@ asio::awaitable<void> measure(redis::RedisClient client, std::shared_ptr<redis::
     a.period = std::chrono::minutes(1);
     t = Clock::now();
     auto g = co_await budget->ask(a);
-    g && g->granted ? ask->us.push_back(since(t)) : void(++ask->failures);
+    g && g->granted ? ask->us.push_back(bench::since_us(t)) : void(++ask->failures);
     t = Clock::now();
     auto reservation = co_await limiter->acquire(10);
-    reservation.shared() ? acquire->us.push_back(since(t)) : void(++acquire->failures);
+    reservation.shared() ? acquire->us.push_back(bench::since_us(t)) : void(++acquire->failures);
     reservation.reconcile(10);
   }
 }

@@ -3,6 +3,7 @@
 // server's control endpoints (/_stats, /_reset, /_script), and CPU time of this process and of
 // the server process.
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -177,6 +178,22 @@ inline double json_number(const json::value& v, std::initializer_list<std::strin
     if (!at) return 0;
   }
   return at->is_number() ? at->to_number<double>() : 0;
+}
+
+/// Latencies in µs and the calls that failed; pct() sorts on first use (the bench is over).
+struct Samples {
+  std::vector<double> us;
+  int failures = 0;
+  double pct(double p) {
+    if (us.empty()) return 0;
+    std::sort(us.begin(), us.end());
+    return us[std::min(us.size() - 1, static_cast<std::size_t>(p * static_cast<double>(us.size())))];
+  }
+};
+
+/// µs since `t` on the steady clock.
+inline double since_us(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t).count();
 }
 
 inline net::Origin loopback(std::int64_t port) { return net::Origin{"127.0.0.1", std::to_string(port), false}; }
