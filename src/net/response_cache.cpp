@@ -10,7 +10,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/this_coro.hpp>
 
-#include "record/fingerprint.hpp"
+#include "net/request_fingerprint.hpp"
 
 namespace dagent::net {
 
@@ -98,7 +98,7 @@ CachingProvider::~CachingProvider() {
 
 std::string CachingProvider::key_of(json::object normalized) const {
   normalized["provider"] = options_.scope;
-  return record::fingerprint(normalized);
+  return fingerprint(normalized);
 }
 
 const CachingProvider::Value* CachingProvider::find(const std::string& key) {
@@ -167,7 +167,7 @@ void CachingProvider::remember(std::string key, const Value& value) {
 }
 
 boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat(ChatRequest request) {
-  auto key = key_of(record::normalize(request, record::CallKind::chat));
+  auto key = key_of(normalize(request, CallKind::chat));
   auto hit = co_await lookup(key, ReplyKind::chat);
   if (hit) co_return std::get<ChatResponse>(std::move(*hit));
   auto reply = co_await inner_.chat(std::move(request));
@@ -178,7 +178,7 @@ boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat(ChatReques
 boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat_stream(
     ChatRequest request, std::function<void(std::string_view)> on_delta) {
   // The same key as chat(): a streamed reply and a whole one are the same answer.
-  auto key = key_of(record::normalize(request, record::CallKind::chat));
+  auto key = key_of(normalize(request, CallKind::chat));
   auto hit = co_await lookup(key, ReplyKind::chat);
   if (hit) {
     auto reply = std::get<ChatResponse>(std::move(*hit));
@@ -191,7 +191,7 @@ boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat_stream(
 }
 
 boost::asio::awaitable<LlmResult<EmbedResponse>> CachingProvider::embed(EmbedRequest request) {
-  auto key = key_of(record::normalize(request));
+  auto key = key_of(normalize(request));
   auto hit = co_await lookup(key, ReplyKind::embed);
   if (hit) co_return std::get<EmbedResponse>(std::move(*hit));
   auto reply = co_await inner_.embed(std::move(request));

@@ -1,28 +1,20 @@
 #pragma once
-// The identity of an LLM or embedding request for replay: a normalized JSON form (model,
-// messages, tools, response format, sampling parameters, embedding inputs and dimensions; never
-// credentials) and a SHA-256 of its canonical serialization.
+// Matching a request against the recorded ones for replay: its identity (net/request_fingerprint),
+// and when nothing matches, the closest recorded request and how it differs.
 
 #include <string>
 
 #include <boost/json/object.hpp>
 
-#include "net/llm_provider.hpp"
+#include "net/request_fingerprint.hpp"
 
 namespace dagent::record {
 
-enum class CallKind { chat, chat_stream, embed };
-
-std::string_view to_string(CallKind kind) noexcept;
-
-/// {"kind", "model", "messages":[{"role","content"}], "temperature"?, "max_tokens"?,
-///  "response_format"?} for chat; {"kind", "model", "input":[…], "dimensions"?} for embeddings.
-/// Keys in a fixed order, so equal requests serialize equally.
-boost::json::object normalize(const net::ChatRequest& request, CallKind kind);
-boost::json::object normalize(const net::EmbedRequest& request);
-
-/// Hex SHA-256 of the canonical serialization of `normalized`.
-std::string fingerprint(const boost::json::object& normalized);
+// The request's identity lives in net (the response cache keys by it too); replay names it here.
+using net::CallKind;
+using net::fingerprint;
+using net::normalize;
+using net::to_string;
 
 /// How `wanted` differs from `recorded`, for the error of a request with no match: the first
 /// differing fields by JSON path with both values clipped, e.g.
