@@ -25,6 +25,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr auto k_token = asio::as_tuple(asio::use_awaitable);
+/// How long after a job's step timeout the worker gives up on it by itself (see run_job).
+constexpr std::chrono::milliseconds k_timeout_grace{1000};
 
 // Stores a result once (SET NX); only the call that stored it announces it on the run's result
 // stream. The job is acknowledged and deleted either way. KEYS: result, results stream, steps;
@@ -250,7 +252,9 @@ asio::awaitable<void> run_job(std::shared_ptr<Impl> impl, StreamEntry entry, boo
   ctx.worker = impl->pool;
   ++impl->stats.started;
   impl->log("running " + job.action + " for " + job.key);
-  const auto deadline = Clock::now() + std::chrono::milliseconds(job.timeout_ms);
+  // The coordinator's own step timer decides (its timing out and a worker's result must not race):
+  // the worker's deadline is a backstop for a coordinator that is gone, one grace period later.
+  const auto deadline = Clock::now() + std::chrono::milliseconds(job.timeout_ms) + k_timeout_grace;
   std::optional<ToolResult> result;
   try {
     auto call = tool->invoke(std::move(job.params), ctx);
@@ -265,7 +269,8 @@ asio::awaitable<void> run_job(std::shared_ptr<Impl> impl, StreamEntry entry, boo
         co_await drop(impl, entry.id);
         co_return;
       }
-      result = tool_error(ToolErrc::timed_out, "timed out after " + std::to_string(job.timeout_ms) + " ms on worker " +
+      result = tool_error(ToolErrc::timed_out, "timed out after " + std::to_string(job.timeout_ms) + " ms (and " +
+                                                   std::to_string(k_timeout_grace.count()) + " ms of grace) on worker " +
                                                    impl->options.name);
     }
   } catch (const std::exception& e) {  // a tool that throws fails its call, not the worker
