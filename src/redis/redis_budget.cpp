@@ -96,9 +96,6 @@ redis.call('PEXPIRE', KEYS[3], ttl)
 return {granted, math.ceil(wait)}
 )lua";
 
-// How much later than our grant the provider may start counting the request (see the script).
-constexpr std::chrono::milliseconds k_server_lag{5};
-
 std::string sha1_hex(const std::string& text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -133,12 +130,13 @@ std::string RedisBudget::process_member() {
   return std::string(host) + ":" + std::to_string(::getpid()) + ":" + std::to_string(rd());
 }
 
-RedisBudget::RedisBudget(RedisClient client, std::string name, std::string member)
+RedisBudget::RedisBudget(RedisClient client, std::string name, std::string member, std::chrono::microseconds lag)
     : client_(std::move(client)),
       bucket_key_("dagent:ratelimit:{" + name + "}:bucket"),
       waiters_key_("dagent:ratelimit:{" + name + "}:waiters"),
       seen_key_("dagent:ratelimit:{" + name + "}:seen"),
-      member_(std::move(member)) {}
+      member_(std::move(member)),
+      lag_(lag) {}
 
 asio::awaitable<boost::system::result<net::SharedAnswer, std::string>> RedisBudget::ask(net::SharedAsk ask) {
   static const std::string sha = sha1_hex(k_script);
@@ -152,7 +150,7 @@ asio::awaitable<boost::system::result<net::SharedAnswer, std::string>> RedisBudg
               std::to_string(ask.token_debt), std::to_string(ask.request_returns),
               std::to_string(ask.hold.count() * 1000), ask.request_upper ? number(*ask.request_upper) : "-1",
               ask.token_upper ? number(*ask.token_upper) : "-1", member_, std::to_string(stale_us),
-              std::to_string(micros(k_server_lag))};
+              std::to_string(lag_.count())};
   auto reply = co_await client_.command(cmd);
   // Why: a restarted or flushed server has forgotten the script; EVAL sends it (and caches it).
   if (reply && reply->is_error() && reply->str.starts_with("NOSCRIPT")) {

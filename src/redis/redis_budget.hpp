@@ -3,6 +3,7 @@
 // updated by one atomic Lua script per ask on the server's clock (TIME), so client clocks do not
 // matter; FIFO across processes by the time each was first refused.
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -13,9 +14,13 @@ namespace dagent::redis {
 
 class RedisBudget final : public net::SharedBudget {
  public:
+  /// How much later than our grant the provider may start counting the request (see the script).
+  static constexpr std::chrono::microseconds k_default_lag{5000};
+
   /// `name` keys the budget (processes sharing an API account use the same one); `member` names
-  /// this process among those waiting (unique per process).
-  RedisBudget(RedisClient client, std::string name, std::string member);
+  /// this process among those waiting (unique per process). `lag`: see k_default_lag.
+  RedisBudget(RedisClient client, std::string name, std::string member,
+              std::chrono::microseconds lag = k_default_lag);
 
   boost::asio::awaitable<boost::system::result<net::SharedAnswer, std::string>> ask(net::SharedAsk ask) override;
 
@@ -30,6 +35,7 @@ class RedisBudget final : public net::SharedBudget {
   std::string waiters_key_;
   std::string seen_key_;
   std::string member_;
+  std::chrono::microseconds lag_;
 };
 
 }  // namespace dagent::redis

@@ -133,24 +133,26 @@ struct GrabDone {
 TEST_CASE("RedisBudget grants a full bucket, then says how long until the next request refills") {
   RedisServer server;
   asio::io_context io;
-  auto budget = std::make_shared<RedisBudget>(client_for(io, server), "t1", "a");
+  // A lag of 10 minutes, not the default 5 ms, so no outcome depends on how long a round trip
+  // takes: a request needs 1 + 10/12 of a request in the bucket.
+  auto budget = std::make_shared<RedisBudget>(client_for(io, server), "t1", "a", std::chrono::minutes(10));
   const auto period = std::chrono::nanoseconds(std::chrono::hours(1));  // a request refills every 12 minutes
   for (int i = 0; i < 4; ++i) CHECK(run_on(io, ask_once(budget, ask_for(5, period)))->granted);
-  // The last request waits for the server's lag (5 ms) on top of it.
+  // The last request waits for the lag on top of the one request left: 10/12 of a refill.
   auto last = run_on(io, ask_once(budget, ask_for(5, period)));
   REQUIRE(last.has_value());
   CHECK_FALSE(last->granted);
-  CHECK(last->wait > std::chrono::nanoseconds(0));
-  CHECK(last->wait <= std::chrono::milliseconds(5));
-  SECTION("two requests more in debt: about 24 minutes") {
+  CHECK(last->wait > std::chrono::minutes(9));
+  CHECK(last->wait <= std::chrono::minutes(10));
+  SECTION("two requests more in debt: 2 + 10/12 refills, about 34 minutes") {
     SharedAsk take = ask_for(5, period, false);
     take.request_returns = -2;
     REQUIRE(run_on(io, ask_once(budget, take)).has_value());
     auto denied = run_on(io, ask_once(budget, ask_for(5, period)));
     REQUIRE(denied.has_value());
     CHECK_FALSE(denied->granted);
-    CHECK(denied->wait > std::chrono::minutes(23));
-    CHECK(denied->wait <= std::chrono::minutes(24) + std::chrono::seconds(1));
+    CHECK(denied->wait > std::chrono::minutes(33));
+    CHECK(denied->wait <= std::chrono::minutes(34) + std::chrono::seconds(1));
   }
   SECTION("requests given back are granted again") {
     SharedAsk give = ask_for(5, period, false);
@@ -158,12 +160,13 @@ TEST_CASE("RedisBudget grants a full bucket, then says how long until the next r
     REQUIRE(run_on(io, ask_once(budget, give)).has_value());
     CHECK(run_on(io, ask_once(budget, ask_for(5, period)))->granted);
   }
-  SECTION("after SCRIPT FLUSH the script is sent again (NOSCRIPT)") {
+  SECTION("after SCRIPT FLUSH the script is sent again (NOSCRIPT) and works on the same budget") {
     auto client = client_for(io, server);
     REQUIRE(run_on(io, flush_scripts(client)));
     auto again = run_on(io, ask_once(budget, ask_for(5, period)));
     REQUIRE(again.has_value());
     CHECK_FALSE(again->granted);
+    CHECK(again->wait > std::chrono::minutes(9));
   }
 }
 
