@@ -32,7 +32,7 @@ limiter_windows="${LIMITER_WINDOWS:-2}"
 dag_steps="${DAG_STEPS:-200}"
 dag_repeat="${DAG_REPEAT:-3}"
 seed="${SEED:-1}"
-server_threads="${SERVER_THREADS:-1}"
+export SERVER_THREADS="${SERVER_THREADS:-1}"  # start_server (test_server.sh) reads it
 
 # ---- build and tools ------------------------------------------------------------------------
 
@@ -76,29 +76,21 @@ if [[ "${PIN:-1}" != 0 ]] && command -v taskset >/dev/null && (($(nproc) >= 2));
   shared_pin=(taskset -c 1)
 fi
 
-# start_server [--pin] NAME ARGS...: starts openai_test_server (on CPU 0 with --pin, on CPU 1
-# with --pin-shared); sets PORT and PID.
-start_server() {
-  local pin=()
+# shellcheck source=bench/test_server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/test_server.sh"
+
+# start_pinned [--pin|--pin-shared] NAME ARGS...: start_server on CPU 0 with --pin, on CPU 1 with
+# --pin-shared (when pinning is on).
+start_pinned() {
+  local server_launch=()
   if [[ "$1" == --pin ]]; then
-    pin=("${server_pin[@]}")
+    server_launch=("${server_pin[@]}")
     shift
   elif [[ "$1" == --pin-shared ]]; then
-    pin=("${shared_pin[@]}")
+    server_launch=("${shared_pin[@]}")
     shift
   fi
-  local name="$1"
-  shift
-  "${pin[@]}" "$build/openai_test_server" --port 0 --threads "$server_threads" "$@" >"$out/$name.server" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  for _ in $(seq 100); do
-    PORT="$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out/$name.server" 2>/dev/null || true)"
-    [[ -n "$PORT" ]] && return 0
-    sleep 0.05
-  done
-  echo "server $name did not start: $(cat "$out/$name.server")" >&2
-  exit 1
+  start_server "$@"
 }
 
 # field JSON KEY: the value of KEY in a flat JSON line.
@@ -125,7 +117,7 @@ limiter_runs=(
 limiter_pids=()
 for spec in "${limiter_runs[@]}"; do
   IFS='|' read -r label _ extra <<<"$spec"
-  start_server "limiter-$label" --rpm "$rpm" --tpm "$tpm"
+  start_pinned "limiter-$label" --rpm "$rpm" --tpm "$tpm"
   # shellcheck disable=SC2086
   "$build/bench_limiter" --port "$PORT" --server-pid "$PID" --rpm "$rpm" --tpm "$tpm" --concurrency 16 \
     --windows "$limiter_windows" --label "$label" $extra >"$out/limiter-$label.log" 2>&1 &
@@ -135,7 +127,7 @@ done
 
 # ---- 2. HTTP load: dagent, wrk, openai SDK ---------------------------------------------------
 
-start_server --pin http
+start_pinned --pin http
 http_port="$PORT"
 http_pid="$PID"
 body="$("$build/bench_http" --print-body)"
@@ -208,7 +200,7 @@ for c in 1 8; do run_dagent "$no_pool_n" "$c" off >"$out/dagent-nopool-$c.json";
 shared_c="${SHARED_CONCURRENCY:-1 64}"
 shared_rounds="${SHARED_ROUNDS:-3}"
 if ((${#shared_pin[@]})); then
-  start_server --pin-shared http-shared
+  start_pinned --pin-shared http-shared
   http_port="$PORT"
   http_pid="$PID"
   url="http://127.0.0.1:$http_port"
@@ -259,7 +251,7 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg); took $((SECONDS - st
 
 sdk_version="$(node -p "require('$root/bench/node_sdk/node_modules/openai/package.json').version")"
 echo
-echo "### HTTP load: closed loop, one test server (--threads $server_threads), same body, plain HTTP keep-alive$( ((${#server_pin[@]})) && echo ", server on CPU 0, client on CPU 1")"
+echo "### HTTP load: closed loop, one test server (--threads $SERVER_THREADS), same body, plain HTTP keep-alive$( ((${#server_pin[@]})) && echo ", server on CPU 0, client on CPU 1")"
 echo
 echo "dagent: \`bench_http\`, $n calls or ${wrk_seconds} s per run, whichever comes first, rate limiting off. wrk: \`-t1 -c C -d ${wrk_seconds}s\`. SDK: openai $sdk_version on Node $(node --version), $sdk_n calls per run, maxRetries 0. $rounds interleaved rounds; each row is the client's median round (by req/s), and the rounds column lists all of them."
 echo

@@ -1,10 +1,12 @@
 # Sourced by bench scripts. start_server NAME ARGS...: starts $build/openai_test_server on a free
 # loopback port with --threads ${SERVER_THREADS:-2} and ARGS, logging to $out/NAME.server; adds it
-# to the caller's pids array and sets PORT and PID. Exits when it does not start.
+# to the caller's pids array and sets PORT and PID. Exits when it does not start. A caller may set
+# the array server_launch to a command that runs it (e.g. taskset -c 0).
 start_server() {
   local name="$1"
   shift
-  "$build/openai_test_server" --port 0 --threads "${SERVER_THREADS:-2}" "$@" >"$out/$name.server" 2>&1 &
+  ${server_launch[@]+"${server_launch[@]}"} "$build/openai_test_server" --port 0 --threads "${SERVER_THREADS:-2}" "$@" \
+    >"$out/$name.server" 2>&1 &
   PID=$!
   pids+=("$PID")
   for _ in $(seq 100); do
