@@ -24,7 +24,7 @@
 #include "net/cached_reply.hpp"
 #include "net/response_cache.hpp"
 #include "redis/redis_cache.hpp"
-#include "net_bench_common.hpp"
+#include "redis_bench_common.hpp"
 
 namespace {
 
@@ -136,16 +136,9 @@ asio::awaitable<void> fill(std::vector<Case> cases) {
 int main(int argc, char** argv) {
   try {
     const bench::Args args(argc, argv);
-    const std::string url = args.str("redis", "");
     const int n = static_cast<int>(args.integer("n", 5000));
-    config::RedisConfig cfg;
-    cfg.url = url;
-    auto options = redis::RedisOptions::from(cfg, ".");
-    if (url.empty() || !options) {
-      std::fprintf(stderr, "usage: bench_cache --redis redis://127.0.0.1:PORT [--n N]%s%s\n", options ? "" : ": ",
-                   options ? "" : options.error().message.c_str());
-      return 2;
-    }
+    const auto options = bench::redis_options(args, "bench_cache --redis redis://127.0.0.1:PORT [--n N]");
+    if (!options) return 2;
     asio::io_context io(1);
     auto shared = std::make_shared<redis::RedisCache>(redis::RedisClient(io.get_executor(), *options));
     // One stub and two caches per reply size: L1 keeps everything; L2 keeps nothing in-process

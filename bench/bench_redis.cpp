@@ -21,7 +21,7 @@
 #include "net/rate_limiter.hpp"
 #include "redis/redis_budget.hpp"
 #include "redis/redis_client.hpp"
-#include "net_bench_common.hpp"
+#include "redis_bench_common.hpp"
 
 namespace {
 
@@ -70,16 +70,9 @@ struct Done {
 int main(int argc, char** argv) {
   try {
     const bench::Args args(argc, argv);
-    const std::string url = args.str("redis", "");
     const int n = static_cast<int>(args.integer("n", 2000));
-    config::RedisConfig cfg;
-    cfg.url = url;
-    auto options = redis::RedisOptions::from(cfg, ".");
-    if (url.empty() || !options) {
-      std::fprintf(stderr, "usage: bench_redis --redis redis://127.0.0.1:PORT [--n N]%s%s\n", options ? "" : ": ",
-                   options ? "" : options.error().message.c_str());
-      return 2;
-    }
+    const auto options = bench::redis_options(args, "bench_redis --redis redis://127.0.0.1:PORT [--n N]");
+    if (!options) return 2;
     asio::io_context io(1);
     redis::RedisClient client(io.get_executor(), *options);
     auto budget = std::make_shared<redis::RedisBudget>(redis::RedisClient(io.get_executor(), *options), "bench-ask", "bench");
