@@ -131,8 +131,10 @@ TEST_CASE("speculative planning keeps a plan that uses only the intent's tools",
   const bool streamed = GENERATE(false, true);
   const bool structured = GENERATE(true, false);
   INFO("streamed " << streamed << ", structured " << structured);
-  // The intent arrives after the plan has streamed: its steps wait for it.
+  // The intent is held until the plan call has reached the server, then arrives after the plan
+  // has streamed: its steps wait for it.
   json::array rules{json::object{{"path", k_chat}, {"contains", k_intent}, {"latency_ms", 300},
+                                 {"hold_until", json::object{{"contains", k_plan}}},
                                  {"reply", R"({"intent": "read two files", "tools": ["read_file"]})"}},
                     plan_rule(k_plan, k_reads, streamed)};
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});

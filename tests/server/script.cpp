@@ -13,10 +13,10 @@ namespace {
 
 using ParseError = std::string;
 
-constexpr std::array<std::string_view, 15> k_rule_keys = {
+constexpr std::array<std::string_view, 16> k_rule_keys = {
     "path",       "contains", "nth",           "times",              "status",        "headers", "body",
     "latency_ms", "reply",    "stream_chunks", "stream_interval_ms", "stream_events", "fault",   "comment",
-    "bytes"};
+    "bytes",      "hold_until"};
 
 // `text` (UTF-8) with each character U+0000..U+00FF as that one byte: how a script, itself JSON,
 // spells bytes that are not UTF-8. False when a character is above U+00FF.
@@ -62,6 +62,11 @@ std::optional<ParseError> read_millis(const json::object& rule, std::string_view
   if (auto error = read_count(rule, key, 0, count)) return error;
   if (count) out = std::chrono::milliseconds(static_cast<std::int64_t>(*count));
   return std::nullopt;
+}
+
+std::optional<ParseError> read_filter(const json::object& object, RequestFilter& filter) {
+  if (auto error = read_string(object, "path", filter.path)) return error;
+  return read_string(object, "contains", filter.contains);
 }
 
 std::optional<Fault> fault_from(std::string_view name) {
@@ -124,6 +129,16 @@ std::optional<ParseError> read_action(const json::object& rule, RuleAction& acti
     if (!parsed) return "unknown fault \"" + *fault + "\" (reset, stall, truncate, close_after_response, ping)";
     action.fault = *parsed;
   }
+
+  if (const json::value* hold = rule.if_contains("hold_until")) {
+    const ParseError error = "hold_until must be an object with only path and/or contains";
+    if (!hold->is_object()) return error;
+    for (const auto& entry : hold->get_object())
+      if (entry.key() != "path" && entry.key() != "contains") return error;
+    RequestFilter filter;
+    if (auto filter_error = read_filter(hold->get_object(), filter)) return "hold_until: " + *filter_error;
+    action.hold_until = std::move(filter);
+  }
   return std::nullopt;
 }
 
@@ -134,8 +149,7 @@ std::optional<ParseError> read_rule(const json::value& value, Rule& rule) {
     if (std::find(k_rule_keys.begin(), k_rule_keys.end(), entry.key()) == k_rule_keys.end())
       return "unknown key \"" + std::string(entry.key()) + "\"";
   }
-  if (auto error = read_string(object, "path", rule.path)) return error;
-  if (auto error = read_string(object, "contains", rule.contains)) return error;
+  if (auto error = read_filter(object, rule.filter)) return error;
   if (auto error = read_count(object, "nth", 1, rule.nth)) return error;
   if (auto error = read_count(object, "times", 0, rule.times)) return error;
   if (rule.nth && rule.times) return ParseError("nth and times exclude each other");
@@ -143,6 +157,11 @@ std::optional<ParseError> read_rule(const json::value& value, Rule& rule) {
 }
 
 }  // namespace
+
+bool RequestFilter::passes(std::string_view request_path, std::string_view body) const {
+  if (path && *path != request_path) return false;
+  return !contains || body.find(*contains) != std::string_view::npos;
+}
 
 std::string_view to_string(Fault fault) {
   switch (fault) {
@@ -168,6 +187,8 @@ boost::system::result<Script, std::string> Script::parse(const json::value& docu
     script.rules_.push_back(std::move(rule));
   }
   script.counters_.resize(script.rules_.size());
+  for (std::size_t i = 0; i < script.rules_.size(); ++i)
+    script.counters_[i].hold_met = !script.rules_[i].action.hold_until;
   return script;
 }
 
@@ -182,9 +203,9 @@ std::optional<std::size_t> Script::match(std::string_view path, std::string_view
   std::optional<std::size_t> chosen;
   for (std::size_t i = 0; i < rules_.size(); ++i) {
     const Rule& rule = rules_[i];
-    if (rule.path && *rule.path != path) continue;
-    if (rule.contains && body.find(*rule.contains) == std::string_view::npos) continue;
     Counter& counter = counters_[i];
+    if (rule.action.hold_until && rule.action.hold_until->passes(path, body)) counter.hold_met = true;
+    if (!rule.filter.passes(path, body)) continue;
     ++counter.seen;
     if (chosen) continue;
     if (rule.nth && counter.seen != *rule.nth) continue;

@@ -20,6 +20,10 @@
 //                                      ("\u00e9" is the Latin-1 byte E9), so replies can hold bytes
 //                                      that are not UTF-8
 //     "fault": "reset" | "stall" | "truncate" | "close_after_response" | "ping",
+//     "hold_until": {"path": "/v1/embeddings", "contains": "x"},  the reply (before latency_ms)
+//                                      waits until a request passing these filters has reached the
+//                                      script, at most 20 s: two calls overlap by construction,
+//                                      not by timing
 //     "comment": "free text"}]}
 //
 // Rules are tried in order and the first that applies answers; a rule whose nth/times is not
@@ -54,6 +58,13 @@ std::string_view to_string(Fault fault);
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+/// A request filter: exact path (query excluded) and a substring of the body; unset = any.
+struct RequestFilter {
+  std::optional<std::string> path;
+  std::optional<std::string> contains;
+  bool passes(std::string_view request_path, std::string_view body) const;
+};
+
 /// What a matching rule does; every field is optional and unset fields keep the server default.
 struct RuleAction {
   std::optional<unsigned> status;
@@ -65,12 +76,12 @@ struct RuleAction {
   std::optional<std::chrono::milliseconds> stream_interval;
   std::optional<std::vector<std::string>> stream_events;  // raw SSE text, one chunk each
   Fault fault = Fault::none;
+  std::optional<RequestFilter> hold_until;
 };
 
 /// One rule: the filters a request must pass, then the action.
 struct Rule {
-  std::optional<std::string> path;      // exact request path, query excluded; unset = any path
-  std::optional<std::string> contains;  // substring of the request body
+  RequestFilter filter;
   std::optional<std::uint64_t> nth;     // applies only to the Nth request passing the filters
   std::optional<std::uint64_t> times;   // applies to the first N requests passing the filters
   RuleAction action;
@@ -91,6 +102,8 @@ class Script {
   std::optional<std::size_t> match(std::string_view path, std::string_view body);
 
   const Rule& rule(std::size_t index) const { return rules_[index]; }
+  /// Whether rule `index` has no hold_until, or a request passing it has reached match().
+  bool hold_met(std::size_t index) const { return counters_[index].hold_met; }
   std::size_t size() const { return rules_.size(); }
 
   /// Per rule: how many requests passed its filters and how many it answered.
@@ -100,6 +113,7 @@ class Script {
   struct Counter {
     std::uint64_t seen = 0;
     std::uint64_t applied = 0;
+    bool hold_met = true;
   };
   std::vector<Rule> rules_;
   std::vector<Counter> counters_;

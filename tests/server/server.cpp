@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl.hpp>
@@ -19,6 +20,7 @@
 #include <csignal>
 #include <exception>
 #include <iostream>
+#include <memory>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -48,6 +50,7 @@ constexpr auto k_handshake_timeout = std::chrono::seconds(10);
 constexpr auto k_tls_shutdown_timeout = std::chrono::seconds(1);
 constexpr auto k_stall_limit = std::chrono::hours(1);
 constexpr auto k_ping_limit = std::chrono::seconds(60);
+constexpr auto k_hold_limit = std::chrono::seconds(20);
 constexpr std::uint64_t k_request_body_limit = 64ull * 1024 * 1024;
 
 /// What happens to the connection after a reply.
@@ -193,8 +196,25 @@ net::awaitable<Delivery> write_event_stream(Stream& stream, const Reply& reply, 
   co_return Delivery{reply.status, after_success(reply, keep_alive)};
 }
 
+/// Waits until the reply's hold_until is met (at most k_hold_limit). The session runs on its own
+/// strand and the waker posts the cancel there, so a wake that comes before async_wait starts
+/// still ends it.
+net::awaitable<void> wait_for_hold(ServerState& state, const Reply& reply) {
+  auto timer = std::make_shared<Timer>(co_await net::this_coro::executor, k_hold_limit);
+  std::weak_ptr<Timer> weak = timer;
+  auto wake = [weak] {
+    if (auto t = weak.lock()) net::post(t->get_executor(), [weak] {
+        if (auto held = weak.lock()) held->cancel();
+      });
+  };
+  if (state.hold(reply, wake)) co_return;
+  auto [ec] = co_await timer->async_wait();
+  (void)ec;  // cancelled: the hold is met; expired: the reply goes anyway and the test sees no overlap
+}
+
 template <class Stream>
-net::awaitable<Delivery> deliver(Stream& stream, const Reply& reply, bool keep_alive) {
+net::awaitable<Delivery> deliver(Stream& stream, ServerState& state, const Reply& reply, bool keep_alive) {
+  if (reply.held) co_await wait_for_hold(state, reply);
   co_await sleep_for(reply.latency);
   if (reply.fault == Fault::reset) {
     abort_connection(tcp_of(stream));
@@ -231,7 +251,7 @@ net::awaitable<After> serve_requests(Stream& stream, ServerState& state, Connect
     const bool keep_alive = parser.get().keep_alive();
     const IncomingRequest incoming = to_incoming(parser.get());
     const Reply reply = state.respond(connection, incoming);
-    const Delivery delivery = co_await deliver(stream, reply, keep_alive);
+    const Delivery delivery = co_await deliver(stream, state, reply, keep_alive);
     state.request_finished(reply, delivery.status_sent);
     if (delivery.after != After::keep_open) co_return delivery.after;
   }

@@ -172,12 +172,20 @@ Reply ServerState::respond(ConnectionInfo& connection, const IncomingRequest& re
   const std::string path = path_of(request.target);
   ++connection.requests;
   if (path.starts_with("/_")) {
-    std::lock_guard lock(mutex_);
-    if (connection.requests == 1) {
-      connection.control = true;
-      stats_.connection_became_control(connection.tls_handshaken);
+    Reply reply;
+    std::vector<std::function<void()>> woken;
+    {
+      std::lock_guard lock(mutex_);
+      if (connection.requests == 1) {
+        connection.control = true;
+        stats_.connection_became_control(connection.tls_handshaken);
+      }
+      reply = control_reply(request, path);
+      // The held replies belonged to the script just replaced: they go now.
+      if (path == "/_script" || path == "/_reset") woken = take_met_waiters(true);
     }
-    return control_reply(request, path);
+    for (auto& wake : woken) wake();
+    return reply;
   }
 
   // Parse and build outside the lock; only the shared counters, window and script need it.
@@ -187,6 +195,7 @@ Reply ServerState::respond(ConnectionInfo& connection, const IncomingRequest& re
   const bool body_is_json = !parse_error && document.is_object();
 
   ApiDecision decision;
+  std::vector<std::function<void()>> woken;
   {
     std::lock_guard lock(mutex_);
     RequestArrival arrival{connection.id, connection.accepted, request.method, request.target, path, request.headers,
@@ -201,8 +210,10 @@ Reply ServerState::respond(ConnectionInfo& connection, const IncomingRequest& re
       decision.rule = script_.match(path, request.body);
       if (decision.rule) decision.action = script_.rule(*decision.rule).action;
       decision.completion = next_completion_++;
+      woken = take_met_waiters(false);
     }
   }
+  for (auto& wake : woken) wake();
 
   Reply reply = api_body_reply(request, path, route, document, body_is_json, decision);
   reply.record = decision.record;
@@ -214,12 +225,31 @@ Reply ServerState::respond(ConnectionInfo& connection, const IncomingRequest& re
     const RuleAction& action = *decision.action;
     reply.rule = decision.rule;
     reply.fault = action.fault;
+    reply.held = action.hold_until.has_value();
     if (action.latency) reply.latency = *action.latency;
     if (action.stream_interval) reply.stream_interval = *action.stream_interval;
     headers.insert(headers.end(), action.headers.begin(), action.headers.end());
   }
   reply.headers = std::move(headers);
   return reply;
+}
+
+bool ServerState::hold(const Reply& reply, std::function<void()> wake) {
+  if (!reply.held || !reply.rule) return true;
+  std::lock_guard lock(mutex_);
+  if (*reply.rule >= script_.size() || script_.hold_met(*reply.rule)) return true;
+  waiters_.push_back(Waiter{*reply.rule, std::move(wake)});
+  return false;
+}
+
+std::vector<std::function<void()>> ServerState::take_met_waiters(bool all) {
+  std::vector<std::function<void()>> met;
+  std::erase_if(waiters_, [&](Waiter& w) {
+    if (!all && !script_.hold_met(w.rule)) return false;
+    met.push_back(std::move(w.wake));
+    return true;
+  });
+  return met;
 }
 
 Reply ServerState::control_reply(const IncomingRequest& request, const std::string& path) {

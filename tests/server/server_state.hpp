@@ -7,6 +7,7 @@
 #include "server_stats.hpp"
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -51,6 +52,7 @@ struct Reply {
   Fault fault = Fault::none;
   std::optional<std::uint64_t> record;  // the stats record; none for control requests
   std::optional<std::size_t> rule;      // the script rule that answered
+  bool held = false;                    // the rule has hold_until: ask ServerState::hold first
 };
 
 /// Shared by every session; one mutex because sessions may run on several threads (--threads).
@@ -68,11 +70,21 @@ class ServerState {
 
   /// Decides the reply to a fully read request; counts it unless it is a control request.
   Reply respond(ConnectionInfo& connection, const IncomingRequest& request);
+  /// For a held reply: true when it may go now; otherwise false, and `wake` is called (on the
+  /// thread of whichever request meets the hold, or of a script change) once it may.
+  bool hold(const Reply& reply, std::function<void()> wake);
   /// `status_sent` is 0 when no status line went out (reset, stall before headers).
   void request_finished(const Reply& reply, unsigned status_sent);
 
  private:
   Reply control_reply(const IncomingRequest& request, const std::string& path);  // locked
+  /// The wakers whose hold is now met (all of them after a script change); locked.
+  std::vector<std::function<void()>> take_met_waiters(bool all);
+
+  struct Waiter {
+    std::size_t rule;
+    std::function<void()> wake;
+  };
 
   std::mutex mutex_;
   const Clock::time_point start_ = Clock::now();
@@ -83,6 +95,7 @@ class ServerState {
   RateWindow limiter_;
   ServerStats stats_{start_};
   std::uint64_t next_completion_ = 1;
+  std::vector<Waiter> waiters_;
 };
 
 }  // namespace dagent::test_server

@@ -7,7 +7,9 @@
 
 #include <boost/json.hpp>
 
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 namespace json = boost::json;
 using dagent::test::BodyFraming;
@@ -418,4 +420,48 @@ TEST_CASE("a script with \"bytes\" sends each character U+0000..U+00FF as one by
       "/_script", json::parse(R"({"rules": [{"reply": "\u20ac", "bytes": true}]})")));
   CHECK(refused.status == 400);
   CHECK(refused.body.find("U+0000..U+00FF") != std::string::npos);
+}
+
+TEST_CASE("test server holds a reply until the request named by hold_until arrives", "[server]") {
+  TestServer server;
+  server.set_script(json::parse(R"({"rules":[
+    {"path":"/v1/chat/completions","contains":"first","hold_until":{"contains":"second"},"reply":"held"}]})"));
+  // Waits (bounded) until the server has seen `total` requests.
+  auto await_requests = [&server](std::int64_t total) {
+    for (int i = 0; i < 2000 && server.stats().at("requests").at("total").to_number<std::int64_t>() < total; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  };
+
+  SECTION("the held reply goes once the other request has arrived") {
+    HttpReply first;
+    std::thread held([&] { first = server.request(chat_request("first")); });
+    await_requests(1);
+    const HttpReply second = server.request(chat_request("second"));
+    held.join();
+    CHECK(content_of(first) == "held");
+    CHECK(content_of(second) == "echo: second");
+    const json::value stats = server.stats();
+    CHECK(count(stats, "max_concurrent_requests") == 2);
+    const json::array& recent = stats.at("recent").as_array();
+    REQUIRE(recent.size() == 2);
+    // The first request's reply went after the second request arrived.
+    CHECK(recent[0].at("completion_ms").to_number<double>() >= recent[1].at("arrival_ms").to_number<double>());
+  }
+  SECTION("a request that arrived before the held one already meets the hold") {
+    CHECK(content_of(server.request(chat_request("second"))) == "echo: second");
+    CHECK(content_of(server.request(chat_request("first"))) == "held");
+  }
+  SECTION("a new script releases the replies the old one held") {
+    HttpReply first;
+    std::thread held([&] { first = server.request(chat_request("first")); });
+    await_requests(1);
+    server.set_script(json::parse(R"({"rules":[]})"));
+    held.join();
+    CHECK(content_of(first) == "held");
+  }
+  SECTION("hold_until takes only path and contains") {
+    HttpReply refused = server.request(post_json("/_script", json::parse(R"({"rules":[{"hold_until":{"nth":1}}]})")));
+    CHECK(refused.status == 400);
+    CHECK(refused.body.find("hold_until must be an object with only path and/or contains") != std::string::npos);
+  }
 }
