@@ -394,7 +394,11 @@ RunRecord record_of(const RunResult& result, std::string goal, std::int64_t ende
 }
 
 std::filesystem::path database_path(std::string_view configured, const std::filesystem::path& base_dir) {
-  if (!configured.empty()) return (base_dir / std::filesystem::path(std::string(configured))).lexically_normal();
+  if (!configured.empty()) {
+    std::error_code ec;  // absolute: warnings name the file wherever dagent was started
+    const auto path = std::filesystem::absolute(base_dir / std::filesystem::path(std::string(configured)), ec);
+    return (ec ? base_dir / std::filesystem::path(std::string(configured)) : path).lexically_normal();
+  }
   const char* state = std::getenv("XDG_STATE_HOME");
   if (state != nullptr && std::filesystem::path(state).is_absolute())
     return std::filesystem::path(state) / "dagent" / "history.db";

@@ -63,7 +63,7 @@ struct RunFilter {
 /// The record of a finished run; it ended at `ended_at_ms` (Unix ms) and lasted its wall_ms.
 RunRecord record_of(const RunResult& result, std::string goal, std::int64_t ended_at_ms);
 
-/// The database file: `configured` (relative: to `base_dir`), or when empty the user's state
+/// The database file, absolute: `configured` (relative: to `base_dir`), or when empty the user's state
 /// folder ($XDG_STATE_HOME/dagent/history.db, else ~/.local/state/dagent/history.db); empty
 /// when neither variable is set.
 std::filesystem::path database_path(std::string_view configured, const std::filesystem::path& base_dir);

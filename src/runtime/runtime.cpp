@@ -351,7 +351,8 @@ struct Runtime::Impl {
   RunOutcome run_goal(config::Task task, const std::filesystem::path& workspace, const RunOptions& options,
                       std::string_view task_ref);
   RunOutcome run_fixed(const json::value& plan_json, const json::object& inputs, const std::filesystem::path& workspace,
-                       const RunOptions& options, std::string task_name, std::string_view task_ref);
+                       const RunOptions& options, std::string task_name, std::string_view task_ref,
+                       const std::string& goal = {});
   std::vector<std::string> finish_background();
   /// Hands a finished run to the history writer (history.enabled); returns at once.
   void record_history(const RunResult& result, const std::string& goal);
@@ -813,7 +814,7 @@ RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& option
   auto workspace = task->workspace;
   if (workspace.empty()) workspace = (impl_->cfg.base_dir / impl_->cfg.tools.workspace).lexically_normal();
   if (!task->plan) return impl_->run_goal(std::move(*task), workspace, options, task_arg);
-  return impl_->run_fixed(*task->plan, task->inputs, workspace, options, task->name, task_arg);
+  return impl_->run_fixed(*task->plan, task->inputs, workspace, options, task->name, task_arg, task->goal);
 }
 
 RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& inputs,
@@ -823,7 +824,7 @@ RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& i
 
 RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::object& inputs,
                                     const std::filesystem::path& workspace, const RunOptions& options,
-                                    std::string task_name, std::string_view task_ref) {
+                                    std::string task_name, std::string_view task_ref, const std::string& goal) {
   RunOutcome outcome;
   finish_background();
   runtime::Run run(shared(), options);
@@ -876,7 +877,7 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   if (options.on_start) options.on_start(result);
   drive(run, then_stop_servers(mcp.get(), runtime::with_workers(&run, runtime::run_plan_loop(&run, &prepared))));
   outcome.unreachable = run.unreachable;
-  record_history(result, run.task.goal);
+  record_history(result, goal);  // a fixed plan's goal is a description only: not in run.task
   return outcome;
 }
 
