@@ -8,7 +8,8 @@ packages=(g++ cmake ninja-build ccache pkg-config openssl ca-certificates nginx-
           libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libssl-dev
           libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev libvalijson-dev catch2
           libhiredis-dev redis-server  # redis-server: the tests start their own (issue 16)
-          zlib1g-dev)                  # compresses large values of the shared response cache
+          zlib1g-dev                   # compresses large values of the shared response cache
+          libsqlite3-dev)              # the run history (issue 17)
 scripts/install-packages.sh "${packages[@]}"
 
 build=build

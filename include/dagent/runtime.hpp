@@ -128,7 +128,9 @@ class Runtime {
   MemoryOutcome search_memory(const std::string& query, int k = 0);
   /// Stores the pending background memory updates of finished runs (each run's goal, answer and
   /// llm step texts are queued when it returns, so they never delay its result). The next run
-  /// and the destructor call this too; returns what could not be stored.
+  /// and the destructor call this too; returns what could not be stored. Waits too for the run
+  /// history (history.enabled) to be written; a history that cannot be is one of the returned
+  /// warnings, never a failed run.
   std::vector<std::string> finish_background();
 
   /// Starts the MCP servers (only `server` when given), lists their tools and stops them.

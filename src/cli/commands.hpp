@@ -23,5 +23,6 @@ int ingest_command(const Options& options);
 int memory_command(const Options& options);
 int mcp_command(const Options& options);
 int worker_command(const Options& options);
+int runs_command(const Options& options);
 
 }  // namespace dagent::cli

@@ -1,14 +1,17 @@
 #include "cli/options.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <string_view>
+
+#include "history/history_store.hpp"
 
 namespace dagent::cli {
 
 namespace {
 
-constexpr std::string_view k_commands[] = {"run", "plan", "validate", "replay", "ingest", "memory", "mcp", "worker", "help", "version"};
+constexpr std::string_view k_commands[] = {"run", "plan", "validate", "replay", "ingest", "memory", "mcp", "worker", "runs", "help", "version"};
 
 }  // namespace
 
@@ -24,6 +27,8 @@ std::string usage() {
          "  memory search QUERY      print the memories closest to QUERY (-k N: how many)\n"
          "  mcp list [SERVER]        start the MCP servers (mcp.servers) and print their tools and parameters\n"
          "  worker                   take steps of distributed runs from Redis (redis.url) until SIGTERM\n"
+         "  runs list                the run history, newest first (--status, --task, --since, --limit, --json)\n"
+         "  runs show ID             one stored run: summary and steps (--json: its whole result JSON)\n"
          "  --version | --help\n"
          "\n"
          "options:\n"
@@ -44,6 +49,10 @@ std::string usage() {
          "  --concurrency N          worker: jobs run at once (default execution.worker_concurrency)\n"
          "  --workspace-root DIR     worker: run jobs whose workspace is inside DIR; repeatable (default .)\n"
          "  -k N                     memory search: number of hits (default memory.recall_k)\n"
+         "  --status S               runs list: succeeded or failed\n"
+         "  --task T                 runs list: runs of task T\n"
+         "  --since D                runs list: started since a date (2026-12-01, UTC) or for a time (7d, 12h, 30m)\n"
+         "  --limit N                runs list: at most N runs (default 50)\n"
          "  -q / -v                  quieter / more verbose progress on stderr\n"
          "\n"
          "exit codes: 0 succeeded, 1 a step or verification failed, 2 invalid input (nothing ran),\n"
@@ -114,6 +123,26 @@ std::variant<Options, std::string> parse_options(int argc, char** argv) {
       auto v = value_of(i, "--workspace-root");
       if (!v || v->empty()) return std::string("--workspace-root needs a folder");
       o.workspace_roots.emplace_back(*v);
+    } else if (is("--status")) {
+      auto v = value_of(i, "--status");
+      if (!v || (*v != "succeeded" && *v != "failed")) return std::string("--status is succeeded or failed");
+      o.status = *v;
+    } else if (is("--task")) {
+      auto v = value_of(i, "--task");
+      if (!v || v->empty()) return std::string("--task needs a task name");
+      o.task = *v;
+    } else if (is("--since")) {
+      auto v = value_of(i, "--since");
+      using namespace std::chrono;
+      const auto now = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+      o.since_ms = v ? history::parse_since(*v, now) : std::nullopt;
+      if (!o.since_ms) return std::string("--since needs a date (2026-12-01) or a duration (7d, 12h, 30m)");
+    } else if (is("--limit")) {
+      auto v = value_of(i, "--limit");
+      char* end = nullptr;
+      const long n = v ? std::strtol(v->c_str(), &end, 10) : 0;
+      if (!v || v->empty() || *end != '\0' || n < 1 || n > 1000000) return std::string("--limit needs a number from 1 to 1000000");
+      o.limit = static_cast<int>(n);
     } else if (arg == "--yes") {
       o.yes = true;
     } else if (arg == "--force") {

@@ -1,6 +1,7 @@
 #pragma once
 // Command-line parsing for the dagent executable (SPEC.md §1).
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -10,7 +11,7 @@
 namespace dagent::cli {
 
 struct Options {
-  std::string command;                          ///< run, plan, validate, replay, ingest, memory, mcp, worker, help, version
+  std::string command;                          ///< run, plan, validate, replay, ingest, memory, mcp, worker, runs, help, version
   std::vector<std::string> args;                ///< positional arguments after the command
   std::optional<std::filesystem::path> config;  ///< --config
   std::vector<std::string> overrides;           ///< --set KEY=VALUE, in order
@@ -29,6 +30,10 @@ struct Options {
   std::string worker_name;                      ///< worker --name NAME
   int concurrency = 0;                          ///< worker --concurrency N; 0: execution.worker_concurrency
   std::vector<std::filesystem::path> workspace_roots;  ///< worker --workspace-root DIR, repeatable
+  std::optional<std::string> status;            ///< runs list --status succeeded|failed
+  std::optional<std::string> task;              ///< runs list --task NAME
+  std::optional<std::int64_t> since_ms;         ///< runs list --since DATE|DURATION, as Unix ms
+  int limit = 50;                               ///< runs list --limit N
 };
 
 /// Parses argv; an error message (usage problem) when it cannot.

@@ -248,6 +248,13 @@ struct ExecutionConfig {
   int max_deliveries = 3;
 };
 
+/// The run history (README "Run history"): every run written to a SQLite database.
+struct HistoryConfig {
+  bool enabled = true;
+  std::string path;   ///< the database file; "": $XDG_STATE_HOME/dagent/history.db (else ~/.local/state/…)
+  int keep_days = 30; ///< runs older than this are removed after each write; 0 keeps them all
+};
+
 struct Config {
   LlmConfig llm;
   RedisConfig redis;
@@ -260,6 +267,7 @@ struct Config {
   ToolsConfig tools;
   LimitsConfig limits;
   McpConfig mcp;
+  HistoryConfig history;
   std::map<std::string, Task> tasks;
   std::filesystem::path base_dir = ".";  ///< folder of the config file; relative paths resolve here
   std::string source = "<defaults>";      ///< the config file's path, or "<defaults>"

@@ -551,6 +551,10 @@ constexpr std::array k_fields = {
             0),
     integer("memory.dimensions", [](Config& c) -> auto& { return c.memory.dimensions; }, 0, 16384),
 
+    flag("history.enabled", [](Config& c) -> auto& { return c.history.enabled; }),
+    text("history.path", [](Config& c) -> auto& { return c.history.path; }, Emptiness::allowed),
+    integer("history.keep_days", [](Config& c) -> auto& { return c.history.keep_days; }, 0, 36500),
+
     text("tools.workspace", [](Config& c) -> auto& { return c.tools.workspace; }),
     integer("tools.read_max_bytes", [](Config& c) -> auto& { return c.tools.read_max_bytes; }, 1,
             k_max_bytes),
@@ -1680,6 +1684,9 @@ boost::system::result<Task, Problems> find_task(std::string_view arg, const Conf
 boost::json::object to_json(const Config& cfg) {
   json::object root;
   for (const Field& field : k_fields) {
+    // Where runs are logged, not how they run: left out, so a recording's digest (which a resume
+    // checks) and a replay's effective config do not depend on it.
+    if (field.key.starts_with("history.")) continue;
     json::object* section = &root;
     std::string_view rest = field.key;
     for (std::size_t dot = rest.find('.'); dot != std::string_view::npos; dot = rest.find('.')) {

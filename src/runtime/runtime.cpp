@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <optional>
@@ -21,6 +22,7 @@
 #include "tools/protection.hpp"
 #include "executor/analysis.hpp"
 #include "executor/plan.hpp"
+#include "history/history_writer.hpp"
 #include "mcp/mcp_tool.hpp"
 #include "mcp/servers.hpp"
 #include "memory/memory.hpp"
@@ -349,8 +351,11 @@ struct Runtime::Impl {
   RunOutcome run_goal(config::Task task, const std::filesystem::path& workspace, const RunOptions& options,
                       std::string_view task_ref);
   RunOutcome run_fixed(const json::value& plan_json, const json::object& inputs, const std::filesystem::path& workspace,
-                       const RunOptions& options, std::string task_name, std::string_view task_ref);
+                       const RunOptions& options, std::string task_name, std::string_view task_ref,
+                       const std::string& goal = {});
   std::vector<std::string> finish_background();
+  /// Hands a finished run to the history writer (history.enabled); returns at once.
+  void record_history(const RunResult& result, const std::string& goal);
   MemoryOutcome memory_ready();  ///< the memory opened and the provider ready, or why not
   /// Starts the MCP servers called `names` and registers their tools (`SERVER.TOOL`); every problem.
   std::vector<std::string> attach_mcp(const std::vector<std::string>& names);
@@ -382,6 +387,7 @@ struct Runtime::Impl {
   std::unique_ptr<planner::Recall> recall;    // the planner's view of `memory`
   std::vector<MemoryUpdate> pending_updates;  // background memory updates not yet stored
   std::unique_ptr<mcp::Servers> mcp;          // mcp.servers; each started when a run first needs it
+  std::unique_ptr<history::HistoryWriter> history;  // history.enabled; started by the first run
   std::unique_ptr<asio::thread_pool> pool;  // last: joined before the tools and the memory go away
 };
 
@@ -508,7 +514,18 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   if (memory && cfg.performance.background_tasks.memory_updates && !result.answer.empty() && run.live() &&
       result.status == RunStatus::succeeded)
     pending_updates.push_back(update_of(result, run.task.goal, static_cast<std::size_t>(cfg.memory.chunk_chars)));
+  record_history(result, run.task.goal);
   return outcome;
+}
+
+void Runtime::Impl::record_history(const RunResult& result, const std::string& goal) {
+  if (!cfg.history.enabled) return;
+  if (!history)
+    history = std::make_unique<history::HistoryWriter>(history::WriterOptions{
+        .path = history::database_path(cfg.history.path, cfg.base_dir), .keep_days = cfg.history.keep_days});
+  using namespace std::chrono;
+  const auto now = duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+  history->submit(history::record_of(result, goal, now));
 }
 
 namespace {
@@ -577,7 +594,12 @@ Runtime::~Runtime() {
   }
 }
 
-std::vector<std::string> Runtime::finish_background() { return impl_->finish_background(); }
+std::vector<std::string> Runtime::finish_background() {
+  auto problems = impl_->finish_background();
+  if (impl_->history)
+    for (auto& warning : impl_->history->flush()) problems.push_back(std::move(warning));
+  return problems;
+}
 
 namespace {
 
@@ -792,7 +814,7 @@ RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& option
   auto workspace = task->workspace;
   if (workspace.empty()) workspace = (impl_->cfg.base_dir / impl_->cfg.tools.workspace).lexically_normal();
   if (!task->plan) return impl_->run_goal(std::move(*task), workspace, options, task_arg);
-  return impl_->run_fixed(*task->plan, task->inputs, workspace, options, task->name, task_arg);
+  return impl_->run_fixed(*task->plan, task->inputs, workspace, options, task->name, task_arg, task->goal);
 }
 
 RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& inputs,
@@ -802,7 +824,7 @@ RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& i
 
 RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::object& inputs,
                                     const std::filesystem::path& workspace, const RunOptions& options,
-                                    std::string task_name, std::string_view task_ref) {
+                                    std::string task_name, std::string_view task_ref, const std::string& goal) {
   RunOutcome outcome;
   finish_background();
   runtime::Run run(shared(), options);
@@ -855,6 +877,7 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   if (options.on_start) options.on_start(result);
   drive(run, then_stop_servers(mcp.get(), runtime::with_workers(&run, runtime::run_plan_loop(&run, &prepared))));
   outcome.unreachable = run.unreachable;
+  record_history(result, goal);  // a fixed plan's goal is a description only: not in run.task
   return outcome;
 }
 
