@@ -9,6 +9,8 @@
 #include <variant>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
@@ -21,7 +23,22 @@ namespace dagent {
 
 namespace config {
 struct Config;
+struct Task;
 }
+
+/// Cancels a run from outside it, as Ctrl-C does for the CLI (a service's DELETE). Use it on the
+/// runtime's loop. Cancelling before the run starts makes it stop as soon as it starts.
+class RunCancel {
+ public:
+  void cancel();
+  bool cancelled() const noexcept { return cancelled_; }
+  /// The runtime's side: what cancel() calls while the run is underway (empty once it ended).
+  void attach(std::function<void()> interrupt);
+
+ private:
+  std::function<void()> interrupt_;
+  bool cancelled_ = false;
+};
 
 /// How to run: observers and side outputs. Everything is optional.
 struct RunOptions {
@@ -43,6 +60,7 @@ struct RunOptions {
   ApprovalCallback approve;
   std::vector<std::string> approve_tools;  ///< tools (or patterns) approved in advance (CLI --approve)
   bool approve_all = false;                ///< every call approved in advance (CLI --yes)
+  std::shared_ptr<RunCancel> cancel;       ///< cancel->cancel() interrupts the run (a service's DELETE)
 };
 
 /// A validated plan and its DAG, without running it.
@@ -92,6 +110,9 @@ struct McpListing {
 };
 
 /// Wires config, tools and executor. Not thread-safe: use one Runtime from one thread at a time.
+/// The blocking calls (run_task, run_plan, ...) run one at a time; a service instead drives the
+/// loop with run_loop() and starts runs with run_task_async, which go concurrently and share the
+/// connection pool, rate limiter, response cache, memory and MCP servers.
 class Runtime {
  public:
   /// Loads `config_file` (empty: built-in defaults) and applies `--set`-style overrides.
@@ -139,6 +160,22 @@ class Runtime {
   RunOutcome run_plan(const boost::json::value& plan, const boost::json::object& inputs,
                       const std::filesystem::path& workspace, const RunOptions& options = {},
                       std::string task_name = "plan");
+
+  // ---- A service's side (dagent serve): one loop, many runs at once ----
+
+  /// The executor of the loop every run uses; a service runs its own server on it.
+  boost::asio::any_io_executor executor() const noexcept;
+  /// Runs the loop on the calling thread until stop_loop(); runs started with run_task_async and
+  /// the caller's own work (a server) go on it. Starts the configured MCP servers first (every
+  /// problem is returned and the loop does not run) and stops them before returning.
+  std::vector<std::string> run_loop();
+  /// Makes run_loop() return once the runs underway have finished (any thread).
+  void stop_loop();
+  /// As run_task, as a coroutine on executor(), concurrently with other runs started so. `task`
+  /// is parsed already (config::load_task_text for a request body); its workspace must be set.
+  /// `options` must outlive the coroutine; its stop_on_sigint, record, replay and resume are not
+  /// supported here (problems). Call only from coroutines on executor() while run_loop() runs.
+  boost::asio::awaitable<RunOutcome> run_task_async(const config::Task& task, const RunOptions& options);
 
  private:
   struct Impl;

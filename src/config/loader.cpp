@@ -1122,6 +1122,7 @@ struct TaskOrigin {
   std::string default_name;  ///< the file stem, or the key under `tasks:`
   NameRule name_rule = NameRule::free;
   SourceLocation source;
+  bool remote = false;  ///< sent over the network: no workspace, no plan file (nothing of the host's)
 };
 
 std::optional<std::string> read_task_text(const YAML::Node& value, const Place& at,
@@ -1160,6 +1161,10 @@ void read_task_entry(TaskReading& reading, const std::string& name, const std::s
     if (const auto text = read_task_text(value, at, out)) task.goal = *text;
   } else if (name == "workspace") {
     if (value.IsNull()) return;
+    if (origin.remote) {
+      out.add(at.line, dotted, "is not accepted in a request: its tools run in the service's tools.workspace");
+      return;
+    }
     const auto text = read_task_text(value, at, out);
     if (!text) return;
     if (text->empty()) {
@@ -1182,6 +1187,10 @@ void read_task_entry(TaskReading& reading, const std::string& name, const std::s
     if (value.IsScalar()) {
       if (value.Scalar().empty()) {
         out.add(at.line, dotted, "must not be empty");
+        return;
+      }
+      if (origin.remote) {
+        out.add(at.line, dotted, "must be the steps themselves in a request, not a file name");
         return;
       }
       const fs::path file = normal_absolute(origin.dir / fs::path(value.Scalar()));
@@ -1659,6 +1668,28 @@ boost::system::result<Task, Problems> load_task_file(const std::filesystem::path
     out.add(e.mark.line >= 0 ? e.mark.line + 1 : 0, "", std::string("YAML error: ") + e.msg);
   }
   if (!task || !out.problems.empty()) return as_problems(std::move(out.problems));
+  return std::move(*task);
+}
+
+boost::system::result<Task, Problems> load_task_text(std::string_view text, std::string_view label,
+                                                     std::string name, const std::filesystem::path& workspace) {
+  Reporter out{std::string(label), Lines::shown, {}};
+  if (text.size() > k_max_file_bytes) {
+    out.add(0, "", too_big_message());
+    return as_problems(std::move(out.problems));
+  }
+  YAML::Node root;
+  if (!parse_yaml(text, root, out)) return as_problems(std::move(out.problems));
+  std::optional<Task> task;
+  try {
+    TaskOrigin origin{workspace, "", text::valid_utf8(name), NameRule::free, {std::string(label), 0}};
+    origin.remote = true;
+    task = read_task(root, root.IsNull() ? 0 : line_of(root), origin, out);
+  } catch (const YAML::Exception& e) {
+    out.add(e.mark.line >= 0 ? e.mark.line + 1 : 0, "", std::string("YAML error: ") + e.msg);
+  }
+  if (!task || !out.problems.empty()) return as_problems(std::move(out.problems));
+  task->workspace = workspace;
   return std::move(*task);
 }
 

@@ -34,6 +34,13 @@ std::vector<Problem> apply_overrides(Config& cfg, std::span<const std::string> k
 /// Loads a task file (SPEC §2); relative paths resolve against the task file's folder.
 boost::system::result<Task, Problems> load_task_file(const std::filesystem::path& path);
 
+/// Reads a task sent over the network (a service's request body: the task file's fields as JSON
+/// or YAML, SPEC §2), with the same problems as a task file, named `label:LINE: key: ...`. It
+/// names nothing of the host's: `workspace` and a plan given as a file name are refused, and its
+/// tools run in `workspace` (absolute). `name` is its name unless it gives one.
+boost::system::result<Task, Problems> load_task_text(std::string_view text, std::string_view label,
+                                                     std::string name, const std::filesystem::path& workspace);
+
 /// Resolves a task argument: an existing file is loaded as a task file, otherwise `arg` is looked
 /// up among `cfg.tasks`; a problem lists the configured names when neither matches.
 boost::system::result<Task, Problems> find_task(std::string_view arg, const Config& cfg);
