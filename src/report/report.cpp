@@ -476,6 +476,15 @@ std::string render_gantt(const std::vector<StepView>& steps, std::optional<doubl
   for (int lane = 0; lane < lanes; ++lane)
     svg += "<text class=\"lane-label\" x=\"4\" y=\"" + std::to_string(lane_y(row + lane) + 17) + "\">slot " +
            std::to_string(lane) + "</text>";
+  // Each lane's bars as pixel spans, to put a note beside a bar where no other bar is.
+  struct Span {
+    const Bar* bar;
+    double x0, x1;
+  };
+  std::vector<std::vector<Span>> spans(static_cast<std::size_t>(lanes));
+  for (const auto& b : bars)
+    spans[static_cast<std::size_t>(b.slot)].push_back({&b, x_of(b.start), x_of(b.start) + std::max(2.0, x_of(b.end) - x_of(b.start))});
+  std::string notes;  // drawn after every bar, so no later bar covers them
   for (const auto& b : bars) {
     const auto& s = steps[b.step];
     const int y = lane_y(row + b.slot) + 4;
@@ -502,8 +511,17 @@ std::string render_gantt(const std::vector<StepView>& steps, std::optional<doubl
     }
     if (!inside || !retry.empty()) {
       const auto cut = text::utf8_cut(name, 24);
-      svg += "<text class=\"bar-note\" x=\"" + format("%.1f", x + w + 8) + "\" y=\"" + std::to_string(y + 13) + "\">" +
-             (inside ? "" : esc(name.substr(0, cut)) + " ") + retry + "</text>";
+      const double need = 7.0 * static_cast<double>(inside ? 2 : cut + 3) + 12;
+      double right = width, left = k_gantt_label;  // the free room after and before the bar
+      for (const auto& other : spans[static_cast<std::size_t>(b.slot)]) {
+        if (other.bar == &b) continue;
+        if (other.x0 >= x) right = std::min(right, other.x0);
+        else left = std::max(left, other.x1);
+      }
+      const bool before = right - (x + w) < need && x - left >= need;
+      notes += "<text class=\"bar-note\" x=\"" + format("%.1f", before ? x - 8 : x + w + 8) + "\" y=\"" +
+               std::to_string(y + 13) + "\"" + (before ? " text-anchor=\"end\"" : "") + ">" +
+               (inside ? "" : esc(name.substr(0, cut)) + " ") + retry + "</text>";
     }
     if (b.item < 0 && !verdict_class(s.verification).empty()) {
       const double cx = x + w, cy = y + (k_lane_h - 8) / 2.0;
@@ -512,7 +530,7 @@ std::string render_gantt(const std::vector<StepView>& steps, std::optional<doubl
     }
     svg += "</g>";
   }
-  svg += "</svg>";
+  svg += notes + "</svg>";
   std::string legend =
       "<p class=\"legend\"><span class=\"swatch succeeded\"></span>succeeded <span class=\"swatch failed\"></span>failed "
       "<span class=\"swatch other\"></span>other <span class=\"mark retried\">↻N</span> retried (N attempts) "
@@ -685,7 +703,7 @@ svg text{font:12px system-ui,sans-serif}
 .tick{stroke:#eceef2}
 .bar-group{cursor:pointer}.bar{fill:var(--other)}.bar.succeeded{fill:var(--ok)}.bar.failed{fill:var(--bad)}.bar.skipped{fill:var(--skip)}
 .bar.running,.bar.pending{fill:var(--wait)}.bar.planning{fill:#9db4d9}.bar.retried{stroke:#b7791f;stroke-width:2;stroke-dasharray:3 2}
-.bar-label{fill:#fff;font-size:11px;pointer-events:none}.bar-note{fill:var(--ink);font-size:11px}.retry-mark{fill:#b7791f;font-size:12px;font-weight:600}
+.bar-label{fill:#fff;font-size:11px;pointer-events:none}.bar-note{fill:var(--ink);font-size:11px;paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}.retry-mark{fill:#b7791f;font-size:12px;font-weight:600}
 .verdict{stroke:#fff;stroke-width:1}.verdict.passed{fill:#137333}.verdict.failed{fill:#c5221f}.verdict.error{fill:#e37400}.verdict.pending{fill:#9aa0a6}
 .legend{color:var(--mute);font-size:12px;margin:8px 0 0}
 .swatch{display:inline-block;width:12px;height:10px;border-radius:2px;margin:0 4px 0 8px;vertical-align:-1px}

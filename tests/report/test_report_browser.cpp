@@ -1,5 +1,6 @@
 // The report of a real run, rendered by headless Chromium (scripts/setup.sh installs `chromium`):
-// the DOM after the page's script ran, and a screenshot kept in <build>/test-artifacts/report.png.
+// the DOM after the page's script ran, and the page and a screenshot of it kept in
+// <build>/test-artifacts/ (report.html, report.png).
 
 #include "report/report.hpp"
 
@@ -89,10 +90,11 @@ TEST_CASE("Chromium renders the report of a run: steps, critical path, no script
   INFO("chromium is not on PATH: scripts/setup.sh installs it");
   REQUIRE_FALSE(on_path("chromium").empty());
 
-  json::array rules{rule(dagent::test::k_answer, std::string("The notes are summed up.\nSee step 4. ") + k_hostile),
+  json::array rules{rule(dagent::test::k_answer, std::string("The launch moves to Friday; step 6 lists the three action items.\nA model may write markup too: ") + k_hostile),
                     rule(dagent::test::k_plan, json::serialize(json::object{{"steps", plan()}})),
                     rule("Summarize the notes", "Notes: the launch moves to Friday.")};
-  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  // A model that takes a moment, so planning and the LLM step show on the timeline.
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}, .latency_ms = 25});
   TempDir dir;
   std::filesystem::create_directories(dir.path() / "ws");
   dagent::config::Config cfg;
@@ -122,7 +124,9 @@ TEST_CASE("Chromium renders the report of a run: steps, critical path, no script
 
   const auto page = dagent::report::render_report(dagent::to_json(r));
   REQUIRE(page.has_value());
-  const auto html = dir.path() / "report.html";
+  const auto artifacts = std::filesystem::path(DAGENT_BINARY).parent_path() / "test-artifacts";
+  std::filesystem::create_directories(artifacts);
+  const auto html = artifacts / "report.html";
   std::ofstream(html, std::ios::binary) << *page;
 
   const auto dom = chromium(dir, {"--dump-dom", "file://" + html.string()});
@@ -144,8 +148,6 @@ TEST_CASE("Chromium renders the report of a run: steps, critical path, no script
   const std::regex critical_node("<g class=\"node [a-z]+ critical\"");
   CHECK(std::distance(std::sregex_iterator(dom.out.begin(), dom.out.end(), critical_node), std::sregex_iterator()) == 3);
 
-  const auto artifacts = std::filesystem::path(DAGENT_BINARY).parent_path() / "test-artifacts";
-  std::filesystem::create_directories(artifacts);
   const auto png = artifacts / "report.png";
   std::filesystem::remove(png);
   const auto shot = chromium(dir, {"--hide-scrollbars", "--window-size=1400,1000", "--screenshot=" + png.string(),
