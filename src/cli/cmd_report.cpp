@@ -29,6 +29,7 @@ constexpr std::uintmax_t k_max_result_bytes = 256u << 20;
 struct Loaded {
   json::object result;
   std::string source;  // "file 'x.json'" or "run ID", for messages
+  std::string goal;    // from the history; a result file has none
 };
 
 // The result in `path`; the error names the file. Exit code 2 for every failure: bad input.
@@ -62,7 +63,7 @@ std::optional<Loaded> load_file(const std::filesystem::path& path) {
                name.c_str());
     return std::nullopt;
   }
-  return Loaded{std::move(value.get_object()), "file " + name};
+  return Loaded{std::move(value.get_object()), "file " + name, {}};
 }
 
 // The stored result of run `id`; on failure prints why and sets `code`.
@@ -104,7 +105,7 @@ std::optional<Loaded> load_run(const std::string& id, const Options& options, in
     code = 1;
     return std::nullopt;
   }
-  return Loaded{std::move(value.get_object()), "run " + id};
+  return Loaded{std::move(value.get_object()), "run " + id, record->run.goal};
 }
 
 // Writes `page` to `path` through a temporary file beside it, so a reader never sees half a page.
@@ -158,7 +159,7 @@ int report_command(const Options& options) {
   else loaded = load_run(arg, options, code);
   if (!loaded) return code;
 
-  auto page = report::render_report(loaded->result);
+  auto page = report::render_report(loaded->result, {.goal = loaded->goal});
   if (!page) {
     print_safe(stderr, "dagent: report: %s: %s\n", loaded->source.c_str(), page.error().c_str());
     return 2;

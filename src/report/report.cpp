@@ -676,6 +676,7 @@ constexpr std::string_view k_style = R"CSS(
 body{margin:0;padding:20px 28px 60px;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);background:#f7f8fa}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 10px}
 .sub{color:var(--mute);font-size:13px}.sub code{font-size:12px}
+.goal{margin:8px 0 0;white-space:pre-wrap;max-height:120px;overflow:auto}
 .card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 16px;overflow-x:auto}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;background:#eef0f4;color:var(--ink)}
 .badge.succeeded{background:#e3f4ea;color:#1e6b3d}.badge.failed{background:#fbe4e4;color:#9b2c2c}
@@ -794,6 +795,7 @@ boost::system::result<std::string, std::string> render_report(const boost::json:
     page += " · fixed plan";
   }
   page += "</div>";
+  if (!options.goal.empty()) page += "<div class=\"goal\">" + capped(options.goal, options.max_field_bytes) + "</div>";
   if (auto error = text_of(field(&result, "error")); !error.empty())
     page += "<div class=\"run-error\">" + capped(error, options.max_field_bytes) + "</div>";
 

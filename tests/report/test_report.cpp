@@ -171,7 +171,10 @@ TEST_CASE("render_report escapes all model and tool text and can load nothing", 
   steps[3].as_object()["error"] = std::string(k_hostile);
   result.at("plan").as_array()[1].as_object()["parameters"] = json::object{{k_hostile, k_hostile}};
   result.at("metrics").as_object()[k_hostile] = 1;
-  const auto page = page_of(result);
+  dagent::report::ReportOptions options;
+  options.goal = k_hostile;
+  const auto page = page_of(result, options);
+  CHECK(page.find("<div class=\"goal\">&lt;/details&gt;&lt;script&gt;") != std::string::npos);
 
   CHECK(page.find("<img") == std::string::npos);
   CHECK(page.find("<a href=\"https") == std::string::npos);
