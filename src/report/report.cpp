@@ -199,6 +199,12 @@ struct Bar {
   int attempts = 1;
 };
 
+// Whether a step ran in this run: it had a slot, or (a result from before slots were kept) it
+// succeeded or failed.
+bool ran(const StepView& s) {
+  return s.slot ? *s.slot >= 0 : (s.status == "succeeded" || s.status == "failed" || s.status == "running");
+}
+
 std::string status_class(std::string_view s) {
   for (std::string_view known : {"succeeded", "failed", "skipped", "pending", "running"})
     if (s == known) return std::string(known);
@@ -418,8 +424,7 @@ std::string render_gantt(const std::vector<StepView>& steps, std::optional<doubl
       if (it.slot < 0) all_slotted = false;
     }
     if (item_bars) continue;
-    const bool ran = s.slot ? *s.slot >= 0 : (s.status == "succeeded" || s.status == "failed" || s.status == "running");
-    if (!ran || !s.started || !s.finished) {
+    if (!ran(s) || !s.started || !s.finished) {
       ++not_run;
       continue;
     }
@@ -592,7 +597,7 @@ std::string render_step(const StepView& s, std::size_t index, const std::vector<
     out += " <span class=\"badge verdict-" + verdict_class(s.verification) + "\">verification " +
            esc(text::excerpt(s.verification, 40)) + "</span>";
   if (s.critical_position >= 0) out += " <span class=\"badge crit\">critical path</span>";
-  if (s.started && s.finished)
+  if (s.started && s.finished && (ran(s) || !s.items.empty()))
     out += " <span class=\"time\">" + fmt_ms(*s.started) + " → " + fmt_ms(*s.finished) + " (" +
            fmt_ms(std::max(0.0, *s.finished - *s.started)) + ")</span>";
   out += "</summary><dl>";

@@ -153,6 +153,8 @@ TEST_CASE("render_report puts steps on their slots with retries and verdicts mar
     CHECK(count(page, "<g class=\"bar-group\"") == 2 + 2);
     CHECK(page.find("#2[1] read_file") != std::string::npos);
     CHECK(page.find("1 step did not run") != std::string::npos);
+    const auto skipped = page.substr(page.find("id=\"step-3\""));
+    CHECK(skipped.substr(0, skipped.find("</summary>")).find("class=\"time\"") == std::string::npos);
     CHECK(page.find("↻3</tspan>") != std::string::npos);
   }
 }
