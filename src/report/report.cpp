@@ -818,7 +818,11 @@ boost::system::result<std::string, std::string> render_report(const boost::json:
   page += "<h2>Steps <button id=\"expand-all\" type=\"button\">expand all</button> <button id=\"collapse-all\" "
           "type=\"button\">collapse all</button></h2><div id=\"steps\">";
   TextBudget budget(options);
-  for (std::size_t i = 0; i < steps.size(); ++i) page += render_step(steps[i], i, steps, budget);
+  for (std::size_t i = 0; i < steps.size() && i < options.max_listed_steps; ++i)
+    page += render_step(steps[i], i, steps, budget);
+  if (steps.size() > options.max_listed_steps)
+    page += "<p class=\"note\">… " + std::to_string(steps.size() - options.max_listed_steps) +
+            " steps more, not listed (the report lists " + std::to_string(options.max_listed_steps) + ").</p>";
   page += "</div><script>" + std::string(k_body_script) + "</script></body></html>\n";
   return {boost::system::in_place_value, std::move(page)};
 }

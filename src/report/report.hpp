@@ -15,6 +15,7 @@ struct ReportOptions {
   std::size_t max_field_bytes = 64 << 10;   ///< each shown text (parameters, output, error, answer) is cut here
   std::size_t max_text_bytes = 16 << 20;    ///< all step texts together; later fields say they were left out
   std::size_t max_drawn_steps = 500;        ///< larger plans get no graph; the Gantt chart draws this many bars
+  std::size_t max_listed_steps = 10000;     ///< steps past this get no section, only a count
   std::string goal;                         ///< the task's goal (the history keeps it beside the result); shown when set
 };
 

@@ -280,7 +280,7 @@ TEST_CASE("render_report gives a page or a clear error for any JSON", "[report]"
     const auto page = page_of(result);
     CHECK(page.find("a\xef\xbf\xbd\xef\xbf\xbd b c d") != std::string::npos);
   }
-  SECTION("too many steps to draw: a note instead of a graph, every step still listed") {
+  SECTION("too many steps to draw: a note instead of a graph, and past a limit no sections") {
     json::object result = small_result();
     json::array steps, plan;
     for (int i = 1; i <= 30; ++i) {
@@ -296,5 +296,9 @@ TEST_CASE("render_report gives a page or a clear error for any JSON", "[report]"
     CHECK(page.find("30 steps: too many to draw") != std::string::npos);
     CHECK(page.find("Only the first 10 of 30 bars are drawn") != std::string::npos);
     CHECK(count(page, "<section class=\"step ") == 30);
+    options.max_listed_steps = 25;
+    const auto listed = page_of(result, options);
+    CHECK(count(listed, "<section class=\"step ") == 25);
+    CHECK(listed.find("… 5 steps more, not listed (the report lists 25).") != std::string::npos);
   }
 }
