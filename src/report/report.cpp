@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <unordered_map>
@@ -50,8 +49,8 @@ int int_of(const json::value* v, int fallback) {
   return static_cast<int>(std::clamp(*d, -1e9, 1e9));
 }
 
-// A time in ms: clamped to 0..about 11 days, so one absurd value cannot make the scale useless
-// without being seen (the table shows the value as given).
+// A time in ms, clamped to 0..about 11 days: a negative or absurd value from a file must not
+// make the chart's scale or its coordinates overflow.
 std::optional<double> ms_of(const json::value* v) {
   auto d = number_of(v);
   if (!d) return std::nullopt;
@@ -154,6 +153,8 @@ class TextBudget {
     left_ -= std::min(raw.size(), max);
     return capped(raw, max);
   }
+  // take(shown(v)), without formatting `v` once the budget is spent.
+  std::string take_json(const json::value& v) { return left_ == 0 ? take(std::string_view()) : take(shown(v)); }
 
  private:
   std::size_t field_;
@@ -610,15 +611,15 @@ std::string render_step(const StepView& s, std::size_t index, const std::vector<
     out += "</dd>";
   }
   if (s.plan_step) {
-    out += "<dt>parameters</dt><dd><pre>" + budget.take(shown(json::value(s.plan_step->parameters))) + "</pre></dd>";
+    out += "<dt>parameters</dt><dd><pre>" + budget.take_json(json::value(s.plan_step->parameters)) + "</pre></dd>";
     if (s.plan_step->for_each)
-      out += "<dt>for each</dt><dd><pre>" + budget.take(shown(*s.plan_step->for_each)) + "</pre></dd>";
+      out += "<dt>for each</dt><dd><pre>" + budget.take_json(*s.plan_step->for_each) + "</pre></dd>";
     if (s.plan_step->verify)
-      out += "<dt>verify</dt><dd><pre>" + budget.take(shown(*s.plan_step->verify)) + "</pre>" +
+      out += "<dt>verify</dt><dd><pre>" + budget.take_json(*s.plan_step->verify) + "</pre>" +
              (s.plan_step->critical ? " <span class=\"badge\">critical: dependents wait for the verdict</span>" : "") +
              "</dd>";
   }
-  if (s.output && !s.output->is_null()) out += "<dt>output</dt><dd><pre>" + budget.take(shown(*s.output)) + "</pre></dd>";
+  if (s.output && !s.output->is_null()) out += "<dt>output</dt><dd><pre>" + budget.take_json(*s.output) + "</pre></dd>";
   if (!s.error.empty()) out += "<dt>error</dt><dd><pre class=\"error\">" + budget.take(s.error) + "</pre></dd>";
   if (!s.verification_reason.empty())
     out += "<dt>verification</dt><dd><pre>" + budget.take(s.verification_reason) + "</pre></dd>";
