@@ -393,21 +393,22 @@ struct Runtime::Impl {
 
 namespace {
 
-void fill_metrics(RunResult& result, const net::ProviderMetrics& before, const net::ProviderMetrics& after,
-                  std::int64_t step_retries) {
+// The run's own calls, from its meter (never the provider's totals: other runs share it).
+void fill_metrics(RunResult& result, const net::CallMeter& meter, std::int64_t step_retries) {
+  const net::ProviderMetrics used = meter.metrics();
   auto& m = result.metrics;
-  m.retries = step_retries + (after.retries - before.retries);
-  m.retries_refused = after.retries_refused - before.retries_refused;
-  m.llm_calls = after.llm_calls - before.llm_calls;
-  m.prompt_tokens = after.prompt_tokens - before.prompt_tokens;
-  m.completion_tokens = after.completion_tokens - before.completion_tokens;
-  m.embedding_calls = after.embedding_calls - before.embedding_calls;
-  m.rate_limit_wait_ms = after.rate_limit_wait_ms - before.rate_limit_wait_ms;
-  m.cache_hits = after.cache_hits - before.cache_hits;
-  m.cache_l2_hits = after.cache_l2_hits - before.cache_l2_hits;
-  m.cache_l2_errors = after.cache_l2_errors - before.cache_l2_errors;
-  m.connections_opened = after.connections_opened - before.connections_opened;
-  m.rate_limit_fallback_calls = after.rate_limit_fallback_calls - before.rate_limit_fallback_calls;
+  m.retries = step_retries + used.retries;
+  m.retries_refused = used.retries_refused;
+  m.llm_calls = used.llm_calls;
+  m.prompt_tokens = used.prompt_tokens;
+  m.completion_tokens = used.completion_tokens;
+  m.embedding_calls = used.embedding_calls;
+  m.rate_limit_wait_ms = used.rate_limit_wait_ms;
+  m.cache_hits = used.cache_hits;
+  m.cache_l2_hits = used.cache_l2_hits;
+  m.cache_l2_errors = used.cache_l2_errors;
+  m.connections_opened = used.connections_opened;
+  m.rate_limit_fallback_calls = used.rate_limit_fallback_calls;
 }
 
 }  // namespace
@@ -415,7 +416,6 @@ void fill_metrics(RunResult& result, const net::ProviderMetrics& before, const n
 void Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
   auto& result = *run.result;
   io.restart();
-  const auto before = run.provider().metrics();
   std::unique_ptr<asio::signal_set> signals;
   if (run.options().stop_on_sigint) {
     signals = std::make_unique<asio::signal_set>(io, SIGINT);
@@ -441,7 +441,7 @@ void Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
     result.error = *budget_error + (result.error.empty() || repeated ? "" : "; " + result.error);
   }
   result.metrics.max_concurrent_steps = run.max_concurrent;
-  fill_metrics(result, before, run.provider().metrics(), run.retries);
+  fill_metrics(result, *run.budget().meter(), run.retries);
   runtime::finish_status(result);
   if (auto* recorder = run.recorder()) recorder->end(result);
   // An output the caller asked for and did not get fails the run, whatever its steps did.
