@@ -14,6 +14,7 @@
 
 #include "net/openai_client.hpp"
 #include "net/response_cache.hpp"
+#include "net/shared_budget.hpp"
 #include "support/run_on.hpp"
 #include "support/test_server_process.hpp"
 
@@ -51,8 +52,17 @@ struct Live {
   asio::io_context io;
   OpenAiClient client;
   CachingProvider cache;
-  explicit Live(const TestServer& server)
-      : client(io.get_executor(), nullptr, options_for(server)), cache(io.get_executor(), client, CacheOptions{}) {}
+  explicit Live(const TestServer& server) : Live(options_for(server)) {}
+  explicit Live(OpenAiOptions options)
+      : client(io.get_executor(), nullptr, std::move(options)), cache(io.get_executor(), client, CacheOptions{}) {}
+};
+
+// A shared rate budget that never answers: every call is admitted from this process's share.
+class UnreachableBudget final : public SharedBudget {
+ public:
+  asio::awaitable<boost::system::result<SharedAnswer, std::string>> ask(SharedAsk) override {
+    co_return std::string("unreachable (test)");
+  }
 };
 
 // A coroutine root's end: an exception is a bug and fails the test.
@@ -71,6 +81,11 @@ asio::awaitable<void> asks_twice(LlmProvider* llm, std::shared_ptr<CallMeter> me
 asio::awaitable<void> retries_twice(LlmProvider* llm, std::shared_ptr<CallMeter> meter, Replies* out) {
   out->push_back(co_await llm->chat(metered("b-retry", meter)));
   out->push_back(co_await llm->chat_stream(metered("b-429", meter), nullptr));
+}
+
+// `n` calls with distinct questions, one after the other.
+asio::awaitable<void> asks(LlmProvider* llm, std::shared_ptr<CallMeter> meter, std::string who, int n, Replies* out) {
+  for (int i = 0; i < n; ++i) out->push_back(co_await llm->chat(metered(who + " " + std::to_string(i), meter)));
 }
 
 std::int64_t stat(const TestServer& server, const char* key) { return server.stats().at(key).to_number<std::int64_t>(); }
@@ -156,4 +171,27 @@ TEST_CASE("a warm-up's connections count to its meter, not to the calls that use
   CHECK(caller->connections_opened == 0);  // it took a warmed connection
   CHECK(live.cache.metrics().connections_opened == 2);
   CHECK(stat(server, "connections_accepted") == 2);
+}
+
+TEST_CASE("calls admitted from this process's share while the shared budget is down count to their meters",
+          "[net][meter]") {
+  TestServer server;
+  auto o = options_for(server);
+  o.shared_budget = std::make_shared<UnreachableBudget>();
+  Live live(o);
+  auto a = std::make_shared<CallMeter>();
+  auto b = std::make_shared<CallMeter>();
+  Replies a_replies, b_replies;
+  asio::co_spawn(live.io, asks(&live.cache, a, "first", 2, &a_replies), Rethrow{});
+  asio::co_spawn(live.io, asks(&live.cache, b, "second", 1, &b_replies), Rethrow{});
+  live.io.run();
+  REQUIRE(a_replies.size() == 2);
+  REQUIRE(b_replies.size() == 1);
+  CHECK(a->rate_limit_fallback_calls == 2);
+  CHECK(b->rate_limit_fallback_calls == 1);
+  CHECK(a->llm_calls == 2);
+  CHECK(b->llm_calls == 1);
+  CallMeter both = *a;
+  both += *b;
+  check_equal(both.metrics(), live.cache.metrics());
 }
