@@ -13,6 +13,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "net/call_meter.hpp"
 #include "net/net_error.hpp"
 
 namespace dagent::memory {
@@ -20,8 +21,11 @@ namespace dagent::memory {
 namespace asio = boost::asio;
 
 struct EmbeddingBatcher::Waiter {
-  Waiter(asio::any_io_executor loop, std::vector<std::string> all)
-      : texts(std::move(all)), pending(texts.size()), wake(std::move(loop), asio::steady_timer::time_point::max()) {}
+  Waiter(asio::any_io_executor loop, std::vector<std::string> all, std::shared_ptr<net::CallMeter> m)
+      : texts(std::move(all)),
+        pending(texts.size()),
+        wake(std::move(loop), asio::steady_timer::time_point::max()),
+        meter(std::move(m)) {}
 
   std::vector<std::string> texts;  ///< each is moved into its request when sent
   std::size_t pending;             ///< texts without a vector yet
@@ -29,6 +33,7 @@ struct EmbeddingBatcher::Waiter {
   std::optional<net::LlmError> error;
   bool finished = false;     ///< answered, failed or abandoned by its caller: later replies are ignored
   asio::steady_timer wake;   ///< never expires; cancelled to wake the caller
+  std::shared_ptr<net::CallMeter> meter;  ///< the caller's, or null; kept for requests that outlive it
 };
 
 namespace {
@@ -143,9 +148,37 @@ void deliver(State& state, const std::vector<Item>& batch, net::LlmResult<net::E
   }
 }
 
+// Counts what a request cost (`cost`, all the provider counted for it) to the meters of the
+// callers in `batch`. Why this split: the request is one call however many callers share it. It
+// counts once, with its retries, waits, connections and cache hits, to the caller whose text
+// opened the batch (the first, even if it was cancelled since: its run asked for it); its tokens
+// are split by input length as deliver() splits the usage, so each meter holds its own texts'
+// tokens and the meters add up to the provider's counts. The part of a caller without a meter
+// is counted nowhere but in the provider's metrics, as is what arrives after the request ended
+// (a failed background write to the shared cache).
+void settle(const std::vector<Item>& batch, const net::CallMeter& cost) {
+  net::CallMeter call = cost;
+  call.prompt_tokens = call.completion_tokens = 0;
+  if (const auto& opener = batch.front().waiter->meter) *opener += call;
+  std::int64_t all = 0;
+  for (const auto& item : batch) all += static_cast<std::int64_t>(item.length) + 1;
+  std::int64_t before = 0;
+  for (const auto& item : batch) {
+    const auto upto = before + static_cast<std::int64_t>(item.length) + 1;
+    if (const auto& meter = item.waiter->meter) {
+      meter->prompt_tokens += share(cost.prompt_tokens, before, upto, all);
+      meter->completion_tokens += share(cost.completion_tokens, before, upto, all);
+    }
+    before = upto;
+  }
+}
+
 asio::awaitable<void> send(std::shared_ptr<State> state, std::vector<Item> batch, net::EmbedRequest request) {
+  auto cost = std::make_shared<net::CallMeter>();  // shared: a background write may count into it later
+  request.meter = cost;
   auto call = state->provider->embed(std::move(request));
   auto result = co_await std::move(call);
+  settle(batch, *cost);
   deliver(*state, batch, std::move(result));
 }
 
@@ -225,10 +258,11 @@ std::int64_t EmbeddingBatcher::requests_sent() const noexcept { return state_->r
 
 std::int64_t EmbeddingBatcher::requests_in_flight() const noexcept { return state_->in_flight; }
 
-asio::awaitable<net::LlmResult<net::EmbedResponse>> EmbeddingBatcher::embed(std::vector<std::string> texts) {
+asio::awaitable<net::LlmResult<net::EmbedResponse>> EmbeddingBatcher::embed(std::vector<std::string> texts,
+                                                                             std::shared_ptr<net::CallMeter> meter) {
   if (texts.empty()) co_return net::EmbedResponse{};
   auto state = state_;  // not `this`: the batcher may be gone when we wake
-  auto waiter = std::make_shared<Waiter>(state->loop, std::move(texts));
+  auto waiter = std::make_shared<Waiter>(state->loop, std::move(texts), std::move(meter));
   enqueue(state, waiter);
   // Why: co_await on an already cancelled coroutine throws; cancellation must be a value here.
   const asio::cancellation_state cancel = co_await asio::this_coro::cancellation_state;

@@ -39,8 +39,11 @@ class EmbeddingBatcher {
   /// queue shared with other callers; a request that fails fails every caller with a text in it.
   /// `usage` is the caller's share of its requests' usage, split by input length, so the
   /// shares of all callers add up to what the provider reported. A cancelled caller returns
-  /// NetErrc::cancelled at once; its texts not yet sent are dropped.
-  boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(std::vector<std::string> texts);
+  /// NetErrc::cancelled at once; its texts not yet sent are dropped. What the requests cost counts
+  /// to `meter` (null: none) as the .cpp's settle() splits it: each request to the caller whose
+  /// text opened it, the tokens by input length.
+  boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(std::vector<std::string> texts,
+                                                                   std::shared_ptr<net::CallMeter> meter = {});
 
   /// Embedding requests sent so far.
   std::int64_t requests_sent() const noexcept;

@@ -210,8 +210,9 @@ void Memory::use_folder(fs::path folder) {
   folder_ = std::move(folder);
 }
 
-asio::awaitable<MemoryResult<std::vector<float>>> Memory::embed(std::vector<std::string> texts, std::size_t* dimension) {
-  auto reply = co_await batcher_.embed(std::move(texts));
+asio::awaitable<MemoryResult<std::vector<float>>> Memory::embed(std::vector<std::string> texts, std::size_t* dimension,
+                                                                std::shared_ptr<net::CallMeter> meter) {
+  auto reply = co_await batcher_.embed(std::move(texts), std::move(meter));
   if (!reply) co_return from_llm_error(reply.error());
   const auto have = index_->dimension();
   if (have != 0 && reply->dimension != have) {
@@ -225,12 +226,13 @@ asio::awaitable<MemoryResult<std::vector<float>>> Memory::embed(std::vector<std:
   co_return std::move(reply->vectors);
 }
 
-asio::awaitable<MemoryResult<std::int64_t>> Memory::add(std::string text, json::object metadata) {
+asio::awaitable<MemoryResult<std::int64_t>> Memory::add(std::string text, json::object metadata,
+                                                        std::shared_ptr<net::CallMeter> meter) {
   std::vector<std::string> texts;
   texts.push_back(std::move(text));
   std::vector<json::object> metas;
   metas.push_back(std::move(metadata));
-  auto ids = co_await add_many(std::move(texts), std::move(metas));
+  auto ids = co_await add_many(std::move(texts), std::move(metas), std::move(meter));
   if (!ids) co_return ids.error();
   co_return ids->front();
 }
@@ -253,7 +255,8 @@ struct RefreshJob {
 }  // namespace
 
 asio::awaitable<MemoryResult<std::vector<std::int64_t>>> Memory::add_many(std::vector<std::string> texts,
-                                                                          std::vector<json::object> metadata) {
+                                                                          std::vector<json::object> metadata,
+                                                                          std::shared_ptr<net::CallMeter> meter) {
   if (auto opened = open(); !opened) co_return opened.error();
   if (texts.empty() || texts.size() != metadata.size())
     co_return memory_error(MemoryErrc::invalid_argument, "add needs one metadata object per text");
@@ -265,7 +268,7 @@ asio::awaitable<MemoryResult<std::vector<std::int64_t>>> Memory::add_many(std::v
     change.entries[i].text = texts[i];
     change.entries[i].metadata = std::move(metadata[i]);
   }
-  auto vectors = co_await embed(std::move(texts), &change.dimension);
+  auto vectors = co_await embed(std::move(texts), &change.dimension, std::move(meter));
   if (!vectors) co_return vectors.error();
   change.vectors = std::move(*vectors);
   auto committing = on_pool(pool_, CommitJob{index_.get(), std::move(change)});
@@ -301,7 +304,8 @@ struct SearchJob {
 
 }  // namespace
 
-asio::awaitable<MemoryResult<std::vector<MemoryHit>>> Memory::search(std::string query, int k) {
+asio::awaitable<MemoryResult<std::vector<MemoryHit>>> Memory::search(std::string query, int k,
+                                                                     std::shared_ptr<net::CallMeter> meter) {
   if (auto opened = open(); !opened) co_return opened.error();
   if (k < 1) co_return memory_error(MemoryErrc::invalid_argument, "k must be at least 1, got " + std::to_string(k));
   if (query.empty()) co_return memory_error(MemoryErrc::invalid_argument, "the query is empty");
@@ -310,7 +314,7 @@ asio::awaitable<MemoryResult<std::vector<MemoryHit>>> Memory::search(std::string
   std::vector<std::string> texts;
   texts.push_back(std::move(query));
   std::size_t dimension = 0;
-  auto vectors = co_await embed(std::move(texts), &dimension);
+  auto vectors = co_await embed(std::move(texts), &dimension, std::move(meter));
   if (!vectors) co_return vectors.error();
   SearchJob job{index_.get(), std::move(*vectors), k};
   auto searching = on_pool(pool_, std::move(job));
@@ -374,7 +378,7 @@ asio::awaitable<MemoryResult<void>> Memory::store_window(std::vector<IngestFile>
     texts.push_back(text.substr(c.chunk.begin, c.chunk.end - c.chunk.begin));
   }
   std::size_t dimension = 0;
-  auto vectors = co_await embed(texts, &dimension);
+  auto vectors = co_await embed(texts, &dimension, nullptr);
   if (!vectors) co_return vectors.error();
   if (pending->dimension != 0 && pending->dimension != dimension) {
     co_return memory_error(MemoryErrc::dimension_mismatch, "the embedding model returned vectors of dimension " +

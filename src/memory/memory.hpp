@@ -41,13 +41,18 @@ class Memory {
   void use_folder(std::filesystem::path folder);
 
   /// Embeds `text` and stores it; returns its id once saved. Metadata the index could not read
-  /// back (check_storable) is invalid_argument, before anything is embedded.
-  boost::asio::awaitable<MemoryResult<std::int64_t>> add(std::string text, boost::json::object metadata);
+  /// back (check_storable) is invalid_argument, before anything is embedded. The embedding's
+  /// cost counts to `meter` (null: none), as EmbeddingBatcher::embed counts it.
+  boost::asio::awaitable<MemoryResult<std::int64_t>> add(std::string text, boost::json::object metadata,
+                                                         std::shared_ptr<net::CallMeter> meter = {});
   /// Embeds and stores several texts in one go (batched) and saves them; returns their ids in order.
   boost::asio::awaitable<MemoryResult<std::vector<std::int64_t>>> add_many(std::vector<std::string> texts,
-                                                                           std::vector<boost::json::object> metadata);
+                                                                           std::vector<boost::json::object> metadata,
+                                                                           std::shared_ptr<net::CallMeter> meter = {});
   /// The `k` entries closest to `query`, best first, in the index as last saved by any process.
-  boost::asio::awaitable<MemoryResult<std::vector<MemoryHit>>> search(std::string query, int k);
+  /// The query's embedding counts to `meter` as for add().
+  boost::asio::awaitable<MemoryResult<std::vector<MemoryHit>>> search(std::string query, int k,
+                                                                      std::shared_ptr<net::CallMeter> meter = {});
   /// Chunks, embeds and stores the text files under `paths` (folders recursively), skipping
   /// files whose content hash is unchanged and replacing the chunks of changed ones. Saves at the
   /// end, and on the way whenever what waits grew as large as the index (a commit rewrites it all).
@@ -58,8 +63,9 @@ class Memory {
   struct PendingChunk;  // one of its chunks waiting to be embedded
 
  private:
-  /// Embeds `texts` and checks the vectors fit the index; sets *dimension.
-  boost::asio::awaitable<MemoryResult<std::vector<float>>> embed(std::vector<std::string> texts, std::size_t* dimension);
+  /// Embeds `texts` and checks the vectors fit the index; sets *dimension. Counts to `meter`.
+  boost::asio::awaitable<MemoryResult<std::vector<float>>> embed(std::vector<std::string> texts, std::size_t* dimension,
+                                                                 std::shared_ptr<net::CallMeter> meter);
   /// Embeds a window of chunks into `pending`; counts the files it completes.
   boost::asio::awaitable<MemoryResult<void>> store_window(std::vector<IngestFile>* files,
                                                           std::vector<PendingChunk>* window, Change* pending,

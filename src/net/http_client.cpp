@@ -36,6 +36,7 @@
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/read.hpp>
 
+#include "net/call_meter.hpp"
 #include "net/net_error.hpp"
 #include "net/tls_context.hpp"
 
@@ -517,7 +518,7 @@ asio::awaitable<HttpResult<tcp::resolver::results_type>> resolve(Origin origin, 
 }
 
 asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Impl* impl, Origin origin,
-                                                                  Clock::time_point deadline) {
+                                                                  Clock::time_point deadline, CallMeter* meter) {
   auto ex = co_await asio::this_coro::executor;
   const auto connect_deadline = std::min(deadline, Clock::now() + impl->options.connect_timeout);
   auto endpoints = co_await resolve(origin, connect_deadline);
@@ -544,6 +545,7 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
   socket.set_option(tcp::no_delay(true), option_ec);
   if (!origin.tls) socket.non_blocking(true, option_ec);  // for write_ready
   ++impl->opened;
+  if (meter) ++meter->connections_opened;
 
   if (origin.tls) {
     SSL* ssl = conn->secure->native_handle();
@@ -572,7 +574,7 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
 // A lease on a connection for `origin`: a fresh pooled one, a new one, or the next free slot in
 // FIFO order.
 asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> impl, Pool* pool_ptr, Origin origin,
-                                            Clock::time_point deadline, bool fresh_only) {
+                                            Clock::time_point deadline, bool fresh_only, CallMeter* meter) {
   auto& pool = *pool_ptr;
   bool claimed = false;  // waits for a warm-up connect once at most: one that fails is not waited out twice
   for (;;) {
@@ -590,7 +592,7 @@ asio::awaitable<HttpResult<Lease>> checkout(std::shared_ptr<HttpClient::Impl> im
     }
     if (pool.open < impl->options.max_connections) {
       Lease lease(impl, pool);
-      auto made = co_await connect(impl.get(), origin, deadline);
+      auto made = co_await connect(impl.get(), origin, deadline, meter);
       if (!made) co_return made.error();  // the lease frees the slot
       lease.conn = std::move(*made);
       co_return std::move(lease);
@@ -671,7 +673,7 @@ std::size_t HttpClient::waiting_for_connection(const Origin& origin) const {
   return it == impl_->pools.end() ? 0 : it->second.waiters.size();
 }
 
-asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRequest request) {
+asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRequest request, CallMeter* meter) {
   auto impl = impl_;  // keeps the pools alive across suspensions
   if (origin.tls && !impl->tls) co_return make_error(NetErrc::invalid_url, "https needs a TLS context", true);
   const auto deadline = Clock::now() + impl->options.request_timeout;
@@ -682,7 +684,7 @@ asio::awaitable<HttpResult<HttpResponse>> HttpClient::send(Origin origin, HttpRe
   for (int fresh = 0;; ++fresh) {
     Lease lease = fresh == 0 ? idle_lease(impl, pool) : Lease();
     if (!lease.conn) {
-      auto made = co_await checkout(impl, &pool, origin, deadline, fresh > 0);
+      auto made = co_await checkout(impl, &pool, origin, deadline, fresh > 0, meter);
       if (!made) co_return made.error();
       lease = std::move(*made);
     }
@@ -827,7 +829,8 @@ asio::awaitable<HttpResult<std::string>> HttpStream::read_all(std::size_t limit)
   }
 }
 
-asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, HttpRequest request, StreamLimits limits) {
+asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, HttpRequest request, StreamLimits limits,
+                                                                CallMeter* meter) {
   auto impl = impl_;
   if (origin.tls && !impl->tls) co_return make_error(NetErrc::invalid_url, "https needs a TLS context", true);
   const auto now = Clock::now();
@@ -838,7 +841,7 @@ asio::awaitable<HttpResult<HttpStream>> HttpClient::open_stream(Origin origin, H
   auto& pool = impl->pool_of(origin);  // pools are never erased: the reference stays valid
   const std::string req = serialize_request(pool.fields, request, impl->options.pooling);
   for (int fresh = 0;; ++fresh) {
-    auto lease = co_await checkout(impl, &pool, origin, deadline, fresh > 0);
+    auto lease = co_await checkout(impl, &pool, origin, deadline, fresh > 0, meter);
     if (!lease) co_return lease.error();
     auto state = std::make_unique<HttpStream::State>();
     state->lease = std::move(*lease);
@@ -871,8 +874,8 @@ namespace {
 // One warm-up connect into the slot `lease` already counts: the connection goes idle, or the
 // slot is freed (a failure, or cancellation: the lease gives it back however the frame ends).
 asio::awaitable<bool> warm_one(Lease lease, WarmSlot slot, HttpClient::Impl* impl, Origin origin,
-                               Clock::time_point deadline) {
-  auto made = co_await connect(impl, origin, deadline);
+                               Clock::time_point deadline, CallMeter* meter) {
+  auto made = co_await connect(impl, origin, deadline, meter);
   slot.end();  // before the lease wakes a waiting request: it then looks at an up-to-date count
   if (!made) co_return false;
   lease.conn = std::move(*made);
@@ -882,7 +885,7 @@ asio::awaitable<bool> warm_one(Lease lease, WarmSlot slot, HttpClient::Impl* imp
 
 }  // namespace
 
-asio::awaitable<int> HttpClient::warm(Origin origin, int k) {
+asio::awaitable<int> HttpClient::warm(Origin origin, int k, CallMeter* meter) {
   auto impl = impl_;
   if (!impl->options.pooling || k <= 0 || (origin.tls && !impl->tls)) co_return 0;
   auto& pool = impl->pool_of(origin);  // pools are never erased: the reference stays valid
@@ -892,14 +895,14 @@ asio::awaitable<int> HttpClient::warm(Origin origin, int k) {
   if (missing <= 0) co_return 0;
   const auto deadline = Clock::now() + impl->options.connect_timeout;
   using Connect =
-      decltype(asio::co_spawn(impl->executor, warm_one({}, WarmSlot(pool), nullptr, origin, deadline), asio::deferred));
+      decltype(asio::co_spawn(impl->executor, warm_one({}, WarmSlot(pool), nullptr, origin, deadline, meter), asio::deferred));
   std::vector<Connect> connects;
   connects.reserve(static_cast<std::size_t>(missing));
   // Each slot is taken here, before anything suspends: requests and other warm-ups starting
   // meanwhile see them counted.
   for (int i = 0; i < missing; ++i)
     connects.push_back(
-        asio::co_spawn(impl->executor, warm_one(Lease(impl, pool), WarmSlot(pool), impl.get(), origin, deadline),
+        asio::co_spawn(impl->executor, warm_one(Lease(impl, pool), WarmSlot(pool), impl.get(), origin, deadline, meter),
                        asio::deferred));
   auto [order, errors, made] = co_await asio::experimental::make_parallel_group(std::move(connects))
                                    .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);

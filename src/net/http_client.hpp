@@ -18,6 +18,7 @@
 namespace dagent::net {
 
 class TlsContext;
+struct CallMeter;
 
 struct Header {
   std::string name;   ///< lowercase in responses
@@ -84,19 +85,21 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   /// Sends `request` and reads the whole response. A pooled connection that fails before any
-  /// response byte is replaced by a fresh one once.
-  boost::asio::awaitable<HttpResult<HttpResponse>> send(Origin origin, HttpRequest request);
+  /// response byte is replaced by a fresh one once. A connection opened for it counts to `meter`
+  /// (null: none), which must outlive the call.
+  boost::asio::awaitable<HttpResult<HttpResponse>> send(Origin origin, HttpRequest request, CallMeter* meter = nullptr);
 
   /// Sends `request` and completes when the response head has arrived; the body is then read
-  /// from the stream within `limits`.
-  boost::asio::awaitable<HttpResult<HttpStream>> open_stream(Origin origin, HttpRequest request, StreamLimits limits);
+  /// from the stream within `limits`. Connections count to `meter` as for send().
+  boost::asio::awaitable<HttpResult<HttpStream>> open_stream(Origin origin, HttpRequest request, StreamLimits limits,
+                                                             CallMeter* meter = nullptr);
 
   /// Opens connections to `origin` concurrently until its pool holds `k` (idle, in use and
   /// connecting), never past max_connections, nor more idle ones than max_keepalive; each goes
   /// into the idle pool. A connect that fails frees its slot and is otherwise ignored. Completes
   /// when every connect has ended; cancelled, it stops them and frees their slots. Returns how
-  /// many connections it added; 0 without pooling.
-  boost::asio::awaitable<int> warm(Origin origin, int k);
+  /// many connections it added; 0 without pooling. The connections count to `meter` (null: none).
+  boost::asio::awaitable<int> warm(Origin origin, int k, CallMeter* meter = nullptr);
 
   /// Connections opened since construction (TCP connects, TLS included).
   std::int64_t connections_opened() const noexcept;

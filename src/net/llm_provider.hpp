@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -16,6 +17,8 @@
 #include <boost/system/result.hpp>
 
 namespace dagent::net {
+
+struct CallMeter;
 
 struct ChatMessage {
   std::string role;  ///< system, user or assistant
@@ -30,6 +33,9 @@ struct ChatRequest {
   std::optional<boost::json::object> json_schema;  ///< asks for response_format json_schema
   std::string schema_name = "response";
   bool strict = true;  ///< json_schema strict mode (needs every property required, none free-form)
+  /// Where the call's cost is counted besides the provider's metrics; null: nowhere. Not part of
+  /// the request's identity: never in its fingerprint, cache key or recording.
+  std::shared_ptr<CallMeter> meter;
 };
 
 struct Usage {
@@ -49,6 +55,7 @@ struct EmbedRequest {
   std::string model;
   std::vector<std::string> inputs;
   std::optional<int> dimensions;
+  std::shared_ptr<CallMeter> meter;  ///< as ChatRequest::meter
 };
 
 /// Vectors in input order, row-major: vector i is floats [i·dimension, (i+1)·dimension).
@@ -114,8 +121,8 @@ class LlmProvider {
   /// Opens connections for `k` concurrent calls ahead of them (connection_pooling.warm_connections),
   /// counting those open already; returns how many it added. Never fails: a connection that cannot
   /// be opened is left to the call that needs it. Cancellable. Decorators forward it; providers
-  /// without connections (replay) add none.
-  virtual boost::asio::awaitable<int> warm(int k);
+  /// without connections (replay) add none. The connections it opens count to `meter` (may be null).
+  virtual boost::asio::awaitable<int> warm(int k, CallMeter* meter);
 };
 
 /// The OpenAI request body of a chat call.

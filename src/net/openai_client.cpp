@@ -17,6 +17,7 @@
 #include <boost/url/parse.hpp>
 #include <simdjson.h>
 
+#include "net/call_meter.hpp"
 #include "net/circuit_breaker.hpp"
 #include "net/net_error.hpp"
 #include "net/rate_limiter.hpp"
@@ -34,7 +35,7 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 namespace od = simdjson::ondemand;
 
-boost::asio::awaitable<int> LlmProvider::warm(int) { co_return 0; }
+boost::asio::awaitable<int> LlmProvider::warm(int, CallMeter*) { co_return 0; }
 
 bool is_unreachable(const LlmError& e) noexcept {
   return e.code == NetErrc::resolve_failed || e.code == NetErrc::connect_failed ||
@@ -513,7 +514,8 @@ struct Sent {
 // Admits an attempt that holds `reservation`: the breaker's refusal (the reservation goes back
 // unspent, since nothing is sent), or nothing. An admitted retry is counted here, so a try the
 // breaker blocked is not a retry.
-std::optional<LlmError> admit(OpenAiClient::Impl* impl, RateLimiter::Reservation& reservation, int retries) {
+std::optional<LlmError> admit(OpenAiClient::Impl* impl, RateLimiter::Reservation& reservation, int retries,
+                              CallMeter* meter) {
   if (impl->options.circuit_breaker && !impl->breaker.allow()) {
     reservation.release_unsent();
     return llm_error(NetErrc::circuit_open,
@@ -522,6 +524,7 @@ std::optional<LlmError> admit(OpenAiClient::Impl* impl, RateLimiter::Reservation
                      retries);
   }
   if (retries > 0) ++impl->metrics.retries;
+  if (retries > 0 && meter) ++meter->retries;
   return std::nullopt;
 }
 
@@ -542,24 +545,31 @@ AttemptOutcome judge_status(OpenAiClient::Impl* impl, BreakerTicket& ticket, int
   return impl->outcome_of(status, headers);
 }
 
-// Adds the time from construction to destruction (cancellation included) to `total`.
+// Adds the time from construction to destruction (cancellation included) to `total`, and to
+// `also` when set.
 class PauseClock {
  public:
-  explicit PauseClock(std::chrono::steady_clock::duration* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  PauseClock(std::chrono::steady_clock::duration* total, std::chrono::nanoseconds* also)
+      : total_(total), also_(also), start_(std::chrono::steady_clock::now()) {}
   PauseClock(const PauseClock&) = delete;
   PauseClock& operator=(const PauseClock&) = delete;
   ~PauseClock() {
-    if (total_) *total_ += std::chrono::steady_clock::now() - start_;
+    if (!total_) return;
+    const auto paused = std::chrono::steady_clock::now() - start_;
+    *total_ += paused;
+    if (also_) *also_ += paused;
   }
 
  private:
   std::chrono::steady_clock::duration* total_;
+  std::chrono::nanoseconds* also_;
   std::chrono::steady_clock::time_point start_;
 };
 
 // The wait before a retry; after a 429 it counts as rate-limit wait, like the limiter's queue.
-asio::awaitable<void> pause(OpenAiClient::Impl* impl, std::chrono::milliseconds delay, bool rate_limited) {
-  PauseClock clock(rate_limited ? &impl->rate_limited_pause : nullptr);
+asio::awaitable<void> pause(OpenAiClient::Impl* impl, std::chrono::milliseconds delay, bool rate_limited,
+                            CallMeter* meter) {
+  PauseClock clock(rate_limited ? &impl->rate_limited_pause : nullptr, meter ? &meter->rate_limit_wait : nullptr);
   asio::steady_timer timer(co_await asio::this_coro::executor, delay);
   co_await timer.async_wait(k_token);
 }
@@ -567,21 +577,25 @@ asio::awaitable<void> pause(OpenAiClient::Impl* impl, std::chrono::milliseconds 
 // What follows a failed attempt: a retry (after its pause) when the policy wants one and the
 // run's retry budget allows it. A retry the budget refuses is counted, and `refused` set so the
 // error can say so.
-asio::awaitable<bool> retry_after_pause(OpenAiClient::Impl* impl, int retries, AttemptOutcome outcome, bool* refused) {
+asio::awaitable<bool> retry_after_pause(OpenAiClient::Impl* impl, int retries, AttemptOutcome outcome, bool* refused,
+                                        CallMeter* meter) {
   const auto decision = impl->retry.decide(retries, outcome);
   if (!decision.retry) co_return false;
   if (!impl->budget.try_spend()) {
     ++impl->metrics.retries_refused;
+    if (meter) ++meter->retries_refused;
     *refused = true;
     co_return false;
   }
-  co_await pause(impl, decision.delay, outcome.status == 429);
+  co_await pause(impl, decision.delay, outcome.status == 429, meter);
   co_return true;
 }
 
-// Posts `body` with the breaker, the limiter and the retry policy; returns a 2xx response.
+// Posts `body` with the breaker, the limiter and the retry policy; returns a 2xx response. What
+// the attempts cost is counted to `meter` too (null: nowhere).
 asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_path, std::string body,
-                                      std::int64_t estimated_tokens) {
+                                      std::int64_t estimated_tokens, CallMeter* meter) {
+  auto* waited = meter ? &meter->rate_limit_wait : nullptr;
   impl->budget.on_call();
   for (int retries = 0;; ++retries) {
     // The limiter first: a wait there that ends in cancellation must not count against the
@@ -589,12 +603,13 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
     // Why try first: a call the limiter admits at once (always, when it is off) skips a
     // coroutine frame and its resumption.
     auto granted = impl->limiter.try_acquire(estimated_tokens);
-    if (!granted) granted = co_await impl->limiter.acquire(estimated_tokens);
+    if (!granted) granted = co_await impl->limiter.acquire(estimated_tokens, waited);
     auto& reservation = *granted;
-    if (auto refused = admit(impl, reservation, retries)) co_return *refused;
+    if (meter && reservation.fallback()) ++meter->rate_limit_fallback_calls;
+    if (auto refused = admit(impl, reservation, retries, meter)) co_return *refused;
     BreakerTicket ticket(impl->breaker);
     auto request = impl->make_request(api_path, body);
-    auto sent = co_await impl->http.send(impl->options.base_url.origin, std::move(request));
+    auto sent = co_await impl->http.send(impl->options.base_url.origin, std::move(request), meter);
     AttemptOutcome outcome;
     if (!sent) {
       if (OpenAiClient::Impl::final_transport_error(sent.error())) {
@@ -615,7 +630,7 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
       outcome = judge_status(impl, ticket, sent->status, sent->headers);
     }
     bool refused = false;
-    if (co_await retry_after_pause(impl, retries, outcome, &refused)) continue;
+    if (co_await retry_after_pause(impl, retries, outcome, &refused, meter)) continue;
     LlmError error = !sent ? transport_error(sent.error(), retries + 1)
                            : api_error(sent->status, sent->body, impl->parser, retries + 1, *impl->secrets);
     if (refused) error.message += " (not retried: retry budget exhausted)";
@@ -665,14 +680,18 @@ asio::awaitable<LlmResult<ChatResponse>> chat_once(OpenAiClient::Impl* impl, Cha
   std::string body = chat_body(request, false);
   const auto request_bytes = body.size();
   const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
-  auto sent = co_await post(impl, "/chat/completions", std::move(body), estimate);
+  auto* meter = request.meter.get();
+  auto sent = co_await post(impl, "/chat/completions", std::move(body), estimate, meter);
   if (!sent) co_return sent.error();
   ++impl->metrics.llm_calls;
+  if (meter) ++meter->llm_calls;
   auto parsed = parse_chat(sent->response.body, impl->parser);
   if (!parsed) co_return parsed.error();
   parsed->usage = plausible(parsed->usage, request_bytes, request.max_tokens);
   impl->metrics.prompt_tokens += parsed->usage.prompt_tokens;
   impl->metrics.completion_tokens += parsed->usage.completion_tokens;
+  if (meter) meter->prompt_tokens += parsed->usage.prompt_tokens;
+  if (meter) meter->completion_tokens += parsed->usage.completion_tokens;
   sent->reservation.reconcile(parsed->usage.prompt_tokens + parsed->usage.completion_tokens);
   co_return std::move(*parsed);
 }
@@ -694,7 +713,9 @@ ProviderMetrics OpenAiClient::metrics() const {
 
 void OpenAiClient::reset_retry_budget() { impl_->budget.reset(); }
 
-asio::awaitable<int> OpenAiClient::warm(int k) { return impl_->http.warm(impl_->options.base_url.origin, k); }
+asio::awaitable<int> OpenAiClient::warm(int k, CallMeter* meter) {
+  return impl_->http.warm(impl_->options.base_url.origin, k, meter);
+}
 
 asio::awaitable<LlmResult<ChatResponse>> OpenAiClient::chat(ChatRequest request) {
   auto result = co_await chat_unmasked(std::move(request));
@@ -727,13 +748,16 @@ asio::awaitable<LlmResult<EmbedResponse>> OpenAiClient::embed_unmasked(EmbedRequ
   std::string body = text::serialize_valid(payload);
   const auto request_bytes = body.size();
   const auto estimate = estimate_request_tokens(body, 0);
-  auto sent = co_await post(impl, "/embeddings", std::move(body), estimate);
+  auto* meter = request.meter.get();
+  auto sent = co_await post(impl, "/embeddings", std::move(body), estimate, meter);
   if (!sent) co_return sent.error();
   ++impl->metrics.embedding_calls;
+  if (meter) ++meter->embedding_calls;
   auto parsed = parse_embeddings(sent->response.body, impl->parser, request.inputs.size());
   if (!parsed) co_return parsed.error();
   parsed->usage = plausible(parsed->usage, request_bytes, 0);
   impl->metrics.prompt_tokens += parsed->usage.prompt_tokens;
+  if (meter) meter->prompt_tokens += parsed->usage.prompt_tokens;
   sent->reservation.reconcile(parsed->usage.prompt_tokens);
   co_return std::move(*parsed);
 }
@@ -836,16 +860,19 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
                                                           std::function<void(std::string_view)> on_delta) {
   const std::string body = chat_body(request, true);
   const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
+  auto* meter = request.meter.get();
+  auto* waited = meter ? &meter->rate_limit_wait : nullptr;
   impl->budget.on_call();
   for (int retries = 0;; ++retries) {
     auto granted = impl->limiter.try_acquire(estimate);  // as in post()
-    if (!granted) granted = co_await impl->limiter.acquire(estimate);
+    if (!granted) granted = co_await impl->limiter.acquire(estimate, waited);
     auto& reservation = *granted;
-    if (auto refused = admit(impl, reservation, retries)) co_return *refused;
+    if (meter && reservation.fallback()) ++meter->rate_limit_fallback_calls;
+    if (auto refused = admit(impl, reservation, retries, meter)) co_return *refused;
     BreakerTicket ticket(impl->breaker);
     auto http_request = impl->make_request("/chat/completions", body);
     auto opened = co_await impl->http.open_stream(impl->options.base_url.origin, std::move(http_request),
-                                                  impl->stream_limits());
+                                                  impl->stream_limits(), meter);
     AttemptOutcome outcome;
     std::string error_body;
     if (!opened) {
@@ -861,12 +888,15 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
         if (auto odd = unexpected_status(opened->status(), opened->headers(), retries + 1, impl->options.base_url.origin))
           co_return *odd;
         ++impl->metrics.llm_calls;
+        if (meter) ++meter->llm_calls;
         // From here on the stream has started: it is never retried.
         auto result = co_await read_chat_stream(impl, *opened, std::move(on_delta), retries + 1);
         if (result) {
           result->usage = plausible(result->usage, body.size(), request.max_tokens);
           impl->metrics.prompt_tokens += result->usage.prompt_tokens;
           impl->metrics.completion_tokens += result->usage.completion_tokens;
+          if (meter) meter->prompt_tokens += result->usage.prompt_tokens;
+          if (meter) meter->completion_tokens += result->usage.completion_tokens;
           reservation.reconcile(result->usage.prompt_tokens + result->usage.completion_tokens);
         }
         co_return result;
@@ -876,7 +906,7 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
       outcome = judge_status(impl, ticket, opened->status(), opened->headers());
     }
     bool refused = false;
-    if (co_await retry_after_pause(impl, retries, outcome, &refused)) continue;
+    if (co_await retry_after_pause(impl, retries, outcome, &refused, meter)) continue;
     LlmError error = !opened ? transport_error(opened.error(), retries + 1)
                              : api_error(opened->status(), error_body, impl->parser, retries + 1, *impl->secrets);
     if (refused) error.message += " (not retried: retry budget exhausted)";

@@ -59,7 +59,7 @@ class OpenAiClient final : public LlmProvider {
   ProviderMetrics metrics() const override;
   void reset_retry_budget() override;
   /// Warms base_url's origin in the HTTP client's pool (HttpClient::warm).
-  boost::asio::awaitable<int> warm(int k) override;
+  boost::asio::awaitable<int> warm(int k, CallMeter* meter) override;
 
   struct Impl;
 

@@ -115,13 +115,16 @@ struct RateLimiter::Park {
 // cancelled or destroyed) counts the wait and hands the head to the next caller.
 class RateLimiter::Queued {
  public:
-  explicit Queued(RateLimiter* limiter)
+  Queued(RateLimiter* limiter, std::chrono::nanoseconds* waited)
       : limiter_(limiter),
+        waited_(waited),
         entered_(limiter->clock_()),
         self_(limiter->queue_.insert(limiter->queue_.end(), Waiter{})) {}
 
   ~Queued() {
-    limiter_->total_wait_ += limiter_->clock_() - entered_;
+    const std::chrono::nanoseconds wait = limiter_->clock_() - entered_;
+    limiter_->total_wait_ += wait;
+    if (waited_) *waited_ += wait;
     const bool was_head = self_ == limiter_->queue_.begin();
     limiter_->queue_.erase(self_);
     if (was_head) limiter_->wake_head();
@@ -135,6 +138,7 @@ class RateLimiter::Queued {
 
  private:
   RateLimiter* limiter_;
+  std::chrono::nanoseconds* waited_;  // the caller's own count, or null
   time_point entered_;
   std::list<Waiter>::iterator self_;
 };
@@ -190,6 +194,10 @@ void RateLimiter::Reservation::observe(const RateLimitHeaders& headers) {
   l.sync(headers, requests, tokens);
 }
 
+bool RateLimiter::Reservation::fallback() const noexcept {
+  return limiter_ != nullptr && limiter_->options_.shared && !shared_;
+}
+
 void RateLimiter::Reservation::reconcile(std::int64_t actual_tokens) {
   if (limiter_ == nullptr) return;
   std::exchange(limiter_, nullptr)->settle(seq_, tokens_, actual_tokens, shared_);
@@ -228,15 +236,16 @@ std::optional<RateLimiter::Reservation> RateLimiter::try_acquire(std::int64_t es
   return take(tokens, now);
 }
 
-asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t estimated_tokens) {
+asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t estimated_tokens,
+                                                               std::chrono::nanoseconds* waited) {
   if (!options_.enabled) co_return Reservation{};
   const std::int64_t tokens = std::max<std::int64_t>(estimated_tokens, 0);
-  if (options_.shared) co_return co_await acquire_shared(tokens);
+  if (options_.shared) co_return co_await acquire_shared(tokens, waited);
   if (queue_.empty()) {
     const auto now = clock_();
     if (wait_for(tokens, now) == std::chrono::nanoseconds::zero()) co_return take(tokens, now);
   }
-  Queued queued(this);
+  Queued queued(this, waited);
   for (;;) {
     if (queued.at_head()) {
       const auto now = clock_();
@@ -260,8 +269,9 @@ asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t esti
 // grant or per wait it was told. Why a grant that the budget made but a cancelled caller never
 // received is not returned: the ask's outcome is unknown to a cancelled coroutine; the budget
 // errs on the safe side.
-asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire_shared(std::int64_t tokens) {
-  Queued queued(this);
+asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire_shared(std::int64_t tokens,
+                                                                      std::chrono::nanoseconds* waited) {
+  Queued queued(this, waited);
   for (;;) {
     if (queued.at_head()) {
       auto now = clock_();

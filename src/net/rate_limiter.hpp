@@ -100,6 +100,9 @@ class RateLimiter {
     bool active() const noexcept { return limiter_ != nullptr; }
     /// Granted by the shared budget (not by this process's fallback share).
     bool shared() const noexcept { return shared_; }
+    /// Shared mode: granted from this process's share (one of shared_stats().fallback_grants).
+    /// False once reconciled.
+    bool fallback() const noexcept;
     std::int64_t estimated_tokens() const noexcept { return tokens_; }
 
    private:
@@ -134,8 +137,9 @@ class RateLimiter {
   /// Reserves 1 request and `estimated_tokens` (prompt estimate + max_tokens), waiting in FIFO
   /// order until both buckets hold enough; a later caller never overtakes an earlier one. Throws
   /// system_error(operation_aborted) when the awaiting coroutine is cancelled, after leaving the
-  /// queue. Disabled: completes at once with an empty Reservation.
-  boost::asio::awaitable<Reservation> acquire(std::int64_t estimated_tokens);
+  /// queue. Disabled: completes at once with an empty Reservation. The time in the queue, counted
+  /// in total_wait(), is also added to `*waited` (null: nowhere), which must outlive the call.
+  boost::asio::awaitable<Reservation> acquire(std::int64_t estimated_tokens, std::chrono::nanoseconds* waited = nullptr);
   /// What acquire() would complete with at once (disabled, or no caller waiting and both buckets
   /// holding enough), without a coroutine; otherwise empty, and the caller awaits acquire().
   std::optional<Reservation> try_acquire(std::int64_t estimated_tokens);
@@ -178,7 +182,7 @@ class RateLimiter {
   Reservation take(std::int64_t tokens, time_point now, bool shared = false);
   void settle(std::uint64_t seq, std::int64_t estimated_tokens, std::int64_t actual_tokens, bool shared);
   void unsend(std::uint64_t seq, std::int64_t estimated_tokens, bool shared);
-  boost::asio::awaitable<Reservation> acquire_shared(std::int64_t tokens);
+  boost::asio::awaitable<Reservation> acquire_shared(std::int64_t tokens, std::chrono::nanoseconds* waited);
   SharedAsk pending_ask(bool take, std::int64_t tokens) const;
   void delivered(const SharedAsk& ask) noexcept;
   void enter_fallback(time_point now, const std::string& why);

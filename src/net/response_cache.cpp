@@ -10,6 +10,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include "net/call_meter.hpp"
 #include "net/request_fingerprint.hpp"
 
 namespace dagent::net {
@@ -46,15 +47,18 @@ struct CachingProvider::Level2 {
     else std::fprintf(stderr, "dagent: warning: %s\n", message.c_str());
   }
 
-  void unreachable(const std::string& why) {
+  // `meter`: the call's, which the failure counts to as well (may be null).
+  void unreachable(const std::string& why, CallMeter* meter) {
     ++errors;
+    if (meter) ++meter->cache_l2_errors;
     if (std::exchange(warned_unreachable, true)) return;
     say("response cache: the shared cache did not answer (" + why +
         "); calls it cannot answer are cached in this process only (performance.caching.backend)");
   }
 
-  void unreadable(const std::string& why) {
+  void unreadable(const std::string& why, CallMeter* meter) {
     ++errors;
+    if (meter) ++meter->cache_l2_errors;
     if (std::exchange(warned_unreadable, true)) return;
     say("response cache: a value in the shared cache was ignored (" + why + "); the call went to the model");
   }
@@ -70,11 +74,12 @@ asio::awaitable<SharedCache::Stored> write_shared(std::shared_ptr<SharedCache> s
 struct WriteDone {
   std::shared_ptr<CachingProvider::Level2> level2;
   CachingProvider::Level2::Write* write;
+  std::shared_ptr<CallMeter> meter;  // the call whose reply is written; it may have ended
   void operator()(std::exception_ptr e, SharedCache::Stored stored) const {
     write->running = false;
     if (level2->closed) return;  // cancelled by ~CachingProvider
-    if (e) level2->unreachable("a write failed");
-    else if (!stored) level2->unreachable(stored.error());
+    if (e) level2->unreachable("a write failed", meter.get());
+    else if (!stored) level2->unreachable(stored.error(), meter.get());
   }
 };
 
@@ -128,21 +133,25 @@ void CachingProvider::store(std::string key, Value value, std::chrono::milliseco
   index_.emplace(std::move(key), lru_.begin());
 }
 
-asio::awaitable<std::optional<CachingProvider::Value>> CachingProvider::lookup(std::string key, ReplyKind kind) {
-  if (const auto* hit = find(key)) co_return *hit;
+asio::awaitable<std::optional<CachingProvider::Value>> CachingProvider::lookup(std::string key, ReplyKind kind,
+                                                                            std::shared_ptr<CallMeter> meter) {
+  if (const auto* hit = find(key)) {
+    if (meter) ++meter->cache_hits;
+    co_return *hit;
+  }
   if (!level2_) co_return std::nullopt;
   const auto level2 = level2_;
   auto found = co_await level2->store->get(key);
   if (!found) {
     // A caller that was cancelled learns nothing about the store.
     const auto state = co_await asio::this_coro::cancellation_state;
-    if (state.cancelled() == asio::cancellation_type::none) level2->unreachable(found.error());
+    if (state.cancelled() == asio::cancellation_type::none) level2->unreachable(found.error(), meter.get());
     co_return std::nullopt;
   }
   if (!*found) co_return std::nullopt;
   auto reply = decode_reply((*found)->value, key, kind);
   if (!reply) {
-    level2->unreadable(reply.error());
+    level2->unreadable(reply.error(), meter.get());
     co_return std::nullopt;
   }
   // Why the store's TTL: the entry lives as long here as it does there, not a fresh TTL from now.
@@ -150,10 +159,12 @@ asio::awaitable<std::optional<CachingProvider::Value>> CachingProvider::lookup(s
   store(key, *reply, std::min(ttl, (*found)->ttl.value_or(ttl)));
   ++hits_;
   ++level2->hits;
+  if (meter) ++meter->cache_hits;
+  if (meter) ++meter->cache_l2_hits;
   co_return std::move(*reply);
 }
 
-void CachingProvider::remember(std::string key, const Value& value) {
+void CachingProvider::remember(std::string key, const Value& value, std::shared_ptr<CallMeter> meter) {
   const std::chrono::milliseconds ttl = options_.ttl;
   store(key, value, ttl);
   if (!level2_ || ttl <= std::chrono::milliseconds(0)) return;
@@ -163,15 +174,16 @@ void CachingProvider::remember(std::string key, const Value& value) {
   if (free == level2_->writes.end()) return;
   free->running = true;
   asio::co_spawn(executor_, write_shared(level2_->store, std::move(key), std::move(bytes), ttl),
-                 asio::bind_cancellation_slot(free->cancel.slot(), WriteDone{level2_, &*free}));
+                 asio::bind_cancellation_slot(free->cancel.slot(), WriteDone{level2_, &*free, std::move(meter)}));
 }
 
 boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat(ChatRequest request) {
   auto key = key_of(normalize(request, CallKind::chat));
-  auto hit = co_await lookup(key, ReplyKind::chat);
+  const auto meter = request.meter;
+  auto hit = co_await lookup(key, ReplyKind::chat, meter);
   if (hit) co_return std::get<ChatResponse>(std::move(*hit));
   auto reply = co_await inner_.chat(std::move(request));
-  if (reply) remember(std::move(key), *reply);
+  if (reply) remember(std::move(key), *reply, meter);
   co_return reply;
 }
 
@@ -179,23 +191,25 @@ boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat_stream(
     ChatRequest request, std::function<void(std::string_view)> on_delta) {
   // The same key as chat(): a streamed reply and a whole one are the same answer.
   auto key = key_of(normalize(request, CallKind::chat));
-  auto hit = co_await lookup(key, ReplyKind::chat);
+  const auto meter = request.meter;
+  auto hit = co_await lookup(key, ReplyKind::chat, meter);
   if (hit) {
     auto reply = std::get<ChatResponse>(std::move(*hit));
     if (on_delta && !reply.content.empty()) on_delta(reply.content);
     co_return reply;
   }
   auto reply = co_await inner_.chat_stream(std::move(request), std::move(on_delta));
-  if (reply) remember(std::move(key), *reply);
+  if (reply) remember(std::move(key), *reply, meter);
   co_return reply;
 }
 
 boost::asio::awaitable<LlmResult<EmbedResponse>> CachingProvider::embed(EmbedRequest request) {
   auto key = key_of(normalize(request));
-  auto hit = co_await lookup(key, ReplyKind::embed);
+  const auto meter = request.meter;
+  auto hit = co_await lookup(key, ReplyKind::embed, meter);
   if (hit) co_return std::get<EmbedResponse>(std::move(*hit));
   auto reply = co_await inner_.embed(std::move(request));
-  if (reply) remember(std::move(key), *reply);
+  if (reply) remember(std::move(key), *reply, meter);
   co_return reply;
 }
 

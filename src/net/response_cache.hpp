@@ -54,12 +54,13 @@ class CachingProvider final : public LlmProvider {
                                                               std::function<void(std::string_view)> on_delta) override;
   boost::asio::awaitable<LlmResult<EmbedResponse>> embed(EmbedRequest request) override;
   /// The inner provider's counters, with this cache's hits (both levels), second-level hits and
-  /// second-level errors.
+  /// second-level errors. Each also counts to the meter of the call it happened in; a failed
+  /// background write, to the meter of the call whose reply it wrote.
   ProviderMetrics metrics() const override;
   /// Forwarded to the inner provider.
   void reset_retry_budget() override { inner_.reset_retry_budget(); }
   /// Forwarded: a miss still needs a connection.
-  boost::asio::awaitable<int> warm(int k) override { return inner_.warm(k); }
+  boost::asio::awaitable<int> warm(int k, CallMeter* meter) override { return inner_.warm(k, meter); }
 
   /// Entries in the first level.
   std::size_t size() const noexcept { return index_.size(); }
@@ -78,9 +79,11 @@ class CachingProvider final : public LlmProvider {
   const Value* find(const std::string& key);
   void store(std::string key, Value value, std::chrono::milliseconds ttl);
   /// The first level's entry, else the second level's (which then fills the first); none on a miss.
-  boost::asio::awaitable<std::optional<Value>> lookup(std::string key, ReplyKind kind);
-  /// Stores a reply just received in the first level and starts its write to the second.
-  void remember(std::string key, const Value& value);
+  /// Hits and second-level errors count to `meter` too (may be null).
+  boost::asio::awaitable<std::optional<Value>> lookup(std::string key, ReplyKind kind, std::shared_ptr<CallMeter> meter);
+  /// Stores a reply just received in the first level and starts its write to the second, whose
+  /// failure counts to `meter` too.
+  void remember(std::string key, const Value& value, std::shared_ptr<CallMeter> meter);
 
   boost::asio::any_io_executor executor_;
   LlmProvider& inner_;

@@ -21,7 +21,7 @@ class RecordingProvider final : public net::LlmProvider {
   net::ProviderMetrics metrics() const override { return inner_.metrics(); }
   void reset_retry_budget() override { inner_.reset_retry_budget(); }
   /// Forwarded, not recorded: a replay makes no connections.
-  boost::asio::awaitable<int> warm(int k) override { return inner_.warm(k); }
+  boost::asio::awaitable<int> warm(int k, net::CallMeter* meter) override { return inner_.warm(k, meter); }
 
  private:
   net::LlmProvider& inner_;

@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/value.hpp>
 
+#include "net/call_meter.hpp"
 #include "net/net_error.hpp"
 #include "record/llm_event.hpp"
 
@@ -39,11 +40,16 @@ net::LlmResult<T> outcome(const json::object& event, net::LlmResult<T> (*decode)
                        "malformed recording: an llm event has neither a response nor an error", 0, {}, {}, 0};
 }
 
-void count_chat(net::ProviderMetrics& metrics, const net::LlmResult<net::ChatResponse>& result) {
+// Counts a replayed chat call in `metrics` and in the call's `meter` (may be null).
+void count_chat(net::ProviderMetrics& metrics, net::CallMeter* meter, const net::LlmResult<net::ChatResponse>& result) {
   if (!result) return;
   ++metrics.llm_calls;
   metrics.prompt_tokens += result->usage.prompt_tokens;
   metrics.completion_tokens += result->usage.completion_tokens;
+  if (!meter) return;
+  ++meter->llm_calls;
+  meter->prompt_tokens += result->usage.prompt_tokens;
+  meter->completion_tokens += result->usage.completion_tokens;
 }
 
 }  // namespace
@@ -104,7 +110,7 @@ asio::awaitable<net::LlmResult<net::ChatResponse>> ReplayProvider::chat(net::Cha
   const json::object* event = next_event(fingerprint(wanted));
   if (!event) co_return no_match(wanted);
   auto result = outcome(*event, &chat_response_from_json);
-  count_chat(metrics_, result);
+  count_chat(metrics_, request.meter.get(), result);
   co_return result;
 }
 
@@ -140,7 +146,7 @@ asio::awaitable<net::LlmResult<net::ChatResponse>> ReplayProvider::chat_stream(
     }
     if (on_delta) on_delta(text->get_string());
   }
-  count_chat(metrics_, result);
+  count_chat(metrics_, request.meter.get(), result);
   co_return result;
 }
 
@@ -196,12 +202,15 @@ asio::awaitable<net::LlmResult<net::EmbedResponse>> ReplayProvider::embed(net::E
       assembled.vectors.insert(assembled.vectors.end(), it->second.begin(), it->second.end());
     }
     ++metrics_.embedding_calls;
+    if (request.meter) ++request.meter->embedding_calls;
     co_return assembled;
   }
   auto result = outcome(*event, &embed_response_from_json);
   if (result) {
     ++metrics_.embedding_calls;
     metrics_.prompt_tokens += result->usage.prompt_tokens;
+    if (request.meter) ++request.meter->embedding_calls;
+    if (request.meter) request.meter->prompt_tokens += result->usage.prompt_tokens;
   }
   co_return result;
 }

@@ -29,7 +29,8 @@ class ReplayProvider final : public net::LlmProvider {
   boost::asio::awaitable<net::LlmResult<net::ChatResponse>> chat_stream(
       net::ChatRequest request, std::function<void(std::string_view)> on_delta) override;
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(net::EmbedRequest request) override;
-  /// Counts replayed calls and their recorded usage as if they were live (connections: 0).
+  /// Counts replayed calls and their recorded usage as if they were live (connections: 0), and
+  /// each in its request's meter.
   net::ProviderMetrics metrics() const override { return metrics_; }
   // warm(): the default, none; a replay opens no connections.
 

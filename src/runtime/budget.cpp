@@ -117,6 +117,7 @@ asio::awaitable<net::LlmResult<net::ChatResponse>> Budget::chat(net::ChatRequest
   std::int64_t reserved = 0;
   if (auto refused = admit(request, reserved)) co_return std::move(*refused);
   Ticket ticket(this, reserved, prompt_estimate(request));
+  if (!request.meter) request.meter = meter_;
   auto reply = co_await inner_.chat(std::move(request));
   if (reply) ticket.settle(*reply);
   co_return reply;
@@ -129,6 +130,7 @@ asio::awaitable<net::LlmResult<net::ChatResponse>> Budget::chat_stream(net::Chat
   Ticket ticket(this, reserved, prompt_estimate(request));
   // Why named: g++ 12 destroys a temporary with a destructor inside a co_await expression twice.
   std::function<void(std::string_view)> tap = StreamTap{std::move(on_delta), &ticket.streamed};
+  if (!request.meter) request.meter = meter_;
   auto reply = co_await inner_.chat_stream(std::move(request), std::move(tap));
   if (reply) ticket.settle(*reply);
   co_return reply;
@@ -138,6 +140,7 @@ asio::awaitable<net::LlmResult<net::EmbedResponse>> Budget::embed(net::EmbedRequ
   if (limits_.max_wall_ms > 0 && (wall_stopped_ || elapsed_ms() >= static_cast<double>(limits_.max_wall_ms)))
     co_return refuse("budget exceeded: limits.max_wall_ms: " + std::to_string(static_cast<std::int64_t>(elapsed_ms())) +
                      " of " + std::to_string(limits_.max_wall_ms) + " ms");
+  if (!request.meter) request.meter = meter_;
   co_return co_await inner_.embed(std::move(request));
 }
 

@@ -2,14 +2,18 @@
 // A run's budget (limits.*): a decorating LlmProvider at the head of the run's provider chain, so
 // every chat call of the run — planner (intent, plan, repair, replan, answer), llm steps, the
 // judge — passes it. A call the budget cannot afford fails before it reaches the network; calls
-// already running finish. Embedding calls are not counted (README "Budgets").
+// already running finish. Embedding calls are not counted (README "Budgets"). It also names the
+// run's CallMeter on every request it forwards, so the run's metrics count its own calls only,
+// however many runs share the provider.
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "config/config.hpp"
+#include "net/call_meter.hpp"
 #include "net/llm_provider.hpp"
 
 namespace dagent::runtime {
@@ -35,6 +39,10 @@ class Budget final : public net::LlmProvider {
   std::int64_t calls() const noexcept { return calls_; }
   std::int64_t tokens() const noexcept { return tokens_; }  ///< settled: usage of finished calls
 
+  /// The run's meter: what its calls cost (the run's metrics). Set on every request and warm-up
+  /// forwarded without one.
+  const std::shared_ptr<net::CallMeter>& meter() const noexcept { return meter_; }
+
   boost::asio::awaitable<net::LlmResult<net::ChatResponse>> chat(net::ChatRequest request) override;
   boost::asio::awaitable<net::LlmResult<net::ChatResponse>> chat_stream(
       net::ChatRequest request, std::function<void(std::string_view)> on_delta) override;
@@ -42,8 +50,11 @@ class Budget final : public net::LlmProvider {
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(net::EmbedRequest request) override;
   net::ProviderMetrics metrics() const override { return inner_.metrics(); }
   void reset_retry_budget() override { inner_.reset_retry_budget(); }
-  /// Forwarded; opening a connection is no call.
-  boost::asio::awaitable<int> warm(int k) override { return inner_.warm(k); }
+  /// Forwarded; opening a connection is no call. Without a meter of its own, its connections
+  /// count to the run's.
+  boost::asio::awaitable<int> warm(int k, net::CallMeter* meter) override {
+    return inner_.warm(k, meter ? meter : meter_.get());
+  }
 
   /// A call's reservation, settled with its usage when it ends (however it ends).
   struct Ticket;
@@ -62,6 +73,7 @@ class Budget final : public net::LlmProvider {
   std::int64_t reserved_ = 0;  ///< reservations of the calls in flight
   bool wall_stopped_ = false;
   std::optional<std::string> exceeded_;
+  std::shared_ptr<net::CallMeter> meter_ = std::make_shared<net::CallMeter>();
 };
 
 }  // namespace dagent::runtime

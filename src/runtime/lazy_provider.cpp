@@ -115,9 +115,9 @@ boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> LazyProvider::embed(n
 
 net::ProviderMetrics LazyProvider::metrics() const { return client_ ? client_->metrics() : net::ProviderMetrics{}; }
 
-boost::asio::awaitable<int> LazyProvider::warm(int k) {
+boost::asio::awaitable<int> LazyProvider::warm(int k, net::CallMeter* meter) {
   if (!client_) co_return 0;  // a run that may call the model prepared it; never create it for this
-  co_return co_await client_->warm(k);
+  co_return co_await client_->warm(k, meter);
 }
 
 void LazyProvider::reset_retry_budget() {

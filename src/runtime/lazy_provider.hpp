@@ -32,7 +32,7 @@ class LazyProvider final : public net::LlmProvider {
   net::ProviderMetrics metrics() const override;
   void reset_retry_budget() override;
   /// Forwarded once the client exists (prepare() succeeded); none before.
-  boost::asio::awaitable<int> warm(int k) override;
+  boost::asio::awaitable<int> warm(int k, net::CallMeter* meter) override;
 
  private:
   boost::asio::any_io_executor executor_;

@@ -24,6 +24,7 @@
 #include "mcp/mcp_tool.hpp"
 #include "memory/memory.hpp"
 #include "net/sha256.hpp"
+#include "runtime/memory_recall.hpp"
 #include "tools/llm_tool.hpp"
 #include "tools/memory_add_tool.hpp"
 #include "tools/memory_search_tool.hpp"
@@ -330,7 +331,11 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
       gate.on_decision = [recorder = recorder_.get()](const executor::ApprovalRecord& r) { recorder->approval(r); };
     approval_ = std::make_unique<executor::ApprovalGate>(std::move(gate));
   }
-  planner::Recall* recall = replay_ ? nullptr : shared_.recall;
+  planner::Recall* recall = nullptr;
+  if (!replay_ && shared_.recall && shared_.memory) {  // the run's own: its embedding counts to the run's meter
+    memory_recall_ = std::make_unique<MemoryRecall>(*shared_.memory, budget_->meter());
+    recall = memory_recall_.get();
+  }
   if (recorder_ || source_) {
     recall_tap_ = std::make_unique<RecallTap>(recall, recorder_.get(),
                                               source_ ? recorded_recall(*source_) : std::nullopt);
@@ -338,15 +343,16 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
   }
 
   // The run's tools: the runtime's, with the built-in ones that call the model or the memory bound
-  // to this run's provider chain and memory.
+  // to this run's provider chain, memory and meter.
+  memory::Memory* memory = replay_memory_ ? replay_memory_.get() : shared_.memory;
   for (const Tool* tool : shared_.registry->tools()) {
     std::shared_ptr<Tool> mine;
     if (tool == shared_.llm_tool) {
       mine = std::make_shared<tools::LlmTool>(*provider_, tools::LlmTool::options_of(cfg));
-    } else if (replay_memory_ && tool == shared_.memory_add_tool) {
-      mine = std::make_shared<tools::MemoryAddTool>(*replay_memory_);
-    } else if (replay_memory_ && tool == shared_.memory_search_tool) {
-      mine = std::make_shared<tools::MemorySearchTool>(*replay_memory_, cfg.memory.recall_k);
+    } else if (memory && tool == shared_.memory_add_tool) {
+      mine = std::make_shared<tools::MemoryAddTool>(*memory, budget_->meter());
+    } else if (memory && tool == shared_.memory_search_tool) {
+      mine = std::make_shared<tools::MemorySearchTool>(*memory, cfg.memory.recall_k, budget_->meter());
     } else {
       mine = shared_.registry->get(tool->name());
     }
@@ -507,10 +513,12 @@ struct StopWarming {
   }
 };
 
-void start_warm_up(const asio::any_io_executor& loop, net::LlmProvider& provider, const std::shared_ptr<WarmUp>& warm, int k) {
+// The connections it opens count to `meter`, the run's.
+void start_warm_up(const asio::any_io_executor& loop, net::LlmProvider& provider, net::CallMeter* meter,
+                   const std::shared_ptr<WarmUp>& warm, int k) {
   auto& entry = warm->entries.emplace_back();
   ++warm->running;
-  asio::co_spawn(loop, provider.warm(k), asio::bind_cancellation_slot(entry.cancel.slot(), WarmDone{warm, &entry}));
+  asio::co_spawn(loop, provider.warm(k, meter), asio::bind_cancellation_slot(entry.cancel.slot(), WarmDone{warm, &entry}));
 }
 
 }  // namespace
@@ -527,7 +535,7 @@ asio::awaitable<void> Run::with_warm_connections(asio::awaitable<void> flow) {
   warmed_ = k;
   // Started, not awaited: the connects run while the flow plans. Connections the planning calls
   // are already opening count towards k.
-  start_warm_up(shared_.loop, provider(), warm, k);
+  start_warm_up(shared_.loop, provider(), budget_->meter().get(), warm, k);
   {
     StopWarming stop{warm};
     co_await std::move(flow);
@@ -542,7 +550,7 @@ void Run::warm_for(const Prepared& prepared) {
   const int k = plan_width(prepared);
   if (k <= warmed_) return;
   warmed_ = k;
-  start_warm_up(shared_.loop, provider(), warm_, k);
+  start_warm_up(shared_.loop, provider(), budget_->meter().get(), warm_, k);
 }
 
 ToolContext Run::tool_context() const {

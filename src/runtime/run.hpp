@@ -196,6 +196,7 @@ class Run {
   std::unique_ptr<executor::ApprovalGate> approval_;
   std::optional<ResumePoint> resume_;
   std::unique_ptr<planner::Recall> recall_tap_;
+  std::unique_ptr<planner::Recall> memory_recall_;  ///< live runs with memory: recall counted to the run's meter
   std::filesystem::path scratch_memory_;      ///< a replay's own memory folder, removed afterwards
   std::unique_ptr<memory::Memory> replay_memory_;
   net::LlmProvider* provider_ = nullptr;     ///< the head of the chain every part of this run calls

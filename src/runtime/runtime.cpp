@@ -34,6 +34,7 @@
 #include "redis/redis_cache.hpp"
 #include "runtime/agent_loop.hpp"
 #include "runtime/lazy_provider.hpp"
+#include "runtime/memory_recall.hpp"
 #include "runtime/distribution.hpp"
 #include "runtime/run.hpp"
 #include "runtime/trace_writer.hpp"
@@ -189,27 +190,6 @@ std::string clipped(std::string_view text, std::size_t max) {
   return std::string(text.substr(0, text::utf8_cut(text, max))) + "…";
 }
 
-// The planner's recall, served by the memory: the goal's nearest entries, each clipped so the
-// planning prompt stays small.
-class MemoryRecall final : public planner::Recall {
- public:
-  explicit MemoryRecall(memory::Memory& memory) : memory_(memory) {}
-  asio::awaitable<std::vector<std::string>> recall(std::string goal, int k) override {
-    std::vector<std::string> out;
-    auto hits = co_await memory_.search(std::move(goal), k);
-    if (!hits) co_return out;  // planning goes on without memories
-    const auto secrets = text::secrets();  // an ingested file may hold the API key: masked before the cut
-    for (const auto& hit : *hits)
-      out.push_back((hit.source.empty() ? "" : "[" + hit.source + "] ") +
-                    clipped(secrets->masked(hit.text), k_recalled_bytes));
-    co_return out;
-  }
-
- private:
-  static constexpr std::size_t k_recalled_bytes = 800;
-  memory::Memory& memory_;
-};
-
 // What a finished goal run leaves in memory (background_tasks.memory_updates).
 struct MemoryUpdate {
   std::vector<std::string> texts;
@@ -271,7 +251,7 @@ struct Runtime::Impl {
         memory_search_tool = std::make_shared<tools::MemorySearchTool>(*memory, cfg.memory.recall_k);
         (void)registry.add(memory_search_tool);
       }
-      recall = std::make_unique<MemoryRecall>(*memory);
+      recall = std::make_unique<runtime::MemoryRecall>(*memory, nullptr);  // plan_task's; a run makes its own
     }
   }
 
@@ -395,21 +375,22 @@ struct Runtime::Impl {
 
 namespace {
 
-void fill_metrics(RunResult& result, const net::ProviderMetrics& before, const net::ProviderMetrics& after,
-                  std::int64_t step_retries) {
+// The run's own calls, from its meter (never the provider's totals: other runs share it).
+void fill_metrics(RunResult& result, const net::CallMeter& meter, std::int64_t step_retries) {
+  const net::ProviderMetrics used = meter.metrics();
   auto& m = result.metrics;
-  m.retries = step_retries + (after.retries - before.retries);
-  m.retries_refused = after.retries_refused - before.retries_refused;
-  m.llm_calls = after.llm_calls - before.llm_calls;
-  m.prompt_tokens = after.prompt_tokens - before.prompt_tokens;
-  m.completion_tokens = after.completion_tokens - before.completion_tokens;
-  m.embedding_calls = after.embedding_calls - before.embedding_calls;
-  m.rate_limit_wait_ms = after.rate_limit_wait_ms - before.rate_limit_wait_ms;
-  m.cache_hits = after.cache_hits - before.cache_hits;
-  m.cache_l2_hits = after.cache_l2_hits - before.cache_l2_hits;
-  m.cache_l2_errors = after.cache_l2_errors - before.cache_l2_errors;
-  m.connections_opened = after.connections_opened - before.connections_opened;
-  m.rate_limit_fallback_calls = after.rate_limit_fallback_calls - before.rate_limit_fallback_calls;
+  m.retries = step_retries + used.retries;
+  m.retries_refused = used.retries_refused;
+  m.llm_calls = used.llm_calls;
+  m.prompt_tokens = used.prompt_tokens;
+  m.completion_tokens = used.completion_tokens;
+  m.embedding_calls = used.embedding_calls;
+  m.rate_limit_wait_ms = used.rate_limit_wait_ms;
+  m.cache_hits = used.cache_hits;
+  m.cache_l2_hits = used.cache_l2_hits;
+  m.cache_l2_errors = used.cache_l2_errors;
+  m.connections_opened = used.connections_opened;
+  m.rate_limit_fallback_calls = used.rate_limit_fallback_calls;
 }
 
 }  // namespace
@@ -437,7 +418,6 @@ struct CancelLink {
 
 asio::awaitable<void> Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
   auto& result = *run.result;
-  const auto before = run.provider().metrics();
   std::unique_ptr<asio::signal_set> signals;
   if (run.options().stop_on_sigint) {
     signals = std::make_unique<asio::signal_set>(io, SIGINT);
@@ -472,7 +452,7 @@ asio::awaitable<void> Runtime::Impl::drive(runtime::Run& run, asio::awaitable<vo
     result.error = *budget_error + (result.error.empty() || repeated ? "" : "; " + result.error);
   }
   result.metrics.max_concurrent_steps = run.max_concurrent;
-  fill_metrics(result, before, run.provider().metrics(), run.retries);
+  fill_metrics(result, *run.budget().meter(), run.retries);
   runtime::finish_status(result);
   if (auto* recorder = run.recorder()) recorder->end(result);
   // An output the caller asked for and did not get fails the run, whatever its steps did.

@@ -38,7 +38,7 @@ boost::asio::awaitable<ToolResult> MemoryAddTool::invoke(json::object params, To
   std::string text(params.at("text").as_string());
   json::object metadata;
   if (auto* m = params.if_contains("metadata")) metadata = std::move(m->as_object());
-  auto id = co_await memory_.add(std::move(text), std::move(metadata));
+  auto id = co_await memory_.add(std::move(text), std::move(metadata), meter_);
   if (!id) co_return to_tool_error(id.error());
   co_return json::value(json::object{{"id", *id}});
 }

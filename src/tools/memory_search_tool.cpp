@@ -40,7 +40,7 @@ json::object to_json(const MemoryHit& hit) {
 boost::asio::awaitable<ToolResult> MemorySearchTool::invoke(json::object params, ToolContext) {
   std::string query(params.at("query").as_string());
   const int k = params.contains("k") ? params.at("k").to_number<int>() : default_k_;
-  auto hits = co_await memory_.search(std::move(query), k);
+  auto hits = co_await memory_.search(std::move(query), k, meter_);
   if (!hits) co_return to_tool_error(hits.error());
   json::array out;
   out.reserve(hits->size());

@@ -18,6 +18,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
+#include "net/call_meter.hpp"
 #include "net/net_error.hpp"
 #include "net/openai_client.hpp"
 #include "net/tls_context.hpp"
@@ -361,4 +362,42 @@ TEST_CASE("destroying the batcher fails the queued callers while sent requests f
   REQUIRE(sent->has_value());
   CHECK((*sent)->vectors == b.direct({"one", "two"}).vectors);
   CHECK(server.requests_to("/v1/embeddings") == 2);  // the batch, then the direct call; never "three"
+}
+
+TEST_CASE("a batch counts to the meter of the caller whose text opened it, its tokens split by input", "[memory][meter]") {
+  // Batch 1 holds the first caller's three texts and the second's first; batch 2 the second's
+  // other two, whose first attempt fails once.
+  TestServer server = serve(json::parse(R"({"rules": [{"path": "/v1/embeddings", "contains": "second caller, text 2",
+      "times": 1, "status": 500, "headers": {"retry-after-ms": "1"}}]})"));
+  Batched b(server, batching(4, 50ms));
+  auto first = std::make_shared<CallMeter>();
+  auto second = std::make_shared<CallMeter>();
+  std::optional<Embedded> first_out, second_out;
+  std::vector<std::string> first_texts{"first caller, text 1", "first caller, text 2 is a little longer", "first caller, 3"};
+  std::vector<std::string> second_texts{"second caller, text 1", "second caller, text 2", "second caller, text 3"};
+  asio::co_spawn(b.io, b.batcher.embed(first_texts, first), ResultSink<Embedded>{&first_out});
+  asio::co_spawn(b.io, b.batcher.embed(second_texts, second), ResultSink<Embedded>{&second_out});
+  b.io.run();
+  REQUIRE(first_out.has_value());
+  REQUIRE(second_out.has_value());
+  REQUIRE(first_out->has_value());
+  REQUIRE(second_out->has_value());
+  CHECK(inputs_per_request(server) == std::vector<std::size_t>{2, 2, 4});  // batch 2 was sent twice
+
+  // Each request once, to the caller that opened it, with its retry.
+  CHECK(first->embedding_calls == 1);
+  CHECK(second->embedding_calls == 1);
+  CHECK(first->retries == 0);
+  CHECK(second->retries == 1);
+  CHECK(first->connections_opened == 1);
+  // The tokens of each caller's own texts: its share of the usage, as the batcher reported it.
+  CHECK(first->prompt_tokens > 0);
+  CHECK(first->prompt_tokens == (*first_out)->usage.prompt_tokens);
+  CHECK(second->prompt_tokens == (*second_out)->usage.prompt_tokens);
+  const auto total = b.client.metrics();
+  CHECK(first->prompt_tokens + second->prompt_tokens == total.prompt_tokens);
+  CHECK(first->embedding_calls + second->embedding_calls == total.embedding_calls);
+  CHECK(first->retries + second->retries == total.retries);
+  CHECK(first->connections_opened + second->connections_opened == total.connections_opened);
+  CHECK(first->llm_calls + second->llm_calls == 0);
 }

@@ -98,6 +98,12 @@ TEST_CASE("run_task_async runs go at once on the runtime's one loop", "[runtime]
   CHECK(runs[0]->outcome->result.steps[0].output.at("text") == "A");
   CHECK(runs[1]->outcome->result.steps[0].output.at("text") == "B");
   CHECK(runs[0]->outcome->result.run_id != runs[1]->outcome->result.run_id);
+  // Each run's metrics are its own calls, though both went through one client at once.
+  for (const auto& s : runs) {
+    CHECK(s->outcome->result.metrics.llm_calls == 1);
+    CHECK(s->outcome->result.metrics.connections_opened == 1);
+    CHECK(s->outcome->result.metrics.prompt_tokens > 0);
+  }
   CHECK(server.stats().at("max_concurrent_requests").to_number<int>() == 2);
   // The runs shared the runtime's pool: two connections, both opened once.
   CHECK(server.stats().at("connections_accepted").to_number<int>() == 2);
