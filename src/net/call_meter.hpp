@@ -8,6 +8,10 @@
 
 #include "net/llm_provider.hpp"
 
+#include <optional>
+
+#include "net/retry_budget.hpp"
+
 namespace dagent::net {
 
 /// The counters of ProviderMetrics for the calls that named this meter. Lives on the loop. Held
@@ -28,6 +32,10 @@ struct CallMeter {
   std::int64_t cache_l2_errors = 0;
   std::int64_t connections_opened = 0;
   std::int64_t rate_limit_fallback_calls = 0;
+  /// The caller's own llm.retry_budget (a run's): when set, the client counts the calls and
+  /// retries of this meter's calls against it instead of its own, so concurrent runs sharing one
+  /// client each get the budget of a run.
+  std::optional<RetryBudget> retry_budget;
 
   /// The counters as ProviderMetrics report them (the wait in milliseconds).
   ProviderMetrics metrics() const noexcept;

@@ -115,9 +115,6 @@ class LlmProvider {
                                                                       std::function<void(std::string_view)> on_delta) = 0;
   virtual boost::asio::awaitable<LlmResult<EmbedResponse>> embed(EmbedRequest request) = 0;
   virtual ProviderMetrics metrics() const = 0;
-  /// Starts a new retry budget (llm.retry_budget): call at the start of each run. Decorators
-  /// forward it to the provider they wrap; providers without retries ignore it.
-  virtual void reset_retry_budget() {}
   /// Opens connections for `k` concurrent calls ahead of them (connection_pooling.warm_connections),
   /// counting those open already; returns how many it added. Never fails: a connection that cannot
   /// be opened is left to the call that needs it. Cancellable. Decorators forward it; providers

@@ -574,6 +574,11 @@ asio::awaitable<void> pause(OpenAiClient::Impl* impl, std::chrono::milliseconds 
   co_await timer.async_wait(k_token);
 }
 
+// The retry budget a call spends from: its caller's (a run's), or the client's own.
+RetryBudget& retry_budget_of(OpenAiClient::Impl* impl, CallMeter* meter) {
+  return meter && meter->retry_budget ? *meter->retry_budget : impl->budget;
+}
+
 // What follows a failed attempt: a retry (after its pause) when the policy wants one and the
 // run's retry budget allows it. A retry the budget refuses is counted, and `refused` set so the
 // error can say so.
@@ -581,7 +586,7 @@ asio::awaitable<bool> retry_after_pause(OpenAiClient::Impl* impl, int retries, A
                                         CallMeter* meter) {
   const auto decision = impl->retry.decide(retries, outcome);
   if (!decision.retry) co_return false;
-  if (!impl->budget.try_spend()) {
+  if (!retry_budget_of(impl, meter).try_spend()) {
     ++impl->metrics.retries_refused;
     if (meter) ++meter->retries_refused;
     *refused = true;
@@ -596,7 +601,7 @@ asio::awaitable<bool> retry_after_pause(OpenAiClient::Impl* impl, int retries, A
 asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_path, std::string body,
                                       std::int64_t estimated_tokens, CallMeter* meter) {
   auto* waited = meter ? &meter->rate_limit_wait : nullptr;
-  impl->budget.on_call();
+  retry_budget_of(impl, meter).on_call();
   for (int retries = 0;; ++retries) {
     // The limiter first: a wait there that ends in cancellation must not count against the
     // origin, and a breaker probe must not sit in the limiter's queue.
@@ -862,7 +867,7 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
   const auto estimate = estimate_request_tokens(body, request.max_tokens.value_or(1024));
   auto* meter = request.meter.get();
   auto* waited = meter ? &meter->rate_limit_wait : nullptr;
-  impl->budget.on_call();
+  retry_budget_of(impl, meter).on_call();
   for (int retries = 0;; ++retries) {
     auto granted = impl->limiter.try_acquire(estimate);  // as in post()
     if (!granted) granted = co_await impl->limiter.acquire(estimate, waited);

@@ -57,7 +57,8 @@ class OpenAiClient final : public LlmProvider {
                                                               std::function<void(std::string_view)> on_delta) override;
   boost::asio::awaitable<LlmResult<EmbedResponse>> embed(EmbedRequest request) override;
   ProviderMetrics metrics() const override;
-  void reset_retry_budget() override;
+  /// Starts the client's own retry budget afresh (calls whose meter carries a budget use that).
+  void reset_retry_budget();
   /// Warms base_url's origin in the HTTP client's pool (HttpClient::warm).
   boost::asio::awaitable<int> warm(int k, CallMeter* meter) override;
 

@@ -57,8 +57,6 @@ class CachingProvider final : public LlmProvider {
   /// second-level errors. Each also counts to the meter of the call it happened in; a failed
   /// background write, to the meter of the call whose reply it wrote.
   ProviderMetrics metrics() const override;
-  /// Forwarded to the inner provider.
-  void reset_retry_budget() override { inner_.reset_retry_budget(); }
   /// Forwarded: a miss still needs a connection.
   boost::asio::awaitable<int> warm(int k, CallMeter* meter) override { return inner_.warm(k, meter); }
 

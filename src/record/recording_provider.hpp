@@ -19,7 +19,6 @@ class RecordingProvider final : public net::LlmProvider {
       net::ChatRequest request, std::function<void(std::string_view)> on_delta) override;
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(net::EmbedRequest request) override;
   net::ProviderMetrics metrics() const override { return inner_.metrics(); }
-  void reset_retry_budget() override { inner_.reset_retry_budget(); }
   /// Forwarded, not recorded: a replay makes no connections.
   boost::asio::awaitable<int> warm(int k, net::CallMeter* meter) override { return inner_.warm(k, meter); }
 

@@ -49,7 +49,6 @@ class Budget final : public net::LlmProvider {
   /// Not counted; refused only once the wall-time cap ran out.
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(net::EmbedRequest request) override;
   net::ProviderMetrics metrics() const override { return inner_.metrics(); }
-  void reset_retry_budget() override { inner_.reset_retry_budget(); }
   /// Forwarded; opening a connection is no call. Without a meter of its own, its connections
   /// count to the run's.
   boost::asio::awaitable<int> warm(int k, net::CallMeter* meter) override {

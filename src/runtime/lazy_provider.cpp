@@ -120,8 +120,4 @@ boost::asio::awaitable<int> LazyProvider::warm(int k, net::CallMeter* meter) {
   co_return co_await client_->warm(k, meter);
 }
 
-void LazyProvider::reset_retry_budget() {
-  if (client_) client_->reset_retry_budget();
-}
-
 }  // namespace dagent::runtime

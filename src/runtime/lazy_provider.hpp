@@ -30,7 +30,6 @@ class LazyProvider final : public net::LlmProvider {
       net::ChatRequest request, std::function<void(std::string_view)> on_delta) override;
   boost::asio::awaitable<net::LlmResult<net::EmbedResponse>> embed(net::EmbedRequest request) override;
   net::ProviderMetrics metrics() const override;
-  void reset_retry_budget() override;
   /// Forwarded once the client exists (prepare() succeeded); none before.
   boost::asio::awaitable<int> warm(int k, net::CallMeter* meter) override;
 

@@ -188,8 +188,6 @@ Run::Run(Shared shared, const RunOptions& options)
     : shared_(std::move(shared)),
       options_(&options),
       interrupt_timer_(shared_.loop, asio::steady_timer::time_point::max()) {
-  // llm.retry_budget counts the calls and retries of this run only.
-  shared_.live->reset_retry_budget();
 }
 
 Run::~Run() {
@@ -309,6 +307,8 @@ std::vector<std::string> Run::set_up(const config::Task& task) {
     observer_ = recorder_.get();
   }
   budget_ = std::make_unique<Budget>(*provider_, cfg.limits);  // every chat call of the run passes it
+  // llm.retry_budget counts the calls and retries of this run only, whatever else shares the client.
+  budget_->meter()->retry_budget.emplace(cfg.llm.retry_budget, cfg.llm.retry_budget_min);
   provider_ = budget_.get();
   if (source_) {  // memory tools always come from the recording: the replay's memory is a scratch folder
     tool_replay_ = std::make_unique<ToolReplay>(*source_, recorder_.get(), !options_->replay_tools);

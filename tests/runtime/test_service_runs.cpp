@@ -223,3 +223,31 @@ TEST_CASE("run_task_async outside run_loop or with a blocking call's options is 
   REQUIRE(runs[0]->outcome->problems.size() == 1);
   CHECK(runs[0]->outcome->problems[0] == "run_task_async: stop_on_sigint is for the blocking calls");
 }
+
+TEST_CASE("concurrent runs each spend their own llm.retry_budget", "[runtime][service]") {
+  // One retry per run (ratio 0, minimum 1). A always fails: it retries once and is then refused.
+  // B fails once: its retry comes from its own budget, whichever run spent first. With one budget
+  // for both, one of them would be refused its first retry.
+  json::array rules{json::object{{"path", k_chat}, {"contains", "alpha-run"}, {"status", 500}},
+                    json::object{{"path", k_chat}, {"contains", "beta-run"}, {"nth", 1}, {"status", 500}},
+                    json::object{{"path", k_chat}, {"contains", "beta-run"}, {"reply", "B"}}};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  auto cfg = config_for(server, dir);
+  cfg.llm.retry_budget = 0;
+  cfg.llm.retry_budget_min = 1;
+  Runtime runtime(cfg);
+  std::vector<std::unique_ptr<Submitted>> runs;
+  runs.push_back(std::make_unique<Submitted>(Submitted{&runtime, llm_task("a", "alpha-run"), {}, {}}));
+  runs.push_back(std::make_unique<Submitted>(Submitted{&runtime, llm_task("b", "beta-run"), {}, {}}));
+  REQUIRE(run_all(runtime, runs).empty());
+  const auto& a = runs[0]->outcome->result;
+  const auto& b = runs[1]->outcome->result;
+  INFO(a.error << " | " << b.error);
+  REQUIRE(a.steps.size() == 1);
+  CHECK(a.steps[0].error.find("(not retried: retry budget exhausted)") != std::string::npos);
+  CHECK(a.metrics.retries_refused >= 1);
+  CHECK(runs[1]->outcome->exit_code() == 0);
+  CHECK(b.metrics.retries == 1);
+  CHECK(b.metrics.retries_refused == 0);
+}
