@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "net/net_error.hpp"
+#include "observe/metrics.hpp"
 
 namespace dagent::memory {
 
@@ -161,6 +162,7 @@ struct SendDone {
 void send_batch(const std::shared_ptr<State>& state, std::vector<Item> batch) {
   net::EmbedRequest request{state->options.model, {}, state->options.dimensions};
   request.inputs.reserve(batch.size());
+  observe::embedding_batch(batch.size());
   for (const auto& item : batch) request.inputs.push_back(std::move(item.waiter->texts[item.index]));
   ++state->requests_sent;
   ++state->in_flight;

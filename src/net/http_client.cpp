@@ -38,6 +38,7 @@
 
 #include "net/net_error.hpp"
 #include "net/tls_context.hpp"
+#include "observe/metrics.hpp"
 
 namespace dagent::net {
 
@@ -145,6 +146,7 @@ struct Connection {
   beast::flat_buffer buffer = with_capacity(k_read_capacity);
   Clock::time_point idle_since{};
   bool reused = false;
+  observe::GaugeLease open_count, idle_count;  // in dagent_http_connections_open / _idle
 
   tcp::socket& socket() { return plain ? *plain : secure->next_layer(); }
   void close() {
@@ -354,6 +356,7 @@ struct HttpClient::Impl {
   void release(Pool& pool, std::unique_ptr<Connection> conn, bool reusable) {
     if (conn && reusable && options.pooling && static_cast<int>(pool.idle.size()) < options.max_keepalive) {
       conn->idle_since = Clock::now();
+      conn->idle_count.take(observe::metrics().connections_idle);
       pool.idle.push_back(std::move(conn));
     } else {
       if (conn) conn->close();
@@ -368,6 +371,7 @@ struct HttpClient::Impl {
     while (!pool.idle.empty()) {
       auto conn = std::move(pool.idle.back());
       pool.idle.pop_back();
+      conn->idle_count.release();
       if (now - conn->idle_since <= options.idle_timeout && conn->socket().is_open()) {
         conn->reused = true;
         return conn;
@@ -544,6 +548,7 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
   socket.set_option(tcp::no_delay(true), option_ec);
   if (!origin.tls) socket.non_blocking(true, option_ec);  // for write_ready
   ++impl->opened;
+  observe::connection_opened(conn->open_count);
 
   if (origin.tls) {
     SSL* ssl = conn->secure->native_handle();

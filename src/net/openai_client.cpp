@@ -26,6 +26,7 @@
 #include "text/redact.hpp"
 #include "text/utf8.hpp"
 #include "net/sse_parser.hpp"
+#include "observe/metrics.hpp"
 #include "net/tls_context.hpp"
 
 namespace dagent::net {
@@ -522,6 +523,7 @@ std::optional<LlmError> admit(OpenAiClient::Impl* impl, RateLimiter::Reservation
                      retries);
   }
   if (retries > 0) ++impl->metrics.retries;
+  if (retries > 0) observe::model_retry();
   return std::nullopt;
 }
 
@@ -572,6 +574,7 @@ asio::awaitable<bool> retry_after_pause(OpenAiClient::Impl* impl, int retries, A
   if (!decision.retry) co_return false;
   if (!impl->budget.try_spend()) {
     ++impl->metrics.retries_refused;
+    observe::model_retry_refused();
     *refused = true;
     co_return false;
   }
@@ -595,6 +598,7 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
     BreakerTicket ticket(impl->breaker);
     auto request = impl->make_request(api_path, body);
     auto sent = co_await impl->http.send(impl->options.base_url.origin, std::move(request));
+    observe::model_response(api_path, sent ? sent->status : 0);
     AttemptOutcome outcome;
     if (!sent) {
       if (OpenAiClient::Impl::final_transport_error(sent.error())) {
@@ -668,11 +672,13 @@ asio::awaitable<LlmResult<ChatResponse>> chat_once(OpenAiClient::Impl* impl, Cha
   auto sent = co_await post(impl, "/chat/completions", std::move(body), estimate);
   if (!sent) co_return sent.error();
   ++impl->metrics.llm_calls;
+  observe::chat_call();
   auto parsed = parse_chat(sent->response.body, impl->parser);
   if (!parsed) co_return parsed.error();
   parsed->usage = plausible(parsed->usage, request_bytes, request.max_tokens);
   impl->metrics.prompt_tokens += parsed->usage.prompt_tokens;
   impl->metrics.completion_tokens += parsed->usage.completion_tokens;
+  observe::chat_tokens(parsed->usage.prompt_tokens, parsed->usage.completion_tokens);
   sent->reservation.reconcile(parsed->usage.prompt_tokens + parsed->usage.completion_tokens);
   co_return std::move(*parsed);
 }
@@ -730,10 +736,12 @@ asio::awaitable<LlmResult<EmbedResponse>> OpenAiClient::embed_unmasked(EmbedRequ
   auto sent = co_await post(impl, "/embeddings", std::move(body), estimate);
   if (!sent) co_return sent.error();
   ++impl->metrics.embedding_calls;
+  observe::embedding_call();
   auto parsed = parse_embeddings(sent->response.body, impl->parser, request.inputs.size());
   if (!parsed) co_return parsed.error();
   parsed->usage = plausible(parsed->usage, request_bytes, 0);
   impl->metrics.prompt_tokens += parsed->usage.prompt_tokens;
+  observe::embedding_tokens(parsed->usage.prompt_tokens);
   sent->reservation.reconcile(parsed->usage.prompt_tokens);
   co_return std::move(*parsed);
 }
@@ -846,6 +854,7 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
     auto http_request = impl->make_request("/chat/completions", body);
     auto opened = co_await impl->http.open_stream(impl->options.base_url.origin, std::move(http_request),
                                                   impl->stream_limits());
+    observe::model_response("/chat/completions", opened ? opened->status() : 0);
     AttemptOutcome outcome;
     std::string error_body;
     if (!opened) {
@@ -861,12 +870,14 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
         if (auto odd = unexpected_status(opened->status(), opened->headers(), retries + 1, impl->options.base_url.origin))
           co_return *odd;
         ++impl->metrics.llm_calls;
+        observe::chat_call();
         // From here on the stream has started: it is never retried.
         auto result = co_await read_chat_stream(impl, *opened, std::move(on_delta), retries + 1);
         if (result) {
           result->usage = plausible(result->usage, body.size(), request.max_tokens);
           impl->metrics.prompt_tokens += result->usage.prompt_tokens;
           impl->metrics.completion_tokens += result->usage.completion_tokens;
+          observe::chat_tokens(result->usage.prompt_tokens, result->usage.completion_tokens);
           reservation.reconcile(result->usage.prompt_tokens + result->usage.completion_tokens);
         }
         co_return result;

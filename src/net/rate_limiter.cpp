@@ -20,6 +20,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
+#include "observe/metrics.hpp"
+
 namespace dagent::net {
 
 namespace asio = boost::asio;
@@ -122,6 +124,7 @@ class RateLimiter::Queued {
 
   ~Queued() {
     limiter_->total_wait_ += limiter_->clock_() - entered_;
+    observe::rate_limiter_waited(limiter_->clock_() - entered_);
     const bool was_head = self_ == limiter_->queue_.begin();
     limiter_->queue_.erase(self_);
     if (was_head) limiter_->wake_head();
@@ -225,6 +228,7 @@ std::optional<RateLimiter::Reservation> RateLimiter::try_acquire(std::int64_t es
   const std::int64_t tokens = std::max<std::int64_t>(estimated_tokens, 0);
   const auto now = clock_();
   if (wait_for(tokens, now) != std::chrono::nanoseconds::zero()) return std::nullopt;
+  observe::rate_limiter_waited({});
   return take(tokens, now);
 }
 
@@ -234,7 +238,10 @@ asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t esti
   if (options_.shared) co_return co_await acquire_shared(tokens);
   if (queue_.empty()) {
     const auto now = clock_();
-    if (wait_for(tokens, now) == std::chrono::nanoseconds::zero()) co_return take(tokens, now);
+    if (wait_for(tokens, now) == std::chrono::nanoseconds::zero()) {
+      observe::rate_limiter_waited({});
+      co_return take(tokens, now);
+    }
   }
   Queued queued(this);
   for (;;) {

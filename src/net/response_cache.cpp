@@ -11,6 +11,7 @@
 #include <boost/asio/this_coro.hpp>
 
 #include "net/request_fingerprint.hpp"
+#include "observe/metrics.hpp"
 
 namespace dagent::net {
 
@@ -111,6 +112,7 @@ const CachingProvider::Value* CachingProvider::find(const std::string& key) {
   }
   lru_.splice(lru_.begin(), lru_, it->second);
   ++hits_;
+  observe::cache_hit(observe::CacheLevel::memory);
   return &lru_.front().value;
 }
 
@@ -150,6 +152,7 @@ asio::awaitable<std::optional<CachingProvider::Value>> CachingProvider::lookup(s
   store(key, *reply, std::min(ttl, (*found)->ttl.value_or(ttl)));
   ++hits_;
   ++level2->hits;
+  observe::cache_hit(observe::CacheLevel::redis);
   co_return std::move(*reply);
 }
 
@@ -170,6 +173,7 @@ boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat(ChatReques
   auto key = key_of(normalize(request, CallKind::chat));
   auto hit = co_await lookup(key, ReplyKind::chat);
   if (hit) co_return std::get<ChatResponse>(std::move(*hit));
+  observe::cache_miss();
   auto reply = co_await inner_.chat(std::move(request));
   if (reply) remember(std::move(key), *reply);
   co_return reply;
@@ -185,6 +189,7 @@ boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat_stream(
     if (on_delta && !reply.content.empty()) on_delta(reply.content);
     co_return reply;
   }
+  observe::cache_miss();
   auto reply = co_await inner_.chat_stream(std::move(request), std::move(on_delta));
   if (reply) remember(std::move(key), *reply);
   co_return reply;
@@ -194,6 +199,7 @@ boost::asio::awaitable<LlmResult<EmbedResponse>> CachingProvider::embed(EmbedReq
   auto key = key_of(normalize(request));
   auto hit = co_await lookup(key, ReplyKind::embed);
   if (hit) co_return std::get<EmbedResponse>(std::move(*hit));
+  observe::cache_miss();
   auto reply = co_await inner_.embed(std::move(request));
   if (reply) remember(std::move(key), *reply);
   co_return reply;
