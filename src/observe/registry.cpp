@@ -258,8 +258,10 @@ std::string Registry::render() const {
 }
 
 Registry& registry() {
-  static Registry instance;
-  return instance;
+  // Never destroyed: a connection or run that a static object (an embedding program's Runtime)
+  // ends at exit still updates its gauges, whatever the order of static destruction.
+  static Registry* instance = new Registry;
+  return *instance;
 }
 
 }  // namespace dagent::observe

@@ -238,3 +238,35 @@ TEST_CASE("write_metrics_file writes the exposition, and names the path it canno
     CHECK_THAT(written.error(), Catch::Contains("No such file or directory"));
   }
 }
+
+TEST_CASE("A replayed run counts as a run and its steps, but sends no model request", "[metrics][record]") {
+  TestServer server;
+  TempDir dir;
+  dir.write("ws/.keep", "");
+  auto cfg = config_for(server, dir);
+  cfg.performance.caching.llm_responses = false;
+  dagent::Runtime runtime(cfg);
+  auto plan = json::parse(R"([{"id": 1, "action": "llm", "parameters": {"prompt": "recorded question"}}])");
+  dagent::RunOptions record;
+  record.record_file = dir.path() / "run.jsonl";
+  auto recorded = runtime.run_plan(plan, {}, dir.path(), record);
+  REQUIRE(recorded.exit_code() == 0);
+  REQUIRE(server.requests_to(dagent::test::k_chat) == 1);
+
+  const auto before = Snapshot::take();
+  const auto llm_steps = step_count("llm", StepStatus::succeeded);
+  dagent::RunOptions replay;
+  replay.replay_file = record.record_file;
+  auto again = runtime.run_plan(plan, {}, dir.path(), replay);
+  REQUIRE(again.exit_code() == 0);
+  const auto after = Snapshot::take();
+  CHECK(again.result.metrics.llm_calls == 1);  // the recorded call, in the result
+  CHECK(server.requests_to(dagent::test::k_chat) == 1);
+  for (const char* key : {"chat_2xx", "chat_calls", "prompt_tokens", "completion_tokens", "connections_opened",
+                          "limiter_waits", "cache_misses"}) {
+    INFO(key);
+    CHECK(after.delta(before, key) == 0);
+  }
+  CHECK(after.delta(before, "runs_succeeded") == 1);
+  CHECK(step_count("llm", StepStatus::succeeded) == llm_steps + 1);
+}
