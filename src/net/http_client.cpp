@@ -327,6 +327,7 @@ struct HttpClient::Impl {
   HttpOptions options;
   std::map<std::string, Pool> pools;  // never erased: a Pool& stays valid
   std::int64_t opened = 0;
+  observe::ConnectionMeters meters = observe::connection_meters(options.peer);
 
   Pool& pool_of(const Origin& origin) {
     // Why: a client nearly always talks to one origin, and comparing it is cheaper than
@@ -356,7 +357,7 @@ struct HttpClient::Impl {
   void release(Pool& pool, std::unique_ptr<Connection> conn, bool reusable) {
     if (conn && reusable && options.pooling && static_cast<int>(pool.idle.size()) < options.max_keepalive) {
       conn->idle_since = Clock::now();
-      conn->idle_count.take(observe::metrics().connections_idle);
+      conn->idle_count.take(meters.idle);
       pool.idle.push_back(std::move(conn));
     } else {
       if (conn) conn->close();
@@ -548,7 +549,7 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
   socket.set_option(tcp::no_delay(true), option_ec);
   if (!origin.tls) socket.non_blocking(true, option_ec);  // for write_ready
   ++impl->opened;
-  observe::connection_opened(conn->open_count);
+  observe::connection_opened(impl->meters, conn->open_count);
 
   if (origin.tls) {
     SSL* ssl = conn->secure->native_handle();

@@ -95,10 +95,10 @@ Metrics::Metrics(Registry& r)
                                     "Time a model request waited in the rate limiter before it was let through",
                                     {}, k_wait_buckets)
                             .histogram()),
-      connections_opened(
-          r.counter("dagent_http_connections_opened_total", "TCP connections opened to model providers").counter()),
-      connections_open(r.gauge("dagent_http_connections_open", "Connections to model providers now open").gauge()),
-      connections_idle(r.gauge("dagent_http_connections_idle", "Open connections idle in the pool").gauge()),
+      connections_opened(r.counter("dagent_http_connections_opened_total",
+                                   "HTTP connections opened, by peer (model: providers, mcp: MCP servers)", {"peer"})),
+      connections_open(r.gauge("dagent_http_connections_open", "HTTP connections open now, in use or idle", {"peer"})),
+      connections_idle(r.gauge("dagent_http_connections_idle", "Open HTTP connections idle in their pool", {"peer"})),
       cache_hits_memory(r.counter("dagent_cache_hits_total", "Model calls answered by the response cache, by level",
                                   {"level"})
                             .counter({"memory"})),
@@ -142,9 +142,14 @@ void rate_limiter_waited(std::chrono::nanoseconds wait) noexcept {
   metrics().rate_limiter_wait.observe(std::chrono::duration<double>(wait).count());
 }
 
-void connection_opened(GaugeLease& open) noexcept {
-  metrics().connections_opened.inc();
-  open.take(metrics().connections_open);
+ConnectionMeters connection_meters(std::string_view peer) {
+  const auto& m = metrics();
+  return {m.connections_opened.counter({peer}), m.connections_open.gauge({peer}), m.connections_idle.gauge({peer})};
+}
+
+void connection_opened(const ConnectionMeters& meters, GaugeLease& open) noexcept {
+  meters.opened.inc();
+  open.take(meters.open);
 }
 
 void record_run(const RunResult& result) {

@@ -33,9 +33,9 @@ struct Metrics {
   Counter model_retries_refused; ///< dagent_model_retries_refused_total
   Counter step_retries;          ///< dagent_step_retries_total
   Histogram rate_limiter_wait;   ///< dagent_rate_limiter_wait_seconds
-  Counter connections_opened;    ///< dagent_http_connections_opened_total
-  Gauge connections_open;        ///< dagent_http_connections_open
-  Gauge connections_idle;        ///< dagent_http_connections_idle
+  Family& connections_opened;    ///< dagent_http_connections_opened_total{peer}
+  Family& connections_open;      ///< dagent_http_connections_open{peer}
+  Family& connections_idle;      ///< dagent_http_connections_idle{peer}
   Counter cache_hits_memory;     ///< dagent_cache_hits_total{level="memory"}
   Counter cache_hits_redis;      ///< dagent_cache_hits_total{level="redis"}
   Counter cache_misses;          ///< dagent_cache_misses_total
@@ -53,6 +53,15 @@ const Metrics& metrics();
 
 enum class CacheLevel { memory, redis };
 
+/// The connection metrics of one kind of peer ("model": providers, "mcp": MCP servers over HTTP),
+/// resolved once per HttpClient.
+struct ConnectionMeters {
+  Counter opened;
+  Gauge open;
+  Gauge idle;
+};
+ConnectionMeters connection_meters(std::string_view peer);
+
 // The instrumentation, one call per site.
 
 /// An HTTP reply (or none: `status` 0, a transport error) to a model request on `api_path`
@@ -69,7 +78,7 @@ inline void step_retry() noexcept { metrics().step_retries.inc(); }
 /// Time a model request spent in the rate limiter before it was let through (or gave up).
 void rate_limiter_waited(std::chrono::nanoseconds wait) noexcept;
 /// A new connection; `open` holds it in dagent_http_connections_open for as long as it lives.
-void connection_opened(GaugeLease& open) noexcept;
+void connection_opened(const ConnectionMeters& meters, GaugeLease& open) noexcept;
 inline void cache_hit(CacheLevel level) noexcept {
   (level == CacheLevel::memory ? metrics().cache_hits_memory : metrics().cache_hits_redis).inc();
 }

@@ -106,7 +106,7 @@ TEST_CASE("dagent run --metrics-file writes an exposition whose counters match t
   CHECK(at("dagent_cache_hits_total{level=\"memory\"}") + at("dagent_cache_hits_total{level=\"redis\"}") ==
         json_int("cache_hits"));
   CHECK(json_int("cache_hits") == 1);
-  CHECK(at("dagent_http_connections_opened_total") == json_int("connections_opened"));
+  CHECK(at("dagent_http_connections_opened_total{peer=\"model\"}") == json_int("connections_opened"));
   CHECK(at("dagent_step_duration_seconds_count{action=\"llm\",status=\"succeeded\"}") == 2);
   CHECK(at("dagent_step_duration_seconds_bucket{action=\"llm\",status=\"succeeded\",le=\"+Inf\"}") == 2);
   CHECK(at("dagent_step_duration_seconds_count{action=\"write_file\",status=\"succeeded\"}") == 1);

@@ -7,11 +7,15 @@
 #include <string>
 #include <utility>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "net/http_client.hpp"
+#include "net/url.hpp"
 #include "support/process.hpp"
+#include "support/run_on.hpp"
 #include "support/scripted_prompts.hpp"
 #include "support/test_server_process.hpp"
 #include "support/test_tools.hpp"
@@ -51,9 +55,10 @@ struct Snapshot {
     s.v["model_retries"] = n(m.model_retries);
     s.v["step_retries"] = n(m.step_retries);
     s.v["limiter_waits"] = static_cast<std::int64_t>(m.rate_limiter_wait.count());
-    s.v["connections_opened"] = n(m.connections_opened);
-    s.v["connections_open"] = m.connections_open.value();
-    s.v["connections_idle"] = m.connections_idle.value();
+    const auto model = observe::connection_meters("model");
+    s.v["connections_opened"] = n(model.opened);
+    s.v["connections_open"] = model.open.value();
+    s.v["connections_idle"] = model.idle.value();
     s.v["cache_hits"] = n(m.cache_hits_memory) + n(m.cache_hits_redis);
     s.v["cache_misses"] = n(m.cache_misses);
     s.v["batches"] = static_cast<std::int64_t>(m.embedding_batch.count());
@@ -269,4 +274,35 @@ TEST_CASE("A replayed run counts as a run and its steps, but sends no model requ
   }
   CHECK(after.delta(before, "runs_succeeded") == 1);
   CHECK(step_count("llm", StepStatus::succeeded) == llm_steps + 1);
+}
+
+TEST_CASE("An HttpClient counts its connections under its peer: opened, open and idle while it lives",
+          "[metrics][net]") {
+  TestServer server;
+  boost::asio::io_context io;
+  const auto mcp = observe::connection_meters("mcp");
+  const auto model = observe::connection_meters("model");
+  const auto opened = mcp.opened.value(), model_opened = model.opened.value();
+  const auto open = mcp.open.value(), idle = mcp.idle.value();
+  dagent::net::HttpRequest request;
+  request.target = "/v1/chat/completions";
+  request.headers.push_back({"content-type", "application/json"});
+  request.body = R"({"model": "m", "messages": [{"role": "user", "content": "hi"}]})";
+  const auto origin = dagent::net::parse_base_url(server.base_url())->origin;
+  {
+    dagent::net::HttpOptions options;
+    options.peer = "mcp";
+    dagent::net::HttpClient http(io.get_executor(), nullptr, options);
+    for (int i = 0; i < 2; ++i) {
+      auto got = dagent::test::run_on(io, http.send(origin, request));
+      REQUIRE(got.has_value());
+      CHECK(mcp.opened.value() == opened + 1);  // the second request reuses the pooled connection
+      CHECK(mcp.open.value() == open + 1);
+      CHECK(mcp.idle.value() == idle + 1);
+    }
+  }
+  CHECK(mcp.opened.value() == opened + 1);
+  CHECK(mcp.open.value() == open);
+  CHECK(mcp.idle.value() == idle);
+  CHECK(model.opened.value() == model_opened);
 }
