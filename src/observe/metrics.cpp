@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "dagent/run_result.hpp"
+
 namespace dagent::observe {
 
 namespace {

@@ -12,8 +12,11 @@
 
 #include <boost/system/result.hpp>
 
-#include "dagent/run_result.hpp"
 #include "observe/registry.hpp"
+
+namespace dagent {
+struct RunResult;
+}  // namespace dagent
 
 namespace dagent::observe {
 
