@@ -117,7 +117,16 @@ Metrics::Metrics(Registry& r)
                                 {"action", "status"}, k_duration_buckets)),
       item_duration(r.histogram("dagent_for_each_item_duration_seconds",
                                 "Duration of the for_each items that ran, by the step's action and the item's status",
-                                {"action", "status"}, k_duration_buckets)) {}
+                                {"action", "status"}, k_duration_buckets)) {
+  // Every fixed label set from the start: a scrape shows 0 rather than nothing.
+  for (std::string_view endpoint : {"chat", "embeddings"})
+    for (std::string_view c : {"1xx", "2xx", "3xx", "4xx", "5xx", "error", "other"}) model_requests.counter({endpoint, c});
+  for (std::string_view peer : {"model", "mcp"}) {
+    connections_opened.counter({peer});
+    connections_open.gauge({peer});
+    connections_idle.gauge({peer});
+  }
+}
 
 const Metrics& metrics() {
   static const Metrics* m = new Metrics(registry());  // never destroyed, as registry()
