@@ -12,6 +12,7 @@
 #include "cli/commands.hpp"
 #include "cli/live_view.hpp"
 #include "dagent/runtime.hpp"
+#include "observe/metrics.hpp"
 #include "record/recording.hpp"
 #include "runtime/resume.hpp"
 #include "text/json_utf8.hpp"
@@ -128,6 +129,14 @@ int run_command(const Options& options) {
                    outcome.problems.size() == 1 ? "" : "s");
     }
     return outcome.exit_code();
+  }
+  // An output the caller asked for and did not get fails the run, as --trace does.
+  if (!options.metrics_file.empty()) {
+    if (auto written = observe::write_metrics_file(options.metrics_file); !written) {
+      auto& r = outcome.result;
+      r.error += (r.error.empty() ? "" : "; ") + written.error();
+      r.status = RunStatus::failed;
+    }
   }
   view.finish(outcome.result);
   if (!outcome.result.error.empty() && !outcome.result.interrupted)

@@ -37,6 +37,7 @@ std::string usage() {
          "  --set KEY=VALUE          override a config key by dotted path; repeatable\n"
          "  --json                   print the machine-readable result on stdout\n"
          "  --trace FILE             write a Chrome trace-event JSON of the run\n"
+         "  --metrics-file FILE      write the Prometheus metrics (text exposition) after the run\n"
          "  --record FILE            write the run's recording (JSON Lines, one event per line)\n"
          "  --force                  with --record: replace an existing file\n"
          "  --replay FILE            answer model and embedding calls from a recording; no network\n"
@@ -100,6 +101,10 @@ std::variant<Options, std::string> parse_options(int argc, char** argv) {
       auto v = value_of(i, "--trace");
       if (!v || v->empty()) return std::string("--trace needs a file");
       o.trace_file = *v;
+    } else if (is("--metrics-file")) {
+      auto v = value_of(i, "--metrics-file");
+      if (!v || v->empty()) return std::string("--metrics-file needs a file");
+      o.metrics_file = *v;
     } else if (is("--record") || is("--replay") || is("--resume")) {
       const std::string flag(arg.substr(0, arg.find('=')));
       auto v = value_of(i, flag);

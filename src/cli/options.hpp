@@ -17,6 +17,7 @@ struct Options {
   std::vector<std::string> overrides;           ///< --set KEY=VALUE, in order
   bool json = false;
   std::filesystem::path trace_file;
+  std::filesystem::path metrics_file;           ///< --metrics-file FILE: the Prometheus exposition after the run
   int verbosity = 0;                            ///< -q: -1, -v: 1
   int k = 0;                                    ///< memory search -k N; 0: memory.recall_k
   std::filesystem::path record_file;            ///< --record FILE

@@ -10,6 +10,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "observe/metrics.hpp"
 #include "text/json_utf8.hpp"
 #include "text/redact.hpp"
 #include "text/utf8.hpp"
@@ -491,6 +492,7 @@ asio::awaitable<ToolResult> Scheduler::call_with_retries(std::size_t index, int 
   ToolResult result = tool_error(ToolErrc::failed, "not run");
   for (int attempt = 0; attempt <= options_.step_retries; ++attempt) {
     if (attempt > 0) ++report_.retries;
+    if (attempt > 0) observe::step_retry();
     ++attempts;
     // Named, not a conditional inside the co_await: g++ 12 mishandles such temporaries.
     json::object call_params;

@@ -226,6 +226,7 @@ asio::awaitable<Result> HttpTransport::open() {
   options.max_keepalive = 16;
   options.idle_timeout = k_pool_idle;
   options.max_body_bytes = k_max_stream_bytes;
+  options.peer = "mcp";
   http_ = std::make_unique<net::HttpClient>(executor_, std::move(tls), options);
   url_ = std::move(*url);
   co_return Result{};

@@ -15,6 +15,7 @@
 
 #include "net/call_meter.hpp"
 #include "net/net_error.hpp"
+#include "observe/metrics.hpp"
 
 namespace dagent::memory {
 
@@ -194,6 +195,7 @@ struct SendDone {
 void send_batch(const std::shared_ptr<State>& state, std::vector<Item> batch) {
   net::EmbedRequest request{state->options.model, {}, state->options.dimensions};
   request.inputs.reserve(batch.size());
+  observe::embedding_batch(batch.size());
   for (const auto& item : batch) request.inputs.push_back(std::move(item.waiter->texts[item.index]));
   ++state->requests_sent;
   ++state->in_flight;

@@ -39,6 +39,7 @@
 #include "net/call_meter.hpp"
 #include "net/net_error.hpp"
 #include "net/tls_context.hpp"
+#include "observe/metrics.hpp"
 
 namespace dagent::net {
 
@@ -146,6 +147,7 @@ struct Connection {
   beast::flat_buffer buffer = with_capacity(k_read_capacity);
   Clock::time_point idle_since{};
   bool reused = false;
+  observe::GaugeLease open_count, idle_count;  // in dagent_http_connections_open / _idle
 
   tcp::socket& socket() { return plain ? *plain : secure->next_layer(); }
   void close() {
@@ -326,6 +328,7 @@ struct HttpClient::Impl {
   HttpOptions options;
   std::map<std::string, Pool> pools;  // never erased: a Pool& stays valid
   std::int64_t opened = 0;
+  observe::ConnectionMeters meters = observe::connection_meters(options.peer);
 
   Pool& pool_of(const Origin& origin) {
     // Why: a client nearly always talks to one origin, and comparing it is cheaper than
@@ -355,6 +358,7 @@ struct HttpClient::Impl {
   void release(Pool& pool, std::unique_ptr<Connection> conn, bool reusable) {
     if (conn && reusable && options.pooling && static_cast<int>(pool.idle.size()) < options.max_keepalive) {
       conn->idle_since = Clock::now();
+      conn->idle_count.take(meters.idle);
       pool.idle.push_back(std::move(conn));
     } else {
       if (conn) conn->close();
@@ -369,6 +373,7 @@ struct HttpClient::Impl {
     while (!pool.idle.empty()) {
       auto conn = std::move(pool.idle.back());
       pool.idle.pop_back();
+      conn->idle_count.release();
       if (now - conn->idle_since <= options.idle_timeout && conn->socket().is_open()) {
         conn->reused = true;
         return conn;
@@ -546,6 +551,7 @@ asio::awaitable<HttpResult<std::unique_ptr<Connection>>> connect(HttpClient::Imp
   if (!origin.tls) socket.non_blocking(true, option_ec);  // for write_ready
   ++impl->opened;
   if (meter) ++meter->connections_opened;
+  observe::connection_opened(impl->meters, conn->open_count);
 
   if (origin.tls) {
     SSL* ssl = conn->secure->native_handle();

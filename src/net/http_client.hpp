@@ -51,6 +51,7 @@ struct HttpOptions {
   int max_keepalive = 50;                            ///< idle connections kept per origin
   std::chrono::milliseconds idle_timeout{30000};     ///< idle connections older than this are closed
   std::size_t max_body_bytes = 64u << 20;
+  std::string_view peer = "model";                   ///< its connections' `peer` label in the metrics (a literal)
 };
 
 /// A failed exchange. `before_response` is true when no byte of a response arrived, so the

@@ -27,6 +27,7 @@
 #include "text/redact.hpp"
 #include "text/utf8.hpp"
 #include "net/sse_parser.hpp"
+#include "observe/metrics.hpp"
 #include "net/tls_context.hpp"
 
 namespace dagent::net {
@@ -525,6 +526,7 @@ std::optional<LlmError> admit(OpenAiClient::Impl* impl, RateLimiter::Reservation
   }
   if (retries > 0) ++impl->metrics.retries;
   if (retries > 0 && meter) ++meter->retries;
+  if (retries > 0) observe::model_retry();
   return std::nullopt;
 }
 
@@ -589,6 +591,7 @@ asio::awaitable<bool> retry_after_pause(OpenAiClient::Impl* impl, int retries, A
   if (!retry_budget_of(impl, meter).try_spend()) {
     ++impl->metrics.retries_refused;
     if (meter) ++meter->retries_refused;
+    observe::model_retry_refused();
     *refused = true;
     co_return false;
   }
@@ -615,6 +618,7 @@ asio::awaitable<LlmResult<Sent>> post(OpenAiClient::Impl* impl, std::string api_
     BreakerTicket ticket(impl->breaker);
     auto request = impl->make_request(api_path, body);
     auto sent = co_await impl->http.send(impl->options.base_url.origin, std::move(request), meter);
+    observe::model_response(api_path, sent ? sent->status : 0);
     AttemptOutcome outcome;
     if (!sent) {
       if (OpenAiClient::Impl::final_transport_error(sent.error())) {
@@ -690,6 +694,7 @@ asio::awaitable<LlmResult<ChatResponse>> chat_once(OpenAiClient::Impl* impl, Cha
   if (!sent) co_return sent.error();
   ++impl->metrics.llm_calls;
   if (meter) ++meter->llm_calls;
+  observe::chat_call();
   auto parsed = parse_chat(sent->response.body, impl->parser);
   if (!parsed) co_return parsed.error();
   parsed->usage = plausible(parsed->usage, request_bytes, request.max_tokens);
@@ -697,6 +702,7 @@ asio::awaitable<LlmResult<ChatResponse>> chat_once(OpenAiClient::Impl* impl, Cha
   impl->metrics.completion_tokens += parsed->usage.completion_tokens;
   if (meter) meter->prompt_tokens += parsed->usage.prompt_tokens;
   if (meter) meter->completion_tokens += parsed->usage.completion_tokens;
+  observe::chat_tokens(parsed->usage.prompt_tokens, parsed->usage.completion_tokens);
   sent->reservation.reconcile(parsed->usage.prompt_tokens + parsed->usage.completion_tokens);
   co_return std::move(*parsed);
 }
@@ -758,11 +764,13 @@ asio::awaitable<LlmResult<EmbedResponse>> OpenAiClient::embed_unmasked(EmbedRequ
   if (!sent) co_return sent.error();
   ++impl->metrics.embedding_calls;
   if (meter) ++meter->embedding_calls;
+  observe::embedding_call();
   auto parsed = parse_embeddings(sent->response.body, impl->parser, request.inputs.size());
   if (!parsed) co_return parsed.error();
   parsed->usage = plausible(parsed->usage, request_bytes, 0);
   impl->metrics.prompt_tokens += parsed->usage.prompt_tokens;
   if (meter) meter->prompt_tokens += parsed->usage.prompt_tokens;
+  observe::embedding_tokens(parsed->usage.prompt_tokens);
   sent->reservation.reconcile(parsed->usage.prompt_tokens);
   co_return std::move(*parsed);
 }
@@ -878,6 +886,7 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
     auto http_request = impl->make_request("/chat/completions", body);
     auto opened = co_await impl->http.open_stream(impl->options.base_url.origin, std::move(http_request),
                                                   impl->stream_limits(), meter);
+    observe::model_response("/chat/completions", opened ? opened->status() : 0);
     AttemptOutcome outcome;
     std::string error_body;
     if (!opened) {
@@ -894,6 +903,7 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
           co_return *odd;
         ++impl->metrics.llm_calls;
         if (meter) ++meter->llm_calls;
+        observe::chat_call();
         // From here on the stream has started: it is never retried.
         auto result = co_await read_chat_stream(impl, *opened, std::move(on_delta), retries + 1);
         if (result) {
@@ -902,6 +912,7 @@ asio::awaitable<LlmResult<ChatResponse>> chat_stream_once(OpenAiClient::Impl* im
           impl->metrics.completion_tokens += result->usage.completion_tokens;
           if (meter) meter->prompt_tokens += result->usage.prompt_tokens;
           if (meter) meter->completion_tokens += result->usage.completion_tokens;
+          observe::chat_tokens(result->usage.prompt_tokens, result->usage.completion_tokens);
           reservation.reconcile(result->usage.prompt_tokens + result->usage.completion_tokens);
         }
         co_return result;

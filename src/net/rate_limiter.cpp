@@ -20,6 +20,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
+#include "observe/metrics.hpp"
+
 namespace dagent::net {
 
 namespace asio = boost::asio;
@@ -125,6 +127,7 @@ class RateLimiter::Queued {
     const std::chrono::nanoseconds wait = limiter_->clock_() - entered_;
     limiter_->total_wait_ += wait;
     if (waited_) *waited_ += wait;
+    observe::rate_limiter_waited(wait);
     const bool was_head = self_ == limiter_->queue_.begin();
     limiter_->queue_.erase(self_);
     if (was_head) limiter_->wake_head();
@@ -233,6 +236,7 @@ std::optional<RateLimiter::Reservation> RateLimiter::try_acquire(std::int64_t es
   const std::int64_t tokens = std::max<std::int64_t>(estimated_tokens, 0);
   const auto now = clock_();
   if (wait_for(tokens, now) != std::chrono::nanoseconds::zero()) return std::nullopt;
+  observe::rate_limiter_waited({});
   return take(tokens, now);
 }
 
@@ -243,7 +247,10 @@ asio::awaitable<RateLimiter::Reservation> RateLimiter::acquire(std::int64_t esti
   if (options_.shared) co_return co_await acquire_shared(tokens, waited);
   if (queue_.empty()) {
     const auto now = clock_();
-    if (wait_for(tokens, now) == std::chrono::nanoseconds::zero()) co_return take(tokens, now);
+    if (wait_for(tokens, now) == std::chrono::nanoseconds::zero()) {
+      observe::rate_limiter_waited({});
+      co_return take(tokens, now);
+    }
   }
   Queued queued(this, waited);
   for (;;) {

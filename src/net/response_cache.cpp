@@ -12,6 +12,7 @@
 
 #include "net/call_meter.hpp"
 #include "net/request_fingerprint.hpp"
+#include "observe/metrics.hpp"
 
 namespace dagent::net {
 
@@ -116,6 +117,7 @@ const CachingProvider::Value* CachingProvider::find(const std::string& key) {
   }
   lru_.splice(lru_.begin(), lru_, it->second);
   ++hits_;
+  observe::cache_hit(observe::CacheLevel::memory);
   return &lru_.front().value;
 }
 
@@ -161,6 +163,7 @@ asio::awaitable<std::optional<CachingProvider::Value>> CachingProvider::lookup(s
   ++level2->hits;
   if (meter) ++meter->cache_hits;
   if (meter) ++meter->cache_l2_hits;
+  observe::cache_hit(observe::CacheLevel::redis);
   co_return std::move(*reply);
 }
 
@@ -182,6 +185,7 @@ boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat(ChatReques
   const auto meter = request.meter;
   auto hit = co_await lookup(key, ReplyKind::chat, meter);
   if (hit) co_return std::get<ChatResponse>(std::move(*hit));
+  observe::cache_miss();
   auto reply = co_await inner_.chat(std::move(request));
   if (reply) remember(std::move(key), *reply, meter);
   co_return reply;
@@ -198,6 +202,7 @@ boost::asio::awaitable<LlmResult<ChatResponse>> CachingProvider::chat_stream(
     if (on_delta && !reply.content.empty()) on_delta(reply.content);
     co_return reply;
   }
+  observe::cache_miss();
   auto reply = co_await inner_.chat_stream(std::move(request), std::move(on_delta));
   if (reply) remember(std::move(key), *reply, meter);
   co_return reply;
@@ -208,6 +213,7 @@ boost::asio::awaitable<LlmResult<EmbedResponse>> CachingProvider::embed(EmbedReq
   const auto meter = request.meter;
   auto hit = co_await lookup(key, ReplyKind::embed, meter);
   if (hit) co_return std::get<EmbedResponse>(std::move(*hit));
+  observe::cache_miss();
   auto reply = co_await inner_.embed(std::move(request));
   if (reply) remember(std::move(key), *reply, meter);
   co_return reply;

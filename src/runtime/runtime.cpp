@@ -30,6 +30,7 @@
 #include "memory/memory.hpp"
 #include "net/response_cache.hpp"
 #include "net/url.hpp"
+#include "observe/metrics.hpp"
 #include "planner/planner.hpp"
 #include "redis/redis_cache.hpp"
 #include "runtime/agent_loop.hpp"
@@ -551,6 +552,7 @@ RunOutcome Runtime::Impl::block_on(asio::awaitable<RunOutcome> run) {
 }
 
 void Runtime::Impl::record_history(const RunResult& result, const std::string& goal) {
+  observe::record_run(result);  // once per finished run, history or not
   if (!cfg.history.enabled) return;
   if (!history)
     history = std::make_unique<history::HistoryWriter>(history::WriterOptions{
