@@ -10,12 +10,6 @@ namespace {
 
 constexpr std::size_t k_recalled_bytes = 800;
 
-// The first `max` bytes of `text`, cut at a character boundary, marked when cut.
-std::string clipped(std::string_view text, std::size_t max) {
-  if (text.size() <= max) return std::string(text);
-  return std::string(text.substr(0, text::utf8_cut(text, max))) + "…";
-}
-
 }  // namespace
 
 boost::asio::awaitable<std::vector<std::string>> MemoryRecall::recall(std::string goal, int k) {
@@ -24,7 +18,7 @@ boost::asio::awaitable<std::vector<std::string>> MemoryRecall::recall(std::strin
   if (!hits) co_return out;
   const auto secrets = text::secrets();  // an ingested file may hold the API key: masked before the cut
   for (const auto& hit : *hits)
-    out.push_back((hit.source.empty() ? "" : "[" + hit.source + "] ") + clipped(secrets->masked(hit.text), k_recalled_bytes));
+    out.push_back((hit.source.empty() ? "" : "[" + hit.source + "] ") + text::clipped(secrets->masked(hit.text), k_recalled_bytes));
   co_return out;
 }
 

@@ -185,11 +185,6 @@ bool uses_memory(const executor::Plan& plan) {
   return false;
 }
 
-// The first `max` bytes of `text`, cut at a character boundary, marked when cut.
-std::string clipped(std::string_view text, std::size_t max) {
-  if (text.size() <= max) return std::string(text);
-  return std::string(text.substr(0, text::utf8_cut(text, max))) + "…";
-}
 
 // What a finished goal run leaves in memory (background_tasks.memory_updates).
 struct MemoryUpdate {
@@ -201,14 +196,14 @@ struct MemoryUpdate {
 MemoryUpdate update_of(const RunResult& result, const std::string& goal, std::size_t max_chars) {
   constexpr std::size_t k_max_steps = 8;
   MemoryUpdate update;
-  update.texts.push_back(clipped("Goal: " + goal + "\nAnswer: " + result.answer, max_chars));
+  update.texts.push_back(text::clipped("Goal: " + goal + "\nAnswer: " + result.answer, max_chars));
   update.metadata.push_back(json::object{{"kind", "run"}, {"run_id", result.run_id}, {"task", result.task}});
   for (const auto& step : result.steps) {
     if (update.texts.size() > k_max_steps) break;
     const auto* out = step.output.if_object();
     const auto* text = out ? out->if_contains("text") : nullptr;
     if (step.status != StepStatus::succeeded || !text || !text->is_string() || text->get_string().empty()) continue;
-    update.texts.push_back(clipped("Goal: " + goal + "\nStep " + std::to_string(step.id) + " (" + step.action +
+    update.texts.push_back(text::clipped("Goal: " + goal + "\nStep " + std::to_string(step.id) + " (" + step.action +
                                        "): " + std::string(text->get_string()),
                                    max_chars));
     update.metadata.push_back(json::object{

@@ -97,4 +97,9 @@ std::string excerpt(std::string_view text, std::size_t limit) {
   return out;
 }
 
+std::string clipped(std::string_view text, std::size_t max) {
+  if (text.size() <= max) return std::string(text);
+  return std::string(text.substr(0, utf8_cut(text, max))) + "…";
+}
+
 }  // namespace dagent::text

@@ -28,4 +28,7 @@ bool make_valid_utf8(std::string& text);
 /// boundary, control characters (C0, DEL) as spaces, invalid UTF-8 as U+FFFD.
 std::string excerpt(std::string_view text, std::size_t limit = 300);
 
+/// The first `max` bytes of `text`, cut on a UTF-8 boundary and marked "…" when cut.
+std::string clipped(std::string_view text, std::size_t max);
+
 }  // namespace dagent::text
