@@ -24,5 +24,6 @@ int memory_command(const Options& options);
 int mcp_command(const Options& options);
 int worker_command(const Options& options);
 int runs_command(const Options& options);
+int serve_command(const Options& options);
 
 }  // namespace dagent::cli
