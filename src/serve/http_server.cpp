@@ -1,5 +1,6 @@
 #include "serve/http_server.hpp"
 
+#include <array>
 #include <chrono>
 #include <exception>
 #include <iostream>
@@ -214,6 +215,22 @@ net::awaitable<void> stream_events(TcpStream& stream, Impl& impl, std::shared_pt
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
+/// After a reply to a request whose body was not read (401, 413): a close with unread bytes would
+/// send a RST that can destroy the reply before the client reads it, so stop sending, then read
+/// and discard what the client still sends (at most `limit` bytes, one second) before closing.
+net::awaitable<void> lingering_close(TcpStream& stream, std::int64_t limit) {
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  std::array<char, 16384> sink;
+  std::int64_t discarded = 0;
+  stream.expires_after(std::chrono::seconds(1));
+  while (discarded <= limit) {
+    auto [ec, n] = co_await stream.async_read_some(net::buffer(sink));
+    if (ec) break;
+    discarded += static_cast<std::int64_t>(n);
+  }
+}
+
 std::uint64_t last_event_id(std::string_view header) {
   std::uint64_t value = 0;
   for (char c : header) {
@@ -279,27 +296,45 @@ net::awaitable<void> run_session(TcpStream stream, std::shared_ptr<Impl> owner) 
     parser.body_limit(static_cast<std::uint64_t>(impl.limits.max_body_bytes));
     guard.idle(true);
     stream.expires_after(std::chrono::milliseconds(impl.limits.idle_timeout_ms));
-    auto [ec, n] = co_await http::async_read(stream, buffer, parser);
+    auto [ec, n] = co_await http::async_read_header(stream, buffer, parser);
     guard.idle(false);
+    if (!ec) {
+      // The token is checked before the body is read: without it nothing more is taken in.
+      const auto& header = parser.get();
+      const Route route = match_route(sv(header.method_string()), sv(header.target()));
+      if (route.kind != RouteKind::healthz && !impl.auth.allows(sv(header[http::field::authorization]))) {
+        Reply r = error_reply(401, "a bearer token is required: Authorization: Bearer TOKEN");
+        r.headers.emplace_back("WWW-Authenticate", "Bearer");
+        if (co_await write_reply(stream, r, false) && !parser.is_done())
+          co_await lingering_close(stream, impl.limits.max_body_bytes);
+        co_return;
+      }
+      if (!parser.is_done()) {
+        if (beast::iequals(header[http::field::expect], "100-continue")) {  // curl waits a second for it otherwise
+          http::response<http::empty_body> go_on{http::status::continue_, 11};
+          stream.expires_after(k_write_timeout);
+          auto [continue_ec, continue_n] = co_await http::async_write(stream, go_on);
+          if (continue_ec) co_return;
+        }
+        stream.expires_after(std::chrono::milliseconds(impl.limits.idle_timeout_ms));
+        auto [body_ec, body_n] = co_await http::async_read(stream, buffer, parser);
+        ec = body_ec;
+      }
+    }
     if (ec) {
       if (const unsigned status = status_of_read_error(ec)) {
         // The rest of the request was not read: answer and close.
         const char* what = status == 413 ? "the request body is larger than serve.max_body_bytes"
                            : status == 431 ? "the request header is too large"
                                            : "malformed HTTP request";
-        co_await write_reply(stream, error_reply(status, what), false);
+        if (co_await write_reply(stream, error_reply(status, what), false))
+          co_await lingering_close(stream, impl.limits.max_body_bytes);
       }
       co_return;
     }
     const auto& request = parser.get();
     const Route route = match_route(sv(request.method_string()), sv(request.target()));
     const bool keep_alive = request.keep_alive() && !impl.stopping;
-    if (route.kind != RouteKind::healthz && !impl.auth.allows(sv(request[http::field::authorization]))) {
-      Reply r = error_reply(401, "a bearer token is required: Authorization: Bearer TOKEN");
-      r.headers.emplace_back("WWW-Authenticate", "Bearer");
-      if (!co_await write_reply(stream, r, keep_alive) || !keep_alive) co_return;
-      continue;
-    }
     if (route.kind == RouteKind::run_events) {
       auto events = impl.service.events(route.run_id);
       Reply refused;

@@ -73,6 +73,7 @@ struct StartHook {
     (*aliases)[r.run_id] = run->id;
     run->snapshot = to_json(r);
     run->snapshot["status"] = "running";
+    run->snapshot["id"] = run->id;
     json::array levels;
     for (const auto& level : r.levels) levels.emplace_back(json::value_from(level));
     run->events->add("start", json::object{{"id", run->id}, {"run_id", r.run_id}, {"task", r.task},

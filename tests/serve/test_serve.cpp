@@ -262,7 +262,7 @@ TEST_CASE("dagent serve runs a task and streams its events to a late subscriber"
   CHECK(result.json().at("status") == "succeeded");
   CHECK(result.json().at("steps").as_array().size() == 3);
   const std::string run_id(result.json().at("run_id").as_string());
-  CHECK(serve.request(get("/v1/runs/" + run_id)).json().at("run_id") == run_id);  // its own id works too
+  CHECK(serve.request(get("/v1/runs/" + run_id)).json().at("run_id").as_string() == run_id);  // its own id works too
 
   HttpRequest resume = get("/v1/runs/" + id + "/events");
   resume.headers.emplace_back("Last-Event-ID", std::to_string(previous - 1));
@@ -407,11 +407,11 @@ TEST_CASE("dagent serve writes its runs to the history and answers for them afte
   auto show = run_process({DAGENT_BINARY, "runs", "show", run_id, "--json"}, dir.path(), model_env(nullptr));
   INFO(show.err);
   REQUIRE(show.exit_code == 0);
-  CHECK(json::parse(show.out).at("run_id") == run_id);
+  CHECK(json::parse(show.out).at("run_id").as_string() == run_id);
 
   ServeProcess again({}, dir.path(), model_env(nullptr));
   auto stored = again.request(get("/v1/runs/" + run_id));
   REQUIRE(stored.status == 200);
-  CHECK(stored.json().at("run_id") == run_id);
+  CHECK(stored.json().at("run_id").as_string() == run_id);
   CHECK(stored.json().at("status") == "succeeded");
 }
