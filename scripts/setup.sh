@@ -9,7 +9,8 @@ packages=(g++ cmake ninja-build ccache pkg-config openssl ca-certificates nginx-
           libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev libvalijson-dev catch2
           libhiredis-dev redis-server  # redis-server: the tests start their own (issue 16)
           zlib1g-dev                   # compresses large values of the shared response cache
-          libsqlite3-dev)              # the run history (issue 17)
+          libsqlite3-dev               # the run history (issue 17)
+          chromium)                    # headless, renders `dagent report` pages in the [browser] test
 scripts/install-packages.sh "${packages[@]}"
 
 build=build

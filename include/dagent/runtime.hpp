@@ -177,8 +177,9 @@ class Runtime {
   /// supported here (problems). Call only from coroutines on executor() while run_loop() runs.
   boost::asio::awaitable<RunOutcome> run_task_async(const config::Task& task, const RunOptions& options);
 
+  struct Impl;  ///< internal (named by the implementation's helpers)
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -25,5 +25,6 @@ int mcp_command(const Options& options);
 int worker_command(const Options& options);
 int runs_command(const Options& options);
 int serve_command(const Options& options);
+int report_command(const Options& options);
 
 }  // namespace dagent::cli

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     if (options.command == "worker") return worker_command(options);
     if (options.command == "runs") return runs_command(options);
     if (options.command == "serve") return serve_command(options);
+    if (options.command == "report") return report_command(options);
     return validate_command(options);
   } catch (const std::exception& e) {
     print_safe(stderr, "dagent: internal error: %s\n", e.what());

@@ -522,6 +522,9 @@ asio::awaitable<ToolResult> Scheduler::invoke_once(std::size_t index, int item, 
 
 asio::awaitable<ToolResult> Scheduler::invoke_tool(std::size_t index, int item, int attempt, json::object params) {
   using namespace asio::experimental::awaitable_operators;
+  // An interrupt between start() and here (an observer of the step's start can cancel the run)
+  // emitted its cancellation before this coroutine's slot had a handler: it must not call.
+  if (interrupted_) co_return tool_error(ToolErrc::cancelled, "cancelled: the run was interrupted");
   const auto& info = analysis_.steps[index];
   ToolContext ctx = base_;
   ctx.step_id = plan_.steps[index].id;

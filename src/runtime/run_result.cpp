@@ -85,6 +85,7 @@ json::object to_json(const RunResult& r) {
     j["attempts"] = s.attempts;
     j["started_ms"] = round_ms(s.started_ms);
     j["finished_ms"] = round_ms(s.finished_ms);
+    j["slot"] = s.slot;
     j["output"] = s.output;
     j["error"] = s.error.empty() ? json::value(nullptr) : json::value(s.error);
     json::object v;
@@ -98,7 +99,10 @@ json::object to_json(const RunResult& r) {
         json::object i{{"index", item.index},
                        {"status", to_string(item.status)},
                        {"attempts", item.attempts},
-                       {"duration_ms", round_ms(std::max(0.0, item.finished_ms - item.started_ms))}};
+                       {"duration_ms", round_ms(std::max(0.0, item.finished_ms - item.started_ms))},
+                       {"started_ms", round_ms(item.started_ms)},
+                       {"finished_ms", round_ms(item.finished_ms)},
+                       {"slot", item.slot}};
         if (!item.error.empty()) i["error"] = item.error;
         items.emplace_back(std::move(i));
       }

@@ -12,7 +12,9 @@
 #include <random>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -155,16 +157,6 @@ void run_until_done(asio::io_context& io, asio::awaitable<void> work) {
   if (error) std::rethrow_exception(error);
 }
 
-struct StartServers {
-  mcp::Servers* servers;
-  std::vector<std::string> names;
-  std::vector<std::string>* problems;
-};
-
-asio::awaitable<void> start_servers(StartServers job) {
-  *job.problems = co_await job.servers->start(std::move(job.names));
-}
-
 asio::awaitable<void> stop_servers(mcp::Servers* servers) { co_await servers->stop_all(); }
 
 // A run's flow, then the MCP servers' shutdown (the loop only ends when they are gone).
@@ -179,21 +171,10 @@ asio::awaitable<void> then_stop_servers(mcp::Servers* servers, asio::awaitable<v
   if (error) std::rethrow_exception(error);
 }
 
-struct Distribute {
-  runtime::Run* run;
-  std::string run_id;
-  std::vector<std::string>* problems;
-};
-
-asio::awaitable<void> distribute_run(Distribute job) {
-  *job.problems = co_await runtime::distribute(job.run, std::move(job.run_id));
-}
-
 // execution.backend redis: the workers are found before the plan is checked against the run's tools.
-std::vector<std::string> distribute(asio::io_context& io, runtime::Run& run, const std::string& run_id) {
-  std::vector<std::string> problems;
-  if (run.cfg().execution.backend == config::ExecutionBackend::redis) run_until_done(io, distribute_run({&run, run_id, &problems}));
-  return problems;
+asio::awaitable<std::vector<std::string>> distribute_if_redis(runtime::Run* run, std::string run_id) {
+  if (run->cfg().execution.backend != config::ExecutionBackend::redis) co_return std::vector<std::string>{};
+  co_return co_await runtime::distribute(run, std::move(run_id));
 }
 
 bool uses_memory(const executor::Plan& plan) {
@@ -347,18 +328,30 @@ struct Runtime::Impl {
     return s;
   }
 
-  void drive(runtime::Run& run, asio::awaitable<void> flow);
-  RunOutcome run_goal(config::Task task, const std::filesystem::path& workspace, const RunOptions& options,
-                      std::string_view task_ref);
-  RunOutcome run_fixed(const json::value& plan_json, const json::object& inputs, const std::filesystem::path& workspace,
-                       const RunOptions& options, std::string task_name, std::string_view task_ref,
-                       const std::string& goal = {});
+  // A run is a coroutine on `io`: the blocking calls drive the loop until it ends (block_on),
+  // a service runs many at once while run_loop() drives it.
+  asio::awaitable<void> drive(runtime::Run& run, asio::awaitable<void> flow);
+  asio::awaitable<RunOutcome> run_goal(config::Task task, std::filesystem::path workspace, const RunOptions& options,
+                                       std::string task_ref);
+  asio::awaitable<RunOutcome> run_fixed(json::value plan_json, json::object inputs, std::filesystem::path workspace,
+                                        const RunOptions& options, std::string task_name, std::string task_ref,
+                                        std::string goal = {});
+  /// Stores the memory updates of earlier runs, then runs `run` on the loop until the loop has no
+  /// work left (the run's MCP servers stopped, its connections settled).
+  RunOutcome block_on(asio::awaitable<RunOutcome> run);
+  /// Queues a finished goal run's memory update (stored by finish_background, or at once while serving).
+  void queue_memory_update(const RunResult& result, const std::string& goal, bool live);
   std::vector<std::string> finish_background();
   /// Hands a finished run to the history writer (history.enabled); returns at once.
   void record_history(const RunResult& result, const std::string& goal);
   MemoryOutcome memory_ready();  ///< the memory opened and the provider ready, or why not
   /// Starts the MCP servers called `names` and registers their tools (`SERVER.TOOL`); every problem.
   std::vector<std::string> attach_mcp(const std::vector<std::string>& names);
+  asio::awaitable<std::vector<std::string>> attach_mcp_async(std::vector<std::string> names);
+  /// Stops the MCP servers after a run, unless a service keeps them for the next runs.
+  asio::awaitable<void> release_mcp() {
+    if (mcp && !serving) co_await mcp->stop_all();
+  }
   /// The MCP servers a run needs: every one for a goal (the planner's catalog), those its
   /// actions name for a fixed plan; none when --replay-tools answers the calls.
   std::vector<std::string> mcp_needed(const json::value* plan, const RunOptions& options) const;
@@ -388,6 +381,15 @@ struct Runtime::Impl {
   std::vector<MemoryUpdate> pending_updates;  // background memory updates not yet stored
   std::unique_ptr<mcp::Servers> mcp;          // mcp.servers; each started when a run first needs it
   std::unique_ptr<history::HistoryWriter> history;  // history.enabled; started by the first run
+  // run_loop(): a service's runs share the loop; MCP servers stay up between runs.
+  bool serving = false;
+  bool stop_requested = false;
+  int active_runs = 0;
+  std::vector<std::string> background_problems;  // memory updates stored while serving that failed
+  void stop_when_idle() {
+    if (serving && stop_requested && active_runs == 0) io.stop();
+  }
+
   std::unique_ptr<asio::thread_pool> pool;  // last: joined before the tools and the memory go away
 };
 
@@ -412,9 +414,29 @@ void fill_metrics(RunResult& result, const net::ProviderMetrics& before, const n
 
 }  // namespace
 
-void Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
+namespace {
+
+// A service's DELETE: RunCancel interrupts this run while it is underway, and nothing after.
+struct CancelLink {
+  CancelLink(const std::shared_ptr<RunCancel>& cancel, runtime::Run* run) : cancel(cancel) {
+    if (!cancel) return;
+    cancel->attach(Interrupt{run});
+    if (cancel->cancelled()) run->interrupt();
+  }
+  ~CancelLink() {
+    if (cancel) cancel->attach({});
+  }
+  struct Interrupt {
+    runtime::Run* run;
+    void operator()() const { run->interrupt(); }
+  };
+  std::shared_ptr<RunCancel> cancel;
+};
+
+}  // namespace
+
+asio::awaitable<void> Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
   auto& result = *run.result;
-  io.restart();
   const auto before = run.provider().metrics();
   std::unique_ptr<asio::signal_set> signals;
   if (run.options().stop_on_sigint) {
@@ -428,13 +450,22 @@ void Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
     wall.async_wait(WallExpired{&run});
   }
   std::exception_ptr error;
-  asio::co_spawn(io, guarded(&run, run.with_warm_connections(std::move(flow))), RunDone{&error, signals.get(), &wall});
-  io.run();
+  {
+    CancelLink link(run.options().cancel, &run);
+    try {
+      co_await guarded(&run, run.with_warm_connections(std::move(flow)));
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }
+  // Their handlers see operation_aborted and touch nothing of the run.
+  if (signals) signals->cancel();
+  wall.cancel();
   result.metrics.wall_ms = runtime::ms_since(run.epoch);
   if (error) std::rethrow_exception(error);
   const auto& budget_error = run.budget().exceeded();
   if (budget_error) run.problems.clear();  // planning stopped by the budget: a failed run, not invalid input
-  if (!run.problems.empty()) return;
+  if (!run.problems.empty()) co_return;
   result.interrupted = run.interrupted && !run.budget().wall_stopped();
   if (budget_error) {  // the cause leads; errors that only repeat it go
     const bool repeated = result.error.find("budget exceeded: ") != std::string::npos;
@@ -459,23 +490,22 @@ void Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
   if (output_lost) result.status = RunStatus::failed;
 }
 
-RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::path& workspace,
-                                   const RunOptions& options, std::string_view task_ref) {
+asio::awaitable<RunOutcome> Runtime::Impl::run_goal(config::Task task, std::filesystem::path workspace,
+                                                    const RunOptions& options, std::string task_ref) {
   RunOutcome outcome;
-  finish_background();
-  outcome.problems = attach_mcp(mcp_needed(nullptr, options));
+  outcome.problems = co_await attach_mcp_async(mcp_needed(nullptr, options));
   if (!outcome.problems.empty()) {
-    stop_mcp();
-    return outcome;
+    co_await release_mcp();
+    co_return outcome;
   }
   runtime::Run run(shared(), options);
   outcome.problems = run.set_up(task);
   if (outcome.problems.empty()) outcome.problems = run.add_recorded_mcp_tools();
   const std::string run_id = new_run_id();
-  if (outcome.problems.empty()) outcome.problems = distribute(io, run, run_id);
+  if (outcome.problems.empty()) outcome.problems = co_await distribute_if_redis(&run, run_id);
   if (!outcome.problems.empty()) {
-    stop_mcp();
-    return outcome;
+    co_await release_mcp();
+    co_return outcome;
   }
   auto ws = Workspace::open(workspace, tools::protection_for(cfg, options.record_file, options.resume_file));
   if (!ws) outcome.problems.push_back("workspace: " + ws.error().message);
@@ -486,8 +516,8 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
     }
   }
   if (!outcome.problems.empty()) {
-    stop_mcp();
-    return outcome;
+    co_await release_mcp();
+    co_return outcome;
   }
 
   auto& result = outcome.result;
@@ -498,23 +528,45 @@ RunOutcome Runtime::Impl::run_goal(config::Task task, const std::filesystem::pat
   run.result = &result;
   if (auto refused = run.record_header(task_ref)) {
     outcome.problems.push_back(std::move(*refused));
-    stop_mcp();
-    return outcome;
+    co_await release_mcp();
+    co_return outcome;
   }
   run.epoch = std::chrono::steady_clock::now();
   run.planner().on_event(options.on_planning, run.epoch);  // the run's own planner
-  drive(run, then_stop_servers(mcp.get(), runtime::with_workers(&run, runtime::run_goal_loop(&run))));
+  co_await drive(run, then_stop_servers(serving ? nullptr : mcp.get(),
+                                        runtime::with_workers(&run, runtime::run_goal_loop(&run))));
   if (!run.problems.empty()) {
     outcome.problems = std::move(run.problems);
     outcome.unreachable = run.unreachable;
-    return outcome;
+    co_return outcome;
   }
   outcome.unreachable = run.unreachable;
-  // Stored after the result is returned: by finish_background(), the next run, or ~Runtime.
-  if (memory && cfg.performance.background_tasks.memory_updates && !result.answer.empty() && run.live() &&
-      result.status == RunStatus::succeeded)
-    pending_updates.push_back(update_of(result, run.task.goal, static_cast<std::size_t>(cfg.memory.chunk_chars)));
+  queue_memory_update(result, run.task.goal, run.live());
   record_history(result, run.task.goal);
+  co_return outcome;
+}
+
+namespace {
+
+struct OutcomeDone {
+  RunOutcome* outcome;
+  std::exception_ptr* error;
+  void operator()(std::exception_ptr e, RunOutcome o) const {
+    *error = e;
+    if (!e) *outcome = std::move(o);
+  }
+};
+
+}  // namespace
+
+RunOutcome Runtime::Impl::block_on(asio::awaitable<RunOutcome> run) {
+  finish_background();
+  RunOutcome outcome;
+  std::exception_ptr error;
+  io.restart();
+  asio::co_spawn(io, std::move(run), OutcomeDone{&outcome, &error});
+  io.run();
+  if (error) std::rethrow_exception(error);
   return outcome;
 }
 
@@ -558,6 +610,29 @@ void run_on_loop(asio::io_context& io, asio::awaitable<void> work) {
 
 }  // namespace
 
+struct UpdatesStored {
+  std::vector<std::string>* problems;
+  void operator()(std::exception_ptr e) const {
+    if (e) problems->push_back("memory update: internal error");
+  }
+};
+
+void Runtime::Impl::queue_memory_update(const RunResult& result, const std::string& goal, bool live) {
+  if (!memory || !cfg.performance.background_tasks.memory_updates || result.answer.empty() || !live ||
+      result.status != RunStatus::succeeded)
+    return;
+  auto update = update_of(result, goal, static_cast<std::size_t>(cfg.memory.chunk_chars));
+  if (!serving) {  // stored after the result is returned: by finish_background(), the next run, or ~Runtime
+    pending_updates.push_back(std::move(update));
+    return;
+  }
+  // A service has no "next run": stored now, beside the runs that follow (never before the result).
+  std::vector<MemoryUpdate> updates;
+  updates.push_back(std::move(update));
+  asio::co_spawn(io, store_updates(StoreUpdates{memory.get(), std::move(updates), &background_problems}),
+                 UpdatesStored{&background_problems});
+}
+
 std::vector<std::string> Runtime::Impl::finish_background() {
   std::vector<std::string> problems;
   if (pending_updates.empty() || !memory) return problems;
@@ -596,6 +671,8 @@ Runtime::~Runtime() {
 
 std::vector<std::string> Runtime::finish_background() {
   auto problems = impl_->finish_background();
+  problems.insert(problems.begin(), impl_->background_problems.begin(), impl_->background_problems.end());
+  impl_->background_problems.clear();
   if (impl_->history)
     for (auto& warning : impl_->history->flush()) problems.push_back(std::move(warning));
   return problems;
@@ -653,11 +730,29 @@ std::vector<std::string> Runtime::Impl::mcp_needed(const json::value* plan, cons
   return mcp->named_by(actions_in(*plan));
 }
 
+namespace {
+
+struct AttachJob {
+  Runtime::Impl* impl;
+  std::vector<std::string> names;
+  std::vector<std::string>* problems;
+};
+
+asio::awaitable<void> attach_on_loop(AttachJob job) { *job.problems = co_await job.impl->attach_mcp_async(std::move(job.names)); }
+
+}  // namespace
+
 std::vector<std::string> Runtime::Impl::attach_mcp(const std::vector<std::string>& names) {
-  if (!mcp || names.empty()) return {};
   std::vector<std::string> problems;
-  run_until_done(io, start_servers(StartServers{mcp.get(), names, &problems}));
-  if (!problems.empty()) return problems;
+  if (mcp && !names.empty()) run_until_done(io, attach_on_loop(AttachJob{this, names, &problems}));
+  return problems;
+}
+
+asio::awaitable<std::vector<std::string>> Runtime::Impl::attach_mcp_async(std::vector<std::string> names) {
+  std::vector<std::string> problems;
+  if (!mcp || names.empty()) co_return problems;
+  problems = co_await mcp->start(names);
+  if (!problems.empty()) co_return problems;
   for (const auto& name : names) {
     auto* server = mcp->find(name);
     for (const auto& remote : server->tools()) {
@@ -667,7 +762,7 @@ std::vector<std::string> Runtime::Impl::attach_mcp(const std::vector<std::string
         problems.push_back("MCP server '" + name + "': " + added.error().message);
     }
   }
-  return problems;
+  co_return problems;
 }
 
 MemoryOutcome Runtime::Impl::memory_ready() {
@@ -813,37 +908,37 @@ RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& option
   if (!task) return RunOutcome{task.error().lines(), {}};
   auto workspace = task->workspace;
   if (workspace.empty()) workspace = (impl_->cfg.base_dir / impl_->cfg.tools.workspace).lexically_normal();
-  if (!task->plan) return impl_->run_goal(std::move(*task), workspace, options, task_arg);
-  return impl_->run_fixed(*task->plan, task->inputs, workspace, options, task->name, task_arg, task->goal);
+  if (!task->plan) return impl_->block_on(impl_->run_goal(std::move(*task), workspace, options, std::string(task_arg)));
+  return impl_->block_on(impl_->run_fixed(std::move(*task->plan), std::move(task->inputs), workspace, options,
+                                          std::move(task->name), std::string(task_arg), std::move(task->goal)));
 }
 
 RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& inputs,
                              const std::filesystem::path& workspace, const RunOptions& options, std::string task_name) {
-  return impl_->run_fixed(plan_json, inputs, workspace, options, std::move(task_name), {});
+  return impl_->block_on(impl_->run_fixed(plan_json, inputs, workspace, options, std::move(task_name), {}));
 }
 
-RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::object& inputs,
-                                    const std::filesystem::path& workspace, const RunOptions& options,
-                                    std::string task_name, std::string_view task_ref, const std::string& goal) {
+asio::awaitable<RunOutcome> Runtime::Impl::run_fixed(json::value plan_json, json::object inputs,
+                                                     std::filesystem::path workspace, const RunOptions& options,
+                                                     std::string task_name, std::string task_ref, std::string goal) {
   RunOutcome outcome;
-  finish_background();
   runtime::Run run(shared(), options);
   run.task.name = std::move(task_name);
-  run.task.inputs = inputs;
-  run.task.plan = plan_json;
+  run.task.inputs = std::move(inputs);
+  run.task.plan = std::move(plan_json);
   // A program's inputs and plan enter here (a task file's were repaired by the loader): prompts,
   // results and the recording's header must not carry bytes that are not UTF-8.
   text::make_valid_utf8(run.task.name);
   text::make_valid_utf8(run.task.inputs);
   text::make_valid_utf8(*run.task.plan);
-  outcome.problems = attach_mcp(mcp_needed(&*run.task.plan, options));
+  outcome.problems = co_await attach_mcp_async(mcp_needed(&*run.task.plan, options));
   if (outcome.problems.empty()) outcome.problems = run.set_up(run.task);
   if (outcome.problems.empty()) outcome.problems = run.add_recorded_mcp_tools();
   const std::string run_id = new_run_id();
-  if (outcome.problems.empty()) outcome.problems = distribute(io, run, run_id);
+  if (outcome.problems.empty()) outcome.problems = co_await distribute_if_redis(&run, run_id);
   if (!outcome.problems.empty()) {
-    stop_mcp();
-    return outcome;
+    co_await release_mcp();
+    co_return outcome;
   }
   auto prepared = run.prepare(*run.task.plan);
   auto ws = Workspace::open(workspace, tools::protection_for(cfg, options.record_file, options.resume_file));
@@ -856,8 +951,8 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   }
   if (!prepared.problems.empty()) {
     outcome.problems = std::move(prepared.problems);
-    stop_mcp();
-    return outcome;
+    co_await release_mcp();
+    co_return outcome;
   }
 
   auto& result = outcome.result;
@@ -870,15 +965,95 @@ RunOutcome Runtime::Impl::run_fixed(const json::value& plan_json, const json::ob
   run.result = &result;
   if (auto refused = run.record_header(task_ref)) {
     outcome.problems.push_back(std::move(*refused));
-    stop_mcp();
-    return outcome;
+    co_await release_mcp();
+    co_return outcome;
   }
   run.epoch = std::chrono::steady_clock::now();
   if (options.on_start) options.on_start(result);
-  drive(run, then_stop_servers(mcp.get(), runtime::with_workers(&run, runtime::run_plan_loop(&run, &prepared))));
+  co_await drive(run, then_stop_servers(serving ? nullptr : mcp.get(),
+                                        runtime::with_workers(&run, runtime::run_plan_loop(&run, &prepared))));
   outcome.unreachable = run.unreachable;
   record_history(result, goal);  // a fixed plan's goal is a description only: not in run.task
-  return outcome;
+  co_return outcome;
+}
+
+void RunCancel::cancel() {
+  if (cancelled_) return;
+  cancelled_ = true;
+  if (interrupt_) interrupt_();
+}
+
+void RunCancel::attach(std::function<void()> interrupt) { interrupt_ = std::move(interrupt); }
+
+asio::any_io_executor Runtime::executor() const noexcept { return impl_->io.get_executor(); }
+
+std::vector<std::string> Runtime::run_loop() {
+  auto& im = *impl_;
+  if (im.serving) return {"run_loop: the loop is already running"};
+  if (auto problems = im.finish_background(); !problems.empty())
+    im.background_problems.insert(im.background_problems.end(), problems.begin(), problems.end());
+  // Every configured MCP server, once: the runs share them (a server that crashes is restarted by
+  // the next run that calls it).
+  if (im.mcp) {
+    if (auto problems = im.attach_mcp(im.mcp->names()); !problems.empty()) {
+      im.stop_mcp();
+      return problems;
+    }
+  }
+  im.serving = true;
+  im.stop_requested = false;
+  {
+    auto work = asio::make_work_guard(im.io);  // the loop waits for work until stop_loop()
+    im.io.restart();
+    im.io.run();
+  }
+  im.serving = false;
+  im.stop_mcp();
+  return {};
+}
+
+namespace {
+
+struct StopLoop {
+  Runtime::Impl* impl;
+  void operator()() const {
+    impl->stop_requested = true;
+    impl->stop_when_idle();
+  }
+};
+
+// Counts a service's run as underway for as long as its coroutine lives, however it ends.
+struct ActiveRun {
+  explicit ActiveRun(Runtime::Impl* impl) : impl(impl) { ++impl->active_runs; }
+  ~ActiveRun() {
+    --impl->active_runs;
+    impl->stop_when_idle();
+  }
+  ActiveRun(const ActiveRun&) = delete;
+  ActiveRun& operator=(const ActiveRun&) = delete;
+  Runtime::Impl* impl;
+};
+
+}  // namespace
+
+void Runtime::stop_loop() { asio::post(impl_->io, StopLoop{impl_.get()}); }
+
+asio::awaitable<RunOutcome> Runtime::run_task_async(const config::Task& task, const RunOptions& options) {
+  auto& im = *impl_;
+  RunOutcome refused;
+  if (!im.serving) refused.problems.push_back("run_task_async: the runtime's loop is not running (run_loop)");
+  if (options.stop_on_sigint) refused.problems.push_back("run_task_async: stop_on_sigint is for the blocking calls");
+  if (!options.record_file.empty() || !options.replay_file.empty() || !options.resume_file.empty())
+    refused.problems.push_back("run_task_async: recording, replay and resume are for the blocking calls");
+  if (!refused.problems.empty()) co_return refused;
+  ActiveRun active(&im);
+  config::Task copy = task;
+  std::filesystem::path workspace = copy.workspace;
+  if (workspace.empty()) workspace = (im.cfg.base_dir / im.cfg.tools.workspace).lexically_normal();
+  std::string name = copy.name;
+  if (!copy.plan) co_return co_await im.run_goal(std::move(copy), std::move(workspace), options, std::move(name));
+  co_return co_await im.run_fixed(std::move(*copy.plan), std::move(copy.inputs), std::move(workspace), options,
+                                  std::move(copy.name), std::move(name), std::move(copy.goal));
 }
 
 }  // namespace dagent

@@ -14,7 +14,9 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/json/parse.hpp>
 
+#include "report/report.hpp"
 #include "serve/reply.hpp"
 #include "serve/route.hpp"
 #include "serve/run_events.hpp"
@@ -243,8 +245,15 @@ std::uint64_t last_event_id(std::string_view header) {
 Reply run_report(Service& service, const std::string& id) {
   Reply result = service.get(id);
   if (result.status != 200) return result;
-  // WIRE(report): `return html(render_report(result))` once src/report/ (issue 17, another branch) lands.
-  return error_reply(501, "the HTML run report is not built into this dagent yet; GET /v1/runs/" + id + " has the result JSON");
+  boost::system::error_code ec;
+  const auto value = boost::json::parse(result.body, ec);
+  if (ec || !value.is_object()) return error_reply(500, "the result of run '" + id + "' is not a JSON object");
+  auto page = report::render_report(value.get_object());
+  if (!page) return error_reply(409, "no report for run '" + id + "' yet: " + page.error());
+  Reply html;
+  html.content_type = "text/html; charset=utf-8";
+  html.body = std::move(*page);
+  return html;
 }
 
 Reply dispatch(Impl& impl, const Route& route, const http::request<http::string_body>& request) {

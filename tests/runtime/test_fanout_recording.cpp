@@ -122,8 +122,8 @@ TEST_CASE("the result JSON lists a for_each step's items and the trace has a spa
   const auto j = to_json(r);
   const auto& items = j.at("steps").as_array()[0].at("items").as_array();
   REQUIRE(items.size() == 3);
-  CHECK(items[0] == json::parse(R"({"index":0,"status":"succeeded","attempts":1,"duration_ms":2.5})"));
-  CHECK(items[1] == json::parse(R"({"index":1,"status":"failed","attempts":2,"duration_ms":1.0,"error":"gone"})"));
+  CHECK(items[0] == json::parse(R"({"index":0,"status":"succeeded","attempts":1,"duration_ms":2.5,"started_ms":1.0,"finished_ms":3.5,"slot":0})"));
+  CHECK(items[1] == json::parse(R"({"index":1,"status":"failed","attempts":2,"duration_ms":1.0,"started_ms":1.0,"finished_ms":2.0,"slot":1,"error":"gone"})"));
   CHECK(items[2].at("status") == "skipped");
   CHECK_FALSE(j.at("steps").as_array()[1].as_object().contains("items"));
 

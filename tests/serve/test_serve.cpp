@@ -270,6 +270,11 @@ TEST_CASE("dagent serve runs a task and streams its events to a late subscriber"
   REQUIRE(tail.size() == 1);
   CHECK(tail.front().event == "end");
   CHECK(serve.request(del("/v1/runs/" + id)).status == 409);  // already ended
+
+  auto report = serve.request(get("/runs/" + id));
+  CHECK(report.status == 200);
+  CHECK_THAT(report.header("content-type"), Catch::StartsWith("text/html"));
+  CHECK_THAT(report.body, Catch::Contains(run_id));
 }
 
 TEST_CASE("dagent serve takes 50 runs at once, cancels some and its metrics add up", "[serve][runs]") {
