@@ -75,9 +75,13 @@ struct StartHook {
     run->snapshot["status"] = "running";
     run->snapshot["id"] = run->id;
     json::array levels;
-    for (const auto& level : r.levels) levels.emplace_back(json::value_from(level));
+    std::size_t steps = 0;
+    for (const auto& level : r.levels) {
+      levels.emplace_back(json::value_from(level));
+      steps += level.size();
+    }
     run->events->add("start", json::object{{"id", run->id}, {"run_id", r.run_id}, {"task", r.task},
-                                           {"steps", r.steps.size()}, {"levels", std::move(levels)}});
+                                           {"steps", steps}, {"levels", std::move(levels)}});
   }
 };
 

@@ -69,7 +69,8 @@ std::string error_message(const HttpReply& reply) {
 
 std::vector<std::string> error_problems(const HttpReply& reply) {
   std::vector<std::string> out;
-  for (const auto& p : reply.json().at("error").at("problems").as_array()) out.emplace_back(p.as_string());
+  const auto body = reply.json();  // kept: the loop below walks into it
+  for (const auto& p : body.at("error").at("problems").as_array()) out.emplace_back(p.as_string());
   return out;
 }
 
@@ -318,7 +319,7 @@ TEST_CASE("dagent serve takes 50 runs at once, cancels some and its metrics add 
     CHECK(result.at("status") == end.at("status"));
     if (i < k_stalled) {
       CHECK(end.at("interrupted") == true);
-      CHECK(result.at("interrupted") == true);
+      CHECK_THAT(std::string(result.at("error").as_string()), Catch::StartsWith("interrupted"));
       ++outcomes["interrupted"];
     } else {
       CHECK(end.at("status") == "succeeded");

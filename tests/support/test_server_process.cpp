@@ -128,7 +128,10 @@ net::awaitable<Exchanges> run_plain(unsigned short port, std::vector<HttpRequest
 /// One request per connection, all at once; each reply lands in its own slot.
 net::awaitable<void> run_one(unsigned short port, HttpRequest request, std::chrono::milliseconds timeout,
                              Exchanges* out) {
-  *out = co_await run_plain(port, {std::move(request)}, timeout);
+  std::vector<HttpRequest> one;  // not a braced list in the co_await: g++ 12 miscompiles it
+  one.push_back(std::move(request));
+  Exchanges got = co_await run_plain(port, std::move(one), timeout);
+  *out = std::move(got);
 }
 
 net::awaitable<Exchanges> run_tls(unsigned short port, std::vector<HttpRequest> requests, ssl::context& tls) {
