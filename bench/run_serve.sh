@@ -3,7 +3,7 @@
 # against the loopback model server (0 ms latency), and the latency of step events (step finished
 # in the service -> SSE event read by the client). Environment: BUILD (default build, with dagent
 # and openai_test_server built), RUNS (300), CLIENTS (16: runs in flight), CONCURRENT (16:
-# serve.max_concurrent_runs), STEPS (10).
+# serve.max_concurrent_runs), STEPS (10), HISTORY (true: every run written to the run history).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +26,7 @@ print(json.dumps({"goal": "bench", "plan": plan}))
 PY
 cat >"$out/config.yaml" <<YAML
 history:
+  enabled: ${HISTORY:-true}
   path: $out/h.db
 memory:
   enabled: false
@@ -46,3 +47,9 @@ done
 
 python3 "$root/bench/serve_client.py" --port "$serve_port" --task "$out/task.json" --runs 20 --clients 4 >/dev/null  # warm-up
 python3 "$root/bench/serve_client.py" --port "$serve_port" --task "$out/task.json" --runs "${RUNS:-300}" --clients "${CLIENTS:-16}"
+# What the model server answered (warm-up included): every step was a real call, none cached.
+echo "model server requests: $(python3 -c 'import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1]))["requests"]["total"])' "http://127.0.0.1:$model_port/_stats")"
+if [[ "${HISTORY:-true}" == true ]] && command -v sqlite3 >/dev/null; then
+  sleep 0.5  # the history writer is behind the results by a moment
+  echo "run wall ms (history): $(sqlite3 "$out/h.db" 'select min(ended_ms-started_ms), max(ended_ms-started_ms), count(*) from runs; select max(finished_ms-started_ms) from steps')"
+fi

@@ -11,6 +11,9 @@ import threading
 import time
 
 
+ends = []
+
+
 def follow(port, token, body, latencies, outcomes, lock):
     headers = {"Content-Type": "application/json"}
     if token:
@@ -43,6 +46,7 @@ def follow(port, token, body, latencies, outcomes, lock):
                 with lock:
                     outcomes[event["status"]] = outcomes.get(event["status"], 0) + 1
                     latencies.extend(mine)
+                    ends.append(time.monotonic())
                 break
     conn.close()
 
@@ -79,9 +83,10 @@ def main():
     def pct(p):
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else float("nan")
 
+    tenths = [round(ends[min(len(ends) - 1, len(ends) * k // 10)] - start, 2) for k in range(1, 11)] if ends else []
     print(json.dumps({"runs": args.runs, "clients": args.clients, "wall_s": round(wall, 3),
                       "runs_per_s": round(args.runs / wall, 1), "outcomes": outcomes,
-                      "step_events": len(latencies), "event_latency_ms": {
+                      "ended_by_tenth_s": tenths, "step_events": len(latencies), "event_latency_ms": {
                           "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": latencies[-1] if latencies else None}}))
 
 
