@@ -30,6 +30,10 @@ history:
   path: $out/h.db
 memory:
   enabled: false
+performance:
+  rate_limiting:            # the defaults (10 000 rpm) would pace a run of 10 000+ model calls
+    rpm_limit: 1000000000
+    tpm_limit: 1000000000000
 serve:
   max_concurrent_runs: ${CONCURRENT:-16}
   max_queued_runs: 10000

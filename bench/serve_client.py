@@ -12,16 +12,20 @@ import time
 
 
 ends = []
+spans = []  # per run: (whole, POST, POST->start event, start->end), seconds
 
 
 def follow(port, token, body, latencies, outcomes, lock):
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = "Bearer " + token
+    t0 = time.monotonic()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     conn.request("POST", "/v1/runs", body=body, headers=headers)
     reply = conn.getresponse()
     data = reply.read()
+    t_posted = time.monotonic()
+    t_start = None
     if reply.status != 201:
         with lock:
             outcomes["refused %d" % reply.status] = outcomes.get("refused %d" % reply.status, 0) + 1
@@ -38,6 +42,8 @@ def follow(port, token, body, latencies, outcomes, lock):
         line = line.decode("utf-8").rstrip("\n")
         if line.startswith("event: "):
             kind = line[7:]
+            if kind == "start" and t_start is None:
+                t_start = time.monotonic()
         elif line.startswith("data: "):
             event = json.loads(line[6:])
             if kind == "step" and event.get("status") in ("succeeded", "failed"):
@@ -47,6 +53,7 @@ def follow(port, token, body, latencies, outcomes, lock):
                     outcomes[event["status"]] = outcomes.get(event["status"], 0) + 1
                     latencies.extend(mine)
                     ends.append(time.monotonic())
+                    spans.append((ends[-1] - t0, t_posted - t0, (t_start or t_posted) - t_posted, ends[-1] - (t_start or t_posted)))
                 break
     conn.close()
 
@@ -84,7 +91,8 @@ def main():
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else float("nan")
 
     tenths = [round(ends[min(len(ends) - 1, len(ends) * k // 10)] - start, 2) for k in range(1, 11)] if ends else []
-    print(json.dumps({"runs": args.runs, "clients": args.clients, "wall_s": round(wall, 3),
+    slowest = [[round(x * 1000, 1) for x in span] for span in sorted(spans, reverse=True)[:3]]
+    print(json.dumps({"runs": args.runs, "slowest_ms_whole_post_tostart_run": slowest, "clients": args.clients, "wall_s": round(wall, 3),
                       "runs_per_s": round(args.runs / wall, 1), "outcomes": outcomes,
                       "ended_by_tenth_s": tenths, "step_events": len(latencies), "event_latency_ms": {
                           "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": latencies[-1] if latencies else None}}))
