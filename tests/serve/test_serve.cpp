@@ -421,3 +421,36 @@ TEST_CASE("dagent serve writes its runs to the history and answers for them afte
   CHECK(stored.json().at("run_id").as_string() == run_id);
   CHECK(stored.json().at("status") == "succeeded");
 }
+
+TEST_CASE("dagent serve queues runs beyond max_concurrent_runs and refuses beyond max_queued_runs", "[serve][runs]") {
+  TestServer server(TestServerOptions{
+      .script = json::parse(R"({"rules": [{"path": "/v1/chat/completions", "contains": "STALL", "fault": "stall"}]})")});
+  TempDir dir;
+  write_config(dir, "serve:\n  max_concurrent_runs: 1\n  max_queued_runs: 1\n  drain_ms: 0\nllm:\n  timeout_ms: 60000\n  max_retries: 0\n");
+  ServeProcess serve({}, dir.path(), model_env(&server));
+  auto first = serve.request(post_json("/v1/runs", llm_task("STALL")));
+  REQUIRE(first.status == 201);
+  CHECK(first.json().at("status") == "running");
+  auto second = serve.request(post_json("/v1/runs", read_task()));
+  REQUIRE(second.status == 201);
+  CHECK(second.json().at("status") == "queued");
+  const std::string queued(second.json().at("id").as_string());
+  CHECK(serve.request(get("/v1/runs/" + queued)).json().at("status") == "queued");
+  auto third = serve.request(post_json("/v1/runs", read_task()));
+  CHECK(third.status == 503);
+  CHECK(third.header("retry-after") == "1");
+  // A queued run cancelled ends at once, interrupted, and frees its place.
+  auto cancelled = serve.request(del("/v1/runs/" + queued));
+  CHECK(cancelled.status == 200);
+  CHECK(cancelled.json().at("exit_code") == 1);
+  const auto events = events_of(serve.request(get("/v1/runs/" + queued + "/events")));
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].event == "queued");
+  CHECK(events[1].event == "end");
+  CHECK(json::parse(events[1].data).at("interrupted") == true);
+  CHECK(serve.request(post_json("/v1/runs", read_task())).status == 201);
+  serve.kill(SIGTERM);  // drain_ms 0: the stalled run is cancelled at once
+  auto ended = serve.wait();
+  INFO(ended.err);
+  CHECK(ended.exit_code == 0);
+}
