@@ -64,6 +64,23 @@ Reply json_reply(unsigned status, const json::value& body) {
   return r;
 }
 
+// The steps of a validated plan (an array, or {"steps": [...]}) as `pending`, for a running run's
+// JSON until its result replaces them; step events update their status.
+json::array pending_steps(const json::value& plan) {
+  const json::value* steps = &plan;
+  if (plan.is_object()) steps = plan.get_object().if_contains("steps");
+  json::array out;
+  if (!steps || !steps->is_array()) return out;
+  for (const auto& step : steps->get_array()) {
+    if (!step.is_object()) continue;
+    json::object entry{{"status", "pending"}};
+    if (const auto* id = step.get_object().if_contains("id")) entry["id"] = *id;
+    if (const auto* action = step.get_object().if_contains("action")) entry["action"] = *action;
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
 // The runtime's callbacks: named types (not capturing lambdas), each holding the run it feeds.
 struct StartHook {
   ServiceRun* run;
@@ -74,6 +91,7 @@ struct StartHook {
     run->snapshot = to_json(r);
     run->snapshot["status"] = "running";
     run->snapshot["id"] = run->id;
+    if (r.steps.empty()) run->snapshot["steps"] = pending_steps(r.plan);
     json::array levels;
     std::size_t steps = 0;
     for (const auto& level : r.levels) {

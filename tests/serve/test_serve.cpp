@@ -436,6 +436,11 @@ TEST_CASE("dagent serve queues runs beyond max_concurrent_runs and refuses beyon
   CHECK(second.json().at("status") == "queued");
   const std::string queued(second.json().at("id").as_string());
   CHECK(serve.request(get("/v1/runs/" + queued)).json().at("status") == "queued");
+  wait_until([&] { return server.requests_to("/v1/chat/completions") >= 1; }, "the stalled call reached the model");
+  const auto running = serve.request(get("/v1/runs/" + std::string(first.json().at("id").as_string()))).json();
+  CHECK(running.at("status") == "running");
+  REQUIRE(running.at("steps").as_array().size() == 2);
+  CHECK(running.at("steps").at(0).at("status") == "running");
   auto third = serve.request(post_json("/v1/runs", read_task()));
   CHECK(third.status == 503);
   CHECK(third.header("retry-after") == "1");
