@@ -24,6 +24,7 @@ int memory_command(const Options& options);
 int mcp_command(const Options& options);
 int worker_command(const Options& options);
 int runs_command(const Options& options);
+int serve_command(const Options& options);
 int report_command(const Options& options);
 
 }  // namespace dagent::cli

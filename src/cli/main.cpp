@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
     if (options.command == "mcp") return mcp_command(options);
     if (options.command == "worker") return worker_command(options);
     if (options.command == "runs") return runs_command(options);
+    if (options.command == "serve") return serve_command(options);
     if (options.command == "report") return report_command(options);
     return validate_command(options);
   } catch (const std::exception& e) {

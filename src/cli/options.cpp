@@ -11,7 +11,7 @@ namespace dagent::cli {
 
 namespace {
 
-constexpr std::string_view k_commands[] = {"run", "plan", "validate", "replay", "ingest", "memory", "mcp", "worker", "runs", "report", "help", "version"};
+constexpr std::string_view k_commands[] = {"run", "plan", "validate", "replay", "ingest", "memory", "mcp", "worker", "runs", "report", "serve", "help", "version"};
 
 }  // namespace
 
@@ -29,6 +29,7 @@ std::string usage() {
          "  worker                   take steps of distributed runs from Redis (redis.url) until SIGTERM\n"
          "  runs list                the run history, newest first (--status, --task, --since, --limit, --json)\n"
          "  runs show ID             one stored run: summary and steps (--json: its whole result JSON)\n"
+         "  serve                    an HTTP service that takes runs (serve.* keys; until SIGTERM)\n"
          "  report ID|RESULT.json    a run as one self-contained HTML page: plan graph, timeline, steps (-o FILE)\n"
          "  --version | --help\n"
          "\n"
@@ -55,6 +56,7 @@ std::string usage() {
          "  --task T                 runs list: runs of task T\n"
          "  --since D                runs list: started since a date (2026-12-01, UTC) or for a time (7d, 12h, 30m)\n"
          "  --limit N                runs list: at most N runs (default 50)\n"
+         "  --listen HOST:PORT       serve: the address to listen on (default serve.listen, 127.0.0.1:8080)\n"
          "  -o FILE                  report: write the page to FILE (default, or -: stdout)\n"
          "  -q / -v                  quieter / more verbose progress on stderr\n"
          "\n"
@@ -150,6 +152,10 @@ std::variant<Options, std::string> parse_options(int argc, char** argv) {
       const long n = v ? std::strtol(v->c_str(), &end, 10) : 0;
       if (!v || v->empty() || *end != '\0' || n < 1 || n > 1000000) return std::string("--limit needs a number from 1 to 1000000");
       o.limit = static_cast<int>(n);
+    } else if (is("--listen")) {
+      auto v = value_of(i, "--listen");
+      if (!v || v->empty()) return std::string("--listen needs HOST:PORT");
+      o.listen = *v;
     } else if (arg == "-o" || is("--output")) {
       auto v = value_of(i, arg == "-o" ? "-o" : "--output");
       if (!v || v->empty()) return std::string("-o needs a file (or - for stdout)");

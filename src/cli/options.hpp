@@ -11,7 +11,7 @@
 namespace dagent::cli {
 
 struct Options {
-  std::string command;                          ///< run, plan, validate, replay, ingest, memory, mcp, worker, runs, report, help, version
+  std::string command;                          ///< run, plan, validate, replay, ingest, memory, mcp, worker, runs, report, serve, help, version
   std::vector<std::string> args;                ///< positional arguments after the command
   std::optional<std::filesystem::path> config;  ///< --config
   std::vector<std::string> overrides;           ///< --set KEY=VALUE, in order
@@ -35,6 +35,7 @@ struct Options {
   std::optional<std::string> task;              ///< runs list --task NAME
   std::optional<std::int64_t> since_ms;         ///< runs list --since DATE|DURATION, as Unix ms
   int limit = 50;                               ///< runs list --limit N
+  std::optional<std::string> listen;            ///< serve --listen HOST:PORT (over serve.listen)
   std::optional<std::filesystem::path> output;  ///< report -o FILE; absent or "-": stdout
 };
 

@@ -255,6 +255,21 @@ struct HistoryConfig {
   int keep_days = 30; ///< runs older than this are removed after each write; 0 keeps them all
 };
 
+/// The service (README "Service (dagent serve)"): an HTTP server that takes runs.
+struct ServeConfig {
+  std::string listen = "127.0.0.1:8080";  ///< HOST:PORT; beyond loopback only with token_env (`--listen` overrides)
+  std::string token_env;                  ///< env variable holding the bearer token; "": no token asked
+  int max_concurrent_runs = 4;            ///< runs underway at once; more wait in the queue
+  int max_queued_runs = 100;              ///< runs waiting; beyond, POST /v1/runs answers 503
+  std::int64_t max_body_bytes = 1 << 20;  ///< a request body larger than this is refused (413)
+  std::int64_t drain_ms = 30000;          ///< SIGTERM: running runs get this long, then are cancelled
+  int max_connections = 256;              ///< open connections; more are closed at once
+  std::int64_t idle_timeout_ms = 30000;   ///< a connection with no request for this long is closed
+  int max_event_clients = 64;             ///< event streams open at once (all runs)
+  int runs_kept = 1000;                   ///< finished runs kept in memory; older: from the history
+  std::int64_t event_bytes = 4 << 20;     ///< a run's buffered events beyond this: answer deltas dropped
+};
+
 struct Config {
   LlmConfig llm;
   RedisConfig redis;
@@ -268,6 +283,7 @@ struct Config {
   LimitsConfig limits;
   McpConfig mcp;
   HistoryConfig history;
+  ServeConfig serve;
   std::map<std::string, Task> tasks;
   std::filesystem::path base_dir = ".";  ///< folder of the config file; relative paths resolve here
   std::string source = "<defaults>";      ///< the config file's path, or "<defaults>"

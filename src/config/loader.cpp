@@ -555,6 +555,18 @@ constexpr std::array k_fields = {
     text("history.path", [](Config& c) -> auto& { return c.history.path; }, Emptiness::allowed),
     integer("history.keep_days", [](Config& c) -> auto& { return c.history.keep_days; }, 0, 36500),
 
+    text("serve.listen", [](Config& c) -> auto& { return c.serve.listen; }),
+    text("serve.token_env", [](Config& c) -> auto& { return c.serve.token_env; }, Emptiness::allowed),
+    integer("serve.max_concurrent_runs", [](Config& c) -> auto& { return c.serve.max_concurrent_runs; }, 1, 10000),
+    integer("serve.max_queued_runs", [](Config& c) -> auto& { return c.serve.max_queued_runs; }, 0, 1000000),
+    integer("serve.max_body_bytes", [](Config& c) -> auto& { return c.serve.max_body_bytes; }, 1024, k_max_bytes),
+    integer("serve.drain_ms", [](Config& c) -> auto& { return c.serve.drain_ms; }, 0, k_max_ms),
+    integer("serve.max_connections", [](Config& c) -> auto& { return c.serve.max_connections; }, 1, 100000),
+    integer("serve.idle_timeout_ms", [](Config& c) -> auto& { return c.serve.idle_timeout_ms; }, 100, k_max_ms),
+    integer("serve.max_event_clients", [](Config& c) -> auto& { return c.serve.max_event_clients; }, 0, 100000),
+    integer("serve.runs_kept", [](Config& c) -> auto& { return c.serve.runs_kept; }, 1, 1000000),
+    integer("serve.event_bytes", [](Config& c) -> auto& { return c.serve.event_bytes; }, 4096, k_max_bytes),
+
     text("tools.workspace", [](Config& c) -> auto& { return c.tools.workspace; }),
     integer("tools.read_max_bytes", [](Config& c) -> auto& { return c.tools.read_max_bytes; }, 1,
             k_max_bytes),
@@ -1717,7 +1729,7 @@ boost::json::object to_json(const Config& cfg) {
   for (const Field& field : k_fields) {
     // Where runs are logged, not how they run: left out, so a recording's digest (which a resume
     // checks) and a replay's effective config do not depend on it.
-    if (field.key.starts_with("history.")) continue;
+    if (field.key.starts_with("history.") || field.key.starts_with("serve.")) continue;
     json::object* section = &root;
     std::string_view rest = field.key;
     for (std::size_t dot = rest.find('.'); dot != std::string_view::npos; dot = rest.find('.')) {

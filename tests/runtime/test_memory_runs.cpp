@@ -136,13 +136,13 @@ TEST_CASE("memory updates and recall can be switched off", "[runtime][memory]") 
 TEST_CASE("memory recall runs beside the intent call in the planner's parallel phase", "[runtime][memory][planner]") {
   json::array rules = script().at("rules").as_array();
   // Each reply waits until the other request has arrived: if they were sent one after the
-  // other, the first would wait out the server's 20 s hold limit and max_concurrent_requests stays 1.
+  // other, the first would get the server's 500 for a hold not met within 20 s.
   rules.push_back(json::object{{"path", "/v1/chat/completions"}, {"contains", "intent analyser"},
                                {"hold_until", json::object{{"path", "/v1/embeddings"}}},
                                {"reply", R"({"intent": "trip planning", "tools": []})"}});
   rules.push_back(json::object{{"path", "/v1/embeddings"},
                                {"hold_until", json::object{{"contains", "intent analyser"}}}});
-  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TestServer server(TestServerOptions{.script = script()});  // the holds only once the notes are ingested
   TempDir dir;
   dir.write("ws/notes.txt", "Zorblandia: capital Quuxville.");
   auto cfg = config_for(server, dir);

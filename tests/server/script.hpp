@@ -22,8 +22,8 @@
 //     "fault": "reset" | "stall" | "truncate" | "close_after_response" | "ping",
 //     "hold_until": {"path": "/v1/embeddings", "contains": "x"},  the reply (before latency_ms)
 //                                      waits until a request passing these filters has reached the
-//                                      script, at most 20 s: two calls overlap by construction,
-//                                      not by timing
+//                                      script: two calls overlap by construction, not by
+//                                      timing; unmet after 20 s, the reply is a 500 saying so
 //     "comment": "free text"}]}
 //
 // Rules are tried in order and the first that applies answers; a rule whose nth/times is not

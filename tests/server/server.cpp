@@ -199,7 +199,7 @@ net::awaitable<Delivery> write_event_stream(Stream& stream, const Reply& reply, 
 /// Waits until the reply's hold_until is met (at most k_hold_limit). The session runs on its own
 /// strand and the waker posts the cancel there, so a wake that comes before async_wait starts
 /// still ends it.
-net::awaitable<void> wait_for_hold(ServerState& state, const Reply& reply) {
+net::awaitable<bool> wait_for_hold(ServerState& state, const Reply& reply) {
   auto timer = std::make_shared<Timer>(co_await net::this_coro::executor, k_hold_limit);
   std::weak_ptr<Timer> weak = timer;
   auto wake = [weak] {
@@ -207,14 +207,21 @@ net::awaitable<void> wait_for_hold(ServerState& state, const Reply& reply) {
         if (auto held = weak.lock()) held->cancel();
       });
   };
-  if (state.hold(reply, wake)) co_return;
+  if (state.hold(reply, wake)) co_return true;
   auto [ec] = co_await timer->async_wait();
-  (void)ec;  // cancelled: the hold is met; expired: the reply goes anyway and the test sees no overlap
+  co_return ec == net::error::operation_aborted;  // cancelled: the hold is met; otherwise it expired
 }
 
 template <class Stream>
 net::awaitable<Delivery> deliver(Stream& stream, ServerState& state, const Reply& reply, bool keep_alive) {
-  if (reply.held) co_await wait_for_hold(state, reply);
+  if (reply.held && !co_await wait_for_hold(state, reply)) {
+    // A hold that never met its request is a broken test: it fails loudly instead of passing late.
+    Reply expired;
+    expired.status = 500;
+    expired.record = reply.record;
+    expired.body = R"({"error":{"message":"test server: hold_until not met within 20 s","type":"server_error"}})";
+    co_return co_await write_whole_reply(stream, expired, keep_alive);
+  }
   co_await sleep_for(reply.latency);
   if (reply.fault == Fault::reset) {
     abort_connection(tcp_of(stream));

@@ -2,6 +2,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
@@ -68,7 +69,7 @@ TcpStream& tcp_of(Stream& stream) {
 
 template <class Stream>
 net::awaitable<Exchanges> exchange_all(Stream& stream, const std::vector<HttpRequest>& requests,
-                                       const std::string& host) {
+                                       const std::string& host, std::chrono::milliseconds timeout = k_control_timeout) {
   Exchanges out;
   beast::flat_buffer buffer;
   for (const HttpRequest& r : requests) {
@@ -83,7 +84,7 @@ net::awaitable<Exchanges> exchange_all(Stream& stream, const std::vector<HttpReq
     if (r.framing == BodyFraming::chunked) request.chunked(true);
     else request.prepare_payload();
 
-    tcp_of(stream).expires_after(k_control_timeout);
+    tcp_of(stream).expires_after(timeout);
     auto [write_ec, written] = co_await http::async_write(stream, request);
     if (write_ec) {
       out.error = "write: " + write_ec.message();
@@ -114,13 +115,23 @@ net::awaitable<Exchanges> connect(TcpStream& stream, unsigned short port) {
   co_return out;
 }
 
-net::awaitable<Exchanges> run_plain(unsigned short port, std::vector<HttpRequest> requests) {
+net::awaitable<Exchanges> run_plain(unsigned short port, std::vector<HttpRequest> requests,
+                                    std::chrono::milliseconds timeout = k_control_timeout) {
   auto executor = co_await net::this_coro::executor;
   TcpStream stream(executor);
   Exchanges connected = co_await connect(stream, port);
   if (!connected.error.empty()) co_return connected;
   const std::string host = "127.0.0.1:" + std::to_string(port);
-  co_return co_await exchange_all(stream, requests, host);
+  co_return co_await exchange_all(stream, requests, host, timeout);
+}
+
+/// One request per connection, all at once; each reply lands in its own slot.
+net::awaitable<void> run_one(unsigned short port, HttpRequest request, std::chrono::milliseconds timeout,
+                             Exchanges* out) {
+  std::vector<HttpRequest> one;  // not a braced list in the co_await: g++ 12 miscompiles it
+  one.push_back(std::move(request));
+  Exchanges got = co_await run_plain(port, std::move(one), timeout);
+  *out = std::move(got);
 }
 
 net::awaitable<Exchanges> run_tls(unsigned short port, std::vector<HttpRequest> requests, ssl::context& tls) {
@@ -166,6 +177,27 @@ std::string read_line(int fd, std::chrono::milliseconds timeout) {
 }
 
 }  // namespace
+
+std::vector<HttpReply> http_requests(unsigned short port, const std::vector<HttpRequest>& requests,
+                                     std::chrono::milliseconds timeout) {
+  std::vector<Exchanges> results(requests.size());
+  net::io_context io;
+  for (std::size_t i = 0; i < requests.size(); ++i)
+    net::co_spawn(io, run_one(port, requests[i], timeout, &results[i]), net::detached);  // the io_context owns them
+  io.run_for(timeout + std::chrono::seconds(1));
+  std::vector<HttpReply> out;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (results[i].replies.empty())
+      throw std::runtime_error(requests[i].method + " " + requests[i].target + ": " +
+                               (results[i].error.empty() ? "no reply in time" : results[i].error));
+    out.push_back(std::move(results[i].replies.front()));
+  }
+  return out;
+}
+
+HttpReply http_request(unsigned short port, const HttpRequest& request, std::chrono::milliseconds timeout) {
+  return http_requests(port, {request}, timeout).front();
+}
 
 HttpRequest post_json(std::string target, const boost::json::value& body) {
   HttpRequest request;

@@ -6,6 +6,7 @@
 
 #include <boost/json/value.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -120,6 +121,15 @@ class TestServer {
   bool tls_ = false;
   std::optional<TempDir> script_dir_;
 };
+
+/// Plain-HTTP requests to 127.0.0.1:`port`, each on a connection of its own, all at once; the
+/// replies in request order, each read whole (an event stream: until the server ends it).
+/// Throws std::runtime_error naming the first request without a complete reply within `timeout`.
+std::vector<HttpReply> http_requests(unsigned short port, const std::vector<HttpRequest>& requests,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
+/// One of http_requests.
+HttpReply http_request(unsigned short port, const HttpRequest& request,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 /// A POST of a JSON body to `target`.
 HttpRequest post_json(std::string target, const boost::json::value& body);

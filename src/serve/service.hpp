@@ -1,0 +1,102 @@
+#pragma once
+// The runs of `dagent serve`: admission (running, queued, refused), their results and events,
+// cancellation and drain. HTTP-free: the server turns requests into these calls.
+
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "serve/reply.hpp"
+#include "serve/run_events.hpp"
+
+namespace dagent {
+class Runtime;
+struct RunOutcome;
+}
+
+namespace dagent::serve {
+
+struct ServiceRun;
+
+/// Every run the service took, by id. Runs start on the runtime's loop with run_task_async, up
+/// to serve.max_concurrent_runs at once, then wait in a queue of serve.max_queued_runs. Finished
+/// runs stay in memory (serve.runs_kept, oldest evicted first); older ones are read from the run
+/// history. Use it on the runtime's loop only; it must outlive run_loop().
+class Service {
+ public:
+  explicit Service(Runtime& runtime);
+  ~Service();
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  /// POST /v1/runs: `body` is a task (the task file's fields as JSON) or {"task": NAME} of a
+  /// configured task. 201 with the id; 400 with the problems of `dagent validate`; 503 when
+  /// draining or the queue is full.
+  Reply submit(std::string_view body);
+  /// GET /v1/runs/{id}: the result JSON (SPEC §5; `status` queued or running before its end).
+  /// `id` is the id POST answered or the run's own run_id.
+  Reply get(std::string_view id);
+  /// GET /v1/runs: the runs in memory, newest first, as {id, run_id, task, status}.
+  Reply list() const;
+  /// DELETE /v1/runs/{id}: a queued run ends at once, a running one is interrupted (202).
+  Reply cancel(std::string_view id);
+  /// GET /metrics: the service's counters, Prometheus text format.
+  Reply metrics() const;
+  /// The events of run `id` in memory, or null.
+  std::shared_ptr<RunEvents> events(std::string_view id) const;
+
+  /// Stops taking runs (503), ends the queued ones, lets the running ones finish for
+  /// serve.drain_ms and then cancels them; calls `drained` once none is left.
+  void drain(std::function<void()> drained);
+  bool draining() const noexcept { return draining_; }
+
+  /// The completion of one run's coroutine (public for its handler).
+  void finish(const std::shared_ptr<ServiceRun>& run, std::exception_ptr error, RunOutcome outcome);
+  /// The drain's deadline passed: interrupt every running run.
+  void cancel_running();
+
+ private:
+  std::shared_ptr<ServiceRun> find(std::string_view id) const;
+  void start(const std::shared_ptr<ServiceRun>& run);
+  void start_queued();
+  void end_unstarted(const std::shared_ptr<ServiceRun>& run);
+  void retire(const std::shared_ptr<ServiceRun>& run);
+  void check_drained();
+
+  Runtime& runtime_;
+  std::map<std::string, std::shared_ptr<ServiceRun>, std::less<>> runs_;
+  std::map<std::string, std::string, std::less<>> aliases_;  // the runtime's run_id -> our id
+  std::deque<std::shared_ptr<ServiceRun>> queue_;
+  std::deque<std::string> finished_order_;                    // oldest first, for eviction
+  int running_ = 0;
+  bool draining_ = false;
+  std::function<void()> drained_;
+  boost::asio::steady_timer drain_timer_;
+  std::uint64_t next_id_ = 1;
+  std::string id_prefix_;
+
+  struct Counters {
+    std::int64_t submitted = 0;      // 201 answered
+    std::int64_t rejected = 0;       // 400: invalid task
+    std::int64_t refused = 0;        // 503: draining or queue full
+    std::int64_t started = 0;
+    std::int64_t succeeded = 0;
+    std::int64_t failed = 0;         // failed, not interrupted (problems after 201 included)
+    std::int64_t interrupted = 0;
+    std::int64_t cancel_requests = 0;
+    std::int64_t llm_calls = 0;      // summed over finished runs' results
+    std::int64_t prompt_tokens = 0;
+    std::int64_t completion_tokens = 0;
+    std::int64_t steps_succeeded = 0;
+    std::int64_t steps_failed = 0;
+  } counters_;
+};
+
+}  // namespace dagent::serve
