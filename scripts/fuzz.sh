@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(plan reference sse step_stream config recording memory utf8 workspace cached_reply)
+all_targets=(plan reference sse step_stream config recording memory utf8 workspace cached_reply report)
 target=${1:-all}
 seconds=${2:-60}
 if [ "$target" = all ]; then
@@ -38,7 +38,7 @@ max_len() {
     utf8 | reference) echo 4096 ;;
     sse) echo 8192 ;;
     plan | step_stream | config) echo 16384 ;;
-    recording | memory | cached_reply) echo 65536 ;;
+    recording | memory | cached_reply | report) echo 65536 ;;
   esac
 }
 

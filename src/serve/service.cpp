@@ -12,6 +12,7 @@
 #include "config/loader.hpp"
 #include "dagent/runtime.hpp"
 #include "history/history_store.hpp"
+#include "observe/metrics.hpp"
 #include "text/json_utf8.hpp"
 #include "text/utf8.hpp"
 
@@ -157,6 +158,34 @@ asio::awaitable<RunOutcome> execute_run(Runtime* runtime, std::shared_ptr<Servic
   co_return co_await runtime->run_task_async(run->task, run->options);
 }
 
+// The service's own counters, beside dagent's metrics in the process's registry.
+struct ServeMetrics {
+  explicit ServeMetrics(observe::Registry& r)
+      : submitted(r.counter("dagent_serve_runs_submitted_total", "Runs accepted by POST /v1/runs (201)").counter()),
+        rejected(r.counter("dagent_serve_runs_rejected_total",
+                           "POST /v1/runs refused: an invalid body or task (400), or no room (503)", {"reason"})),
+        started(r.counter("dagent_serve_runs_started_total", "Runs started on the runtime").counter()),
+        finished(r.counter("dagent_serve_runs_finished_total",
+                           "Runs of the service ended, by outcome (interrupted: cancelled or drained)", {"outcome"})),
+        cancel_requests(r.counter("dagent_serve_cancel_requests_total", "DELETE /v1/runs/{id} of a known run").counter()) {
+    for (const char* reason : {"invalid", "unavailable"}) (void)rejected.counter({reason});
+    for (const char* outcome : {"succeeded", "failed", "interrupted"}) (void)finished.counter({outcome});
+  }
+  observe::Counter submitted;
+  observe::Family& rejected;
+  observe::Counter started;
+  observe::Family& finished;
+  observe::Counter cancel_requests;
+};
+
+const ServeMetrics& serve_metrics() {
+  static const ServeMetrics* m = new ServeMetrics(observe::registry());  // never destroyed, as the registry
+  return *m;
+}
+
+void count_rejected(const char* reason) { serve_metrics().rejected.counter({reason}).inc(); }
+void count_finished(const char* outcome) { serve_metrics().finished.counter({outcome}).inc(); }
+
 struct DrainDeadline {
   Service* service;
   void operator()(const boost::system::error_code& ec) const {
@@ -174,17 +203,17 @@ Service::~Service() = default;
 Reply Service::submit(std::string_view body) {
   const auto& cfg = runtime_.config();
   if (draining_) {
-    ++counters_.refused;
+    count_rejected("unavailable");
     return error_reply(503, "the service is shutting down and takes no new runs");
   }
   boost::system::error_code ec;
   json::value parsed = json::parse(body, ec);
   if (ec) {
-    ++counters_.rejected;
+    count_rejected("invalid");
     return error_reply(400, "the request body is not JSON", {"request: " + ec.message()});
   }
   if (!parsed.is_object()) {
-    ++counters_.rejected;
+    count_rejected("invalid");
     return error_reply(400, "the request body must be a JSON object (a task's fields, or {\"task\": NAME})");
   }
   const std::filesystem::path workspace = (cfg.base_dir / cfg.tools.workspace).lexically_normal();
@@ -194,7 +223,7 @@ Reply Service::submit(std::string_view body) {
     const auto& name = object.at("task");
     const auto it = name.is_string() ? cfg.tasks.find(std::string(name.get_string())) : cfg.tasks.end();
     if (it == cfg.tasks.end()) {  // configured names only: a request never names a host file
-      ++counters_.rejected;
+      count_rejected("invalid");
       std::string shown = name.is_string() ? text::excerpt(name.get_string(), 100) : json::serialize(name).substr(0, 100);
       return error_reply(400, "invalid task", {"request: task: no configured task named '" + shown + "'"});
     }
@@ -203,13 +232,13 @@ Reply Service::submit(std::string_view body) {
   } else {
     auto loaded = config::load_task_text(body, "request", "request", std::filesystem::absolute(workspace));
     if (!loaded) {
-      ++counters_.rejected;
+      count_rejected("invalid");
       return error_reply(400, "invalid task", loaded.error().lines());
     }
     task = std::move(*loaded);
   }
   if (static_cast<int>(queue_.size()) >= cfg.serve.max_queued_runs && running_ >= cfg.serve.max_concurrent_runs) {
-    ++counters_.refused;
+    count_rejected("unavailable");
     Reply r = error_reply(503, "too many runs waiting (serve.max_queued_runs); try again later");
     r.headers.emplace_back("Retry-After", "1");
     return r;
@@ -228,7 +257,7 @@ Reply Service::submit(std::string_view body) {
   run->snapshot = json::object{{"id", run->id}, {"task", run->task_name}, {"status", "queued"}};
   run->events->add("queued", json::object{{"id", run->id}, {"task", text::valid_utf8(run->task_name)}});
   runs_.emplace(run->id, run);
-  ++counters_.submitted;
+  serve_metrics().submitted.inc();
   if (running_ < cfg.serve.max_concurrent_runs) {
     start(run);
   } else {
@@ -243,7 +272,7 @@ void Service::start(const std::shared_ptr<ServiceRun>& run) {
   run->phase = RunPhase::running;
   run->snapshot["status"] = "running";
   ++running_;
-  ++counters_.started;
+  serve_metrics().started.inc();
   // Owned: RunDone releases the slot whatever ends the coroutine (result, problems or exception).
   asio::co_spawn(runtime_.executor(), execute_run(&runtime_, run), RunDone{this, run});
 }
@@ -270,7 +299,7 @@ void Service::finish(const std::shared_ptr<ServiceRun>& run, std::exception_ptr 
     }
     run->exit_code = 1;
     run->snapshot = json::object{{"id", run->id}, {"task", run->task_name}, {"status", "failed"}, {"error", what}};
-    ++counters_.failed;
+    count_finished("failed");
   } else if (!outcome.problems.empty()) {
     run->exit_code = outcome.exit_code();
     json::array problems;
@@ -279,7 +308,7 @@ void Service::finish(const std::shared_ptr<ServiceRun>& run, std::exception_ptr 
                                  {"status", "failed"},      {"error", "nothing was run"},
                                  {"problems", problems},    {"unreachable", outcome.unreachable}};
     end["problems"] = std::move(problems);
-    ++counters_.failed;
+    count_finished("failed");
   } else {
     const auto& r = outcome.result;
     run->exit_code = outcome.exit_code();
@@ -287,18 +316,11 @@ void Service::finish(const std::shared_ptr<ServiceRun>& run, std::exception_ptr 
     if (!r.run_id.empty()) aliases_[r.run_id] = run->id;
     run->snapshot = to_json(r);
     if (r.interrupted) {
-      ++counters_.interrupted;
+      count_finished("interrupted");
     } else if (r.status == RunStatus::succeeded) {
-      ++counters_.succeeded;
+      count_finished("succeeded");
     } else {
-      ++counters_.failed;
-    }
-    counters_.llm_calls += r.metrics.llm_calls;
-    counters_.prompt_tokens += r.metrics.prompt_tokens;
-    counters_.completion_tokens += r.metrics.completion_tokens;
-    for (const auto& s : r.steps) {
-      if (s.status == StepStatus::succeeded) ++counters_.steps_succeeded;
-      if (s.status == StepStatus::failed) ++counters_.steps_failed;
+      count_finished("failed");
     }
     end["interrupted"] = r.interrupted;
     if (!r.error.empty()) end["error"] = text::excerpt(r.error, k_detail_chars);
@@ -325,7 +347,8 @@ void Service::end_unstarted(const std::shared_ptr<ServiceRun>& run) {
   run->snapshot = to_json(r);
   run->snapshot["id"] = run->id;
   run->snapshot["exit_code"] = 1;
-  ++counters_.interrupted;
+  count_finished("interrupted");
+  observe::record_run(r);  // a run the service took: in dagent_runs_total as the runtime's are
   run->events->close(json::object{{"id", run->id}, {"run_id", ""}, {"status", "failed"}, {"interrupted", true},
                                   {"error", "interrupted before it started"}, {"exit_code", 1}});
   retire(run);
@@ -387,7 +410,7 @@ Reply Service::list() const {
 Reply Service::cancel(std::string_view id) {
   auto run = find(id);
   if (!run) return error_reply(404, "no run with id '" + std::string(id) + "' in this service");
-  ++counters_.cancel_requests;
+  serve_metrics().cancel_requests.inc();
   switch (run->phase) {
     case RunPhase::finished:
       return error_reply(409, "run '" + run->id + "' has already ended");
@@ -409,43 +432,12 @@ std::shared_ptr<RunEvents> Service::events(std::string_view id) const {
 }
 
 Reply Service::metrics() const {
-  std::string out;
-  auto counter = [&out](std::string_view name, std::string_view help, std::string_view type) {
-    out += "# HELP " + std::string(name) + " " + std::string(help) + "\n# TYPE " + std::string(name) + " " +
-           std::string(type) + "\n";
-  };
-  auto sample = [&out](std::string_view name, std::int64_t value) {
-    out += std::string(name) + " " + std::to_string(value) + "\n";
-  };
-  counter("dagent_serve_runs_submitted_total", "runs accepted by POST /v1/runs (201)", "counter");
-  sample("dagent_serve_runs_submitted_total", counters_.submitted);
-  counter("dagent_serve_runs_rejected_total", "POST /v1/runs refused: invalid body or task (400) or no room (503)", "counter");
-  sample("dagent_serve_runs_rejected_total{reason=\"invalid\"}", counters_.rejected);
-  sample("dagent_serve_runs_rejected_total{reason=\"unavailable\"}", counters_.refused);
-  counter("dagent_serve_runs_started_total", "runs started on the runtime", "counter");
-  sample("dagent_serve_runs_started_total", counters_.started);
-  counter("dagent_serve_runs_finished_total", "runs ended, by outcome", "counter");
-  sample("dagent_serve_runs_finished_total{outcome=\"succeeded\"}", counters_.succeeded);
-  sample("dagent_serve_runs_finished_total{outcome=\"failed\"}", counters_.failed);
-  sample("dagent_serve_runs_finished_total{outcome=\"interrupted\"}", counters_.interrupted);
-  counter("dagent_serve_cancel_requests_total", "DELETE /v1/runs/{id} of a known run", "counter");
-  sample("dagent_serve_cancel_requests_total", counters_.cancel_requests);
-  counter("dagent_serve_runs_running", "runs underway", "gauge");
-  sample("dagent_serve_runs_running", running_);
-  counter("dagent_serve_runs_queued", "runs waiting for a slot", "gauge");
-  sample("dagent_serve_runs_queued", static_cast<std::int64_t>(queue_.size()));
-  counter("dagent_serve_llm_calls_total", "model calls of finished runs (their metrics.llm_calls)", "counter");
-  sample("dagent_serve_llm_calls_total", counters_.llm_calls);
-  counter("dagent_serve_tokens_total", "tokens of finished runs", "counter");
-  sample("dagent_serve_tokens_total{kind=\"prompt\"}", counters_.prompt_tokens);
-  sample("dagent_serve_tokens_total{kind=\"completion\"}", counters_.completion_tokens);
-  counter("dagent_serve_steps_finished_total", "steps of finished runs, by status", "counter");
-  sample("dagent_serve_steps_finished_total{status=\"succeeded\"}", counters_.steps_succeeded);
-  sample("dagent_serve_steps_finished_total{status=\"failed\"}", counters_.steps_failed);
-  // WIRE(metrics): append the runtime's Prometheus registry (issue 17 part 2, another branch) here.
+  const auto& m = observe::metrics();
+  m.runs_in_flight.set(running_);
+  m.runs_queued.set(static_cast<std::int64_t>(queue_.size()));
   Reply r;
-  r.content_type = "text/plain; version=0.0.4";
-  r.body = std::move(out);
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  r.body = observe::render();
   return r;
 }
 

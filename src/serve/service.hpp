@@ -47,7 +47,8 @@ class Service {
   Reply list() const;
   /// DELETE /v1/runs/{id}: a queued run ends at once, a running one is interrupted (202).
   Reply cancel(std::string_view id);
-  /// GET /metrics: the service's counters, Prometheus text format.
+  /// GET /metrics: the process's metrics (observe::render(): model calls, tokens, steps, runs...)
+  /// with the service's own counters and the runs in flight and queued, Prometheus text format.
   Reply metrics() const;
   /// The events of run `id` in memory, or null.
   std::shared_ptr<RunEvents> events(std::string_view id) const;
@@ -82,21 +83,6 @@ class Service {
   std::uint64_t next_id_ = 1;
   std::string id_prefix_;
 
-  struct Counters {
-    std::int64_t submitted = 0;      // 201 answered
-    std::int64_t rejected = 0;       // 400: invalid task
-    std::int64_t refused = 0;        // 503: draining or queue full
-    std::int64_t started = 0;
-    std::int64_t succeeded = 0;
-    std::int64_t failed = 0;         // failed, not interrupted (problems after 201 included)
-    std::int64_t interrupted = 0;
-    std::int64_t cancel_requests = 0;
-    std::int64_t llm_calls = 0;      // summed over finished runs' results
-    std::int64_t prompt_tokens = 0;
-    std::int64_t completion_tokens = 0;
-    std::int64_t steps_succeeded = 0;
-    std::int64_t steps_failed = 0;
-  } counters_;
 };
 
 }  // namespace dagent::serve

@@ -88,6 +88,21 @@ std::int64_t metric(const std::string& text, const std::string& name) {
   return std::stoll(text.substr(at + name.size() + 2));
 }
 
+// The sum of the samples whose line starts with `prefix` and holds `label` (e.g. every action's
+// step-duration count with status="succeeded").
+std::int64_t sum_of(const std::string& text, const std::string& prefix, const std::string& label) {
+  std::int64_t sum = 0;
+  std::size_t at = 0;
+  while ((at = text.find("\n" + prefix, at)) != std::string::npos) {
+    const auto end = text.find('\n', at + 1);
+    const std::string line = text.substr(at + 1, end - at - 1);
+    const auto space = line.rfind(' ');
+    if (line.find(label) != std::string::npos && space != std::string::npos) sum += std::stoll(line.substr(space + 1));
+    at = end;
+  }
+  return sum;
+}
+
 // Waits for `condition` (an event elsewhere: a request the model server saw, a state the service
 // reports), at most 20 s; fails the test when it never holds.
 template <class Condition>
@@ -308,7 +323,7 @@ TEST_CASE("dagent serve takes 50 runs at once, cancels some and its metrics add 
   const auto replies = followed.get();
 
   std::map<std::string, int> outcomes;
-  std::int64_t llm_calls = 0, steps_succeeded = 0;
+  std::int64_t llm_calls = 0, prompt_tokens = 0, completion_tokens = 0, steps_succeeded = 0;
   for (int i = 0; i < k_runs; ++i) {
     INFO("run " << i);
     const auto events = events_of(replies[i]);
@@ -325,7 +340,11 @@ TEST_CASE("dagent serve takes 50 runs at once, cancels some and its metrics add 
       CHECK(end.at("status") == "succeeded");
       ++outcomes[std::string(result.at("status").as_string())];
     }
-    if (const auto* m = result.as_object().if_contains("metrics")) llm_calls += m->at("llm_calls").as_int64();
+    if (const auto* m = result.as_object().if_contains("metrics")) {
+      llm_calls += m->at("llm_calls").as_int64();
+      prompt_tokens += m->at("prompt_tokens").as_int64();
+      completion_tokens += m->at("completion_tokens").as_int64();
+    }
     for (const auto& step : result.at("steps").as_array()) steps_succeeded += step.at("status") == "succeeded";
   }
   CHECK(outcomes["interrupted"] == k_stalled);
@@ -336,9 +355,16 @@ TEST_CASE("dagent serve takes 50 runs at once, cancels some and its metrics add 
   CHECK(metric(metrics, "dagent_serve_runs_finished_total{outcome=\"succeeded\"}") == k_runs - k_stalled);
   CHECK(metric(metrics, "dagent_serve_runs_finished_total{outcome=\"interrupted\"}") == k_stalled);
   CHECK(metric(metrics, "dagent_serve_runs_finished_total{outcome=\"failed\"}") == 0);
-  CHECK(metric(metrics, "dagent_serve_runs_running") == 0);
-  CHECK(metric(metrics, "dagent_serve_llm_calls_total") == llm_calls);
-  CHECK(metric(metrics, "dagent_serve_steps_finished_total{status=\"succeeded\"}") == steps_succeeded);
+  CHECK(metric(metrics, "dagent_runs_in_flight") == 0);
+  CHECK(metric(metrics, "dagent_runs_queued") == 0);
+  CHECK(metric(metrics, "dagent_runs_total{status=\"succeeded\"}") == k_runs - k_stalled);
+  CHECK(metric(metrics, "dagent_runs_total{status=\"failed\"}") == k_stalled);
+  // Counted where the calls were made, they add up to the runs' own metrics.
+  CHECK(metric(metrics, "dagent_model_calls_total{endpoint=\"chat\"}") == llm_calls);
+  CHECK(metric(metrics, "dagent_model_tokens_total{kind=\"prompt\"}") == prompt_tokens);
+  CHECK(metric(metrics, "dagent_model_tokens_total{kind=\"completion\"}") == completion_tokens);
+  CHECK(metric(metrics, "dagent_model_requests_total{endpoint=\"chat\",class=\"2xx\"}") == llm_calls);
+  CHECK(sum_of(metrics, "dagent_step_duration_seconds_count{", "status=\"succeeded\"") == steps_succeeded);
   CHECK(steps_succeeded >= 2 * (k_runs - k_stalled));
 }
 
