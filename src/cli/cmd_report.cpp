@@ -16,6 +16,7 @@
 #include "dagent/runtime.hpp"
 #include "history/history_store.hpp"
 #include "report/report.hpp"
+#include "text/output_file.hpp"
 
 namespace dagent::cli {
 
@@ -108,35 +109,10 @@ std::optional<Loaded> load_run(const std::string& id, const Options& options, in
   return Loaded{std::move(value.get_object()), "run " + id, record->run.goal};
 }
 
-// Writes `page` to `path` through a temporary file beside it, so a reader never sees half a page.
+// Writes `page` to `path` whole (a temporary file renamed over it; a device in place).
 bool write_page(const std::filesystem::path& path, const std::string& page) {
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  // A device or pipe (/dev/stdout) is written in place: a rename would replace the node.
-  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
-    std::ofstream out(path, std::ios::binary);
-    out.write(page.data(), static_cast<std::streamsize>(page.size()));
-    out.flush();
-    if (!out) print_safe(stderr, "dagent: report: cannot write '%s'\n", path.c_str());
-    return static_cast<bool>(out);
-  }
-  auto tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(page.data(), static_cast<std::streamsize>(page.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      print_safe(stderr, "dagent: report: cannot write '%s'\n", path.c_str());
-      return false;
-    }
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    print_safe(stderr, "dagent: report: cannot write '%s': %s\n", path.c_str(), ec.message().c_str());
+  if (auto written = text::write_output_file(path, page); !written) {
+    print_safe(stderr, "dagent: report: cannot write '%s': %s\n", path.c_str(), written.error().c_str());
     return false;
   }
   return true;

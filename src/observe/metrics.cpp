@@ -1,13 +1,9 @@
 #include "observe/metrics.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 
 #include "dagent/run_result.hpp"
+#include "text/output_file.hpp"
 
 namespace dagent::observe {
 
@@ -56,17 +52,6 @@ const RequestCounters& embedding_requests() {
   return *c;
 }
 
-// Writes `text` to `path` (created or truncated); the error is the OS's reason.
-boost::system::result<void, std::string> write_all(const std::filesystem::path& path, const std::string& text) {
-  std::FILE* file = std::fopen(path.c_str(), "wb");
-  if (!file) return std::string(std::strerror(errno));
-  const bool written = std::fwrite(text.data(), 1, text.size(), file) == text.size() && std::fflush(file) == 0;
-  const int saved = errno;
-  const bool closed = std::fclose(file) == 0;
-  if (!written) return std::string(std::strerror(saved));
-  if (!closed) return std::string(std::strerror(errno));
-  return {};
-}
 
 }  // namespace
 
@@ -183,23 +168,8 @@ std::string render() {
 }
 
 boost::system::result<void, std::string> write_metrics_file(const std::filesystem::path& path) {
-  const std::string text = render();
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  // A device, pipe or terminal (/dev/stdout) is written in place: renaming over it would replace
-  // the node rather than write to it.
-  const bool in_place = std::filesystem::exists(status) && !std::filesystem::is_regular_file(status);
-  auto target = path;
-  if (!in_place) target += ".tmp" + std::to_string(::getpid());
-  auto fail = [&](const std::string& why) -> boost::system::result<void, std::string> {
-    std::error_code ignored;
-    if (!in_place) std::filesystem::remove(target, ignored);
-    return "cannot write metrics file '" + path.string() + "': " + why;
-  };
-  if (auto written = write_all(target, text); !written) return fail(written.error());
-  if (in_place) return {};
-  std::filesystem::rename(target, path, ec);
-  if (ec) return fail(ec.message());
+  if (auto written = text::write_output_file(path, render()); !written)
+    return "cannot write metrics file '" + path.string() + "': " + written.error();
   return {};
 }
 

@@ -1,34 +1,19 @@
 #include "runtime/trace_writer.hpp"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "text/json_utf8.hpp"
+#include "text/output_file.hpp"
 
 namespace dagent::runtime {
 
 namespace json = boost::json;
 
 namespace {
-
-// Writes `text` to `path` (created or truncated); the error is the OS's reason. Every step that
-// can report a full disk is checked: the write, the flush and the close.
-boost::system::result<void, std::string> write_all(const std::filesystem::path& path, const std::string& text) {
-  std::FILE* file = std::fopen(path.c_str(), "wb");
-  if (!file) return std::string(std::strerror(errno));
-  const bool written = std::fwrite(text.data(), 1, text.size(), file) == text.size() && std::fflush(file) == 0;
-  const int saved = errno;
-  const bool closed = std::fclose(file) == 0;
-  if (!written) return std::string(std::strerror(saved));
-  if (!closed) return std::string(std::strerror(errno));
-  return {};
-}
 
 }  // namespace
 
@@ -76,24 +61,8 @@ boost::system::result<void, std::string> write_trace(const RunResult& result, co
   json::object doc{{"traceEvents", std::move(events)}, {"displayTimeUnit", "ms"}};
   // Step names and errors carry text from tools and models: valid UTF-8 whatever they held.
   const std::string text = text::serialize_valid(doc) + "\n";
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  // A device, pipe or terminal (/dev/stdout, /dev/full) is written in place: renaming a temporary
-  // file over it would replace the device node rather than write to it.
-  const bool in_place = std::filesystem::exists(status) && !std::filesystem::is_regular_file(status);
-  auto target = path;
-  if (!in_place) target += ".tmp";
-  if (auto written = write_all(target, text); !written) {
-    if (!in_place) std::filesystem::remove(target, ec);
+  if (auto written = text::write_output_file(path, text); !written)
     return "cannot write trace file '" + path.string() + "': " + written.error();
-  }
-  if (in_place) return {};
-  std::filesystem::rename(target, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(target, ignored);
-    return "cannot write trace file '" + path.string() + "': " + ec.message();
-  }
   return {};
 }
 

@@ -1,5 +1,7 @@
 #include "support/node_server_process.hpp"
 
+#include "support/process.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -29,22 +31,6 @@ std::filesystem::path find_node() {
     rest.remove_prefix(colon + 1);
   }
   throw std::runtime_error("node is not on the PATH (scripts/install-mcp-servers.sh installs it)");
-}
-
-// The first line written to `fd`, or what was read when it closed or `timeout` passed.
-std::string read_line(int fd, std::chrono::milliseconds timeout) {
-  std::string line;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    char c = 0;
-    if (::read(fd, &c, 1) != 1 || c == '\n') break;
-    line.push_back(c);
-  }
-  return line;
 }
 
 }  // namespace

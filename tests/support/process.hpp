@@ -1,6 +1,7 @@
 #pragma once
 // Runs a program for end-to-end tests and captures its exit code and output.
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -36,6 +37,10 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// The first line written to `fd` (a child's stdout: "listening on ..."), or what was read when
+/// it closed or `timeout` passed.
+std::string read_line(int fd, std::chrono::milliseconds timeout);
 
 std::string read_text(const std::filesystem::path& path);
 

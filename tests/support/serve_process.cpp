@@ -1,5 +1,7 @@
 #include "support/serve_process.hpp"
 
+#include "support/process.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
@@ -14,21 +16,6 @@ namespace dagent::test {
 namespace {
 
 constexpr auto k_startup_timeout = std::chrono::seconds(20);
-
-std::string read_first_line(int fd, std::chrono::milliseconds timeout) {
-  std::string line;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  char c = 0;
-  while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    if (::read(fd, &c, 1) != 1 || c == '\n') break;
-    line.push_back(c);
-  }
-  return line;
-}
 
 }  // namespace
 
@@ -65,7 +52,7 @@ ServeProcess::ServeProcess(std::vector<std::string> args, const std::filesystem:
     pid_ = -1;
     throw std::runtime_error("cannot start dagent serve");
   }
-  const std::string line = read_first_line(out[0], k_startup_timeout);
+  const std::string line = read_line(out[0], k_startup_timeout);
   ::close(out[0]);  // it prints nothing else on stdout
   constexpr std::string_view k_prefix = "dagent serve: listening on http://127.0.0.1:";
   int port = 0;

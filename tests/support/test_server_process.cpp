@@ -1,5 +1,7 @@
 #include "support/test_server_process.hpp"
 
+#include "support/process.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -158,22 +160,6 @@ Exchanges exchange(unsigned short port, bool use_tls, const std::vector<HttpRequ
   if (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
     return Exchanges{{}, "no reply within the control timeout"};
   return done.get();
-}
-
-/// Reads the child's first stdout line, giving up after `timeout`.
-std::string read_line(int fd, std::chrono::milliseconds timeout) {
-  std::string line;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  char c = 0;
-  while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-    if (::read(fd, &c, 1) != 1 || c == '\n') break;
-    line.push_back(c);
-  }
-  return line;
 }
 
 }  // namespace
