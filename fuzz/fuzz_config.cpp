@@ -2,7 +2,9 @@
 // loaded by load_string as a config and, written to a file, by load_task_file as a task. Checks
 // that loading never throws, that every problem names the file, that a loaded config's effective
 // JSON (to_json) loads back to the same config, and that the text a task carries into prompts,
-// recordings and --json output is valid UTF-8.
+// recordings and --json output is valid UTF-8. The same text is also a task sent to `dagent
+// serve` (load_task_text): it never names anything of the host's (its workspace is the one given,
+// it has no plan file).
 
 #include <unistd.h>
 
@@ -81,6 +83,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_utf8(dagent::text::is_valid_utf8(task->name) && dagent::text::is_valid_utf8(task->goal), "a task name or goal is not UTF-8");
     check_utf8(valid_json_text(task->inputs), "task inputs are not valid UTF-8");
     if (task->plan) check_utf8(valid_json_text(*task->plan), "a task's plan is not valid UTF-8");
+  }
+
+  const fs::path service_workspace = scratch() / "service-ws";
+  auto remote = load_task_text(yaml, "request", "request", service_workspace);
+  if (!remote) {
+    check_problems(remote.error(), "request");
+  } else {
+    check(remote->workspace == service_workspace, "a request's task chose its workspace");
+    check(remote->plan_file.empty(), "a request's task read a plan file");
+    check_utf8(dagent::text::is_valid_utf8(remote->name) && dagent::text::is_valid_utf8(remote->goal), "a request's name or goal is not UTF-8");
   }
   return 0;
 }
