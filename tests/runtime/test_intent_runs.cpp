@@ -131,12 +131,14 @@ TEST_CASE("speculative planning keeps a plan that uses only the intent's tools",
   const bool streamed = GENERATE(false, true);
   const bool structured = GENERATE(true, false);
   INFO("streamed " << streamed << ", structured " << structured);
-  // The intent is held until the plan call has reached the server, then arrives after the plan
-  // has streamed: its steps wait for it.
+  // Each call is held until the other has reached the server, so both are there at once whichever
+  // the client sent first; the intent then arrives after the plan has streamed: its steps wait for it.
+  json::value plan = plan_rule(k_plan, k_reads, streamed);
+  plan.as_object()["hold_until"] = json::object{{"contains", k_intent}};
   json::array rules{json::object{{"path", k_chat}, {"contains", k_intent}, {"latency_ms", 300},
                                  {"hold_until", json::object{{"contains", k_plan}}},
                                  {"reply", R"({"intent": "read two files", "tools": ["read_file"]})"}},
-                    plan_rule(k_plan, k_reads, streamed)};
+                    std::move(plan)};
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
   auto cfg = config_for(server, dir, IntentMode::speculative, streamed);
