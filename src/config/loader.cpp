@@ -1705,6 +1705,10 @@ boost::system::result<Task, Problems> load_task_text(std::string_view text, std:
   return std::move(*task);
 }
 
+std::filesystem::path default_workspace(const Config& cfg) {
+  return (cfg.base_dir / cfg.tools.workspace).lexically_normal();
+}
+
 boost::system::result<Task, Problems> find_task(std::string_view arg, const Config& cfg) {
   const std::filesystem::path path{std::string(arg)};
   std::error_code ec;

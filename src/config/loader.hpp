@@ -41,6 +41,10 @@ boost::system::result<Task, Problems> load_task_file(const std::filesystem::path
 boost::system::result<Task, Problems> load_task_text(std::string_view text, std::string_view label,
                                                      std::string name, const std::filesystem::path& workspace);
 
+/// Where a task without a workspace of its own runs its tools: `tools.workspace` against the
+/// config file's folder.
+std::filesystem::path default_workspace(const Config& cfg);
+
 /// Resolves a task argument: an existing file is loaded as a task file, otherwise `arg` is looked
 /// up among `cfg.tasks`; a problem lists the configured names when neither matches.
 boost::system::result<Task, Problems> find_task(std::string_view arg, const Config& cfg);

@@ -315,6 +315,8 @@ struct Runtime::Impl {
   /// Stores the memory updates of earlier runs, then runs `run` on the loop until the loop has no
   /// work left (the run's MCP servers stopped, its connections settled).
   RunOutcome block_on(asio::awaitable<RunOutcome> run);
+  /// A task with a goal (run_goal) or a fixed plan (run_fixed), in its workspace or the default one.
+  asio::awaitable<RunOutcome> run_task(config::Task task, const RunOptions& options, std::string task_ref);
   /// Queues a finished goal run's memory update (stored by finish_background, or at once while serving).
   void queue_memory_update(const RunResult& result, const std::string& goal, bool live);
   std::vector<std::string> finish_background();
@@ -883,11 +885,14 @@ McpListing Runtime::list_mcp_tools(std::string_view server) {
 RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& options) {
   auto task = config::find_task(task_arg, impl_->cfg);
   if (!task) return RunOutcome{task.error().lines(), {}};
-  auto workspace = task->workspace;
-  if (workspace.empty()) workspace = (impl_->cfg.base_dir / impl_->cfg.tools.workspace).lexically_normal();
-  if (!task->plan) return impl_->block_on(impl_->run_goal(std::move(*task), workspace, options, std::string(task_arg)));
-  return impl_->block_on(impl_->run_fixed(std::move(*task->plan), std::move(task->inputs), workspace, options,
-                                          std::move(task->name), std::string(task_arg), std::move(task->goal)));
+  return impl_->block_on(impl_->run_task(std::move(*task), options, std::string(task_arg)));
+}
+
+asio::awaitable<RunOutcome> Runtime::Impl::run_task(config::Task task, const RunOptions& options, std::string task_ref) {
+  auto workspace = task.workspace.empty() ? config::default_workspace(cfg) : task.workspace;
+  if (!task.plan) co_return co_await run_goal(std::move(task), std::move(workspace), options, std::move(task_ref));
+  co_return co_await run_fixed(std::move(*task.plan), std::move(task.inputs), std::move(workspace), options,
+                               std::move(task.name), std::move(task_ref), std::move(task.goal));
 }
 
 RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& inputs,
@@ -1024,13 +1029,7 @@ asio::awaitable<RunOutcome> Runtime::run_task_async(const config::Task& task, co
     refused.problems.push_back("run_task_async: recording, replay and resume are for the blocking calls");
   if (!refused.problems.empty()) co_return refused;
   ActiveRun active(&im);
-  config::Task copy = task;
-  std::filesystem::path workspace = copy.workspace;
-  if (workspace.empty()) workspace = (im.cfg.base_dir / im.cfg.tools.workspace).lexically_normal();
-  std::string name = copy.name;
-  if (!copy.plan) co_return co_await im.run_goal(std::move(copy), std::move(workspace), options, std::move(name));
-  co_return co_await im.run_fixed(std::move(*copy.plan), std::move(copy.inputs), std::move(workspace), options,
-                                  std::move(copy.name), std::move(name), std::move(copy.goal));
+  co_return co_await im.run_task(task, options, task.name);
 }
 
 }  // namespace dagent

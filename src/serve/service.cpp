@@ -216,7 +216,7 @@ Reply Service::submit(std::string_view body) {
     count_rejected("invalid");
     return error_reply(400, "the request body must be a JSON object (a task's fields, or {\"task\": NAME})");
   }
-  const std::filesystem::path workspace = (cfg.base_dir / cfg.tools.workspace).lexically_normal();
+  const std::filesystem::path workspace = config::default_workspace(cfg);
   config::Task task;
   const auto& object = parsed.get_object();
   if (object.size() == 1 && object.contains("task")) {
@@ -228,7 +228,6 @@ Reply Service::submit(std::string_view body) {
       return error_reply(400, "invalid task", {"request: task: no configured task named '" + shown + "'"});
     }
     task = it->second;
-    if (task.workspace.empty()) task.workspace = workspace;
   } else {
     auto loaded = config::load_task_text(body, "request", "request", std::filesystem::absolute(workspace));
     if (!loaded) {
