@@ -289,7 +289,13 @@ TEST_CASE("4 clients sharing 20 RPM through Redis meet no 429 from a server enfo
     o.base_url = *dagent::net::parse_base_url(server.base_url());
     o.api_key = "sk-test-key";
     o.rpm_limit = 20;
-    o.safety_margin = 1.0;
+    // The default margin (0.9): at exactly 1.0 the fleet's bucket and the server's refill on
+    // clocks that differ by the requests' latency. The first burst's calls open connections and
+    // the 21st reuses one, so it can reach the server sooner after the first call than Redis
+    // granted it (100 ms): a 429 "try again in 0.0s" that no shared budget can prevent. The
+    // margin leaves 2 requests and 11 ms a grant for that latency; without sharing the four
+    // clients would still send 4 x 18 at once.
+    o.safety_margin = 0.9;
     o.rate_period = std::chrono::milliseconds(2000);
     o.max_retries = 0;  // a 429 fails the call
     o.shared_budget = std::make_shared<RedisBudget>(client_for(io, redis), "fleet", "process-" + std::to_string(i));
@@ -297,7 +303,7 @@ TEST_CASE("4 clients sharing 20 RPM through Redis meet no 429 from a server enfo
     clients.push_back(std::make_unique<dagent::net::OpenAiClient>(io.get_executor(), nullptr, std::move(o)));
   }
   Fleet fleet;
-  fleet.calls = 48;  // 20 at once, then the refill: 10 a second
+  fleet.calls = 48;  // 18 at once, then the refill: 9 a second
   fleet.io = &io;
   for (int i = 0; i < fleet.calls; ++i) asio::co_spawn(io, fleet_call(clients[i % 4].get(), &fleet), FleetDone{});
   io.run();
