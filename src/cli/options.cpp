@@ -117,6 +117,7 @@ struct Parser {
   std::vector<std::string> help_topic;
   std::string shell;
 
+  // Positionals are shown by name alone (TASK, not TASK TEXT): ->type_name("").
   Parser() {
     app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated option: the last wins
     app.set_version_flag("--version", std::string("dagent ") + DAGENT_VERSION);
@@ -129,7 +130,7 @@ struct Parser {
     auto word = [this](const std::string& v) { words.push_back(v); };
 
     auto* run = command(app, "run", "run a task (a YAML file, or a name under `tasks:` in config.yaml)");
-    run->add_option_function<std::string>("TASK", word, "a task file or a task name (optional with --resume)");
+    run->add_option_function<std::string>("TASK", word, "a task file or a task name (optional with --resume)")->type_name("");
     add_run_options(*run, o);
     run->add_option_function<std::string>("--replay", [this](const std::string& v) { o.replay_file = v; },
                                           "answer model and embedding calls from a recording; no network")
@@ -144,32 +145,33 @@ struct Parser {
         ->trigger_on_parse();
 
     auto* plan = command(app, "plan", "print the validated plan, its levels and critical path; run nothing");
-    plan->add_option_function<std::string>("TASK", word, "a task file or a task name")->required();
+    plan->add_option_function<std::string>("TASK", word, "a task file or a task name")->type_name("")->required();
     add_json(*plan, o, "print the plan, levels and critical path as JSON");
 
     auto* validate = command(app, "validate", "check config.yaml (and a task or plan) and print every problem");
-    validate->add_option_function<std::string>("TASK", word, "a task file or name, or a plan file ending in .json");
+    validate->add_option_function<std::string>("TASK", word, "a task file or name, or a plan file ending in .json")->type_name("");
 
     auto* replay = command(app, "replay", "re-run a recorded run offline: model answers come from the recording");
-    replay->add_option_function<std::string>("RECORDING", word, "a file written with --record")->required();
+    replay->add_option_function<std::string>("RECORDING", word, "a file written with --record")->type_name("")->required();
     add_run_options(*replay, o);
 
     auto* ingest = command(app, "ingest", "chunk text files (folders recursively) into the memory index");
     ingest->add_option_function<std::vector<std::string>>(
               "PATH", [this](const std::vector<std::string>& v) { words.insert(words.end(), v.begin(), v.end()); },
               "files or folders")
+        ->type_name("")
         ->required();
     add_json(*ingest, o, "print the ingest report as JSON");
 
     auto* memory = group(app, "memory", "the memory index");
     auto* search = command(*memory, "search", "print the memories closest in meaning to QUERY");
-    search->add_option_function<std::string>("QUERY", word, "the text to search for")->required();
+    search->add_option_function<std::string>("QUERY", word, "the text to search for")->type_name("")->required();
     search->add_option("-k", o.k, "number of hits (default memory.recall_k)")->type_name("N")->check(number_in(1, 1000));
     add_json(*search, o, "print the hits as JSON");
 
     auto* mcp = group(app, "mcp", "MCP servers (mcp.servers)");
     auto* list_tools = command(*mcp, "list", "start the MCP servers and print their tools and parameters");
-    list_tools->add_option_function<std::string>("SERVER", word, "only this server's tools");
+    list_tools->add_option_function<std::string>("SERVER", word, "only this server's tools")->type_name("");
     add_json(*list_tools, o, "print the tools as JSON");
 
     auto* worker = command(app, "worker", "take steps of distributed runs from Redis (redis.url) until SIGTERM");
@@ -199,7 +201,7 @@ struct Parser {
     list->add_option("--limit", o.limit, "at most N runs (default 50)")->type_name("N")->check(number_in(1, 1000000));
     add_json(*list, o, "print the runs as JSON");
     auto* show = command(*runs, "show", "one stored run: summary and steps");
-    show->add_option_function<std::string>("ID", word, "a run id (dagent runs list)")->required();
+    show->add_option_function<std::string>("ID", word, "a run id (dagent runs list)")->type_name("")->required();
     add_json(*show, o, "print the run's whole result JSON");
 
     auto* serve = command(app, "serve", "an HTTP service that takes runs (serve.* keys; until SIGTERM)");
@@ -209,14 +211,14 @@ struct Parser {
         ->check(not_empty("HOST:PORT"));
 
     auto* report = command(app, "report", "a run as one self-contained HTML page: plan graph, timeline, steps");
-    report->add_option_function<std::string>("RUN", word, "a run id or a result JSON file")->required();
+    report->add_option_function<std::string>("RUN", word, "a run id or a result JSON file")->type_name("")->required();
     report->add_option_function<std::string>("-o,--output", [this](const std::string& v) { o.output = v; },
                                              "write the page to FILE (default, or -: stdout)")
         ->type_name("FILE")
         ->check(not_empty("a file (or - for stdout)"));
 
     auto* help = app.add_subcommand("help", "print the help of a command (dagent help runs list)");
-    help->add_option("COMMAND", help_topic, "a command");
+    help->add_option("COMMAND", help_topic, "a command")->type_name("");
     auto* completion = app.add_subcommand("completion", "print a bash completion script");
     completion->add_option("SHELL", shell, "bash")->required()->check(CLI::IsMember({"bash"}));
     completion->group("");  // hidden: the installed script is generated by it
