@@ -10,6 +10,7 @@ packages=(g++ cmake ninja-build ccache pkg-config openssl ca-certificates nginx-
           libhiredis-dev redis-server  # redis-server: the tests start their own (issue 16)
           zlib1g-dev                   # compresses large values of the shared response cache
           libsqlite3-dev               # the run history (issue 17)
+          libcli11-dev                 # the command line's parser (src/cli/options.cpp only)
           chromium)                    # headless, renders `dagent report` pages in the [browser] test
 scripts/install-packages.sh "${packages[@]}"
 

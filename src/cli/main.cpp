@@ -10,19 +10,15 @@ int main(int argc, char** argv) {
   using namespace dagent::cli;
   try {
     auto parsed = parse_options(argc, argv);
-    if (auto* error = std::get_if<std::string>(&parsed)) {
-      print_safe(stderr, "dagent: %s\n\n%s", error->c_str(), usage().c_str());
+    if (const auto* error = std::get_if<UsageError>(&parsed)) {
+      print_safe(stderr, "%s\n", error->message.c_str());
       return 2;
     }
+    if (const auto* printout = std::get_if<Printout>(&parsed)) {
+      std::fputs(printout->text.c_str(), stdout);
+      return std::fflush(stdout) == 0 ? 0 : 1;
+    }
     const auto& options = std::get<Options>(parsed);
-    if (options.command == "help") {
-      std::fputs(usage().c_str(), stdout);
-      return 0;
-    }
-    if (options.command == "version") {
-      std::printf("dagent %s\n", DAGENT_VERSION);
-      return 0;
-    }
     if (options.command == "run") return run_command(options);
     if (options.command == "plan") return plan_command(options);
     if (options.command == "replay") return replay_command(options);

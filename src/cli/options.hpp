@@ -1,5 +1,5 @@
 #pragma once
-// Command-line parsing for the dagent executable (SPEC.md §1).
+// Command-line parsing for the dagent executable (SPEC.md §1): each command with its own options.
 
 #include <cstdint>
 #include <filesystem>
@@ -11,7 +11,7 @@
 namespace dagent::cli {
 
 struct Options {
-  std::string command;                          ///< run, plan, validate, replay, ingest, memory, mcp, worker, runs, report, serve, help, version
+  std::string command;                          ///< run, plan, validate, replay, ingest, memory, mcp, worker, runs, report, serve
   std::vector<std::string> args;                ///< positional arguments after the command
   std::optional<std::filesystem::path> config;  ///< --config
   std::vector<std::string> overrides;           ///< --set KEY=VALUE, in order
@@ -39,11 +39,18 @@ struct Options {
   std::optional<std::filesystem::path> output;  ///< report -o FILE; absent or "-": stdout
 };
 
-/// Parses argv; an error message (usage problem) when it cannot.
-std::variant<Options, std::string> parse_options(int argc, char** argv);
+/// What the command line asks for besides a command: text for stdout (--help, --version, `dagent
+/// completion bash`; exit 0) or a usage error for stderr (exit 2, nothing runs).
+struct Printout {
+  std::string text;
+};
+struct UsageError {
+  std::string message;  ///< names the command and the option or argument at fault
+};
 
-/// The --help text.
-std::string usage();
+/// Parses argv (CLI11 in options.cpp only): each command takes its own options, `--` ends them.
+/// For `runs`, `memory` and `mcp` the subcommand is args[0] (`runs show ID`: {"show", ID}).
+std::variant<Options, Printout, UsageError> parse_options(int argc, const char* const* argv);
 
 /// The config file to load: --config, else ./config.yaml when present, else none (defaults).
 std::variant<std::filesystem::path, std::string> config_path(const Options& options);

@@ -50,7 +50,10 @@ TEST_CASE("dagent --version and --help exit 0, bad usage exits 2", "[cli]") {
   CHECK_THAT(v.out, Catch::StartsWith("dagent "));
   auto h = dagent_cli(dir, {"--help"});
   CHECK(h.exit_code == 0);
-  CHECK_THAT(h.out, Catch::Contains("dagent run TASK") || Catch::Contains("run TASK"));
+  CHECK_THAT(h.out, Catch::Contains("\n  run ") && Catch::Contains("\n  runs "));  // the commands; their options:
+  auto run_help = dagent_cli(dir, {"run", "--help"});
+  CHECK(run_help.exit_code == 0);
+  CHECK_THAT(run_help.out, Catch::Contains("dagent run [OPTIONS] [TASK]"));
   auto bad = dagent_cli(dir, {"frobnicate"});
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Catch::Contains("unknown command 'frobnicate'"));

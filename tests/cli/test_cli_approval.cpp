@@ -148,8 +148,8 @@ TEST_CASE("without a terminal a step that needs approval fails unless --approve 
     CHECK(r.exit_code == 0);
     CHECK(read_text(dir.path() / "b.txt") == "B");
   }
-  SECTION("--help lists the options") {
-    auto r = dagent_cli(dir, {"--help"});
+  SECTION("run --help lists the options") {
+    auto r = dagent_cli(dir, {"run", "--help"});
     CHECK(r.out.find("--approve TOOL") != std::string::npos);
     CHECK(r.out.find("--yes") != std::string::npos);
   }

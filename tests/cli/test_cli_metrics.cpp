@@ -130,6 +130,6 @@ TEST_CASE("dagent run --metrics-file writes an exposition whose counters match t
   SECTION("--metrics-file needs a file") {
     auto none = run_process({DAGENT_BINARY, "run", "task.yaml", "--metrics-file="}, dir.path(), env);
     CHECK(none.exit_code == 2);
-    CHECK_THAT(none.err, Catch::Contains("--metrics-file needs a file"));
+    CHECK_THAT(none.err, Catch::Contains("dagent run: --metrics-file: 1 required FILE missing"));
   }
 }
