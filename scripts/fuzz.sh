@@ -23,7 +23,7 @@ fi
 
 packages=(clang libclang-rt-14-dev cmake ninja-build ccache pkg-config libboost1.81-dev libboost-json1.81-dev
           libboost-url1.81-dev libssl-dev libyaml-cpp-dev libsimdjson-dev libfaiss-dev libopenblas-dev libvalijson-dev
-          zlib1g-dev)
+          zlib1g-dev libhiredis-dev libsqlite3-dev libcli11-dev)  # CMakeLists finds these for every build
 scripts/install-packages.sh "${packages[@]}"
 
 build=build-fuzz
