@@ -10,6 +10,9 @@ packages=(g++ cmake ninja-build ccache pkg-config openssl ca-certificates nginx-
           libhiredis-dev redis-server  # redis-server: the tests start their own (issue 16)
           zlib1g-dev                   # compresses large values of the shared response cache
           libsqlite3-dev               # the run history (issue 17)
+          pybind11-dev                 # the Python bindings (issue 18, DAGENT_PYTHON)
+          python3-dev                  # the headers the Python extension is built against
+          python3-pytest               # the Python binding tests (tests/python, CTest label python)
           chromium)                    # headless, renders `dagent report` pages in the [browser] test
 scripts/install-packages.sh "${packages[@]}"
 

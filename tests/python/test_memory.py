@@ -1,0 +1,52 @@
+"""ingest and search_memory through the bindings, against the scripted test server's embeddings."""
+
+import pytest
+
+import dagent
+
+
+@pytest.fixture
+def memory_runtime(tmp_path, server_factory, monkeypatch):
+    server = server_factory({"rules": []})
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    rt = dagent.Runtime.load(None, [f"llm.base_url={server.base_url}", f"memory.path={tmp_path / 'mem'}",
+                                    "history.enabled=false"])
+    yield rt
+    rt.close()
+
+
+def test_ingest_then_search(memory_runtime, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "rivers.txt").write_text("The river Fnord flows through Quuxville, capital of Zorblandia.")
+    (docs / "cakes.txt").write_text("Baking a lemon cake needs flour, sugar, eggs and lemons.")
+    progress = []
+    report = memory_runtime.ingest([docs], on_progress=progress.append)
+    assert report["files_seen"] == 2 and report["files_ingested"] == 2
+    assert report["chunks_added"] >= 2
+    assert progress and progress[-1]["files_done"] == progress[-1]["files_total"] == 2
+
+    hits = memory_runtime.search_memory("lemon cake flour sugar", k=2)
+    assert len(hits) == 2
+    assert hits[0]["source"].endswith("cakes.txt")
+    assert hits[0]["score"] >= hits[1]["score"]
+    assert "lemon" in hits[0]["text"]
+
+    again = memory_runtime.ingest([docs])
+    assert again["files_unchanged"] == 2 and again["chunks_added"] == 0
+
+
+def test_memory_errors_are_exceptions(memory_runtime, tmp_path):
+    with pytest.raises(dagent.MemoryStoreError) as err:
+        memory_runtime.ingest([tmp_path / "does-not-exist"])
+    assert "does-not-exist" in str(err.value)
+    assert err.value.problems == [str(err.value)]
+
+
+def test_unreachable_embeddings_provider(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    # port 9 (discard) on loopback: nothing listens there
+    with dagent.Runtime.load(None, ["llm.base_url=http://127.0.0.1:9/v1", f"memory.path={tmp_path / 'mem'}",
+                                    "history.enabled=false", "retry.max_retries=0"]) as rt:
+        with pytest.raises(dagent.ProviderUnreachable):
+            rt.search_memory("anything")

@@ -1,0 +1,82 @@
+"""Ctrl-C in Python cancels the run underway, then raises RunInterrupted (a KeyboardInterrupt)
+with the partial result; Python's own SIGINT handler is back afterwards."""
+
+import signal
+import textwrap
+
+from conftest import run_python
+
+CHILD = textwrap.dedent("""
+    import asyncio, signal, sys, tempfile
+    import dagent
+
+    ws = tempfile.mkdtemp()
+    rt = dagent.Runtime.load(None, ["history.enabled=false", "memory.enabled=false"])
+
+    async def slow(params):
+        print("started", flush=True)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            print("tool cancelled", flush=True)
+            raise
+        return {}
+
+    rt.register_tool("slow", "sleeps", {"type": "object"}, slow)
+    plan = [{"id": 1, "action": "slow", "parameters": {}},
+            {"id": 2, "action": "write_file", "parameters": {"path": "after.txt", "content": "x"},
+             "dependencies": [1]}]
+    try:
+        rt.run_plan(plan, workspace=ws)
+    except dagent.RunInterrupted as e:
+        r = e.result
+        print("interrupted", r["interrupted"], r["status"], [s["status"] for s in r["steps"]], flush=True)
+        again = rt.run_plan([{"id": 1, "action": "write_file", "parameters": {"path": "b.txt", "content": "y"}}],
+                            workspace=ws)
+        print("second run", again["status"], flush=True)
+        print("handler restored", signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+        raise
+    print("not interrupted", flush=True)
+""")
+
+
+def test_ctrl_c_interrupts_the_run_then_raises_keyboard_interrupt():
+    child = run_python(CHILD)
+    try:
+        assert child.stdout.readline() == "started\n"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    lines = out.splitlines()
+    assert "interrupted True failed ['failed', 'skipped']" in lines, (out, err)
+    assert "second run succeeded" in lines, (out, err)
+    assert "handler restored True" in lines, (out, err)
+    assert "tool cancelled" in lines, (out, err)
+    assert "not interrupted" not in lines
+    # Uncaught, the KeyboardInterrupt ends Python as a SIGINT does.
+    assert child.returncode == -signal.SIGINT, (child.returncode, err)
+    assert "dagent.errors.RunInterrupted: run interrupted" in err
+
+
+def test_without_handle_sigint_python_keeps_its_handler():
+    code = textwrap.dedent("""
+        import signal, tempfile, dagent
+        rt = dagent.Runtime.load(None, ["history.enabled=false", "memory.enabled=false"])
+        seen = []
+        signal.signal(signal.SIGINT, lambda *a: seen.append("python handler"))
+        def poke(params):
+            signal.raise_signal(signal.SIGINT)  # from the worker thread: Python's C handler only flags it
+            return {}
+        rt.register_tool("poke", "", {"type": "object"}, poke)
+        r = rt.run_plan([{"id": 1, "action": "poke", "parameters": {}}], workspace=tempfile.mkdtemp(),
+                        handle_sigint=False)
+        for _ in range(1000):  # a backward jump: Python runs its pending handlers here
+            pass
+        print(r["status"], r["interrupted"], seen, flush=True)
+    """)
+    child = run_python(code)
+    out, err = child.communicate(timeout=30)
+    assert out.strip() == "succeeded False ['python handler']", (out, err)
+    assert child.returncode == 0
