@@ -61,6 +61,14 @@ py::str to_py_str(std::string_view s) {
   return py::reinterpret_steal<py::str>(o);
 }
 
+py::object to_py(const json::value& v);
+
+py::dict to_py(const json::object& o) {
+  py::dict out;
+  for (const auto& [k, x] : o) out[to_py_str(k)] = to_py(x);
+  return out;
+}
+
 py::object to_py(const json::value& v) {
   switch (v.kind()) {
     case json::kind::null:
@@ -81,11 +89,8 @@ py::object to_py(const json::value& v) {
       for (std::size_t i = 0; i < a.size(); ++i) out[i] = to_py(a[i]);
       return out;
     }
-    case json::kind::object: {
-      py::dict out;
-      for (const auto& [k, x] : v.get_object()) out[to_py_str(k)] = to_py(x);
-      return out;
-    }
+    case json::kind::object:
+      return to_py(v.get_object());
   }
   return py::none();
 }
@@ -249,6 +254,14 @@ class PySyncTool final : public dagent::BlockingTool {
   PyToolSpec spec_;
 };
 
+/// What an async tool's calls share: its spec, the asyncio loop and run_coroutine_threadsafe.
+/// Shared with each call, so a callback arriving late never sees a destroyed tool.
+struct AsyncToolShared {
+  PyToolSpec spec;
+  SharedPy event_loop;
+  SharedPy submit;  // asyncio.run_coroutine_threadsafe
+};
+
 // Shared by the done callback (asyncio's thread), the cancellation handler and the loop; `done`
 // is only touched on the loop (every completion is posted there), so it needs no lock.
 template <class Handler>
@@ -286,25 +299,23 @@ template <class Handler, class Loop>
 struct OnFutureDone {
   std::shared_ptr<AsyncCall<Handler>> call;
   Loop loop;
-  const PyToolSpec* spec;
+  std::shared_ptr<const AsyncToolShared> tool;
   void operator()(py::object future) const {
-    auto result = future_result(*spec, future);
+    auto result = future_result(tool->spec, future);
     asio::post(loop, [call = call, result = std::move(result)]() mutable { complete(call, std::move(result)); });
   }
 };
 
-class PyAsyncTool;
-
 struct InitiateAsyncCall {
   template <class Handler>
-  void operator()(Handler handler, const PyToolSpec* spec, SharedPy event_loop, json::object params) const {
+  void operator()(Handler handler, std::shared_ptr<const AsyncToolShared> tool, json::object params) const {
     auto loop = asio::prefer(asio::get_associated_executor(handler), asio::execution::outstanding_work.tracked);
     auto slot = asio::get_associated_cancellation_slot(handler);
     auto call = std::make_shared<AsyncCall<Handler>>(std::move(handler));
     py::gil_scoped_acquire gil;
     try {
-      py::object coro = spec->fn->obj(to_py(params));
-      py::object future = py::module_::import("asyncio").attr("run_coroutine_threadsafe")(coro, event_loop->obj);
+      py::object coro = tool->spec.fn->obj(to_py(params));
+      py::object future = tool->submit->obj(coro, tool->event_loop->obj);
       if (slot.is_connected()) {
         // A timed-out or interrupted step completes at once; the coroutine is cancelled on its loop.
         auto pending = std::make_shared<PyRef>(future);
@@ -316,7 +327,7 @@ struct InitiateAsyncCall {
           asio::post(loop, [call] { complete(call, dagent::tool_error(dagent::ToolErrc::cancelled, "cancelled")); });
         });
       }
-      future.attr("add_done_callback")(py::cpp_function(OnFutureDone<Handler, decltype(loop)>{call, loop, spec}));
+      future.attr("add_done_callback")(py::cpp_function(OnFutureDone<Handler, decltype(loop)>{call, loop, tool}));
     } catch (py::error_already_set& e) {
       auto result = dagent::tool_error(dagent::ToolErrc::failed, describe(e));
       asio::post(loop, [call, result = std::move(result)]() mutable { complete(call, std::move(result)); });
@@ -328,22 +339,21 @@ struct InitiateAsyncCall {
 /// future's done callback (no polling) or its own cancellation.
 class PyAsyncTool final : public dagent::Tool {
  public:
-  PyAsyncTool(PyToolSpec spec, SharedPy event_loop) : spec_(std::move(spec)), event_loop_(std::move(event_loop)) {}
-  std::string_view name() const override { return spec_.name; }
-  std::string_view description() const override { return spec_.description; }
-  const json::object& parameters_schema() const override { return spec_.schema; }
+  explicit PyAsyncTool(std::shared_ptr<const AsyncToolShared> tool) : tool_(std::move(tool)) {}
+  std::string_view name() const override { return tool_->spec.name; }
+  std::string_view description() const override { return tool_->spec.description; }
+  const json::object& parameters_schema() const override { return tool_->spec.schema; }
 
   asio::awaitable<dagent::ToolResult> invoke(json::object params, dagent::ToolContext) override {
     // Named parts: g++ 12 mishandles temporaries inside a co_await expression.
     InitiateAsyncCall initiation;
     auto started = asio::async_initiate<const asio::use_awaitable_t<>&, void(dagent::ToolResult)>(
-        initiation, asio::use_awaitable, &spec_, event_loop_, std::move(params));
+        initiation, asio::use_awaitable, tool_, std::move(params));
     co_return co_await std::move(started);
   }
 
  private:
-  PyToolSpec spec_;
-  SharedPy event_loop_;
+  std::shared_ptr<const AsyncToolShared> tool_;
 };
 
 // ---- Observers ------------------------------------------------------------------------------------
@@ -517,7 +527,12 @@ class PyRuntime {
   explicit PyRuntime(dagent::Runtime rt) : rt_(std::make_unique<dagent::Runtime>(std::move(rt))) {}
   PyRuntime(const PyRuntime&) = delete;
   PyRuntime& operator=(const PyRuntime&) = delete;
-  ~PyRuntime() { close(); }
+  ~PyRuntime() {
+    if (!rt_) return;
+    std::unique_ptr<dagent::Runtime> rt = std::move(rt_);
+    py::gil_scoped_release nogil;  // tools still running need the GIL to finish
+    rt.reset();
+  }
 
   static std::unique_ptr<PyRuntime> load(std::optional<std::filesystem::path> path, std::vector<std::string> overrides) {
     auto loaded = [&] {
@@ -545,8 +560,10 @@ class PyRuntime {
     const bool is_async = py::module_::import("inspect").attr("iscoroutinefunction")(fn).cast<bool>();
     std::shared_ptr<dagent::Tool> tool;
     if (is_async) {
-      auto event_loop = share(py::module_::import("dagent._loop").attr("event_loop")());
-      tool = std::make_shared<PyAsyncTool>(std::move(spec), std::move(event_loop));
+      auto shared = std::make_shared<AsyncToolShared>(AsyncToolShared{
+          std::move(spec), share(py::module_::import("dagent._loop").attr("event_loop")()),
+          share(py::module_::import("asyncio").attr("run_coroutine_threadsafe"))});
+      tool = std::make_shared<PyAsyncTool>(std::move(shared));
     } else {
       tool = std::make_shared<PySyncTool>(std::move(spec));
     }
@@ -715,8 +732,11 @@ class PyRuntime {
     }
     py::object result = to_py(dagent::to_json(outcome->result));
     if (interrupted) {
-      py::object type = errors_module().attr("RunInterrupted");
-      py::object exc = type(result);
+      // KeyboardInterrupt itself, not a subclass: uncaught, only that makes Python end as killed
+      // by SIGINT (exit status 130 in a shell), as it does on any Ctrl-C.
+      py::object type = py::reinterpret_borrow<py::object>(PyExc_KeyboardInterrupt);
+      py::object exc = type(py::str("run interrupted"));
+      exc.attr("result") = result;
       PyErr_SetObject(type.ptr(), exc.ptr());
       throw py::error_already_set();
     }

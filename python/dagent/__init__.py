@@ -12,12 +12,11 @@ tasks, watch step events, ingest and search the memory. See README.md "Embedding
 import atexit as _atexit
 import weakref as _weakref
 
-from .errors import (ConfigError, DagentError, MemoryStoreError, PlanError, ProviderUnreachable,
-                     RunInterrupted)
+from .errors import ConfigError, DagentError, MemoryStoreError, PlanError, ProviderUnreachable
 from ._dagent import Runtime, __version__
 
 __all__ = ["Runtime", "DagentError", "ConfigError", "PlanError", "ProviderUnreachable",
-           "MemoryStoreError", "RunInterrupted", "__version__"]
+           "MemoryStoreError", "__version__"]
 
 # Runtimes still open when the interpreter exits are closed while it still runs threads: closing
 # waits for Python tools underway, which need the GIL to finish.

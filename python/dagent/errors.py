@@ -1,5 +1,6 @@
 """dagent's exceptions. Every failure of a call is a DagentError; a failed step is not (the
-result dict says ``"status": "failed"``); Ctrl-C during a run is RunInterrupted."""
+result dict says ``"status": "failed"``). Ctrl-C during a run raises KeyboardInterrupt itself, its
+partial result in ``.result``."""
 
 
 class DagentError(Exception):
@@ -27,11 +28,3 @@ class ProviderUnreachable(DagentError):
 class MemoryStoreError(DagentError):
     """ingest or search_memory failed: a path, the index, a dimension (named in the message)."""
 
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) cancelled a run; ``result`` is the partial result (``"interrupted": true``).
-    A KeyboardInterrupt, so a program that does not catch it stops as on any Ctrl-C."""
-
-    def __init__(self, result):
-        super().__init__("run interrupted")
-        self.result = result

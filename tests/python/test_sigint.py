@@ -1,5 +1,5 @@
-"""Ctrl-C in Python cancels the run underway, then raises RunInterrupted (a KeyboardInterrupt)
-with the partial result; Python's own SIGINT handler is back afterwards."""
+"""Ctrl-C in Python cancels the run underway, then raises KeyboardInterrupt with the partial
+result in .result; Python's own SIGINT handler is back afterwards."""
 
 import signal
 import textwrap
@@ -28,7 +28,7 @@ CHILD = textwrap.dedent("""
              "dependencies": [1]}]
     try:
         rt.run_plan(plan, workspace=ws)
-    except dagent.RunInterrupted as e:
+    except KeyboardInterrupt as e:
         r = e.result
         print("interrupted", r["interrupted"], r["status"], [s["status"] for s in r["steps"]], flush=True)
         again = rt.run_plan([{"id": 1, "action": "write_file", "parameters": {"path": "b.txt", "content": "y"}}],
@@ -57,7 +57,7 @@ def test_ctrl_c_interrupts_the_run_then_raises_keyboard_interrupt():
     assert "not interrupted" not in lines
     # Uncaught, the KeyboardInterrupt ends Python as a SIGINT does.
     assert child.returncode == -signal.SIGINT, (child.returncode, err)
-    assert "dagent.errors.RunInterrupted: run interrupted" in err
+    assert "KeyboardInterrupt: run interrupted" in err
 
 
 def test_without_handle_sigint_python_keeps_its_handler():
