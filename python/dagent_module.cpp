@@ -30,7 +30,6 @@
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
@@ -415,46 +414,23 @@ py::str answer_str(const std::string_view& s) { return to_py_str(s); }
 
 // ---- Ctrl-C ---------------------------------------------------------------------------------------
 
-struct SigintSeen {
-  std::shared_ptr<dagent::RunCancel> cancel;
-  bool seen = false;    // touched only on the runtime's loop, then read after it stopped
-  bool active = true;   // false once the guard is gone: a completion still queued does nothing
-};
-
-struct OnSigint {
-  std::shared_ptr<SigintSeen> state;
-  asio::signal_set* signals;
-  void operator()(const boost::system::error_code& ec, int) const {
-    // operation_aborted, or a signal whose completion was still queued when the guard went away
-    // (the signal_set is gone then).
-    if (ec || !state->active) return;
-    state->seen = true;
-    state->cancel->cancel();
-    signals->async_wait(OnSigint{state, signals});  // a second Ctrl-C: the run is stopping already
-  }
-};
-
-/// During a blocking call made from Python's main thread: SIGINT cancels the run through an
-/// asio::signal_set on the runtime's loop (Python's own handler could only act once the call
-/// returned). Python's handler is saved first and put back after.
+/// During a blocking call made from Python's main thread, the runtime's own SIGINT handling
+/// (RunOptions::stop_on_sigint, as the CLI's: an asio::signal_set on its loop) interrupts the run;
+/// Python's handler, which could only act once the call returned, is saved first and put back
+/// after (asio leaves SIG_DFL behind).
 class SigintGuard {
  public:
-  SigintGuard(dagent::Runtime& rt, std::shared_ptr<dagent::RunCancel> cancel, bool wanted)
-      : state_(std::make_shared<SigintSeen>(SigintSeen{std::move(cancel)})) {
+  explicit SigintGuard(bool wanted) {
     if (!wanted || !on_main_thread()) return;
     if (::sigaction(SIGINT, nullptr, &saved_) != 0 || saved_.sa_handler == SIG_IGN) return;
-    signals_ = std::make_unique<asio::signal_set>(rt.executor(), SIGINT);
-    signals_->async_wait(OnSigint{state_, signals_.get()});
+    active_ = true;
   }
   SigintGuard(const SigintGuard&) = delete;
   SigintGuard& operator=(const SigintGuard&) = delete;
   ~SigintGuard() {
-    if (!signals_) return;
-    state_->active = false;
-    signals_.reset();  // asio puts SIG_DFL back...
-    ::sigaction(SIGINT, &saved_, nullptr);  // ...and Python's handler returns
+    if (active_) ::sigaction(SIGINT, &saved_, nullptr);
   }
-  bool seen() const { return state_->seen; }
+  bool active() const { return active_; }
 
  private:
   static bool on_main_thread() {
@@ -463,9 +439,8 @@ class SigintGuard {
     py::object this_ident = threading.attr("get_ident")();
     return main_ident.equal(this_ident);
   }
-  std::shared_ptr<SigintSeen> state_;
-  std::unique_ptr<asio::signal_set> signals_;
   struct sigaction saved_ {};
+  bool active_ = false;
 };
 
 // ---- The runtime ---------------------------------------------------------------------------------
@@ -717,15 +692,18 @@ class PyRuntime {
       options.on_answer = Observer<std::string_view, answer_str>{share(py_options.on_answer), error, cancel};
 
     std::optional<dagent::RunOutcome> outcome;
-    bool interrupted = false;
+    bool by_sigint = false;
     {
-      SigintGuard sigint(*rt_, cancel, py_options.handle_sigint);
+      SigintGuard sigint(py_options.handle_sigint);
+      options.stop_on_sigint = by_sigint = sigint.active();
       py::gil_scoped_release nogil;
       outcome.emplace(start(options));
-      interrupted = sigint.seen();
     }
     options = {};  // drops the observers while the GIL is held
-    if (error->error) throw std::move(*error->error);
+    if (error->error) throw std::move(*error->error);  // it cancelled the run, not Ctrl-C
+    // Only SIGINT and RunCancel make `interrupted` (a budget's stop does not), and our RunCancel
+    // is only used for an observer's exception, raised above.
+    const bool interrupted = by_sigint && outcome->result.interrupted;
     if (!outcome->problems.empty()) {
       raise_error(outcome->unreachable ? "ProviderUnreachable" : "PlanError", join_lines(outcome->problems),
                   outcome->problems);

@@ -47,6 +47,8 @@ def test_unreachable_embeddings_provider(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     # port 9 (discard) on loopback: nothing listens there
     with dagent.Runtime.load(None, ["llm.base_url=http://127.0.0.1:9/v1", f"memory.path={tmp_path / 'mem'}",
-                                    "history.enabled=false", "retry.max_retries=0"]) as rt:
-        with pytest.raises(dagent.ProviderUnreachable):
-            rt.search_memory("anything")
+                                    "history.enabled=false", "llm.max_retries=0"]) as rt:
+        (tmp_path / "a.txt").write_text("some text to embed")
+        with pytest.raises(dagent.ProviderUnreachable) as err:
+            rt.ingest([tmp_path / "a.txt"])
+        assert "127.0.0.1:9" in str(err.value) or "connect" in str(err.value), str(err.value)

@@ -20,7 +20,7 @@ def step(result, step_id):
 
 def test_load_defaults_and_overrides(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text("limits:\n  max_steps: 7\n")
+    config.write_text("planner:\n  max_steps: 7\n")
     rt = dagent.Runtime.load(str(config), overrides=QUIET)
     too_long = [{"id": i, "action": "list_dir", "parameters": {"path": "."}} for i in range(1, 9)]
     with pytest.raises(dagent.PlanError) as err:
@@ -30,22 +30,24 @@ def test_load_defaults_and_overrides(tmp_path):
     assert rt.closed
     with pytest.raises(dagent.DagentError, match="closed"):
         rt.plan_json([])
-    with dagent.Runtime.load(None, QUIET + ["limits.max_steps=8"]) as rt2:
+    with dagent.Runtime.load(None, QUIET + ["planner.max_steps=8"]) as rt2:
         assert rt2.plan_json(too_long)["levels"] == [[1, 2, 3, 4, 5, 6, 7, 8]]
 
 
 def test_config_errors_carry_every_problem(tmp_path):
     config = tmp_path / "bad.yaml"
-    config.write_text("limits:\n  max_steps: -1\nnot_a_section: 1\n")
+    config.write_text("planner:\n  max_steps: -1\nnot_a_section: 1\n")
     with pytest.raises(dagent.ConfigError) as err:
-        dagent.Runtime.load(config, overrides=["performance.nope=1"])
+        dagent.Runtime.load(config)
     problems = err.value.problems
-    assert len(problems) == 3, problems
-    assert any(p.startswith(f"{config}:2: limits.max_steps") for p in problems), problems
-    assert any("not_a_section" in p for p in problems)
-    assert any("performance.nope" in p for p in problems)
-    assert str(err.value) == "\n".join(problems)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(f"{config}:2: planner.max_steps: must be between 1 and"), problems
+    assert problems[1].startswith(f"{config}:3: not_a_section: unknown key"), problems
+    assert str(err.value) == err.value.message == "\n".join(problems)
     assert isinstance(err.value, dagent.DagentError)
+    with pytest.raises(dagent.ConfigError) as err:
+        dagent.Runtime.load("", overrides=["performance.nope=1"])
+    assert err.value.problems == ["--set: performance.nope: unknown key"]
 
 
 def test_run_plan_with_builtin_tools_and_a_sync_python_tool(runtime, workspace):
@@ -144,7 +146,8 @@ def test_events_in_order(runtime, workspace):
     seen = [(e["step_id"], e["action"], e["status"]) for e in events]
     assert seen == [(1, "write_file", "running"), (1, "write_file", "succeeded"),
                     (2, "shout", "running"), (2, "shout", "succeeded")]
-    assert all(e["attempt"] == 1 and e["item"] == -1 for e in events)
+    assert [e["attempt"] for e in events if e["status"] == "succeeded"] == [1, 1]
+    assert all(e["item"] == -1 and e["message"] == "" for e in events)
     assert [e["at_ms"] for e in events] == sorted(e["at_ms"] for e in events)
 
 
