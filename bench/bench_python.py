@@ -50,7 +50,7 @@ def main():
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=10)
     a = ap.parse_args()
-    rt = dagent.Runtime.load(None, ["history.enabled=false", "memory.enabled=false", "limits.max_steps=10000",
+    rt = dagent.Runtime.load(None, ["history.enabled=false", "memory.enabled=false", "planner.max_steps=10000",
                                     "performance.parallel_execution.max_parallel_steps=64"])
     rt.register_tool("noop", "returns its parameter", SCHEMA, noop if a.tool == "sync" else anoop)
     builtin = a.plan == "builtin"

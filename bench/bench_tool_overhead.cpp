@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  auto loaded = dagent::Runtime::load("", {"history.enabled=false", "memory.enabled=false", "limits.max_steps=10000",
+  auto loaded = dagent::Runtime::load("", {"history.enabled=false", "memory.enabled=false", "planner.max_steps=10000",
                                            "performance.parallel_execution.max_parallel_steps=64"});
   if (auto* problems = std::get_if<std::vector<std::string>>(&loaded)) {
     for (const auto& p : *problems) std::fprintf(stderr, "%s\n", p.c_str());

@@ -32,6 +32,6 @@ rows = [json.loads(l) for l in sys.stdin if l.strip()]
 print("| side | plan | tool | shape | steps | runs | median ms/run | best ms/run | µs/step (median) |")
 print("|---|---|---|---|--:|--:|--:|--:|--:|")
 for r in rows:
-    print(f"| {r[\"side\"]} | {r[\"plan\"]} | {r[\"tool\"]} | {r[\"shape\"]} | {r[\"steps\"]} | {r[\"repeat\"]} | "
-          f"{r[\"median_ms\"]:.2f} | {r[\"best_ms\"]:.2f} | {r[\"median_us_per_call\"]:.1f} |")
+    print("| %s | %s | %s | %s | %d | %d | %.2f | %.2f | %.1f |" % (r["side"], r["plan"], r["tool"], r["shape"],
+          r["steps"], r["repeat"], r["median_ms"], r["best_ms"], r["median_us_per_call"]))
 '
