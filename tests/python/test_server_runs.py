@@ -1,4 +1,7 @@
-"""ingest and search_memory through the bindings, against the scripted test server's embeddings."""
+"""Through the scripted test server: ingest and search_memory (its embeddings), and a goal task
+(its chat replies) with planning and answer observers."""
+
+import json
 
 import pytest
 
@@ -52,3 +55,33 @@ def test_unreachable_embeddings_provider(tmp_path, monkeypatch):
         with pytest.raises(dagent.ProviderUnreachable) as err:
             rt.ingest([tmp_path / "a.txt"])
         assert "127.0.0.1:9" in str(err.value) or "connect" in str(err.value), str(err.value)
+
+
+def chat_rule(contains, reply):
+    return {"path": "/v1/chat/completions", "contains": contains, "reply": reply}
+
+
+def test_goal_task_plans_with_the_model_and_calls_a_python_tool(tmp_path, server_factory, monkeypatch):
+    # The scripted model plans a step of the Python tool, then answers; planning events and the
+    # answer reach their observers.
+    plan = json.dumps({"steps": [{"id": 1, "action": "capital_of", "parameters": {"country": "Zorblandia"}}]})
+    server = server_factory({"rules": [chat_rule("Write a plan for the goal", plan),
+                                       chat_rule("final answer of dagent", "The capital is Quuxville.")]})
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "config.yaml").write_text(
+        "tools:\n  workspace: ws\nplanner:\n  intent_analysis: false\n"
+        "tasks:\n  capital:\n    goal: Find the capital of Zorblandia\n")
+    with dagent.Runtime.load(tmp_path / "config.yaml",
+                             [f"llm.base_url={server.base_url}", "history.enabled=false", "memory.enabled=false"]) as rt:
+        rt.register_tool("capital_of", "the capital of a country",
+                         {"type": "object", "properties": {"country": {"type": "string"}}, "required": ["country"]},
+                         lambda p: {"capital": "Quuxville" if p["country"] == "Zorblandia" else None})
+        phases, answer = [], []
+        result = rt.run_task("capital", on_planning=phases.append, on_answer=answer.append)
+        assert result["status"] == "succeeded", json.dumps(result, indent=1)
+        assert result["steps"][0]["output"] == {"capital": "Quuxville"}
+        assert result["answer"] == "The capital is Quuxville." == "".join(answer)
+        started = [e["phase"] for e in phases if not e["finished"]]
+        assert started[0] == "routing" and "planning" in started and started[-1] == "synthesis", phases
+        assert [e["at_ms"] for e in phases] == sorted(e["at_ms"] for e in phases)
