@@ -83,5 +83,5 @@ def test_goal_task_plans_with_the_model_and_calls_a_python_tool(tmp_path, server
         assert result["steps"][0]["output"] == {"capital": "Quuxville"}
         assert result["answer"] == "The capital is Quuxville." == "".join(answer)
         started = [e["phase"] for e in phases if not e["finished"]]
-        assert started[0] == "routing" and "planning" in started and started[-1] == "synthesis", phases
+        assert started == ["routing", "catalog", "planning", "answer"], phases
         assert [e["at_ms"] for e in phases] == sorted(e["at_ms"] for e in phases)
