@@ -729,7 +729,7 @@ class PyRuntime {
 
 PYBIND11_MODULE(_dagent, m) {
   m.doc() = "dagent's runtime (use the `dagent` package, which re-exports this module)";
-  m.attr("__version__") = DAGENT_VERSION;
+  m.attr("__version__") = DAGENT_PYTHON_VERSION;
 
   py::class_<PyRuntime>(m, "Runtime")
       .def_static("load", &PyRuntime::load, py::arg("path") = py::none(), py::arg("overrides") = std::vector<std::string>{},
