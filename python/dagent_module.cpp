@@ -460,6 +460,13 @@ class BusyGuard {
   std::atomic<bool>& busy_;
 };
 
+/// A task given as a name or a path (str or os.PathLike).
+std::string task_of(py::handle task) {
+  py::object text = py::module_::import("os").attr("fspath")(task);
+  if (!PyUnicode_Check(text.ptr())) throw py::type_error("task must be a str or an os.PathLike of str");
+  return utf8_of(text, "task");
+}
+
 json::value plan_from_py(py::handle plan) {
   if (PyUnicode_Check(plan.ptr())) {
     boost::system::error_code ec;
@@ -575,8 +582,9 @@ class PyRuntime {
     return report_dict(report);
   }
 
-  py::dict plan_task(const std::string& task, py::object on_planning) {
+  py::dict plan_task(py::handle task_name, py::object on_planning) {
     auto& rt = runtime();
+    const std::string task = task_of(task_name);
     BusyGuard busy(busy_);
     auto error = std::make_shared<ObserverError>();
     dagent::RunOptions options;
@@ -757,7 +765,7 @@ PYBIND11_MODULE(_dagent, m) {
           "Runs a plan (SPEC §3: a list or dict, or its JSON text); returns the SPEC §5 result as a dict")
       .def(
           "run_task",
-          [](PyRuntime& self, const std::string& task, py::object on_event, py::object on_planning, py::object on_answer,
+          [](PyRuntime& self, py::handle task, py::object on_event, py::object on_planning, py::object on_answer,
              bool approve_all, std::vector<std::string> approve_tools, std::optional<std::filesystem::path> trace_file,
              bool handle_sigint) {
             PyRunOptions o;
@@ -768,7 +776,7 @@ PYBIND11_MODULE(_dagent, m) {
             o.approve_tools = std::move(approve_tools);
             o.trace_file = std::move(trace_file);
             o.handle_sigint = handle_sigint;
-            return self.run_task(task, o);
+            return self.run_task(task_of(task), o);
           },
           py::arg("task"), py::kw_only(), py::arg("on_event") = py::none(), py::arg("on_planning") = py::none(),
           py::arg("on_answer") = py::none(), py::arg("approve_all") = false,

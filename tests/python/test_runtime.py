@@ -232,10 +232,12 @@ def test_run_task_of_a_fixed_plan_task_file(tmp_path):
     with dagent.Runtime.load(None, QUIET) as rt:
         rt.register_tool("count", "counts words", SHOUT_SCHEMA, lambda p: {"words": len(p["text"].split())})
         events = []
-        result = rt.run_task(str(tmp_path / "task.yaml"), on_event=events.append)
+        result = rt.run_task(tmp_path / "task.yaml", on_event=events.append)
         assert result["status"] == "succeeded", json.dumps(result, indent=1)
         assert result["task"] == "counting"
         assert (tmp_path / "ws" / "count.txt").read_text() == "words 3"
         assert len(events) == 6
-        with pytest.raises(dagent.PlanError):
+        assert rt.plan_task(str(tmp_path / "task.yaml"))["levels"] == [[1], [2], [3]]
+        with pytest.raises(dagent.PlanError) as err:
             rt.run_task(str(tmp_path / "missing.yaml"))
+        assert str(err.value).startswith("no task file or configured task named")
