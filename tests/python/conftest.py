@@ -70,5 +70,6 @@ def server_factory(tmp_path):
 def run_python(code, env_extra=None, **kwargs):
     """Runs `code` in a fresh python3 with the same PYTHONPATH; returns the Popen."""
     env = dict(os.environ, **(env_extra or {}))
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kwargs)

@@ -2,6 +2,7 @@
 result in .result; Python's own SIGINT handler is back afterwards."""
 
 import signal
+import subprocess
 import textwrap
 
 from conftest import run_python
@@ -80,3 +81,38 @@ def test_without_handle_sigint_python_keeps_its_handler():
     out, err = child.communicate(timeout=30)
     assert out.strip() == "succeeded None ['python handler']", (out, err)
     assert child.returncode == 0
+
+
+def test_ctrl_c_fails_a_running_sync_tool_step_and_the_call_waits_for_the_tool():
+    # Python code cannot be stopped: the step fails at once and its late result is dropped, but
+    # run_plan returns only once the tool's call has returned (here: released through stdin
+    # after the SIGINT).
+    code = textwrap.dedent("""
+        import sys, tempfile, threading, dagent
+        rt = dagent.Runtime.load(None, ["history.enabled=false", "memory.enabled=false"])
+        release = threading.Event()
+        threading.Thread(target=lambda: (sys.stdin.readline(), release.set()), daemon=True).start()
+        def stuck(params):
+            print("started", flush=True)
+            release.wait(30)
+            print("tool returned", flush=True)
+            return {"late": True}
+        rt.register_tool("stuck", "", {"type": "object"}, stuck)
+        try:
+            rt.run_plan([{"id": 1, "action": "stuck", "parameters": {}}], workspace=tempfile.mkdtemp())
+        except KeyboardInterrupt as e:
+            step = e.result["steps"][0]
+            print("run returned", e.result["error"], step["status"], step["output"], flush=True)
+        rt.close()
+        print("closed", flush=True)
+    """)
+    child = run_python(code, stdin=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == "started\n"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate("go\n", timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert out.splitlines() == ["tool returned", "run returned interrupted failed None", "closed"], (out, err)
+    assert child.returncode == 0, err
