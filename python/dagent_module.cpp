@@ -10,9 +10,12 @@
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -20,6 +23,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -321,7 +325,10 @@ struct InitiateAsyncCall {
         slot.assign([call, loop, pending](asio::cancellation_type) {
           {
             py::gil_scoped_acquire gil;
-            pending->obj.attr("cancel")();
+            try {
+              pending->obj.attr("cancel")();
+            } catch (py::error_already_set&) {  // nothing to do: the step completes cancelled anyway
+            }
           }
           asio::post(loop, [call] { complete(call, dagent::tool_error(dagent::ToolErrc::cancelled, "cancelled")); });
         });
@@ -414,23 +421,72 @@ py::str answer_str(const std::string_view& s) { return to_py_str(s); }
 
 // ---- Ctrl-C ---------------------------------------------------------------------------------------
 
-/// During a blocking call made from Python's main thread, the runtime's own SIGINT handling
-/// (RunOptions::stop_on_sigint, as the CLI's: an asio::signal_set on its loop) interrupts the run;
-/// Python's handler, which could only act once the call returned, is saved first and put back
-/// after (asio leaves SIG_DFL behind).
+// Why not RunOptions::stop_on_sigint: its asio::signal_set puts SIG_DFL back when the run ends,
+// and a Ctrl-C in the moment before Python's handler is restored would kill the process. Here one
+// sigaction() swaps our handler for Python's, so some handler is always installed.
+
+int g_sigint_pipe[2] = {-1, -1};      // the handler's byte goes to the watcher thread
+std::atomic<int> g_sigint_count = 0;  // SIGINTs during the guarded call
+static_assert(std::atomic<int>::is_always_lock_free);
+
+extern "C" void on_sigint(int) {
+  const int saved_errno = errno;
+  if (g_sigint_count.fetch_add(1) > 0) ::_exit(130);  // a second Ctrl-C: at once, as the CLI does
+  const char byte = 'i';
+  (void)!::write(g_sigint_pipe[1], &byte, 1);
+  errno = saved_errno;
+}
+
+struct CancelRun {
+  std::shared_ptr<dagent::RunCancel> cancel;
+  void operator()() const { cancel->cancel(); }  // on the runtime's loop, as RunCancel wants
+};
+
+/// Turns the handler's byte into RunCancel::cancel() posted to the runtime's loop; ends on 'q'.
+struct SigintWatcher {
+  asio::any_io_executor loop;
+  std::shared_ptr<dagent::RunCancel> cancel;
+  void operator()() const {
+    for (;;) {
+      char byte = 0;
+      const ssize_t n = ::read(g_sigint_pipe[0], &byte, 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || byte == 'q') return;
+      // After the run ended this waits in the loop's queue and cancels nothing (the RunCancel is
+      // detached from its run by then).
+      asio::post(loop, CancelRun{cancel});
+    }
+  }
+};
+
+/// During a blocking call made from Python's main thread, SIGINT cancels the run: Python's own
+/// handler could only act once the call returned, so it is swapped for ours and back after.
 class SigintGuard {
  public:
-  explicit SigintGuard(bool wanted) {
+  SigintGuard(dagent::Runtime& rt, std::shared_ptr<dagent::RunCancel> cancel, bool wanted) {
     if (!wanted || !on_main_thread()) return;
     if (::sigaction(SIGINT, nullptr, &saved_) != 0 || saved_.sa_handler == SIG_IGN) return;
+    if (g_sigint_pipe[0] < 0 && ::pipe2(g_sigint_pipe, O_CLOEXEC) != 0) return;
+    g_sigint_count = 0;
+    watcher_ = std::thread(SigintWatcher{rt.executor(), std::move(cancel)});
+    struct sigaction ours {};
+    ours.sa_handler = on_sigint;
+    sigemptyset(&ours.sa_mask);
+    ours.sa_flags = SA_RESTART;
+    ::sigaction(SIGINT, &ours, nullptr);
     active_ = true;
   }
   SigintGuard(const SigintGuard&) = delete;
   SigintGuard& operator=(const SigintGuard&) = delete;
   ~SigintGuard() {
-    if (active_) ::sigaction(SIGINT, &saved_, nullptr);
+    if (!active_) return;
+    ::sigaction(SIGINT, &saved_, nullptr);
+    const char quit = 'q';
+    (void)!::write(g_sigint_pipe[1], &quit, 1);
+    watcher_.join();
   }
-  bool active() const { return active_; }
+  /// SIGINT arrived during the call (the run may have ended just before it was cancelled).
+  bool seen() const { return active_ && g_sigint_count > 0; }
 
  private:
   static bool on_main_thread() {
@@ -440,6 +496,7 @@ class SigintGuard {
     return main_ident.equal(this_ident);
   }
   struct sigaction saved_ {};
+  std::thread watcher_;
   bool active_ = false;
 };
 
@@ -700,18 +757,17 @@ class PyRuntime {
       options.on_answer = Observer<std::string_view, answer_str>{share(py_options.on_answer), error, cancel};
 
     std::optional<dagent::RunOutcome> outcome;
-    bool by_sigint = false;
+    bool interrupted = false;
     {
-      SigintGuard sigint(py_options.handle_sigint);
-      options.stop_on_sigint = by_sigint = sigint.active();
-      py::gil_scoped_release nogil;
-      outcome.emplace(start(options));
+      SigintGuard sigint(*rt_, cancel, py_options.handle_sigint);
+      {
+        py::gil_scoped_release nogil;
+        outcome.emplace(start(options));
+      }
+      interrupted = sigint.seen();
     }
     options = {};  // drops the observers while the GIL is held
-    if (error->error) throw std::move(*error->error);  // it cancelled the run, not Ctrl-C
-    // Only SIGINT and RunCancel make `interrupted` (a budget's stop does not), and our RunCancel
-    // is only used for an observer's exception, raised above.
-    const bool interrupted = by_sigint && outcome->result.interrupted;
+    if (error->error) throw std::move(*error->error);
     if (!outcome->problems.empty()) {
       raise_error(outcome->unreachable ? "ProviderUnreachable" : "PlanError", join_lines(outcome->problems),
                   outcome->problems);

@@ -2,7 +2,6 @@
 result in .result; Python's own SIGINT handler is back afterwards."""
 
 import signal
-import subprocess
 import textwrap
 
 from conftest import run_python
@@ -85,34 +84,61 @@ def test_without_handle_sigint_python_keeps_its_handler():
 
 def test_ctrl_c_fails_a_running_sync_tool_step_and_the_call_waits_for_the_tool():
     # Python code cannot be stopped: the step fails at once and its late result is dropped, but
-    # run_plan returns only once the tool's call has returned (here: released through stdin
-    # after the SIGINT).
+    # run_plan returns only once the tool's call has returned (here: released by the event of the
+    # step's failure).
     code = textwrap.dedent("""
-        import sys, tempfile, threading, dagent
+        import tempfile, threading, dagent
         rt = dagent.Runtime.load(None, ["history.enabled=false", "memory.enabled=false"])
         release = threading.Event()
-        threading.Thread(target=lambda: (sys.stdin.readline(), release.set()), daemon=True).start()
         def stuck(params):
             print("started", flush=True)
             release.wait(30)
             print("tool returned", flush=True)
             return {"late": True}
+        def on_event(ev):
+            if ev["status"] == "failed":
+                print("step failed:", ev["message"], flush=True)
+                release.set()
         rt.register_tool("stuck", "", {"type": "object"}, stuck)
         try:
-            rt.run_plan([{"id": 1, "action": "stuck", "parameters": {}}], workspace=tempfile.mkdtemp())
+            rt.run_plan([{"id": 1, "action": "stuck", "parameters": {}}], workspace=tempfile.mkdtemp(),
+                        on_event=on_event)
         except KeyboardInterrupt as e:
             step = e.result["steps"][0]
             print("run returned", e.result["error"], step["status"], step["output"], flush=True)
         rt.close()
         print("closed", flush=True)
     """)
-    child = run_python(code, stdin=subprocess.PIPE)
+    child = run_python(code)
     try:
         assert child.stdout.readline() == "started\n"
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate("go\n", timeout=30)
+        out, err = child.communicate(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
-    assert out.splitlines() == ["tool returned", "run returned interrupted failed None", "closed"], (out, err)
+    lines = out.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("step failed: "), (out, err)
+    assert lines[1:] == ["tool returned", "run returned interrupted failed None", "closed"], (out, err)
     assert child.returncode == 0, err
+
+
+def test_ctrl_c_between_runs_is_python_s_again():
+    # After a run, SIGINT is Python's: a KeyboardInterrupt in Python code, not a killed process.
+    code = textwrap.dedent("""
+        import os, signal, tempfile, time, dagent
+        rt = dagent.Runtime.load(None, ["history.enabled=false", "memory.enabled=false"])
+        for _ in range(20):
+            rt.run_plan([{"id": 1, "action": "list_dir", "parameters": {"path": "."}}], workspace=tempfile.mkdtemp())
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000000):
+                pass
+            print("no interrupt", flush=True)
+        except KeyboardInterrupt as e:
+            print("python's", hasattr(e, "result"), flush=True)
+    """)
+    child = run_python(code)
+    out, err = child.communicate(timeout=30)
+    assert out.splitlines() == ["python's False"], (out, err)
+    assert child.returncode == 0
