@@ -11,6 +11,9 @@ packages=(g++ cmake ninja-build ccache pkg-config openssl ca-certificates nginx-
           zlib1g-dev                   # compresses large values of the shared response cache
           libsqlite3-dev               # the run history (issue 17)
           libcli11-dev                 # the command line's parser (src/cli/options.cpp only)
+          pybind11-dev                 # the Python bindings (issue 18, DAGENT_PYTHON)
+          python3-dev                  # the headers the Python extension is built against
+          python3-pytest               # the Python binding tests (tests/python, CTest label python)
           chromium)                    # headless, renders `dagent report` pages in the [browser] test
 scripts/install-packages.sh "${packages[@]}"
 
