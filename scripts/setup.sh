@@ -10,6 +10,8 @@ packages=(g++ cmake ninja-build ccache pkg-config openssl ca-certificates nginx-
           libhiredis-dev redis-server  # redis-server: the tests start their own (issue 16)
           zlib1g-dev                   # compresses large values of the shared response cache
           libsqlite3-dev               # the run history (issue 17)
+          dpkg-dev                     # cpack -G DEB: dpkg-shlibdeps finds the .deb's Depends (issue 18)
+          file                         # cpack's shlibdeps step finds the ELF files with it
           chromium)                    # headless, renders `dagent report` pages in the [browser] test
 scripts/install-packages.sh "${packages[@]}"
 
