@@ -52,7 +52,7 @@ export PKG_CONFIG_PATH=$libdir/pkgconfig
 "${launcher[@]}" c++ -o "$tmp/embed-pc" "$src/examples/embed/embed_example.cpp" $(pkg-config --cflags --libs dagent)
 
 for exe in "$tmp/embed-cmake/embed_example" "$tmp/embed-pc"; do
-  ldd "$exe" | grep -q "libdagent.so.0 => $libdir/libdagent.so.0" || fail "$exe does not load the installed libdagent.so.0"
+  LD_LIBRARY_PATH=$libdir ldd "$exe" | grep -q "libdagent.so.0 => $libdir/libdagent.so.0" || fail "$exe does not load the installed libdagent.so.0"
   ws=$tmp/ws-$(basename "$exe")
   mkdir -p "$ws"
   printf 'one two three four\n' >"$ws/notes.txt"

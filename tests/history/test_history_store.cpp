@@ -7,7 +7,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "dagent/run_result.hpp"
+#include "executor/run_types.hpp"
 #include "support/process.hpp"
 
 using namespace dagent::history;

@@ -87,7 +87,7 @@ TEST_CASE("run_task_async runs go at once on the runtime's one loop", "[runtime]
                                  {"hold_until", json::object{{"contains", "alpha-run"}}}}};
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
-  Runtime runtime = runtime::make_runtime(config_for(server, dir));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   std::vector<std::unique_ptr<Submitted>> runs;
   runs.push_back(std::make_unique<Submitted>(Submitted{&runtime, llm_task("a", "alpha-run"), {}, {}}));
   runs.push_back(std::make_unique<Submitted>(Submitted{&runtime, llm_task("b", "beta-run"), {}, {}}));
@@ -149,7 +149,7 @@ TEST_CASE("RunCancel interrupts a service's run as Ctrl-C does and only that run
                                  {"hold_until", json::object{{"contains", "stalled-run"}}}}};
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
-  Runtime runtime = runtime::make_runtime(config_for(server, dir));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   auto cancel = std::make_shared<RunCancel>();
   RunOptions cancelled;
   cancelled.cancel = cancel;
@@ -206,7 +206,7 @@ TEST_CASE("run_task_async outside run_loop or with a blocking call's options is 
   cfg.base_dir = dir.path();
   cfg.tools.workspace = "ws";
   cfg.history.enabled = false;
-  Runtime runtime = runtime::make_runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   Submitted outside{&runtime, llm_task("x", "never"), {}, {}};
   asio::co_spawn(runtime.executor(), submit(&outside), Ignore{});
   // A blocking call drives the loop, and with it the run started beside it: not a service's loop.
@@ -239,7 +239,7 @@ TEST_CASE("concurrent runs each spend their own llm.retry_budget", "[runtime][se
   auto cfg = config_for(server, dir);
   cfg.llm.retry_budget = 0;
   cfg.llm.retry_budget_min = 1;
-  Runtime runtime = runtime::make_runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   std::vector<std::unique_ptr<Submitted>> runs;
   runs.push_back(std::make_unique<Submitted>(Submitted{&runtime, llm_task("a", "alpha-run"), {}, {}}));
   runs.push_back(std::make_unique<Submitted>(Submitted{&runtime, llm_task("b", "beta-run"), {}, {}}));
