@@ -14,6 +14,8 @@ packages=(g++ cmake ninja-build ccache pkg-config openssl ca-certificates nginx-
           pybind11-dev                 # the Python bindings (issue 18, DAGENT_PYTHON)
           python3-dev                  # the headers the Python extension is built against
           python3-pytest               # the Python binding tests (tests/python, CTest label python)
+          dpkg-dev                     # cpack -G DEB: dpkg-shlibdeps finds the .deb's Depends (issue 18)
+          file                         # cpack's shlibdeps step finds the ELF files with it
           chromium)                    # headless, renders `dagent report` pages in the [browser] test
 scripts/install-packages.sh "${packages[@]}"
 

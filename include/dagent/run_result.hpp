@@ -1,25 +1,17 @@
 #pragma once
-// What a run produces (SPEC.md §5) and the events it emits while it goes.
+// What a run produces (SPEC.md §5) and the events it emits while it goes: plain structs, filled
+// by the runtime from its executor's and planner's own types.
 
-#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
-#include <boost/system/error_code.hpp>
+
+#include "dagent/run_common.hpp"  // IWYU pragma: export
 
 namespace dagent {
-
-enum class StepStatus { pending, running, succeeded, failed, skipped };
-/// `error`: the verdict could not be had (the judge unreachable, timed out, or its reply not a
-/// verdict); unknown is never a pass, so it fails the run.
-enum class VerificationStatus { not_requested, pending, passed, failed, error };
-enum class RunStatus { succeeded, failed };
-
-std::string_view to_string(StepStatus s) noexcept;
-std::string_view to_string(VerificationStatus s) noexcept;
-std::string_view to_string(RunStatus s) noexcept;
 
 /// One item of a for_each step. Times are milliseconds since the run started.
 struct ItemResult {
@@ -28,7 +20,6 @@ struct ItemResult {
   int attempts = 0;                         ///< 0: kept from an earlier run (--resume)
   double started_ms = 0;
   double finished_ms = 0;
-  int slot = -1;                            ///< concurrency slot it ran in, -1 if it never ran
   std::string error;
 };
 
@@ -41,10 +32,11 @@ struct StepResult {
   int attempts = 0;
   double started_ms = 0;
   double finished_ms = 0;
-  int slot = -1;                 ///< concurrency slot the step ran in (trace track), -1 if it never ran
   boost::json::value output;     ///< null unless succeeded
   std::string error;             ///< why it failed or was skipped; empty otherwise
-  boost::system::error_code error_code;  ///< the tool's ToolErrc when it failed (ToolErrc::unavailable: exit 3)
+  /// It failed because its tool (or a judge) could not be reached (ToolErrc::unavailable): the
+  /// run exits 3, not 1.
+  bool unavailable = false;
   VerificationStatus verification = VerificationStatus::not_requested;
   std::string verification_reason;
   /// tools.approval: "allow", "deny" or "allow_always" and how it was given ("terminal", "flag",
@@ -54,25 +46,6 @@ struct StepResult {
   /// for_each: the step fanned out; `output` is the list of the items' outputs, in item order.
   bool fan_out = false;
   std::vector<ItemResult> items;  ///< for_each: one per element of the list, in order
-};
-
-/// Counters of SPEC §5 `metrics`.
-struct RunMetrics {
-  double wall_ms = 0;
-  std::int64_t llm_calls = 0;
-  std::int64_t prompt_tokens = 0;
-  std::int64_t completion_tokens = 0;
-  std::int64_t embedding_calls = 0;
-  std::int64_t retries = 0;
-  std::int64_t retries_refused = 0;  ///< retries not made: the run's retry budget was spent
-  double rate_limit_wait_ms = 0;
-  std::int64_t cache_hits = 0;
-  std::int64_t cache_l2_hits = 0;    ///< of cache_hits, answered by the shared cache in Redis
-  std::int64_t cache_l2_errors = 0;  ///< shared-cache reads and writes that failed, values it held that were unreadable
-  std::int64_t connections_opened = 0;
-  std::int64_t rate_limit_fallback_calls = 0;  ///< admitted by the local share while the shared budget was unreachable
-  int max_concurrent_steps = 0;
-  double planning_ms = 0;      ///< from the run's start until the plan was complete and valid
 };
 
 struct RunResult {
@@ -99,7 +72,6 @@ struct StepEvent {
   StepStatus status = StepStatus::pending;
   VerificationStatus verification = VerificationStatus::not_requested;
   int attempt = 0;
-  int slot = -1;
   double at_ms = 0;
   std::string_view message;  ///< error, skip reason or verification reason; may be empty
   /// for_each steps: the item this event is about (-1: the step itself), the number of items
@@ -110,11 +82,6 @@ struct StepEvent {
   int items_failed = 0;
 };
 
-/// The planner's phases, as the live view shows them.
-enum class PlanningPhase { routing, intent, recall, catalog, planning, plan_step, repair, synthesis, replan };
-
-std::string_view to_string(PlanningPhase p) noexcept;
-
 /// A planner phase starting or finishing (plan_step: one streamed step arrived), on the loop.
 struct PlanningEvent {
   PlanningPhase phase = PlanningPhase::planning;
@@ -123,7 +90,7 @@ struct PlanningEvent {
   std::string_view detail;      ///< e.g. the intent, the route, the problems; may be empty
 };
 
-/// SPEC §5 JSON of a result.
+/// SPEC §5 JSON of a result (without the internal `slot` fields of the CLI's result files).
 boost::json::object to_json(const RunResult& r);
 
 }  // namespace dagent

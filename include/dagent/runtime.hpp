@@ -10,7 +10,6 @@
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/awaitable.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
@@ -20,11 +19,6 @@
 #include "dagent/tool.hpp"
 
 namespace dagent {
-
-namespace config {
-struct Config;
-struct Task;
-}
 
 /// Cancels a run from outside it, as Ctrl-C does for the CLI (a service's DELETE). Use it on the
 /// runtime's loop. Cancelling before the run starts makes it stop as soon as it starts.
@@ -110,21 +104,18 @@ struct McpListing {
 };
 
 /// Wires config, tools and executor. Not thread-safe: use one Runtime from one thread at a time.
-/// The blocking calls (run_task, run_plan, ...) run one at a time; a service instead drives the
-/// loop with run_loop() and starts runs with run_task_async, which go concurrently and share the
-/// connection pool, rate limiter, response cache, memory and MCP servers.
+/// The blocking calls (run_task, run_plan, ...) run one at a time; `dagent serve` instead drives
+/// the loop with run_loop() and starts runs on it that go concurrently and share the connection
+/// pool, rate limiter, response cache, memory and MCP servers.
 class Runtime {
  public:
   /// Loads `config_file` (empty: built-in defaults) and applies `--set`-style overrides.
   /// On failure, every problem is returned as "file:line: key: message".
   static std::variant<Runtime, std::vector<std::string>> load(const std::filesystem::path& config_file,
                                                               const std::vector<std::string>& overrides = {});
-  explicit Runtime(config::Config cfg);
   Runtime(Runtime&&) noexcept;
   Runtime& operator=(Runtime&&) noexcept;
   ~Runtime();
-
-  const config::Config& config() const noexcept;
 
   /// Makes `tool` callable from plans; fails when a tool of that name exists.
   boost::system::result<void, ToolError> register_tool(std::shared_ptr<Tool> tool);
@@ -165,21 +156,18 @@ class Runtime {
 
   /// The executor of the loop every run uses; a service runs its own server on it.
   boost::asio::any_io_executor executor() const noexcept;
-  /// Runs the loop on the calling thread until stop_loop(); runs started with run_task_async and
+  /// Runs the loop on the calling thread until stop_loop(); the runs a service starts on it and
   /// the caller's own work (a server) go on it. Starts the configured MCP servers first (every
   /// problem is returned and the loop does not run) and stops them before returning.
   std::vector<std::string> run_loop();
   /// Makes run_loop() return once the runs underway have finished (any thread).
   void stop_loop();
-  /// As run_task, as a coroutine on executor(), concurrently with other runs started so. `task`
-  /// is parsed already (config::load_task_text for a request body); its workspace must be set.
-  /// `options` must outlive the coroutine; its stop_on_sigint, record, replay and resume are not
-  /// supported here (problems). Call only from coroutines on executor() while run_loop() runs.
-  boost::asio::awaitable<RunOutcome> run_task_async(const config::Task& task, const RunOptions& options);
 
-  struct Impl;  ///< internal (named by the implementation's helpers)
+  struct Impl;  ///< the implementation (opaque; named by its own helpers)
 
  private:
+  friend struct RuntimeAccess;  // the in-tree programs' internal entry points (not part of the API)
+  explicit Runtime(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -10,6 +10,7 @@
 #include "cli/terminal_out.hpp"
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "text/json_utf8.hpp"
 
 namespace dagent::cli {
@@ -81,7 +82,7 @@ int mcp_command(const Options& options) {
   }
   auto runtime = load_runtime(options);
   if (!runtime) return 2;
-  if (runtime->config().mcp.servers.empty()) {
+  if (runtime::config_of(*runtime).mcp.servers.empty()) {
     print_safe(stderr, "dagent: no MCP servers are configured (mcp.servers)\n");
     return 2;
   }

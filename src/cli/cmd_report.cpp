@@ -14,6 +14,7 @@
 #include "cli/terminal_out.hpp"
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "history/history_store.hpp"
 #include "report/report.hpp"
 #include "text/output_file.hpp"
@@ -72,7 +73,7 @@ std::optional<Loaded> load_run(const std::string& id, const Options& options, in
   code = 2;
   auto runtime = load_runtime(options);
   if (!runtime) return std::nullopt;
-  const auto& cfg = runtime->config();
+  const auto& cfg = runtime::config_of(*runtime);
   const auto path = history::database_path(cfg.history.path, cfg.base_dir);
   if (path.empty()) {
     print_safe(stderr, "dagent: history: no state folder (neither XDG_STATE_HOME nor HOME is set); set history.path\n");

@@ -12,6 +12,7 @@
 #include "cli/commands.hpp"
 #include "cli/live_view.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "observe/metrics.hpp"
 #include "record/recording.hpp"
 #include "runtime/resume.hpp"
@@ -119,7 +120,7 @@ int run_command(const Options& options) {
     run_options.approve = ApprovalPromptHook{&*prompt};
   }
 
-  auto outcome = runtime->run_task(given.args[0], run_options);
+  auto outcome = runtime::run_task(*runtime, given.args[0], run_options);
   if (!outcome.problems.empty()) {
     for (const auto& p : outcome.problems) print_safe(stderr, "%s\n", p.c_str());
     if (outcome.unreachable) {
@@ -138,7 +139,7 @@ int run_command(const Options& options) {
       r.status = RunStatus::failed;
     }
   }
-  view.finish(outcome.result);
+  view.finish(runtime::to_public(outcome.result));
   if (!outcome.result.error.empty() && !outcome.result.interrupted)
     print_safe(stderr, "dagent: %s\n", outcome.result.error.c_str());
   if (options.json) std::printf("%s\n", json_for_terminal(text::serialize_valid(to_json(outcome.result))).c_str());

@@ -13,6 +13,7 @@
 #include "cli/terminal_out.hpp"
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "history/history_store.hpp"
 #include "text/json_utf8.hpp"
 
@@ -134,7 +135,7 @@ int runs_command(const Options& options) {
   }
   auto runtime = load_runtime(options);
   if (!runtime) return 2;
-  const auto& cfg = runtime->config();
+  const auto& cfg = runtime::config_of(*runtime);
   const auto path = history::database_path(cfg.history.path, cfg.base_dir);
   if (path.empty()) {
     print_safe(stderr, "dagent: history: no state folder (neither XDG_STATE_HOME nor HOME is set); set history.path\n");

@@ -12,6 +12,7 @@
 #include "cli/terminal_out.hpp"
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "serve/bearer_auth.hpp"
 #include "serve/http_server.hpp"
 #include "serve/listen_address.hpp"
@@ -53,7 +54,7 @@ struct OnSignal {
       service->cancel_running();
     } else {
       print_safe(stderr, "dagent serve: signal %d: draining (no new runs; runs underway get %lld ms)\n", signal,
-                 static_cast<long long>(runtime->config().serve.drain_ms));
+                 static_cast<long long>(runtime::config_of(*runtime).serve.drain_ms));
       service->drain(StopServer{server, runtime});
     }
     signals->async_wait(*this);
@@ -69,7 +70,7 @@ int serve_command(const Options& options) {
   }
   auto runtime = load_runtime(options);
   if (!runtime) return 2;
-  const auto& cfg = runtime->config().serve;
+  const auto& cfg = runtime::config_of(*runtime).serve;
 
   const std::string listen_text = options.listen ? *options.listen : cfg.listen;
   auto parsed = serve::parse_listen_address(listen_text);

@@ -11,6 +11,7 @@
 #include "cli/commands.hpp"
 #include "config/loader.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "record/recording.hpp"
 #include "runtime/resume.hpp"
 
@@ -87,7 +88,7 @@ std::unique_ptr<Runtime> load_runtime(const Options& options) {
         print(*problems);
         return nullptr;
       }
-      return std::make_unique<Runtime>(std::move(std::get<config::Config>(*recorded)));
+      return std::make_unique<Runtime>(runtime::make_runtime(std::move(std::get<config::Config>(*recorded))));
     }
   }
   auto path = config_path(given);

@@ -17,7 +17,7 @@
 #include <boost/json/object.hpp>
 
 #include "config/config.hpp"
-#include "dagent/run_result.hpp"
+#include "executor/run_types.hpp"
 #include "dagent/tool.hpp"
 #include "executor/analysis.hpp"
 #include "executor/approval_gate.hpp"

@@ -9,7 +9,7 @@
 #include <boost/json/value.hpp>
 #include <boost/system/error_code.hpp>
 
-#include "dagent/run_result.hpp"
+#include "executor/run_types.hpp"
 
 namespace dagent::executor {
 

@@ -11,7 +11,7 @@
 
 #include <boost/json/serialize.hpp>
 
-#include "dagent/run_result.hpp"
+#include "executor/run_types.hpp"
 #include "text/json_utf8.hpp"
 
 namespace dagent::history {
@@ -370,7 +370,7 @@ HistoryResult<RunRecord> HistoryStore::show(std::string_view run_id) {
   return record;
 }
 
-RunRecord record_of(const RunResult& result, std::string goal, std::int64_t ended_at_ms) {
+RunRecord record_of(const executor::RunResult& result, std::string goal, std::int64_t ended_at_ms) {
   RunRecord record;
   RunRow& r = record.run;
   r.run_id = result.run_id;
@@ -384,7 +384,7 @@ RunRecord record_of(const RunResult& result, std::string goal, std::int64_t ende
   r.completion_tokens = result.metrics.completion_tokens;
   r.llm_calls = result.metrics.llm_calls;
   r.step_count = static_cast<int>(result.steps.size());
-  for (const StepResult& step : result.steps) {
+  for (const executor::StepResult& step : result.steps) {
     record.steps.push_back(StepRow{step.id, step.action, std::string(to_string(step.status)), step.attempts,
                                    step.started_ms, step.finished_ms, std::string(to_string(step.verification)),
                                    step.error});

@@ -12,7 +12,7 @@
 
 #include "history/history_error.hpp"
 
-namespace dagent {
+namespace dagent::executor {
 struct RunResult;
 }
 
@@ -61,7 +61,7 @@ struct RunFilter {
 };
 
 /// The record of a finished run; it ended at `ended_at_ms` (Unix ms) and lasted its wall_ms.
-RunRecord record_of(const RunResult& result, std::string goal, std::int64_t ended_at_ms);
+RunRecord record_of(const executor::RunResult& result, std::string goal, std::int64_t ended_at_ms);
 
 /// The database file, absolute: `configured` (relative: to `base_dir`), or when empty the user's state
 /// folder ($XDG_STATE_HOME/dagent/history.db, else ~/.local/state/dagent/history.db); empty

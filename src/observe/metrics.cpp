@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "dagent/run_result.hpp"
+#include "executor/run_types.hpp"
 #include "text/output_file.hpp"
 
 namespace dagent::observe {
@@ -148,7 +148,7 @@ void connection_opened(const ConnectionMeters& meters, GaugeLease& open) noexcep
   open.take(meters.open);
 }
 
-void record_run(const RunResult& result) {
+void record_run(const executor::RunResult& result) {
   const auto& m = metrics();
   (result.status == RunStatus::succeeded ? m.runs_succeeded : m.runs_failed).inc();
   for (const auto& step : result.steps) {

@@ -14,9 +14,9 @@
 
 #include "observe/registry.hpp"
 
-namespace dagent {
+namespace dagent::executor {
 struct RunResult;
-}  // namespace dagent
+}  // namespace dagent::executor
 
 namespace dagent::observe {
 
@@ -90,7 +90,7 @@ inline void embedding_batch(std::size_t inputs) noexcept { metrics().embedding_b
 
 /// A finished run: dagent_runs_total{status}, and the duration of each step (and for_each item)
 /// that ran, by action and status. Steps not run (skipped, kept by --resume) are not observed.
-void record_run(const RunResult& result);
+void record_run(const executor::RunResult& result);
 
 /// registry().render().
 std::string render();

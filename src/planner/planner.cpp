@@ -617,7 +617,7 @@ asio::awaitable<PlanDraft> Planner::replan(PlanningContext ctx, json::array kept
   co_return more;
 }
 
-asio::awaitable<Answer> Planner::synthesize(std::string goal, std::vector<StepResult> steps, bool allow_replan,
+asio::awaitable<Answer> Planner::synthesize(std::string goal, std::vector<executor::StepResult> steps, bool allow_replan,
                                             std::function<void(std::string_view)> on_delta) {
   Answer answer;
   const std::string results = untrusted_block("step results", digest_results(steps, cfg_.planner.answer_budget_tokens));

@@ -15,9 +15,10 @@
 #include <boost/system/result.hpp>
 
 #include "config/config.hpp"
-#include "dagent/run_result.hpp"
+#include "executor/run_types.hpp"
 #include "net/llm_provider.hpp"
 #include "planner/keyword_router.hpp"
+#include "planner/planning_event.hpp"
 #include "planner/prompts.hpp"
 #include "planner/tool_catalog.hpp"
 
@@ -137,7 +138,7 @@ class Planner {
 
   /// Answer synthesis from the goal and the step results, streamed to `on_delta`; the model may
   /// ask to replan instead when `allow_replan`. Bounded by planner.answer_timeout_ms.
-  boost::asio::awaitable<Answer> synthesize(std::string goal, std::vector<StepResult> steps, bool allow_replan,
+  boost::asio::awaitable<Answer> synthesize(std::string goal, std::vector<executor::StepResult> steps, bool allow_replan,
                                             std::function<void(std::string_view)> on_delta);
 
  private:

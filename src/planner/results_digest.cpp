@@ -81,7 +81,7 @@ std::string render_within(const json::value& output, std::string whole, std::siz
 
 }  // namespace
 
-std::string digest_results(const std::vector<StepResult>& steps, int budget_tokens) {
+std::string digest_results(const std::vector<executor::StepResult>& steps, int budget_tokens) {
   std::vector<std::string> lines(steps.size());
   std::vector<std::size_t> order;
   for (std::size_t i = 0; i < steps.size(); ++i) {

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "dagent/run_result.hpp"
+#include "executor/run_types.hpp"
 
 namespace dagent::planner {
 
@@ -13,6 +13,6 @@ namespace dagent::planner {
 /// fields (usage, bytes) dropped, and "step N (action) failed|skipped: reason" for the others.
 /// Long strings are cut, each with "…[trimmed K chars]", so the whole fits `budget_tokens`
 /// (estimated at 4 characters a token); small outputs leave their unused share to large ones.
-std::string digest_results(const std::vector<StepResult>& steps, int budget_tokens);
+std::string digest_results(const std::vector<executor::StepResult>& steps, int budget_tokens);
 
 }  // namespace dagent::planner

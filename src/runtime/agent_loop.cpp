@@ -10,6 +10,7 @@
 #include "executor/scheduler.hpp"
 #include "net/net_error.hpp"
 #include "planner/results_digest.hpp"
+#include "runtime/public_result.hpp"
 #include "tools/llm_tool.hpp"
 
 namespace dagent::runtime {
@@ -25,7 +26,7 @@ bool unreachable(const std::optional<net::LlmError>& e) {
   return e && (tools::to_tool_error(*e).code == ToolErrc::unavailable || e->code == net::NetErrc::provider_refused);
 }
 
-void describe_plan(RunResult& result, const Prepared& prepared, json::value plan) {
+void describe_plan(executor::RunResult& result, const Prepared& prepared, json::value plan) {
   result.plan = std::move(plan);
   result.levels.clear();
   for (const auto& level : prepared.analysis.levels) result.levels.push_back(ids_of(prepared.plan, level));
@@ -43,14 +44,14 @@ void absorb(Run* run, executor::ExecutionReport report) {
   run->result->steps = std::move(report.steps);
 }
 
-bool ran(const StepResult& s) { return s.slot >= 0 || s.attempts > 0; }
+bool ran(const executor::StepResult& s) { return s.slot >= 0 || s.attempts > 0; }
 
 // Why the steps the stream started cannot be reported as the final plan's: its own problems, a
 // step that ran but is not in it, or one of its steps the stream never delivered. Empty: they agree.
-std::vector<std::string> disagreements(const std::vector<StepResult>& steps, const Prepared& final_plan) {
+std::vector<std::string> disagreements(const std::vector<executor::StepResult>& steps, const Prepared& final_plan) {
   std::vector<std::string> out;
   for (const auto& p : final_plan.problems) out.push_back("final plan: " + p);
-  std::map<int, const StepResult*> streamed;
+  std::map<int, const executor::StepResult*> streamed;
   for (const auto& s : steps) streamed.emplace(s.id, &s);
   for (const auto& s : steps) {
     const auto at = final_plan.analysis.index_of.find(s.id);
@@ -69,10 +70,10 @@ std::vector<std::string> disagreements(const std::vector<StepResult>& steps, con
 }
 
 // `steps` (in admission order) rearranged into the order of `plan`; disagreements() is empty.
-std::vector<StepResult> in_plan_order(std::vector<StepResult> steps, const executor::Plan& plan) {
+std::vector<executor::StepResult> in_plan_order(std::vector<executor::StepResult> steps, const executor::Plan& plan) {
   std::map<int, std::size_t> at;
   for (std::size_t i = 0; i < steps.size(); ++i) at.emplace(steps[i].id, i);
-  std::vector<StepResult> out;
+  std::vector<executor::StepResult> out;
   out.reserve(plan.steps.size());
   for (const auto& step : plan.steps)
     if (auto it = at.find(step.id); it != at.end()) out.push_back(std::move(steps[it->second]));
@@ -81,11 +82,11 @@ std::vector<StepResult> in_plan_order(std::vector<StepResult> steps, const execu
 
 // Step events go to the caller's observer and to the recording.
 struct StepFanout {
-  std::function<void(const StepEvent&)> user;
+  std::function<void(const StepEvent&)> user;  // the caller's, public, observer
   RunRecorder* recorder;
-  void operator()(const StepEvent& e) const {
+  void operator()(const executor::StepEvent& e) const {
     if (recorder) recorder->step(e);
-    if (user) user(e);
+    if (user) user(to_public(e));
   }
 };
 
@@ -155,7 +156,7 @@ void observe(Run* run, executor::Scheduler& scheduler) {
     scheduler.on_event(StepFanout{run->options().on_event, run->recorder()});
 }
 
-asio::awaitable<executor::ExecutionReport> execute(Run* run, Prepared* prepared, std::vector<StepResult> kept) {
+asio::awaitable<executor::ExecutionReport> execute(Run* run, Prepared* prepared, std::vector<executor::StepResult> kept) {
   executor::Scheduler scheduler(prepared->plan, prepared->analysis, scheduler_options(run), run->tool_context(),
                                 run->task.inputs, run->verifier());
   observe(run, scheduler);
@@ -234,7 +235,7 @@ asio::awaitable<void> answer_loop(Run* run, planner::PlanningContext ctx, json::
     }
     // Completed steps keep their results; only the new steps run.
     json::array kept;
-    std::vector<StepResult> kept_results;
+    std::vector<executor::StepResult> kept_results;
     int max_id = 0;
     for (std::size_t i = 0; i < result.steps.size() && i < plan_steps.size(); ++i) {
       const auto& s = result.steps[i];
@@ -265,7 +266,7 @@ asio::awaitable<void> answer_loop(Run* run, planner::PlanningContext ctx, json::
     }
     if (recorder) recorder->plan(combined);
     describe_plan(result, prepared, json::value(combined));
-    if (run->options().on_start) run->options().on_start(result);
+    if (run->options().on_start) run->options().on_start(to_public(result));
     absorb(run, co_await execute(run, &prepared, std::move(kept_results)));
     plan_steps = std::move(combined);
   }
@@ -280,7 +281,7 @@ asio::awaitable<void> resumed_goal_loop(Run* run) {
     co_return;
   }
   describe_plan(result, prepared, json::value(steps));
-  if (run->options().on_start) run->options().on_start(result);
+  if (run->options().on_start) run->options().on_start(to_public(result));
   absorb(run, co_await execute(run, &prepared, run->resume()->kept));
   planner::PlanningContext ctx;
   ctx.goal = run->task.goal;
@@ -304,7 +305,7 @@ asio::awaitable<bool> replan_streamed(Run* run, planner::PlanningContext* ctx, p
   const auto& cfg = run->cfg();
   const std::string invalid = "the streamed plan was found invalid after its first steps ran: " + joined(draft->problems);
   json::array kept;
-  std::vector<StepResult> kept_results;
+  std::vector<executor::StepResult> kept_results;
   int max_id = 0;
   for (const auto& s : report.steps) {  // only admitted steps: each was valid when it ran
     max_id = std::max(max_id, s.id);
@@ -339,7 +340,7 @@ asio::awaitable<bool> replan_streamed(Run* run, planner::PlanningContext* ctx, p
   }
   if (auto* recorder = run->recorder()) recorder->plan(combined);
   describe_plan(result, *prepared, json::value(combined));
-  if (run->options().on_start) run->options().on_start(result);
+  if (run->options().on_start) run->options().on_start(to_public(result));
   // Not in an initializer: g++ 12 mis-handles co_await there.
   auto executed = co_await execute(run, prepared, std::move(kept_results));
   absorb(run, std::move(executed));
@@ -364,7 +365,7 @@ asio::awaitable<std::optional<bool>> streamed(Run* run, planner::PlanningContext
   executor::Scheduler scheduler(inc.plan(), inc.analysis(), scheduler_options(run), run->tool_context(),
                                 run->task.inputs, run->verifier(), executor::PlanGrowth::streamed);
   observe(run, scheduler);
-  if (run->options().on_start) run->options().on_start(result);
+  if (run->options().on_start) run->options().on_start(to_public(result));
   executor::ExecutionReport report;
   StreamedSteps written;
   const bool replannable = may_replan(run);
@@ -412,7 +413,7 @@ asio::awaitable<std::optional<bool>> streamed(Run* run, planner::PlanningContext
 
 }  // namespace
 
-void finish_status(RunResult& result) {
+void finish_status(executor::RunResult& result) {
   bool ok = !result.interrupted && result.error.empty();
   for (const auto& s : result.steps)
     ok = ok && s.status == StepStatus::succeeded && s.verification != VerificationStatus::failed &&
@@ -472,14 +473,14 @@ asio::awaitable<void> run_goal_loop(Run* run) {
     run->warm_for(prepared);
     result.metrics.planning_ms = ms_since(run->epoch);
     describe_plan(result, prepared, json::value(draft.steps));
-    if (run->options().on_start) run->options().on_start(result);
+    if (run->options().on_start) run->options().on_start(to_public(result));
     absorb(run, co_await execute(run, &prepared, {}));
   }
   co_await answer_loop(run, ctx, std::move(draft.steps), std::move(prepared));
 }
 
 asio::awaitable<void> run_plan_loop(Run* run, Prepared* prepared) {
-  std::vector<StepResult> kept;
+  std::vector<executor::StepResult> kept;
   if (run->resume()) kept = run->resume()->kept;
   absorb(run, co_await execute(run, prepared, std::move(kept)));
 }

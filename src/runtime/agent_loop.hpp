@@ -19,6 +19,6 @@ boost::asio::awaitable<void> run_plan_loop(Run* run, Prepared* prepared);
 
 /// Succeeded when every step succeeded with no failed or missing verdict, and the run recorded
 /// no error; an interruption fails the run and leads its error.
-void finish_status(RunResult& result);
+void finish_status(executor::RunResult& result);
 
 }  // namespace dagent::runtime

@@ -21,9 +21,9 @@ struct Seen {
 };
 
 // A for_each step's result from the items recorded: succeeded with the whole list when every item
-// is there, else pending with the finished items (ItemResult succeeded, output at its index).
-StepResult fan_out_result(int id, const Seen& seen) {
-  StepResult r;
+// is there, else pending with the finished items (executor::ItemResult succeeded, output at its index).
+executor::StepResult fan_out_result(int id, const Seen& seen) {
+  executor::StepResult r;
   r.id = id;
   r.action = seen.action;
   r.fan_out = true;
@@ -33,7 +33,7 @@ StepResult fan_out_result(int id, const Seen& seen) {
   json::array outputs(static_cast<std::size_t>(complete ? seen.items : last + 1));
   for (const auto& [index, output] : seen.item_outputs) {
     outputs[static_cast<std::size_t>(index)] = output;
-    ItemResult item;
+    executor::ItemResult item;
     item.index = index;
     item.status = StepStatus::succeeded;
     r.items.push_back(std::move(item));
@@ -100,7 +100,7 @@ ResumePoint resume_point(const record::Recording& recording) {
     if (seen.status != "succeeded" || seen.verification == "failed" || seen.verification == "error" ||
         seen.verification == "pending" || !seen.output)
       continue;
-    StepResult r;
+    executor::StepResult r;
     r.id = id;
     r.action = seen.action;
     r.status = StepStatus::succeeded;

@@ -9,7 +9,7 @@
 
 #include <boost/json/array.hpp>
 
-#include "dagent/run_result.hpp"
+#include "executor/run_types.hpp"
 #include "record/recording.hpp"
 
 namespace dagent::runtime {
@@ -17,9 +17,9 @@ namespace dagent::runtime {
 struct ResumePoint {
   std::optional<boost::json::array> plan;  ///< the plan a goal run executed (its last "plan" event)
   /// Steps whose last transition was a success, with their outputs; and for_each steps cut short
-  /// (status pending), with the items whose last call succeeded (ItemResult succeeded, the output at
+  /// (status pending), with the items whose last call succeeded (executor::ItemResult succeeded, the output at
   /// its index of `output`): only the other items run again.
-  std::vector<StepResult> kept;
+  std::vector<executor::StepResult> kept;
   std::string run_id;                      ///< the run id of the recording's header (distributed steps' keys)
   bool finished = false;                   ///< the last run recorded ended in success: nothing to resume
 };

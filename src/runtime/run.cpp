@@ -136,7 +136,7 @@ double ms_since(std::chrono::steady_clock::time_point epoch) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch).count();
 }
 
-void add_error(RunResult& result, const std::string& message) {
+void add_error(executor::RunResult& result, const std::string& message) {
   result.error += (result.error.empty() ? "" : "; ") + message;
 }
 

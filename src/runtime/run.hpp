@@ -84,7 +84,7 @@ std::string config_digest(const config::Config& cfg);
 /// Milliseconds from `epoch` to now.
 double ms_since(std::chrono::steady_clock::time_point epoch);
 /// Appends `message` to the run-level error ("; " between messages).
-void add_error(RunResult& result, const std::string& message);
+void add_error(executor::RunResult& result, const std::string& message);
 /// `items` joined with "; ".
 std::string joined(const std::vector<std::string>& items);
 /// The ids of `plan`'s steps at `indices`.
@@ -166,7 +166,7 @@ class Run {
   config::Task task;                         ///< inputs and, for a goal, the goal
   std::optional<Workspace> workspace;
   std::chrono::steady_clock::time_point epoch;
-  RunResult* result = nullptr;
+  executor::RunResult* result = nullptr;
   std::vector<std::string> problems;         ///< non-empty: nothing ran (invalid input, no valid plan)
   bool unreachable = false;                  ///< the provider could not be reached (exit 3)
   executor::Scheduler* active = nullptr;     ///< the scheduler running now, for Ctrl-C

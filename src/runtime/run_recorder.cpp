@@ -45,7 +45,7 @@ void RunRecorder::recall(const std::vector<std::string>& memories) {
   writer_.write(json::object{{"type", "recall"}, {"memories", std::move(list)}});
 }
 
-void RunRecorder::step(const StepEvent& e) {
+void RunRecorder::step(const executor::StepEvent& e) {
   json::object event{{"type", "step"},
                      {"step", e.step_id},
                      {"action", e.action},
@@ -83,7 +83,7 @@ void RunRecorder::approval(const executor::ApprovalRecord& r) {
   writer_.write(event);
 }
 
-void RunRecorder::end(const RunResult& result) {
+void RunRecorder::end(const executor::RunResult& result) {
   json::object event{{"type", "end"}, {"status", to_string(result.status)}};
   if (!result.answer.empty()) event["answer"] = result.answer;
   if (!result.error.empty()) event["error"] = result.error;

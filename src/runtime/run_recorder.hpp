@@ -9,7 +9,7 @@
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
-#include "dagent/run_result.hpp"
+#include "executor/run_types.hpp"
 #include "executor/approval_gate.hpp"
 #include "executor/tool_observer.hpp"
 #include "record/recording.hpp"
@@ -24,8 +24,8 @@ class RunRecorder final : public executor::ToolObserver {
   void header(boost::json::object header);
   void plan(const boost::json::array& steps);
   void recall(const std::vector<std::string>& memories);
-  void step(const StepEvent& event);
-  void end(const RunResult& result);
+  void step(const executor::StepEvent& event);
+  void end(const executor::RunResult& result);
   /// tools.approval: one decision (which call, what, how it was given).
   void approval(const executor::ApprovalRecord& record);
   /// A "tool" event; a for_each item's carries "item": its index.

@@ -38,6 +38,7 @@
 #include "runtime/memory_recall.hpp"
 #include "runtime/distribution.hpp"
 #include "runtime/run.hpp"
+#include "runtime/runtime_access.hpp"
 #include "runtime/trace_writer.hpp"
 #include "text/json_utf8.hpp"
 #include "text/redact.hpp"
@@ -193,7 +194,7 @@ struct MemoryUpdate {
 };
 
 // The goal with its answer, and the text outputs of the run's successful llm steps.
-MemoryUpdate update_of(const RunResult& result, const std::string& goal, std::size_t max_chars) {
+MemoryUpdate update_of(const executor::RunResult& result, const std::string& goal, std::size_t max_chars) {
   constexpr std::size_t k_max_steps = 8;
   MemoryUpdate update;
   update.texts.push_back(text::clipped("Goal: " + goal + "\nAnswer: " + result.answer, max_chars));
@@ -213,15 +214,6 @@ MemoryUpdate update_of(const RunResult& result, const std::string& goal, std::si
 }
 
 }  // namespace
-
-int RunOutcome::exit_code() const noexcept {
-  if (!problems.empty()) return unreachable ? 3 : 2;
-  if (result.status == RunStatus::succeeded) return 0;
-  if (unreachable) return 3;
-  for (const auto& s : result.steps)
-    if (s.status == StepStatus::failed && s.error_code == ToolErrc::unavailable) return 3;
-  return 1;
-}
 
 struct Runtime::Impl {
   explicit Impl(config::Config c)
@@ -307,21 +299,21 @@ struct Runtime::Impl {
   // A run is a coroutine on `io`: the blocking calls drive the loop until it ends (block_on),
   // a service runs many at once while run_loop() drives it.
   asio::awaitable<void> drive(runtime::Run& run, asio::awaitable<void> flow);
-  asio::awaitable<RunOutcome> run_goal(config::Task task, std::filesystem::path workspace, const RunOptions& options,
+  asio::awaitable<runtime::Outcome> run_goal(config::Task task, std::filesystem::path workspace, const RunOptions& options,
                                        std::string task_ref);
-  asio::awaitable<RunOutcome> run_fixed(json::value plan_json, json::object inputs, std::filesystem::path workspace,
+  asio::awaitable<runtime::Outcome> run_fixed(json::value plan_json, json::object inputs, std::filesystem::path workspace,
                                         const RunOptions& options, std::string task_name, std::string task_ref,
                                         std::string goal = {});
   /// Stores the memory updates of earlier runs, then runs `run` on the loop until the loop has no
   /// work left (the run's MCP servers stopped, its connections settled).
-  RunOutcome block_on(asio::awaitable<RunOutcome> run);
+  runtime::Outcome block_on(asio::awaitable<runtime::Outcome> run);
   /// A task with a goal (run_goal) or a fixed plan (run_fixed), in its workspace or the default one.
-  asio::awaitable<RunOutcome> run_task(config::Task task, const RunOptions& options, std::string task_ref);
+  asio::awaitable<runtime::Outcome> run_task(config::Task task, const RunOptions& options, std::string task_ref);
   /// Queues a finished goal run's memory update (stored by finish_background, or at once while serving).
-  void queue_memory_update(const RunResult& result, const std::string& goal, bool live);
+  void queue_memory_update(const executor::RunResult& result, const std::string& goal, bool live);
   std::vector<std::string> finish_background();
   /// Hands a finished run to the history writer (history.enabled); returns at once.
-  void record_history(const RunResult& result, const std::string& goal);
+  void record_history(const executor::RunResult& result, const std::string& goal);
   MemoryOutcome memory_ready();  ///< the memory opened and the provider ready, or why not
   /// Starts the MCP servers called `names` and registers their tools (`SERVER.TOOL`); every problem.
   std::vector<std::string> attach_mcp(const std::vector<std::string>& names);
@@ -374,7 +366,7 @@ struct Runtime::Impl {
 namespace {
 
 // The run's own calls, from its meter (never the provider's totals: other runs share it).
-void fill_metrics(RunResult& result, const net::CallMeter& meter, std::int64_t step_retries) {
+void fill_metrics(executor::RunResult& result, const net::CallMeter& meter, std::int64_t step_retries) {
   const net::ProviderMetrics used = meter.metrics();
   auto& m = result.metrics;
   m.retries = step_retries + used.retries;
@@ -468,9 +460,9 @@ asio::awaitable<void> Runtime::Impl::drive(runtime::Run& run, asio::awaitable<vo
   if (output_lost) result.status = RunStatus::failed;
 }
 
-asio::awaitable<RunOutcome> Runtime::Impl::run_goal(config::Task task, std::filesystem::path workspace,
+asio::awaitable<runtime::Outcome> Runtime::Impl::run_goal(config::Task task, std::filesystem::path workspace,
                                                     const RunOptions& options, std::string task_ref) {
-  RunOutcome outcome;
+  runtime::Outcome outcome;
   outcome.problems = co_await attach_mcp_async(mcp_needed(nullptr, options));
   if (!outcome.problems.empty()) {
     co_await release_mcp();
@@ -510,7 +502,8 @@ asio::awaitable<RunOutcome> Runtime::Impl::run_goal(config::Task task, std::file
     co_return outcome;
   }
   run.epoch = std::chrono::steady_clock::now();
-  run.planner().on_event(options.on_planning, run.epoch);  // the run's own planner
+  if (options.on_planning)  // the run's own planner
+    run.planner().on_event(runtime::PublicPlanningEvents{options.on_planning}, run.epoch);
   co_await drive(run, then_stop_servers(serving ? nullptr : mcp.get(),
                                         runtime::with_workers(&run, runtime::run_goal_loop(&run))));
   if (!run.problems.empty()) {
@@ -527,9 +520,9 @@ asio::awaitable<RunOutcome> Runtime::Impl::run_goal(config::Task task, std::file
 namespace {
 
 struct OutcomeDone {
-  RunOutcome* outcome;
+  runtime::Outcome* outcome;
   std::exception_ptr* error;
-  void operator()(std::exception_ptr e, RunOutcome o) const {
+  void operator()(std::exception_ptr e, runtime::Outcome o) const {
     *error = e;
     if (!e) *outcome = std::move(o);
   }
@@ -537,9 +530,9 @@ struct OutcomeDone {
 
 }  // namespace
 
-RunOutcome Runtime::Impl::block_on(asio::awaitable<RunOutcome> run) {
+runtime::Outcome Runtime::Impl::block_on(asio::awaitable<runtime::Outcome> run) {
   finish_background();
-  RunOutcome outcome;
+  runtime::Outcome outcome;
   std::exception_ptr error;
   io.restart();
   asio::co_spawn(io, std::move(run), OutcomeDone{&outcome, &error});
@@ -548,7 +541,7 @@ RunOutcome Runtime::Impl::block_on(asio::awaitable<RunOutcome> run) {
   return outcome;
 }
 
-void Runtime::Impl::record_history(const RunResult& result, const std::string& goal) {
+void Runtime::Impl::record_history(const executor::RunResult& result, const std::string& goal) {
   observe::record_run(result);  // once per finished run, history or not
   if (!cfg.history.enabled) return;
   if (!history)
@@ -596,7 +589,7 @@ struct UpdatesStored {
   }
 };
 
-void Runtime::Impl::queue_memory_update(const RunResult& result, const std::string& goal, bool live) {
+void Runtime::Impl::queue_memory_update(const executor::RunResult& result, const std::string& goal, bool live) {
   if (!memory || !cfg.performance.background_tasks.memory_updates || result.answer.empty() || !live ||
       result.status != RunStatus::succeeded)
     return;
@@ -634,10 +627,21 @@ std::variant<Runtime, std::vector<std::string>> Runtime::load(const std::filesys
   }
   auto problems = config::apply_overrides(cfg, overrides);
   if (!problems.empty()) return config::Problems{std::move(problems)}.lines();
-  return Runtime(std::move(cfg));
+  return runtime::make_runtime(std::move(cfg));
 }
 
-Runtime::Runtime(config::Config cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
+// The in-tree programs' way past the public API (runtime/runtime_access.hpp).
+struct RuntimeAccess {
+  static Runtime::Impl& impl(Runtime& r) noexcept { return *r.impl_; }
+  static const Runtime::Impl& impl(const Runtime& r) noexcept { return *r.impl_; }
+  static Runtime make(config::Config cfg) { return Runtime(std::make_unique<Runtime::Impl>(std::move(cfg))); }
+};
+
+Runtime runtime::make_runtime(config::Config cfg) { return RuntimeAccess::make(std::move(cfg)); }
+
+const config::Config& runtime::config_of(const Runtime& r) noexcept { return RuntimeAccess::impl(r).cfg; }
+
+Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Runtime::Runtime(Runtime&&) noexcept = default;
 Runtime& Runtime::operator=(Runtime&&) noexcept = default;
 Runtime::~Runtime() {
@@ -776,8 +780,6 @@ MemoryOutcome Runtime::search_memory(const std::string& given, int k) {
   return out;
 }
 
-const config::Config& Runtime::config() const noexcept { return impl_->cfg; }
-
 boost::system::result<void, ToolError> Runtime::register_tool(std::shared_ptr<Tool> tool) {
   return impl_->registry.add(std::move(tool));
 }
@@ -818,7 +820,8 @@ PlanReport Runtime::plan_task(std::string_view task_arg, const RunOptions& optio
     // A planner of its own: nothing the Runtime keeps is re-pointed for this call.
     planner::Planner planner(impl_->live(), impl_->registry, impl_->cfg);
     planner.set_recall(impl_->recall.get());
-    planner.on_event(options.on_planning, std::chrono::steady_clock::now());
+    if (options.on_planning)
+      planner.on_event(runtime::PublicPlanningEvents{options.on_planning}, std::chrono::steady_clock::now());
     run_until_done(impl_->io, plan_goal(PlanJob{&planner, &*task, &draft}));
     impl_->stop_mcp();
     impl_->io.restart();
@@ -883,12 +886,17 @@ McpListing Runtime::list_mcp_tools(std::string_view server) {
 }
 
 RunOutcome Runtime::run_task(std::string_view task_arg, const RunOptions& options) {
-  auto task = config::find_task(task_arg, impl_->cfg);
-  if (!task) return RunOutcome{task.error().lines(), {}};
-  return impl_->block_on(impl_->run_task(std::move(*task), options, std::string(task_arg)));
+  return runtime::to_public(runtime::run_task(*this, task_arg, options));
 }
 
-asio::awaitable<RunOutcome> Runtime::Impl::run_task(config::Task task, const RunOptions& options, std::string task_ref) {
+runtime::Outcome runtime::run_task(Runtime& rt, std::string_view task_arg, const RunOptions& options) {
+  auto& im = RuntimeAccess::impl(rt);
+  auto task = config::find_task(task_arg, im.cfg);
+  if (!task) return Outcome{task.error().lines(), {}, {}};
+  return im.block_on(im.run_task(std::move(*task), options, std::string(task_arg)));
+}
+
+asio::awaitable<runtime::Outcome> Runtime::Impl::run_task(config::Task task, const RunOptions& options, std::string task_ref) {
   auto workspace = task.workspace.empty() ? config::default_workspace(cfg) : task.workspace;
   if (!task.plan) co_return co_await run_goal(std::move(task), std::move(workspace), options, std::move(task_ref));
   co_return co_await run_fixed(std::move(*task.plan), std::move(task.inputs), std::move(workspace), options,
@@ -897,13 +905,20 @@ asio::awaitable<RunOutcome> Runtime::Impl::run_task(config::Task task, const Run
 
 RunOutcome Runtime::run_plan(const json::value& plan_json, const json::object& inputs,
                              const std::filesystem::path& workspace, const RunOptions& options, std::string task_name) {
-  return impl_->block_on(impl_->run_fixed(plan_json, inputs, workspace, options, std::move(task_name), {}));
+  return runtime::to_public(runtime::run_plan(*this, plan_json, inputs, workspace, options, std::move(task_name)));
 }
 
-asio::awaitable<RunOutcome> Runtime::Impl::run_fixed(json::value plan_json, json::object inputs,
+runtime::Outcome runtime::run_plan(Runtime& rt, const json::value& plan_json, const json::object& inputs,
+                                   const std::filesystem::path& workspace, const RunOptions& options,
+                                   std::string task_name) {
+  auto& im = RuntimeAccess::impl(rt);
+  return im.block_on(im.run_fixed(plan_json, inputs, workspace, options, std::move(task_name), {}));
+}
+
+asio::awaitable<runtime::Outcome> Runtime::Impl::run_fixed(json::value plan_json, json::object inputs,
                                                      std::filesystem::path workspace, const RunOptions& options,
                                                      std::string task_name, std::string task_ref, std::string goal) {
-  RunOutcome outcome;
+  runtime::Outcome outcome;
   runtime::Run run(shared(), options);
   run.task.name = std::move(task_name);
   run.task.inputs = std::move(inputs);
@@ -951,7 +966,7 @@ asio::awaitable<RunOutcome> Runtime::Impl::run_fixed(json::value plan_json, json
     co_return outcome;
   }
   run.epoch = std::chrono::steady_clock::now();
-  if (options.on_start) options.on_start(result);
+  if (options.on_start) options.on_start(runtime::to_public(result));
   co_await drive(run, then_stop_servers(serving ? nullptr : mcp.get(),
                                         runtime::with_workers(&run, runtime::run_plan_loop(&run, &prepared))));
   outcome.unreachable = run.unreachable;
@@ -1020,9 +1035,10 @@ struct ActiveRun {
 
 void Runtime::stop_loop() { asio::post(impl_->io, StopLoop{impl_.get()}); }
 
-asio::awaitable<RunOutcome> Runtime::run_task_async(const config::Task& task, const RunOptions& options) {
-  auto& im = *impl_;
-  RunOutcome refused;
+asio::awaitable<runtime::Outcome> runtime::run_task_async(Runtime& rt, const config::Task& task,
+                                                         const RunOptions& options) {
+  auto& im = RuntimeAccess::impl(rt);
+  Outcome refused;
   if (!im.serving) refused.problems.push_back("run_task_async: the runtime's loop is not running (run_loop)");
   if (options.stop_on_sigint) refused.problems.push_back("run_task_async: stop_on_sigint is for the blocking calls");
   if (!options.record_file.empty() || !options.replay_file.empty() || !options.resume_file.empty())

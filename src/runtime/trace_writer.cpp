@@ -17,7 +17,7 @@ namespace {
 
 }  // namespace
 
-boost::system::result<void, std::string> write_trace(const RunResult& result, const std::filesystem::path& path) {
+boost::system::result<void, std::string> write_trace(const executor::RunResult& result, const std::filesystem::path& path) {
   json::array events;
   int slots = 0;
   for (const auto& s : result.steps) {

@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "config/loader.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "history/history_store.hpp"
 #include "observe/metrics.hpp"
 #include "text/json_utf8.hpp"
@@ -150,12 +151,12 @@ struct AnswerHook {
 struct RunDone {
   Service* service;
   std::shared_ptr<ServiceRun> run;
-  void operator()(std::exception_ptr error, RunOutcome outcome) const { service->finish(run, error, std::move(outcome)); }
+  void operator()(std::exception_ptr error, runtime::Outcome outcome) const { service->finish(run, error, std::move(outcome)); }
 };
 
 // One run, as the coroutine the service owns until RunDone.
-asio::awaitable<RunOutcome> execute_run(Runtime* runtime, std::shared_ptr<ServiceRun> run) {
-  co_return co_await runtime->run_task_async(run->task, run->options);
+asio::awaitable<runtime::Outcome> execute_run(Runtime* runtime, std::shared_ptr<ServiceRun> run) {
+  co_return co_await runtime::run_task_async(*runtime, run->task, run->options);
 }
 
 // The service's own counters, beside dagent's metrics in the process's registry.
@@ -201,7 +202,7 @@ Service::Service(Runtime& runtime)
 Service::~Service() = default;
 
 Reply Service::submit(std::string_view body) {
-  const auto& cfg = runtime_.config();
+  const auto& cfg = runtime::config_of(runtime_);
   if (draining_) {
     count_rejected("unavailable");
     return error_reply(503, "the service is shutting down and takes no new runs");
@@ -277,7 +278,7 @@ void Service::start(const std::shared_ptr<ServiceRun>& run) {
 }
 
 void Service::start_queued() {
-  const int limit = runtime_.config().serve.max_concurrent_runs;
+  const int limit = runtime::config_of(runtime_).serve.max_concurrent_runs;
   while (!draining_ && running_ < limit && !queue_.empty()) {
     auto next = queue_.front();
     queue_.pop_front();
@@ -285,7 +286,7 @@ void Service::start_queued() {
   }
 }
 
-void Service::finish(const std::shared_ptr<ServiceRun>& run, std::exception_ptr error, RunOutcome outcome) {
+void Service::finish(const std::shared_ptr<ServiceRun>& run, std::exception_ptr error, runtime::Outcome outcome) {
   --running_;
   json::object end;
   if (error) {
@@ -338,7 +339,7 @@ void Service::finish(const std::shared_ptr<ServiceRun>& run, std::exception_ptr 
 }
 
 void Service::end_unstarted(const std::shared_ptr<ServiceRun>& run) {
-  RunResult r;
+  executor::RunResult r;
   r.task = run->task_name;
   r.error = "interrupted";
   r.interrupted = true;
@@ -356,7 +357,7 @@ void Service::end_unstarted(const std::shared_ptr<ServiceRun>& run) {
 void Service::retire(const std::shared_ptr<ServiceRun>& run) {
   run->phase = RunPhase::finished;
   finished_order_.push_back(run->id);
-  const auto kept = static_cast<std::size_t>(runtime_.config().serve.runs_kept);
+  const auto kept = static_cast<std::size_t>(runtime::config_of(runtime_).serve.runs_kept);
   while (finished_order_.size() > kept) {
     auto it = runs_.find(finished_order_.front());
     if (it != runs_.end()) {
@@ -377,7 +378,7 @@ std::shared_ptr<ServiceRun> Service::find(std::string_view id) const {
 Reply Service::get(std::string_view id) {
   if (auto run = find(id)) return json_reply(200, run->snapshot);
   // A run of an earlier process, or evicted from memory: its whole result from the run history.
-  const auto& cfg = runtime_.config();
+  const auto& cfg = runtime::config_of(runtime_);
   if (cfg.history.enabled) {
     const auto path = history::database_path(cfg.history.path, cfg.base_dir);
     std::error_code fs_ec;
@@ -450,7 +451,7 @@ void Service::drain(std::function<void()> drained) {
     end_unstarted(run);
   }
   if (running_ > 0) {
-    drain_timer_.expires_after(std::chrono::milliseconds(runtime_.config().serve.drain_ms));
+    drain_timer_.expires_after(std::chrono::milliseconds(runtime::config_of(runtime_).serve.drain_ms));
     drain_timer_.async_wait(DrainDeadline{this});
   }
   check_drained();

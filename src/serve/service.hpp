@@ -18,7 +18,10 @@
 
 namespace dagent {
 class Runtime;
-struct RunOutcome;
+}
+
+namespace dagent::runtime {
+struct Outcome;
 }
 
 namespace dagent::serve {
@@ -59,7 +62,7 @@ class Service {
   bool draining() const noexcept { return draining_; }
 
   /// The completion of one run's coroutine (public for its handler).
-  void finish(const std::shared_ptr<ServiceRun>& run, std::exception_ptr error, RunOutcome outcome);
+  void finish(const std::shared_ptr<ServiceRun>& run, std::exception_ptr error, runtime::Outcome outcome);
   /// The drain's deadline passed: interrupt every running run.
   void cancel_running();
 

@@ -229,7 +229,7 @@ TEST_CASE("the live view shows a fan-out as one progress line, not a line per it
   using dagent::cli::LiveView;
   using namespace dagent;
   auto item_event = [](int item, StepStatus status, int done, int failed, std::string_view message = {}) {
-    StepEvent ev{3, "read_file", status, VerificationStatus::not_requested, 1, 0, 10.0 + item, message};
+    StepEvent ev{3, "read_file", status, VerificationStatus::not_requested, 1, 10.0 + item, message};
     ev.item = item;
     ev.items = 500;
     ev.items_done = done;
@@ -245,7 +245,7 @@ TEST_CASE("the live view shows a fan-out as one progress line, not a line per it
     REQUIRE(out.file);
     LiveView view(mode, out.file, out.file);
     view.start(skeleton);
-    StepEvent started{3, "read_file", StepStatus::running, VerificationStatus::not_requested, 0, -1, 1.0, {}};
+    StepEvent started{3, "read_file", StepStatus::running, VerificationStatus::not_requested, 0, 1.0, {}};
     started.items = 500;
     view.on_event(started);
     int done = 0, failed = 0;

@@ -56,8 +56,8 @@ TEST_CASE("live_view_stale_progress_line: the plan's arrival clears the planning
   skeleton.task = "goal";
   skeleton.levels = {{1}};
   view.start(skeleton);
-  view.on_event(StepEvent{1, "echo", StepStatus::running, VerificationStatus::not_requested, 1, 0, 3.0, {}});
-  view.on_event(StepEvent{1, "echo", StepStatus::succeeded, VerificationStatus::not_requested, 1, 0, 4.0, {}});
+  view.on_event(StepEvent{1, "echo", StepStatus::running, VerificationStatus::not_requested, 1, 3.0, {}});
+  view.on_event(StepEvent{1, "echo", StepStatus::succeeded, VerificationStatus::not_requested, 1, 4.0, {}});
   const auto lines = screen(out.text());
   INFO(out.text());
   bool run_line = false;
@@ -81,8 +81,8 @@ TEST_CASE("live_view_untrusted_text: escape sequences in step text, errors and t
   skeleton.levels = {{1, 2}};
   view.start(skeleton);
   view.on_planning(PlanningEvent{PlanningPhase::intent, true, 1.0, "intent \x1b[2J"});
-  view.on_event(StepEvent{1, "tool\x1b[31m", StepStatus::running, VerificationStatus::not_requested, 1, 0, 3.0, {}});
-  view.on_event(StepEvent{1, "tool\x1b[31m", StepStatus::failed, VerificationStatus::not_requested, 1, 0, 4.0,
+  view.on_event(StepEvent{1, "tool\x1b[31m", StepStatus::running, VerificationStatus::not_requested, 1, 3.0, {}});
+  view.on_event(StepEvent{1, "tool\x1b[31m", StepStatus::failed, VerificationStatus::not_requested, 1, 4.0,
                           "boom\r\x1b]52;c;cm0gLXJm\x07"});
   // The answer streams in pieces that cut the sequences in two.
   view.on_answer("The answer \x1b]0;ti");
@@ -127,8 +127,8 @@ TEST_CASE("live_view_progress: a running step's progress shows beside it, its st
   skeleton.task = "t";
   skeleton.levels = {{1}};
   view.start(skeleton);
-  view.on_event(StepEvent{1, "srv.long", StepStatus::running, VerificationStatus::not_requested, 1, 0, 10.0, {}});
-  view.on_event(StepEvent{1, "srv.long", StepStatus::running, VerificationStatus::not_requested, 1, 0, 510.0,
+  view.on_event(StepEvent{1, "srv.long", StepStatus::running, VerificationStatus::not_requested, 1, 10.0, {}});
+  view.on_event(StepEvent{1, "srv.long", StepStatus::running, VerificationStatus::not_requested, 1, 510.0,
                           "progress 3/10: copying \x1b[2J"});
   view.on_planning(PlanningEvent{PlanningPhase::planning, false, 1010.0, {}});  // forces a redraw at 1010 ms
   const auto lines = screen(out.text());

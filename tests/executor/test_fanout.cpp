@@ -69,8 +69,8 @@ struct Harness {
   std::shared_ptr<PickTool> pick = std::make_shared<PickTool>();
   std::filesystem::path dir;
   asio::thread_pool pool{2};
-  std::function<void(const StepEvent&, Scheduler&, asio::io_context&)> on_event;
-  std::vector<std::pair<std::size_t, StepResult>> reused;
+  std::function<void(const executor::StepEvent&, Scheduler&, asio::io_context&)> on_event;
+  std::vector<std::pair<std::size_t, executor::StepResult>> reused;
 
   Harness() {
     REQUIRE(tools.registry.add(pick).has_value());
@@ -108,7 +108,7 @@ struct Harness {
     asio::io_context io;
     Scheduler scheduler(plan, analysis, options, base, json::object{}, verifier);
     for (auto& [index, previous] : reused) scheduler.reuse(index, previous);
-    if (on_event) scheduler.on_event([&](const StepEvent& ev) { on_event(ev, scheduler, io); });
+    if (on_event) scheduler.on_event([&](const executor::StepEvent& ev) { on_event(ev, scheduler, io); });
     ExecutionReport report;
     std::exception_ptr failure;
     asio::co_spawn(io, scheduler.run(), [&](std::exception_ptr e, ExecutionReport r) {
@@ -121,7 +121,7 @@ struct Harness {
   }
 };
 
-const StepResult& step(const ExecutionReport& r, int id) {
+const executor::StepResult& step(const ExecutionReport& r, int id) {
   for (const auto& s : r.steps)
     if (s.id == id) return s;
   FAIL("no step " << id);
@@ -183,7 +183,7 @@ TEST_CASE("for_each over 500 items keeps item order though items finish out of o
   for (int i = 0; i < 500; ++i) items.push_back(json::object{{"ms", (7 * i) % 13}, {"n", i}});
   Harness h;
   std::vector<int> finish_order;
-  h.on_event = [&](const StepEvent& ev, Scheduler&, asio::io_context&) {
+  h.on_event = [&](const executor::StepEvent& ev, Scheduler&, asio::io_context&) {
     if (ev.item >= 0 && ev.status == StepStatus::succeeded) finish_order.push_back(ev.item);
   };
   auto r = h.run(over(items, R"({"ms": "$item.ms", "value": "$item.n"})"), opts(64));
@@ -380,7 +380,7 @@ TEST_CASE("items count against max_parallel_steps and max_parallel_llm_calls", "
   SECTION("LLM-bound items") {
     Harness h2;
     int running = 0, peak = 0;
-    h2.on_event = [&](const StepEvent& ev, Scheduler&, asio::io_context&) {
+    h2.on_event = [&](const executor::StepEvent& ev, Scheduler&, asio::io_context&) {
       if (ev.item < 0) return;
       if (ev.status == StepStatus::running) peak = std::max(peak, ++running);
       if (ev.status == StepStatus::succeeded) --running;
@@ -420,7 +420,7 @@ TEST_CASE("each item has its own timeout and retries", "[executor][fanout]") {
 
 TEST_CASE("interrupting a fan-out cancels its running items and skips the rest", "[executor][fanout]") {
   Harness h;
-  h.on_event = [](const StepEvent& ev, Scheduler& s, asio::io_context& io) {
+  h.on_event = [](const executor::StepEvent& ev, Scheduler& s, asio::io_context& io) {
     if (ev.item == 1 && ev.status == StepStatus::running) asio::post(io, [&s] { s.interrupt(); });
   };
   auto r = h.run(over(json::array{30000, 30000, 30000, 30000, 30000}, R"({"ms": "$item"})",
@@ -443,13 +443,13 @@ TEST_CASE("interrupting a fan-out cancels its running items and skips the rest",
 
 TEST_CASE("a fan-out cut short runs only its unfinished items (resume)", "[executor][fanout]") {
   Harness h;
-  StepResult partial;
+  executor::StepResult partial;
   partial.id = 2;
   partial.action = "pick";
   partial.status = StepStatus::pending;
   partial.fan_out = true;
   partial.output = json::parse(R"([{"value": "kept-0"}, null, {"value": "kept-2"}])");
-  for (int k : {0, 2}) partial.items.push_back(ItemResult{k, StepStatus::succeeded});
+  for (int k : {0, 2}) partial.items.push_back(executor::ItemResult{k, StepStatus::succeeded});
   h.reused.emplace_back(1, partial);
   auto r = h.run(over(json::array{"a", "b", "c", "d"}, R"({"value": "$item"})"), opts());
   const auto& s = step(r, 2);

@@ -42,7 +42,7 @@ struct Harness {
   std::filesystem::path dir;
   asio::thread_pool pool{4};
   json::object inputs;
-  std::function<void(const StepEvent&, Scheduler&, asio::io_context&)> on_event;
+  std::function<void(const executor::StepEvent&, Scheduler&, asio::io_context&)> on_event;
 
   Harness() {
     dir = std::filesystem::temp_directory_path() /
@@ -76,7 +76,7 @@ struct Harness {
     asio::io_context io;
     Scheduler scheduler(parsed.plan, analysis, options, base, inputs, verifier);
     if (on_event) {
-      scheduler.on_event([&](const StepEvent& ev) { on_event(ev, scheduler, io); });
+      scheduler.on_event([&](const executor::StepEvent& ev) { on_event(ev, scheduler, io); });
     }
     ExecutionReport report;
     asio::co_spawn(io, scheduler.run(), ReportSink{&report});
@@ -85,7 +85,7 @@ struct Harness {
   }
 };
 
-const StepResult& step(const ExecutionReport& r, int id) {
+const executor::StepResult& step(const ExecutionReport& r, int id) {
   for (const auto& s : r.steps)
     if (s.id == id) return s;
   FAIL("no step " << id);
@@ -133,7 +133,7 @@ TEST_CASE("max_parallel_steps bounds the steps running at once", "[executor][sch
   plan += "]";
   Harness h;
   int running = 0, peak = 0;
-  h.on_event = [&](const StepEvent& ev, Scheduler&, asio::io_context&) {
+  h.on_event = [&](const executor::StepEvent& ev, Scheduler&, asio::io_context&) {
     if (ev.status == StepStatus::running) peak = std::max(peak, ++running);
     if (ev.status == StepStatus::succeeded) --running;
   };
@@ -159,7 +159,7 @@ TEST_CASE("parallel_execution disabled runs one step at a time in dependency ord
   o.parallel = false;
   auto r = h.run(plan, o);
   CHECK(r.max_concurrent == 1);
-  std::vector<const StepResult*> by_start;
+  std::vector<const executor::StepResult*> by_start;
   for (const auto& s : r.steps) by_start.push_back(&s);
   std::sort(by_start.begin(), by_start.end(), [](auto* a, auto* b) { return a->started_ms < b->started_ms; });
   for (std::size_t i = 1; i < by_start.size(); ++i) CHECK(by_start[i]->started_ms >= by_start[i - 1]->finished_ms);
@@ -175,7 +175,7 @@ TEST_CASE("LLM-bound steps are limited by max_parallel_llm_calls, others are not
   plan += "]";
   Harness h;
   int llm = 0, llm_peak = 0;
-  h.on_event = [&](const StepEvent& ev, Scheduler&, asio::io_context&) {
+  h.on_event = [&](const executor::StepEvent& ev, Scheduler&, asio::io_context&) {
     if (ev.action != "slow_llm") return;
     if (ev.status == StepStatus::running) llm_peak = std::max(llm_peak, ++llm);
     if (ev.status == StepStatus::succeeded) --llm;
@@ -265,7 +265,7 @@ TEST_CASE("a step that runs past step_timeout_ms fails with a timeout", "[execut
   }
   SECTION("a blocking tool's step completes while the worker is still blocked") {
     bool released_after_failure = false;
-    h.on_event = [&](const StepEvent& ev, Scheduler&, asio::io_context&) {
+    h.on_event = [&](const executor::StepEvent& ev, Scheduler&, asio::io_context&) {
       if (ev.step_id == 1 && ev.status == StepStatus::failed) {
         released_after_failure = h.tools.block->started();
         h.tools.block->release();
@@ -310,7 +310,7 @@ TEST_CASE("interrupting a run cancels running steps and skips the rest", "[execu
     {"id": 3, "action": "echo", "parameters": {}, "dependencies": [1]}
   ])";
   Harness h;
-  h.on_event = [](const StepEvent& ev, Scheduler& s, asio::io_context& io) {
+  h.on_event = [](const executor::StepEvent& ev, Scheduler& s, asio::io_context& io) {
     if (ev.step_id == 1 && ev.status == StepStatus::running) asio::post(io, [&s] { s.interrupt(); });
   };
   auto r = h.run(plan, opts());
@@ -366,7 +366,7 @@ TEST_CASE("verification runs in the background, and critical steps wait for it",
   SECTION("background_verification_false_skipped_verification: off moves the verdict to the foreground") {
     o.background_verification = false;
     std::vector<std::string> seen;
-    h.on_event = [&seen](const StepEvent& ev, Scheduler&, asio::io_context&) {
+    h.on_event = [&seen](const executor::StepEvent& ev, Scheduler&, asio::io_context&) {
       seen.push_back(std::to_string(ev.step_id) + " " + std::string(to_string(ev.status)) + " " +
                      std::string(to_string(ev.verification)));
     };
@@ -486,7 +486,7 @@ TEST_CASE("scheduler_outlived_by_steps: a cancelled run() joins its running step
   {
     auto o = opts();
     Scheduler scheduler(parsed.plan, analysis, o, base, {}, verifier);
-    scheduler.on_event([&](const StepEvent& ev) {
+    scheduler.on_event([&](const executor::StepEvent& ev) {
       seen.push_back(std::to_string(ev.step_id) + ":" + std::string(to_string(ev.status)));
       if (ev.step_id == 1 && ev.status == StepStatus::running) running = true, go.cancel();
     });
@@ -543,7 +543,7 @@ TEST_CASE("Remote steps are bounded by max_remote_steps, the others still by max
   Harness h;
   REQUIRE(h.tools.registry.add(std::make_shared<WorkerSleep>()).has_value());
   int remote = 0, remote_peak = 0, local = 0, local_peak = 0;
-  h.on_event = [&](const StepEvent& ev, Scheduler&, asio::io_context&) {
+  h.on_event = [&](const executor::StepEvent& ev, Scheduler&, asio::io_context&) {
     if (ev.step_id == 19) return;  // the for_each step's own events besides its items'
     int& n = ev.action == "worker_sleep" ? remote : local;
     int& peak = ev.action == "worker_sleep" ? remote_peak : local_peak;

@@ -7,7 +7,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "dagent/run_result.hpp"
+#include "executor/run_types.hpp"
 #include "support/process.hpp"
 
 using namespace dagent::history;
@@ -206,14 +206,14 @@ TEST_CASE("HistoryStore refuses a newer schema, a corrupt file and a locked data
 }
 
 TEST_CASE("record_of takes a run result's summary, steps and whole JSON") {
-  dagent::RunResult result;
+  dagent::executor::RunResult result;
   result.run_id = "run-1";
   result.task = "demo";
   result.status = dagent::RunStatus::succeeded;
   result.metrics.wall_ms = 2500;
   result.metrics.prompt_tokens = 7;
   result.metrics.llm_calls = 2;
-  dagent::StepResult step;
+  dagent::executor::StepResult step;
   step.id = 4;
   step.action = "llm";
   step.status = dagent::StepStatus::failed;

@@ -12,6 +12,7 @@
 
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "net/http_client.hpp"
 #include "net/url.hpp"
 #include "support/process.hpp"
@@ -24,9 +25,9 @@ namespace {
 
 namespace json = boost::json;
 namespace observe = dagent::observe;
-using dagent::RunResult;
+using dagent::executor::RunResult;  // record_run takes the executor's result
 using dagent::RunStatus;
-using dagent::StepResult;
+using dagent::executor::StepResult;
 using dagent::StepStatus;
 using dagent::test::TempDir;
 using dagent::test::TestServer;
@@ -119,8 +120,8 @@ TEST_CASE("A run's metric deltas equal its result JSON metrics: calls, tokens, r
   const auto before = Snapshot::take();
   RunResult r;
   {
-    dagent::Runtime runtime(config_for(server, dir));
-    auto outcome = runtime.run_plan(plan, {}, dir.path());
+    dagent::Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
+    auto outcome = dagent::runtime::run_plan(runtime, plan, {}, dir.path());
     INFO((outcome.problems.empty() ? outcome.result.error : outcome.problems.front()));
     REQUIRE(outcome.problems.empty());
     r = outcome.result;
@@ -250,7 +251,7 @@ TEST_CASE("A replayed run counts as a run and its steps, but sends no model requ
   dir.write("ws/.keep", "");
   auto cfg = config_for(server, dir);
   cfg.performance.caching.llm_responses = false;
-  dagent::Runtime runtime(cfg);
+  dagent::Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto plan = json::parse(R"([{"id": 1, "action": "llm", "parameters": {"prompt": "recorded question"}}])");
   dagent::RunOptions record;
   record.record_file = dir.path() / "run.jsonl";

@@ -14,6 +14,7 @@
 
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
 #include "support/test_tools.hpp"
@@ -99,7 +100,7 @@ TEST_CASE("a planned plan calling a tool outside tools.enabled is refused, and t
   write_workspace(dir);
   auto cfg = config_for(server, dir);
   cfg.planner.stream_plan = false;  // the whole plan is checked before any step runs; streamed: the next test
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   std::map<int, std::string> started;
   RunOptions options;
   options.on_event = Started{&started};
@@ -136,7 +137,7 @@ TEST_CASE("a streamed plan step calling a tool outside tools.enabled never start
   write_workspace(dir);
   auto cfg = config_for(server, dir);
   cfg.planner.stream_plan = true;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   std::map<int, std::string> started;
   RunOptions options;
   options.on_event = Started{&started};
@@ -176,7 +177,7 @@ TEST_CASE("a replan calling a tool outside tools.enabled is refused and runs not
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
   write_workspace(dir);
-  Runtime runtime(config_for(server, dir));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   std::map<int, std::string> started;
   RunOptions options;
   options.on_event = Started{&started};
@@ -201,7 +202,7 @@ TEST_CASE("a keyword route or a fixed plan naming a tool outside tools.enabled i
   SECTION("route") {
     auto cfg = config_for(server, dir);
     cfg.planner.routes.push_back({"save", {"summarize"}, {"read_file", "write_file"}, 0});
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_task("goal");
     CHECK(outcome.exit_code() == 2);
     REQUIRE(outcome.problems.size() == 1);
@@ -209,14 +210,14 @@ TEST_CASE("a keyword route or a fixed plan naming a tool outside tools.enabled i
     CHECK(server.requests_to("/v1/chat/completions") == 0);
   }
   SECTION("fixed plan") {
-    Runtime runtime(config_for(server, dir));
+    Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
     auto outcome = runtime.run_plan(json::parse(k_hostile), {}, dir.path() / "ws");
     CHECK(outcome.exit_code() == 2);
     CHECK_THAT(all_problems(outcome), Catch::Contains(k_disabled));
     CHECK(dagent::test::read_text(dir.path() / "ws/config.yaml") == "original\n");
   }
   SECTION("a tool a program registers is enabled by registering it") {
-    Runtime runtime(config_for(server, dir));
+    Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
     REQUIRE(runtime.register_tool(std::make_shared<dagent::test::EchoTool>()).has_value());
     auto outcome = runtime.run_plan(json::parse(R"([{"id": 1, "action": "echo", "parameters": {"x": 1}}])"), {},
                                     dir.path() / "ws");

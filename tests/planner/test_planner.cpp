@@ -18,7 +18,7 @@ namespace {
 
 namespace asio = boost::asio;
 namespace json = boost::json;
-using dagent::PlanningEvent;
+using dagent::planner::PlanningEvent;
 using dagent::PlanningPhase;
 using dagent::planner::Planner;
 using dagent::planner::PlanningContext;

@@ -170,12 +170,12 @@ TEST_CASE("a recalled memory and task inputs enter the planning prompt as untrus
 
 TEST_CASE("step outputs reach answer synthesis and replanning as untrusted data, a repair quotes the reply as data",
           "[planner][untrusted]") {
-  dagent::StepResult read;
+  dagent::executor::StepResult read;
   read.id = 1;
   read.action = "read_file";
   read.status = dagent::StepStatus::succeeded;
   read.output = json::object{{"path", "notes.md"}, {"content", k_injection}};
-  dagent::StepResult failed;
+  dagent::executor::StepResult failed;
   failed.id = 2;
   failed.action = "list_dir";
   failed.status = dagent::StepStatus::failed;
@@ -237,7 +237,7 @@ TEST_CASE("a prompt template file without the rule still gets it, and data canno
   rig.cfg.base_dir = dir.path();
   rig.cfg.planner.prompts.answer = "answer.txt";
   dagent::planner::Planner planner(rig.llm, rig.registry, rig.cfg);
-  dagent::StepResult read;
+  dagent::executor::StepResult read;
   read.id = 1;
   read.action = "read_file";
   read.status = dagent::StepStatus::succeeded;

@@ -17,6 +17,7 @@
 
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "support/process.hpp"
 #include "support/scripted_prompts.hpp"
 #include "support/test_server_process.hpp"
@@ -106,7 +107,7 @@ TEST_CASE("Chromium renders the report of a run: steps, critical path, no script
   cfg.memory.enabled = false;
   cfg.history.enabled = false;
   cfg.tasks["notes"] = dagent::config::Task{.name = "notes", .goal = "Sum up the meeting notes"};
-  dagent::Runtime runtime(cfg);
+  dagent::Runtime runtime = dagent::runtime::make_runtime(cfg);
   REQUIRE(runtime.register_tool(std::make_shared<dagent::test::SleepTool>()).has_value());
   REQUIRE(runtime.register_tool(std::make_shared<dagent::test::FlakyTool>()).has_value());
   REQUIRE(runtime.register_tool(std::make_shared<dagent::test::EchoTool>()).has_value());

@@ -2,6 +2,7 @@
 // runtime's loop; decisions are recorded, replayed, and asked again for steps a resume re-runs.
 
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -111,7 +112,7 @@ const auto k_plan = json::parse(R"([
 TEST_CASE("the approval callback is a coroutine asked with resolved parameters: allow, deny, always", "[runtime][approval]") {
   test::TempDir dir;
   dir.write("src.txt", "alpha");
-  Runtime runtime{approval_config()};
+  Runtime runtime = dagent::runtime::make_runtime(approval_config());
   Asker asker;
   RunOptions options;
   options.approve = AskerHook{&asker};
@@ -159,7 +160,7 @@ TEST_CASE("the approval callback is a coroutine asked with resolved parameters: 
     CHECK(test::read_text(dir.path() / "more.txt") == "more");
   }
   SECTION("a pattern that matches nothing asks nothing") {
-    Runtime other{approval_config({"memory_*", "she?l", "[x]*"})};
+    Runtime other = dagent::runtime::make_runtime(approval_config({"memory_*", "she?l", "[x]*"}));
     auto outcome = other.run_plan(k_plan, {}, dir.path(), options);
     CHECK(outcome.exit_code() == 0);
     CHECK(asker.seen.empty());
@@ -169,7 +170,7 @@ TEST_CASE("the approval callback is a coroutine asked with resolved parameters: 
 TEST_CASE("without a callback a step that needs approval fails, unless approved in advance", "[runtime][approval]") {
   test::TempDir dir;
   dir.write("src.txt", "alpha");
-  Runtime runtime{approval_config({"write_file", "llm"})};
+  Runtime runtime = dagent::runtime::make_runtime(approval_config({"write_file", "llm"}));
   RunOptions options;
   SECTION("no callback: needs approval, nothing written") {
     auto outcome = runtime.run_plan(k_plan, {}, dir.path(), options);
@@ -200,7 +201,7 @@ TEST_CASE("without a callback a step that needs approval fails, unless approved 
 TEST_CASE("concurrent approvals are asked one at a time, in order, while other steps run", "[runtime][approval]") {
   test::TempDir dir;
   dir.write("src.txt", "alpha");
-  Runtime runtime{approval_config()};
+  Runtime runtime = dagent::runtime::make_runtime(approval_config());
   Asker asker;
   asker.answers = {ApprovalAnswer::allow};
   RunOptions options;
@@ -228,7 +229,7 @@ TEST_CASE("the wait for approval is not part of executor.step_timeout_ms", "[run
   dir.write("src.txt", "alpha");
   auto cfg = approval_config();
   cfg.executor.step_timeout_ms = 20;
-  Runtime runtime{cfg};
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   Asker asker;
   asker.delay = 200ms;  // ten step timeouts
   RunOptions options;
@@ -242,7 +243,7 @@ TEST_CASE("the wait for approval is not part of executor.step_timeout_ms", "[run
 TEST_CASE("Ctrl-C while the callback is asked interrupts the run and cancels the question", "[runtime][approval]") {
   test::TempDir dir;
   dir.write("src.txt", "alpha");
-  Runtime runtime{approval_config()};
+  Runtime runtime = dagent::runtime::make_runtime(approval_config());
   Asker asker;
   asker.raise_sigint = true;
   RunOptions options;
@@ -263,7 +264,7 @@ TEST_CASE("Ctrl-C while the callback is asked interrupts the run and cancels the
 TEST_CASE("decisions are recorded, a replay answers them from the recording, never the callback", "[runtime][approval]") {
   test::TempDir dir;
   dir.write("src.txt", "alpha");
-  Runtime runtime{approval_config()};
+  Runtime runtime = dagent::runtime::make_runtime(approval_config());
   const auto plan = json::parse(R"([
     {"id": 1, "action": "write_file", "parameters": {"path": "a.txt", "content": "a"}},
     {"id": 2, "action": "write_file", "parameters": {"path": "b.txt", "content": "b"}, "dependencies": [1]},
@@ -335,9 +336,9 @@ TEST_CASE("a recording made without tools.approval replays with it only when app
   dir.write("src.txt", "alpha");
   RunOptions options;
   options.record_file = dir.path() / "old.jsonl";
-  Runtime before{approval_config({})};
+  Runtime before = dagent::runtime::make_runtime(approval_config({}));
   REQUIRE(before.run_plan(k_plan, {}, dir.path(), options).exit_code() == 0);
-  Runtime now{approval_config()};
+  Runtime now = dagent::runtime::make_runtime(approval_config());
   RunOptions replay;
   replay.replay_file = options.record_file;
   auto refused = now.run_plan(k_plan, {}, dir.path(), replay);
@@ -350,7 +351,7 @@ TEST_CASE("a recording made without tools.approval replays with it only when app
 TEST_CASE("a resumed run asks again only for the steps it runs again", "[runtime][approval]") {
   test::TempDir dir;
   dir.write("src.txt", "alpha");
-  Runtime runtime{approval_config()};
+  Runtime runtime = dagent::runtime::make_runtime(approval_config());
   Asker first;
   first.answers = {ApprovalAnswer::allow, ApprovalAnswer::deny};  // step 2 allowed, step 3 denied
   RunOptions options;
@@ -380,7 +381,7 @@ TEST_CASE("a resumed run asks again only for the steps it runs again", "[runtime
 TEST_CASE("a tools.approval name that names no tool is refused before anything runs", "[runtime][approval]") {
   test::TempDir dir;
   dir.write("src.txt", "alpha");
-  Runtime typo{approval_config({"write-file"})};
+  Runtime typo = dagent::runtime::make_runtime(approval_config({"write-file"}));
   auto outcome = typo.run_plan(k_plan, {}, dir.path());
   CHECK(outcome.exit_code() == 2);
   REQUIRE(outcome.problems.size() == 1);
@@ -388,7 +389,7 @@ TEST_CASE("a tools.approval name that names no tool is refused before anything r
   CHECK_FALSE(std::filesystem::exists(dir.path() / "out.txt"));
   // A built-in tool left out of tools.enabled, a registered tool and any glob are fine.
   auto cfg = approval_config({"memory_add", "echo", "nothing_*"});
-  Runtime fine{cfg};
+  Runtime fine = dagent::runtime::make_runtime(cfg);
   REQUIRE(fine.register_tool(std::make_shared<test::EchoTool>()).has_value());
   CHECK(fine.run_plan(k_plan, {}, dir.path()).exit_code() == 0);
 }

@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
 #include "support/scripted_prompts.hpp"
@@ -71,7 +72,7 @@ TEST_CASE("limits.max_llm_calls: ten llm steps, a cap of three: three requests, 
   TempDir dir;
   auto cfg = config_for(server, dir);
   cfg.limits.max_llm_calls = 3;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_plan(llm_plan(10, false), {}, dir.path());
   INFO(why(outcome));
   REQUIRE(outcome.problems.empty());
@@ -141,7 +142,7 @@ TEST_CASE("limits.max_tokens: replies reporting large usage spend the budget, th
   TempDir dir;
   auto cfg = config_for(server, dir);
   cfg.limits.max_tokens = 2000;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_plan(llm_plan(5, true, "100"), {}, dir.path());
   INFO(why(outcome));
   REQUIRE(outcome.problems.empty());
@@ -165,7 +166,7 @@ TEST_CASE("limits.max_tokens: calls in flight reserve their max_tokens, so paral
   TempDir dir;
   auto cfg = config_for(server, dir);
   cfg.limits.max_tokens = 2000;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_plan(llm_plan(3, false, "800"), {}, dir.path());
   INFO(why(outcome));
   REQUIRE(outcome.problems.empty());
@@ -195,14 +196,14 @@ TEST_CASE("a goal whose answers keep asking to replan stops at limits.max_llm_ca
   cfg.tasks["goal"] = dagent::config::Task{.name = "goal", .goal = "Read a.txt until you are sure"};
 
   SECTION("unlimited, the loop runs to planner.max_replans") {  // what the cap below stops
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_task("goal");
     CHECK(outcome.result.replans == 10);
     CHECK(server.requests_to(k_chat) == 2 + 2 * 10 + 1);
   }
   SECTION("limits.max_llm_calls=6: intent, plan, then answer/replan pairs until the seventh is refused") {
     cfg.limits.max_llm_calls = 6;
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_task("goal");
     INFO(why(outcome));
     REQUIRE(outcome.problems.empty());
@@ -214,7 +215,7 @@ TEST_CASE("a goal whose answers keep asking to replan stops at limits.max_llm_ca
   }
   SECTION("limits.max_llm_calls=1: the planning call is refused; a failed run (exit 1), not invalid input") {
     cfg.limits.max_llm_calls = 1;
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_task("goal");
     INFO(why(outcome));
     CHECK(outcome.problems.empty());
@@ -224,7 +225,7 @@ TEST_CASE("a goal whose answers keep asking to replan stops at limits.max_llm_ca
   }
   SECTION("limits.max_tokens is spent by the streamed answers' reported usage") {
     cfg.limits.max_tokens = 3000;
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_task("goal");
     INFO(why(outcome));
     REQUIRE(outcome.problems.empty());
@@ -247,7 +248,7 @@ TEST_CASE("limits.max_wall_ms: a slow reply is cancelled and the run ends with t
   cfg.limits.max_wall_ms = 200;
 
   SECTION("an llm step") {
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_plan(llm_plan(1, false), {}, dir.path());
     INFO(why(outcome));
     REQUIRE(outcome.problems.empty());
@@ -262,7 +263,7 @@ TEST_CASE("limits.max_wall_ms: a slow reply is cancelled and the run ends with t
     dir.write("ws/a.txt", "alpha");
     cfg.planner.intent_analysis = false;
     cfg.tasks["goal"] = dagent::config::Task{.name = "goal", .goal = "Anything"};
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_task("goal");
     INFO(why(outcome));
     CHECK(outcome.problems.empty());
@@ -277,9 +278,9 @@ TEST_CASE("llm tool: a model that is not configured is refused before any reques
   TempDir dir;
   auto cfg = config_for(server, dir);
   cfg.llm.models = {"gpt-4o"};
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto plan = json::parse(R"([{"id": 1, "action": "llm", "parameters": {"prompt": "hi", "model": "o1-pro"}}])");
-  auto outcome = runtime.run_plan(plan, {}, dir.path());
+  auto outcome = dagent::runtime::run_plan(runtime, plan, {}, dir.path());  // the executor's result: its error code
   REQUIRE(outcome.problems.empty());
   CHECK(server.requests_to(k_chat) == 0);
   CHECK(outcome.exit_code() == 1);
@@ -309,7 +310,7 @@ TEST_CASE("llm tool: max_tokens is capped by limits.max_tokens_per_call, and is 
   TempDir dir;
   auto cfg = config_for(server, dir);
   cfg.limits.max_tokens_per_call = 512;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto plan = json::parse(R"([{"id": 1, "action": "llm", "parameters": {"prompt": "huge", "max_tokens": 100000}},
                               {"id": 2, "action": "llm", "parameters": {"prompt": "unset"}, "dependencies": [1]},
                               {"id": 3, "action": "llm", "parameters": {"prompt": "small", "max_tokens": 7},
@@ -326,7 +327,7 @@ TEST_CASE("llm tool: max_tokens is capped by limits.max_tokens_per_call, and is 
 
   SECTION("the default cap is 4096") {
     server.reset();
-    Runtime defaults(config_for(server, dir));
+    Runtime defaults = dagent::runtime::make_runtime(config_for(server, dir));
     auto again = defaults.run_plan(json::parse(R"([{"id": 1, "action": "llm", "parameters": {"prompt": "x"}}])"), {},
                                    dir.path());
     CHECK(again.exit_code() == 0);

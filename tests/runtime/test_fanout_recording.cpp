@@ -52,7 +52,7 @@ TEST_CASE("RunRecorder writes the item index of a call and of an item's step eve
   REQUIRE(writer.has_value());
   runtime::RunRecorder recorder(*writer);
   recorder.called({4, 7}, "llm", json::object{{"prompt", "p"}}, ToolResult(json::value("out")));
-  StepEvent ev;
+  executor::StepEvent ev;
   ev.step_id = 4;
   ev.action = "llm";
   ev.status = StepStatus::running;
@@ -105,18 +105,18 @@ TEST_CASE("resume_point keeps the finished items of a fan-out cut short, and a f
 }
 
 TEST_CASE("the result JSON lists a for_each step's items and the trace has a span per item", "[runtime][fanout]") {
-  RunResult r;
+  executor::RunResult r;
   r.task = "t";
-  StepResult s;
+  executor::StepResult s;
   s.id = 3;
   s.action = "read_file";
   s.status = StepStatus::failed;
   s.fan_out = true;
   s.error = "item 1 failed: gone";
-  s.items = {ItemResult{0, StepStatus::succeeded, 1, 1.0, 3.5, 0, ""},
-             ItemResult{1, StepStatus::failed, 2, 1.0, 2.0, 1, "gone"},
-             ItemResult{2, StepStatus::skipped, 0, 0, 0, -1, "the run was interrupted"}};
-  StepResult plain;
+  s.items = {executor::ItemResult{0, StepStatus::succeeded, 1, 1.0, 3.5, 0, ""},
+             executor::ItemResult{1, StepStatus::failed, 2, 1.0, 2.0, 1, "gone"},
+             executor::ItemResult{2, StepStatus::skipped, 0, 0, 0, -1, "the run was interrupted"}};
+  executor::StepResult plain;
   plain.id = 4;
   r.steps = {s, plain};
   const auto j = to_json(r);

@@ -16,6 +16,7 @@
 
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
 #include "support/test_tools.hpp"
@@ -114,7 +115,7 @@ TEST_CASE("a goal is planned and run and the answer is streamed", "[runtime][pla
   cfg.llm.structured_output = structured;
   // This test is about the narrowed catalog of a plan call that waits for the intent.
   cfg.planner.intent_mode = dagent::config::IntentMode::sequential;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   std::vector<std::string> pieces;
   RunOptions options;
   options.on_answer = Recorder{&pieces};
@@ -148,7 +149,7 @@ TEST_CASE("an invalid plan is repaired on the second try", "[runtime][planner]")
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
   write_workspace(dir);
-  Runtime runtime(config_for(server, dir));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   auto outcome = runtime.run_task("goal");
   REQUIRE(outcome.problems.empty());
   CHECK(outcome.exit_code() == 0);
@@ -185,7 +186,7 @@ TEST_CASE("a keyword route skips the intent call and narrows the tools", "[runti
   write_workspace(dir);
   auto cfg = config_for(server, dir);
   cfg.planner.routes.push_back({"files", {"combine", "merge"}, {"read_file", "write_file"}, 0});
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_task("goal");
   REQUIRE(outcome.exit_code() == 0);
   CHECK_THAT(outcome.result.intent, Catch::StartsWith("route files"));
@@ -199,7 +200,7 @@ TEST_CASE("a keyword route skips the intent call and narrows the tools", "[runti
     server.set_script(json::object{{"rules", rules}});
     auto other = cfg;
     other.planner.routes.front().keywords = {"translate"};
-    Runtime plain(other);
+    Runtime plain = dagent::runtime::make_runtime(other);
     REQUIRE(plain.run_task("goal").exit_code() == 0);
     CHECK(count_containing(bodies(server), k_intent) == 1);
   }
@@ -220,7 +221,7 @@ TEST_CASE("with streamed planning the first step starts before the plan stream e
   write_workspace(dir);
   auto cfg = config_for(server, dir);
   cfg.planner.stream_plan = true;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_task("goal");
   REQUIRE(outcome.exit_code() == 0);
   const auto& r = outcome.result;
@@ -242,7 +243,7 @@ TEST_CASE("with streamed planning the first step starts before the plan stream e
     server.set_script(json::object{{"rules", bad_rules}});
     auto no_replans = cfg;
     no_replans.planner.max_replans = 0;  // with a replan allowed the plan is replanned (see below)
-    Runtime with_sleep(no_replans);
+    Runtime with_sleep = dagent::runtime::make_runtime(no_replans);
     REQUIRE(with_sleep.register_tool(std::make_shared<dagent::test::SleepTool>()).has_value());
     std::map<int, int> runs;
     std::vector<std::string> lines;
@@ -322,7 +323,7 @@ TEST_CASE("streamed_invalid_replanned: a streamed plan found invalid after steps
   options.on_event = StepLog{&runs, &lines};
 
   SECTION("the steps that ran are kept, the replan adds the rest, the run succeeds") {
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_task("goal", options);
     std::string all_lines;
     for (const auto& l : lines) all_lines += l + "\n";
@@ -361,7 +362,7 @@ TEST_CASE("streamed_invalid_replanned: a streamed plan found invalid after steps
 
   SECTION("with planner.max_replans 0 the run fails, names the problem and lists what ran") {
     cfg.planner.max_replans = 0;
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_task("goal", options);
     REQUIRE(outcome.problems.empty());
     CHECK(outcome.exit_code() == 1);
@@ -381,7 +382,7 @@ TEST_CASE("streamed_invalid_replanned: a streamed plan found invalid after steps
     bad[2] = rule(k_replan, plan_text(R"([{"id": 3, "action": "write_file", "parameters": {"path": "out.txt",
                                           "content": "$step1.text"}}])"));
     server.set_script(json::object{{"rules", bad}});
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_task("goal", options);
     REQUIRE(outcome.problems.empty());
     CHECK(outcome.exit_code() == 1);
@@ -400,7 +401,7 @@ TEST_CASE("streamed_invalid_replanned: a streamed plan found invalid after steps
   SECTION("limits.max_llm_calls counts the replan call: spent, the run fails") {
     // intent, plan, steps 1 and 2: four calls; the replan would be the fifth.
     cfg.limits.max_llm_calls = 4;
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_task("goal", options);
     CHECK(outcome.exit_code() == 1);
     const auto& r = outcome.result;
@@ -418,7 +419,7 @@ TEST_CASE("streamed_invalid_replanned: a streamed plan found invalid after steps
     failing[1] = json::object{{"contains", k_plan}, {"stream_chunks", chunks}, {"stream_interval_ms", 50}};
     failing[2] = rule(k_replan, plan_text(R"([{"id": 3, "action": "read_file", "parameters": {"path": "$step1.text"}}])"));
     server.set_script(json::object{{"rules", failing}});
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_task("goal", options);
     INFO(outcome.result.error);
     CHECK(outcome.exit_code() == 0);
@@ -459,7 +460,7 @@ TEST_CASE("planning_failure_outlived_by_steps: a streamed planning that throws j
   write_workspace(dir);
   auto cfg = config_for(server, dir);
   cfg.planner.stream_plan = true;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   REQUIRE(runtime.register_tool(std::make_shared<dagent::test::SleepTool>()).has_value());
   RunOptions options;
   options.on_planning = ThrowWhenPlanned{};
@@ -510,7 +511,7 @@ TEST_CASE("answer_missing_reported_success: a goal run whose answer was never pr
   write_workspace(dir);
   auto cfg = config_for(server, dir);
   cfg.llm.max_retries = 0;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_task("goal");
   REQUIRE(outcome.problems.empty());
   const auto& r = outcome.result;
@@ -536,7 +537,7 @@ TEST_CASE("interrupted_answer_lost: Ctrl-C while the answer streams keeps what a
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
   write_workspace(dir);
-  Runtime runtime(config_for(server, dir));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   RunOptions options;
   options.stop_on_sigint = true;
   options.on_answer = RaiseOnFirstPiece{};  // Ctrl-C once the first piece has arrived (the rest never comes)
@@ -558,7 +559,7 @@ TEST_CASE("run_state_outlives_failed_setup: a failing replay, then a live run, o
   TempDir dir;
   write_workspace(dir);
   dir.write("empty.jsonl", R"({"type":"header","format":1,"run_id":"0","task":"goal"})" "\n");
-  Runtime runtime(config_for(server, dir));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   RunOptions replay;
   replay.replay_file = dir.path() / "empty.jsonl";
   replay.replay_instant = true;
@@ -604,7 +605,7 @@ TEST_CASE("judge_unknown_counted_as_pass: a verdict the judge could not give is 
   SECTION("the judge's reply is not a verdict") {
     TestServer server(TestServerOptions{.script = json::object{{"rules", json::array{rule("\"verdict\"", "no idea")}}}});
     auto cfg = config_for(server, dir);
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto outcome = runtime.run_plan(plan, {}, dir.path() / "ws");
     check(outcome, 1);
     CHECK_THAT(outcome.result.steps[0].verification_reason, Catch::Contains("not a verdict"));
@@ -613,7 +614,7 @@ TEST_CASE("judge_unknown_counted_as_pass: a verdict the judge could not give is 
     dagent::config::Config cfg;
     cfg.llm.base_url = "http://127.0.0.1:9/v1";
     cfg.llm.max_retries = 0;
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     check(runtime.run_plan(plan, {}, dir.path() / "ws"), critical ? 3 : 1);
   }
 }
@@ -630,7 +631,7 @@ TEST_CASE("replanning keeps completed steps and runs only the new ones", "[runti
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
   write_workspace(dir);
-  Runtime runtime(config_for(server, dir));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   std::map<int, int> runs;
   std::vector<std::string> lines;
   RunOptions options;
@@ -659,7 +660,7 @@ TEST_CASE("replanning keeps completed steps and runs only the new ones", "[runti
     server.set_script(json::object{{"rules", rules}});
     auto cfg = config_for(server, dir);
     cfg.planner.max_replans = 0;
-    Runtime no_replans(cfg);
+    Runtime no_replans = dagent::runtime::make_runtime(cfg);
     auto once = no_replans.run_task("goal");
     CHECK(once.result.replans == 0);
     CHECK(count_containing(bodies(server), k_replan) == 0);
@@ -677,7 +678,7 @@ TEST_CASE("planning_refused_is_invalid_input: a provider's 4xx to the planning c
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
   write_workspace(dir);
-  Runtime runtime(config_for(server, dir));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   auto outcome = runtime.run_task("goal");
   REQUIRE_FALSE(outcome.problems.empty());
   INFO(outcome.problems.front());
@@ -698,7 +699,7 @@ TEST_CASE("retry budget: each run on one Runtime starts with a fresh budget", "[
   cfg.llm.retry_budget = 0;
   cfg.llm.retry_budget_min = 1;
   cfg.performance.circuit_breaker.enabled = false;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto plan = json::parse(R"([{"id": 1, "action": "llm", "parameters": {"prompt": "one"}},
                              {"id": 2, "action": "llm", "parameters": {"prompt": "two"}}])");
   for (int run = 0; run < 2; ++run) {

@@ -2,6 +2,7 @@
 // written is a warning from finish_background(), never a failed run.
 
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 
 #include <sqlite3.h>
 
@@ -35,7 +36,7 @@ json::value read_plan() {
 TEST_CASE("run_plan is written to the history, and finish_background has waited for it", "[runtime][history]") {
   TempDir dir;
   dir.write("in.txt", "x");
-  dagent::Runtime runtime(config_in(dir));
+  dagent::Runtime runtime = dagent::runtime::make_runtime(config_in(dir));
   auto outcome = runtime.run_plan(read_plan(), {}, dir.path(), {}, "from-a-program");
   REQUIRE(outcome.problems.empty());
   CHECK(outcome.result.status == dagent::RunStatus::succeeded);
@@ -56,7 +57,7 @@ TEST_CASE("a locked history leaves run_plan's result as it is and is one warning
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open((dir.path() / "h.db").c_str(), &db) == SQLITE_OK);
   REQUIRE(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
-  dagent::Runtime runtime(config_in(dir));
+  dagent::Runtime runtime = dagent::runtime::make_runtime(config_in(dir));
   auto outcome = runtime.run_plan(read_plan(), {}, dir.path());
   auto warnings = runtime.finish_background();
   sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);

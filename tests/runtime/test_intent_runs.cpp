@@ -14,6 +14,7 @@
 
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
 #include "support/scripted_prompts.hpp"
@@ -143,7 +144,7 @@ TEST_CASE("speculative planning keeps a plan that uses only the intent's tools",
   TempDir dir;
   auto cfg = config_for(server, dir, IntentMode::speculative, streamed);
   cfg.llm.structured_output = structured;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   Timeline timeline;
   auto outcome = runtime.run_task("goal", observed(timeline));
   INFO(timeline.all() << outcome.result.error);
@@ -182,7 +183,7 @@ TEST_CASE("speculative planning discards a plan using a tool the intent does not
   }
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
-  Runtime runtime(config_for(server, dir, IntentMode::speculative, streamed));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir, IntentMode::speculative, streamed));
   Timeline timeline;
   auto outcome = runtime.run_task("goal", observed(timeline));
   INFO(timeline.all() << outcome.result.error);
@@ -206,7 +207,7 @@ TEST_CASE("speculative planning keeps the plan when the intent call fails", "[ru
                     plan_rule(k_plan, k_listing, streamed)};
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
-  Runtime runtime(config_for(server, dir, IntentMode::speculative, streamed));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir, IntentMode::speculative, streamed));
   auto outcome = runtime.run_task("goal");
   INFO(outcome.result.error);
   REQUIRE(outcome.exit_code() == 0);
@@ -225,7 +226,7 @@ TEST_CASE("speculative planning: a plan call that fails is made again with the i
   TempDir dir;
   auto cfg = config_for(server, dir, IntentMode::speculative, false);
   cfg.llm.structured_output = false;  // a refused schema request is retried without it: one call here
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_task("goal");
   INFO(outcome.result.error);
   REQUIRE(outcome.exit_code() == 0);
@@ -252,7 +253,7 @@ TEST_CASE("speculative planning: Ctrl-C during the intent and plan calls cancels
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
   auto cfg = config_for(server, dir, IntentMode::speculative, streamed);
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   RunOptions options;
   options.stop_on_sigint = true;
   options.on_planning = InterruptWhenPlanning{};
@@ -283,7 +284,7 @@ TEST_CASE("folded intent analysis: one plan call states the intent and the plan"
   TempDir dir;
   auto cfg = config_for(server, dir, IntentMode::folded, streamed);
   cfg.llm.structured_output = structured;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_task("goal");
   INFO(outcome.result.error);
   REQUIRE(outcome.exit_code() == 0);
@@ -302,7 +303,7 @@ TEST_CASE("intent_mode sequential: the plan call waits for the intent and sees o
                     plan_rule(k_plan, k_reads, false)};
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
-  Runtime runtime(config_for(server, dir, IntentMode::sequential, true));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir, IntentMode::sequential, true));
   auto outcome = runtime.run_task("goal");
   REQUIRE(outcome.exit_code() == 0);
   CHECK(server.stats().at("max_concurrent_requests").to_number<int>() == 1);
@@ -327,7 +328,7 @@ TEST_CASE("plan_prose_bracket_crash: a plan after prose with a bracket runs, str
   TempDir dir;
   auto cfg = config_for(server, dir, mode, streamed);
   cfg.llm.structured_output = structured;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_task("goal");
   INFO(outcome.result.error);
   REQUIRE(outcome.problems.empty());

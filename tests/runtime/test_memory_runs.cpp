@@ -12,6 +12,7 @@
 
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "dagent/tool.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
@@ -63,8 +64,7 @@ TEST_CASE("a goal run stores its answer after returning and the next plan recall
   TempDir dir;
   dir.write("ws/notes.txt", "Zorblandia: capital Quuxville, river Fnord.");
   auto cfg = config_for(server, dir);
-  Runtime runtime(cfg);
-
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto first = runtime.run_task("capital");
   INFO((first.problems.empty() ? first.result.error : first.problems.front()));
   REQUIRE(first.exit_code() == 0);
@@ -109,23 +109,23 @@ TEST_CASE("memory updates and recall can be switched off", "[runtime][memory]") 
   SECTION("background_tasks.memory_updates: false stores nothing") {
     cfg.performance.background_tasks.memory_updates = false;
     {
-      Runtime runtime(cfg);
+      Runtime runtime = dagent::runtime::make_runtime(cfg);
       REQUIRE(runtime.run_task("capital").exit_code() == 0);
     }  // the destructor would store pending updates
     CHECK(server.requests_to("/v1/embeddings") == 0);
-    Runtime reopened(cfg);
+    Runtime reopened = dagent::runtime::make_runtime(cfg);
     auto found = reopened.search_memory("capital of Zorblandia");
     REQUIRE(found.error.empty());
     CHECK(found.hits.empty());
   }
   SECTION("the destructor stores what is pending; memory.enabled: false opens nothing") {
     {
-      Runtime runtime(cfg);
+      Runtime runtime = dagent::runtime::make_runtime(cfg);
       REQUIRE(runtime.run_task("capital").exit_code() == 0);
     }
     CHECK(server.requests_to("/v1/embeddings") == 1);
     cfg.memory.enabled = false;
-    Runtime off(cfg);
+    Runtime off = dagent::runtime::make_runtime(cfg);
     REQUIRE(off.run_task("trip").exit_code() == 0);
     CHECK(server.requests_to("/v1/embeddings") == 1);  // no recall
     CHECK(plan_bodies(server).back().find("Quuxville.") == std::string::npos);
@@ -147,7 +147,7 @@ TEST_CASE("memory recall runs beside the intent call in the planner's parallel p
   dir.write("ws/notes.txt", "Zorblandia: capital Quuxville.");
   auto cfg = config_for(server, dir);
   cfg.planner.intent_analysis = true;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   dir.write("notes/zorblandia.md", "Zorblandia's capital Quuxville lies on the river Fnord.");
   REQUIRE(runtime.ingest({dir.path() / "notes"}).error.empty());
   server.reset();
@@ -202,8 +202,8 @@ TEST_CASE("memory_add refuses what the index could not read back and reads back 
   cfg.performance.background_tasks.memory_updates = false;
   std::filesystem::create_directories(dir.path() / "ws");
   {
-    Runtime runtime(cfg);
-    auto refused = runtime.run_plan(add_plan("a deeply nested note", nested(65)), {}, dir.path() / "ws");
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
+    auto refused = dagent::runtime::run_plan(runtime, add_plan("a deeply nested note", nested(65)), {}, dir.path() / "ws");
     INFO((refused.problems.empty() ? std::string() : refused.problems.front()));
     REQUIRE(refused.problems.empty());
     CHECK(refused.exit_code() == 1);
@@ -215,7 +215,7 @@ TEST_CASE("memory_add refuses what the index could not read back and reads back 
   }
   // Refused before anything was stored: the index still opens and holds nothing of it.
   {
-    Runtime reopened(cfg);
+    Runtime reopened = dagent::runtime::make_runtime(cfg);
     auto found = reopened.search_memory("a deeply nested note", 5);
     INFO(found.error);
     CHECK(found.error.empty());
@@ -235,13 +235,13 @@ TEST_CASE("memory_add refuses what the index could not read back and reads back 
                         {"long", std::string(100000, 'x')}};
   std::int64_t id = -1;
   {
-    Runtime runtime(cfg);
+    Runtime runtime = dagent::runtime::make_runtime(cfg);
     auto accepted = runtime.run_plan(add_plan("a note at the nesting limit", metadata), {}, dir.path() / "ws");
     INFO((accepted.problems.empty() ? accepted.result.error : accepted.problems.front()));
     REQUIRE(accepted.exit_code() == 0);
     id = accepted.result.steps[0].output.at("id").to_number<std::int64_t>();
   }
-  Runtime reopened(cfg);
+  Runtime reopened = dagent::runtime::make_runtime(cfg);
   auto found = reopened.search_memory("a note at the nesting limit", 1);
   INFO(found.error);
   REQUIRE(found.error.empty());

@@ -1,4 +1,5 @@
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -21,7 +22,7 @@ using namespace dagent;
 TEST_CASE("Runtime runs a plan with a registered tool and reports step events", "[runtime]") {
   test::TempDir dir;
   dir.write("a.txt", "alpha");
-  Runtime runtime{config::Config{}};
+  Runtime runtime = dagent::runtime::make_runtime(config::Config{});
   REQUIRE(runtime.register_tool(std::make_shared<test::EchoTool>()).has_value());
 
   SECTION("a tool name can be registered once") {
@@ -79,7 +80,7 @@ TEST_CASE("Runtime runs a plan with a registered tool and reports step events", 
 
 TEST_CASE("SIGINT interrupts a run: running steps are cancelled, the rest skipped, the result kept", "[runtime]") {
   test::TempDir dir;
-  Runtime runtime{config::Config{}};
+  Runtime runtime = dagent::runtime::make_runtime(config::Config{});
   REQUIRE(runtime.register_tool(std::make_shared<test::SleepTool>()).has_value());
   RunOptions options;
   options.stop_on_sigint = true;
@@ -119,7 +120,7 @@ TEST_CASE("tools.read_max_bytes reaches read_file through the runtime's registry
   dir.write("big.txt", std::string(5000, 'x'));
   config::Config cfg;
   cfg.tools.read_max_bytes = 100;
-  Runtime runtime{cfg};
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto plan = json::parse(R"([{"id": 1, "action": "read_file", "parameters": {"path": "big.txt"}},
                              {"id": 2, "action": "read_file", "parameters": {"path": "big.txt", "max_bytes": 4000}}])");
   auto outcome = runtime.run_plan(plan, {}, dir.path());
@@ -146,7 +147,7 @@ TEST_CASE("record_replace: a run never replaces an existing recording unless tol
   test::TempDir dir;
   dir.write("a.txt", "alpha");
   const auto recording = dir.write("run.jsonl", "previous recording\n");
-  Runtime runtime{config::Config{}};
+  Runtime runtime = dagent::runtime::make_runtime(config::Config{});
   const auto plan = json::parse(R"([{"id": 1, "action": "write_file", "parameters": {"path": "out.txt", "content": "x"}}])");
   RunOptions options;
   options.record_file = recording;

@@ -1,4 +1,4 @@
-// A service's side of the Runtime: run_loop() drives the one loop, run_task_async runs go
+// A service's side of the Runtime: run_loop() drives the one loop, runtime::run_task_async runs go
 // concurrently on it, RunCancel interrupts one, stop_loop() waits for the runs underway.
 
 #include <catch2/catch.hpp>
@@ -14,6 +14,7 @@
 
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "support/test_server_process.hpp"
 #include "support/test_tools.hpp"
 
@@ -55,10 +56,12 @@ struct Submitted {
   Runtime* runtime;
   dagent::config::Task task;
   RunOptions options;
-  std::optional<RunOutcome> outcome;
+  std::optional<dagent::runtime::Outcome> outcome;
 };
 
-asio::awaitable<void> submit(Submitted* s) { s->outcome = co_await s->runtime->run_task_async(s->task, s->options); }
+asio::awaitable<void> submit(Submitted* s) {
+  s->outcome = co_await dagent::runtime::run_task_async(*s->runtime, s->task, s->options);
+}
 
 struct Ignore {
   void operator()(std::exception_ptr e) const {
@@ -84,7 +87,7 @@ TEST_CASE("run_task_async runs go at once on the runtime's one loop", "[runtime]
                                  {"hold_until", json::object{{"contains", "alpha-run"}}}}};
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
-  Runtime runtime(config_for(server, dir));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   std::vector<std::unique_ptr<Submitted>> runs;
   runs.push_back(std::make_unique<Submitted>(Submitted{&runtime, llm_task("a", "alpha-run"), {}, {}}));
   runs.push_back(std::make_unique<Submitted>(Submitted{&runtime, llm_task("b", "beta-run"), {}, {}}));
@@ -146,7 +149,7 @@ TEST_CASE("RunCancel interrupts a service's run as Ctrl-C does and only that run
                                  {"hold_until", json::object{{"contains", "stalled-run"}}}}};
   TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
   TempDir dir;
-  Runtime runtime(config_for(server, dir));
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   auto cancel = std::make_shared<RunCancel>();
   RunOptions cancelled;
   cancelled.cancel = cancel;
@@ -203,7 +206,7 @@ TEST_CASE("run_task_async outside run_loop or with a blocking call's options is 
   cfg.base_dir = dir.path();
   cfg.tools.workspace = "ws";
   cfg.history.enabled = false;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   Submitted outside{&runtime, llm_task("x", "never"), {}, {}};
   asio::co_spawn(runtime.executor(), submit(&outside), Ignore{});
   // A blocking call drives the loop, and with it the run started beside it: not a service's loop.
@@ -236,7 +239,7 @@ TEST_CASE("concurrent runs each spend their own llm.retry_budget", "[runtime][se
   auto cfg = config_for(server, dir);
   cfg.llm.retry_budget = 0;
   cfg.llm.retry_budget_min = 1;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   std::vector<std::unique_ptr<Submitted>> runs;
   runs.push_back(std::make_unique<Submitted>(Submitted{&runtime, llm_task("a", "alpha-run"), {}, {}}));
   runs.push_back(std::make_unique<Submitted>(Submitted{&runtime, llm_task("b", "beta-run"), {}, {}}));

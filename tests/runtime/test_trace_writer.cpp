@@ -8,14 +8,14 @@
 
 TEST_CASE("write_trace writes one span per step that ran, on its slot's track", "[runtime]") {
   dagent::test::TempDir dir;
-  dagent::RunResult r;
+  dagent::executor::RunResult r;
   r.task = "t";
-  dagent::StepResult a;
+  dagent::executor::StepResult a;
   a.id = 1, a.action = "read_file", a.status = dagent::StepStatus::succeeded, a.slot = 0, a.started_ms = 1.5,
   a.finished_ms = 4.0;
-  dagent::StepResult b = a;
+  dagent::executor::StepResult b = a;
   b.id = 2, b.slot = 1, b.status = dagent::StepStatus::failed, b.error = "boom";
-  dagent::StepResult c;
+  dagent::executor::StepResult c;
   c.id = 3, c.status = dagent::StepStatus::skipped;  // never ran: no span
   r.steps = {a, b, c};
   auto path = dir.path() / "trace.json";

@@ -3,6 +3,7 @@
 // trace are valid UTF-8 and a later step sees the repaired text.
 
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -62,7 +63,7 @@ class Latin1FailTool final : public BlockingTool {
 TEST_CASE("tools_return_invalid_utf8: a program's tool output and error, and API inputs, were passed on raw",
           "[runtime][utf8]") {
   test::TempDir dir;
-  Runtime runtime{config::Config{}};
+  Runtime runtime = dagent::runtime::make_runtime(config::Config{});
   REQUIRE(runtime.register_tool(std::make_shared<Latin1Tool>()).has_value());
   REQUIRE(runtime.register_tool(std::make_shared<Latin1FailTool>()).has_value());
   REQUIRE(runtime.register_tool(std::make_shared<test::EchoTool>()).has_value());

@@ -12,6 +12,7 @@
 
 #include "config/config.hpp"
 #include "dagent/runtime.hpp"
+#include "runtime/runtime_access.hpp"
 #include "support/process.hpp"
 #include "support/test_server_process.hpp"
 #include "support/scripted_prompts.hpp"
@@ -87,7 +88,7 @@ Seen seen_by(const TestServer& server) {
 }
 
 dagent::RunOutcome run_goal(const dagent::config::Config& cfg) {
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_task("goal");
   INFO((outcome.problems.empty() ? outcome.result.error : outcome.problems.front()));
   REQUIRE(outcome.exit_code() == 0);
@@ -159,7 +160,7 @@ TEST_CASE("a run that ends while its warm-up connects are under way cancels them
   // Only cancellation can end a stalled connect here: if the run's end waited for the warm-up,
   // this test would hang.
   cfg.llm.connect_timeout_ms = 600000;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   // Step 1 fails at once (no such file): its three llm dependents never run, and the run ends.
   auto outcome = runtime.run_plan(json::parse(R"([
     {"id": 1, "action": "read_file", "parameters": {"path": "missing.txt"}},
@@ -196,7 +197,7 @@ JudgedPlanRun run_judged_plan(bool warm) {
   cfg.memory.enabled = true;
   cfg.memory.path = "mem";
   cfg.performance.connection_pooling.warm_connections = warm;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_plan(json::parse(R"([
     {"id": 1, "action": "llm", "parameters": {"prompt": "warm-judged-step"}, "verify": "names a colour"},
     {"id": 2, "action": "memory_add", "parameters": {"text": "$step1.text"}}])"),
@@ -273,7 +274,7 @@ TopUpRun run_top_up(bool warm) {
   cfg.memory.enabled = true;
   cfg.memory.path = "mem";
   cfg.performance.connection_pooling.warm_connections = warm;
-  Runtime runtime(cfg);
+  Runtime runtime = dagent::runtime::make_runtime(cfg);
   auto outcome = runtime.run_task("goal");
   INFO((outcome.problems.empty() ? outcome.result.error : outcome.problems.front()));
   REQUIRE(outcome.exit_code() == 0);

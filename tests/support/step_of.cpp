@@ -7,11 +7,20 @@
 
 namespace dagent::test {
 
-const StepResult& step_of(const RunResult& r, int id) {
+namespace {
+
+template <class Result>
+const auto& find_step(const Result& r, int id) {
   for (const auto& s : r.steps)
     if (s.id == id) return s;
   FAIL("no step " << id);
   return r.steps.front();
 }
+
+}  // namespace
+
+const StepResult& step_of(const RunResult& r, int id) { return find_step(r, id); }
+
+const executor::StepResult& step_of(const executor::RunResult& r, int id) { return find_step(r, id); }
 
 }  // namespace dagent::test

@@ -11,6 +11,7 @@
 
 #include "dagent/run_result.hpp"
 #include "dagent/tool.hpp"
+#include "executor/run_types.hpp"
 #include "tools/registry.hpp"
 
 namespace dagent::test {
@@ -87,7 +88,8 @@ struct TestTools {
   std::shared_ptr<BlockTool> block;
 };
 
-/// The result of step `id` in `r`; fails the test when there is none.
+/// The result of step `id` in `r` (a public result or the executor's); fails the test when there is none.
 const StepResult& step_of(const RunResult& r, int id);
+const executor::StepResult& step_of(const executor::RunResult& r, int id);
 
 }  // namespace dagent::test

@@ -1,6 +1,10 @@
-// SPEC §5 JSON of a run, and the names of its enums.
+// SPEC §5 JSON of a run, and the names of its enums: one writer for the executor's result (with
+// slots) and the public one (without).
+
+#include "executor/run_types.hpp"
 
 #include "dagent/run_result.hpp"
+#include "dagent/tool.hpp"
 
 #include <algorithm>
 
@@ -62,9 +66,10 @@ json::array ids_to_json(const std::vector<int>& ids) {
 // Milliseconds rounded to microseconds: enough precision, shorter JSON.
 double round_ms(double ms) { return static_cast<double>(static_cast<std::int64_t>(ms * 1000.0 + 0.5)) / 1000.0; }
 
-}  // namespace
-
-json::object to_json(const RunResult& r) {
+// The one SPEC §5 writer: `slot` is written where the result type has it (the executor's), and
+// left out of the public result's JSON.
+template <class Result>
+json::object result_json(const Result& r) {
   json::object o;
   o["run_id"] = r.run_id;
   o["task"] = r.task;
@@ -85,7 +90,7 @@ json::object to_json(const RunResult& r) {
     j["attempts"] = s.attempts;
     j["started_ms"] = round_ms(s.started_ms);
     j["finished_ms"] = round_ms(s.finished_ms);
-    j["slot"] = s.slot;
+    if constexpr (requires { s.slot; }) j["slot"] = s.slot;
     j["output"] = s.output;
     j["error"] = s.error.empty() ? json::value(nullptr) : json::value(s.error);
     json::object v;
@@ -101,8 +106,8 @@ json::object to_json(const RunResult& r) {
                        {"attempts", item.attempts},
                        {"duration_ms", round_ms(std::max(0.0, item.finished_ms - item.started_ms))},
                        {"started_ms", round_ms(item.started_ms)},
-                       {"finished_ms", round_ms(item.finished_ms)},
-                       {"slot", item.slot}};
+                       {"finished_ms", round_ms(item.finished_ms)}};
+        if constexpr (requires { item.slot; }) i["slot"] = item.slot;
         if (!item.error.empty()) i["error"] = item.error;
         items.emplace_back(std::move(i));
       }
@@ -135,5 +140,19 @@ json::object to_json(const RunResult& r) {
                               {"planning_ms", round_ms(m.planning_ms)}};
   return o;
 }
+
+}  // namespace
+
+json::object to_json(const RunResult& r) { return result_json(r); }
+
+namespace executor {
+
+json::object to_json(const RunResult& r) { return result_json(r); }
+
+bool failed_unavailable(const StepResult& s) noexcept {
+  return s.status == StepStatus::failed && s.error_code == ToolErrc::unavailable;
+}
+
+}  // namespace executor
 
 }  // namespace dagent
