@@ -180,7 +180,7 @@ TEST_CASE("a bad option value exits 2 naming the option and what it needs", "[cl
   CHECK_FALSE(fs::exists(dir.path() / "ws/out.txt"));
 }
 
-TEST_CASE("-- ends the options: a task file whose name starts with - runs", "[cli][args]") {
+TEST_CASE("a double dash ends the options: a task file whose name starts with - runs", "[cli][args]") {
   TempDir dir;
   write_task(dir, "-odd-task.yaml");
   auto refused = dagent_cli(dir, {"run", "-odd-task.yaml"});
@@ -193,7 +193,7 @@ TEST_CASE("-- ends the options: a task file whose name starts with - runs", "[cl
   CHECK(read_text(dir.path() / "ws/out.txt") == "ran");
 }
 
-TEST_CASE("--set and --distributed apply in command-line order, a repeated flag is accepted", "[cli][args]") {
+TEST_CASE("options --set and --distributed apply in command-line order, a repeated flag is accepted", "[cli][args]") {
   TempDir dir;
   write_task(dir, "task.yaml");
   // --distributed is --set execution.backend=redis where it stands: a later --set wins over it.
