@@ -104,9 +104,10 @@ struct McpListing {
 };
 
 /// Wires config, tools and executor. Not thread-safe: use one Runtime from one thread at a time.
-/// The blocking calls (run_task, run_plan, ...) run one at a time; `dagent serve` instead drives
-/// the loop with run_loop() and starts runs on it that go concurrently and share the connection
-/// pool, rate limiter, response cache, memory and MCP servers.
+/// The blocking calls (run_task, run_plan, ...) run one at a time; a service (`dagent serve`)
+/// instead drives the loop with run_loop() and starts runs on it (run_task_async, run_plan_async)
+/// that go concurrently and share the connection pool, rate limiter, response cache, memory and
+/// MCP servers.
 class Runtime {
  public:
   /// Loads `config_file` (empty: built-in defaults) and applies `--set`-style overrides.
@@ -131,6 +132,9 @@ class Runtime {
   /// loop: plan (streamed when planner.stream_plan), execute, synthesize the answer, replan.
   RunOutcome run_task(std::string_view task, const RunOptions& options = {});
   /// Runs a plan (SPEC §3 JSON) with `inputs`, its tools confined to `workspace`.
+  RunOutcome run_plan(const boost::json::value& plan, const boost::json::object& inputs,
+                      const std::filesystem::path& workspace, const RunOptions& options = {},
+                      std::string task_name = "plan");
   /// Chunks the text files under `paths` (folders recursively, hidden entries skipped), embeds
   /// the chunks in batches and stores them in the memory index, skipping files whose content is
   /// unchanged since they were last ingested. `on_progress` is called after each group of chunks.
@@ -148,10 +152,6 @@ class Runtime {
   /// Starts the MCP servers (only `server` when given), lists their tools and stops them.
   McpListing list_mcp_tools(std::string_view server = {});
 
-  RunOutcome run_plan(const boost::json::value& plan, const boost::json::object& inputs,
-                      const std::filesystem::path& workspace, const RunOptions& options = {},
-                      std::string task_name = "plan");
-
   // ---- A service's side (dagent serve): one loop, many runs at once ----
 
   /// The executor of the loop every run uses; a service runs its own server on it.
@@ -162,6 +162,15 @@ class Runtime {
   std::vector<std::string> run_loop();
   /// Makes run_loop() return once the runs underway have finished (any thread).
   void stop_loop();
+  /// As run_task, as a coroutine on executor(), concurrently with the other runs started so: call
+  /// it from a coroutine on executor() while run_loop() runs. The Runtime and `options` must
+  /// outlive it. Refused (problems): outside run_loop(), and the blocking calls' options
+  /// stop_on_sigint, record, replay and resume.
+  boost::asio::awaitable<RunOutcome> run_task_async(std::string task, const RunOptions& options);
+  /// As run_plan, as a coroutine on executor(); see run_task_async.
+  boost::asio::awaitable<RunOutcome> run_plan_async(boost::json::value plan, boost::json::object inputs,
+                                                    std::filesystem::path workspace, const RunOptions& options,
+                                                    std::string task_name = "plan");
 
   struct Impl;  ///< the implementation (opaque; named by its own helpers)
 

@@ -1019,6 +1019,17 @@ struct StopLoop {
   }
 };
 
+// Why a run cannot start on the loop: only while run_loop() runs, without the blocking calls' options.
+std::vector<std::string> async_refusals(const Runtime::Impl& im, const RunOptions& options, std::string_view call) {
+  std::vector<std::string> problems;
+  const std::string name(call);
+  if (!im.serving) problems.push_back(name + ": the runtime's loop is not running (run_loop)");
+  if (options.stop_on_sigint) problems.push_back(name + ": stop_on_sigint is for the blocking calls");
+  if (!options.record_file.empty() || !options.replay_file.empty() || !options.resume_file.empty())
+    problems.push_back(name + ": recording, replay and resume are for the blocking calls");
+  return problems;
+}
+
 // Counts a service's run as underway for as long as its coroutine lives, however it ends.
 struct ActiveRun {
   explicit ActiveRun(Runtime::Impl* impl) : impl(impl) { ++impl->active_runs; }
@@ -1038,14 +1049,26 @@ void Runtime::stop_loop() { asio::post(impl_->io, StopLoop{impl_.get()}); }
 asio::awaitable<runtime::Outcome> runtime::run_task_async(Runtime& rt, const config::Task& task,
                                                          const RunOptions& options) {
   auto& im = RuntimeAccess::impl(rt);
-  Outcome refused;
-  if (!im.serving) refused.problems.push_back("run_task_async: the runtime's loop is not running (run_loop)");
-  if (options.stop_on_sigint) refused.problems.push_back("run_task_async: stop_on_sigint is for the blocking calls");
-  if (!options.record_file.empty() || !options.replay_file.empty() || !options.resume_file.empty())
-    refused.problems.push_back("run_task_async: recording, replay and resume are for the blocking calls");
+  Outcome refused{async_refusals(im, options, "run_task_async"), {}, {}};
   if (!refused.problems.empty()) co_return refused;
   ActiveRun active(&im);
   co_return co_await im.run_task(task, options, task.name);
+}
+
+asio::awaitable<RunOutcome> Runtime::run_task_async(std::string task_arg, const RunOptions& options) {
+  auto task = config::find_task(task_arg, impl_->cfg);
+  if (!task) co_return runtime::to_public(runtime::Outcome{task.error().lines(), {}, {}});
+  co_return runtime::to_public(co_await runtime::run_task_async(*this, *task, options));
+}
+
+asio::awaitable<RunOutcome> Runtime::run_plan_async(json::value plan, json::object inputs,
+                                                    std::filesystem::path workspace, const RunOptions& options,
+                                                    std::string task_name) {
+  runtime::Outcome refused{async_refusals(*impl_, options, "run_plan_async"), {}, {}};
+  if (!refused.problems.empty()) co_return runtime::to_public(std::move(refused));
+  ActiveRun active(impl_.get());
+  co_return runtime::to_public(co_await impl_->run_fixed(std::move(plan), std::move(inputs), std::move(workspace),
+                                                         options, std::move(task_name), {}));
 }
 
 }  // namespace dagent

@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -253,4 +254,72 @@ TEST_CASE("concurrent runs each spend their own llm.retry_budget", "[runtime][se
   CHECK(runs[1]->outcome->exit_code() == 0);
   CHECK(b.metrics.retries == 1);
   CHECK(b.metrics.retries_refused == 0);
+}
+
+namespace {
+
+// The public API's side: a plan and a task file started with run_plan_async / run_task_async.
+struct PublicRuns {
+  Runtime* runtime;
+  std::filesystem::path workspace;
+  std::string task_file;
+  RunOptions options;
+  std::optional<RunOutcome> plan_outcome;
+  std::optional<RunOutcome> task_outcome;
+  std::optional<RunOutcome> missing_outcome;
+};
+
+asio::awaitable<void> submit_plan(PublicRuns* r) {
+  json::value plan = json::array{json::object{{"id", 1}, {"action", "llm"}, {"parameters", json::object{{"prompt", "alpha-run"}}}}};
+  r->plan_outcome = co_await r->runtime->run_plan_async(std::move(plan), {}, r->workspace, r->options, "public-plan");
+}
+
+asio::awaitable<void> submit_task(PublicRuns* r) {
+  r->task_outcome = co_await r->runtime->run_task_async(r->task_file, r->options);
+  r->missing_outcome = co_await r->runtime->run_task_async("no-such-task", r->options);
+}
+
+}  // namespace
+
+TEST_CASE("run_plan_async and run_task_async of the public API go at once on the loop", "[runtime][service]") {
+  json::array rules{json::object{{"path", k_chat}, {"contains", "alpha-run"}, {"reply", "A"},
+                                 {"hold_until", json::object{{"contains", "beta-run"}}}},
+                    json::object{{"path", k_chat}, {"contains", "beta-run"}, {"reply", "B"},
+                                 {"hold_until", json::object{{"contains", "alpha-run"}}}}};
+  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TempDir dir;
+  Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
+  dir.write("task.yaml",
+            "name: public-task\nplan:\n  - id: 1\n    action: llm\n    parameters: {prompt: beta-run}\n");
+  PublicRuns runs{&runtime, dir.path() / "ws", (dir.path() / "task.yaml").string(), {}, {}, {}, {}};
+  asio::co_spawn(runtime.executor(), submit_plan(&runs), Ignore{});
+  asio::co_spawn(runtime.executor(), submit_task(&runs), Ignore{});
+  runtime.stop_loop();
+  REQUIRE(runtime.run_loop().empty());
+  REQUIRE(runs.plan_outcome);
+  REQUIRE(runs.task_outcome);
+  CHECK(runs.plan_outcome->exit_code() == 0);
+  CHECK(runs.task_outcome->exit_code() == 0);
+  CHECK(runs.plan_outcome->result.task == "public-plan");
+  CHECK(runs.task_outcome->result.task == "public-task");
+  REQUIRE(runs.plan_outcome->result.steps.size() == 1);
+  REQUIRE(runs.task_outcome->result.steps.size() == 1);
+  CHECK(runs.plan_outcome->result.steps[0].output.at("text") == "A");
+  CHECK(runs.task_outcome->result.steps[0].output.at("text") == "B");
+  CHECK(server.stats().at("max_concurrent_requests").to_number<int>() == 2);
+  // A task that does not exist is a problem, as for run_task; nothing ran.
+  REQUIRE(runs.missing_outcome);
+  CHECK(runs.missing_outcome->exit_code() == 2);
+  REQUIRE_FALSE(runs.missing_outcome->problems.empty());
+  CHECK(runs.missing_outcome->problems[0].find("no-such-task") != std::string::npos);
+
+  SECTION("outside run_loop run_plan_async is refused with a reason") {
+    PublicRuns outside{&runtime, dir.path() / "ws", "", {}, {}, {}, {}};
+    asio::co_spawn(runtime.executor(), submit_plan(&outside), Ignore{});
+    const json::value plan = json::array{json::object{{"id", 1}, {"action", "list_dir"}, {"parameters", json::object{{"path", "."}}}}};
+    CHECK(runtime.run_plan(plan, {}, dir.path() / "ws").exit_code() == 0);  // drives the loop
+    REQUIRE(outside.plan_outcome);
+    REQUIRE(outside.plan_outcome->problems.size() == 1);
+    CHECK(outside.plan_outcome->problems[0] == "run_plan_async: the runtime's loop is not running (run_loop)");
+  }
 }
