@@ -34,36 +34,43 @@ int Outcome::exit_code() const noexcept {
 
 namespace {
 
-ItemResult item_of(const executor::ItemResult& i) {
+ItemResult item_of(executor::ItemResult&& i) {
   return {.index = i.index, .status = i.status, .attempts = i.attempts, .started_ms = i.started_ms,
-          .finished_ms = i.finished_ms, .error = i.error};
+          .finished_ms = i.finished_ms, .error = std::move(i.error)};
 }
 
-StepResult step_of(const executor::StepResult& s) {
-  StepResult out{.id = s.id, .action = s.action, .level = s.level, .status = s.status, .attempts = s.attempts,
-                 .started_ms = s.started_ms, .finished_ms = s.finished_ms, .output = s.output, .error = s.error,
-                 .unavailable = executor::failed_unavailable(s), .verification = s.verification,
-                 .verification_reason = s.verification_reason, .approval = s.approval,
-                 .approval_by = s.approval_by, .fan_out = s.fan_out, .items = {}};
+// Moves: a step's output may be a whole file, and the executor's result is not needed after.
+StepResult step_of(executor::StepResult&& s) {
+  const bool unavailable = executor::failed_unavailable(s);
+  StepResult out{.id = s.id, .action = std::move(s.action), .level = s.level, .status = s.status,
+                 .attempts = s.attempts, .started_ms = s.started_ms, .finished_ms = s.finished_ms,
+                 .output = std::move(s.output), .error = std::move(s.error), .unavailable = unavailable,
+                 .verification = s.verification, .verification_reason = std::move(s.verification_reason),
+                 .approval = std::move(s.approval), .approval_by = std::move(s.approval_by), .fan_out = s.fan_out,
+                 .items = {}};
   out.items.reserve(s.items.size());
-  for (const auto& i : s.items) out.items.push_back(item_of(i));
+  for (auto& i : s.items) out.items.push_back(item_of(std::move(i)));
   return out;
 }
 
 }  // namespace
 
-RunResult to_public(const executor::RunResult& r) {
-  RunResult out{.run_id = r.run_id, .task = r.task, .status = r.status, .plan = r.plan, .levels = r.levels,
-                .critical_path = r.critical_path, .steps = {}, .answer = r.answer, .intent = r.intent,
-                .plan_attempts = r.plan_attempts, .replans = r.replans, .error = r.error,
+RunResult to_public(executor::RunResult&& r) {
+  RunResult out{.run_id = std::move(r.run_id), .task = std::move(r.task), .status = r.status,
+                .plan = std::move(r.plan), .levels = std::move(r.levels), .critical_path = std::move(r.critical_path),
+                .steps = {}, .answer = std::move(r.answer), .intent = std::move(r.intent),
+                .plan_attempts = r.plan_attempts, .replans = r.replans, .error = std::move(r.error),
                 .interrupted = r.interrupted, .metrics = r.metrics};
   out.steps.reserve(r.steps.size());
-  for (const auto& s : r.steps) out.steps.push_back(step_of(s));
+  for (auto& s : r.steps) out.steps.push_back(step_of(std::move(s)));
   return out;
 }
 
+RunResult to_public(const executor::RunResult& r) { return to_public(executor::RunResult(r)); }
+
 RunOutcome to_public(Outcome o) {
-  return RunOutcome{.problems = std::move(o.problems), .unreachable = o.unreachable, .result = to_public(o.result)};
+  return RunOutcome{.problems = std::move(o.problems), .unreachable = o.unreachable,
+                    .result = to_public(std::move(o.result))};
 }
 
 StepEvent to_public(const executor::StepEvent& e) {

@@ -25,7 +25,8 @@ struct Outcome {
 };
 
 RunResult to_public(const executor::RunResult& r);
-RunOutcome to_public(Outcome o);
+RunResult to_public(executor::RunResult&& r);  ///< moves the outputs, the plan and the texts
+RunOutcome to_public(Outcome o);               ///< moves o's result
 StepEvent to_public(const executor::StepEvent& e);
 PlanningEvent to_public(const planner::PlanningEvent& e);
 
