@@ -91,8 +91,11 @@ std::string format(const char* fmt, double a) {
 }
 
 std::string fmt_ms(double ms) {
-  if (ms < 1000) return format("%.1f ms", ms);
+  if (ms < 1000) return format("%.1f ms", ms);  // NaN is not: it falls through to %g below
   if (ms < 60000) return format("%.2f s", ms / 1000);
+  // A result file is read as given: a duration past any real run (or not finite) is written as a
+  // number rather than converted to whole minutes, which would overflow.
+  if (!(ms < 1e15)) return format("%.3g ms", ms);
   return std::to_string(static_cast<long long>(ms / 60000)) + " min " + format("%.0f s", std::fmod(ms, 60000) / 1000);
 }
 

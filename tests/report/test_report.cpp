@@ -255,6 +255,12 @@ TEST_CASE("render_report gives a page or a clear error for any JSON", "[report]"
     CHECK(count(*page, "<section class=\"step ") == 7);
     CHECK(page->find("<body>") != std::string::npos);  // data-* are the script's to set
   }
+  SECTION("a duration past any real run is written as a number, not converted to minutes") {
+    auto result = small_result();
+    result["metrics"].as_object()["wall_ms"] = 1.85185e49;  // fuzz/report found it: whole minutes overflowed
+    const auto page = page_of(result);
+    CHECK(page.find("1.85e+49 ms") != std::string::npos);
+  }
   SECTION("a plan with a cycle and a dangling reference still draws its steps") {
     auto result = small_result();
     result["plan"] = json::parse(R"([
