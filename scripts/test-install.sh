@@ -26,8 +26,10 @@ for f in "$libdir"/libdagent.so "$libdir"/libdagent.so.0 "$libdir"/cmake/dagent/
   [ -e "$f" ] || fail "not installed: ${f#"$prefix"/}"
 done
 [ "$(readlink "$libdir"/libdagent.so.0)" = "libdagent.so.0.1.0" ] || fail "libdagent.so.0 is not the versioned library"
-objdump -p "$libdir"/libdagent.so | grep -q 'SONAME *libdagent.so.0$' || fail "libdagent.so has no SONAME libdagent.so.0"
-"$prefix"/bin/dagent --version | grep -q '^dagent ' || fail "the installed dagent does not run"
+# Each tool's output is read whole before grep looks at it: `cmd | grep -q` under pipefail fails
+# when grep stops reading early and cmd dies of SIGPIPE (it did, 2 runs in ~8).
+grep -q 'SONAME *libdagent.so.0$' <<<"$(objdump -p "$libdir"/libdagent.so)" || fail "libdagent.so has no SONAME libdagent.so.0"
+grep -q '^dagent ' <<<"$("$prefix"/bin/dagent --version)" || fail "the installed dagent does not run"
 
 # Each public header alone, with the installed include folder only (no src/, no source tree).
 defines=(-DBOOST_ASIO_SEPARATE_COMPILATION -DBOOST_BEAST_SEPARATE_COMPILATION -DBOOST_ASIO_NO_DEPRECATED)
@@ -52,7 +54,7 @@ export PKG_CONFIG_PATH=$libdir/pkgconfig
 "${launcher[@]}" c++ -o "$tmp/embed-pc" "$src/examples/embed/embed_example.cpp" $(pkg-config --cflags --libs dagent)
 
 for exe in "$tmp/embed-cmake/embed_example" "$tmp/embed-pc"; do
-  LD_LIBRARY_PATH=$libdir ldd "$exe" | grep -q "libdagent.so.0 => $libdir/libdagent.so.0" || fail "$exe does not load the installed libdagent.so.0"
+  grep -q "libdagent.so.0 => $libdir/libdagent.so.0" <<<"$(LD_LIBRARY_PATH=$libdir ldd "$exe")" || fail "$exe does not load the installed libdagent.so.0"
   ws=$tmp/ws-$(basename "$exe")
   mkdir -p "$ws"
   printf 'one two three four\n' >"$ws/notes.txt"
