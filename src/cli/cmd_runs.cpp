@@ -129,10 +129,6 @@ int runs_command(const Options& options) {
     print_safe(stderr, "dagent: runs takes `list` or `show ID`\n");
     return 2;
   }
-  if (show && (options.status || options.task || options.since_ms)) {
-    print_safe(stderr, "dagent: --status, --task and --since are for `runs list`\n");
-    return 2;
-  }
   auto runtime = load_runtime(options);
   if (!runtime) return 2;
   const auto& cfg = runtime::config_of(*runtime);

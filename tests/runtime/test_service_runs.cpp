@@ -45,6 +45,15 @@ dagent::config::Config config_for(const TestServer& server, const TempDir& dir) 
   return cfg;
 }
 
+// "alpha-run" answers A and "beta-run" B, each reply held until the other call has arrived: run
+// one after the other, the first would wait out the server's hold limit and fail.
+json::array replies_held_for_each_other() {
+  return {json::object{{"path", k_chat}, {"contains", "alpha-run"}, {"reply", "A"},
+                       {"hold_until", json::object{{"contains", "beta-run"}}}},
+          json::object{{"path", k_chat}, {"contains", "beta-run"}, {"reply", "B"},
+                       {"hold_until", json::object{{"contains", "alpha-run"}}}}};
+}
+
 // A fixed plan of one llm step whose prompt is `prompt`.
 dagent::config::Task llm_task(std::string name, std::string prompt) {
   dagent::config::Task task;
@@ -82,11 +91,7 @@ std::vector<std::string> run_all(Runtime& runtime, std::vector<std::unique_ptr<S
 TEST_CASE("run_task_async runs go at once on the runtime's one loop", "[runtime][service]") {
   // Each reply is held until the other run's call has arrived: run one after the other, the first
   // would wait out the server's hold limit and the server would never see two calls at once.
-  json::array rules{json::object{{"path", k_chat}, {"contains", "alpha-run"}, {"reply", "A"},
-                                 {"hold_until", json::object{{"contains", "beta-run"}}}},
-                    json::object{{"path", k_chat}, {"contains", "beta-run"}, {"reply", "B"},
-                                 {"hold_until", json::object{{"contains", "alpha-run"}}}}};
-  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TestServer server(TestServerOptions{.script = json::object{{"rules", replies_held_for_each_other()}}});
   TempDir dir;
   Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   std::vector<std::unique_ptr<Submitted>> runs;
@@ -282,11 +287,7 @@ asio::awaitable<void> submit_task(PublicRuns* r) {
 }  // namespace
 
 TEST_CASE("run_plan_async and run_task_async of the public API go at once on the loop", "[runtime][service]") {
-  json::array rules{json::object{{"path", k_chat}, {"contains", "alpha-run"}, {"reply", "A"},
-                                 {"hold_until", json::object{{"contains", "beta-run"}}}},
-                    json::object{{"path", k_chat}, {"contains", "beta-run"}, {"reply", "B"},
-                                 {"hold_until", json::object{{"contains", "alpha-run"}}}}};
-  TestServer server(TestServerOptions{.script = json::object{{"rules", rules}}});
+  TestServer server(TestServerOptions{.script = json::object{{"rules", replies_held_for_each_other()}}});
   TempDir dir;
   Runtime runtime = dagent::runtime::make_runtime(config_for(server, dir));
   dir.write("task.yaml",
