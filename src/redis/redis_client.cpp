@@ -2,7 +2,8 @@
 
 #include <array>
 #include <cstdlib>
-#include <list>
+#include <deque>
+#include <optional>
 #include <utility>
 
 #include <openssl/ssl.h>
@@ -11,6 +12,8 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -63,71 +66,36 @@ struct Connection {
 struct RedisClient::Impl {
   Impl(asio::any_io_executor ex, RedisOptions opt) : executor(std::move(ex)), options(std::move(opt)) {}
 
+  // One caller's commands, waiting to be sent or for their replies.
+  struct Pending {
+    Pending(asio::any_io_executor ex, Clock::time_point d) : deadline(d), timer(std::move(ex), d) {}
+    std::string request;  // the commands, formatted
+    std::size_t count = 0;
+    std::string what;     // "EVAL on host:port", for errors
+    Clock::time_point deadline;
+    asio::steady_timer timer;  // the caller waits here; cancelled when the outcome is in
+    std::optional<boost::system::result<std::vector<Reply>, RedisError>> outcome;
+    bool taken = false;      // a connection carries it: it may reach the server
+    bool abandoned = false;  // the caller left (its deadline, or cancelled): not sent, if not yet taken
+  };
+
   asio::any_io_executor executor;
   RedisOptions options;
   std::vector<std::unique_ptr<Connection>> idle;
-  int open = 0;                              // connections idle, in use, or being opened
-  std::list<asio::steady_timer*> waiters;    // callers waiting for a connection, FIFO
-  Clock::time_point down_until{};            // no connect before this (backoff)
+  int open = 0;                               // connections idle, carrying commands, or being opened
+  bool starting = false;                      // a carrier was started and has not taken its first batch
+  std::deque<std::shared_ptr<Pending>> queue; // commands waiting for a connection, FIFO
+  Clock::time_point down_until{};             // no connect before this (backoff)
   std::chrono::milliseconds backoff{0};
-  std::string last_failure;                  // of the last failed connect, for `unavailable`
+  std::string last_failure;                   // of the last failed connect, for `unavailable`
   Stats stats;
-
-  void wake_first() {
-    if (!waiters.empty()) waiters.front()->cancel();
-  }
 };
 
 namespace {
 
 using Impl = RedisClient::Impl;
-
-// A connection slot held for one exchange: healthy, the connection returns to the pool; otherwise
-// (a timeout, an error, a cancelled coroutine) it is closed. Either way the next waiter is woken.
-class Lease {
- public:
-  explicit Lease(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) { ++impl_->open; }
-  Lease(std::shared_ptr<Impl> impl, std::unique_ptr<Connection> conn) : impl_(std::move(impl)), conn_(std::move(conn)) {}
-  Lease(Lease&& other) noexcept : impl_(std::move(other.impl_)), conn_(std::move(other.conn_)), healthy_(other.healthy_) {}
-  Lease& operator=(Lease&&) = delete;
-  ~Lease() {
-    if (!impl_) return;
-    if (conn_ && healthy_) {
-      impl_->idle.push_back(std::move(conn_));
-    } else {
-      if (conn_) conn_->close();
-      --impl_->open;
-    }
-    impl_->wake_first();
-  }
-
-  Connection& conn() { return *conn_; }
-  void set(std::unique_ptr<Connection> conn) { conn_ = std::move(conn); }
-  void mark_healthy(bool healthy) { healthy_ = healthy; }
-
- private:
-  std::shared_ptr<Impl> impl_;
-  std::unique_ptr<Connection> conn_;
-  bool healthy_ = false;
-};
-
-// A caller's place among the waiters for a connection, left on wake-up, timeout or cancellation.
-class Waiting {
- public:
-  Waiting(Impl& impl, asio::steady_timer& timer) : impl_(impl), self_(impl.waiters.insert(impl.waiters.end(), &timer)) {}
-  ~Waiting() {
-    const bool first = self_ == impl_.waiters.begin();
-    impl_.waiters.erase(self_);
-    // Why: a wake-up meant for this caller must not be lost when it leaves without a connection.
-    if (first) impl_.wake_first();
-  }
-  Waiting(const Waiting&) = delete;
-  Waiting& operator=(const Waiting&) = delete;
-
- private:
-  Impl& impl_;
-  std::list<asio::steady_timer*>::iterator self_;
-};
+using Pending = Impl::Pending;
+using Outcome = boost::system::result<std::vector<Reply>, RedisError>;
 
 RedisError classify(const boost::system::error_code& ec, Clock::time_point deadline, const std::string& what) {
   if (ec == beast::error::timeout || Clock::now() >= deadline) return make_error(RedisErrc::timeout, what + " timed out");
@@ -138,39 +106,50 @@ RedisError classify(const boost::system::error_code& ec, Clock::time_point deadl
   return make_error(RedisErrc::connection_closed, what + " failed: " + ec.message());
 }
 
+// How an exchange failed: a transport error (classified per caller) or a protocol error.
+struct ExchangeFailure {
+  boost::system::error_code ec;
+  std::string protocol;  // set: the bytes were not RESP
+};
+
 // Writes `request` and reads `count` replies on one stream, within `deadline`.
-template <class Stream>
-asio::awaitable<boost::system::result<std::vector<Reply>, RedisError>> exchange_on(Stream& stream, Connection& conn,
-                                                                                  std::string request, std::size_t count,
-                                                                                  Clock::time_point deadline,
-                                                                                  std::string what) {
+template <class Stream, class Buffers>
+asio::awaitable<boost::system::result<std::vector<Reply>, ExchangeFailure>> exchange_on(Stream& stream, Connection& conn,
+                                                                                       const Buffers& request,
+                                                                                       std::size_t count,
+                                                                                       Clock::time_point deadline) {
   conn.tcp().expires_at(deadline);
-  auto [wec, written] = co_await asio::async_write(stream, asio::buffer(request), k_token);
-  if (wec) co_return classify(wec, deadline, what);
+  auto [wec, written] = co_await asio::async_write(stream, request, k_token);
+  if (wec) co_return ExchangeFailure{wec, {}};
   std::vector<Reply> replies;
   replies.reserve(count);
   std::array<char, k_read_chunk> buffer;
   while (replies.size() < count) {
     auto next = conn.codec.next();
-    if (!next) co_return make_error(RedisErrc::protocol_error, what + ": " + next.error());
+    if (!next) co_return ExchangeFailure{{}, next.error()};
     if (*next) {
       replies.push_back(std::move(**next));
       continue;
     }
     auto [rec, n] = co_await stream.async_read_some(asio::buffer(buffer), k_token);
-    if (rec) co_return classify(rec, deadline, what);
+    if (rec) co_return ExchangeFailure{rec, {}};
     conn.codec.feed(std::string_view(buffer.data(), n));
   }
   conn.tcp().expires_never();
   co_return replies;
 }
 
-asio::awaitable<boost::system::result<std::vector<Reply>, RedisError>> exchange(Connection& conn, std::string request,
-                                                                               std::size_t count,
-                                                                               Clock::time_point deadline,
-                                                                               std::string what) {
-  if (conn.secure) co_return co_await exchange_on(*conn.secure, conn, std::move(request), count, deadline, std::move(what));
-  co_return co_await exchange_on(*conn.plain, conn, std::move(request), count, deadline, std::move(what));
+template <class Buffers>
+asio::awaitable<boost::system::result<std::vector<Reply>, ExchangeFailure>> exchange(Connection& conn, const Buffers& request,
+                                                                                    std::size_t count,
+                                                                                    Clock::time_point deadline) {
+  if (conn.secure) co_return co_await exchange_on(*conn.secure, conn, request, count, deadline);
+  co_return co_await exchange_on(*conn.plain, conn, request, count, deadline);
+}
+
+RedisError error_of(const ExchangeFailure& f, Clock::time_point deadline, const std::string& what) {
+  if (!f.protocol.empty()) return make_error(RedisErrc::protocol_error, what + ": " + f.protocol);
+  return classify(f.ec, deadline, what);
 }
 
 // Opens, secures and authenticates one connection within the connect timeout.
@@ -222,11 +201,11 @@ asio::awaitable<boost::system::result<std::unique_ptr<Connection>, RedisError>> 
     ++count;
   }
   if (count > 0) {
-    auto replies = co_await exchange(*conn, std::move(setup), count, deadline, "connecting to " + where);
+    auto replies = co_await exchange(*conn, asio::buffer(setup), count, deadline);
     if (!replies) {
-      if (replies.error().code == RedisErrc::timeout)
-        co_return make_error(RedisErrc::connect_timeout, "connecting to " + where + " timed out");
-      co_return replies.error();
+      RedisError error = error_of(replies.error(), deadline, "connecting to " + where);
+      if (error.code == RedisErrc::timeout) co_return make_error(RedisErrc::connect_timeout, "connecting to " + where + " timed out");
+      co_return error;
     }
     for (const Reply& r : *replies) {
       // Why not r.str: the server's text is untrusted, and our message says all that matters.
@@ -249,62 +228,156 @@ void note_connect_failure(Impl& impl, const RedisError& error) {
   impl.last_failure = error.message;
 }
 
-// A connection for one exchange: an idle one, a new one while the pool has room, or the next
-// one returned, in FIFO order, until `deadline`.
-asio::awaitable<boost::system::result<Lease, RedisError>> checkout(std::shared_ptr<Impl> impl, Clock::time_point deadline) {
-  for (;;) {
-    if (!impl->idle.empty()) {
-      auto conn = std::move(impl->idle.back());
-      impl->idle.pop_back();
-      co_return Lease(impl, std::move(conn));
+void deliver(Pending& p, Outcome outcome) {
+  p.outcome = std::move(outcome);
+  p.timer.cancel();
+}
+
+// The commands sent in one write; at most this many, so one slow batch holds few callers.
+constexpr std::size_t k_batch_commands = 1024;
+
+// Takes the callers waiting at the front of the queue (their commands go in one write).
+std::vector<std::shared_ptr<Pending>> take_batch(Impl& impl) {
+  std::vector<std::shared_ptr<Pending>> batch;
+  std::size_t commands = 0;
+  while (!impl.queue.empty()) {
+    auto& front = impl.queue.front();
+    if (front->abandoned) {
+      impl.queue.pop_front();
+      continue;
     }
-    if (impl->open < impl->options.pool_size) {
-      const auto now = Clock::now();
-      if (now < impl->down_until) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(impl->down_until - now);
-        co_return make_error(RedisErrc::unavailable, impl->last_failure + "; next attempt in " +
-                                                          std::to_string(left.count()) + " ms");
+    if (!batch.empty() && commands + front->count > k_batch_commands) break;
+    commands += front->count;
+    front->taken = true;
+    batch.push_back(std::move(front));
+    impl.queue.pop_front();
+  }
+  return batch;
+}
+
+bool has_waiting(Impl& impl) {
+  while (!impl.queue.empty() && impl.queue.front()->abandoned) impl.queue.pop_front();
+  return !impl.queue.empty();
+}
+
+void fail_waiting(Impl& impl, const RedisError& error) {
+  for (auto& p : impl.queue)
+    if (!p->abandoned) deliver(*p, error);
+  impl.queue.clear();
+}
+
+asio::awaitable<void> carry(std::shared_ptr<Impl> impl, std::unique_ptr<Connection> conn);
+
+// Starts a carrier for the waiting commands when none is about to take them and a connection
+// is idle or may be opened. During a connect backoff with no connection open, they fail at once.
+void kick(const std::shared_ptr<Impl>& impl) {
+  if (impl->starting || !has_waiting(*impl)) return;
+  std::unique_ptr<Connection> conn;
+  if (!impl->idle.empty()) {
+    conn = std::move(impl->idle.back());
+    impl->idle.pop_back();
+  } else if (impl->open < impl->options.pool_size) {
+    const auto now = Clock::now();
+    if (now < impl->down_until) {
+      if (impl->open > 0) return;  // the connections carrying commands take these next
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(impl->down_until - now);
+      fail_waiting(*impl, make_error(RedisErrc::unavailable,
+                                     impl->last_failure + "; next attempt in " + std::to_string(left.count()) + " ms"));
+      return;
+    }
+    ++impl->open;  // the carrier opens it
+  } else {
+    return;  // every connection is carrying commands: the first to finish takes these
+  }
+  impl->starting = true;
+  asio::co_spawn(impl->executor, carry(impl, std::move(conn)), asio::detached);
+}
+
+// Carries the queue's commands over one connection (opened first when `conn` is null): each
+// round takes every caller waiting (up to k_batch_commands) and sends their commands in one
+// write, so commands issued while the connections are busy share round trips (pipelining that
+// callers need not arrange). Detached from the callers: one caller cancelled or past its deadline
+// leaves the others' commands and the connection alone. The connection goes back to the pool
+// when the queue is empty, and is closed after a failed exchange (its replies would be out of step).
+asio::awaitable<void> carry(std::shared_ptr<Impl> impl, std::unique_ptr<Connection> conn) {
+  if (!conn) {
+    auto made = co_await open_connection(impl);
+    if (!made) {
+      impl->starting = false;
+      --impl->open;
+      note_connect_failure(*impl, made.error());
+      if (impl->open == 0) fail_waiting(*impl, made.error());  // else the open connections take them
+      co_return;
+    }
+    ++impl->stats.connects;
+    impl->backoff = std::chrono::milliseconds(0);
+    conn = std::move(*made);
+  }
+  std::vector<asio::const_buffer> buffers;
+  for (bool first = true;; first = false) {
+    auto batch = take_batch(*impl);
+    if (first) impl->starting = false;
+    if (batch.empty()) {
+      impl->idle.push_back(std::move(conn));
+      co_return;
+    }
+    kick(impl);  // what is left (a batch at its cap) goes on another connection
+    buffers.clear();
+    std::size_t count = 0;
+    Clock::time_point deadline{};
+    for (const auto& p : batch) {
+      buffers.push_back(asio::buffer(p->request));
+      count += p->count;
+      deadline = std::max(deadline, p->deadline);
+    }
+    impl->stats.commands += count;
+    ++impl->stats.writes;
+    auto replies = co_await exchange(*conn, buffers, count, deadline);
+    if (!replies) {
+      conn->close();
+      --impl->open;
+      for (const auto& p : batch) {
+        if (p->abandoned) continue;
+        RedisError error = error_of(replies.error(), p->deadline, p->what);
+        if (error.code == RedisErrc::timeout) ++impl->stats.timeouts;
+        deliver(*p, std::move(error));
       }
-      Lease lease(impl);
-      auto made = co_await open_connection(impl);
-      if (!made) {
-        // Why: a cancelled caller says nothing about the server.
-        if (made.error().code != RedisErrc::cancelled) note_connect_failure(*impl, made.error());
-        co_return made.error();
-      }
-      ++impl->stats.connects;
-      impl->backoff = std::chrono::milliseconds(0);
-      lease.set(std::move(*made));
-      co_return std::move(lease);
+      kick(impl);
+      co_return;
     }
-    asio::steady_timer timer(impl->executor, deadline);
-    Waiting waiting(*impl, timer);
-    auto [ec] = co_await timer.async_wait(k_token);
-    if (!ec) {
-      ++impl->stats.timeouts;
-      co_return make_error(RedisErrc::timeout, "waiting for a connection to " + impl->options.endpoint.key() + " timed out");
+    auto next = std::make_move_iterator(replies->begin());
+    for (const auto& p : batch) {
+      std::vector<Reply> own(next, next + static_cast<std::ptrdiff_t>(p->count));
+      next += static_cast<std::ptrdiff_t>(p->count);
+      if (!p->abandoned) deliver(*p, std::move(own));
     }
-    const asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
-    if (state.cancelled() != asio::cancellation_type::none)
-      co_return make_error(RedisErrc::cancelled, "cancelled while waiting for a connection");
   }
 }
 
-asio::awaitable<boost::system::result<std::vector<Reply>, RedisError>> run_pipeline(std::shared_ptr<Impl> impl,
-                                                                                   std::vector<Command> commands,
-                                                                                   std::chrono::milliseconds timeout) {
+asio::awaitable<Outcome> run_pipeline(std::shared_ptr<Impl> impl, std::vector<Command> commands,
+                                      std::chrono::milliseconds timeout) {
   if (commands.empty()) co_return std::vector<Reply>{};
-  const auto deadline = Clock::now() + timeout;
-  auto lease = co_await checkout(impl, deadline);
-  if (!lease) co_return lease.error();
-  std::string request;
-  for (const Command& c : commands) RespCodec::format(c, request);
-  impl->stats.commands += commands.size();
-  auto replies = co_await exchange(lease->conn(), std::move(request), commands.size(), deadline,
-                                   commands.front().front() + " on " + impl->options.endpoint.key());
-  if (!replies && replies.error().code == RedisErrc::timeout) ++impl->stats.timeouts;
-  lease->mark_healthy(replies.has_value());
-  co_return replies;
+  const auto now = Clock::now();
+  if (impl->open == 0 && now < impl->down_until) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(impl->down_until - now);
+    co_return make_error(RedisErrc::unavailable, impl->last_failure + "; next attempt in " + std::to_string(left.count()) + " ms");
+  }
+  auto pending = std::make_shared<Pending>(impl->executor, now + timeout);
+  for (const Command& c : commands) RespCodec::format(c, pending->request);
+  pending->count = commands.size();
+  pending->what = commands.front().front() + " on " + impl->options.endpoint.key();
+  impl->queue.push_back(pending);
+  kick(impl);
+  if (!pending->outcome) (void)co_await pending->timer.async_wait(k_token);
+  if (pending->outcome) co_return std::move(*pending->outcome);
+  pending->abandoned = true;
+  const asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
+  if (state.cancelled() != asio::cancellation_type::none)
+    co_return make_error(RedisErrc::cancelled, pending->what + " was cancelled");
+  ++impl->stats.timeouts;
+  if (!pending->taken)
+    co_return make_error(RedisErrc::timeout, "waiting for a connection to " + impl->options.endpoint.key() + " timed out");
+  co_return make_error(RedisErrc::timeout, pending->what + " timed out");
 }
 
 asio::awaitable<boost::system::result<Reply, RedisError>> run_command(std::shared_ptr<Impl> impl, Command args,

@@ -45,10 +45,13 @@ struct RedisOptions {
                                                                 const std::filesystem::path& base_dir);
 };
 
-/// Commands to one Redis server from one event loop. Commands may run concurrently: each takes a
-/// connection of the pool (or waits for one, FIFO) for its whole exchange. A connection that
-/// timed out, failed or was cancelled mid-command is closed, never reused (its replies would be
-/// out of step). Copies share the pool.
+/// Commands to one Redis server from one event loop. Commands may run concurrently: they wait in
+/// one FIFO queue, and each connection of the pool takes everything waiting into one write and
+/// reads the replies in order, so commands issued while the connections are busy share a round
+/// trip (automatic pipelining). A caller that is cancelled or reaches its deadline leaves at once;
+/// its commands, if already written, still complete on the connection, so the other callers and
+/// the connection are unaffected. A connection whose exchange failed or timed out is closed,
+/// never reused (its replies would be out of step). Copies share the pool.
 class RedisClient {
  public:
   struct Stats {
@@ -56,6 +59,7 @@ class RedisClient {
     std::uint64_t connect_failures = 0;
     std::uint64_t timeouts = 0;          ///< commands that hit their deadline
     std::uint64_t commands = 0;          ///< commands sent (each of a pipeline counts)
+    std::uint64_t writes = 0;            ///< writes to a connection: concurrent callers' commands share one
   };
 
   RedisClient(boost::asio::any_io_executor executor, RedisOptions options);
