@@ -10,12 +10,7 @@
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
-#include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
-
 #include <atomic>
-#include <cerrno>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -23,7 +18,6 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -421,84 +415,16 @@ py::str answer_str(const std::string_view& s) { return to_py_str(s); }
 
 // ---- Ctrl-C ---------------------------------------------------------------------------------------
 
-// Why not RunOptions::stop_on_sigint: its asio::signal_set puts SIG_DFL back when the run ends,
-// and a Ctrl-C in the moment before Python's handler is restored would kill the process. Here one
-// sigaction() swaps our handler for Python's, so some handler is always installed.
-
-int g_sigint_pipe[2] = {-1, -1};      // the handler's byte goes to the watcher thread
-std::atomic<int> g_sigint_count = 0;  // SIGINTs during the guarded call
-static_assert(std::atomic<int>::is_always_lock_free);
-
-extern "C" void on_sigint(int) {
-  const int saved_errno = errno;
-  if (g_sigint_count.fetch_add(1) > 0) ::_exit(130);  // a second Ctrl-C: at once, as the CLI does
-  const char byte = 'i';
-  (void)!::write(g_sigint_pipe[1], &byte, 1);
-  errno = saved_errno;
+/// Python's own SIGINT handler could only act once a blocking call returned, so a call made from
+/// the main thread asks the runtime to take SIGINT for the run (RunOptions::stop_on_sigint): the
+/// first cancels the run, a second exits 130 as the CLI does, and Python's handler is put back
+/// with one sigaction() afterwards (a Ctrl-C that came after the run ended goes to it).
+bool on_main_thread() {
+  py::module_ threading = py::module_::import("threading");
+  py::object main_ident = threading.attr("main_thread")().attr("ident");
+  py::object this_ident = threading.attr("get_ident")();
+  return main_ident.equal(this_ident);
 }
-
-struct CancelRun {
-  std::shared_ptr<dagent::RunCancel> cancel;
-  void operator()() const { cancel->cancel(); }  // on the runtime's loop, as RunCancel wants
-};
-
-/// Turns the handler's byte into RunCancel::cancel() posted to the runtime's loop; ends on 'q'.
-struct SigintWatcher {
-  asio::any_io_executor loop;
-  std::shared_ptr<dagent::RunCancel> cancel;
-  void operator()() const {
-    for (;;) {
-      char byte = 0;
-      const ssize_t n = ::read(g_sigint_pipe[0], &byte, 1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0 || byte == 'q') return;
-      // After the run ended this waits in the loop's queue and cancels nothing (the RunCancel is
-      // detached from its run by then).
-      asio::post(loop, CancelRun{cancel});
-    }
-  }
-};
-
-/// During a blocking call made from Python's main thread, SIGINT cancels the run: Python's own
-/// handler could only act once the call returned, so it is swapped for ours and back after.
-class SigintGuard {
- public:
-  SigintGuard(dagent::Runtime& rt, std::shared_ptr<dagent::RunCancel> cancel, bool wanted) {
-    if (!wanted || !on_main_thread()) return;
-    if (::sigaction(SIGINT, nullptr, &saved_) != 0 || saved_.sa_handler == SIG_IGN) return;
-    if (g_sigint_pipe[0] < 0 && ::pipe2(g_sigint_pipe, O_CLOEXEC) != 0) return;
-    g_sigint_count = 0;
-    watcher_ = std::thread(SigintWatcher{rt.executor(), std::move(cancel)});
-    struct sigaction ours {};
-    ours.sa_handler = on_sigint;
-    sigemptyset(&ours.sa_mask);
-    ours.sa_flags = SA_RESTART;
-    ::sigaction(SIGINT, &ours, nullptr);
-    active_ = true;
-  }
-  SigintGuard(const SigintGuard&) = delete;
-  SigintGuard& operator=(const SigintGuard&) = delete;
-  ~SigintGuard() {
-    if (!active_) return;
-    ::sigaction(SIGINT, &saved_, nullptr);
-    const char quit = 'q';
-    (void)!::write(g_sigint_pipe[1], &quit, 1);
-    watcher_.join();
-  }
-  /// SIGINT arrived during the call (the run may have ended just before it was cancelled).
-  bool seen() const { return active_ && g_sigint_count > 0; }
-
- private:
-  static bool on_main_thread() {
-    py::module_ threading = py::module_::import("threading");
-    py::object main_ident = threading.attr("main_thread")().attr("ident");
-    py::object this_ident = threading.attr("get_ident")();
-    return main_ident.equal(this_ident);
-  }
-  struct sigaction saved_ {};
-  std::thread watcher_;
-  bool active_ = false;
-};
 
 // ---- The runtime ---------------------------------------------------------------------------------
 
@@ -756,17 +682,22 @@ class PyRuntime {
     if (!py_options.on_answer.is_none())
       options.on_answer = Observer<std::string_view, answer_str>{share(py_options.on_answer), error, cancel};
 
+    options.stop_on_sigint = py_options.handle_sigint && on_main_thread();
     std::optional<dagent::RunOutcome> outcome;
-    bool interrupted = false;
     {
-      SigintGuard sigint(*rt_, cancel, py_options.handle_sigint);
-      {
-        py::gil_scoped_release nogil;
-        outcome.emplace(start(options));
-      }
-      interrupted = sigint.seen();
+      py::gil_scoped_release nogil;
+      outcome.emplace(start(options));
     }
+    // Cancelled by Ctrl-C: the only other canceller, an observer's exception, was raised above.
+    const bool stop_on_sigint = options.stop_on_sigint;
+    bool interrupted = stop_on_sigint && outcome->result.interrupted;
     options = {};  // drops the observers while the GIL is held
+    // A Ctrl-C the run no longer heard went to Python's handler: it is this call's too.
+    if (stop_on_sigint && PyErr_CheckSignals() != 0) {
+      if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) throw py::error_already_set();
+      PyErr_Clear();
+      interrupted = true;
+    }
     if (error->error) throw std::move(*error->error);
     if (!outcome->problems.empty()) {
       raise_error(outcome->unreachable ? "ProviderUnreachable" : "PlanError", join_lines(outcome->problems),

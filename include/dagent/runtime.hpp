@@ -41,7 +41,9 @@ struct RunOptions {
   std::function<void(const PlanningEvent&)> on_planning;  ///< planner phases (goal tasks), on the loop
   std::function<void(std::string_view)> on_answer;  ///< the synthesized answer, piece by piece, as it streams
   std::filesystem::path trace_file;                ///< Chrome trace-event JSON, when set
-  bool stop_on_sigint = false;                     ///< SIGINT interrupts the run (the CLI sets it)
+  /// SIGINT interrupts the run (the CLI sets it); a second exits 130 at once. The program's own
+  /// handler is put back when the run ends.
+  bool stop_on_sigint = false;
   std::filesystem::path record_file;  ///< write the run's recording (SPEC §6) here, event by event
   bool record_replace = false;        ///< with record_file: replace an existing file (refused otherwise; CLI --force)
   std::filesystem::path replay_file;  ///< answer LLM and embedding calls from this recording; no network

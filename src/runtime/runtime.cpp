@@ -15,7 +15,6 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
@@ -39,6 +38,7 @@
 #include "runtime/distribution.hpp"
 #include "runtime/run.hpp"
 #include "runtime/runtime_access.hpp"
+#include "runtime/sigint_watch.hpp"
 #include "runtime/trace_writer.hpp"
 #include "text/json_utf8.hpp"
 #include "text/redact.hpp"
@@ -65,26 +65,10 @@ std::string new_run_id() {
   return id;
 }
 
-struct OnSignal {
+// The first Ctrl-C cancels the call or steps underway (a second exits 130: runtime/sigint_watch).
+struct OnSigint {
   runtime::Run* run;
-  asio::signal_set* signals;
-  void operator()(const boost::system::error_code& ec, int) const {
-    if (ec) return;
-    if (run->interrupted) std::_Exit(130);  // a second Ctrl-C: at once, no result (README: exit 130)
-    run->interrupt();                       // the first: the call or steps underway are cancelled
-    signals->async_wait(OnSignal{run, signals});
-  }
-};
-
-struct RunDone {
-  std::exception_ptr* error;
-  asio::signal_set* signals;
-  asio::steady_timer* wall = nullptr;
-  void operator()(std::exception_ptr e) const {
-    *error = e;
-    if (signals) signals->cancel();
-    if (wall) wall->cancel();
-  }
+  void operator()() const { run->interrupt(); }
 };
 
 // limits.max_wall_ms ran out: the run is cancelled as by Ctrl-C, and ends with the budget error.
@@ -408,11 +392,8 @@ struct CancelLink {
 
 asio::awaitable<void> Runtime::Impl::drive(runtime::Run& run, asio::awaitable<void> flow) {
   auto& result = *run.result;
-  std::unique_ptr<asio::signal_set> signals;
-  if (run.options().stop_on_sigint) {
-    signals = std::make_unique<asio::signal_set>(io, SIGINT);
-    signals->async_wait(OnSignal{&run, signals.get()});
-  }
+  std::optional<runtime::SigintWatch> sigint;
+  if (run.options().stop_on_sigint) sigint.emplace(io.get_executor(), OnSigint{&run});
   run.budget().start(run.epoch);
   asio::steady_timer wall(io);
   if (const auto ms = cfg.limits.max_wall_ms; ms > 0) {
@@ -428,8 +409,7 @@ asio::awaitable<void> Runtime::Impl::drive(runtime::Run& run, asio::awaitable<vo
       error = std::current_exception();
     }
   }
-  // Their handlers see operation_aborted and touch nothing of the run.
-  if (signals) signals->cancel();
+  // Its handler sees operation_aborted and touches nothing of the run.
   wall.cancel();
   result.metrics.wall_ms = runtime::ms_since(run.epoch);
   if (error) std::rethrow_exception(error);
