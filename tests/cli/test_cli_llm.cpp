@@ -156,7 +156,8 @@ plan:
 TEST_CASE("the rate-limiting and connection-pooling switches change what reaches the server", "[cli][llm]") {
   // The first reply says no tokens remain this minute: the limiter empties its token bucket, so
   // the second call waits for the part of its estimate the first did not give back to refill
-  // (about 10 ms at 60 000 tokens a minute).
+  // (about 100 ms at 3 000 tokens a minute; at 60 000 it was 5 ms, which a loaded machine's
+  // gap between the two calls could cover, so no wait was left to see).
   TestServer server(TestServerOptions{.cert = ServerCert::valid, .script = json::parse(R"({"rules": [
       {"path": "/v1/chat/completions", "nth": 1, "headers": {"x-ratelimit-remaining-tokens": "0"}}]})")});
   TempDir dir;
@@ -169,7 +170,7 @@ plan:
     server.reset();
     server.set_script(json::parse(R"({"rules": [{"path": "/v1/chat/completions", "nth": 1,
         "headers": {"x-ratelimit-remaining-tokens": "0"}}]})"));
-    std::vector<std::string> args{"run", "two.yaml", "--json", "--set", "performance.rate_limiting.tpm_limit=60000",
+    std::vector<std::string> args{"run", "two.yaml", "--json", "--set", "performance.rate_limiting.tpm_limit=3000",
                                   "--set", "performance.rate_limiting.safety_margin=1.0"};
     args.insert(args.end(), extra.begin(), extra.end());
     auto r = run_dagent(dir, server, args);
@@ -178,6 +179,7 @@ plan:
     return json::parse(r.out).at("metrics");
   };
   auto limited = with({});
+  INFO("waited " << limited.at("rate_limit_wait_ms").to_number<double>() << " ms");
   CHECK(limited.at("rate_limit_wait_ms").to_number<double>() > 0);
   CHECK(limited.at("connections_opened") == 1);
   auto unlimited = with({"--set", "performance.rate_limiting.enabled=false"});
