@@ -14,6 +14,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -66,6 +67,13 @@ struct Connection {
 struct RedisClient::Impl {
   Impl(asio::any_io_executor ex, RedisOptions opt) : executor(std::move(ex)), options(std::move(opt)) {}
 
+  // One write's callers on its connection: when every one of them has left, nobody waits for
+  // the replies (a cancelled XREAD BLOCK, say), so the connection is closed instead of read.
+  struct Flight {
+    Connection* conn = nullptr;  // null once the exchange is over
+    std::size_t live = 0;        // callers of the write still waiting
+  };
+
   // One caller's commands, waiting to be sent or for their replies.
   struct Pending {
     Pending(asio::any_io_executor ex, Clock::time_point d) : deadline(d), timer(std::move(ex), d) {}
@@ -77,6 +85,7 @@ struct RedisClient::Impl {
     std::optional<boost::system::result<std::vector<Reply>, RedisError>> outcome;
     bool taken = false;      // a connection carries it: it may reach the server
     bool abandoned = false;  // the caller left (its deadline, or cancelled): not sent, if not yet taken
+    std::shared_ptr<Flight> flight;  // set when taken
   };
 
   asio::any_io_executor executor;
@@ -297,9 +306,13 @@ void kick(const std::shared_ptr<Impl>& impl) {
 // round takes every caller waiting (up to k_batch_commands) and sends their commands in one
 // write, so commands issued while the connections are busy share round trips (pipelining that
 // callers need not arrange). Detached from the callers: one caller cancelled or past its deadline
-// leaves the others' commands and the connection alone. The connection goes back to the pool
-// when the queue is empty, and is closed after a failed exchange (its replies would be out of step).
+// leaves the others' commands and the connection alone; when all of a write's callers have left,
+// the connection is closed rather than waited on. It goes back to the pool when the queue is
+// empty, and is closed after a failed exchange (its replies would be out of step).
 asio::awaitable<void> carry(std::shared_ptr<Impl> impl, std::unique_ptr<Connection> conn) {
+  // co_spawn may start this inline, in the middle of the caller that kicked it; after one turn of
+  // the loop, the commands issued in that turn are all waiting and go in this first write.
+  (void)co_await asio::post(impl->executor, k_token);
   if (!conn) {
     auto made = co_await open_connection(impl);
     if (!made) {
@@ -332,7 +345,10 @@ asio::awaitable<void> carry(std::shared_ptr<Impl> impl, std::unique_ptr<Connecti
     }
     impl->stats.commands += count;
     ++impl->stats.writes;
+    auto flight = std::make_shared<Impl::Flight>(Impl::Flight{conn.get(), batch.size()});
+    for (const auto& p : batch) p->flight = flight;
     auto replies = co_await exchange(*conn, buffers, count, deadline);
+    flight->conn = nullptr;
     if (!replies) {
       conn->close();
       --impl->open;
@@ -371,6 +387,7 @@ asio::awaitable<Outcome> run_pipeline(std::shared_ptr<Impl> impl, std::vector<Co
   if (!pending->outcome) (void)co_await pending->timer.async_wait(k_token);
   if (pending->outcome) co_return std::move(*pending->outcome);
   pending->abandoned = true;
+  if (const auto& flight = pending->flight; flight && --flight->live == 0 && flight->conn) flight->conn->close();
   const asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
   if (state.cancelled() != asio::cancellation_type::none)
     co_return make_error(RedisErrc::cancelled, pending->what + " was cancelled");

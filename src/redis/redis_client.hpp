@@ -49,9 +49,10 @@ struct RedisOptions {
 /// one FIFO queue, and each connection of the pool takes everything waiting into one write and
 /// reads the replies in order, so commands issued while the connections are busy share a round
 /// trip (automatic pipelining). A caller that is cancelled or reaches its deadline leaves at once;
-/// its commands, if already written, still complete on the connection, so the other callers and
-/// the connection are unaffected. A connection whose exchange failed or timed out is closed,
-/// never reused (its replies would be out of step). Copies share the pool.
+/// its commands, if already written, still complete on the connection, so the other callers of
+/// that write and the connection are unaffected; when all of them have left, the connection is
+/// closed instead (nobody waits for a cancelled XREAD BLOCK). A connection whose exchange failed
+/// or timed out is closed, never reused (its replies would be out of step). Copies share the pool.
 class RedisClient {
  public:
   struct Stats {

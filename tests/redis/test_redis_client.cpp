@@ -177,6 +177,21 @@ TEST_CASE("RedisClient: a caller that leaves does not take the others' commands 
     CHECK((*queued)->integer == 1);
     CHECK(client.stats().connects == 1);  // the cancelled caller did not cost the connection
   }
+  SECTION("when every caller of a write has left, its connection is closed, not waited on") {
+    asio::cancellation_signal cancel;
+    // BLOCK 0 waits forever: io.run() returns only because the connection is closed.
+    asio::co_spawn(io, send_within(client, {"XREAD", "BLOCK", "0", "STREAMS", "s", "$"}, std::chrono::milliseconds(600000)),
+                   asio::bind_cancellation_slot(cancel.slot(), Keep{&leaving}));
+    asio::co_spawn(io, cancel_after(cancel, std::chrono::milliseconds(50)), asio::detached);
+    io.restart();
+    io.run();
+    REQUIRE(leaving.has_value());
+    REQUIRE_FALSE(leaving->has_value());
+    CHECK(leaving->error().code == RedisErrc::cancelled);
+    CHECK(client.open_connections() == 0);
+    CHECK(run_on(io, send(client, {"PING"}))->str == "PONG");  // on a new connection
+    CHECK(client.stats().connects == 2);
+  }
 }
 
 TEST_CASE("RedisClient authenticates with the password named by redis.password_env") {
