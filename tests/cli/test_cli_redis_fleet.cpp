@@ -1,6 +1,7 @@
 // Four dagent processes at once share one rate budget in Redis (issue 16, part 5) against the
 // scripted model server enforcing that budget: with performance.rate_limiting.shared no call
-// meets a 429, and the budget binds (640 calls against 600 a minute: some calls wait for it).
+// meets a 429, and the budget binds (640 calls against 570 a minute, 95 % of the server's 600:
+// some calls wait for it; without sharing, each process would send its 160 at once).
 
 #include <memory>
 #include <string>
@@ -56,7 +57,10 @@ FleetOutcome run_fleet() {
                                  "--set", "redis.url=" + redis.url(),
                                  "--set", "performance.rate_limiting.shared=true",
                                  "--set", "performance.rate_limiting.rpm_limit=600",
-                                 "--set", "performance.rate_limiting.safety_margin=1.0",
+                                 // Not 1.0: at exactly the server's limit the two buckets refill on clocks
+                                 // that differ by request latency, and a loaded machine (ASan, -j2) met
+                                 // a 429 "try again in 0.0s" no shared budget can prevent.
+                                 "--set", "performance.rate_limiting.safety_margin=0.95",
                                  "--set", "performance.rate_limiting.expected_processes=4",
                                  "--set", "performance.parallel_execution.max_parallel_llm_calls=32",
                                  "--set", "performance.parallel_execution.max_parallel_steps=32",
