@@ -92,7 +92,7 @@ struct RedisClient::Impl {
   RedisOptions options;
   std::vector<std::unique_ptr<Connection>> idle;
   int open = 0;                               // connections idle, carrying commands, or being opened
-  bool starting = false;                      // a carrier was started and has not taken its first batch
+  bool starting = false;                      // a carrier was started and has not run yet: it takes the queue
   std::deque<std::shared_ptr<Pending>> queue; // commands waiting for a connection, FIFO
   Clock::time_point down_until{};             // no connect before this (backoff)
   std::chrono::milliseconds backoff{0};
@@ -313,13 +313,16 @@ asio::awaitable<void> carry(std::shared_ptr<Impl> impl, std::unique_ptr<Connecti
   // co_spawn may start this inline, in the middle of the caller that kicked it; after one turn of
   // the loop, the commands issued in that turn are all waiting and go in this first write.
   (void)co_await asio::post(impl->executor, k_token);
+  // From here commands that come in may start another carrier: one opening a connection must not
+  // hold them back from a connection that turns idle meanwhile.
+  impl->starting = false;
   if (!conn) {
     auto made = co_await open_connection(impl);
     if (!made) {
-      impl->starting = false;
       --impl->open;
       note_connect_failure(*impl, made.error());
-      if (impl->open == 0) fail_waiting(*impl, made.error());  // else the open connections take them
+      if (impl->open == 0) fail_waiting(*impl, made.error());
+      else kick(impl);  // an idle connection takes them, or a busy one when it is done
       co_return;
     }
     ++impl->stats.connects;
@@ -327,9 +330,8 @@ asio::awaitable<void> carry(std::shared_ptr<Impl> impl, std::unique_ptr<Connecti
     conn = std::move(*made);
   }
   std::vector<asio::const_buffer> buffers;
-  for (bool first = true;; first = false) {
+  for (;;) {
     auto batch = take_batch(*impl);
-    if (first) impl->starting = false;
     if (batch.empty()) {
       impl->idle.push_back(std::move(conn));
       co_return;
