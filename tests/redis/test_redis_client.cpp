@@ -128,6 +128,19 @@ struct Keep {
   }
 };
 
+// The error of a caller that left (its command failed).
+RedisErrc left_with(const std::optional<Result>& r) {
+  REQUIRE(r.has_value());
+  REQUIRE_FALSE(r->has_value());
+  return r->error().code;
+}
+
+std::int64_t integer_reply(const std::optional<Result>& r) {
+  REQUIRE(r.has_value());
+  REQUIRE(r->has_value());
+  return (*r)->integer;
+}
+
 asio::awaitable<void> cancel_after(asio::cancellation_signal& signal, std::chrono::milliseconds delay) {
   asio::steady_timer timer(co_await asio::this_coro::executor, delay);
   co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -153,12 +166,8 @@ TEST_CASE("RedisClient: a caller that leaves does not take the others' commands 
     io.run();
     REQUIRE(slow.has_value());
     CHECK(slow->has_value());
-    REQUIRE(leaving.has_value());
-    REQUIRE_FALSE(leaving->has_value());
-    CHECK(leaving->error().code == RedisErrc::timeout);
-    REQUIRE(queued.has_value());
-    REQUIRE(queued->has_value());
-    CHECK((*queued)->integer == 1);
+    CHECK(left_with(leaving) == RedisErrc::timeout);
+    CHECK(integer_reply(queued) == 1);
     CHECK(run_on(io, send(client, {"EXISTS", "left"}))->integer == 0);
   }
   SECTION("one cancelled while its command is on the connection leaves it to finish") {
@@ -169,12 +178,8 @@ TEST_CASE("RedisClient: a caller that leaves does not take the others' commands 
     asio::co_spawn(io, cancel_after(cancel, std::chrono::milliseconds(50)), asio::detached);
     io.restart();
     io.run();
-    REQUIRE(leaving.has_value());
-    REQUIRE_FALSE(leaving->has_value());
-    CHECK(leaving->error().code == RedisErrc::cancelled);
-    REQUIRE(queued.has_value());
-    REQUIRE(queued->has_value());
-    CHECK((*queued)->integer == 1);
+    CHECK(left_with(leaving) == RedisErrc::cancelled);
+    CHECK(integer_reply(queued) == 1);
     CHECK(client.stats().connects == 1);  // the cancelled caller did not cost the connection
   }
   SECTION("when every caller of a write has left, its connection is closed, not waited on") {
@@ -185,9 +190,7 @@ TEST_CASE("RedisClient: a caller that leaves does not take the others' commands 
     asio::co_spawn(io, cancel_after(cancel, std::chrono::milliseconds(50)), asio::detached);
     io.restart();
     io.run();
-    REQUIRE(leaving.has_value());
-    REQUIRE_FALSE(leaving->has_value());
-    CHECK(leaving->error().code == RedisErrc::cancelled);
+    CHECK(left_with(leaving) == RedisErrc::cancelled);
     CHECK(client.open_connections() == 0);
     CHECK(run_on(io, send(client, {"PING"}))->str == "PONG");  // on a new connection
     CHECK(client.stats().connects == 2);
