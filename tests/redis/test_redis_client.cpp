@@ -129,7 +129,7 @@ struct Keep {
 };
 
 // The error of a caller that left (its command failed).
-RedisErrc left_with(const std::optional<Result>& r) {
+boost::system::error_code left_with(const std::optional<Result>& r) {
   REQUIRE(r.has_value());
   REQUIRE_FALSE(r->has_value());
   return r->error().code;
